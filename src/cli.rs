@@ -1,0 +1,158 @@
+//! Command-line flags (clap). Every flag can also come from an environment
+//! variable, named in `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// compute_ctl: prepares, starts and supervises one Postgres compute, shaped by a spec.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "compute_ctl", version, about, long_about = None)]
+pub struct Args {
+    /// The data directory. It is removed and recreated on every start.
+    #[arg(
+        short = 'D',
+        long,
+        env = "COMPUTE_CTL_PGDATA",
+        required_unless_present = "validate_spec"
+    )]
+    pub pgdata: Option<PathBuf>,
+
+    /// The supervisor's superuser connection string, e.g. postgresql://cloud_admin@127.0.0.1:55432/postgres
+    #[arg(
+        short = 'C',
+        long,
+        env = "COMPUTE_CTL_CONNSTR",
+        required_unless_present = "validate_spec"
+    )]
+    pub connstr: Option<String>,
+
+    /// A spec file to start with.
+    #[arg(short = 'S', long, env = "COMPUTE_CTL_SPEC_PATH", conflicts_with_all = ["spec_json", "control_plane_uri"])]
+    pub spec_path: Option<PathBuf>,
+
+    /// A spec as JSON text to start with.
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_SPEC_JSON",
+        conflicts_with = "control_plane_uri"
+    )]
+    pub spec_json: Option<String>,
+
+    /// The postgres binary; initdb, pg_basebackup and friends are found beside it.
+    #[arg(
+        short = 'b',
+        long,
+        env = "COMPUTE_CTL_PGBIN",
+        default_value = "postgres"
+    )]
+    pub pgbin: PathBuf,
+
+    /// HTTP API port.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_PORT", default_value_t = 3080)]
+    pub http_port: u16,
+
+    /// HTTP API listen address.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_HOST", default_value = "0.0.0.0")]
+    pub http_host: std::net::IpAddr,
+
+    /// Control plane base URL to fetch the spec from (needs --compute-id).
+    #[arg(long, env = "COMPUTE_CTL_CONTROL_PLANE_URI", requires = "compute_id")]
+    pub control_plane_uri: Option<String>,
+
+    /// This compute's id.
+    #[arg(long, env = "COMPUTE_CTL_COMPUTE_ID")]
+    pub compute_id: Option<String>,
+
+    /// JSON Web Key Set file; when given, mutating routes need a bearer token.
+    #[arg(long, env = "COMPUTE_CTL_JWKS")]
+    pub jwks: Option<PathBuf>,
+
+    /// Only validate this spec file: print every problem, exit 0 if valid, 2 if not.
+    #[arg(long, value_name = "FILE")]
+    pub validate_spec: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Seconds Postgres may take to accept connections after it is spawned.
+    #[arg(long, env = "COMPUTE_CTL_READY_TIMEOUT", default_value_t = 60)]
+    pub ready_timeout_secs: u64,
+
+    /// Seconds a shutdown may take before it is escalated.
+    #[arg(long, env = "COMPUTE_CTL_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Args {
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_secs(self.ready_timeout_secs)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_flags_match_neon_habits() {
+        let a = Args::try_parse_from([
+            "compute_ctl",
+            "-D",
+            "/pgdata",
+            "-C",
+            "postgresql://cloud_admin@127.0.0.1:55432/postgres",
+            "-S",
+            "spec.json",
+            "-b",
+            "/usr/bin/postgres",
+        ])
+        .unwrap();
+        assert_eq!(a.pgdata.as_deref(), Some(std::path::Path::new("/pgdata")));
+        assert_eq!(a.http_port, 3080);
+        assert_eq!(a.pgbin, PathBuf::from("/usr/bin/postgres"));
+    }
+
+    #[test]
+    fn pgdata_and_connstr_are_required_unless_validating() {
+        assert!(Args::try_parse_from(["compute_ctl", "-S", "x.json"]).is_err());
+        assert!(Args::try_parse_from(["compute_ctl", "--validate-spec", "x.json"]).is_ok());
+    }
+
+    #[test]
+    fn control_plane_needs_compute_id_and_excludes_spec_file() {
+        let base = ["compute_ctl", "-D", "/d", "-C", "postgresql://u@h/postgres"];
+        let with = |extra: &[&str]| Args::try_parse_from(base.iter().chain(extra).copied());
+        assert!(with(&["--control-plane-uri", "http://cp"]).is_err());
+        assert!(with(&["--control-plane-uri", "http://cp", "--compute-id", "c1"]).is_ok());
+        assert!(
+            with(&[
+                "--control-plane-uri",
+                "http://cp",
+                "--compute-id",
+                "c1",
+                "-S",
+                "s.json"
+            ])
+            .is_err()
+        );
+    }
+}

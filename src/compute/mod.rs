@@ -1,0 +1,265 @@
+//! The supervisor core: the compute's shared state and the operations the
+//! HTTP API and the binary call on it. The long-running loop that starts,
+//! reconfigures and stops Postgres is in [`supervisor`].
+
+mod params;
+mod supervisor;
+mod timings;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use params::{ComputeParams, ConnTarget, ConnstrError};
+pub use supervisor::RunOutcome;
+pub use timings::{ReconfigureTimings, StartupTimings, ms};
+
+use crate::env::Env;
+use crate::metrics::Metrics;
+use crate::spec::ComputeSpec;
+use crate::state::{ComputeStatus, Event, IllegalTransition, transition};
+
+/// How to stop Postgres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TerminateMode {
+    /// SIGINT: roll back transactions, disconnect, shut down cleanly.
+    #[default]
+    Fast,
+    /// SIGQUIT: stop at once (recovery on next start).
+    Immediate,
+}
+
+/// Everything observable about the compute; published on a watch channel.
+#[derive(Debug, Clone)]
+pub struct ComputeState {
+    pub status: ComputeStatus,
+    /// Why the compute is Failed.
+    pub error: Option<String>,
+    pub start_time: SystemTime,
+    /// Last time a client (not the supervisor) was seen active.
+    pub last_active: Option<SystemTime>,
+    /// The spec in effect (last applied, or being applied).
+    pub spec: Option<Arc<ComputeSpec>>,
+    /// A spec accepted but not yet picked up by the supervisor.
+    pub pending: Option<Arc<ComputeSpec>>,
+    /// Counts accepted specs; a configure request waits for its generation.
+    pub generation: u64,
+    /// The generation that was last applied successfully.
+    pub applied_generation: u64,
+    /// Whether Postgres was started (reconfigure vs first start).
+    pub postgres_started: bool,
+    pub terminate_mode: Option<TerminateMode>,
+    pub startup: StartupTimings,
+    pub last_reconfigure: Option<ReconfigureTimings>,
+    /// Settings that changed but take effect only after a restart.
+    pub pending_restart: Vec<String>,
+}
+
+/// Why a spec was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("another configuration is in progress (status {0}); retry when it has finished")]
+    Busy(ComputeStatus),
+    #[error(
+        "cannot configure a compute in status {0}; configure is allowed only when empty or running"
+    )]
+    WrongState(ComputeStatus),
+}
+
+/// What happened to an accepted spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// Queued as this generation.
+    Accepted(u64),
+    /// Its `operation_uuid` is the one in effect: nothing to do.
+    AlreadyApplied,
+}
+
+/// The supervisor of one compute.
+pub struct Compute<E: Env> {
+    pub env: E,
+    pub params: ComputeParams,
+    pub metrics: Metrics,
+    state: watch::Sender<ComputeState>,
+}
+
+impl<E: Env> Compute<E> {
+    pub fn new(env: E, params: ComputeParams) -> Arc<Self> {
+        let state = ComputeState {
+            status: ComputeStatus::Empty,
+            error: None,
+            start_time: env.wall_clock(),
+            last_active: None,
+            spec: None,
+            pending: None,
+            generation: 0,
+            applied_generation: 0,
+            postgres_started: false,
+            terminate_mode: None,
+            startup: StartupTimings::default(),
+            last_reconfigure: None,
+            pending_restart: Vec::new(),
+        };
+        let metrics = Metrics::new();
+        metrics.set_status(ComputeStatus::Empty);
+        Arc::new(Self {
+            env,
+            params,
+            metrics,
+            state: watch::Sender::new(state),
+        })
+    }
+
+    /// A copy of the current state.
+    pub fn state(&self) -> ComputeState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every state change.
+    pub fn subscribe(&self) -> watch::Receiver<ComputeState> {
+        self.state.subscribe()
+    }
+
+    /// Applies a state-machine event; the state is untouched when it is illegal.
+    fn apply_event(
+        &self,
+        event: Event,
+        f: impl FnOnce(&mut ComputeState),
+    ) -> Result<ComputeStatus, IllegalTransition> {
+        let mut result = Err(IllegalTransition {
+            from: ComputeStatus::Empty,
+            event,
+        });
+        self.state
+            .send_if_modified(|st| match transition(st.status, event) {
+                Ok(next) => {
+                    tracing::info!(from = %st.status, to = %next, ?event, "status change");
+                    st.status = next;
+                    f(st);
+                    result = Ok(next);
+                    true
+                }
+                Err(e) => {
+                    result = Err(e);
+                    false
+                }
+            });
+        if let Ok(s) = result {
+            self.metrics.set_status(s);
+        }
+        result
+    }
+
+    /// Accepts a validated spec for the supervisor to apply (first start or reconfigure).
+    pub fn submit(&self, spec: ComputeSpec) -> Result<Submitted, SubmitError> {
+        let mut out = Err(SubmitError::WrongState(ComputeStatus::Empty));
+        let spec = Arc::new(spec);
+        self.state.send_if_modified(|st| {
+            out = if st.status == ComputeStatus::Running
+                && same_operation(st.spec.as_deref(), &spec)
+            {
+                Ok(Submitted::AlreadyApplied)
+            } else {
+                match transition(st.status, Event::SpecDelivered) {
+                    Ok(next) => {
+                        st.status = next;
+                        st.generation += 1;
+                        st.pending = Some(spec.clone());
+                        st.error = None;
+                        Ok(Submitted::Accepted(st.generation))
+                    }
+                    Err(_) if st.status.is_configuring() => Err(SubmitError::Busy(st.status)),
+                    Err(_) => Err(SubmitError::WrongState(st.status)),
+                }
+            };
+            matches!(out, Ok(Submitted::Accepted(_)))
+        });
+        if let Ok(Submitted::Accepted(g)) = out {
+            tracing::info!(generation = g, operation_uuid = ?spec.operation_uuid, "spec accepted");
+            self.metrics.set_status(ComputeStatus::ConfigurationPending);
+        }
+        out
+    }
+
+    /// Waits until generation `generation` is applied (Ok) or the compute
+    /// failed or is stopping (Err with the reason).
+    pub async fn wait_applied(&self, generation: u64) -> Result<ComputeState, String> {
+        let mut rx = self.subscribe();
+        let st = rx
+            .wait_for(|st| {
+                (st.applied_generation >= generation && st.status == ComputeStatus::Running)
+                    || matches!(
+                        st.status,
+                        ComputeStatus::Failed
+                            | ComputeStatus::TerminationPending
+                            | ComputeStatus::Terminated
+                    )
+            })
+            .await
+            .map_err(|_| "the supervisor has stopped".to_string())?
+            .clone();
+        match st.status {
+            ComputeStatus::Running => Ok(st),
+            ComputeStatus::Failed => Err(st.error.unwrap_or_else(|| "configuration failed".into())),
+            s => Err(format!(
+                "the compute is {s}; the configuration was abandoned"
+            )),
+        }
+    }
+
+    /// Asks the supervisor to stop Postgres.
+    pub fn request_terminate(
+        &self,
+        mode: TerminateMode,
+    ) -> Result<ComputeStatus, IllegalTransition> {
+        self.apply_event(Event::TerminateRequested, |st| {
+            // An immediate request upgrades a fast one already under way.
+            if st.terminate_mode != Some(TerminateMode::Immediate) {
+                st.terminate_mode = Some(mode);
+            }
+        })
+    }
+
+    /// Waits until the compute is Terminated.
+    pub async fn wait_terminated(&self) -> ComputeState {
+        let mut rx = self.subscribe();
+        let r = rx
+            .wait_for(|st| st.status == ComputeStatus::Terminated)
+            .await;
+        match r {
+            Ok(st) => st.clone(),
+            Err(_) => self.state(),
+        }
+    }
+
+    /// Records client activity seen by the monitor; `last_active` only moves forward.
+    pub fn record_activity(&self, at: SystemTime) {
+        self.state.send_if_modified(|st| {
+            if st.last_active.is_none_or(|prev| at > prev) {
+                st.last_active = Some(at);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Sets Failed with a reason (a no-op when already stopping).
+    pub fn fail(&self, reason: String) {
+        tracing::error!(%reason, "compute failed");
+        let _ = self.apply_event(Event::Fail, |st| st.error = Some(reason));
+    }
+}
+
+fn same_operation(applied: Option<&ComputeSpec>, new: &ComputeSpec) -> bool {
+    match (
+        applied.and_then(|s| s.operation_uuid.as_deref()),
+        new.operation_uuid.as_deref(),
+    ) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}

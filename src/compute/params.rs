@@ -1,0 +1,133 @@
+//! Everything the supervisor needs to know that is not in the spec.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where and how the supervisor connects to its own Postgres as superuser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+}
+
+/// Why a `--connstr` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnstrError {
+    #[error(
+        "cannot parse connection string: {0}; expected e.g. postgresql://cloud_admin@127.0.0.1:55432/postgres"
+    )]
+    Parse(#[from] tokio_postgres::Error),
+    #[error(
+        "connection string {0}; expected e.g. postgresql://cloud_admin@127.0.0.1:55432/postgres"
+    )]
+    Incomplete(&'static str),
+}
+
+impl ConnTarget {
+    /// Parses a libpq URL or key=value string; it must name a TCP host and a user.
+    pub fn parse(connstr: &str) -> Result<Self, ConnstrError> {
+        use tokio_postgres::config::Host;
+        let cfg: tokio_postgres::Config = connstr.parse()?;
+        let host = match cfg.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            Some(_) => {
+                return Err(ConnstrError::Incomplete(
+                    "names a Unix socket; a TCP host is needed",
+                ));
+            }
+            None => return Err(ConnstrError::Incomplete("has no host")),
+        };
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let user = cfg
+            .get_user()
+            .ok_or(ConnstrError::Incomplete("has no user"))?
+            .to_string();
+        let dbname = cfg.get_dbname().unwrap_or("postgres").to_string();
+        Ok(Self {
+            host,
+            port,
+            user,
+            dbname,
+        })
+    }
+
+    /// The same target in another database.
+    pub fn with_dbname(&self, dbname: &str) -> Self {
+        Self {
+            dbname: dbname.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Supervisor parameters, from the command line.
+#[derive(Debug, Clone)]
+pub struct ComputeParams {
+    /// The data directory; recreated on every start.
+    pub pgdata: PathBuf,
+    /// The `postgres` binary; `initdb`, `pg_basebackup` and friends are beside it.
+    pub pgbin: PathBuf,
+    /// The supervisor's superuser connection.
+    pub conn: ConnTarget,
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// This compute's id (JWT `compute_id` claim, control-plane spec fetch).
+    pub compute_id: Option<String>,
+    /// How long Postgres may take to accept connections after spawn.
+    pub ready_timeout: Duration,
+    /// How long a fast shutdown may take before it is made immediate.
+    pub shutdown_timeout: Duration,
+    /// How often the activity monitor polls.
+    pub activity_interval: Duration,
+}
+
+impl ComputeParams {
+    /// A program that lives beside the `postgres` binary.
+    pub fn pg_tool(&self, name: &str) -> PathBuf {
+        self.pgbin.with_file_name(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_url_and_keyvalue_connstrings() {
+        let t = ConnTarget::parse("postgresql://cloud_admin@127.0.0.1:55432/postgres").unwrap();
+        assert_eq!(
+            t,
+            ConnTarget {
+                host: "127.0.0.1".into(),
+                port: 55432,
+                user: "cloud_admin".into(),
+                dbname: "postgres".into()
+            }
+        );
+        let t = ConnTarget::parse("host=localhost port=6000 user=x").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.dbname.as_str()),
+            ("localhost", 6000, "postgres")
+        );
+    }
+
+    #[test]
+    fn rejects_connstrings_without_user_or_tcp_host() {
+        assert!(
+            ConnTarget::parse("postgresql://127.0.0.1:5432/postgres")
+                .unwrap_err()
+                .to_string()
+                .contains("no user")
+        );
+        assert!(
+            ConnTarget::parse("host=/tmp user=x")
+                .unwrap_err()
+                .to_string()
+                .contains("Unix socket")
+        );
+        assert!(ConnTarget::parse("postgresql://[").is_err());
+    }
+}

@@ -1,0 +1,350 @@
+//! The supervisor loop: waits for specs and terminate requests, starts,
+//! reconfigures and stops Postgres, and watches the postmaster.
+
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Compute, ReconfigureTimings, TerminateMode, ms};
+use crate::catalog;
+use crate::env::{Child, Env, ExitInfo, Signal, timeout};
+use crate::pg;
+use crate::spec::ComputeSpec;
+use crate::state::{ComputeStatus, Event};
+
+/// How the supervisor loop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Stopped on request; exit 0.
+    Terminated,
+    /// Start failed or Postgres died; exit non-zero with this reason.
+    Failed(String),
+}
+
+/// The running postmaster: its pid and a channel that reports its exit.
+#[derive(Clone)]
+struct Postmaster {
+    pid: u32,
+    exit: watch::Receiver<Option<ExitInfo>>,
+}
+
+impl Postmaster {
+    /// Completes when the postmaster has exited.
+    async fn exited(&mut self) -> ExitInfo {
+        match self.exit.wait_for(Option::is_some).await {
+            Ok(v) => v.unwrap_or(ExitInfo {
+                code: None,
+                signal: None,
+            }),
+            Err(_) => ExitInfo {
+                code: None,
+                signal: None,
+            },
+        }
+    }
+}
+
+/// Completes when `pm` exits; never when there is none.
+async fn postmaster_exit(pm: &mut Option<Postmaster>) -> ExitInfo {
+    match pm {
+        Some(pm) => pm.exited().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What interrupted a phase.
+enum Interrupted {
+    PostmasterExited(ExitInfo),
+    Terminate,
+}
+
+impl<E: Env> Compute<E> {
+    /// Runs the compute until it is terminated or fails for good.
+    pub async fn run(self: &Arc<Self>) -> RunOutcome {
+        let created = self.env.now();
+        let mut rx = self.subscribe();
+        let mut postmaster: Option<Postmaster> = None;
+        loop {
+            let status = rx.borrow_and_update().status;
+            match status {
+                ComputeStatus::ConfigurationPending => {
+                    let started = self.state().postgres_started;
+                    let result = if started {
+                        self.reconfigure(&mut postmaster).await
+                    } else {
+                        self.start(created, &mut postmaster).await
+                    };
+                    match result {
+                        Ok(()) => {}
+                        Err(Interrupted::Terminate) => continue,
+                        Err(Interrupted::PostmasterExited(exit)) => {
+                            return self.postmaster_died(exit);
+                        }
+                    }
+                    if !started && self.state().status == ComputeStatus::Failed {
+                        let reason = self.state().error.unwrap_or_default();
+                        self.stop_postgres(&mut postmaster, TerminateMode::Immediate)
+                            .await;
+                        return RunOutcome::Failed(reason);
+                    }
+                    continue;
+                }
+                ComputeStatus::TerminationPending => {
+                    let mode = self.state().terminate_mode.unwrap_or_default();
+                    self.stop_postgres(&mut postmaster, mode).await;
+                    let _ = self.apply_event(Event::Stopped, |_| {});
+                    return RunOutcome::Terminated;
+                }
+                ComputeStatus::Failed if postmaster.is_none() => {
+                    return RunOutcome::Failed(self.state().error.unwrap_or_default());
+                }
+                ComputeStatus::Terminated => return RunOutcome::Terminated,
+                _ => {}
+            }
+            tokio::select! {
+                biased;
+                exit = postmaster_exit(&mut postmaster) => {
+                    if self.state().status == ComputeStatus::TerminationPending {
+                        postmaster = None;
+                        continue;
+                    }
+                    return self.postmaster_died(exit);
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return RunOutcome::Failed("state channel closed".into());
+                    }
+                }
+            }
+        }
+    }
+
+    fn postmaster_died(&self, exit: ExitInfo) -> RunOutcome {
+        if self.state().status == ComputeStatus::TerminationPending {
+            let _ = self.apply_event(Event::Stopped, |_| {});
+            return RunOutcome::Terminated;
+        }
+        let reason =
+            format!("Postgres exited unexpectedly ({exit}); see the Postgres log lines above");
+        self.fail(reason.clone());
+        RunOutcome::Failed(reason)
+    }
+
+    /// Runs a phase, interrupted by postmaster exit or a terminate request.
+    async fn guarded<T>(
+        &self,
+        postmaster: &mut Option<Postmaster>,
+        phase: impl std::future::Future<Output = T>,
+    ) -> Result<T, Interrupted> {
+        let mut rx = self.subscribe();
+        let terminate = rx.wait_for(|st| {
+            matches!(
+                st.status,
+                ComputeStatus::TerminationPending | ComputeStatus::Terminated
+            )
+        });
+        let mut pm = postmaster.clone();
+        tokio::select! {
+            biased;
+            exit = postmaster_exit(&mut pm) => Err(Interrupted::PostmasterExited(exit)),
+            _ = terminate => Err(Interrupted::Terminate),
+            out = phase => Ok(out),
+        }
+    }
+
+    /// Takes the pending spec and moves to `event`'s state.
+    fn begin(&self, event: Event) -> Option<(Arc<ComputeSpec>, u64)> {
+        let mut taken = None;
+        let _ = self.apply_event(event, |st| {
+            taken = st.pending.take().map(|s| (s, st.generation));
+            if let Some((s, _)) = &taken {
+                st.spec = Some(s.clone());
+            }
+        });
+        taken
+    }
+
+    /// The first start: PGDATA, config, Postgres, catalog.
+    async fn start(
+        &self,
+        created: Instant,
+        postmaster: &mut Option<Postmaster>,
+    ) -> Result<(), Interrupted> {
+        let wait_for_spec = self.env.now() - created;
+        let Some((spec, generation)) = self.begin(Event::BeginStart) else {
+            return Ok(());
+        };
+        self.state
+            .send_modify(|st| st.startup.wait_for_spec_ms = ms(wait_for_spec));
+        let t0 = self.env.now();
+
+        let prepared = self
+            .guarded(
+                postmaster,
+                pg::prepare_pgdata(&self.env, &self.params, &spec),
+            )
+            .await?;
+        if let Err(e) = prepared {
+            self.fail(format!("preparing PGDATA failed: {e}"));
+            return Ok(());
+        }
+        let t_pgdata = self.env.now();
+        self.metrics
+            .observe_phase("start", "prepare_pgdata", t_pgdata - t0);
+
+        if let Err(e) = pg::write_config(&self.env, &self.params, &spec).await {
+            self.fail(format!("writing Postgres configuration failed: {e}"));
+            return Ok(());
+        }
+        match pg::spawn_postgres(&self.env, &self.params) {
+            Ok(child) => *postmaster = Some(self.watch_postmaster(child)),
+            Err(e) => {
+                self.fail(format!("starting Postgres failed: {e}"));
+                return Ok(());
+            }
+        }
+        self.state.send_modify(|st| st.postgres_started = true);
+        let ready = self
+            .guarded(postmaster, pg::wait_ready(&self.env, &self.params))
+            .await?;
+        if let Err(e) = ready {
+            self.fail(format!("Postgres did not become ready: {e}"));
+            return Ok(());
+        }
+        let t_started = self.env.now();
+        self.metrics
+            .observe_phase("start", "start_postgres", t_started - t_pgdata);
+
+        if !spec.skip_pg_catalog_updates {
+            let applied = self
+                .guarded(
+                    postmaster,
+                    catalog::apply(&self.env, &self.params, &spec, &self.metrics),
+                )
+                .await?;
+            if let Err(e) = applied {
+                self.fail(format!("applying the spec to the catalog failed: {e}"));
+                return Ok(());
+            }
+        }
+        let t_done = self.env.now();
+        self.metrics
+            .observe_phase("start", "config", t_done - t_started);
+        self.metrics
+            .observe_phase("start", "total", t_done - t0 + wait_for_spec);
+        let _ = self.apply_event(Event::Started, |st| {
+            st.applied_generation = generation;
+            st.startup.prepare_pgdata_ms = ms(t_pgdata - t0);
+            st.startup.start_postgres_ms = ms(t_started - t_pgdata);
+            st.startup.config_ms = ms(t_done - t_started);
+            st.startup.total_startup_ms = ms(t_done - t0 + wait_for_spec);
+        });
+        Ok(())
+    }
+
+    /// A reconfigure of running Postgres: config, reload by signal, then
+    /// (unless `skip_pg_catalog_updates`) the catalog.
+    async fn reconfigure(&self, postmaster: &mut Option<Postmaster>) -> Result<(), Interrupted> {
+        let previous = self.state().spec;
+        let Some((spec, generation)) = self.begin(Event::BeginReconfigure) else {
+            return Ok(());
+        };
+        let t0 = self.env.now();
+        let mut timings = ReconfigureTimings {
+            operation_uuid: spec.operation_uuid.clone(),
+            skip_pg_catalog_updates: spec.skip_pg_catalog_updates,
+            ..Default::default()
+        };
+        if let Err(e) = pg::write_config(&self.env, &self.params, &spec).await {
+            self.fail(format!("writing Postgres configuration failed: {e}"));
+            return Ok(());
+        }
+        let t_written = self.env.now();
+        timings.write_config_ms = ms(t_written - t0);
+        let Some(pid) = postmaster.as_ref().map(|p| p.pid) else {
+            self.fail("Postgres is not running; cannot reload".into());
+            return Ok(());
+        };
+        if let Err(e) = self.env.signal(pid, Signal::Hup) {
+            self.fail(format!(
+                "reloading Postgres (SIGHUP to pid {pid}) failed: {e}"
+            ));
+            return Ok(());
+        }
+        let t_reloaded = self.env.now();
+        timings.reload_ms = ms(t_reloaded - t_written);
+        self.metrics
+            .observe_phase("reconfigure", "write_config", t_written - t0);
+        self.metrics
+            .observe_phase("reconfigure", "reload", t_reloaded - t_written);
+
+        if !spec.skip_pg_catalog_updates {
+            let applied = self
+                .guarded(
+                    postmaster,
+                    catalog::apply(&self.env, &self.params, &spec, &self.metrics),
+                )
+                .await?;
+            match applied {
+                Ok(report) => timings.catalog_statements = report.executed,
+                Err(e) => {
+                    self.fail(format!("applying the spec to the catalog failed: {e}"));
+                    return Ok(());
+                }
+            }
+            timings.catalog_ms = ms(self.env.now() - t_reloaded);
+            self.metrics
+                .observe_phase("reconfigure", "catalog", self.env.now() - t_reloaded);
+        }
+        let pending_restart = pg::pending_restart(previous.as_deref(), &spec);
+        timings.total_ms = ms(self.env.now() - t0);
+        self.metrics
+            .observe_phase("reconfigure", "total", self.env.now() - t0);
+        tracing::info!(?timings, "reconfigured");
+        let _ = self.apply_event(Event::Reconfigured, |st| {
+            st.applied_generation = generation;
+            st.last_reconfigure = Some(timings);
+            st.pending_restart = pending_restart;
+        });
+        Ok(())
+    }
+
+    /// Starts a task that waits for the postmaster and reports its exit.
+    fn watch_postmaster(&self, mut child: E::Child) -> Postmaster {
+        let pid = child.pid();
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            let exit = child.wait().await.unwrap_or(ExitInfo {
+                code: None,
+                signal: None,
+            });
+            tracing::info!(pid, %exit, "postmaster exited");
+            let _ = tx.send(Some(exit));
+        });
+        Postmaster { pid, exit: rx }
+    }
+
+    /// Stops Postgres: `mode`'s signal, then SIGQUIT and SIGKILL if it lingers.
+    async fn stop_postgres(&self, postmaster: &mut Option<Postmaster>, mode: TerminateMode) {
+        let Some(mut pm) = postmaster.take() else {
+            return;
+        };
+        let first = match mode {
+            TerminateMode::Fast => Signal::Int,
+            TerminateMode::Immediate => Signal::Quit,
+        };
+        for sig in [first, Signal::Quit, Signal::Kill] {
+            if pm.exit.borrow().is_some() {
+                return;
+            }
+            if let Err(e) = self.env.signal(pm.pid, sig) {
+                tracing::warn!(pid = pm.pid, ?sig, error = %e, "signalling Postgres failed");
+            }
+            if let Ok(exit) = timeout(&self.env, self.params.shutdown_timeout, pm.exited()).await {
+                tracing::info!(%exit, "Postgres stopped");
+                return;
+            }
+            tracing::warn!(?sig, "Postgres did not stop in time; escalating");
+        }
+    }
+}

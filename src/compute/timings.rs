@@ -1,0 +1,31 @@
+//! Durations of the phases of a start and of a reconfigure.
+
+use serde::Serialize;
+
+/// Phases of the first start, in milliseconds (served by `/metrics.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StartupTimings {
+    pub wait_for_spec_ms: u64,
+    pub prepare_pgdata_ms: u64,
+    pub start_postgres_ms: u64,
+    pub config_ms: u64,
+    pub total_startup_ms: u64,
+}
+
+/// What the last reconfigure did and how long each phase took.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReconfigureTimings {
+    pub operation_uuid: Option<String>,
+    pub skip_pg_catalog_updates: bool,
+    pub write_config_ms: u64,
+    pub reload_ms: u64,
+    pub catalog_ms: u64,
+    pub total_ms: u64,
+    /// Catalog statements executed (0 when the skip flag was set).
+    pub catalog_statements: u64,
+}
+
+/// Milliseconds of a duration, saturating.
+pub fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,216 @@
+//! The Env seam: every effect the supervisor has goes through these traits.
+//!
+//! The supervisor core is generic over [`Env`] (static dispatch). Production
+//! wires [`TokioEnv`]: tokio time, TCP, `tokio::process`, the real file system.
+//! The simulator (`sim/`) wires turmoil time and TCP, a simulated Postgres
+//! process, an in-memory file system and a seeded RNG. Nothing outside this
+//! module may call the clock, the OS or randomness directly (`clippy.toml`).
+
+mod tokio_env;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+pub use tokio_env::TokioEnv;
+
+/// Monotonic and wall-clock time.
+pub trait Clock: Send + Sync + 'static {
+    /// Monotonic now (tokio's clock, which the simulator drives).
+    fn now(&self) -> Instant;
+    /// Wall-clock time, for timestamps shown to users.
+    fn wall_clock(&self) -> SystemTime;
+    /// Completes after `d`.
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// TCP: outgoing connections and listeners.
+pub trait Net: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Listener: axum::serve::Listener;
+    /// Connects to `host:port`.
+    fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Listens on `addr`.
+    fn bind(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+}
+
+/// An OS identity to run a child process as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A program to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub run_as: Option<RunAs>,
+    pub current_dir: Option<PathBuf>,
+    /// Standard input to feed (for `output`); `None` means no stdin.
+    pub stdin: Option<Vec<u8>>,
+}
+
+impl CommandSpec {
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn run_as(mut self, who: Option<RunAs>) -> Self {
+        self.run_as = who;
+        self
+    }
+
+    /// The command line for messages (program and arguments).
+    pub fn display(&self) -> String {
+        let mut s = self.program.display().to_string();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "killed by signal {s}"),
+            (None, None) => f.write_str("unknown exit status"),
+        }
+    }
+}
+
+/// The result of running a program to completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessOutput {
+    pub status: ExitInfo,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Signals the supervisor sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Reload configuration.
+    Hup,
+    /// Fast shutdown.
+    Int,
+    /// Immediate shutdown.
+    Quit,
+    /// Smart shutdown.
+    Term,
+    Kill,
+}
+
+/// A spawned long-running process (the postmaster).
+pub trait Child: Send + 'static {
+    fn pid(&self) -> u32;
+    /// Waits until the process exits.
+    fn wait(&mut self) -> impl Future<Output = io::Result<ExitInfo>> + Send;
+}
+
+/// Starting, signalling and running programs.
+pub trait Processes: Send + Sync + 'static {
+    type Child: Child;
+    /// Starts a program; its stdout and stderr go to the log.
+    fn spawn(&self, cmd: &CommandSpec) -> io::Result<Self::Child>;
+    /// Runs a program to completion and collects its output.
+    fn output(&self, cmd: &CommandSpec) -> impl Future<Output = io::Result<ProcessOutput>> + Send;
+    /// Sends a signal to a process.
+    fn signal(&self, pid: u32, sig: Signal) -> io::Result<()>;
+    /// The identity Postgres must run as: `Some` when we are root (Postgres
+    /// refuses to run as root), `None` to run as ourselves.
+    fn postgres_identity(&self) -> io::Result<Option<RunAs>>;
+}
+
+/// The file system.
+pub trait Fs: Send + Sync + 'static {
+    fn read(&self, path: &Path) -> impl Future<Output = io::Result<Vec<u8>>> + Send;
+    /// Writes a temp file beside `path`, fsyncs it, renames it over `path`.
+    fn write_atomic(&self, path: &Path, data: &[u8])
+    -> impl Future<Output = io::Result<()>> + Send;
+    /// Removes a directory tree; a missing one is fine.
+    fn remove_dir_all(&self, path: &Path) -> impl Future<Output = io::Result<()>> + Send;
+    /// Creates a directory (and parents) and sets its mode.
+    fn create_dir_all(&self, path: &Path, mode: u32)
+    -> impl Future<Output = io::Result<()>> + Send;
+    /// Changes the owner of `path` and everything below it.
+    fn chown_recursive(
+        &self,
+        path: &Path,
+        who: RunAs,
+    ) -> impl Future<Output = io::Result<()>> + Send;
+    fn exists(&self, path: &Path) -> impl Future<Output = bool> + Send;
+}
+
+/// Randomness, seeded in the simulator.
+pub trait Rng: Send + Sync + 'static {
+    fn next_u64(&self) -> u64;
+}
+
+/// The bundle the supervisor is generic over.
+pub trait Env: Clock + Net + Processes + Fs + Rng + Clone {}
+
+impl<T: Clock + Net + Processes + Fs + Rng + Clone> Env for T {}
+
+/// Runs `fut` with a deadline on the Env clock.
+pub async fn timeout<E: Clock, F: Future>(
+    env: &E,
+    d: Duration,
+    fut: F,
+) -> Result<F::Output, Elapsed> {
+    tokio::select! {
+        biased;
+        out = fut => Ok(out),
+        () = env.sleep(d) => Err(Elapsed(d)),
+    }
+}
+
+/// A deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out after {0:?}")]
+pub struct Elapsed(pub Duration);

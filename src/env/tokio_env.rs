@@ -1,0 +1,296 @@
+//! The production Env: tokio time, TCP, processes and the real file system.
+//! This is the only module allowed to touch the OS clock, threads and OS
+//! randomness (see `clippy.toml`).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rand::{RngCore, SeedableRng, rngs::SmallRng};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+use super::{
+    Child, Clock, CommandSpec, ExitInfo, Fs, Net, ProcessOutput, Processes, Rng, RunAs, Signal,
+};
+
+/// The production environment.
+#[derive(Clone)]
+pub struct TokioEnv {
+    rng: Arc<Mutex<SmallRng>>,
+}
+
+impl TokioEnv {
+    pub fn new() -> Self {
+        Self {
+            rng: Arc::new(Mutex::new(SmallRng::from_os_rng())),
+        }
+    }
+}
+
+impl Default for TokioEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioEnv {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await
+    }
+}
+
+impl Net for TokioEnv {
+    type Stream = TcpStream;
+    type Listener = TcpListener;
+
+    async fn connect(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    async fn bind(&self, addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::bind(addr).await
+    }
+}
+
+/// A child process started by [`TokioEnv`].
+pub struct TokioChild {
+    pid: u32,
+    child: tokio::process::Child,
+}
+
+impl Child for TokioChild {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    async fn wait(&mut self) -> io::Result<ExitInfo> {
+        let status = self.child.wait().await?;
+        Ok(exit_info(status))
+    }
+}
+
+fn exit_info(status: std::process::ExitStatus) -> ExitInfo {
+    use std::os::unix::process::ExitStatusExt;
+    ExitInfo {
+        code: status.code(),
+        signal: status.signal(),
+    }
+}
+
+fn command(cmd: &CommandSpec) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(&cmd.program);
+    c.args(&cmd.args);
+    for (k, v) in &cmd.env {
+        c.env(k, v);
+    }
+    if let Some(dir) = &cmd.current_dir {
+        c.current_dir(dir);
+    }
+    if let Some(who) = cmd.run_as {
+        c.uid(who.uid).gid(who.gid);
+        // Drop root's supplementary groups too.
+        unsafe {
+            c.pre_exec(|| nix::unistd::setgroups(&[]).map_err(io::Error::from));
+        }
+    }
+    c
+}
+
+/// Forwards each line a child prints to the log, tagged with the program name.
+fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(program: String, pipe: R) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(target: "postgres", "{program}: {line}");
+        }
+    });
+}
+
+fn program_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl Processes for TokioEnv {
+    type Child = TokioChild;
+
+    fn spawn(&self, cmd: &CommandSpec) -> io::Result<TokioChild> {
+        let mut child = command(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot start {}: {e}", cmd.program.display()),
+                )
+            })?;
+        let name = program_name(&cmd.program);
+        if let Some(out) = child.stdout.take() {
+            forward_lines(name.clone(), out);
+        }
+        if let Some(err) = child.stderr.take() {
+            forward_lines(name, err);
+        }
+        let pid = child.id().unwrap_or(0);
+        Ok(TokioChild { pid, child })
+    }
+
+    async fn output(&self, cmd: &CommandSpec) -> io::Result<ProcessOutput> {
+        let mut c = command(cmd);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(if cmd.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = c.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot run {}: {e}", cmd.program.display()),
+            )
+        })?;
+        if let (Some(input), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&input).await;
+            });
+        }
+        let out = child.wait_with_output().await?;
+        Ok(ProcessOutput {
+            status: exit_info(out.status),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn signal(&self, pid: u32, sig: Signal) -> io::Result<()> {
+        use nix::sys::signal::Signal as S;
+        let s = match sig {
+            Signal::Hup => S::SIGHUP,
+            Signal::Int => S::SIGINT,
+            Signal::Quit => S::SIGQUIT,
+            Signal::Term => S::SIGTERM,
+            Signal::Kill => S::SIGKILL,
+        };
+        let pid = i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s).map_err(io::Error::from)
+    }
+
+    fn postgres_identity(&self) -> io::Result<Option<RunAs>> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(None);
+        }
+        let user = nix::unistd::User::from_name("postgres")
+            .map_err(io::Error::from)?
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "running as root, but there is no 'postgres' OS user to run Postgres as; create one (useradd postgres) or run compute_ctl as a non-root user",
+                )
+            })?;
+        Ok(Some(RunAs {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        }))
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+impl Fs for TokioEnv {
+    async fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        tokio::fs::read(path).await
+    }
+
+    async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let tmp = temp_path(path);
+        let mut f = tokio::fs::File::create(&tmp).await?;
+        f.write_all(data).await?;
+        f.sync_all().await?;
+        drop(f);
+        // Keep the owner of the file we replace (Postgres must still read it).
+        if let Ok(meta) = tokio::fs::metadata(path).await {
+            use std::os::unix::fs::MetadataExt;
+            let _ = nix::unistd::chown(
+                &tmp,
+                Some(nix::unistd::Uid::from_raw(meta.uid())),
+                Some(nix::unistd::Gid::from_raw(meta.gid())),
+            );
+        }
+        tokio::fs::rename(&tmp, path).await?;
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = tokio::fs::File::open(dir).await {
+                let _ = d.sync_all().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        match tokio::fs::remove_dir_all(path).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn create_dir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
+        tokio::fs::create_dir_all(path).await?;
+        tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).await
+    }
+
+    async fn chown_recursive(&self, path: &Path, who: RunAs) -> io::Result<()> {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            nix::unistd::chown(
+                &p,
+                Some(nix::unistd::Uid::from_raw(who.uid)),
+                Some(nix::unistd::Gid::from_raw(who.gid)),
+            )
+            .map_err(|e| io::Error::other(format!("chown {}: {e}", p.display())))?;
+            if tokio::fs::symlink_metadata(&p).await?.is_dir() {
+                let mut rd = tokio::fs::read_dir(&p).await?;
+                while let Some(entry) = rd.next_entry().await? {
+                    stack.push(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, path: &Path) -> bool {
+        tokio::fs::try_exists(path).await.unwrap_or(false)
+    }
+}
+
+impl Rng for TokioEnv {
+    fn next_u64(&self) -> u64 {
+        self.rng.lock().map(|mut r| r.next_u64()).unwrap_or(0)
+    }
+}

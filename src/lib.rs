@@ -1,0 +1,15 @@
+//! compute_ctl: a spec-driven Postgres compute supervisor.
+//!
+//! See `ARCHITECTURE.md` for the map. In short: [`spec`] is what the control
+//! plane asks for, [`state`] the status machine, [`env`] the seam through
+//! which every effect goes, [`compute`] the supervisor core, [`pg`] Postgres
+//! itself, [`catalog`] roles/databases/extensions, [`metrics`] what we report.
+
+pub mod catalog;
+pub mod cli;
+pub mod compute;
+pub mod env;
+pub mod metrics;
+pub mod pg;
+pub mod spec;
+pub mod state;

@@ -1,0 +1,78 @@
+//! The compute_ctl binary: flags in, a supervised Postgres out.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use compute_ctl::cli::{Args, LogFormat};
+use compute_ctl::spec::{ComputeSpec, SpecError, validate};
+
+mod launch;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    if let Some(path) = &args.validate_spec {
+        return validate_file(path, &args);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("compute_ctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(launch::run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("compute_ctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `--validate-spec FILE`: prints every problem; exit 0 valid, 2 invalid, 1 unreadable.
+fn validate_file(path: &std::path::Path, args: &Args) -> ExitCode {
+    let text = match std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read spec file {}", path.display()))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("compute_ctl: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = launch::validation_context(args);
+    let spec: ComputeSpec = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("{}: {}", path.display(), SpecError::Parse(e));
+            return ExitCode::from(2);
+        }
+    };
+    let problems = validate(&spec, &ctx);
+    if problems.is_empty() {
+        println!("{}: valid", path.display());
+        return ExitCode::SUCCESS;
+    }
+    for p in &problems {
+        println!("{}: {p}", path.display());
+    }
+    println!("{}: {} problem(s)", path.display(), problems.len());
+    ExitCode::from(2)
+}

@@ -1,0 +1,92 @@
+//! Prometheus metrics of the supervisor (served by `GET /metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::state::ComputeStatus;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    operation: &'static str,
+    phase: &'static str,
+}
+
+/// The registry and the handles the supervisor updates.
+pub struct Metrics {
+    registry: Registry,
+    status: Family<StatusLabel, Gauge>,
+    phase_seconds: Family<PhaseLabel, Histogram>,
+}
+
+fn phase_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0005, 2.0, 20,
+    ))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("compute_ctl");
+        let status = Family::<StatusLabel, Gauge>::default();
+        registry.register(
+            "status",
+            "1 for the compute's current status",
+            status.clone(),
+        );
+        let phase_seconds = Family::<PhaseLabel, Histogram>::new_with_constructor(
+            phase_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "phase_duration_seconds",
+            "Duration of the phases of start and reconfigure",
+            phase_seconds.clone(),
+        );
+        Self {
+            registry,
+            status,
+            phase_seconds,
+        }
+    }
+
+    /// Marks `status` as the current one.
+    pub fn set_status(&self, status: ComputeStatus) {
+        for s in ComputeStatus::ALL {
+            self.status
+                .get_or_create(&StatusLabel { status: s.as_str() })
+                .set(i64::from(s == status));
+        }
+    }
+
+    /// Records how long a phase of `operation` ("start" or "reconfigure") took.
+    pub fn observe_phase(
+        &self,
+        operation: &'static str,
+        phase: &'static str,
+        d: std::time::Duration,
+    ) {
+        self.phase_seconds
+            .get_or_create(&PhaseLabel { operation, phase })
+            .observe(d.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,34 @@
+//! The compute spec: what the control plane asks this compute to be.
+//!
+//! Field names follow Neon's `ComputeSpec` so that a control plane written for
+//! Neon can drive this supervisor unchanged. Unknown fields are ignored.
+//! [`model`] holds the types, [`validate`] checks a parsed spec before any of
+//! it reaches Postgres.
+
+mod model;
+mod validate;
+
+pub use model::*;
+pub use validate::{SpecProblem, ValidationContext, validate};
+
+/// Why a spec could not be turned into something we can apply.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("spec is not valid JSON for a compute spec: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("spec is invalid ({} problem(s)): {}", .0.len(), SpecProblem::join(.0))]
+    Invalid(Vec<SpecProblem>),
+}
+
+impl ComputeSpec {
+    /// Parses a spec from JSON text and validates it.
+    pub fn parse_and_validate(json: &str, ctx: &ValidationContext) -> Result<Self, SpecError> {
+        let spec: ComputeSpec = serde_json::from_str(json)?;
+        let problems = validate(&spec, ctx);
+        if problems.is_empty() {
+            Ok(spec)
+        } else {
+            Err(SpecError::Invalid(problems))
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Spec validation: every problem at once, each with its JSON path.
+//!
+//! Rules that are decisions rather than Postgres facts:
+//! - A database owner must be a role of the spec, the new name of a
+//!   `rename_role` delta, or the supervisor's own superuser (the only role we
+//!   know exists before the spec: initdb creates it). Anything else would make
+//!   `CREATE DATABASE ... OWNER` fail halfway through an apply, so it is
+//!   rejected before any work starts.
+//! - Names are at most 63 bytes (`NAMEDATALEN - 1`); Postgres would silently
+//!   truncate longer ones, which breaks idempotence.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::model::{ComputeSpec, DeltaAction, GenericOption, VARTYPES};
+
+/// Postgres identifiers are at most this many bytes.
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// One thing wrong with a spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecProblem {
+    /// JSON path, e.g. `$.cluster.roles[2].name`.
+    pub path: String,
+    pub message: String,
+}
+
+impl SpecProblem {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// All problems on one line, for error messages.
+    pub fn join(problems: &[SpecProblem]) -> String {
+        problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl std::fmt::Display for SpecProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// What validation knows beyond the spec itself.
+#[derive(Debug, Clone)]
+pub struct ValidationContext {
+    /// The supervisor's superuser (the user of `--connstr`), which always exists.
+    pub superuser: String,
+}
+
+impl Default for ValidationContext {
+    fn default() -> Self {
+        Self {
+            superuser: "cloud_admin".to_string(),
+        }
+    }
+}
+
+/// Returns every problem of `spec`; empty means valid.
+pub fn validate(spec: &ComputeSpec, ctx: &ValidationContext) -> Vec<SpecProblem> {
+    let mut out = Vec::new();
+    if spec.format_version != 1.0 {
+        out.push(SpecProblem::new(
+            "$.format_version",
+            format!(
+                "unsupported format_version {}; only 1.0 is supported",
+                spec.format_version
+            ),
+        ));
+    }
+    if spec.reconfigure_concurrency == Some(0) {
+        out.push(SpecProblem::new(
+            "$.reconfigure_concurrency",
+            "must be at least 1",
+        ));
+    }
+    check_roles(spec, &mut out);
+    check_databases(spec, ctx, &mut out);
+    check_deltas(spec, &mut out);
+    check_options(spec.settings(), "$.cluster.settings", true, &mut out);
+    for (name, value) in [
+        (
+            "pageserver_connstring",
+            spec.pageserver_connstring.as_deref(),
+        ),
+        ("tenant_id", spec.tenant_id.as_deref()),
+        ("timeline_id", spec.timeline_id.as_deref()),
+    ] {
+        if let Some(v) = value {
+            check_value(v, &format!("$.{name}"), &mut out);
+        }
+    }
+    for (i, s) in spec.safekeeper_connstrings.iter().enumerate() {
+        check_value(s, &format!("$.safekeeper_connstrings[{i}]"), &mut out);
+    }
+    if let Some(conf) = &spec.cluster.postgresql_conf {
+        if conf.contains('\0') {
+            out.push(SpecProblem::new(
+                "$.cluster.postgresql_conf",
+                "contains a NUL byte",
+            ));
+        }
+    }
+    out
+}
+
+fn check_roles(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
+    let mut seen = BTreeSet::new();
+    for (i, role) in spec.cluster.roles.iter().enumerate() {
+        let path = format!("$.cluster.roles[{i}]");
+        check_name(&role.name, &format!("{path}.name"), out);
+        if !seen.insert(role.name.as_str()) {
+            out.push(SpecProblem::new(
+                format!("{path}.name"),
+                format!("duplicate role name {:?}", role.name),
+            ));
+        }
+        if let Some(pw) = &role.encrypted_password {
+            if !is_md5_hex(pw) && !pw.starts_with("SCRAM-SHA-256$") {
+                out.push(SpecProblem::new(
+                    format!("{path}.encrypted_password"),
+                    "must be 32 hex digits (md5, without the md5 prefix) or a SCRAM-SHA-256$ verifier",
+                ));
+            } else if pw.contains(['\0', '\n', '\'']) {
+                out.push(SpecProblem::new(
+                    format!("{path}.encrypted_password"),
+                    "contains a NUL, newline or quote",
+                ));
+            }
+        }
+        if let Some(opts) = &role.options {
+            check_options(opts, &format!("{path}.options"), false, out);
+        }
+    }
+}
+
+/// Whether `s` is an md5 password hash as Neon sends it: 32 hex digits.
+pub fn is_md5_hex(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn check_databases(spec: &ComputeSpec, ctx: &ValidationContext, out: &mut Vec<SpecProblem>) {
+    let mut owners: BTreeSet<&str> = spec.cluster.roles.iter().map(|r| r.name.as_str()).collect();
+    owners.insert(ctx.superuser.as_str());
+    for op in spec.delta_ops() {
+        if op.action == DeltaAction::RenameRole {
+            if let Some(n) = &op.new_name {
+                owners.insert(n.as_str());
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, db) in spec.cluster.databases.iter().enumerate() {
+        let path = format!("$.cluster.databases[{i}]");
+        check_name(&db.name, &format!("{path}.name"), out);
+        if !seen.insert(db.name.as_str()) {
+            out.push(SpecProblem::new(
+                format!("{path}.name"),
+                format!("duplicate database name {:?}", db.name),
+            ));
+        }
+        check_name(&db.owner, &format!("{path}.owner"), out);
+        if !owners.contains(db.owner.as_str()) {
+            out.push(SpecProblem::new(
+                format!("{path}.owner"),
+                format!(
+                    "owner {:?} is not a role of the spec nor the superuser {:?}; add it to cluster.roles",
+                    db.owner, ctx.superuser
+                ),
+            ));
+        }
+        if let Some(opts) = &db.options {
+            check_options(opts, &format!("{path}.options"), false, out);
+        }
+        for (j, ext) in db.extensions.iter().enumerate() {
+            let epath = format!("{path}.extensions[{j}]");
+            check_name(&ext.name, &format!("{epath}.name"), out);
+            if let Some(s) = &ext.schema {
+                check_name(s, &format!("{epath}.schema"), out);
+            }
+            if let Some(v) = &ext.version {
+                check_value(v, &format!("{epath}.version"), out);
+            }
+        }
+    }
+}
+
+fn check_deltas(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
+    for (i, op) in spec.delta_ops().iter().enumerate() {
+        let path = format!("$.delta_operations[{i}]");
+        check_name(&op.name, &format!("{path}.name"), out);
+        let is_rename = matches!(op.action, DeltaAction::RenameDb | DeltaAction::RenameRole);
+        match (&op.new_name, is_rename) {
+            (None, true) => out.push(SpecProblem::new(
+                format!("{path}.new_name"),
+                "a rename needs new_name",
+            )),
+            (Some(n), true) => check_name(n, &format!("{path}.new_name"), out),
+            _ => {}
+        }
+    }
+}
+
+fn check_options(opts: &[GenericOption], path: &str, guc: bool, out: &mut Vec<SpecProblem>) {
+    for (i, opt) in opts.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        if guc && !is_guc_name(&opt.name) {
+            out.push(SpecProblem::new(
+                format!("{p}.name"),
+                format!("{:?} is not a valid setting name (letters, digits, _ and $, dotted for custom settings)", opt.name),
+            ));
+        } else if !guc
+            && (opt.name.is_empty()
+                || !opt
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphabetic() || b == b'_'))
+        {
+            out.push(SpecProblem::new(
+                format!("{p}.name"),
+                format!("{:?} is not a valid option name", opt.name),
+            ));
+        }
+        if !VARTYPES.contains(&opt.vartype.as_str()) {
+            out.push(SpecProblem::new(
+                format!("{p}.vartype"),
+                format!(
+                    "unknown vartype {:?}; expected one of {}",
+                    opt.vartype,
+                    VARTYPES.join(", ")
+                ),
+            ));
+        }
+        if let Some(v) = &opt.value {
+            check_value(v, &format!("{p}.value"), out);
+        }
+    }
+}
+
+/// A GUC name as Postgres accepts it: identifier parts joined by dots.
+pub fn is_guc_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|part| {
+            let mut bytes = part.bytes();
+            matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+                && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+        })
+}
+
+fn check_name(name: &str, path: &str, out: &mut Vec<SpecProblem>) {
+    if name.is_empty() {
+        out.push(SpecProblem::new(path, "name is empty"));
+    } else if name.len() > MAX_NAME_BYTES {
+        out.push(SpecProblem::new(
+            path,
+            format!(
+                "name is {} bytes; Postgres names are at most {MAX_NAME_BYTES} bytes",
+                name.len()
+            ),
+        ));
+    }
+    if name.contains('\0') {
+        out.push(SpecProblem::new(path, "name contains a NUL byte"));
+    }
+}
+
+fn check_value(value: &str, path: &str, out: &mut Vec<SpecProblem>) {
+    if value.contains('\0') {
+        out.push(SpecProblem::new(path, "value contains a NUL byte"));
+    }
+    if value.contains(['\n', '\r']) {
+        out.push(SpecProblem::new(path, "value contains a newline"));
+    }
+}
