@@ -1,6 +1,7 @@
 //! Prometheus metrics of the supervisor (served by `GET /metrics`).
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -19,11 +20,18 @@ struct PhaseLabel {
     phase: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatementLabel {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
 /// The registry and the handles the supervisor updates.
 pub struct Metrics {
     registry: Registry,
     status: Family<StatusLabel, Gauge>,
     phase_seconds: Family<PhaseLabel, Histogram>,
+    statements: Family<StatementLabel, Counter>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -75,6 +83,14 @@ impl Metrics {
         self.phase_seconds
             .get_or_create(&PhaseLabel { operation, phase })
             .observe(d.as_secs_f64());
+    }
+
+    /// Counts catalog statements of `operation` with `outcome`
+    /// ("planned", "executed" or "failed").
+    pub fn count_statements(&self, operation: &'static str, outcome: &'static str, n: u64) {
+        self.statements
+            .get_or_create(&StatementLabel { operation, outcome })
+            .inc_by(n);
     }
 
     /// The Prometheus text exposition.

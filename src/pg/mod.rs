@@ -2,6 +2,10 @@
 //!
 //! STUB: filled in by the lifecycle work (issue 3).
 
+mod connect;
+
+pub use connect::{APPLICATION_NAME, ConnectError, connect, session_options};
+
 use crate::compute::ComputeParams;
 use crate::env::Env;
 use crate::spec::ComputeSpec;

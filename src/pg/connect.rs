@@ -1,0 +1,90 @@
+//! The supervisor's own SQL sessions, opened through the Env seam.
+//!
+//! Sessions pin the settings a user's `ALTER DATABASE/ROLE ... SET` could
+//! otherwise impose on us (statement_timeout, default_transaction_read_only,
+//! search_path, ...) in the startup packet, so they cost no extra round trip.
+
+use std::time::Duration;
+
+use crate::compute::ConnTarget;
+use crate::env::{Env, timeout};
+
+/// The `application_name` of the supervisor's sessions (the activity monitor
+/// ignores them).
+pub const APPLICATION_NAME: &str = "compute_ctl";
+
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot reach Postgres at {addr}: {source}")]
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("Postgres at {addr} refused the session as {user} in database {dbname:?}: {source}")]
+    Startup {
+        addr: String,
+        user: String,
+        dbname: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("connecting to Postgres at {addr} timed out after {after:?}")]
+    Timeout { addr: String, after: Duration },
+}
+
+/// Session options that user-level defaults must not change under us.
+/// `statement_timeout` bounds every statement the supervisor sends.
+pub fn session_options(statement_timeout: Duration) -> String {
+    format!(
+        "-c statement_timeout={} -c lock_timeout=0 -c idle_in_transaction_session_timeout=0 \
+         -c default_transaction_read_only=off -c search_path=pg_catalog -c client_min_messages=warning",
+        statement_timeout.as_millis()
+    )
+}
+
+/// Opens a session to `target` as the supervisor; the connection task runs in
+/// the background until the client is dropped.
+pub async fn connect<E: Env>(
+    env: &E,
+    target: &ConnTarget,
+    statement_timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<tokio_postgres::Client, ConnectError> {
+    let addr = format!("{}:{}", target.host, target.port);
+    let attempt = async {
+        let stream = env
+            .connect(&target.host, target.port)
+            .await
+            .map_err(|source| ConnectError::Tcp {
+                addr: addr.clone(),
+                source,
+            })?;
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.user(&target.user)
+            .dbname(&target.dbname)
+            .application_name(APPLICATION_NAME)
+            .options(session_options(statement_timeout));
+        let (client, connection) = cfg
+            .connect_raw(stream, tokio_postgres::NoTls)
+            .await
+            .map_err(|source| ConnectError::Startup {
+                addr: addr.clone(),
+                user: target.user.clone(),
+                dbname: target.dbname.clone(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "supervisor SQL session ended");
+            }
+        });
+        Ok(client)
+    };
+    match timeout(env, connect_timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout {
+            addr,
+            after: connect_timeout,
+        }),
+    }
+}
