@@ -57,10 +57,17 @@ impl Metrics {
             "Duration of the phases of start and reconfigure",
             phase_seconds.clone(),
         );
+        let statements = Family::<StatementLabel, Counter>::default();
+        registry.register(
+            "catalog_statements",
+            "Catalog statements by operation (start, reconfigure) and outcome (planned, executed, failed)",
+            statements.clone(),
+        );
         Self {
             registry,
             status,
             phase_seconds,
+            statements,
         }
     }
 
