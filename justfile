@@ -1,0 +1,46 @@
+# compute_ctl tasks. `just run` and `just test` are the two the README promises.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+pgbin_dir := env_var_or_default("PGBIN_DIR", "/usr/lib/postgresql/15/bin")
+
+default:
+    @just --list
+
+# Installs what the recipes need and can install (PostgreSQL 15 server binaries via apt, as root).
+deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x "{{pgbin_dir}}/postgres" ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "installing postgresql-15 (server binaries missing at {{pgbin_dir}})"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null
+        else
+            echo "PostgreSQL 15 server binaries not found at {{pgbin_dir}}: install postgresql-15 or set PGBIN_DIR" >&2
+            exit 1
+        fi
+    fi
+    id postgres >/dev/null 2>&1 || { [ "$(id -u)" != 0 ] || useradd --system --home /var/lib/postgresql postgres; }
+
+# Runs compute_ctl on fixtures/spec.json: Postgres on 55432, HTTP on 3080, PGDATA under target/.
+run: deps
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --bin compute_ctl
+    pgdata="$PWD/target/run/pgdata"
+    mkdir -p "$(dirname "$pgdata")"
+    chmod 755 "$PWD/target" "$PWD/target/run" 2>/dev/null || true
+    echo "PGDATA:   $pgdata"
+    echo "Postgres: psql 'postgresql://cloud_admin@127.0.0.1:55432/postgres'"
+    echo "API:      curl http://127.0.0.1:3080/status   (Ctrl-C stops)"
+    exec target/debug/compute_ctl -D "$pgdata" -C postgresql://cloud_admin@127.0.0.1:55432/postgres \
+        -S fixtures/spec.json -b "{{pgbin_dir}}/postgres" --http-port 3080
+
+# Everything: lint, unit and property tests, real-Postgres integration tests, simulator smoke, container e2e.
+test: deps lint
+    cargo test --workspace --all-targets
+
+# Formatting and clippy, warnings as errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings -D rust-2018-idioms
