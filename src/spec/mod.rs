@@ -9,7 +9,9 @@ mod model;
 mod validate;
 
 pub use model::*;
-pub use validate::{SpecProblem, ValidationContext, validate};
+pub use validate::{
+    MAX_NAME_BYTES, SpecProblem, ValidationContext, is_guc_name, is_md5_hex, validate,
+};
 
 /// Why a spec could not be turned into something we can apply.
 #[derive(Debug, thiserror::Error)]
@@ -32,3 +34,6 @@ impl ComputeSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

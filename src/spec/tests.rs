@@ -1,0 +1,268 @@
+//! Validation rules, one problem per test, and every problem reported at once.
+
+use super::*;
+
+fn spec(json: serde_json::Value) -> ComputeSpec {
+    serde_json::from_value(json).expect("test spec parses")
+}
+
+fn valid() -> serde_json::Value {
+    serde_json::json!({
+        "format_version": 1.0,
+        "cluster": {
+            "roles": [{"name": "alice", "encrypted_password": "0123456789abcdef0123456789abcdef"}],
+            "databases": [{"name": "app", "owner": "alice"}],
+            "settings": [{"name": "work_mem", "value": "4MB", "vartype": "string"}]
+        }
+    })
+}
+
+fn problems(json: serde_json::Value) -> Vec<SpecProblem> {
+    validate(&spec(json), &ValidationContext::default())
+}
+
+fn paths(json: serde_json::Value) -> Vec<String> {
+    problems(json).into_iter().map(|p| p.path).collect()
+}
+
+#[test]
+fn a_valid_spec_has_no_problems() {
+    assert_eq!(problems(valid()), vec![]);
+}
+
+#[test]
+fn unknown_fields_are_ignored_and_defaults_apply() {
+    let mut j = valid();
+    j["something_new"] = serde_json::json!({"x": 1});
+    j["cluster"]["state"] = serde_json::json!("restarted");
+    let s = spec(j);
+    assert!(!s.skip_pg_catalog_updates);
+    assert_eq!(s.mode, ComputeMode::Primary);
+    assert!(s.delta_ops().is_empty());
+}
+
+#[test]
+fn mode_accepts_neon_spellings() {
+    for (json, mode) in [
+        (serde_json::json!("Primary"), ComputeMode::Primary),
+        (serde_json::json!("Replica"), ComputeMode::Replica),
+        (
+            serde_json::json!({"Static": "0/16B6C50"}),
+            ComputeMode::Static("0/16B6C50".into()),
+        ),
+    ] {
+        let mut j = valid();
+        j["mode"] = json;
+        assert_eq!(spec(j).mode, mode);
+    }
+}
+
+#[test]
+fn unsupported_format_version() {
+    let mut j = valid();
+    j["format_version"] = serde_json::json!(2.0);
+    assert_eq!(paths(j), ["$.format_version"]);
+}
+
+#[test]
+fn names_empty_too_long_or_with_nul() {
+    let mut j = valid();
+    j["cluster"]["roles"][0]["name"] = serde_json::json!("");
+    j["cluster"]["databases"][0]["owner"] = serde_json::json!("");
+    j["cluster"]["databases"][0]["name"] = serde_json::json!("x".repeat(64));
+    let ps = problems(j);
+    assert!(
+        ps.iter()
+            .any(|p| p.path == "$.cluster.roles[0].name" && p.message.contains("empty"))
+    );
+    assert!(
+        ps.iter()
+            .any(|p| p.path == "$.cluster.databases[0].name" && p.message.contains("64 bytes"))
+    );
+
+    let mut j = valid();
+    j["cluster"]["roles"][0]["name"] = serde_json::json!("a\u{0}b");
+    j["cluster"]["databases"][0]["owner"] = serde_json::json!("a\u{0}b");
+    assert!(
+        problems(j)
+            .iter()
+            .any(|p| p.path == "$.cluster.roles[0].name" && p.message.contains("NUL"))
+    );
+}
+
+#[test]
+fn sixty_three_bytes_is_the_limit_counted_in_bytes() {
+    let mut j = valid();
+    // 21 three-byte characters = 63 bytes: allowed. One more byte is not.
+    j["cluster"]["roles"][0]["name"] = serde_json::json!("€".repeat(21));
+    j["cluster"]["databases"][0]["owner"] = serde_json::json!("€".repeat(21));
+    assert_eq!(problems(j.clone()), vec![]);
+    j["cluster"]["roles"][0]["name"] = serde_json::json!(format!("{}x", "€".repeat(21)));
+    assert!(paths(j).contains(&"$.cluster.roles[0].name".to_string()));
+}
+
+#[test]
+fn duplicate_role_and_database_names() {
+    let mut j = valid();
+    j["cluster"]["roles"] = serde_json::json!([{"name": "alice"}, {"name": "alice"}]);
+    j["cluster"]["databases"] =
+        serde_json::json!([{"name": "app", "owner": "alice"}, {"name": "app", "owner": "alice"}]);
+    assert_eq!(
+        paths(j),
+        ["$.cluster.roles[1].name", "$.cluster.databases[1].name"]
+    );
+}
+
+#[test]
+fn names_differing_only_in_case_are_distinct() {
+    let mut j = valid();
+    j["cluster"]["roles"] = serde_json::json!([{"name": "MyRole"}, {"name": "myrole"}]);
+    j["cluster"]["databases"][0]["owner"] = serde_json::json!("MyRole");
+    assert_eq!(problems(j), vec![]);
+}
+
+#[test]
+fn database_owner_must_be_a_spec_role_a_renamed_role_or_the_superuser() {
+    let mut j = valid();
+    j["cluster"]["databases"][0]["owner"] = serde_json::json!("mallory");
+    assert_eq!(paths(j.clone()), ["$.cluster.databases[0].owner"]);
+
+    j["cluster"]["databases"][0]["owner"] = serde_json::json!("cloud_admin");
+    assert_eq!(problems(j.clone()), vec![]);
+
+    j["cluster"]["databases"][0]["owner"] = serde_json::json!("new_alice");
+    j["delta_operations"] = serde_json::json!([{"action": "rename_role", "name": "old_alice", "new_name": "new_alice"}]);
+    assert_eq!(problems(j.clone()), vec![]);
+
+    let ctx = ValidationContext {
+        superuser: "admin".into(),
+    };
+    j["cluster"]["databases"][0]["owner"] = serde_json::json!("cloud_admin");
+    assert_eq!(validate(&spec(j), &ctx).len(), 1);
+}
+
+#[test]
+fn renames_need_new_name_deletes_do_not() {
+    let mut j = valid();
+    j["delta_operations"] = serde_json::json!([
+        {"action": "rename_db", "name": "a"},
+        {"action": "rename_role", "name": "b"},
+        {"action": "delete_db", "name": "c"},
+        {"action": "delete_role", "name": "d"}
+    ]);
+    assert_eq!(
+        paths(j),
+        [
+            "$.delta_operations[0].new_name",
+            "$.delta_operations[1].new_name"
+        ]
+    );
+}
+
+#[test]
+fn unknown_delta_action_is_a_parse_error() {
+    let mut j = valid();
+    j["delta_operations"] = serde_json::json!([{"action": "truncate_db", "name": "a"}]);
+    let err =
+        ComputeSpec::parse_and_validate(&j.to_string(), &ValidationContext::default()).unwrap_err();
+    assert!(matches!(err, SpecError::Parse(_)), "{err}");
+}
+
+#[test]
+fn settings_vartype_name_and_value() {
+    let mut j = valid();
+    j["cluster"]["settings"] = serde_json::json!([
+        {"name": "work_mem", "value": "4MB", "vartype": "size"},
+        {"name": "work mem", "value": "4MB", "vartype": "string"},
+        {"name": "1abc", "value": "x", "vartype": "string"},
+        {"name": "neon.pageserver_connstring", "value": "a\nb", "vartype": "string"},
+        {"name": "neon.tenant_id", "value": "ok", "vartype": "string"},
+        {"name": "log_line_prefix", "value": "%m [%p] ", "vartype": "string"}
+    ]);
+    assert_eq!(
+        paths(j),
+        [
+            "$.cluster.settings[0].vartype",
+            "$.cluster.settings[1].name",
+            "$.cluster.settings[2].name",
+            "$.cluster.settings[3].value"
+        ]
+    );
+}
+
+#[test]
+fn guc_names() {
+    for ok in ["work_mem", "neon.tenant_id", "a.b.c", "_x", "x$1"] {
+        assert!(is_guc_name(ok), "{ok}");
+    }
+    for bad in ["", "work mem", "a..b", ".a", "a.", "1a", "a-b", "a;b"] {
+        assert!(!is_guc_name(bad), "{bad}");
+    }
+}
+
+#[test]
+fn passwords_must_be_md5_hex_or_scram() {
+    let mut j = valid();
+    j["cluster"]["roles"] = serde_json::json!([
+        {"name": "a", "encrypted_password": "plaintext"},
+        {"name": "b", "encrypted_password": "md50123456789abcdef0123456789abcdef"},
+        {"name": "c", "encrypted_password": "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"},
+        {"name": "alice", "encrypted_password": null}
+    ]);
+    assert_eq!(
+        paths(j),
+        [
+            "$.cluster.roles[0].encrypted_password",
+            "$.cluster.roles[1].encrypted_password"
+        ]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let mut j = valid();
+    j["format_version"] = serde_json::json!(3.0);
+    j["cluster"]["roles"] = serde_json::json!([{"name": "alice"}, {"name": "alice"}]);
+    j["cluster"]["settings"] = serde_json::json!([{"name": "x y", "value": "1", "vartype": "int"}]);
+    j["delta_operations"] = serde_json::json!([{"action": "rename_role", "name": "z"}]);
+    let err =
+        ComputeSpec::parse_and_validate(&j.to_string(), &ValidationContext::default()).unwrap_err();
+    let SpecError::Invalid(ps) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(ps.len(), 4, "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("spec is invalid (4 problem(s))")
+    );
+}
+
+#[test]
+fn zero_reconfigure_concurrency_is_rejected() {
+    let mut j = valid();
+    j["reconfigure_concurrency"] = serde_json::json!(0);
+    assert_eq!(paths(j), ["$.reconfigure_concurrency"]);
+}
+
+#[test]
+fn neon_fixture_parses_with_its_hostile_names() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/neon/cluster_spec.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the Neon fixture is beside the checkout");
+    let s = ComputeSpec::parse_and_validate(&text, &ValidationContext::default()).expect("valid");
+    let roles: Vec<&str> = s.cluster.roles.iter().map(|r| r.name.as_str()).collect();
+    assert!(roles.contains(&"zenith \"new\""));
+    assert!(roles.contains(&"\"name\";\\n select 1;"));
+    assert!(roles.contains(&"MyRole"));
+    assert_eq!(s.cluster.databases.len(), 3);
+    assert_eq!(s.delta_ops().len(), 4);
+    assert_eq!(s.delta_ops()[3].action, DeltaAction::RenameRole);
+    assert_eq!(
+        s.setting("test.escaping"),
+        Some("here's a backslash \\ and a quote ' and a double-quote \" hooray")
+    );
+    assert_eq!(s.suspend_timeout_seconds, Some(3600));
+    assert!(!s.skip_pg_catalog_updates);
+}
