@@ -263,3 +263,6 @@ fn same_operation(applied: Option<&ComputeSpec>, new: &ComputeSpec) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -153,7 +153,7 @@ impl<E: Env> Compute<E> {
     }
 
     /// Takes the pending spec and moves to `event`'s state.
-    fn begin(&self, event: Event) -> Option<(Arc<ComputeSpec>, u64)> {
+    pub(super) fn begin(&self, event: Event) -> Option<(Arc<ComputeSpec>, u64)> {
         let mut taken = None;
         let _ = self.apply_event(event, |st| {
             taken = st.pending.take().map(|s| (s, st.generation));
