@@ -12,6 +12,8 @@ use compute_ctl::cli::Args;
 use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, RunOutcome, TerminateMode};
 use compute_ctl::env::TokioEnv;
 use compute_ctl::spec::{ComputeSpec, ValidationContext};
+use compute_ctl::spec_source::{FetchPolicy, SpecSource, fetch_spec};
+use compute_ctl::state::ComputeStatus;
 
 /// What validation may assume exists: the superuser of `--connstr`.
 pub fn validation_context(args: &Args) -> ValidationContext {
@@ -24,6 +26,9 @@ pub fn validation_context(args: &Args) -> ValidationContext {
 
 fn params(args: &Args) -> anyhow::Result<ComputeParams> {
     let pgdata = args.pgdata.clone().context("--pgdata is required")?;
+    // Absolute, because Postgres and its tools run from `/`.
+    let pgdata = std::path::absolute(&pgdata)
+        .with_context(|| format!("invalid --pgdata {}", pgdata.display()))?;
     let connstr = args.connstr.as_deref().context("--connstr is required")?;
     let conn = ConnTarget::parse(connstr).context("invalid --connstr")?;
     Ok(ComputeParams {
@@ -90,6 +95,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ctx = validation_context(&args);
     let params = params(&args)?;
     let spec = initial_spec(&args, &ctx)?;
+    let source = match (&args.control_plane_uri, &args.compute_id) {
+        (Some(uri), Some(id)) => Some(SpecSource::new(uri, id)?),
+        _ => None,
+    };
     let compute = Compute::new(TokioEnv::new(), params);
     spawn_signal_handler(compute.clone())?;
     if let Some(spec) = spec {
@@ -97,7 +106,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .submit(spec)
             .context("cannot accept the initial spec")?;
     }
+    let fetcher = source.map(|s| tokio::spawn(fetch_into(compute.clone(), s, ctx)));
     let outcome = compute.run().await;
+    if let Some(f) = fetcher {
+        f.abort();
+    }
     match outcome {
         RunOutcome::Terminated => {
             tracing::info!("terminated");
@@ -107,6 +120,31 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("compute_ctl: compute failed: {reason}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// Fetches the spec from the control plane and submits it, unless a spec
+/// arrives another way first (or the compute is stopped); a fetch that gives
+/// up fails the compute.
+async fn fetch_into(compute: Arc<Compute<TokioEnv>>, source: SpecSource, ctx: ValidationContext) {
+    tracing::info!(
+        url = source.url(),
+        "waiting for a spec from the control plane"
+    );
+    let mut rx = compute.subscribe();
+    let superseded = rx.wait_for(|st| st.status != ComputeStatus::Empty);
+    let policy = FetchPolicy::default();
+    tokio::select! {
+        biased;
+        _ = superseded => {}
+        fetched = fetch_spec(&compute.env, &source, &ctx, &policy) => match fetched {
+            Ok(spec) => {
+                if let Err(e) = compute.submit(spec) {
+                    tracing::warn!(error = %e, "spec from the control plane not used");
+                }
+            }
+            Err(e) => compute.fail(format!("cannot get a spec from the control plane: {e}")),
+        },
     }
 }
 

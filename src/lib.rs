@@ -3,7 +3,8 @@
 //! See `ARCHITECTURE.md` for the map. In short: [`spec`] is what the control
 //! plane asks for, [`state`] the status machine, [`env`] the seam through
 //! which every effect goes, [`compute`] the supervisor core, [`pg`] Postgres
-//! itself, [`catalog`] roles/databases/extensions, [`metrics`] what we report.
+//! itself, [`catalog`] roles/databases/extensions, [`metrics`] what we report,
+//! [`spec_source`] fetching the spec from a control plane.
 
 pub mod catalog;
 pub mod cli;
@@ -12,4 +13,5 @@ pub mod env;
 pub mod metrics;
 pub mod pg;
 pub mod spec;
+pub mod spec_source;
 pub mod state;

@@ -8,13 +8,20 @@ use compute_ctl::cli::{Args, LogFormat};
 use compute_ctl::spec::{ComputeSpec, SpecError, validate};
 
 mod launch;
+mod pid1;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
     if let Some(path) = &args.validate_spec {
+        init_logging(args.log_format);
         return validate_file(path, &args);
     }
+    // First, while there is only one thread: as PID 1, become init + supervisor.
+    if let Err(e) = pid1::split_if_pid1() {
+        eprintln!("compute_ctl: cannot set up as PID 1 (init and supervisor): {e:#}");
+        return ExitCode::FAILURE;
+    }
+    init_logging(args.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,13 +32,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(launch::run(args)) {
+    let code = match rt.block_on(launch::run(args)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("compute_ctl: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Do not wait for stray tasks (e.g. a log forwarder on a pipe that a
+    // dying Postgres child still holds): the outcome is decided.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 fn init_logging(format: LogFormat) {

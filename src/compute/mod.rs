@@ -84,6 +84,9 @@ pub struct Compute<E: Env> {
     pub params: ComputeParams,
     pub metrics: Metrics,
     state: watch::Sender<ComputeState>,
+    /// What a reconfigure compares against to report pending restarts; set
+    /// once, when Postgres is started.
+    restart_basis: std::sync::OnceLock<supervisor::RestartBasis>,
 }
 
 impl<E: Env> Compute<E> {
@@ -110,6 +113,7 @@ impl<E: Env> Compute<E> {
             params,
             metrics,
             state: watch::Sender::new(state),
+            restart_basis: std::sync::OnceLock::new(),
         })
     }
 

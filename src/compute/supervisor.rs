@@ -21,31 +21,51 @@ pub enum RunOutcome {
     Failed(String),
 }
 
+/// What a reconfigure compares against to report settings that need a
+/// restart: the parameter contexts and the spec Postgres was started with.
+pub(super) struct RestartBasis {
+    contexts: pg::SettingContexts,
+    started_with: Arc<ComputeSpec>,
+}
+
+/// How the postmaster ended, with its last output lines (to say why).
+#[derive(Debug, Clone)]
+struct PostmasterExit {
+    info: ExitInfo,
+    last_lines: Vec<String>,
+}
+
+impl PostmasterExit {
+    fn unknown() -> Self {
+        Self {
+            info: ExitInfo {
+                code: None,
+                signal: None,
+            },
+            last_lines: Vec::new(),
+        }
+    }
+}
+
 /// The running postmaster: its pid and a channel that reports its exit.
 #[derive(Clone)]
 struct Postmaster {
     pid: u32,
-    exit: watch::Receiver<Option<ExitInfo>>,
+    exit: watch::Receiver<Option<PostmasterExit>>,
 }
 
 impl Postmaster {
     /// Completes when the postmaster has exited.
-    async fn exited(&mut self) -> ExitInfo {
+    async fn exited(&mut self) -> PostmasterExit {
         match self.exit.wait_for(Option::is_some).await {
-            Ok(v) => v.unwrap_or(ExitInfo {
-                code: None,
-                signal: None,
-            }),
-            Err(_) => ExitInfo {
-                code: None,
-                signal: None,
-            },
+            Ok(v) => v.clone().unwrap_or_else(PostmasterExit::unknown),
+            Err(_) => PostmasterExit::unknown(),
         }
     }
 }
 
 /// Completes when `pm` exits; never when there is none.
-async fn postmaster_exit(pm: &mut Option<Postmaster>) -> ExitInfo {
+async fn postmaster_exit(pm: &mut Option<Postmaster>) -> PostmasterExit {
     match pm {
         Some(pm) => pm.exited().await,
         None => std::future::pending().await,
@@ -54,7 +74,7 @@ async fn postmaster_exit(pm: &mut Option<Postmaster>) -> ExitInfo {
 
 /// What interrupted a phase.
 enum Interrupted {
-    PostmasterExited(ExitInfo),
+    PostmasterExited(PostmasterExit),
     Terminate,
 }
 
@@ -119,13 +139,13 @@ impl<E: Env> Compute<E> {
         }
     }
 
-    fn postmaster_died(&self, exit: ExitInfo) -> RunOutcome {
-        if self.state().status == ComputeStatus::TerminationPending {
+    fn postmaster_died(&self, exit: PostmasterExit) -> RunOutcome {
+        let status = self.state().status;
+        if status == ComputeStatus::TerminationPending {
             let _ = self.apply_event(Event::Stopped, |_| {});
             return RunOutcome::Terminated;
         }
-        let reason =
-            format!("Postgres exited unexpectedly ({exit}); see the Postgres log lines above");
+        let reason = pg::describe_exit(&exit.info, &exit.last_lines, status == ComputeStatus::Init);
         self.fail(reason.clone());
         RunOutcome::Failed(reason)
     }
@@ -184,11 +204,15 @@ impl<E: Env> Compute<E> {
                 pg::prepare_pgdata(&self.env, &self.params, &spec),
             )
             .await?;
-        if let Err(e) = prepared {
-            self.fail(format!("preparing PGDATA failed: {e}"));
-            return Ok(());
-        }
+        let source = match prepared {
+            Ok(source) => source,
+            Err(e) => {
+                self.fail(format!("preparing PGDATA failed: {e}"));
+                return Ok(());
+            }
+        };
         let t_pgdata = self.env.now();
+        tracing::info!(%source, elapsed_ms = ms(t_pgdata - t0), "PGDATA prepared");
         self.metrics
             .observe_phase("start", "prepare_pgdata", t_pgdata - t0);
 
@@ -196,7 +220,18 @@ impl<E: Env> Compute<E> {
             self.fail(format!("writing Postgres configuration failed: {e}"));
             return Ok(());
         }
-        match pg::spawn_postgres(&self.env, &self.params) {
+        let contexts = match pg::read_setting_contexts(&self.env, &self.params).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read parameter contexts; pending restarts are judged from a built-in list");
+                pg::SettingContexts::builtin()
+            }
+        };
+        let _ = self.restart_basis.set(RestartBasis {
+            contexts,
+            started_with: spec.clone(),
+        });
+        match pg::spawn_postgres(&self.env, &self.params).await {
             Ok(child) => *postmaster = Some(self.watch_postmaster(child)),
             Err(e) => {
                 self.fail(format!("starting Postgres failed: {e}"));
@@ -239,13 +274,13 @@ impl<E: Env> Compute<E> {
             st.startup.config_ms = ms(t_done - t_started);
             st.startup.total_startup_ms = ms(t_done - t0 + wait_for_spec);
         });
+        tracing::info!(timings = ?self.state().startup, "Postgres is running");
         Ok(())
     }
 
     /// A reconfigure of running Postgres: config, reload by signal, then
     /// (unless `skip_pg_catalog_updates`) the catalog.
     async fn reconfigure(&self, postmaster: &mut Option<Postmaster>) -> Result<(), Interrupted> {
-        let previous = self.state().spec;
         let Some((spec, generation)) = self.begin(Event::BeginReconfigure) else {
             return Ok(());
         };
@@ -296,7 +331,17 @@ impl<E: Env> Compute<E> {
             self.metrics
                 .observe_phase("reconfigure", "catalog", self.env.now() - t_reloaded);
         }
-        let pending_restart = pg::pending_restart(previous.as_deref(), &spec);
+        let pending_restart = self
+            .restart_basis
+            .get()
+            .map(|b| pg::pending_restart(&b.contexts, &b.started_with, &spec))
+            .unwrap_or_default();
+        if !pending_restart.is_empty() {
+            tracing::warn!(
+                settings = ?pending_restart,
+                "settings changed that take effect only after a restart"
+            );
+        }
         timings.total_ms = ms(self.env.now() - t0);
         self.metrics
             .observe_phase("reconfigure", "total", self.env.now() - t0);
@@ -314,12 +359,13 @@ impl<E: Env> Compute<E> {
         let pid = child.pid();
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
-            let exit = child.wait().await.unwrap_or(ExitInfo {
+            let info = child.wait().await.unwrap_or(ExitInfo {
                 code: None,
                 signal: None,
             });
-            tracing::info!(pid, %exit, "postmaster exited");
-            let _ = tx.send(Some(exit));
+            tracing::info!(pid, exit = %info, "postmaster exited");
+            let last_lines = child.recent_output();
+            let _ = tx.send(Some(PostmasterExit { info, last_lines }));
         });
         Postmaster { pid, exit: rx }
     }
@@ -341,7 +387,7 @@ impl<E: Env> Compute<E> {
                 tracing::warn!(pid = pm.pid, ?sig, error = %e, "signalling Postgres failed");
             }
             if let Ok(exit) = timeout(&self.env, self.params.shutdown_timeout, pm.exited()).await {
-                tracing::info!(%exit, "Postgres stopped");
+                tracing::info!(exit = %exit.info, "Postgres stopped");
                 return;
             }
             tracing::warn!(?sig, "Postgres did not stop in time; escalating");

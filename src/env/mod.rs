@@ -151,6 +151,12 @@ pub trait Child: Send + 'static {
     fn pid(&self) -> u32;
     /// Waits until the process exits.
     fn wait(&mut self) -> impl Future<Output = io::Result<ExitInfo>> + Send;
+    /// The last lines the process printed (stdout and stderr interleaved),
+    /// oldest first, so that an unexpected exit can say why. Complete once
+    /// `wait` has returned. Implementations that keep no output return none.
+    fn recent_output(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Starting, signalling and running programs.

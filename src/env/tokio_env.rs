@@ -69,10 +69,23 @@ impl Net for TokioEnv {
     }
 }
 
+/// How many of a child's last output lines are kept for error messages.
+const RECENT_LINES: usize = 20;
+
+/// How long `wait` gives the output forwarders to drain the pipes after the
+/// process exited. Postgres' own children inherit the pipes and may keep them
+/// open a little longer; the bound keeps `wait` from hanging on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The last lines a child printed.
+type Recent = Arc<Mutex<std::collections::VecDeque<String>>>;
+
 /// A child process started by [`TokioEnv`].
 pub struct TokioChild {
     pid: u32,
     child: tokio::process::Child,
+    recent: Recent,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Child for TokioChild {
@@ -82,7 +95,16 @@ impl Child for TokioChild {
 
     async fn wait(&mut self) -> io::Result<ExitInfo> {
         let status = self.child.wait().await?;
+        let drain = futures::future::join_all(std::mem::take(&mut self.forwarders));
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
         Ok(exit_info(status))
+    }
+
+    fn recent_output(&self) -> Vec<String> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -104,23 +126,32 @@ fn command(cmd: &CommandSpec) -> tokio::process::Command {
         c.current_dir(dir);
     }
     if let Some(who) = cmd.run_as {
+        // std drops root's supplementary groups itself before setuid (a
+        // pre_exec setgroups would run after setuid and fail with EPERM).
         c.uid(who.uid).gid(who.gid);
-        // Drop root's supplementary groups too.
-        unsafe {
-            c.pre_exec(|| nix::unistd::setgroups(&[]).map_err(io::Error::from));
-        }
     }
     c
 }
 
-/// Forwards each line a child prints to the log, tagged with the program name.
-fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(program: String, pipe: R) {
+/// Forwards each line a child prints to the log, tagged with the program
+/// name, and keeps the last [`RECENT_LINES`] in `recent`.
+fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(
+    program: String,
+    pipe: R,
+    recent: Recent,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(pipe).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             tracing::info!(target: "postgres", "{program}: {line}");
+            if let Ok(mut r) = recent.lock() {
+                if r.len() == RECENT_LINES {
+                    r.pop_front();
+                }
+                r.push_back(line);
+            }
         }
-    });
+    })
 }
 
 fn program_name(p: &Path) -> String {
@@ -146,18 +177,27 @@ impl Processes for TokioEnv {
                 )
             })?;
         let name = program_name(&cmd.program);
+        let recent = Recent::default();
+        let mut forwarders = Vec::new();
         if let Some(out) = child.stdout.take() {
-            forward_lines(name.clone(), out);
+            forwarders.push(forward_lines(name.clone(), out, recent.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            forward_lines(name, err);
+            forwarders.push(forward_lines(name, err, recent.clone()));
         }
         let pid = child.id().unwrap_or(0);
-        Ok(TokioChild { pid, child })
+        Ok(TokioChild {
+            pid,
+            child,
+            recent,
+            forwarders,
+        })
     }
 
     async fn output(&self, cmd: &CommandSpec) -> io::Result<ProcessOutput> {
         let mut c = command(cmd);
+        // A caller that stops waiting (a timeout) no longer wants the program.
+        c.kill_on_drop(true);
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         c.stdin(if cmd.stdin.is_some() {
             Stdio::piped()

@@ -1,0 +1,501 @@
+//! `postgresql.conf` and `pg_hba.conf`, rendered from the spec as pure
+//! functions and written atomically through the Env file system.
+//!
+//! `postgresql.conf`, in this order (later lines win in Postgres):
+//! 1. `cluster.postgresql_conf`, verbatim;
+//! 2. storage settings from the spec's top-level fields
+//!    (`neon.pageserver_connstring`, `neon.safekeepers`, `neon.tenant_id`,
+//!    `neon.timeline_id`): custom settings, which vanilla Postgres accepts as
+//!    placeholders;
+//! 3. the managed block: `cluster.settings` in spec order, then `port` and
+//!    `listen_addresses`, which the supervisor owns. The `-C` connection
+//!    string is authoritative for the port: a different `port` in the spec is
+//!    dropped with a warning (the supervisor could not reach Postgres
+//!    otherwise). `listen_addresses` is the spec's list when it covers the
+//!    `-C` host (`*`, `0.0.0.0` for IPv4, `::` for IPv6, or the host itself),
+//!    else the spec's list plus that host, else just that host;
+//! 4. `include_if_exists = 'compute_ctl.override.conf'` as the very last
+//!    line: the operator's escape hatch, which wins over everything.
+//!
+//! Values: a `string` vartype is always quoted; other vartypes are written
+//! bare only when they are a plain token of the config-file lexer (an
+//! identifier, an integer with an optional unit, a decimal), otherwise quoted.
+//! Quoting doubles single quotes and escapes backslashes, as Postgres'
+//! config-file lexer reads them back. Settings with names that are not GUC
+//! names or values with line breaks or NUL (validation rejects both) are
+//! skipped with a warning rather than written.
+//!
+//! `pg_hba.conf`: the supervisor's superuser is trusted over the local socket
+//! and loopback and rejected from anywhere else; every other role (the
+//! spec's) authenticates with a password from anywhere. We write `all` rather
+//! than one line per spec role: `md5` also accepts SCRAM verifiers, roles
+//! created by a later reconfigure need no new line, and pg_hba.conf cannot
+//! quote every legal role name.
+
+use std::net::IpAddr;
+
+use super::PgError;
+use crate::compute::{ComputeParams, ConnTarget};
+use crate::env::Env;
+use crate::spec::{ComputeSpec, GenericOption, is_guc_name};
+
+/// The override file included by the last line of `postgresql.conf`.
+pub const OVERRIDE_FILE: &str = "compute_ctl.override.conf";
+
+/// First line of the managed block.
+pub const MANAGED_BEGIN: &str = "# ---- BEGIN compute_ctl managed block: cluster.settings, port, listen_addresses (rewritten on every configure) ----";
+/// Last line of the managed block.
+pub const MANAGED_END: &str = "# ---- END compute_ctl managed block ----";
+
+/// Settings the supervisor owns; the spec's values are merged or overridden.
+const OWNED: [&str; 2] = ["port", "listen_addresses"];
+
+/// A rendered `postgresql.conf` and what was overridden or skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedConf {
+    pub text: String,
+    pub warnings: Vec<String>,
+}
+
+/// Quotes a value for `postgresql.conf`: `'` doubled, `\` escaped.
+pub fn quote_conf_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Whether `v` is read back unchanged when written without quotes: an
+/// identifier, an integer with an optional unit (`128MB`), or a decimal.
+fn is_bare_token(v: &str) -> bool {
+    let ident = |s: &str| {
+        let mut b = s.bytes();
+        matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+            && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let unsigned = v.strip_prefix('-').unwrap_or(v);
+    let int_with_unit = {
+        let n = unsigned.bytes().take_while(u8::is_ascii_digit).count();
+        n > 0 && unsigned[n..].bytes().all(|c| c.is_ascii_alphabetic())
+    };
+    let decimal = match unsigned.split_once('.') {
+        Some((a, b)) => digits(a) && digits(b),
+        None => false,
+    };
+    ident(v) || int_with_unit || decimal
+}
+
+/// A setting's value as written in `postgresql.conf`.
+pub fn render_value(opt_is_string: bool, value: &str) -> String {
+    if opt_is_string || !is_bare_token(value) {
+        quote_conf_value(value)
+    } else {
+        value.to_string()
+    }
+}
+
+/// Whether a value may be written at all (no line breaks, no NUL).
+fn writable(value: &str) -> bool {
+    !value.contains(['\n', '\r', '\0'])
+}
+
+/// Whether the `listen_addresses` list `list` lets Postgres listen on `host`.
+fn covers(list: &str, host: &str) -> bool {
+    let ip = if host == "localhost" {
+        Some(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        host.parse::<IpAddr>().ok()
+    };
+    list.split(',').map(str::trim).any(|a| {
+        a == "*"
+            || a == host
+            || (a == "0.0.0.0" && ip.is_some_and(|i| i.is_ipv4()))
+            || (a == "::" && ip.is_some_and(|i| i.is_ipv6()))
+    })
+}
+
+/// Renders `postgresql.conf` for `spec`, with `conn` (the `-C` target)
+/// deciding `port` and `listen_addresses`. Deterministic: the same inputs
+/// give the same bytes.
+pub fn render_postgresql_conf(spec: &ComputeSpec, conn: &ConnTarget) -> RenderedConf {
+    let mut text = String::new();
+    let mut warnings = Vec::new();
+    text.push_str(
+        "# postgresql.conf written by compute_ctl from the compute spec. Do not edit:\n\
+         # it is rewritten on every start and configure. Local overrides belong in\n",
+    );
+    text.push_str(&format!(
+        "# {OVERRIDE_FILE}, included by the last line.\n\n"
+    ));
+
+    text.push_str("# ---- cluster.postgresql_conf (verbatim) ----\n");
+    if let Some(conf) = &spec.cluster.postgresql_conf {
+        text.push_str(conf);
+        if !conf.is_empty() && !conf.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+
+    text.push_str("\n# ---- storage (pageserver_connstring, safekeeper_connstrings, tenant_id, timeline_id) ----\n");
+    let safekeepers = spec.safekeeper_connstrings.join(",");
+    let storage = [
+        (
+            "neon.pageserver_connstring",
+            spec.pageserver_connstring.as_deref(),
+        ),
+        (
+            "neon.safekeepers",
+            Some(safekeepers.as_str()).filter(|s| !s.is_empty()),
+        ),
+        ("neon.tenant_id", spec.tenant_id.as_deref()),
+        ("neon.timeline_id", spec.timeline_id.as_deref()),
+    ];
+    for (name, value) in storage {
+        match value {
+            Some(v) if writable(v) => {
+                text.push_str(&format!("{name} = {}\n", quote_conf_value(v)));
+            }
+            Some(_) => warnings.push(format!(
+                "{name} skipped: its value contains a line break or NUL"
+            )),
+            None => {}
+        }
+    }
+
+    text.push('\n');
+    text.push_str(MANAGED_BEGIN);
+    text.push('\n');
+    let mut spec_listen: Option<&str> = None;
+    for opt in spec.settings() {
+        render_setting(opt, conn, &mut text, &mut warnings, &mut spec_listen);
+    }
+    text.push_str(&format!("port = {}\n", conn.port));
+    let listen = match spec_listen {
+        Some(l) if covers(l, &conn.host) => l.to_string(),
+        Some(l) => {
+            warnings.push(format!(
+                "listen_addresses {l:?} from the spec does not include the --connstr host {}; it was added",
+                conn.host
+            ));
+            format!("{l},{}", conn.host)
+        }
+        None => conn.host.clone(),
+    };
+    text.push_str(&format!(
+        "listen_addresses = {}\n",
+        quote_conf_value(&listen)
+    ));
+    text.push_str(MANAGED_END);
+    text.push('\n');
+    text.push_str(&format!(
+        "include_if_exists = {}\n",
+        quote_conf_value(OVERRIDE_FILE)
+    ));
+    RenderedConf { text, warnings }
+}
+
+/// Renders one `cluster.settings` entry into the managed block.
+fn render_setting<'a>(
+    opt: &'a GenericOption,
+    conn: &ConnTarget,
+    text: &mut String,
+    warnings: &mut Vec<String>,
+    spec_listen: &mut Option<&'a str>,
+) {
+    if !is_guc_name(&opt.name) {
+        warnings.push(format!(
+            "setting {:?} skipped: not a valid setting name",
+            opt.name
+        ));
+        return;
+    }
+    let Some(value) = opt.value.as_deref() else {
+        text.push_str(&format!(
+            "# {}: null in the spec, left at its default\n",
+            opt.name
+        ));
+        return;
+    };
+    if !writable(value) {
+        warnings.push(format!(
+            "setting {} skipped: its value contains a line break or NUL",
+            opt.name
+        ));
+        return;
+    }
+    let lower = opt.name.to_ascii_lowercase();
+    if OWNED.contains(&lower.as_str()) {
+        if lower == "listen_addresses" {
+            *spec_listen = Some(value);
+        } else if value.trim() != conn.port.to_string() {
+            warnings.push(format!(
+                "the spec sets port = {value}, but the --connstr port {} is authoritative; the spec's port is ignored",
+                conn.port
+            ));
+        }
+        return;
+    }
+    text.push_str(&format!(
+        "{} = {}\n",
+        opt.name,
+        render_value(opt.is_string(), value)
+    ));
+}
+
+/// Renders `pg_hba.conf` for the superuser `superuser`.
+pub fn render_pg_hba(superuser: &str) -> Result<String, PgError> {
+    if superuser.is_empty() || superuser.contains(['"', '\n', '\r', '\0']) {
+        return Err(PgError::Config(format!(
+            "the --connstr user {superuser:?} cannot be written to pg_hba.conf (empty, or contains a double quote or line break); use a plain role name such as cloud_admin"
+        )));
+    }
+    let su = format!("\"{superuser}\"");
+    let mut t = String::from(
+        "# pg_hba.conf written by compute_ctl; rewritten on every start and configure.\n\
+         # TYPE  DATABASE     USER          ADDRESS        METHOD\n\
+         # The supervisor's superuser: trusted over the local socket and loopback only.\n",
+    );
+    for db in ["all", "replication"] {
+        t.push_str(&format!("local   {db:<12} {su:<13} {:<14} trust\n", ""));
+        for net in ["127.0.0.1/32", "::1/128"] {
+            t.push_str(&format!("host    {db:<12} {su:<13} {net:<14} trust\n"));
+        }
+    }
+    for net in ["0.0.0.0/0", "::/0"] {
+        t.push_str(&format!("host    all          {su:<13} {net:<14} reject\n"));
+    }
+    t.push_str(
+        "# Every other role (the spec's): password authentication from anywhere.\n\
+         # md5 also accepts roles whose stored password is a SCRAM verifier.\n",
+    );
+    t.push_str(&format!(
+        "local   all          all           {:<14} md5\n",
+        ""
+    ));
+    for net in ["0.0.0.0/0", "::/0"] {
+        t.push_str(&format!(
+            "host    all          all           {net:<14} md5\n"
+        ));
+    }
+    Ok(t)
+}
+
+/// Writes `postgresql.conf` and `pg_hba.conf` into PGDATA atomically (temp
+/// file, fsync, rename); warnings about overridden settings go to the log.
+pub async fn write_config<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+) -> Result<(), PgError> {
+    let conf = render_postgresql_conf(spec, &params.conn);
+    for w in &conf.warnings {
+        tracing::warn!("postgresql.conf: {w}");
+    }
+    let hba = render_pg_hba(&params.conn.user)?;
+    for (name, data) in [("postgresql.conf", conf.text), ("pg_hba.conf", hba)] {
+        let path = params.pgdata.join(name);
+        env.write_atomic(&path, data.as_bytes())
+            .await
+            .map_err(|source| PgError::Io {
+                what: "cannot write",
+                path,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(port: u16) -> ConnTarget {
+        ConnTarget::parse(&format!(
+            "postgresql://cloud_admin@127.0.0.1:{port}/postgres"
+        ))
+        .unwrap()
+    }
+
+    fn spec(json: serde_json::Value) -> ComputeSpec {
+        let mut base = serde_json::json!({"format_version": 1.0, "cluster": {}});
+        if let (Some(b), Some(j)) = (base.as_object_mut(), json.as_object()) {
+            for (k, v) in j {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn settings(s: &[(&str, &str, &str)]) -> serde_json::Value {
+        serde_json::json!({"settings": s.iter().map(|(n, v, t)| serde_json::json!({"name": n, "value": v, "vartype": t})).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn quoting_doubles_quotes_and_escapes_backslashes() {
+        assert_eq!(quote_conf_value("plain"), "'plain'");
+        assert_eq!(quote_conf_value("it's"), "'it''s'");
+        assert_eq!(quote_conf_value(r"a\b"), r"'a\\b'");
+        assert_eq!(
+            quote_conf_value(r#"here's a \ and " # not a comment"#),
+            r#"'here''s a \\ and " # not a comment'"#
+        );
+        assert_eq!(quote_conf_value(""), "''");
+    }
+
+    #[test]
+    fn string_vartype_is_always_quoted_and_others_only_when_needed() {
+        assert_eq!(render_value(true, "on"), "'on'");
+        assert_eq!(render_value(false, "on"), "on");
+        assert_eq!(render_value(false, "128MB"), "128MB");
+        assert_eq!(render_value(false, "-1"), "-1");
+        assert_eq!(render_value(false, "0.5"), "0.5");
+        assert_eq!(render_value(false, "scram-sha-256"), "'scram-sha-256'");
+        assert_eq!(render_value(false, "1; evil = 1"), "'1; evil = 1'");
+        assert_eq!(render_value(false, ""), "''");
+        assert_eq!(render_value(false, "-"), "'-'");
+        assert_eq!(render_value(false, "1.2.3"), "'1.2.3'");
+    }
+
+    #[test]
+    fn sections_come_in_order_and_the_include_is_last() {
+        let mut s = spec(serde_json::json!({
+            "pageserver_connstring": "host=storage port=6400",
+            "safekeeper_connstrings": ["sk1:5454", "sk2:5454"],
+            "tenant_id": "t1",
+            "timeline_id": "tl1",
+        }));
+        s.cluster.postgresql_conf = Some("fsync = off".into());
+        s.cluster.settings =
+            spec(serde_json::json!({"cluster": settings(&[("work_mem", "4MB", "string")])}))
+                .cluster
+                .settings;
+        let r = render_postgresql_conf(&s, &conn(56000));
+        let pos = |needle: &str| {
+            r.text
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing:\n{}", r.text))
+        };
+        let order = [
+            "fsync = off\n",
+            "neon.pageserver_connstring = 'host=storage port=6400'\n",
+            "neon.safekeepers = 'sk1:5454,sk2:5454'\n",
+            "neon.tenant_id = 't1'\n",
+            "neon.timeline_id = 'tl1'\n",
+            MANAGED_BEGIN,
+            "work_mem = '4MB'\n",
+            "port = 56000\n",
+            "listen_addresses = '127.0.0.1'\n",
+            MANAGED_END,
+        ];
+        for w in order.windows(2) {
+            assert!(
+                pos(w[0]) < pos(w[1]),
+                "{:?} must come before {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        assert!(
+            r.text
+                .ends_with("include_if_exists = 'compute_ctl.override.conf'\n")
+        );
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let s: ComputeSpec =
+            serde_json::from_str(include_str!("../../fixtures/spec.json")).unwrap();
+        let a = render_postgresql_conf(&s, &conn(56001));
+        let b = render_postgresql_conf(&s.clone(), &conn(56001));
+        assert_eq!(a, b);
+        assert_eq!(
+            render_pg_hba("cloud_admin").unwrap(),
+            render_pg_hba("cloud_admin").unwrap()
+        );
+        assert!(a.text.contains("shared_buffers = '128MB'\n"));
+        assert!(a.text.contains("max_connections = 100\n"));
+    }
+
+    #[test]
+    fn connstr_port_wins_over_the_spec_port_with_a_warning() {
+        let s = spec(serde_json::json!({"cluster": settings(&[("port", "5432", "integer")])}));
+        let r = render_postgresql_conf(&s, &conn(56002));
+        assert!(!r.text.contains("port = 5432"));
+        assert_eq!(r.text.matches("\nport = ").count(), 1);
+        assert!(r.text.contains("port = 56002\n"));
+        assert_eq!(r.warnings.len(), 1);
+        assert!(r.warnings[0].contains("5432") && r.warnings[0].contains("56002"));
+        // The same port is no conflict.
+        let s = spec(serde_json::json!({"cluster": settings(&[("port", "56002", "integer")])}));
+        assert!(render_postgresql_conf(&s, &conn(56002)).warnings.is_empty());
+    }
+
+    #[test]
+    fn listen_addresses_always_include_the_connstr_host() {
+        let render = |l: &str| {
+            let s = spec(
+                serde_json::json!({"cluster": settings(&[("listen_addresses", l, "string")])}),
+            );
+            render_postgresql_conf(&s, &conn(56003))
+        };
+        assert!(render("*").text.contains("listen_addresses = '*'\n"));
+        assert!(
+            render("0.0.0.0")
+                .text
+                .contains("listen_addresses = '0.0.0.0'\n")
+        );
+        let r = render("10.0.0.5");
+        assert!(r.text.contains("listen_addresses = '10.0.0.5,127.0.0.1'\n"));
+        assert_eq!(r.warnings.len(), 1);
+        assert_eq!(r.text.matches("\nlisten_addresses = ").count(), 1);
+    }
+
+    #[test]
+    fn unwritable_settings_are_skipped_with_a_warning() {
+        let s = spec(serde_json::json!({"cluster": settings(&[
+            ("bad name", "1", "integer"),
+            ("work_mem", "1\nshared_preload_libraries = 'evil'", "string"),
+        ])}));
+        let r = render_postgresql_conf(&s, &conn(56004));
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+        assert!(!r.text.contains("evil") && !r.text.contains("bad name"));
+    }
+
+    #[test]
+    fn hba_trusts_the_superuser_only_locally() {
+        let hba = render_pg_hba("cloud_admin").unwrap();
+        let lines: Vec<Vec<&str>> = hba
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        for l in &lines {
+            let trusted = l.last() == Some(&"trust");
+            if trusted {
+                assert_eq!(l[2], "\"cloud_admin\"");
+                assert!(
+                    l[0] == "local" || l[3] == "127.0.0.1/32" || l[3] == "::1/128",
+                    "{l:?}"
+                );
+            }
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l[..] == ["host", "all", "all", "0.0.0.0/0", "md5"])
+        );
+        // The superuser's reject lines come before the catch-all password lines.
+        let reject = hba.find("reject").unwrap();
+        assert!(reject < hba.find("0.0.0.0/0      md5").unwrap());
+        assert!(render_pg_hba("a\"b").is_err());
+    }
+}

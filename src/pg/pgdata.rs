@@ -1,0 +1,240 @@
+//! PGDATA: every start is a fresh start. The data directory is removed and
+//! re-created (mode 0700, owned by the Postgres OS user when we are root),
+//! then filled from one of two sources:
+//!
+//! - **initdb** when the spec has no `pageserver_connstring`: superuser named
+//!   after the `-C` user, UTF8, locale C (always available, even in minimal
+//!   images), trust auth (pg_hba.conf is replaced by ours right after).
+//! - **base backup** with `pg_basebackup` from the spec's
+//!   `pageserver_connstring` (a libpq connection string; our stand-in for
+//!   "get a base backup from storage"). The source must know the `-C`
+//!   superuser, as Neon's storage knows `cloud_admin`. Its
+//!   `postgresql.auto.conf` is emptied: the spec is the only source of
+//!   settings (an `ALTER SYSTEM SET port` on the source would otherwise
+//!   override ours).
+//!
+//! Both run with `--no-sync`: PGDATA is never reused (the next start deletes
+//! it), so flushing the fresh files to disk buys nothing and costs hundreds of
+//! milliseconds per start. Postgres itself fsyncs what it writes afterwards.
+//! The commands run as the Postgres OS user, with a bounded run time, and
+//! fail with the command line (password redacted) and its stderr.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::PgError;
+use super::error::stderr_tail;
+use crate::compute::ComputeParams;
+use crate::env::{CommandSpec, Env, RunAs, timeout};
+use crate::spec::ComputeSpec;
+
+/// initdb of an empty cluster takes about a second; this is generous.
+const INITDB_TIMEOUT: Duration = Duration::from_secs(300);
+/// A base backup copies the whole source; bounded so a stuck source cannot
+/// hang the start forever.
+const BASEBACKUP_TIMEOUT: Duration = Duration::from_secs(1800);
+/// libpq's connect timeout for pg_basebackup (PGCONNECT_TIMEOUT), seconds.
+const BASEBACKUP_CONNECT_TIMEOUT_SECS: &str = "10";
+
+/// Where PGDATA came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgdataSource {
+    Initdb,
+    BaseBackup,
+}
+
+impl std::fmt::Display for PgdataSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Initdb => "initdb",
+            Self::BaseBackup => "pg_basebackup",
+        })
+    }
+}
+
+/// Removes and re-creates PGDATA, then fills it by initdb or base backup.
+pub async fn prepare_pgdata<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+) -> Result<PgdataSource, PgError> {
+    let pgdata = &params.pgdata;
+    if pgdata.parent().is_none() || pgdata.as_os_str().is_empty() {
+        return Err(PgError::Config(format!(
+            "refusing to use {:?} as PGDATA (it is removed on every start); pass a dedicated directory with -D",
+            pgdata.display()
+        )));
+    }
+    let who = env.postgres_identity().map_err(PgError::Identity)?;
+    let io = |what: &'static str| {
+        move |source| PgError::Io {
+            what,
+            path: pgdata.clone(),
+            source,
+        }
+    };
+    env.remove_dir_all(pgdata)
+        .await
+        .map_err(io("cannot remove the old PGDATA"))?;
+    env.create_dir_all(pgdata, 0o700)
+        .await
+        .map_err(io("cannot create PGDATA"))?;
+    if let Some(who) = who {
+        env.chown_recursive(pgdata, who)
+            .await
+            .map_err(io("cannot hand PGDATA to the postgres user"))?;
+    }
+    match spec
+        .pageserver_connstring
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+    {
+        Some(source) => {
+            base_backup(env, params, source, who).await?;
+            Ok(PgdataSource::BaseBackup)
+        }
+        None => {
+            initdb(env, params, who).await?;
+            Ok(PgdataSource::Initdb)
+        }
+    }
+}
+
+/// A command run as the Postgres user from `/` (root's working directory may
+/// be unreadable for that user).
+fn pg_command(params: &ComputeParams, tool: &str, who: Option<RunAs>) -> CommandSpec {
+    let mut cmd = CommandSpec::new(params.pg_tool(tool)).run_as(who);
+    cmd.current_dir = Some(Path::new("/").to_path_buf());
+    cmd
+}
+
+async fn initdb<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    who: Option<RunAs>,
+) -> Result<(), PgError> {
+    let cmd = pg_command(params, "initdb", who)
+        .arg("-D")
+        .arg(params.pgdata.display().to_string())
+        .args(["-U", params.conn.user.as_str()])
+        .args([
+            "--encoding=UTF8",
+            "--locale=C",
+            "--auth=trust",
+            "--no-sync",
+            "--no-instructions",
+        ]);
+    run(env, &cmd, cmd.display(), INITDB_TIMEOUT).await
+}
+
+async fn base_backup<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    source: &str,
+    who: Option<RunAs>,
+) -> Result<(), PgError> {
+    let cmd = pg_command(params, "pg_basebackup", who)
+        .arg("-D")
+        .arg(params.pgdata.display().to_string())
+        .args(["-d", source])
+        .args([
+            "--wal-method=stream",
+            "--checkpoint=fast",
+            "--no-sync",
+            "--no-manifest",
+            "--no-password",
+        ])
+        .env("PGCONNECT_TIMEOUT", BASEBACKUP_CONNECT_TIMEOUT_SECS)
+        .env("PGAPPNAME", "compute_ctl basebackup");
+    let shown = cmd.display().replace(source, &redact_connstr(source));
+    run(env, &cmd, shown, BASEBACKUP_TIMEOUT).await?;
+    let auto = params.pgdata.join("postgresql.auto.conf");
+    env.write_atomic(
+        &auto,
+        b"# Emptied by compute_ctl after the base backup: the spec is the only source of settings.\n",
+    )
+    .await
+    .map_err(|source| PgError::Io {
+        what: "cannot reset",
+        path: auto,
+        source,
+    })
+}
+
+/// Runs `cmd` to completion within `limit`; `shown` names it in errors.
+async fn run<E: Env>(
+    env: &E,
+    cmd: &CommandSpec,
+    shown: String,
+    limit: Duration,
+) -> Result<(), PgError> {
+    let t0 = env.now();
+    let out = match timeout(env, limit, env.output(cmd)).await {
+        Err(_) => {
+            return Err(PgError::CommandTimeout {
+                command: shown,
+                after: limit,
+            });
+        }
+        Ok(Err(source)) => {
+            return Err(PgError::Spawn {
+                command: shown,
+                source,
+            });
+        }
+        Ok(Ok(out)) => out,
+    };
+    if !out.status.success() {
+        return Err(PgError::Command {
+            command: shown,
+            status: out.status,
+            stderr: stderr_tail(&out.stderr),
+        });
+    }
+    tracing::info!(command = %shown, elapsed_ms = crate::compute::ms(env.now() - t0), "done");
+    Ok(())
+}
+
+/// A libpq connection string with its password replaced by `***`, for logs
+/// and error messages (URL `user:secret@` and key=value `password=secret`).
+pub fn redact_connstr(c: &str) -> String {
+    if let Some(rest) = c
+        .strip_prefix("postgresql://")
+        .or_else(|| c.strip_prefix("postgres://"))
+    {
+        let scheme = &c[..c.len() - rest.len()];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                return format!("{scheme}{}:***{}", &rest[..colon], &rest[at..]);
+            }
+        }
+        return c.to_string();
+    }
+    c.split(' ')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.trim() == "password" => format!("{k}=***"),
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_connstrings() {
+        assert_eq!(
+            redact_connstr("postgresql://u:s3cret@h:5432/db?sslmode=disable"),
+            "postgresql://u:***@h:5432/db?sslmode=disable"
+        );
+        assert_eq!(redact_connstr("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_connstr("host=h port=1 password=s3cret user=u"),
+            "host=h port=1 password=*** user=u"
+        );
+        assert_eq!(redact_connstr("host=h user=u"), "host=h user=u");
+    }
+}
