@@ -101,6 +101,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let compute = Compute::new(TokioEnv::new(), params);
     spawn_signal_handler(compute.clone())?;
+    tracing::info!(
+        pgdata = %compute.params.pgdata.display(),
+        postgres = %compute.params.pgbin.display(),
+        pid = std::process::id(),
+        "compute_ctl started"
+    );
     if let Some(spec) = spec {
         compute
             .submit(spec)

@@ -1,0 +1,4 @@
+#![allow(dead_code)]
+
+pub mod compute;
+pub mod control_plane;
