@@ -305,6 +305,32 @@ async fn spec_from_the_control_plane_after_failures() {
     assert_eq!(show(&client, "shared_buffers").await, "128MB");
     assert_eq!(cp.requests(), 4);
     assert!(cp.ids().iter().all(|id| id == "compute-e2e"));
+    // Waiting for the spec is timed from the start of compute_ctl: it covers
+    // the failures' backoff and the 500 ms poll after `spec: null`.
+    let t = startup_timings(&c.log());
+    assert!(t["wait_for_spec_ms"] >= 500, "{t:?}");
+    assert!(t["prepare_pgdata_ms"] > 0, "{t:?}");
+    assert!(
+        t["total_startup_ms"]
+            >= t["wait_for_spec_ms"] + t["prepare_pgdata_ms"] + t["start_postgres_ms"],
+        "{t:?}"
+    );
+}
+
+/// The startup timings the supervisor logs when Postgres is running.
+fn startup_timings(log: &str) -> std::collections::BTreeMap<String, u64> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("Postgres is running"))
+        .unwrap_or_else(|| panic!("no timings line in:\n{log}"));
+    let body = line.split_once("StartupTimings {").unwrap().1;
+    body.trim_end_matches(|c: char| c == '}' || c.is_whitespace())
+        .split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once(':')?;
+            Some((k.trim().to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 #[tokio::test]
