@@ -254,7 +254,7 @@ impl<E: Env> Compute<E> {
             let applied = self
                 .guarded(
                     postmaster,
-                    catalog::apply(&self.env, &self.params, &spec, &self.metrics),
+                    catalog::apply(&self.env, &self.params, &spec, &self.metrics, "start"),
                 )
                 .await?;
             if let Err(e) = applied {
@@ -317,7 +317,7 @@ impl<E: Env> Compute<E> {
             let applied = self
                 .guarded(
                     postmaster,
-                    catalog::apply(&self.env, &self.params, &spec, &self.metrics),
+                    catalog::apply(&self.env, &self.params, &spec, &self.metrics, "reconfigure"),
                 )
                 .await?;
             match applied {

@@ -1,0 +1,154 @@
+//! The typed catalog operations a plan is made of.
+//!
+//! Each [`Op`] is one SQL statement (see [`super::render`]). Ops that must
+//! run inside a particular database (`REASSIGN OWNED`, `CREATE EXTENSION`,
+//! ...) name it; all others run in the supervisor's own database. Password
+//! hashes are wrapped in [`Secret`], whose `Debug` never shows them.
+
+use serde::{Deserialize, Serialize};
+
+/// A password hash as Postgres stores it (`md5<32 hex>` or a
+/// `SCRAM-SHA-256$...` verifier). `Debug` and `Display` redact it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; only the renderer and comparisons use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A `CREATE DATABASE` option. Keyword options with a closed set of
+/// spellings; string values are rendered as literals, `Template` and
+/// `Tablespace` as identifiers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "option", content = "value")]
+pub enum DbOption {
+    Template(String),
+    Encoding(String),
+    Locale(String),
+    LcCollate(String),
+    LcCtype(String),
+    IcuLocale(String),
+    LocaleProvider(String),
+    CollationVersion(String),
+    Strategy(String),
+    Tablespace(String),
+    AllowConnections(bool),
+    ConnectionLimit(i32),
+    IsTemplate(bool),
+}
+
+/// One catalog statement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Op {
+    /// `CREATE ROLE "name" WITH LOGIN [PASSWORD '...']`
+    CreateRole {
+        name: String,
+        password: Option<Secret>,
+    },
+    /// `ALTER ROLE "name" WITH PASSWORD '...' | NULL`
+    AlterRolePassword {
+        name: String,
+        password: Option<Secret>,
+    },
+    /// `ALTER ROLE "from" RENAME TO "to"` (Postgres clears an md5 password).
+    RenameRole { from: String, to: String },
+    /// `REASSIGN OWNED BY "role" TO "to"`, inside `database`.
+    ReassignOwned {
+        database: String,
+        role: String,
+        to: String,
+    },
+    /// `DROP OWNED BY "role"`, inside `database`.
+    DropOwned { database: String, role: String },
+    /// `DROP ROLE "name"`
+    DropRole { name: String },
+    /// `CREATE DATABASE "name" WITH OWNER "owner" [options]`, always a
+    /// statement of its own.
+    CreateDatabase {
+        name: String,
+        owner: String,
+        options: Vec<DbOption>,
+    },
+    /// `ALTER DATABASE "name" OWNER TO "owner"`
+    AlterDatabaseOwner { name: String, owner: String },
+    /// `ALTER DATABASE "from" RENAME TO "to"`
+    RenameDatabase { from: String, to: String },
+    /// `ALTER DATABASE "name" WITH IS_TEMPLATE true|false`
+    SetDatabaseTemplate { name: String, is_template: bool },
+    /// `DROP DATABASE "name" WITH (FORCE)` (terminates its connections).
+    DropDatabase { name: String },
+    /// `CREATE EXTENSION IF NOT EXISTS "name" WITH SCHEMA "schema" [VERSION '...']`,
+    /// inside `database`.
+    CreateExtension {
+        database: String,
+        name: String,
+        schema: String,
+        version: Option<String>,
+    },
+    /// `ALTER EXTENSION "name" UPDATE TO '...'`, inside `database`.
+    UpdateExtension {
+        database: String,
+        name: String,
+        version: String,
+    },
+}
+
+impl Op {
+    /// The database the op must run in; `None` means the supervisor's own.
+    pub fn database(&self) -> Option<&str> {
+        match self {
+            Op::ReassignOwned { database, .. }
+            | Op::DropOwned { database, .. }
+            | Op::CreateExtension { database, .. }
+            | Op::UpdateExtension { database, .. } => Some(database),
+            _ => None,
+        }
+    }
+
+    /// A short name of the kind of op, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::CreateRole { .. } => "create_role",
+            Op::AlterRolePassword { .. } => "alter_role_password",
+            Op::RenameRole { .. } => "rename_role",
+            Op::ReassignOwned { .. } => "reassign_owned",
+            Op::DropOwned { .. } => "drop_owned",
+            Op::DropRole { .. } => "drop_role",
+            Op::CreateDatabase { .. } => "create_database",
+            Op::AlterDatabaseOwner { .. } => "alter_database_owner",
+            Op::RenameDatabase { .. } => "rename_database",
+            Op::SetDatabaseTemplate { .. } => "set_database_template",
+            Op::DropDatabase { .. } => "drop_database",
+            Op::CreateExtension { .. } => "create_extension",
+            Op::UpdateExtension { .. } => "update_extension",
+        }
+    }
+}
+
+/// Shows the op as its SQL with any password redacted.
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::render::render_redacted(self))
+    }
+}

@@ -1,0 +1,126 @@
+//! What the catalog holds now, read in one round trip.
+//!
+//! [`SNAPSHOT_SQL`] is a single statement returning one row with one text
+//! column holding JSON; [`parse_snapshot`] turns that text into a
+//! [`Snapshot`]. Both are public so that the simulator can answer the very
+//! query from its catalog model (it serialises a [`Snapshot`]).
+//! [`EXTENSIONS_SQL`] / [`parse_extensions`] do the same for the extensions
+//! of the database a session is connected to.
+
+use serde::{Deserialize, Serialize};
+
+use super::ops::Secret;
+
+/// Reads roles (with password hashes) and databases (with owner,
+/// connectability, validity and template flag) in one statement.
+/// A database with `datconnlimit = -2` is invalid (an interrupted
+/// `DROP DATABASE`, Postgres 15). Roles with an OID below 16384
+/// (`FirstNormalObjectId`) are built in (bootstrap superuser, `pg_*`).
+pub const SNAPSHOT_SQL: &str = "SELECT pg_catalog.json_build_object(\
+'roles', COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_object(\
+'name', a.rolname, 'password', a.rolpassword, 'superuser', a.rolsuper, \
+'builtin', a.oid < 16384) ORDER BY a.rolname) FROM pg_catalog.pg_authid a), '[]'::json), \
+'databases', COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_object(\
+'name', d.datname, 'owner', pg_catalog.pg_get_userbyid(d.datdba), \
+'allow_connections', d.datallowconn, 'is_template', d.datistemplate, \
+'valid', d.datconnlimit <> -2) ORDER BY d.datname) FROM pg_catalog.pg_database d), '[]'::json), \
+'max_connections', pg_catalog.current_setting('max_connections')::int, \
+'current_user', current_user)::text";
+
+/// Reads the extensions of the session's database in one statement (one
+/// row, one text column holding a JSON array of [`InstalledExtension`]).
+pub const EXTENSIONS_SQL: &str = "SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_object(\
+'name', e.extname, 'schema', n.nspname, 'version', e.extversion) ORDER BY e.extname), '[]'::json)::text \
+FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace";
+
+/// A role as the catalog holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    pub name: String,
+    /// `rolpassword`: `md5<hex>`, a SCRAM verifier, or null.
+    pub password: Option<Secret>,
+    pub superuser: bool,
+    /// Created by initdb (bootstrap superuser, `pg_*` roles): never touched.
+    pub builtin: bool,
+}
+
+/// A database as the catalog holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    pub name: String,
+    pub owner: String,
+    /// `datallowconn`.
+    pub allow_connections: bool,
+    /// `datistemplate`.
+    pub is_template: bool,
+    /// False for an invalid database (`datconnlimit = -2`).
+    pub valid: bool,
+}
+
+impl DatabaseInfo {
+    /// Whether per-database work can connect to it.
+    pub fn connectable(&self) -> bool {
+        self.allow_connections && self.valid
+    }
+}
+
+/// Roles and databases of the cluster, and what bounds our concurrency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub roles: Vec<RoleInfo>,
+    pub databases: Vec<DatabaseInfo>,
+    /// The server's `max_connections`.
+    pub max_connections: u32,
+    /// The supervisor's own role (never touched).
+    pub current_user: String,
+}
+
+/// An extension installed in one database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledExtension {
+    pub name: String,
+    pub schema: String,
+    pub version: String,
+}
+
+/// The snapshot answer was not what [`SNAPSHOT_SQL`] returns.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot parse the catalog snapshot returned by Postgres: {0}")]
+pub struct SnapshotError(#[from] serde_json::Error);
+
+/// Parses the text [`SNAPSHOT_SQL`] returns.
+pub fn parse_snapshot(json: &str) -> Result<Snapshot, SnapshotError> {
+    Ok(serde_json::from_str(json)?)
+}
+
+/// Parses the text [`EXTENSIONS_SQL`] returns.
+pub fn parse_extensions(json: &str) -> Result<Vec<InstalledExtension>, SnapshotError> {
+    Ok(serde_json::from_str(json)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_postgres_returns() {
+        let json = r#"{"roles" : [{"name" : "cloud_admin", "password" : null, "superuser" : true, "builtin" : true},
+            {"name" : "a\"b", "password" : "md5abc", "superuser" : false, "builtin" : false}],
+            "databases" : [{"name" : "broken", "owner" : "a\"b", "allow_connections" : true, "is_template" : false, "valid" : false}],
+            "max_connections" : 100, "current_user" : "cloud_admin"}"#;
+        let s = parse_snapshot(json).unwrap();
+        assert_eq!(s.roles[1].name, "a\"b");
+        assert_eq!(s.roles[1].password.as_ref().unwrap().expose(), "md5abc");
+        assert!(!s.databases[0].connectable());
+        assert_eq!(s.max_connections, 100);
+        let back = parse_snapshot(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn rejects_garbage_without_echoing_it() {
+        let err = parse_snapshot(r#"{"roles": [{"name": 1}]}"#).unwrap_err();
+        assert!(err.to_string().contains("catalog snapshot"));
+        assert!(parse_extensions("[]").unwrap().is_empty());
+    }
+}
