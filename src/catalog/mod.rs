@@ -6,12 +6,20 @@
 //! [`execute`] runs them over the simple query protocol, pipelined, with
 //! bounded per-database concurrency. [`apply`] ties them together.
 
+pub mod execute;
+pub mod model;
 pub mod ops;
+pub mod plan;
 pub mod quote;
 pub mod render;
 pub mod snapshot;
 
+#[cfg(test)]
+mod plan_props;
+
+pub use model::Model;
 pub use ops::{DbOption, Op, Secret};
+pub use plan::{PlanError, plan, plan_extensions, wanted_extensions};
 pub use render::{render, render_redacted};
 pub use snapshot::{
     DatabaseInfo, EXTENSIONS_SQL, InstalledExtension, RoleInfo, SNAPSHOT_SQL, Snapshot,
@@ -36,21 +44,168 @@ pub struct CatalogReport {
     pub skipped_databases: Vec<String>,
 }
 
-/// A failure of catalog work.
+/// A failure of catalog work. Statements are shown with passwords redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    #[error("cannot open a session to database {database:?} for catalog work: {source}")]
+    Connect {
+        database: String,
+        #[source]
+        source: crate::pg::ConnectError,
+    },
+    #[error("reading the {what} in database {database:?} failed: {message}")]
+    Query {
+        what: &'static str,
+        database: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("cannot plan the catalog changes: {0}")]
+    Plan(#[from] PlanError),
+    #[error(
+        "{statement} (in database {database:?}) failed: {message}; what ran before it stays applied, re-apply the spec once the cause is fixed"
+    )]
+    Statement {
+        statement: String,
+        database: String,
+        message: String,
+    },
+    #[error(
+        "{statement} (in database {database:?}) did not finish within {after:?}; is Postgres overloaded or stuck?"
+    )]
+    Timeout {
+        statement: String,
+        database: String,
+        after: std::time::Duration,
+    },
     #[error("{0}")]
     Other(String),
 }
 
-/// Brings roles, databases and extensions in line with the spec.
-/// `operation` ("start" or "reconfigure") labels the metrics.
+/// Counts statements into the report and the metrics.
+struct Tally<'a> {
+    metrics: &'a Metrics,
+    operation: &'static str,
+    report: CatalogReport,
+}
+
+impl Tally<'_> {
+    fn planned(&mut self, n: usize) {
+        self.report.planned += n as u64;
+        self.metrics
+            .count_statements(self.operation, "planned", n as u64);
+    }
+
+    /// Adds an outcome; returns its error.
+    fn outcome(&mut self, o: execute::RunOutcome) -> Option<CatalogError> {
+        self.report.executed += o.executed;
+        self.report.failed += o.failed;
+        self.metrics
+            .count_statements(self.operation, "executed", o.executed);
+        self.metrics
+            .count_statements(self.operation, "failed", o.failed);
+        o.error
+    }
+}
+
+/// Brings roles, databases and extensions in line with the spec: one
+/// snapshot, one plan, then its statements; then the extensions of each
+/// database. `operation` ("start" or "reconfigure") labels the metrics.
 pub async fn apply<E: Env>(
-    _env: &E,
-    _params: &ComputeParams,
-    _spec: &ComputeSpec,
-    _metrics: &Metrics,
-    _operation: &'static str,
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+    metrics: &Metrics,
+    operation: &'static str,
 ) -> Result<CatalogReport, CatalogError> {
-    Err(CatalogError::Other("not implemented".into()))
+    let own_db = params.conn.dbname.as_str();
+    let main = execute::open(env, &params.conn).await?;
+    let text = execute::query_text(env, &main, own_db, "catalog snapshot", SNAPSHOT_SQL).await?;
+    let snapshot = parse_snapshot(&text)?;
+    let ops = plan(&snapshot, spec, own_db)?;
+    let concurrency = execute::concurrency(spec.reconfigure_concurrency, snapshot.max_connections);
+    let mut tally = Tally {
+        metrics,
+        operation,
+        report: CatalogReport::default(),
+    };
+    tally.planned(ops.len());
+    tracing::info!(
+        operation,
+        statements = ops.len(),
+        concurrency,
+        "catalog plan"
+    );
+
+    for (kind, run) in execute::runs(&ops) {
+        let error = match kind {
+            execute::RunKind::PerDatabase => {
+                let jobs: Vec<_> = execute::by_database(run)
+                    .into_iter()
+                    .map(|(db, ops)| execute::database_ops(env, &params.conn, db, ops))
+                    .collect();
+                let outcomes = execute::bounded(jobs, concurrency).await;
+                let mut first = None;
+                for o in outcomes {
+                    let e = tally.outcome(o);
+                    first = first.or(e);
+                }
+                first
+            }
+            _ => {
+                let pipelined = kind == execute::RunKind::Pipelined;
+                let o = execute::run_ops(env, &main, own_db, run, pipelined).await;
+                tally.outcome(o)
+            }
+        };
+        if let Some(e) = error {
+            return Err(e);
+        }
+    }
+
+    apply_extensions(env, params, spec, &snapshot, &ops, concurrency, &mut tally).await?;
+    Ok(tally.report)
+}
+
+/// Creates or updates the wanted extensions of each database that exists
+/// and accepts connections (after the plan ran); others are skipped.
+async fn apply_extensions<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+    snapshot: &Snapshot,
+    ops: &[Op],
+    concurrency: usize,
+    tally: &mut Tally<'_>,
+) -> Result<(), CatalogError> {
+    let wanted = wanted_extensions(spec);
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut model = Model::from_snapshot(snapshot);
+    for op in ops {
+        // The plan was built by applying these very ops to this model.
+        let _ = model.apply(op);
+    }
+    let mut targets = Vec::new();
+    for (db, exts) in wanted {
+        if model.databases.get(&db).is_some_and(|d| d.connectable()) {
+            targets.push((db, exts));
+        } else {
+            tracing::warn!(database = %db, "database missing, invalid or not connectable; its extensions are skipped");
+            tally.report.skipped_databases.push(db);
+        }
+    }
+    let jobs: Vec<_> = targets
+        .into_iter()
+        .map(|(db, exts)| execute::database_extensions(env, &params.conn, db, exts))
+        .collect();
+    let mut first = None;
+    for (planned, o) in execute::bounded(jobs, concurrency).await {
+        tally.planned(planned);
+        let e = tally.outcome(o);
+        first = first.or(e);
+    }
+    first.map_or(Ok(()), Err)
 }

@@ -1,0 +1,278 @@
+//! Runs ops over the simple query protocol (never prepared statements: the
+//! simulator's Postgres speaks only simple query).
+//!
+//! Ops run in plan order, split into runs:
+//! - independent ops of the supervisor's session (`CREATE ROLE`, password
+//!   and owner changes) are pipelined: sent without waiting for each answer,
+//!   each its own `Query` message, so each is its own implicit transaction;
+//! - renames, drops and `CREATE DATABASE` run one at a time, each alone in
+//!   its `Query` message (`CREATE/DROP DATABASE` refuse transaction blocks);
+//! - per-database ops run in a session to that database, with at most
+//!   [`concurrency`] databases at once.
+//!
+//! The first failure stops its session and ends the apply with an error
+//! naming the statement (passwords redacted); what ran before stays.
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+
+use super::CatalogError;
+use super::ops::Op;
+use super::render::render;
+use crate::compute::ConnTarget;
+use crate::env::{Env, timeout};
+use crate::pg;
+
+/// How long opening a session may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Server-side `statement_timeout` of the supervisor's catalog sessions.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Client-side bound on one statement, queueing in the pipeline included:
+/// covers a server that ignores its statement_timeout (stuck, partitioned).
+pub const CLIENT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
+/// At most this many statements in flight on one session.
+pub const PIPELINE_DEPTH: usize = 64;
+/// Connections kept free for others: superuser_reserved_connections and our
+/// own main session.
+const RESERVED_CONNECTIONS: usize = 4;
+/// Per-database concurrency when the spec asks for none.
+const DEFAULT_CONCURRENCY: usize = 8;
+
+/// How many databases per-database phases work on at once: the spec's
+/// `reconfigure_concurrency` (default 8), never more than a quarter of the
+/// connections Postgres has left after reserved ones, never less than one.
+pub fn concurrency(requested: Option<usize>, max_connections: u32) -> usize {
+    let cap = ((max_connections as usize).saturating_sub(RESERVED_CONNECTIONS) / 4).max(1);
+    requested.unwrap_or(DEFAULT_CONCURRENCY).clamp(1, cap)
+}
+
+/// How a run of ops is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// On the supervisor's session, pipelined.
+    Pipelined,
+    /// On the supervisor's session, one statement at a time.
+    Sequential,
+    /// In sessions to the ops' databases, databases concurrently.
+    PerDatabase,
+}
+
+fn run_kind(op: &Op) -> RunKind {
+    match op {
+        _ if op.database().is_some() => RunKind::PerDatabase,
+        Op::CreateRole { .. } | Op::AlterRolePassword { .. } | Op::AlterDatabaseOwner { .. } => {
+            RunKind::Pipelined
+        }
+        _ => RunKind::Sequential,
+    }
+}
+
+/// Splits a plan into maximal runs of the same [`RunKind`], in order.
+pub fn runs(ops: &[Op]) -> Vec<(RunKind, &[Op])> {
+    let mut out: Vec<(RunKind, &[Op])> = Vec::new();
+    let mut start = 0;
+    for i in 1..=ops.len() {
+        if i == ops.len() || run_kind(&ops[i]) != run_kind(&ops[start]) {
+            if start < i {
+                out.push((run_kind(&ops[start]), &ops[start..i]));
+            }
+            start = i;
+        }
+    }
+    out
+}
+
+/// Groups per-database ops by database, keeping first-seen database order
+/// and each database's op order.
+pub fn by_database(ops: &[Op]) -> Vec<(String, Vec<Op>)> {
+    let mut out: Vec<(String, Vec<Op>)> = Vec::new();
+    for op in ops {
+        let db = op.database().unwrap_or_default();
+        match out.iter_mut().find(|(d, _)| d == db) {
+            Some((_, v)) => v.push(op.clone()),
+            None => out.push((db.to_string(), vec![op.clone()])),
+        }
+    }
+    out
+}
+
+/// Opens a supervisor session to `target`.
+pub async fn open<E: Env>(
+    env: &E,
+    target: &ConnTarget,
+) -> Result<tokio_postgres::Client, CatalogError> {
+    pg::connect(env, target, STATEMENT_TIMEOUT, CONNECT_TIMEOUT)
+        .await
+        .map_err(|source| CatalogError::Connect {
+            database: target.dbname.clone(),
+            source,
+        })
+}
+
+/// A Postgres error as one line, without the statement text.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Runs a one-row, one-text-column query (the snapshot queries).
+pub async fn query_text<E: Env>(
+    env: &E,
+    client: &tokio_postgres::Client,
+    database: &str,
+    what: &'static str,
+    sql: &str,
+) -> Result<String, CatalogError> {
+    let query_err = |message: String| CatalogError::Query {
+        what,
+        database: database.to_string(),
+        message,
+    };
+    let msgs = timeout(env, CLIENT_STATEMENT_TIMEOUT, client.simple_query(sql))
+        .await
+        .map_err(|e| query_err(e.to_string()))?
+        .map_err(|e| query_err(describe(&e)))?;
+    msgs.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .ok_or_else(|| query_err("it returned no row".into()))
+}
+
+/// Outcome of a run on one session: statements that succeeded, and the
+/// first failure if any.
+#[derive(Debug, Default)]
+pub struct RunOutcome {
+    pub executed: u64,
+    pub failed: u64,
+    pub error: Option<CatalogError>,
+}
+
+async fn one<E: Env>(
+    env: &E,
+    client: &tokio_postgres::Client,
+    database: &str,
+    op: &Op,
+) -> Result<(), CatalogError> {
+    tracing::debug!(database, statement = %op, "catalog statement");
+    let sql = render(op);
+    match timeout(env, CLIENT_STATEMENT_TIMEOUT, client.batch_execute(&sql)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(CatalogError::Statement {
+            statement: op.to_string(),
+            database: database.to_string(),
+            message: describe(&e),
+        }),
+        Err(_) => Err(CatalogError::Timeout {
+            statement: op.to_string(),
+            database: database.to_string(),
+            after: CLIENT_STATEMENT_TIMEOUT,
+        }),
+    }
+}
+
+/// Runs `ops` on `client` one at a time (`pipelined == false`) or with up
+/// to [`PIPELINE_DEPTH`] in flight. Stops at the first failure (in a
+/// pipeline, statements already sent still run; they are counted).
+pub async fn run_ops<E: Env>(
+    env: &E,
+    client: &tokio_postgres::Client,
+    database: &str,
+    ops: &[Op],
+    pipelined: bool,
+) -> RunOutcome {
+    let depth = if pipelined { PIPELINE_DEPTH } else { 1 };
+    // Collected first: concrete futures keep the whole thing `Send`.
+    let futs: Vec<_> = ops
+        .iter()
+        .map(|op| one(env, client, database, op))
+        .collect();
+    let mut results = stream::iter(futs).buffered(depth);
+    let mut out = RunOutcome::default();
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(()) => out.executed += 1,
+            Err(e) => {
+                out.failed += 1;
+                if out.error.is_none() {
+                    out.error = Some(e);
+                }
+                if !pipelined {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs `ops` in a session to `database` (opened here), one at a time.
+pub async fn database_ops<E: Env>(
+    env: &E,
+    target: &ConnTarget,
+    database: String,
+    ops: Vec<Op>,
+) -> RunOutcome {
+    match open(env, &target.with_dbname(&database)).await {
+        Ok(client) => run_ops(env, &client, &database, &ops, false).await,
+        Err(e) => RunOutcome {
+            error: Some(e),
+            ..Default::default()
+        },
+    }
+}
+
+/// Creates or updates the `wanted` extensions of `database` (in a session
+/// opened here) after reading what it has; returns how many statements it
+/// planned and how they went.
+pub async fn database_extensions<E: Env>(
+    env: &E,
+    target: &ConnTarget,
+    database: String,
+    wanted: Vec<crate::spec::Extension>,
+) -> (usize, RunOutcome) {
+    let failed = |e| {
+        (
+            0,
+            RunOutcome {
+                error: Some(e),
+                ..Default::default()
+            },
+        )
+    };
+    let client = match open(env, &target.with_dbname(&database)).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let installed = match query_text(
+        env,
+        &client,
+        &database,
+        "installed extensions",
+        super::EXTENSIONS_SQL,
+    )
+    .await
+    .and_then(|t| Ok(super::parse_extensions(&t)?))
+    {
+        Ok(i) => i,
+        Err(e) => return failed(e),
+    };
+    let ops = super::plan_extensions(&database, &installed, &wanted);
+    (
+        ops.len(),
+        run_ops(env, &client, &database, &ops, false).await,
+    )
+}
+
+/// Runs `jobs` (one per database), at most `concurrency` at once; results
+/// come back in job order.
+pub async fn bounded<F: std::future::Future>(jobs: Vec<F>, concurrency: usize) -> Vec<F::Output> {
+    stream::iter(jobs)
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+}
