@@ -30,6 +30,10 @@ pub enum PlanError {
         option: String,
         expected: &'static str,
     },
+    #[error(
+        "database {database:?}: TEMPLATE {template:?} does not exist; name an existing database (e.g. template0) or drop the option"
+    )]
+    UnknownTemplate { database: String, template: String },
     #[error("role name {0:?} is reserved by Postgres (pg_ prefix); rename it in the spec")]
     ReservedRoleName(String),
     #[error(
@@ -287,6 +291,16 @@ pub fn plan(
                     .flatten()
                     .map(|o| db_option(&db.name, o))
                     .collect::<Result<Vec<_>, _>>()?;
+                for o in &options {
+                    if let DbOption::Template(t) = o {
+                        if !p.model.databases.contains_key(t) {
+                            return Err(PlanError::UnknownTemplate {
+                                database: db.name.clone(),
+                                template: t.clone(),
+                            });
+                        }
+                    }
+                }
                 p.push(Op::CreateDatabase {
                     name: db.name.clone(),
                     owner: db.owner.clone(),
