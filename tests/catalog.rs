@@ -449,6 +449,8 @@ async fn a_spec_the_catalog_cannot_take_is_refused_before_any_statement() {
     );
 }
 
+/// Prints the durations it sees (not asserted: speed is for benchmarks).
+#[allow(clippy::disallowed_methods)]
 #[tokio::test]
 async fn many_roles_and_databases_apply_pipelined_and_converge() {
     let pg = TestPostgres::start(&[]).await;

@@ -276,3 +276,66 @@ pub async fn bounded<F: std::future::Future>(jobs: Vec<F>, concurrency: usize) -
         .collect()
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_is_bounded_by_max_connections() {
+        assert_eq!(concurrency(None, 100), 8);
+        assert_eq!(concurrency(Some(2), 100), 2);
+        assert_eq!(concurrency(Some(500), 100), 24);
+        assert_eq!(concurrency(Some(500), 5), 1);
+        assert_eq!(concurrency(Some(0), 100), 1);
+        assert_eq!(concurrency(None, 0), 1);
+    }
+
+    #[test]
+    fn runs_split_by_kind_and_databases_keep_op_order() {
+        let role = |n: &str| Op::CreateRole {
+            name: n.into(),
+            password: None,
+        };
+        let reassign = |db: &str| Op::ReassignOwned {
+            database: db.into(),
+            role: "r".into(),
+            to: "o".into(),
+        };
+        let drop_owned = |db: &str| Op::DropOwned {
+            database: db.into(),
+            role: "r".into(),
+        };
+        let ops = vec![
+            reassign("a"),
+            drop_owned("a"),
+            reassign("b"),
+            drop_owned("b"),
+            Op::DropRole { name: "r".into() },
+            role("x"),
+            role("y"),
+            Op::CreateDatabase {
+                name: "d".into(),
+                owner: "x".into(),
+                options: vec![],
+            },
+        ];
+        let kinds: Vec<(RunKind, usize)> = runs(&ops).iter().map(|(k, r)| (*k, r.len())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (RunKind::PerDatabase, 4),
+                (RunKind::Sequential, 1),
+                (RunKind::Pipelined, 2),
+                (RunKind::Sequential, 1)
+            ]
+        );
+        let groups = by_database(&ops[..4]);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            groups[0],
+            ("a".to_string(), vec![reassign("a"), drop_owned("a")])
+        );
+        assert!(runs(&[]).is_empty());
+    }
+}
