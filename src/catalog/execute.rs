@@ -5,8 +5,11 @@
 //! - independent ops of the supervisor's session (`CREATE ROLE`, password
 //!   and owner changes) are pipelined: sent without waiting for each answer,
 //!   each its own `Query` message, so each is its own implicit transaction;
-//! - renames, drops and `CREATE DATABASE` run one at a time, each alone in
-//!   its `Query` message (`CREATE/DROP DATABASE` refuse transaction blocks);
+//! - renames and drops run one at a time, each alone in its `Query`
+//!   message (`DROP DATABASE` refuses transaction blocks);
+//! - `CREATE DATABASE`s (each alone in its `Query` message too) are spread
+//!   over up to [`concurrency`] sessions: copying the template dominates
+//!   start-up with many databases and runs twice as fast 8-wide on 2 cores;
 //! - per-database ops run in a session to that database, with at most
 //!   [`concurrency`] databases at once.
 //!
@@ -18,7 +21,7 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 
 use super::CatalogError;
-use super::ops::Op;
+use super::ops::{DbOption, Op};
 use super::render::render;
 use crate::compute::ConnTarget;
 use crate::env::{Env, timeout};
@@ -54,6 +57,8 @@ pub enum RunKind {
     Pipelined,
     /// On the supervisor's session, one statement at a time.
     Sequential,
+    /// Spread over several sessions to the supervisor's database.
+    Concurrent,
     /// In sessions to the ops' databases, databases concurrently.
     PerDatabase,
 }
@@ -64,16 +69,35 @@ fn run_kind(op: &Op) -> RunKind {
         Op::CreateRole { .. } | Op::AlterRolePassword { .. } | Op::AlterDatabaseOwner { .. } => {
             RunKind::Pipelined
         }
+        Op::CreateDatabase { .. } => RunKind::Concurrent,
         _ => RunKind::Sequential,
     }
 }
 
-/// Splits a plan into maximal runs of the same [`RunKind`], in order.
+/// Whether `op` creates a database from a template that an op of `run`
+/// creates (so it must wait for it).
+fn depends_on(op: &Op, run: &[Op]) -> bool {
+    let Op::CreateDatabase { options, .. } = op else {
+        return false;
+    };
+    options.iter().any(|o| match o {
+        DbOption::Template(t) => run
+            .iter()
+            .any(|r| matches!(r, Op::CreateDatabase { name, .. } if name == t)),
+        _ => false,
+    })
+}
+
+/// Splits a plan into maximal runs of the same [`RunKind`], in order; a
+/// concurrent run also ends before an op that depends on one of its ops.
 pub fn runs(ops: &[Op]) -> Vec<(RunKind, &[Op])> {
     let mut out: Vec<(RunKind, &[Op])> = Vec::new();
     let mut start = 0;
     for i in 1..=ops.len() {
-        if i == ops.len() || run_kind(&ops[i]) != run_kind(&ops[start]) {
+        if i == ops.len()
+            || run_kind(&ops[i]) != run_kind(&ops[start])
+            || depends_on(&ops[i], &ops[start..i])
+        {
             if start < i {
                 out.push((run_kind(&ops[start]), &ops[start..i]));
             }
@@ -94,6 +118,17 @@ pub fn by_database(ops: &[Op]) -> Vec<(String, Vec<Op>)> {
             None => out.push((db.to_string(), vec![op.clone()])),
         }
     }
+    out
+}
+
+/// Deals `ops` round-robin into at most `n` lists (each keeps plan order).
+pub fn deal(ops: &[Op], n: usize) -> Vec<Vec<Op>> {
+    let n = n.clamp(1, ops.len().max(1));
+    let mut out = vec![Vec::new(); n];
+    for (i, op) in ops.iter().enumerate() {
+        out[i % n].push(op.clone());
+    }
+    out.retain(|v| !v.is_empty());
     out
 }
 
@@ -327,7 +362,7 @@ mod tests {
                 (RunKind::PerDatabase, 4),
                 (RunKind::Sequential, 1),
                 (RunKind::Pipelined, 2),
-                (RunKind::Sequential, 1)
+                (RunKind::Concurrent, 1)
             ]
         );
         let groups = by_database(&ops[..4]);
@@ -337,5 +372,23 @@ mod tests {
             ("a".to_string(), vec![reassign("a"), drop_owned("a")])
         );
         assert!(runs(&[]).is_empty());
+        let create = |n: &str, template: &str| Op::CreateDatabase {
+            name: n.into(),
+            owner: "x".into(),
+            options: vec![DbOption::Template(template.into())],
+        };
+        let dbs = [
+            create("a", "template1"),
+            create("b", "template1"),
+            create("c", "a"),
+        ];
+        let lens: Vec<usize> = runs(&dbs).iter().map(|(_, r)| r.len()).collect();
+        assert_eq!(lens, [2, 1], "c waits for its template a");
+        let dealt = deal(&dbs, 2);
+        assert_eq!(
+            dealt,
+            [vec![dbs[0].clone(), dbs[2].clone()], vec![dbs[1].clone()]]
+        );
+        assert_eq!(deal(&dbs, 8).len(), 3);
     }
 }

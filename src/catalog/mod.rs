@@ -153,6 +153,18 @@ pub async fn apply<E: Env>(
                 }
                 first
             }
+            execute::RunKind::Concurrent => {
+                let jobs: Vec<_> = execute::deal(run, concurrency)
+                    .into_iter()
+                    .map(|ops| execute::database_ops(env, &params.conn, own_db.to_string(), ops))
+                    .collect();
+                let mut first = None;
+                for o in execute::bounded(jobs, concurrency).await {
+                    let e = tally.outcome(o);
+                    first = first.or(e);
+                }
+                first
+            }
             _ => {
                 let pipelined = kind == execute::RunKind::Pipelined;
                 let o = execute::run_ops(env, &main, own_db, run, pipelined).await;
