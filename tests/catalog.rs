@@ -132,7 +132,10 @@ async fn neon_fixture_applies_with_hostile_names_and_converges() {
 
     let again = apply(&pg, &spec).await.expect("second apply");
     assert_eq!((again.planned, again.executed), (0, 0), "{again:?}");
-    assert_eq!(snapshot(&pg).await, snap);
+    let through_api = catalog::read_snapshot(&TokioEnv::new(), &pg.target("postgres"))
+        .await
+        .expect("read_snapshot");
+    assert_eq!(through_api, snap);
 }
 
 #[tokio::test]

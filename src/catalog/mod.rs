@@ -109,6 +109,24 @@ impl Tally<'_> {
     }
 }
 
+/// Reads what the catalog holds now (for `GET /dbs_and_roles`): one
+/// session, one statement.
+pub async fn read_snapshot<E: Env>(
+    env: &E,
+    target: &crate::compute::ConnTarget,
+) -> Result<Snapshot, CatalogError> {
+    let client = execute::open(env, target).await?;
+    let text = execute::query_text(
+        env,
+        &client,
+        &target.dbname,
+        "catalog snapshot",
+        SNAPSHOT_SQL,
+    )
+    .await?;
+    Ok(parse_snapshot(&text)?)
+}
+
 /// Brings roles, databases and extensions in line with the spec: one
 /// snapshot, one plan, then its statements; then the extensions of each
 /// database. `operation` ("start" or "reconfigure") labels the metrics.
@@ -121,6 +139,7 @@ pub async fn apply<E: Env>(
 ) -> Result<CatalogReport, CatalogError> {
     let own_db = params.conn.dbname.as_str();
     let main = execute::open(env, &params.conn).await?;
+    // The snapshot is read on the session the plan then runs on.
     let text = execute::query_text(env, &main, own_db, "catalog snapshot", SNAPSHOT_SQL).await?;
     let snapshot = parse_snapshot(&text)?;
     let ops = plan(&snapshot, spec, own_db)?;

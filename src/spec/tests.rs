@@ -160,6 +160,21 @@ fn renames_need_new_name_deletes_do_not() {
 }
 
 #[test]
+fn deltas_must_not_delete_or_rename_what_the_cluster_lists() {
+    let mut j = valid();
+    j["delta_operations"] = serde_json::json!([
+        {"action": "delete_role", "name": "alice"},
+        {"action": "rename_db", "name": "app", "new_name": "app2"},
+        {"action": "rename_role", "name": "Alice", "new_name": "bob"},
+        {"action": "delete_db", "name": "other"}
+    ]);
+    assert_eq!(
+        paths(j),
+        ["$.delta_operations[0].name", "$.delta_operations[1].name"]
+    );
+}
+
+#[test]
 fn unknown_delta_action_is_a_parse_error() {
     let mut j = valid();
     j["delta_operations"] = serde_json::json!([{"action": "truncate_db", "name": "a"}]);

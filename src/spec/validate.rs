@@ -6,6 +6,9 @@
 //!   know exists before the spec: initdb creates it). Anything else would make
 //!   `CREATE DATABASE ... OWNER` fail halfway through an apply, so it is
 //!   rejected before any work starts.
+//! - A delta operation must not delete or rename a role or database that
+//!   `cluster` also lists: deltas replay on every apply, so the spec would
+//!   undo the delta each time and the catalog would never converge.
 //! - Names are at most 63 bytes (`NAMEDATALEN - 1`); Postgres would silently
 //!   truncate longer ones, which breaks idempotence.
 
@@ -206,6 +209,23 @@ fn check_deltas(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
             )),
             (Some(n), true) => check_name(n, &format!("{path}.new_name"), out),
             _ => {}
+        }
+        let listed = match op.action {
+            DeltaAction::DeleteRole | DeltaAction::RenameRole => {
+                spec.cluster.roles.iter().any(|r| r.name == op.name)
+            }
+            DeltaAction::DeleteDb | DeltaAction::RenameDb => {
+                spec.cluster.databases.iter().any(|d| d.name == op.name)
+            }
+        };
+        if listed {
+            out.push(SpecProblem::new(
+                format!("{path}.name"),
+                format!(
+                    "{:?} is also listed in cluster; a delete or rename of it would be undone on every apply; remove the delta or the entry",
+                    op.name
+                ),
+            ));
         }
     }
 }
