@@ -96,6 +96,10 @@ pub struct Args {
     /// Seconds a shutdown may take before it is escalated.
     #[arg(long, env = "COMPUTE_CTL_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+
+    /// Seconds between two reads of client activity (pg_stat_activity).
+    #[arg(long, env = "COMPUTE_CTL_ACTIVITY_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub activity_interval_secs: u64,
 }
 
 impl Args {
@@ -105,6 +109,10 @@ impl Args {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn activity_interval(&self) -> Duration {
+        Duration::from_secs(self.activity_interval_secs)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Wiring of the production binary: flags -> params, the supervisor on
-//! [`TokioEnv`], spec delivery, OS signals, exit code.
+//! [`TokioEnv`], the HTTP API and the activity monitor beside it, spec
+//! delivery, OS signals, exit code.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,10 +11,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use compute_ctl::cli::Args;
 use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, RunOutcome, TerminateMode};
-use compute_ctl::env::TokioEnv;
+use compute_ctl::env::{Net, TokioEnv, timeout};
+use compute_ctl::http::{self, Auth};
+use compute_ctl::monitor;
 use compute_ctl::spec::{ComputeSpec, ValidationContext};
 use compute_ctl::spec_source::{FetchPolicy, SpecSource, fetch_spec};
 use compute_ctl::state::ComputeStatus;
+
+/// How long requests in flight may take to finish once the compute has
+/// stopped (e.g. the 500 of a failed first configure, the 200 of a terminate).
+const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What validation may assume exists: the superuser of `--connstr`.
 pub fn validation_context(args: &Args) -> ValidationContext {
@@ -39,7 +46,7 @@ fn params(args: &Args) -> anyhow::Result<ComputeParams> {
         compute_id: args.compute_id.clone(),
         ready_timeout: args.ready_timeout(),
         shutdown_timeout: args.shutdown_timeout(),
-        activity_interval: Duration::from_secs(5),
+        activity_interval: args.activity_interval(),
     })
 }
 
@@ -90,6 +97,26 @@ fn initial_spec(args: &Args, ctx: &ValidationContext) -> anyhow::Result<Option<C
     Ok(Some(spec))
 }
 
+/// The JWT verifier of `--jwks`; without it auth is off (and we say so).
+fn load_auth(args: &Args) -> anyhow::Result<Option<Auth>> {
+    let Some(path) = &args.jwks else {
+        tracing::warn!(
+            "no --jwks given: HTTP API authentication is OFF, anyone who can reach the port may configure or terminate this compute; pass --jwks FILE in production"
+        );
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the JWKS file {} (--jwks)", path.display()))?;
+    let auth = Auth::from_jwks(&text, args.compute_id.clone())
+        .with_context(|| format!("cannot use the JWKS file {} (--jwks)", path.display()))?;
+    tracing::info!(
+        keys = auth.key_count(),
+        compute_id = ?args.compute_id,
+        "HTTP API authentication on: /configure, /terminate and /dbs_and_roles need a bearer token"
+    );
+    Ok(Some(auth))
+}
+
 /// Runs the compute until it terminates or fails.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ctx = validation_context(&args);
@@ -99,7 +126,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(uri), Some(id)) => Some(SpecSource::new(uri, id)?),
         _ => None,
     };
-    let compute = Compute::new(TokioEnv::new(), params);
+    let auth = load_auth(&args)?;
+    let env = TokioEnv::new();
+    // Listen before anything else happens, so that a busy port fails fast and
+    // the API is up before the first spec is applied.
+    let addr = params.http_addr;
+    let listener = env.bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} for the HTTP API; is another compute_ctl or another program using that port? pick a free one with --http-port"
+        )
+    })?;
+    tracing::info!(%addr, "HTTP API listening");
+    let compute = Compute::new(env, params);
     spawn_signal_handler(compute.clone())?;
     tracing::info!(
         pgdata = %compute.params.pgdata.display(),
@@ -107,6 +145,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pid = std::process::id(),
         "compute_ctl started"
     );
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve::<TokioEnv>(
+        listener,
+        http::router(compute.clone(), auth),
+        async move {
+            let _ = http_stopped.await;
+        },
+    ));
+    tokio::spawn(monitor::run(compute.clone()));
     if let Some(spec) = spec {
         compute
             .submit(spec)
@@ -116,6 +163,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let outcome = compute.run().await;
     if let Some(f) = fetcher {
         f.abort();
+    }
+    // Stop accepting, and let the responses in flight be delivered.
+    let _ = stop_http.send(());
+    match timeout(&compute.env, HTTP_DRAIN_TIMEOUT, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!(
+            "HTTP requests still open {HTTP_DRAIN_TIMEOUT:?} after the compute stopped; exiting anyway"
+        ),
     }
     match outcome {
         RunOutcome::Terminated => {

@@ -4,13 +4,16 @@
 //! plane asks for, [`state`] the status machine, [`env`] the seam through
 //! which every effect goes, [`compute`] the supervisor core, [`pg`] Postgres
 //! itself, [`catalog`] roles/databases/extensions, [`metrics`] what we report,
+//! [`http`] the API the control plane drives it with, [`monitor`] client activity,
 //! [`spec_source`] fetching the spec from a control plane.
 
 pub mod catalog;
 pub mod cli;
 pub mod compute;
 pub mod env;
+pub mod http;
 pub mod metrics;
+pub mod monitor;
 pub mod pg;
 pub mod spec;
 pub mod spec_source;

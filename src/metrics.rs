@@ -21,6 +21,14 @@ struct PhaseLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabel {
+    /// The matched route pattern (`/status`), or `unmatched` for unknown paths.
+    route: String,
+    method: String,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatementLabel {
     operation: &'static str,
     outcome: &'static str,
@@ -32,6 +40,7 @@ pub struct Metrics {
     status: Family<StatusLabel, Gauge>,
     phase_seconds: Family<PhaseLabel, Histogram>,
     statements: Family<StatementLabel, Counter>,
+    http_requests: Family<HttpLabel, Counter>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -63,11 +72,18 @@ impl Metrics {
             "Catalog statements by operation (start, reconfigure) and outcome (planned, executed, failed)",
             statements.clone(),
         );
+        let http_requests = Family::<HttpLabel, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP API responses by route pattern, method and status code",
+            http_requests.clone(),
+        );
         Self {
             registry,
             status,
             phase_seconds,
             statements,
+            http_requests,
         }
     }
 
@@ -98,6 +114,18 @@ impl Metrics {
         self.statements
             .get_or_create(&StatementLabel { operation, outcome })
             .inc_by(n);
+    }
+
+    /// Counts one HTTP response; `route` is the matched route pattern (never
+    /// the raw path, so unknown paths cannot blow up the label space).
+    pub fn count_http_request(&self, route: &str, method: &str, code: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabel {
+                route: route.to_string(),
+                method: method.to_string(),
+                code,
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -1,0 +1,66 @@
+//! `GET /health` (the process is alive and serving) and `GET /ready`
+//! (status `running` and Postgres accepting connections, probed with a
+//! fresh supervisor session and `SELECT 1` under a short deadline).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use crate::env::{Env, timeout};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::pg;
+use crate::state::ComputeStatus;
+
+/// How long the readiness probe may take in all.
+pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The body of both probes when they pass.
+#[derive(Debug, Serialize)]
+pub struct ProbeBody {
+    pub ok: bool,
+    pub status: ComputeStatus,
+}
+
+/// `GET /health`: 200 whenever the API answers.
+pub async fn health<E: Env>(State(state): State<AppState<E>>) -> Json<ProbeBody> {
+    Json(ProbeBody {
+        ok: true,
+        status: state.compute.subscribe().borrow().status,
+    })
+}
+
+/// `GET /ready`: 200 when running and Postgres answers, else 503 with the reason.
+pub async fn ready<E: Env>(State(state): State<AppState<E>>) -> Result<Json<ProbeBody>, ApiError> {
+    let compute = &state.compute;
+    let status = compute.subscribe().borrow().status;
+    let unavailable = |reason: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason);
+    if status != ComputeStatus::Running {
+        return Err(unavailable(format!(
+            "not ready: the compute is {status}, not running"
+        )));
+    }
+    let probe = async {
+        let client = pg::connect(
+            &compute.env,
+            &compute.params.conn,
+            READY_PROBE_TIMEOUT,
+            READY_PROBE_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("Postgres did not answer SELECT 1: {e}"))
+    };
+    match timeout(&compute.env, READY_PROBE_TIMEOUT, probe).await {
+        Ok(Ok(())) => Ok(Json(ProbeBody { ok: true, status })),
+        Ok(Err(reason)) => Err(unavailable(format!("not ready: {reason}"))),
+        Err(e) => Err(unavailable(format!("not ready: the Postgres probe {e}"))),
+    }
+}

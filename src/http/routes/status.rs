@@ -1,0 +1,55 @@
+//! `GET /status`: what the compute is doing. Reads the watch channel only,
+//! so it answers at once even while a long configure runs.
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use crate::compute::ComputeState;
+use crate::env::Env;
+use crate::http::{AppState, rfc3339};
+use crate::state::ComputeStatus;
+
+/// The body of `/status` (also returned by `/configure` and `/terminate`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusBody {
+    pub status: ComputeStatus,
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub start_time: SystemTime,
+    /// Last client activity seen by the activity monitor; null before any.
+    #[serde(serialize_with = "rfc3339::serialize_opt")]
+    pub last_active: Option<SystemTime>,
+    /// Why the compute failed (status `failed`).
+    pub error: Option<String>,
+    /// `operation_uuid` of the spec in effect (or being applied).
+    pub operation_uuid: Option<String>,
+    /// Settings that changed but take effect only after a restart.
+    pub pending_restart: Vec<String>,
+    pub tenant_id: Option<String>,
+    pub timeline_id: Option<String>,
+}
+
+impl StatusBody {
+    pub fn from_state(st: &ComputeState) -> Self {
+        let spec = st.spec.as_deref();
+        Self {
+            status: st.status,
+            start_time: st.start_time,
+            last_active: st.last_active,
+            error: st.error.clone(),
+            operation_uuid: spec.and_then(|s| s.operation_uuid.clone()),
+            pending_restart: st.pending_restart.clone(),
+            tenant_id: spec.and_then(|s| s.tenant_id.clone()),
+            timeline_id: spec.and_then(|s| s.timeline_id.clone()),
+        }
+    }
+}
+
+/// The handler.
+pub async fn get<E: Env>(State(state): State<AppState<E>>) -> Json<StatusBody> {
+    let rx = state.compute.subscribe();
+    let body = StatusBody::from_state(&rx.borrow());
+    Json(body)
+}
