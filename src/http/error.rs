@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderValue, Method, StatusCode, header, request::Parts};
+use axum::http::{Method, StatusCode, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -155,44 +155,36 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
-    let message = describe(
-        status,
-        &method,
-        &path,
-        parts.headers.get(header::ALLOW),
-        &text,
-    );
+    let message = describe(status, &method, &path, &text);
+    // Keep the original headers (Allow, WWW-Authenticate, ...) but the body's.
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let err = ApiError::new(status, message);
-    let mut fresh = err.into_response();
-    *fresh.status_mut() = status;
-    for (name, value) in &parts.headers {
-        fresh.headers_mut().insert(name.clone(), value.clone());
-    }
+    parts.headers.remove(header::CONTENT_TYPE);
+    let mut fresh = ApiError::new(status, message).into_response();
+    fresh.headers_mut().extend(parts.headers);
     fresh
 }
 
-fn describe(
-    status: StatusCode,
-    method: &Method,
-    path: &str,
-    allow: Option<&HeaderValue>,
-    text: &str,
-) -> String {
+fn describe(status: StatusCode, method: &Method, path: &str, text: &str) -> String {
     match status {
         StatusCode::NOT_FOUND => format!(
-            "no route {method} {path}; the routes are listed in openapi.yaml (GET /status, POST /configure, POST /terminate, GET /metrics, GET /metrics.json, GET /dbs_and_roles, GET /health, GET /ready)"
+            "no route {method} {path}; the routes are: {} (see openapi.yaml)",
+            super::ROUTES
+                .iter()
+                .map(|(m, p)| format!("{m} {p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        StatusCode::METHOD_NOT_ALLOWED => format!(
-            "method {method} is not allowed on {path}; allowed: {}",
-            allow
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("see openapi.yaml")
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed: Vec<&str> = super::ROUTES
+                .iter()
+                .filter(|(_, p)| *p == path)
+                .map(|(m, _)| *m)
+                .collect();
+            format!(
+                "method {method} is not allowed on {path}; allowed: {}",
+                allowed.join(", ")
+            )
+        }
         _ if !text.is_empty() => text.to_string(),
         _ => status
             .canonical_reason()

@@ -31,6 +31,19 @@ pub use error::ApiError;
 use crate::compute::Compute;
 use crate::env::Env;
 
+/// Every route, (method, path); error messages list them, a test checks
+/// that each one is served.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/status"),
+    ("POST", "/configure"),
+    ("POST", "/terminate"),
+    ("GET", "/metrics"),
+    ("GET", "/metrics.json"),
+    ("GET", "/dbs_and_roles"),
+    ("GET", "/health"),
+    ("GET", "/ready"),
+];
+
 /// Largest request body accepted (a spec with thousands of roles fits).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 

@@ -1,0 +1,264 @@
+//! The auth matrix on the router, with the test keys of `fixtures/jwt/`.
+
+use std::time::UNIX_EPOCH;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::env::Clock;
+use crate::http::{Auth, auth::JwksError, router};
+
+fn jwt_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/jwt")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn auth() -> Auth {
+    let jwks = String::from_utf8(jwt_fixture("jwks.json")).unwrap();
+    Auth::from_jwks(&jwks, Some(COMPUTE_ID.into())).unwrap()
+}
+
+/// Which key signs a token.
+#[derive(Clone, Copy)]
+enum Key {
+    Ed25519,
+    Rsa,
+    /// An Ed25519 key not in the JWKS, claiming the kid of the one that is.
+    Impostor,
+}
+
+fn sign(key: Key, claims: &Value) -> String {
+    let (alg, kid, enc) = match key {
+        Key::Ed25519 => (
+            Algorithm::EdDSA,
+            "test-ed25519",
+            EncodingKey::from_ed_pem(&jwt_fixture("ed25519.pem")).unwrap(),
+        ),
+        Key::Rsa => (
+            Algorithm::RS256,
+            "test-rsa",
+            EncodingKey::from_rsa_pem(&jwt_fixture("rsa.pem")).unwrap(),
+        ),
+        Key::Impostor => (
+            Algorithm::EdDSA,
+            "test-ed25519",
+            EncodingKey::from_ed_pem(&jwt_fixture("other_ed25519.pem")).unwrap(),
+        ),
+    };
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, claims, &enc).unwrap()
+}
+
+fn now_secs(c: &crate::compute::Compute<crate::env::TokioEnv>) -> u64 {
+    c.env
+        .wall_clock()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// POST /configure with an invalid spec: 400 once past auth, and never a change.
+fn configure(authz: Option<String>) -> Request<Body> {
+    let body = configure_body(fixture("invalid_three_mistakes.json"));
+    let mut b = Request::builder()
+        .method(Method::POST)
+        .uri("/configure")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(a) = authz {
+        b = b.header(header::AUTHORIZATION, a);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn auth_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compute(&dir);
+    let app = router(c.clone(), Some(auth()));
+    let now = now_secs(&c);
+    let hour = 3600;
+    let admin = json!({"scope": "compute_ctl:admin", "aud": "compute", "exp": now + hour});
+    let bearer = |t: String| Some(format!("Bearer {t}"));
+
+    let cases: Vec<(&str, Option<String>, StatusCode, &str)> = vec![
+        (
+            "no token",
+            None,
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization",
+        ),
+        (
+            "not bearer",
+            Some("Basic YTpi".into()),
+            StatusCode::UNAUTHORIZED,
+            "not a bearer token",
+        ),
+        (
+            "garbled",
+            bearer("not.a.jwt".into()),
+            StatusCode::UNAUTHORIZED,
+            "not a well-formed JWT",
+        ),
+        (
+            "expired",
+            bearer(sign(
+                Key::Ed25519,
+                &json!({"scope": "compute_ctl:admin", "aud": "compute", "exp": now - hour}),
+            )),
+            StatusCode::UNAUTHORIZED,
+            "expired",
+        ),
+        (
+            "no exp",
+            bearer(sign(
+                Key::Ed25519,
+                &json!({"scope": "compute_ctl:admin", "aud": "compute"}),
+            )),
+            StatusCode::UNAUTHORIZED,
+            "no exp",
+        ),
+        (
+            "not yet valid",
+            bearer(sign(
+                Key::Ed25519,
+                &json!({"scope": "compute_ctl:admin", "aud": "compute", "exp": now + 2 * hour, "nbf": now + hour}),
+            )),
+            StatusCode::UNAUTHORIZED,
+            "nbf",
+        ),
+        (
+            "wrong key",
+            bearer(sign(Key::Impostor, &admin)),
+            StatusCode::UNAUTHORIZED,
+            "signature",
+        ),
+        (
+            "wrong audience",
+            bearer(sign(
+                Key::Ed25519,
+                &json!({"scope": "compute_ctl:admin", "aud": "other", "exp": now + hour}),
+            )),
+            StatusCode::FORBIDDEN,
+            "audience",
+        ),
+        (
+            "admin without audience",
+            bearer(sign(
+                Key::Ed25519,
+                &json!({"scope": "compute_ctl:admin", "exp": now + hour}),
+            )),
+            StatusCode::FORBIDDEN,
+            "audience",
+        ),
+        (
+            "wrong compute id",
+            bearer(sign(
+                Key::Ed25519,
+                &json!({"compute_id": "compute-other", "exp": now + hour}),
+            )),
+            StatusCode::FORBIDDEN,
+            "compute_id",
+        ),
+        (
+            "no grant",
+            bearer(sign(
+                Key::Rsa,
+                &json!({"scope": "other", "aud": "compute", "exp": now + hour}),
+            )),
+            StatusCode::FORBIDDEN,
+            "neither",
+        ),
+        (
+            "valid admin (EdDSA)",
+            bearer(sign(Key::Ed25519, &admin)),
+            StatusCode::BAD_REQUEST,
+            "spec is invalid",
+        ),
+        (
+            "valid admin (RS256)",
+            bearer(sign(Key::Rsa, &admin)),
+            StatusCode::BAD_REQUEST,
+            "spec is invalid",
+        ),
+        (
+            "valid admin, audience list",
+            bearer(sign(
+                Key::Rsa,
+                &json!({"scope": "openid compute_ctl:admin", "aud": ["x", "compute"], "exp": now + hour}),
+            )),
+            StatusCode::BAD_REQUEST,
+            "spec is invalid",
+        ),
+        (
+            "valid compute id",
+            bearer(sign(
+                Key::Ed25519,
+                &json!({"compute_id": COMPUTE_ID, "exp": now + hour}),
+            )),
+            StatusCode::BAD_REQUEST,
+            "spec is invalid",
+        ),
+    ];
+    for (name, authz, want, needle) in cases {
+        let r = send(&app, configure(authz.clone())).await;
+        assert_eq!(r.status, want, "{name}: {}", r.text);
+        let err = r.error();
+        assert!(err.contains(needle), "{name}: {err:?} lacks {needle:?}");
+        if let Some(token) = authz.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
+            assert!(
+                !r.text.contains(token),
+                "{name}: the token leaked into the answer"
+            );
+        }
+        if want == StatusCode::UNAUTHORIZED {
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{name}");
+        }
+    }
+    assert_eq!(c.state().generation, 0, "nothing was configured");
+}
+
+#[tokio::test]
+async fn auth_guards_mutating_routes_and_dbs_and_roles_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compute(&dir);
+    let app = router(c.clone(), Some(auth()));
+    for (method, uri) in [
+        (Method::POST, "/terminate"),
+        (Method::GET, "/dbs_and_roles"),
+    ] {
+        let r = send(&app, request(method, uri, None)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    assert_eq!(
+        c.state().status,
+        crate::state::ComputeStatus::Empty,
+        "terminate was refused"
+    );
+    for uri in ["/status", "/health", "/metrics", "/metrics.json"] {
+        let r = send(&app, request(Method::GET, uri, None)).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri} must stay open");
+    }
+}
+
+#[test]
+fn unusable_key_sets_are_refused_at_start() {
+    let err = |s: &str| Auth::from_jwks(s, None).unwrap_err();
+    assert!(matches!(err("not json"), JwksError::Parse(_)));
+    assert!(matches!(err(r#"{"keys": []}"#), JwksError::Empty));
+    let ec = r#"{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "kid": "e"}]}"#;
+    assert!(err(ec).to_string().contains("only Ed25519"), "{}", err(ec));
+    let x25519 = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "RS256", "x": "AA"}]}"#;
+    assert!(err(x25519).to_string().contains("EdDSA"));
+    // Encryption keys are skipped, not used for signatures.
+    let enc_only = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "enc", "x": "D8TAqXfbsqV-gA2JdIECyPxSIuLHg9P4P2DcVGd1EwI"}]}"#;
+    assert!(matches!(err(enc_only), JwksError::Empty));
+    assert_eq!(auth().key_count(), 2);
+}
