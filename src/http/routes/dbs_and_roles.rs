@@ -1,18 +1,121 @@
-//! `GET /dbs_and_roles`: the roles and databases Postgres holds now.
-//!
-//! PLACEHOLDER until the catalog snapshot lands (branch `catalog`).
+//! `GET /dbs_and_roles`: the roles and databases Postgres holds now, read
+//! with the catalog's one-round-trip snapshot ([`catalog::SNAPSHOT_SQL`]).
+//! Password hashes are not returned, only whether a role has one.
 
+use std::time::Duration;
+
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use serde::Serialize;
 
-use crate::env::Env;
+use crate::catalog::{self, Snapshot};
+use crate::env::{Env, timeout};
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::state::ComputeStatus;
 
-/// The handler.
-pub async fn get<E: Env>(State(_state): State<AppState<E>>) -> Result<(), ApiError> {
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not implemented yet",
-    ))
+/// How long reading the catalog may take.
+pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Serialize)]
+pub struct RoleBody {
+    pub name: String,
+    pub has_password: bool,
+    pub superuser: bool,
+    /// Created by initdb (bootstrap superuser, `pg_*` roles).
+    pub builtin: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatabaseBody {
+    pub name: String,
+    pub owner: String,
+    pub allow_connections: bool,
+    pub is_template: bool,
+    /// False for an invalid database (an interrupted `DROP DATABASE`).
+    pub valid: bool,
+}
+
+/// The answer.
+#[derive(Debug, Serialize)]
+pub struct DbsAndRoles {
+    pub roles: Vec<RoleBody>,
+    pub databases: Vec<DatabaseBody>,
+}
+
+impl From<Snapshot> for DbsAndRoles {
+    fn from(s: Snapshot) -> Self {
+        Self {
+            roles: s
+                .roles
+                .into_iter()
+                .map(|r| RoleBody {
+                    name: r.name,
+                    has_password: r.password.is_some(),
+                    superuser: r.superuser,
+                    builtin: r.builtin,
+                })
+                .collect(),
+            databases: s
+                .databases
+                .into_iter()
+                .map(|d| DatabaseBody {
+                    name: d.name,
+                    owner: d.owner,
+                    allow_connections: d.allow_connections,
+                    is_template: d.is_template,
+                    valid: d.valid,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The handler: 412 while Postgres is not up, 503 if it cannot be read.
+pub async fn get<E: Env>(State(state): State<AppState<E>>) -> Result<Json<DbsAndRoles>, ApiError> {
+    let compute = &state.compute;
+    let (status, started) = {
+        let rx = compute.subscribe();
+        let st = rx.borrow();
+        (st.status, st.postgres_started)
+    };
+    if !started
+        || matches!(
+            status,
+            ComputeStatus::TerminationPending | ComputeStatus::Terminated
+        )
+    {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!(
+                "Postgres is not running (the compute is {status}); configure the compute first"
+            ),
+        ));
+    }
+    let env = &compute.env;
+    let conn = &compute.params.conn;
+    let read = async {
+        let client = catalog::execute::open(env, conn).await?;
+        let text = catalog::execute::query_text(
+            env,
+            &client,
+            &conn.dbname,
+            "catalog snapshot",
+            catalog::SNAPSHOT_SQL,
+        )
+        .await?;
+        Ok::<_, catalog::CatalogError>(catalog::parse_snapshot(&text)?)
+    };
+    let unavailable = |reason: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the catalog: {reason}; retry once Postgres is healthy"),
+        )
+    };
+    match timeout(env, SNAPSHOT_TIMEOUT, read).await {
+        Ok(Ok(snapshot)) => Ok(Json(snapshot.into())),
+        Ok(Err(e)) => Err(unavailable(e.to_string())),
+        Err(e) => Err(unavailable(e.to_string())),
+    }
 }

@@ -262,3 +262,15 @@ async fn probes_metrics_and_metrics_json() {
         r.text
     );
 }
+
+#[tokio::test]
+async fn dbs_and_roles_before_postgres_runs_is_412() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(compute(&dir), None);
+    let r = send(&app, request(Method::GET, "/dbs_and_roles", None)).await;
+    assert_json_error(
+        &r,
+        StatusCode::PRECONDITION_FAILED,
+        "configure the compute first",
+    );
+}
