@@ -1,0 +1,333 @@
+//! `openapi.yaml` against the live router (in process, no Postgres): every
+//! route is documented and vice versa, and every response we can provoke
+//! here has a declared status code, content type and body shape. The
+//! responses that need Postgres (200 of /configure, /dbs_and_roles, /ready)
+//! are checked the same way by `tests/api.rs` against the real binary.
+
+#[path = "support/openapi.rs"]
+mod openapi;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, header};
+use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, TerminateMode};
+use compute_ctl::env::{Clock, TokioEnv};
+use compute_ctl::http::{Auth, ROUTES, router};
+use openapi::{OpenApi, Seen};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
+    Compute::new(
+        TokioEnv::new(),
+        ComputeParams {
+            pgdata: dir.path().join("pgdata"),
+            pgbin: PathBuf::from("/nonexistent/compute_ctl-openapi-test/postgres"),
+            conn: ConnTarget {
+                host: "127.0.0.1".into(),
+                port: 56_598,
+                user: "cloud_admin".into(),
+                dbname: "postgres".into(),
+            },
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            compute_id: Some("compute-openapi".into()),
+            ready_timeout: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(1),
+            activity_interval: Duration::from_secs(1),
+        },
+    )
+}
+
+fn fixture(rel: &str) -> String {
+    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+fn spec(op: &str) -> Value {
+    let mut s: Value = serde_json::from_str(&fixture("fixtures/spec.json")).unwrap();
+    s["operation_uuid"] = json!(op);
+    s["skip_pg_catalog_updates"] = json!(true);
+    s
+}
+
+/// Sends a request and checks the response against the document.
+async fn check(api: &mut OpenApi, app: &Router, req: Request<Body>) -> (u16, String) {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    let seen = Seen {
+        method: &method,
+        path: &path,
+        status,
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+        body: &body,
+    };
+    if let Err(e) = api.check(&seen) {
+        panic!("{e}");
+    }
+    (status, body)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::builder().uri(uri).body(Body::empty()).unwrap()
+}
+
+fn post(uri: &str, ct: Option<&str>, body: String) -> Request<Body> {
+    let mut b = Request::builder().method(Method::POST).uri(uri);
+    if let Some(ct) = ct {
+        b = b.header(header::CONTENT_TYPE, ct);
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+fn configure(body: Value) -> Request<Body> {
+    post(
+        "/configure",
+        Some("application/json"),
+        json!({ "spec": body }).to_string(),
+    )
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_route_exists() {
+    let api = OpenApi::load();
+    let mut documented = api.operations();
+    documented.sort();
+    let mut served: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(documented, served);
+}
+
+#[tokio::test]
+async fn responses_without_postgres_match_the_document() {
+    let mut api = OpenApi::load();
+    let dir = tempfile::tempdir().unwrap();
+    let c = compute(&dir);
+    let app = router(c.clone(), None);
+    let mut seen = Vec::new();
+    let mut expect = |got: (u16, String), want: u16| {
+        assert_eq!(got.0, want, "{}", got.1);
+        seen.push(want);
+    };
+    expect(check(&mut api, &app, get("/status")).await, 200);
+    expect(check(&mut api, &app, get("/health")).await, 200);
+    expect(check(&mut api, &app, get("/ready")).await, 503);
+    expect(check(&mut api, &app, get("/metrics")).await, 200);
+    expect(check(&mut api, &app, get("/metrics.json")).await, 200);
+    expect(check(&mut api, &app, get("/dbs_and_roles")).await, 412);
+    expect(check(&mut api, &app, get("/no/such/route")).await, 404);
+    expect(check(&mut api, &app, get("/configure")).await, 405);
+    let invalid: Value =
+        serde_json::from_str(&fixture("fixtures/invalid_three_mistakes.json")).unwrap();
+    expect(check(&mut api, &app, configure(invalid)).await, 400);
+    expect(
+        check(
+            &mut api,
+            &app,
+            post("/configure", Some("application/json"), "{".into()),
+        )
+        .await,
+        400,
+    );
+    expect(
+        check(
+            &mut api,
+            &app,
+            post("/configure", Some("text/plain"), "{}".into()),
+        )
+        .await,
+        415,
+    );
+    let huge = format!(
+        "{{\"spec\": \"{}\"}}",
+        "x".repeat(compute_ctl::http::MAX_BODY_BYTES)
+    );
+    expect(
+        check(
+            &mut api,
+            &app,
+            post("/configure", Some("application/json"), huge),
+        )
+        .await,
+        413,
+    );
+    expect(
+        check(
+            &mut api,
+            &app,
+            post("/terminate?mode=slow", None, String::new()),
+        )
+        .await,
+        400,
+    );
+
+    // 409: one configure waits (no supervisor yet), a second is refused.
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { app.oneshot(configure(spec("op-1"))).await.unwrap() }
+    });
+    let mut rx = c.subscribe();
+    rx.wait_for(|st| st.generation == 1).await.unwrap();
+    expect(check(&mut api, &app, configure(spec("op-2"))).await, 409);
+
+    // 500: the supervisor takes the spec and fails (no postgres binary).
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move { c.run().await }
+    });
+    let resp = waiting.await.unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    let _ = run.await.unwrap();
+    // Check the 500 through the document too, with a fresh failing compute.
+    let dir2 = tempfile::tempdir().unwrap();
+    let c2 = compute(&dir2);
+    let app2 = router(c2.clone(), None);
+    let run2 = tokio::spawn({
+        let c2 = c2.clone();
+        async move { c2.run().await }
+    });
+    expect(check(&mut api, &app2, configure(spec("op-3"))).await, 500);
+    let _ = run2.await.unwrap();
+    // 412: failed accepts no configure.
+    expect(check(&mut api, &app2, configure(spec("op-4"))).await, 412);
+
+    // 200 of /terminate.
+    let dir3 = tempfile::tempdir().unwrap();
+    let c3 = compute(&dir3);
+    let app3 = router(c3.clone(), None);
+    let run3 = tokio::spawn({
+        let c3 = c3.clone();
+        async move { c3.run().await }
+    });
+    expect(
+        check(
+            &mut api,
+            &app3,
+            post("/terminate?mode=fast", None, String::new()),
+        )
+        .await,
+        200,
+    );
+    let _ = run3.await.unwrap();
+    assert_eq!(c3.state().terminate_mode, Some(TerminateMode::Fast));
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, [200, 400, 404, 405, 409, 412, 413, 415, 500, 503]);
+}
+
+/// The checker itself catches drift: undeclared codes, wrong content types,
+/// missing or extra fields, wrong enum values.
+#[test]
+fn the_checker_rejects_responses_that_do_not_match() {
+    let mut api = OpenApi::load();
+    let status = json!({"status": "running", "start_time": "2026-11-25T18:00:00.000Z",
+        "last_active": null, "error": null, "operation_uuid": null, "pending_restart": [],
+        "tenant_id": null, "timeline_id": null});
+    let seen = |status: u16, ct: &'static str, body: &str| -> Result<(), String> {
+        let body = body.to_string();
+        let mut api2 = OpenApi::load();
+        api2.check(&Seen {
+            method: "GET",
+            path: "/status",
+            status,
+            content_type: Some(ct),
+            request_id: Some("r"),
+            body: &body,
+        })
+    };
+    assert!(
+        api.check(&Seen {
+            method: "GET",
+            path: "/status",
+            status: 200,
+            content_type: Some("application/json"),
+            request_id: Some("r"),
+            body: &status.to_string()
+        })
+        .is_ok()
+    );
+    assert!(
+        seen(201, "application/json", &status.to_string())
+            .unwrap_err()
+            .contains("does not declare")
+    );
+    assert!(
+        seen(200, "text/plain", &status.to_string())
+            .unwrap_err()
+            .contains("content type")
+    );
+    let mut extra = status.clone();
+    extra["surprise"] = json!(1);
+    assert!(seen(200, "application/json", &extra.to_string()).is_err());
+    let mut wrong = status.clone();
+    wrong["status"] = json!("Running");
+    assert!(seen(200, "application/json", &wrong.to_string()).is_err());
+    let mut missing = status.clone();
+    missing.as_object_mut().unwrap().remove("last_active");
+    assert!(seen(200, "application/json", &missing.to_string()).is_err());
+    let mut bad_time = status;
+    bad_time["start_time"] = json!("yesterday");
+    assert!(seen(200, "application/json", &bad_time.to_string()).is_err());
+}
+
+#[tokio::test]
+async fn auth_rejections_match_the_document() {
+    let mut api = OpenApi::load();
+    let dir = tempfile::tempdir().unwrap();
+    let c = compute(&dir);
+    let auth = Auth::from_jwks(
+        &fixture("fixtures/jwt/jwks.json"),
+        Some("compute-openapi".into()),
+    )
+    .unwrap();
+    let app = router(c.clone(), Some(auth));
+    let exp = c
+        .env
+        .wall_clock()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let key =
+        jsonwebtoken::EncodingKey::from_ed_pem(fixture("fixtures/jwt/ed25519.pem").as_bytes())
+            .unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    h.kid = Some("test-ed25519".into());
+    let other =
+        jsonwebtoken::encode(&h, &json!({"compute_id": "someone-else", "exp": exp}), &key).unwrap();
+    for (method, uri) in [
+        ("POST", "/configure"),
+        ("POST", "/terminate"),
+        ("GET", "/dbs_and_roles"),
+    ] {
+        let req = |authz: Option<String>| {
+            let mut b = Request::builder().method(method).uri(uri);
+            if let Some(a) = authz {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        assert_eq!(check(&mut api, &app, req(None)).await.0, 401);
+        assert_eq!(
+            check(&mut api, &app, req(Some(format!("Bearer {other}"))))
+                .await
+                .0,
+            403
+        );
+    }
+}
