@@ -3,6 +3,8 @@
 //! and a JSON body must validate against the declared schema (JSON Schema
 //! 2020-12, as OpenAPI 3.1 uses; format assertions on).
 
+#![allow(dead_code)]
+
 use std::path::Path;
 
 use serde_json::Value;

@@ -1,0 +1,546 @@
+//! The HTTP API of the real binary with a real Postgres 15, over real HTTP:
+//! first spec via /configure from empty, reconfigure, the rejections
+//! (400/409/412) each leaving the compute untouched, terminate in both
+//! modes, the auth matrix, parallel configures, a client that goes away,
+//! a busy port, activity. Every response is also checked against
+//! `openapi.yaml`.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "support/api_harness.rs"]
+mod harness;
+#[path = "support/openapi.rs"]
+mod openapi;
+
+use std::time::Duration;
+
+use harness::{Opts, Proc, Reply, alive, have_postgres, repo_file, spec};
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Skips (loudly) where Postgres 15 is not installed.
+macro_rules! need_postgres {
+    () => {
+        if !have_postgres() {
+            eprintln!("SKIPPED: {} not found; run `just deps`", harness::PGBIN);
+            return;
+        }
+    };
+}
+
+/// Checks a reply against openapi.yaml.
+fn conforms(method: &str, path: &str, r: &Reply) {
+    let mut api = openapi::OpenApi::load();
+    let seen = openapi::Seen {
+        method,
+        path,
+        status: r.status,
+        content_type: r.content_type.as_deref(),
+        request_id: r.request_id.as_deref(),
+        body: &r.text,
+    };
+    if let Err(e) = api.check(&seen) {
+        panic!("{e}");
+    }
+}
+
+/// A spec that needs no catalog work, with one setting we can observe.
+fn quick_spec(op: &str, work_mem: &str) -> Value {
+    let mut s = spec("fixtures/spec_minimal.json", op);
+    s["skip_pg_catalog_updates"] = json!(true);
+    s["cluster"]["settings"] =
+        json!([{"name": "work_mem", "value": work_mem, "vartype": "string"}]);
+    s
+}
+
+/// Configures `spec` and expects 200 running with its operation id.
+async fn configure_ok(p: &Proc, s: &Value) -> Value {
+    let r = p.configure(s, None).await;
+    assert_eq!(r.status, 200, "{}\n--- log ---\n{}", r.text, p.log());
+    conforms("POST", "/configure", &r);
+    let v = r.json();
+    assert_eq!(v["status"], "running");
+    assert_eq!(v["operation_uuid"], s["operation_uuid"]);
+    v
+}
+
+/// Postgres serves and `work_mem` (a new session's) is `want`.
+async fn assert_serving_with(p: &Proc, want: &str) {
+    let want = want.to_string();
+    p.wait_for(&format!("work_mem = {want}"), LONG, |p| {
+        let want = want.clone();
+        async move { p.sql_value("SHOW work_mem").await == want }
+    })
+    .await;
+}
+
+async fn reconfigure_count(p: &Proc) -> u64 {
+    let text = p.get("/metrics").await.text;
+    text.lines()
+        .find(|l| {
+            l.starts_with("compute_ctl_phase_duration_seconds_count")
+                && l.contains("operation=\"reconfigure\"")
+                && l.contains("phase=\"total\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn first_spec_via_configure_then_reconfigure_and_repeat() {
+    need_postgres!();
+    let p = Proc::start(Opts::default()).await;
+    let r = p.get("/status").await;
+    conforms("GET", "/status", &r);
+    assert_eq!(r.json()["status"], "empty");
+    let r = p.get("/ready").await;
+    assert_eq!(r.status, 503);
+    conforms("GET", "/ready", &r);
+
+    configure_ok(&p, &quick_spec("op-first", "5MB")).await;
+    assert_serving_with(&p, "5MB").await;
+    let r = p.get("/ready").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    conforms("GET", "/ready", &r);
+    let r = p.get("/metrics.json").await;
+    conforms("GET", "/metrics.json", &r);
+    let m = r.json();
+    assert!(m["total_startup_ms"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(m["last_reconfigure"], Value::Null);
+
+    // Reconfigure: the setting changes by reload, nothing else is touched.
+    let pm = p.postmaster_pid().unwrap();
+    configure_ok(&p, &quick_spec("op-second", "7MB")).await;
+    assert_serving_with(&p, "7MB").await;
+    assert_eq!(p.postmaster_pid(), Some(pm), "a reload, not a restart");
+    let m = p.get("/metrics.json").await.json();
+    assert_eq!(m["last_reconfigure"]["operation_uuid"], "op-second");
+    assert_eq!(m["last_reconfigure"]["catalog_statements"], 0);
+    assert_eq!(reconfigure_count(&p).await, 1);
+
+    // The same operation again: 200 without work.
+    configure_ok(&p, &quick_spec("op-second", "7MB")).await;
+    assert_eq!(reconfigure_count(&p).await, 1, "a repeat is not re-applied");
+
+    // With catalog work: the roles and databases show in /dbs_and_roles.
+    let full = spec("fixtures/spec.json", "op-catalog");
+    configure_ok(&p, &full).await;
+    let r = p.get("/dbs_and_roles").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    conforms("GET", "/dbs_and_roles", &r);
+    let v = r.json();
+    let names = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(names("roles").contains(&"alice".to_string()), "{v}");
+    assert!(names("databases").contains(&"app".to_string()), "{v}");
+    assert!(
+        !r.text.contains("md5"),
+        "password hashes never leave the compute"
+    );
+}
+
+/// 400 and 409 while running, then 412 once failed: each leaves Postgres
+/// serving and the spec in effect as it was.
+#[tokio::test]
+async fn rejections_leave_the_compute_untouched() {
+    need_postgres!();
+    let p = Proc::start(Opts::default()).await;
+    let base = spec("fixtures/spec.json", "op-base");
+    configure_ok(&p, &base).await;
+    assert_serving_with(&p, p.sql_value("SHOW work_mem").await.as_str()).await;
+    let work_mem = p.sql_value("SHOW work_mem").await;
+
+    // 400: every problem listed, nothing changes.
+    let bad = spec("fixtures/invalid_three_mistakes.json", "op-bad");
+    let r = p.configure(&bad, None).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    conforms("POST", "/configure", &r);
+    assert_eq!(r.json()["problems"].as_array().unwrap().len(), 3);
+    let st = p.status().await;
+    assert_eq!(
+        (st["status"].as_str(), st["operation_uuid"].as_str()),
+        (Some("running"), Some("op-base"))
+    );
+    assert_serving_with(&p, &work_mem).await;
+
+    // 409: hold alice's catalog row so that the next reconfigure (which
+    // changes her password) blocks inside Postgres, provably in flight.
+    let blocker = p.sql("postgres", "api-test-blocker").await;
+    blocker
+        .batch_execute("BEGIN; ALTER ROLE alice CONNECTION LIMIT 7")
+        .await
+        .unwrap();
+    let mut slow = base.clone();
+    slow["operation_uuid"] = json!("op-slow");
+    slow["cluster"]["roles"][0]["encrypted_password"] = json!("0123456789abcdef0123456789abcdef");
+    let in_flight = tokio::spawn({
+        let (client, url, body) = (
+            p.client.clone(),
+            p.url("/configure"),
+            json!({ "spec": slow }),
+        );
+        async move { Reply::read(client.post(url).json(&body).send().await.unwrap()).await }
+    });
+    p.wait_for("the supervisor to wait on the row lock", LONG, |p| async move {
+        p.sql_value(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}' AND wait_event_type = 'Lock'",
+            compute_ctl::pg::APPLICATION_NAME
+        ))
+        .await
+            != "0"
+    })
+    .await;
+    let r = p.configure(&quick_spec("op-other", "9MB"), None).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    conforms("POST", "/configure", &r);
+    let r = p.get("/status").await;
+    assert_eq!(
+        r.json()["status"],
+        "configuration",
+        "/status answers during a configure"
+    );
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        p.status().await["operation_uuid"],
+        "op-slow",
+        "the 409 request was not applied"
+    );
+    assert_serving_with(&p, &work_mem).await;
+
+    // 500 then 412: the same blocked reconfigure, its session killed.
+    blocker
+        .batch_execute("BEGIN; ALTER ROLE alice CONNECTION LIMIT 8")
+        .await
+        .unwrap();
+    let mut doomed = base.clone();
+    doomed["operation_uuid"] = json!("op-doomed");
+    let in_flight = tokio::spawn({
+        let (client, url, body) = (
+            p.client.clone(),
+            p.url("/configure"),
+            json!({ "spec": doomed }),
+        );
+        async move { Reply::read(client.post(url).json(&body).send().await.unwrap()).await }
+    });
+    p.wait_for("the supervisor to block again and be terminated", LONG, |p| async move {
+        p.sql_value(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{}' AND wait_event_type = 'Lock'",
+            compute_ctl::pg::APPLICATION_NAME
+        ))
+        .await
+            != "0"
+    })
+    .await;
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 500, "{}", r.text);
+    conforms("POST", "/configure", &r);
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    let st = p.status().await;
+    assert_eq!(st["status"], "failed");
+    let r = p
+        .configure(&quick_spec("op-after-failure", "11MB"), None)
+        .await;
+    assert_eq!(r.status, 412, "{}", r.text);
+    conforms("POST", "/configure", &r);
+    let st = p.status().await;
+    assert_eq!(
+        (st["status"].as_str(), st["operation_uuid"].as_str()),
+        (Some("failed"), Some("op-doomed"))
+    );
+    assert_serving_with(&p, &work_mem).await;
+}
+
+#[tokio::test]
+async fn terminate_fast_and_immediate() {
+    need_postgres!();
+    for mode in ["fast", "immediate"] {
+        let mut p = Proc::start(Opts::default()).await;
+        configure_ok(&p, &quick_spec(&format!("op-{mode}"), "4MB")).await;
+        let pm = p.postmaster_pid().unwrap();
+        assert!(alive(pm));
+        let r = p.terminate(mode, None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        conforms("POST", "/terminate", &r);
+        assert_eq!(r.json()["status"], "terminated");
+        assert!(
+            !alive(pm),
+            "{mode}: the postmaster is gone when /terminate answers"
+        );
+        assert_eq!(
+            p.wait_exit(LONG).await,
+            Some(0),
+            "{mode}: exit 0\n{}",
+            p.log()
+        );
+    }
+}
+
+/// A first configure that fails: the client gets the 500 with the reason
+/// before the process exits (non-zero).
+#[tokio::test]
+async fn failed_first_configure_is_answered_before_exit() {
+    need_postgres!();
+    let mut p = Proc::start(Opts::default()).await;
+    let mut s = quick_spec("op-broken", "4MB");
+    s["cluster"]["postgresql_conf"] = json!("this is not a setting\n");
+    let r = p.configure(&s, None).await;
+    assert_eq!(r.status, 500, "{}", r.text);
+    conforms("POST", "/configure", &r);
+    assert!(!r.json()["error"].as_str().unwrap().is_empty());
+    assert_eq!(p.wait_exit(LONG).await, Some(1));
+}
+
+fn sign(key: &str, alg: jsonwebtoken::Algorithm, kid: &str, claims: &Value) -> String {
+    let pem = std::fs::read(repo_file(&format!("fixtures/jwt/{key}"))).unwrap();
+    let enc = match alg {
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
+        _ => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
+    }
+    .unwrap();
+    let mut h = jsonwebtoken::Header::new(alg);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, claims, &enc).unwrap()
+}
+
+#[tokio::test]
+async fn auth_matrix_on_the_real_binary() {
+    need_postgres!();
+    use jsonwebtoken::Algorithm::{EdDSA, RS256};
+    let p = Proc::start(Opts {
+        jwks: Some(repo_file("fixtures/jwt/jwks.json")),
+        compute_id: Some("compute-api-1".into()),
+        ..Opts::default()
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let admin = |aud: &str, exp: u64| json!({"scope": "compute_ctl:admin", "aud": aud, "exp": exp});
+    let s = quick_spec("op-auth", "4MB");
+    let cases = [
+        ("no token", None, 401),
+        ("garbled", Some("garbage".to_string()), 401),
+        (
+            "expired",
+            Some(sign(
+                "ed25519.pem",
+                EdDSA,
+                "test-ed25519",
+                &admin("compute", now - 3600),
+            )),
+            401,
+        ),
+        (
+            "wrong key",
+            Some(sign(
+                "other_ed25519.pem",
+                EdDSA,
+                "test-ed25519",
+                &admin("compute", now + 600),
+            )),
+            401,
+        ),
+        (
+            "wrong audience",
+            Some(sign(
+                "ed25519.pem",
+                EdDSA,
+                "test-ed25519",
+                &admin("pageserver", now + 600),
+            )),
+            403,
+        ),
+        (
+            "wrong compute id",
+            Some(sign(
+                "rsa.pem",
+                RS256,
+                "test-rsa",
+                &json!({"compute_id": "compute-api-2", "exp": now + 600}),
+            )),
+            403,
+        ),
+    ];
+    for (name, token, want) in cases {
+        let r = p.configure(&s, token.as_deref()).await;
+        assert_eq!(r.status, want, "{name}: {}", r.text);
+        conforms("POST", "/configure", &r);
+        if let Some(t) = &token {
+            assert!(
+                !p.log().contains(t.as_str()),
+                "{name}: the token was logged"
+            );
+        }
+    }
+    assert_eq!(
+        p.status().await["status"],
+        "empty",
+        "nothing was configured"
+    );
+    let r = p
+        .configure(
+            &s,
+            Some(&sign(
+                "rsa.pem",
+                RS256,
+                "test-rsa",
+                &admin("compute", now + 600),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 200, "valid admin: {}", r.text);
+    let own = sign(
+        "ed25519.pem",
+        EdDSA,
+        "test-ed25519",
+        &json!({"compute_id": "compute-api-1", "exp": now + 600}),
+    );
+    let r = p.get("/dbs_and_roles").await;
+    assert_eq!(r.status, 401);
+    let r = p.terminate("fast", Some(&own)).await;
+    assert_eq!(r.status, 200, "valid compute id: {}", r.text);
+}
+
+/// Many parallel configures and status calls against the real supervisor:
+/// each configure is 200 (applied, or joined) or 409; reconfigures run one
+/// at a time (one per 200 of a distinct operation); nothing hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_configures_and_status_calls() {
+    need_postgres!();
+    let p = Proc::start(Opts::default()).await;
+    configure_ok(&p, &quick_spec("op-0", "4MB")).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (client, url, body) = (
+            p.client.clone(),
+            p.url("/configure"),
+            json!({"spec": quick_spec(&format!("op-par-{i}"), &format!("{}MB", 5 + i))}),
+        );
+        tasks.push(tokio::spawn(async move {
+            (
+                format!("op-par-{i}"),
+                Reply::read(client.post(url).json(&body).send().await.unwrap()).await,
+            )
+        }));
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..32 {
+        let (client, url) = (p.client.clone(), p.url("/status"));
+        statuses.push(tokio::spawn(async move {
+            client.get(url).send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut applied = Vec::new();
+    for t in tasks {
+        let (op, r) = tokio::time::timeout(LONG, t)
+            .await
+            .expect("a configure hung")
+            .unwrap();
+        match r.status {
+            200 => applied.push(op),
+            409 => conforms("POST", "/configure", &r),
+            other => panic!("{op}: unexpected {other}: {}", r.text),
+        }
+    }
+    for s in statuses {
+        assert_eq!(tokio::time::timeout(LONG, s).await.unwrap().unwrap(), 200);
+    }
+    assert!(
+        !applied.is_empty(),
+        "at least one parallel configure was applied"
+    );
+    assert_eq!(
+        reconfigure_count(&p).await,
+        applied.len() as u64,
+        "one reconfigure per 200"
+    );
+    let st = p.status().await;
+    assert_eq!(st["status"], "running");
+    assert!(applied.contains(&st["operation_uuid"].as_str().unwrap().to_string()));
+}
+
+/// A client that disconnects while its configure is in flight leaves the
+/// supervisor to finish the work.
+#[tokio::test]
+async fn a_client_that_goes_away_does_not_wedge_the_compute() {
+    need_postgres!();
+    use tokio::io::AsyncWriteExt;
+    let p = Proc::start(Opts::default()).await;
+    let body = json!({"spec": quick_spec("op-gone", "6MB")}).to_string();
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", p.http))
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /configure HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(req.as_bytes()).await.unwrap();
+    p.wait_for("the spec to be accepted", LONG, |p| async move {
+        p.status().await["status"] != "empty"
+    })
+    .await;
+    drop(sock);
+    p.wait_for("running", LONG, |p| async move {
+        p.status().await["status"] == "running"
+    })
+    .await;
+    assert_eq!(p.status().await["operation_uuid"], "op-gone");
+    assert_serving_with(&p, "6MB").await;
+}
+
+/// Client sessions move last_active forward; the supervisor's own do not.
+#[tokio::test]
+async fn activity_shows_in_status() {
+    need_postgres!();
+    let p = Proc::start(Opts::default()).await;
+    configure_ok(&p, &quick_spec("op-activity", "4MB")).await;
+    let before = p.status().await["last_active"].clone();
+    let client = p.sql("postgres", "some-app").await;
+    client.simple_query("SELECT pg_sleep(0)").await.unwrap();
+    p.wait_for("last_active to move", LONG, |p| {
+        let before = before.clone();
+        async move {
+            let now = p.status().await["last_active"].clone();
+            now.is_string() && now != before
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_busy_http_port_is_a_clear_error() {
+    let port = harness::http_port();
+    let _held = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_compute_ctl"))
+        .args(["-D", "/tmp/compute_ctl-api-never-created", "-C"])
+        .arg(format!(
+            "postgresql://cloud_admin@127.0.0.1:{}/postgres",
+            harness::pg_port()
+        ))
+        .args([
+            "-b",
+            "/bin/true",
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            &port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("--http-port"), "{err}");
+}
