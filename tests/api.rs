@@ -91,6 +91,10 @@ async fn reconfigure_count(p: &Proc) -> u64 {
 async fn first_spec_via_configure_then_reconfigure_and_repeat() {
     need_postgres!();
     let p = Proc::start(Opts::default()).await;
+    assert!(
+        p.log().contains("authentication is OFF"),
+        "without --jwks a warning says auth is off"
+    );
     let r = p.get("/status").await;
     conforms("GET", "/status", &r);
     assert_eq!(r.json()["status"], "empty");
