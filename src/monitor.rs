@@ -99,6 +99,29 @@ async fn poll_once<E: Env>(
     activity_at(row.get(0), row.get(1), compute.env.wall_clock())
 }
 
+/// One bounded poll: never takes longer than `deadline`, drops the session
+/// when it failed or timed out (the next poll reconnects).
+pub async fn sample<E: Env>(
+    compute: &Compute<E>,
+    session: &mut Option<Client>,
+    deadline: Duration,
+) -> Result<Option<SystemTime>, MonitorError> {
+    let outcome = match timeout(
+        &compute.env,
+        deadline,
+        poll_once(compute, session, deadline),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(MonitorError::Timeout(deadline)),
+    };
+    if outcome.is_err() {
+        *session = None;
+    }
+    outcome
+}
+
 /// Whether Postgres is expected to be up.
 fn postgres_up(status: ComputeStatus, started: bool) -> bool {
     started
@@ -137,20 +160,7 @@ pub async fn run<E: Env>(compute: Arc<Compute<E>>) {
             session = None;
             continue;
         }
-        let outcome = match timeout(
-            &compute.env,
-            deadline,
-            poll_once(&compute, &mut session, deadline),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => {
-                session = None;
-                Err(MonitorError::Timeout(deadline))
-            }
-        };
-        match outcome {
+        match sample(&compute, &mut session, deadline).await {
             Ok(Some(at)) => compute.record_activity(at),
             Ok(None) => {}
             Err(e) => {
@@ -214,6 +224,55 @@ mod tests {
     #[test]
     fn the_query_ignores_the_supervisors_own_sessions() {
         assert!(activity_query().contains(&format!("'{}'", pg::APPLICATION_NAME)));
+    }
+
+    /// A Postgres that accepts connections and never answers costs one
+    /// bounded, failed sample; the compute is untouched.
+    #[tokio::test]
+    async fn a_silent_postgres_times_out_without_touching_the_compute() {
+        // A port of this suite's own range (the integration tests count up from 38100).
+        let mut silent = None;
+        for port in 38_280..=38_299u16 {
+            if let Ok(l) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                silent = Some(l);
+                break;
+            }
+        }
+        let silent = silent.expect("a free port in 38280-38299");
+        let port = silent.local_addr().unwrap().port();
+        let params = crate::compute::ComputeParams {
+            pgdata: "/nonexistent/pgdata".into(),
+            pgbin: "/nonexistent/postgres".into(),
+            conn: crate::compute::ConnTarget {
+                host: "127.0.0.1".into(),
+                port,
+                user: "cloud_admin".into(),
+                dbname: "postgres".into(),
+            },
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            compute_id: None,
+            ready_timeout: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(1),
+            activity_interval: Duration::from_secs(1),
+        };
+        let compute = Compute::new(crate::env::TokioEnv::new(), params);
+        let before = compute.state();
+        let mut session = None;
+        let r = sample(&compute, &mut session, Duration::from_millis(200)).await;
+        assert!(
+            matches!(
+                r,
+                Err(MonitorError::Timeout(_)) | Err(MonitorError::Connect(_))
+            ),
+            "{r:?}"
+        );
+        assert!(session.is_none());
+        let after = compute.state();
+        assert_eq!(
+            (after.status, after.last_active),
+            (before.status, before.last_active)
+        );
+        drop(silent);
     }
 
     #[test]
