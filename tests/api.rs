@@ -157,7 +157,6 @@ async fn rejections_leave_the_compute_untouched() {
     let p = Proc::start(Opts::default()).await;
     let base = spec("fixtures/spec.json", "op-base");
     configure_ok(&p, &base).await;
-    assert_serving_with(&p, p.sql_value("SHOW work_mem").await.as_str()).await;
     let work_mem = p.sql_value("SHOW work_mem").await;
 
     // 400: every problem listed, nothing changes.
@@ -224,6 +223,7 @@ async fn rejections_leave_the_compute_untouched() {
         .batch_execute("BEGIN; ALTER ROLE alice CONNECTION LIMIT 8")
         .await
         .unwrap();
+    // Back to the base spec: alice's password changes again, so it blocks too.
     let mut doomed = base.clone();
     doomed["operation_uuid"] = json!("op-doomed");
     let in_flight = tokio::spawn({
