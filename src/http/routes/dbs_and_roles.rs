@@ -93,27 +93,14 @@ pub async fn get<E: Env>(State(state): State<AppState<E>>) -> Result<Json<DbsAnd
             ),
         ));
     }
-    let env = &compute.env;
-    let conn = &compute.params.conn;
-    let read = async {
-        let client = catalog::execute::open(env, conn).await?;
-        let text = catalog::execute::query_text(
-            env,
-            &client,
-            &conn.dbname,
-            "catalog snapshot",
-            catalog::SNAPSHOT_SQL,
-        )
-        .await?;
-        Ok::<_, catalog::CatalogError>(catalog::parse_snapshot(&text)?)
-    };
+    let read = catalog::read_snapshot(&compute.env, &compute.params.conn);
     let unavailable = |reason: String| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("cannot read the catalog: {reason}; retry once Postgres is healthy"),
         )
     };
-    match timeout(env, SNAPSHOT_TIMEOUT, read).await {
+    match timeout(&compute.env, SNAPSHOT_TIMEOUT, read).await {
         Ok(Ok(snapshot)) => Ok(Json(snapshot.into())),
         Ok(Err(e)) => Err(unavailable(e.to_string())),
         Err(e) => Err(unavailable(e.to_string())),
