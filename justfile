@@ -44,3 +44,8 @@ test: deps lint
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings -D rust-2018-idioms
+
+# Benchmarks against floors measured in the same run (release build); results in target/bench/results.json.
+bench: deps
+    cargo build -p sim --release
+    cargo bench --bench compete

@@ -1,0 +1,335 @@
+//! The suites: each measures compute_ctl and its floor side by side.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::compute::{Compute, SUPERUSER};
+use crate::postgres::{self, ByHand};
+use crate::specs;
+use crate::stats::{CaseResult, Summary, percentile};
+
+/// Sizes and repetitions; `smoke` keeps the harness honest in `just test`.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub reps: usize,
+    pub small_roles: usize,
+    pub big_roles: usize,
+    pub noop_roles: usize,
+    pub dbs: usize,
+    pub status_rate_per_s: u32,
+}
+
+impl Plan {
+    pub fn full() -> Self {
+        Self {
+            reps: 7,
+            small_roles: 10,
+            big_roles: 5_000,
+            noop_roles: 1_000,
+            dbs: 100,
+            status_rate_per_s: 500,
+        }
+    }
+
+    pub fn smoke() -> Self {
+        Self {
+            reps: 1,
+            small_roles: 3,
+            big_roles: 30,
+            noop_roles: 20,
+            dbs: 2,
+            status_rate_per_s: 50,
+        }
+    }
+}
+
+static PG_PORT: AtomicU16 = AtomicU16::new(57000);
+static HTTP_PORT: AtomicU16 = AtomicU16::new(39000);
+
+fn ports() -> (u16, u16) {
+    (
+        PG_PORT.fetch_add(1, Ordering::Relaxed),
+        HTTP_PORT.fetch_add(1, Ordering::Relaxed),
+    )
+}
+
+const START_LIMIT: Duration = Duration::from_secs(600);
+const VISIBLE_LIMIT: Duration = Duration::from_secs(10);
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn running(spec: &serde_json::Value) -> anyhow::Result<Compute> {
+    let (pg, http) = ports();
+    let mut c = Compute::spawn(spec, pg, http)?;
+    c.wait_running(START_LIMIT).await?;
+    Ok(c)
+}
+
+/// Notify reconfigure at one catalog size: ours and the by-hand reload floor
+/// on the same Postgres.
+async fn notify_at(plan: Plan, roles: usize) -> anyhow::Result<(Summary, Summary, Summary)> {
+    let base = specs::sized(roles, plan.dbs, 0, &format!("notify-base-{roles}"));
+    let c = running(&base).await?;
+    let (mut ours, mut floor, mut floor_nosync) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..plan.reps {
+        let value = format!("{}kB", 4096 + 3 * i + 1);
+        let spec = specs::notify(&base, &format!("notify-{roles}-{i}"), &value);
+        let t = Instant::now();
+        let (code, body) = c.configure(&spec).await?;
+        if code != 200 {
+            bail!("notify answered {code}: {body}");
+        }
+        postgres::wait_visible(c.pg_port, SUPERUSER, "work_mem", &value, VISIBLE_LIMIT).await?;
+        ours.push(ms(t.elapsed()));
+
+        for (durable, samples) in [(true, &mut floor), (false, &mut floor_nosync)] {
+            let value = format!("{}kB", 4096 + 3 * i + 2 + usize::from(!durable));
+            let t = Instant::now();
+            postgres::set_and_reload(&c.pgdata, "work_mem", &value, durable)?;
+            postgres::wait_visible(c.pg_port, SUPERUSER, "work_mem", &value, VISIBLE_LIMIT).await?;
+            samples.push(ms(t.elapsed()));
+        }
+    }
+    let m = c.get("/metrics.json").await?;
+    if m["last_reconfigure"]["catalog_statements"].as_u64() != Some(0) {
+        bail!("a notify ran catalog statements: {m}");
+    }
+    Ok((
+        Summary::of(&ours),
+        Summary::of(&floor),
+        Summary::of(&floor_nosync),
+    ))
+}
+
+pub async fn notify_reconfigure(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
+    let (small, small_floor, small_nosync) = notify_at(plan, plan.small_roles)
+        .await
+        .context("notify, small catalog")?;
+    let (big, big_floor, big_nosync) = notify_at(plan, plan.big_roles)
+        .await
+        .context("notify, big catalog")?;
+    let size_ratio = big.median_ms / small.median_ms;
+    let nosync = |s: Summary, ours: Summary| json!({"floor_without_fsync_ms": s.median_ms, "ratio_without_fsync": ours.median_ms / s.median_ms});
+    Ok(vec![
+        CaseResult::new(
+            "notify_reconfigure",
+            format!("{} roles, {} dbs", plan.small_roles, plan.dbs),
+            small,
+            Some(small_floor),
+        )
+        .ratio_target("<= 1.5x floor", 1.5)
+        .with_extra(nosync(small_nosync, small)),
+        CaseResult::new(
+            "notify_reconfigure",
+            format!("{} roles, {} dbs", plan.big_roles, plan.dbs),
+            big,
+            Some(big_floor),
+        )
+        .ratio_target("<= 1.5x floor", 1.5)
+        .with_extra(json!({
+            "big_over_small": size_ratio,
+            "big_over_small_target": "within 10%",
+            "big_over_small_met": (size_ratio - 1.0).abs() <= 0.10,
+            "without_fsync": nosync(big_nosync, big),
+        })),
+    ])
+}
+
+/// A full reconfigure whose catalog already matches: ours vs one snapshot round trip.
+pub async fn full_reconfigure_noop(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
+    let base = specs::sized(plan.noop_roles, plan.dbs, 0, "noop-base");
+    let c = running(&base).await?;
+    let (mut ours, mut floor, mut writes) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..plan.reps {
+        let mut spec = base.clone();
+        spec["operation_uuid"] = json!(format!("noop-{i}"));
+        let t = Instant::now();
+        let (code, body) = c.configure(&spec).await?;
+        if code != 200 {
+            bail!("noop reconfigure answered {code}: {body}");
+        }
+        ours.push(ms(t.elapsed()));
+        let m = c.get("/metrics.json").await?;
+        writes.push(
+            m["last_reconfigure"]["catalog_statements"]
+                .as_u64()
+                .unwrap_or(u64::MAX),
+        );
+
+        let t = Instant::now();
+        let s = postgres::session(c.pg_port, SUPERUSER, "postgres").await?;
+        s.simple_query(compute_ctl::catalog::SNAPSHOT_SQL).await?;
+        floor.push(ms(t.elapsed()));
+    }
+    let all_zero = writes.iter().all(|w| *w == 0);
+    Ok(vec![
+        CaseResult::new(
+            "full_reconfigure_noop",
+            format!("{} roles, {} dbs", plan.noop_roles, plan.dbs),
+            Summary::of(&ours),
+            Some(Summary::of(&floor)),
+        )
+        .ratio_target("<= 3x floor, 0 writes", 3.0)
+        .with_extra(json!({"statements_executed": writes, "zero_writes": all_zero})),
+    ])
+}
+
+/// First apply of a catalog to an empty cluster: ours (startup config phase)
+/// vs psql running the same DDL as one script.
+pub async fn first_apply(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
+    let spec = specs::sized(plan.noop_roles, plan.dbs, 0, "first-apply");
+    let parsed: compute_ctl::spec::ComputeSpec = serde_json::from_value(spec.clone())?;
+    let (mut ours, mut floor, mut statements) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..plan.reps {
+        let c = running(&spec).await?;
+        let m = c.get("/metrics.json").await?;
+        ours.push(
+            m["config_ms"]
+                .as_f64()
+                .context("config_ms missing from /metrics.json")?,
+        );
+        drop(c);
+
+        let (pg, _) = ports();
+        let (mut by_hand, _) = ByHand::initdb(pg, SUPERUSER)?;
+        by_hand.configure(FLOOR_SETTINGS)?;
+        by_hand.start()?;
+        let (script, n) = same_ddl(pg, &parsed).await?;
+        statements = n;
+        let path = by_hand.pgdata.with_file_name("ddl.sql");
+        std::fs::write(&path, &script)?;
+        let mut psql = postgres::tool("psql");
+        psql.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.to_string(),
+            "-U",
+            SUPERUSER,
+            "-d",
+            "postgres",
+            "-f",
+        ])
+        .arg(&path);
+        let t = Instant::now();
+        postgres::run(psql)?;
+        floor.push(ms(t.elapsed()));
+    }
+    Ok(vec![
+        CaseResult::new(
+            "first_apply",
+            format!("{} roles, {} dbs", plan.noop_roles, plan.dbs),
+            Summary::of(&ours),
+            Some(Summary::of(&floor)),
+        )
+        .ratio_target("<= 1.3x floor", 1.3)
+        .with_extra(json!({"statements": statements})),
+    ])
+}
+
+/// Settings the floors run with: those of the specs in `specs::sized`.
+const FLOOR_SETTINGS: &str =
+    "max_connections = 200\nshared_buffers = 128MB\nfsync = off\nwork_mem = '4MB'\n";
+
+/// The very DDL compute_ctl plans for `spec` on a fresh cluster, as a psql script.
+async fn same_ddl(
+    port: u16,
+    spec: &compute_ctl::spec::ComputeSpec,
+) -> anyhow::Result<(String, usize)> {
+    let s = postgres::session(port, SUPERUSER, "postgres").await?;
+    let rows = s.simple_query(compute_ctl::catalog::SNAPSHOT_SQL).await?;
+    let json = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .context("snapshot returned no row")?;
+    let snapshot = compute_ctl::catalog::snapshot::parse_snapshot(&json)?;
+    let ops = compute_ctl::catalog::plan(&snapshot, spec, "postgres")?;
+    let mut script = String::new();
+    for op in &ops {
+        script.push_str(&compute_ctl::catalog::render(op));
+        script.push_str(";\n");
+    }
+    Ok((script, ops.len()))
+}
+
+/// Spec file to Running (initdb path) vs initdb + pg_ctl start -w by hand.
+pub async fn cold_start(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
+    let spec = specs::sized(0, 0, 0, "cold");
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    for _ in 0..plan.reps.max(5) {
+        let (pg, http) = ports();
+        let t = Instant::now();
+        let mut c = Compute::spawn(&spec, pg, http)?;
+        c.wait_running(START_LIMIT).await?;
+        ours.push(ms(t.elapsed()));
+        drop(c);
+
+        let (pg, _) = ports();
+        let t = Instant::now();
+        let (mut by_hand, _) = ByHand::initdb(pg, SUPERUSER)?;
+        by_hand.configure(FLOOR_SETTINGS)?;
+        by_hand.start()?;
+        floor.push(ms(t.elapsed()));
+    }
+    Ok(vec![
+        CaseResult::new(
+            "cold_start",
+            "empty catalog",
+            Summary::of(&ours),
+            Some(Summary::of(&floor)),
+        )
+        .ratio_target("<= 1.15x floor", 1.15),
+    ])
+}
+
+/// GET /status latency at a fixed rate while a full reconfigure runs.
+pub async fn status_under_load(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
+    let base = specs::sized(plan.noop_roles, 1, 0, "status-base");
+    let c = std::sync::Arc::new(running(&base).await?);
+    let client = reqwest::Client::new();
+    let url = format!("{}/status", c.http);
+    let period = Duration::from_secs_f64(1.0 / f64::from(plan.status_rate_per_s));
+    let mut lat = Vec::new();
+    // Several full reconfigures back to back, each changing every password,
+    // so that enough requests land while one runs.
+    for round in 0..plan.reps.max(3) {
+        let pw_gen = u32::try_from(round).unwrap_or(0) + 1;
+        let mut changed = specs::sized(plan.noop_roles, 1, pw_gen, "status-change");
+        changed["operation_uuid"] = json!(format!("status-change-{round}"));
+        let configure = {
+            let c = c.clone();
+            tokio::spawn(async move { c.configure(&changed).await })
+        };
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !configure.is_finished() {
+            tick.tick().await;
+            let t = Instant::now();
+            let st: serde_json::Value = client.get(&url).send().await?.json().await?;
+            lat.push(ms(t.elapsed()));
+            anyhow::ensure!(st["status"].is_string(), "unexpected /status body: {st}");
+        }
+        let (code, body) = configure.await??;
+        if code != 200 {
+            bail!("reconfigure under load answered {code}: {body}");
+        }
+    }
+    let p99 = percentile(&lat, 99.0);
+    let mut r = CaseResult::new("status_under_load", format!("{} roles changing", plan.noop_roles), Summary::of(&lat), None)
+        .with_extra(json!({"p50_ms": percentile(&lat, 50.0), "p99_ms": p99, "requests": lat.len(), "rate_per_s": plan.status_rate_per_s}));
+    r.target = "p99 <= 5 ms";
+    r.met = Some(p99 <= 5.0);
+    Ok(vec![r])
+}

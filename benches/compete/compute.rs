@@ -1,0 +1,119 @@
+//! compute_ctl itself, the release binary, driven through its HTTP API.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::postgres::{PGBIN, Scratch};
+
+pub const SUPERUSER: &str = "cloud_admin";
+
+/// A running compute_ctl with its own PGDATA, Postgres port and HTTP port.
+pub struct Compute {
+    pub pg_port: u16,
+    pub http: String,
+    pub pgdata: PathBuf,
+    child: Child,
+    client: reqwest::Client,
+    _scratch: Scratch,
+}
+
+impl Compute {
+    /// Starts compute_ctl with `spec` and returns once it is spawned.
+    pub fn spawn(spec: &Value, pg_port: u16, http_port: u16) -> anyhow::Result<Self> {
+        let scratch = Scratch::new("compute")?;
+        let spec_path = scratch.path("spec.json");
+        std::fs::write(&spec_path, serde_json::to_vec(spec)?)?;
+        let pgdata = scratch.path("pgdata");
+        let child = Command::new(env!("CARGO_BIN_EXE_compute_ctl"))
+            .arg("-D")
+            .arg(&pgdata)
+            .args([
+                "-C",
+                &format!("postgresql://{SUPERUSER}@127.0.0.1:{pg_port}/postgres"),
+            ])
+            .arg("-S")
+            .arg(&spec_path)
+            .args([
+                "-b",
+                &format!("{PGBIN}/postgres"),
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                &http_port.to_string(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning compute_ctl")?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(4)
+            .build()?;
+        Ok(Self {
+            pg_port,
+            http: format!("http://127.0.0.1:{http_port}"),
+            pgdata,
+            child,
+            client,
+            _scratch: scratch,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .client
+            .get(format!("{}{path}", self.http))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// Polls /status until `running` (error when failed or after `limit`).
+    pub async fn wait_running(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(st) = self.get("/status").await {
+                match st["status"].as_str() {
+                    Some("running") => return Ok(()),
+                    Some("failed") => bail!("compute failed: {}", st["error"]),
+                    _ => {}
+                }
+            }
+            if let Some(exit) = self.child.try_wait()? {
+                bail!("compute_ctl exited with {exit} before running");
+            }
+            if Instant::now() > deadline {
+                bail!("compute not running after {limit:?}");
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// POST /configure; returns the HTTP status and body.
+    pub async fn configure(&self, spec: &Value) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .client
+            .post(format!("{}/configure", self.http))
+            .json(&serde_json::json!({ "spec": spec }))
+            .send()
+            .await?;
+        let code = r.status().as_u16();
+        Ok((code, r.json().await.unwrap_or(Value::Null)))
+    }
+}
+
+impl Drop for Compute {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,126 @@
+//! `just bench`: every figure compute_ctl competes on, each as a ratio to a
+//! floor measured in the same run on this machine (real Postgres 15).
+//!
+//! Run by `cargo bench --bench compete` (full sizes, ≥5 repetitions, results
+//! in target/bench/results.json). Under `cargo test` (no `--bench` argument)
+//! it runs a smoke pass with tiny sizes so the harness itself stays working.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // a benchmark measures real time
+
+mod cases;
+mod compute;
+mod postgres;
+mod specs;
+mod stats;
+mod throughput;
+
+use std::path::Path;
+
+use stats::CaseResult;
+
+fn main() -> anyhow::Result<()> {
+    let full = std::env::args().any(|a| a == "--bench");
+    if !full && std::env::args().any(|a| a == "--list") {
+        return Ok(()); // `cargo test -- --list`
+    }
+    let plan = if full {
+        cases::Plan::full()
+    } else {
+        cases::Plan::smoke()
+    };
+    if !Path::new(postgres::PGBIN).join("postgres").exists() {
+        anyhow::bail!(
+            "PostgreSQL 15 binaries not found in {}; run `just deps`",
+            postgres::PGBIN
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(run(plan, full))?;
+    print_table(&results);
+    if full {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("results.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&results)?)?;
+        println!("\nwritten: {}", path.display());
+    } else {
+        smoke_checks(&results)?;
+        println!("bench smoke: 1 passed, 0 failed");
+    }
+    Ok(())
+}
+
+async fn run(plan: cases::Plan, full: bool) -> anyhow::Result<Vec<CaseResult>> {
+    let mut all = Vec::new();
+    all.extend(cases::notify_reconfigure(plan).await?);
+    all.extend(cases::full_reconfigure_noop(plan).await?);
+    all.extend(cases::first_apply(plan).await?);
+    all.extend(cases::cold_start(plan).await?);
+    all.extend(cases::status_under_load(plan).await?);
+    if full {
+        all.extend(throughput::sim_throughput()?);
+    }
+    Ok(all)
+}
+
+/// What the smoke pass asserts: every suite produced numbers, and the
+/// behavioural facts the figures rest on hold.
+fn smoke_checks(results: &[CaseResult]) -> anyhow::Result<()> {
+    for suite in [
+        "notify_reconfigure",
+        "full_reconfigure_noop",
+        "first_apply",
+        "cold_start",
+        "status_under_load",
+    ] {
+        let rows: Vec<_> = results.iter().filter(|r| r.suite == suite).collect();
+        anyhow::ensure!(!rows.is_empty(), "suite {suite} produced no result");
+        for r in rows {
+            anyhow::ensure!(
+                r.ours.median_ms.is_finite() && r.ours.median_ms > 0.0,
+                "{suite}: no measurement"
+            );
+        }
+    }
+    let noop = results
+        .iter()
+        .find(|r| r.suite == "full_reconfigure_noop")
+        .expect("checked above");
+    anyhow::ensure!(
+        noop.extra["zero_writes"] == true,
+        "a no-op full reconfigure wrote: {}",
+        noop.extra
+    );
+    Ok(())
+}
+
+fn print_table(results: &[CaseResult]) {
+    println!(
+        "\n{:<24} {:<26} {:>11} {:>9} {:>11} {:>7}  {:<24} met",
+        "suite", "case", "median ms", "min ms", "floor ms", "ratio", "target"
+    );
+    for r in results {
+        let floor = r
+            .floor
+            .map(|f| format!("{:.2}", f.median_ms))
+            .unwrap_or_else(|| "-".into());
+        let ratio = r
+            .ratio
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into());
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        println!(
+            "{:<24} {:<26} {:>11.2} {:>9.2} {:>11} {:>7}  {:<24} {met}",
+            r.suite, r.case, r.ours.median_ms, r.ours.min_ms, floor, ratio, r.target
+        );
+        if !r.extra.is_null() {
+            println!("{:<24} {}", "", r.extra);
+        }
+    }
+}
