@@ -37,8 +37,25 @@ run: deps
         -S fixtures/spec.json -b "{{pgbin_dir}}/postgres" --http-port 3080
 
 # Everything: lint, unit and property tests, real-Postgres integration tests, simulator smoke, container e2e.
-test: deps lint
+test: deps lint image-if-docker
     cargo test --workspace --all-targets
+
+# Builds the local image compute_ctl:dev without a registry (debootstrap base, cached by tag; see scripts/build-image.sh).
+image:
+    scripts/build-image.sh
+
+# Builds compute_ctl:dev when a Docker daemon answers; otherwise says that the container e2e tests will skip.
+image-if-docker:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if docker info >/dev/null 2>&1; then
+        scripts/build-image.sh
+    elif [ "${COMPUTE_CTL_REQUIRE_DOCKER:-}" = 1 ]; then
+        echo "no Docker daemon answers (docker info failed) and COMPUTE_CTL_REQUIRE_DOCKER=1: start dockerd" >&2
+        exit 1
+    else
+        echo "no Docker daemon answers: the container e2e tests (tests/e2e_container.rs) will be SKIPPED"
+    fi
 
 # Formatting and clippy, warnings as errors.
 lint:
