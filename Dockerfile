@@ -13,9 +13,8 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin compute_ctl \
+# No RUN --mount cache: the file builds with BuildKit and the legacy builder alike.
+RUN cargo build --release --locked --bin compute_ctl \
  && cp target/release/compute_ctl /usr/local/bin/compute_ctl
 
 FROM ${BASE_IMAGE}
