@@ -1,6 +1,12 @@
 //! End-to-end tests of the container image `compute_ctl:dev` (made by
-//! `just image`) with testcontainers: the real binary, real Postgres 15 inside
-//! the image, driven through the mapped HTTP and Postgres ports.
+//! `just image`) with testcontainers: the real binary and real Postgres 15
+//! inside the image, driven through Docker's mapped HTTP and Postgres ports.
+//!
+//! SQL from outside goes through the mapped Postgres port as a spec role with
+//! a password, as a user of the image connects: pg_hba.conf trusts the
+//! supervisor's superuser (cloud_admin) over loopback only, and through a
+//! mapped port Postgres sees Docker's gateway address, not loopback. What only
+//! a superuser can read (pg_authid) is read with psql inside the container.
 //!
 //! Gating: each test runs when a Docker daemon answers and the image exists;
 //! otherwise it prints `SKIPPED ...` and passes, unless
@@ -12,8 +18,7 @@ use std::time::Duration;
 
 use e2e_support::{Compute, docker_ready, eventually, fixture};
 use md5::{Digest, Md5};
-use serde_json::json;
-use testcontainers::core::ExecCommand;
+use serde_json::{Value, json};
 
 /// Skips the test (or fails it under COMPUTE_CTL_REQUIRE_DOCKER=1) without Docker.
 macro_rules! require_docker {
@@ -27,10 +32,28 @@ macro_rules! require_docker {
 const EXIT_TIMEOUT: Duration = Duration::from_secs(40);
 /// Postgres's own line for a completed shutdown.
 const PG_SHUT_DOWN: &str = "database system is shut down";
+const ALICE_PASSWORD: &str = "e2e-alice-password";
+const START_OPERATION: &str = "5f1c1c3e-0000-4000-8000-000000000001";
 
-/// The `md5...` verifier Postgres stores for `password` of `role`, without the prefix.
+/// The md5 verifier Postgres stores for `password` of `role`, without the `md5` prefix.
 fn md5_verifier(password: &str, role: &str) -> String {
     hex::encode(Md5::digest(format!("{password}{role}")))
+}
+
+/// fixtures/spec.json with a known password for alice.
+fn start_spec() -> Value {
+    let mut spec = fixture("spec.json");
+    assert_eq!(spec["cluster"]["roles"][0]["name"], "alice");
+    spec["cluster"]["roles"][0]["encrypted_password"] =
+        json!(md5_verifier(ALICE_PASSWORD, "alice"));
+    spec
+}
+
+async fn alice(compute: &Compute) -> tokio_postgres::Client {
+    compute
+        .connect_as("alice", ALICE_PASSWORD, "e2e_test")
+        .await
+        .unwrap_or_else(|e| panic!("alice connects through the mapped port: {e}"))
 }
 
 async fn one_string(client: &tokio_postgres::Client, sql: &str) -> String {
@@ -41,19 +64,16 @@ async fn one_string(client: &tokio_postgres::Client, sql: &str) -> String {
         .get(0)
 }
 
-async fn rolpassword(client: &tokio_postgres::Client, role: &str) -> Option<String> {
-    client
-        .query_one(
-            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
-            &[&role],
-        )
+async fn stored_password(compute: &Compute, role: &str) -> String {
+    compute
+        .psql_superuser(&format!(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'"
+        ))
         .await
-        .expect("read pg_authid")
-        .get(0)
 }
 
-/// Supervisor sessions Postgres logged (`log_connections = on`): the
-/// supervisor names its sessions `application_name=compute_ctl`.
+/// Sessions of the supervisor that Postgres logged (`log_connections = on`
+/// in the spec); the supervisor names its sessions `application_name=compute_ctl`.
 fn supervisor_connections(log: &str) -> usize {
     log.lines()
         .filter(|l| {
@@ -65,20 +85,17 @@ fn supervisor_connections(log: &str) -> usize {
 /// Opens a session named `marker` and waits until Postgres's line for it is in
 /// the container log: every line Postgres wrote before it is there too.
 async fn log_through_marker(compute: &Compute, marker: &str) -> String {
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user=cloud_admin dbname=postgres application_name={marker}",
-        compute.pg_port
-    );
-    let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+    let client = compute
+        .connect_as("alice", ALICE_PASSWORD, marker)
         .await
         .expect("marker session");
-    tokio::spawn(conn);
+    let needle = format!("application_name={marker}");
     let log = eventually(
         "marker session in the Postgres log",
         Duration::from_secs(10),
         || async {
             let log = compute.logs().await;
-            if log.contains(&format!("application_name={marker}")) {
+            if log.contains(&needle) {
                 Ok(log)
             } else {
                 Err("marker not logged yet".to_string())
@@ -93,14 +110,15 @@ async fn log_through_marker(compute: &Compute, marker: &str) -> String {
 #[tokio::test]
 async fn start_with_spec_serves_its_roles_and_databases() {
     require_docker!("start_with_spec_serves_its_roles_and_databases");
-    let compute = Compute::start(&fixture("spec.json")).await;
+    let compute = Compute::start(&start_spec()).await;
     let status = compute.status().await.expect("status");
     assert_eq!(status["status"], "running", "{status}");
+    assert_eq!(status["operation_uuid"], START_OPERATION, "{status}");
 
-    let sql = compute.sql().await;
+    let sql = alice(&compute).await;
     let roles: Vec<String> = sql
         .query(
-            "SELECT rolname FROM pg_roles WHERE rolname IN ('alice', 'bob') ORDER BY 1",
+            "SELECT rolname::text FROM pg_roles WHERE rolname IN ('alice', 'bob') ORDER BY 1",
             &[],
         )
         .await
@@ -111,7 +129,7 @@ async fn start_with_spec_serves_its_roles_and_databases() {
     assert_eq!(roles, ["alice", "bob"]);
     let dbs: Vec<(String, String)> = sql
         .query(
-            "SELECT datname, pg_get_userbyid(datdba)::text FROM pg_database \
+            "SELECT datname::text, pg_get_userbyid(datdba)::text FROM pg_database \
              WHERE datname IN ('app', 'reports') ORDER BY 1",
             &[],
         )
@@ -123,81 +141,116 @@ async fn start_with_spec_serves_its_roles_and_databases() {
     assert_eq!(
         dbs,
         [
-            ("app".into(), "alice".into()),
-            ("reports".into(), "bob".into())
+            ("app".to_string(), "alice".to_string()),
+            ("reports".to_string(), "bob".to_string())
         ]
     );
-    assert_eq!(
-        rolpassword(&sql, "alice").await.as_deref(),
-        Some("md591c76e9f0e4ed85662e7ded2446617b4")
-    );
     assert_eq!(one_string(&sql, "SHOW max_connections").await, "100");
+    assert_eq!(
+        stored_password(&compute, "alice").await,
+        format!("md5{}", md5_verifier(ALICE_PASSWORD, "alice"))
+    );
+    assert!(
+        compute
+            .connect_as("alice", "wrong", "e2e_test")
+            .await
+            .is_err(),
+        "a wrong password must be refused"
+    );
+    assert!(
+        compute
+            .connect_as("cloud_admin", "", "e2e_test")
+            .await
+            .is_err(),
+        "the supervisor's superuser must not be reachable from outside the container"
+    );
 
-    // The image runs compute_ctl (PID 1) and so Postgres as the postgres user, not root.
-    let mut exec = compute
-        .container
-        .exec(ExecCommand::new([
-            "bash",
-            "-c",
-            "echo $(stat -c %U /proc/1) $(stat -c %U $(dirname $(readlink -f /proc/1/exe)))",
-        ]))
-        .await
-        .expect("exec in the container");
-    let owner = String::from_utf8(exec.stdout_to_vec().await.expect("exec output")).unwrap();
-    assert_eq!(owner.split_whitespace().next(), Some("postgres"), "{owner}");
+    // compute_ctl is PID 1 and runs as postgres (USER in the image), and so does Postgres.
+    let data_dir = compute
+        .psql_superuser("SELECT current_setting('data_directory')")
+        .await;
+    assert_eq!(data_dir, "/var/lib/postgresql/compute/pgdata");
+    let pid1_user = e2e_support::docker(&[
+        "exec",
+        compute.container.id(),
+        "stat",
+        "-c",
+        "%U",
+        "/proc/1",
+    ])
+    .await
+    .expect("stat /proc/1");
+    assert_eq!(pid1_user, "postgres");
 
     // The image's HEALTHCHECK probes /health.
-    let health = eventually("HEALTHCHECK healthy", Duration::from_secs(45), || async {
+    eventually("HEALTHCHECK healthy", Duration::from_secs(45), || async {
         match compute.health().await?.as_str() {
-            "healthy" => Ok("healthy".to_string()),
-            other => Err(other.to_string()),
+            "healthy" => Ok(()),
+            other => Err(format!("health: {other}")),
         }
     })
     .await;
-    assert_eq!(health, "healthy");
 }
 
 #[tokio::test]
 async fn notify_after_migration_skips_catalog_work_then_full_apply_changes_password() {
     require_docker!("notify_after_migration_skips_catalog_work_then_full_apply_changes_password");
-    let compute = Compute::start(&fixture("spec.json")).await;
-    let sql = compute.sql().await;
-    let password_before = rolpassword(&sql, "alice").await;
+    let compute = Compute::start(&start_spec()).await;
+    let sql = alice(&compute).await;
+    let password_before = stored_password(&compute, "alice").await;
     assert_eq!(one_string(&sql, "SHOW statement_timeout").await, "0");
+    // The activity monitor keeps one supervisor session open; wait for it so
+    // that its first connection cannot fall into the notify's window.
+    eventually("the monitor's session", Duration::from_secs(20), || async {
+        let n: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'compute_ctl'",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if n > 0 {
+            Ok(())
+        } else {
+            Err("no supervisor session yet".into())
+        }
+    })
+    .await;
 
     let before = log_through_marker(&compute, "e2e_marker_before").await;
     assert!(
         supervisor_connections(&before) > 0,
-        "the start applied the catalog, so Postgres must have logged supervisor sessions; \
-         is log_connections on and application_name=compute_ctl set?\n{before}"
+        "the start applied the catalog, so Postgres must have logged supervisor sessions:\n{before}"
     );
 
-    // Storage moved: new pageserver, a changed setting, and a new password for
-    // alice that a notify must NOT apply.
-    let new_password = md5_verifier("rotated-secret", "alice");
+    // Storage moved: a new pageserver, a changed setting, and a new password
+    // for alice that a notify must NOT apply.
+    let new_password = "e2e-rotated-password";
     let mut notify = fixture("notify.json");
     assert_eq!(notify["skip_pg_catalog_updates"], true);
-    notify["pageserver_connstring"] = json!("host=10.0.0.42 port=6401");
-    notify["cluster"]["roles"][0]["name"] = json!("alice");
-    notify["cluster"]["roles"][0]["encrypted_password"] = json!(new_password);
+    assert_eq!(notify["cluster"]["roles"][0]["name"], "alice");
+    notify["pageserver_connstring"] = json!("host=pageserver-after-migration port=6401");
+    notify["cluster"]["roles"][0]["encrypted_password"] =
+        json!(md5_verifier(new_password, "alice"));
     let (code, body) = compute.configure(&notify).await;
     assert_eq!(code, 200, "notify /configure: {body}");
     assert_eq!(body["status"], "running", "{body}");
 
-    let timeout = eventually(
+    eventually(
         "statement_timeout reloaded",
         Duration::from_secs(10),
         || async {
-            let fresh = compute.sql().await;
+            let fresh = alice(&compute).await;
             match one_string(&fresh, "SHOW statement_timeout").await.as_str() {
                 "30s" => Ok(()),
                 other => Err(format!("statement_timeout = {other}")),
             }
         },
-    );
-    timeout.await;
+    )
+    .await;
     assert_eq!(
-        rolpassword(&sql, "alice").await,
+        stored_password(&compute, "alice").await,
         password_before,
         "a notify with skip_pg_catalog_updates must not touch roles"
     );
@@ -215,15 +268,19 @@ async fn notify_after_migration_skips_catalog_work_then_full_apply_changes_passw
     let (code, body) = compute.configure(&full).await;
     assert_eq!(code, 200, "full /configure: {body}");
     assert_eq!(
-        rolpassword(&sql, "alice").await,
-        Some(format!("md5{new_password}"))
+        stored_password(&compute, "alice").await,
+        format!("md5{}", md5_verifier(new_password, "alice"))
     );
+    compute
+        .connect_as("alice", new_password, "e2e_test")
+        .await
+        .expect("alice logs in with the new password");
 }
 
 #[tokio::test]
 async fn invalid_spec_is_rejected_and_the_compute_keeps_serving() {
     require_docker!("invalid_spec_is_rejected_and_the_compute_keeps_serving");
-    let compute = Compute::start(&fixture("spec.json")).await;
+    let compute = Compute::start(&start_spec()).await;
     let (code, body) = compute
         .configure(&fixture("invalid_three_mistakes.json"))
         .await;
@@ -235,10 +292,10 @@ async fn invalid_spec_is_rejected_and_the_compute_keeps_serving() {
     let status = compute.status().await.expect("status after a 400");
     assert_eq!(status["status"], "running", "{status}");
     assert_eq!(
-        status["operation_uuid"], "5f1c1c3e-0000-4000-8000-000000000001",
+        status["operation_uuid"], START_OPERATION,
         "the spec in effect is still the start spec: {status}"
     );
-    let sql = compute.sql().await;
+    let sql = alice(&compute).await;
     assert_eq!(one_string(&sql, "SHOW statement_timeout").await, "0");
     let n: i64 = sql
         .query_one(
@@ -254,15 +311,11 @@ async fn invalid_spec_is_rejected_and_the_compute_keeps_serving() {
 #[tokio::test]
 async fn terminate_stops_postgres_and_the_container_exits_zero() {
     require_docker!("terminate_stops_postgres_and_the_container_exits_zero");
-    let compute = Compute::start(&fixture("spec_minimal.json")).await;
+    let compute = Compute::start(&start_spec()).await;
     assert_eq!(compute.terminate().await, 200);
-    assert_eq!(
-        compute.wait_exit(EXIT_TIMEOUT).await,
-        0,
-        "{}",
-        compute.logs().await
-    );
+    let code = compute.wait_exit(EXIT_TIMEOUT).await;
     let log = compute.logs().await;
+    assert_eq!(code, 0, "{log}");
     assert!(
         log.contains(PG_SHUT_DOWN),
         "Postgres did not shut down cleanly:\n{log}"
@@ -272,20 +325,16 @@ async fn terminate_stops_postgres_and_the_container_exits_zero() {
 #[tokio::test]
 async fn docker_stop_shuts_down_gracefully_with_exit_zero() {
     require_docker!("docker_stop_shuts_down_gracefully_with_exit_zero");
-    let compute = Compute::start(&fixture("spec_minimal.json")).await;
+    let compute = Compute::start(&start_spec()).await;
     // `docker stop`: SIGTERM (the image's STOPSIGNAL), SIGKILL only after 30 s.
     compute
         .container
         .stop_with_timeout(Some(30))
         .await
         .expect("docker stop");
-    assert_eq!(
-        compute.wait_exit(EXIT_TIMEOUT).await,
-        0,
-        "{}",
-        compute.logs().await
-    );
+    let code = compute.wait_exit(EXIT_TIMEOUT).await;
     let log = compute.logs().await;
+    assert_eq!(code, 0, "{log}");
     assert!(
         log.contains("fast shutdown request") && log.contains(PG_SHUT_DOWN),
         "SIGTERM must become a fast Postgres shutdown:\n{log}"

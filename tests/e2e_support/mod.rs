@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use compute_ctl::env::{Clock, TokioEnv};
 use serde_json::Value;
-use testcontainers::core::{ContainerPort, IntoContainerPort};
+use testcontainers::core::{ContainerPort, ExecCommand, IntoContainerPort};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
@@ -213,19 +213,63 @@ impl Compute {
             .as_u16()
     }
 
-    /// A SQL session as cloud_admin through the mapped Postgres port.
-    pub async fn sql(&self) -> tokio_postgres::Client {
-        let conninfo = format!(
-            "host=127.0.0.1 port={} user=cloud_admin dbname=postgres application_name=e2e_test connect_timeout=5",
-            self.pg_port
-        );
-        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("connect as cloud_admin through port {}: {e}", self.pg_port)
-            });
+    /// A SQL session as `role` with `password` through the mapped Postgres
+    /// port, the way a user outside the container connects.
+    pub async fn connect_as(
+        &self,
+        role: &str,
+        password: &str,
+        application_name: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.pg_port)
+            .user(role)
+            .password(password)
+            .dbname("postgres")
+            .application_name(application_name)
+            .connect_timeout(Duration::from_secs(5));
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
-        client
+        Ok(client)
+    }
+
+    /// Runs `sql` with psql inside the container as the supervisor's
+    /// superuser over the Unix socket (pg_hba.conf trusts it only locally);
+    /// psql's unaligned output.
+    pub async fn psql_superuser(&self, sql: &str) -> String {
+        let mut exec = self
+            .container
+            .exec(ExecCommand::new([
+                "psql",
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "/var/run/postgresql",
+                "-p",
+                "5432",
+                "-U",
+                "cloud_admin",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ]))
+            .await
+            .expect("exec psql in the container");
+        let out = exec.stdout_to_vec().await.expect("psql output");
+        let err = exec.stderr_to_vec().await.unwrap_or_default();
+        let code = exec.exit_code().await.ok().flatten();
+        assert!(
+            matches!(code, Some(0) | None) && err.is_empty(),
+            "psql {sql:?} failed ({code:?}): {}",
+            String::from_utf8_lossy(&err)
+        );
+        String::from_utf8_lossy(&out).trim().to_string()
     }
 
     /// Everything the container wrote so far (compute_ctl and Postgres).
