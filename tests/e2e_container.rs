@@ -40,13 +40,23 @@ fn md5_verifier(password: &str, role: &str) -> String {
     hex::encode(Md5::digest(format!("{password}{role}")))
 }
 
-/// fixtures/spec.json with a known password for alice.
-fn start_spec() -> Value {
-    let mut spec = fixture("spec.json");
+/// A fixture spec made reachable from outside the container: Postgres listens
+/// on every interface (by default only on the `-C` host, loopback here), and
+/// alice has a password the tests know.
+fn container_spec(name: &str) -> Value {
+    let mut spec = fixture(name);
     assert_eq!(spec["cluster"]["roles"][0]["name"], "alice");
     spec["cluster"]["roles"][0]["encrypted_password"] =
         json!(md5_verifier(ALICE_PASSWORD, "alice"));
+    spec["cluster"]["settings"]
+        .as_array_mut()
+        .expect("cluster.settings is a list")
+        .push(json!({"name": "listen_addresses", "value": "*", "vartype": "string"}));
     spec
+}
+
+fn start_spec() -> Value {
+    container_spec("spec.json")
 }
 
 async fn alice(compute: &Compute) -> tokio_postgres::Client {
@@ -227,7 +237,7 @@ async fn notify_after_migration_skips_catalog_work_then_full_apply_changes_passw
     // Storage moved: a new pageserver, a changed setting, and a new password
     // for alice that a notify must NOT apply.
     let new_password = "e2e-rotated-password";
-    let mut notify = fixture("notify.json");
+    let mut notify = container_spec("notify.json");
     assert_eq!(notify["skip_pg_catalog_updates"], true);
     assert_eq!(notify["cluster"]["roles"][0]["name"], "alice");
     notify["pageserver_connstring"] = json!("host=pageserver-after-migration port=6401");
