@@ -4,6 +4,11 @@
 #   docker run -p 3080:3080 -p 5432:5432 -v $PWD/fixtures/spec.json:/spec.json:ro compute_ctl \
 #       -C postgresql://cloud_admin@127.0.0.1:5432/postgres -S /spec.json
 #
+# -D and -b default to the image's PGDATA and postgres (COMPUTE_CTL_PGDATA,
+# COMPUTE_CTL_PGBIN below). Postgres listens on the -C host only (loopback, as
+# the superuser is trusted there only); for spec roles to connect through the
+# published port, the spec's cluster.settings sets listen_addresses = '*'.
+#
 # Without a registry (as on our build machines) use `just image` instead: it
 # makes the runtime base with debootstrap and builds docker/Dockerfile.local,
 # which copies a host-built binary in place of the build stage below.

@@ -40,11 +40,10 @@ pub async fn docker_ready(test: &str) -> bool {
     if std::env::var(REQUIRE_DOCKER_ENV).as_deref() == Ok("1") {
         panic!("{test}: {why}; {REQUIRE_DOCKER_ENV}=1 makes this a failure");
     }
-    // Straight to fd 2: the test harness captures eprintln! of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {why} (set {REQUIRE_DOCKER_ENV}=1 to fail instead)"
-    );
+    // Straight to fd 2 in one write: the test harness captures eprintln! of
+    // passing tests, and tests run in parallel.
+    let line = format!("SKIPPED {test}: {why} (set {REQUIRE_DOCKER_ENV}=1 to fail instead)\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
     false
 }
 
