@@ -6,23 +6,27 @@
 //! `openapi.yaml`.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "support/api_harness.rs"]
-mod harness;
 #[path = "support/openapi.rs"]
 mod openapi;
+mod support;
 
 use std::time::Duration;
 
-use harness::{Opts, Proc, Reply, alive, have_postgres, repo_file, spec};
 use serde_json::{Value, json};
+use support::compute::{Compute, ComputeOpts, Reply};
+use support::os::alive;
+use support::{fixture_op, postgres_bin, repo_file};
 
 const LONG: Duration = Duration::from_secs(60);
 
 /// Skips (loudly) where Postgres 15 is not installed.
 macro_rules! need_postgres {
     () => {
-        if !have_postgres() {
-            eprintln!("SKIPPED: {} not found; run `just deps`", harness::PGBIN);
+        if !postgres_bin().is_file() {
+            eprintln!(
+                "SKIPPED: {} not found; run `just deps`",
+                postgres_bin().display()
+            );
             return;
         }
     };
@@ -46,7 +50,7 @@ fn conforms(method: &str, path: &str, r: &Reply) {
 
 /// A spec that needs no catalog work, with one setting we can observe.
 fn quick_spec(op: &str, work_mem: &str) -> Value {
-    let mut s = spec("fixtures/spec_minimal.json", op);
+    let mut s = fixture_op("spec_minimal.json", op);
     s["skip_pg_catalog_updates"] = json!(true);
     s["cluster"]["settings"] =
         json!([{"name": "work_mem", "value": work_mem, "vartype": "string"}]);
@@ -54,7 +58,7 @@ fn quick_spec(op: &str, work_mem: &str) -> Value {
 }
 
 /// Configures `spec` and expects 200 running with its operation id.
-async fn configure_ok(p: &Proc, s: &Value) -> Value {
+async fn configure_ok(p: &Compute, s: &Value) -> Value {
     let r = p.configure(s, None).await;
     assert_eq!(r.status, 200, "{}\n--- log ---\n{}", r.text, p.log());
     conforms("POST", "/configure", &r);
@@ -65,16 +69,14 @@ async fn configure_ok(p: &Proc, s: &Value) -> Value {
 }
 
 /// Postgres serves and `work_mem` (a new session's) is `want`.
-async fn assert_serving_with(p: &Proc, want: &str) {
-    let want = want.to_string();
-    p.wait_for(&format!("work_mem = {want}"), LONG, |p| {
-        let want = want.clone();
-        async move { p.sql_value("SHOW work_mem").await == want }
+async fn assert_serving_with(p: &Compute, want: &str) {
+    p.wait_until(&format!("work_mem = {want}"), LONG, async |p| {
+        p.sql_value("SHOW work_mem").await == want
     })
     .await;
 }
 
-async fn reconfigure_count(p: &Proc) -> u64 {
+async fn reconfigure_count(p: &Compute) -> u64 {
     let text = p.get("/metrics").await.text;
     text.lines()
         .find(|l| {
@@ -90,7 +92,7 @@ async fn reconfigure_count(p: &Proc) -> u64 {
 #[tokio::test]
 async fn first_spec_via_configure_then_reconfigure_and_repeat() {
     need_postgres!();
-    let p = Proc::start(Opts::default()).await;
+    let p = Compute::serving(ComputeOpts::without_spec()).await;
     assert!(
         p.log().contains("authentication is OFF"),
         "without --jwks a warning says auth is off"
@@ -128,7 +130,7 @@ async fn first_spec_via_configure_then_reconfigure_and_repeat() {
     assert_eq!(reconfigure_count(&p).await, 1, "a repeat is not re-applied");
 
     // With catalog work: the roles and databases show in /dbs_and_roles.
-    let full = spec("fixtures/spec.json", "op-catalog");
+    let full = fixture_op("spec.json", "op-catalog");
     configure_ok(&p, &full).await;
     let r = p.get("/dbs_and_roles").await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -154,13 +156,13 @@ async fn first_spec_via_configure_then_reconfigure_and_repeat() {
 #[tokio::test]
 async fn rejections_leave_the_compute_untouched() {
     need_postgres!();
-    let p = Proc::start(Opts::default()).await;
-    let base = spec("fixtures/spec.json", "op-base");
+    let p = Compute::serving(ComputeOpts::without_spec()).await;
+    let base = fixture_op("spec.json", "op-base");
     configure_ok(&p, &base).await;
     let work_mem = p.sql_value("SHOW work_mem").await;
 
     // 400: every problem listed, nothing changes.
-    let bad = spec("fixtures/invalid_three_mistakes.json", "op-bad");
+    let bad = fixture_op("invalid_three_mistakes.json", "op-bad");
     let r = p.configure(&bad, None).await;
     assert_eq!(r.status, 400, "{}", r.text);
     conforms("POST", "/configure", &r);
@@ -182,15 +184,8 @@ async fn rejections_leave_the_compute_untouched() {
     let mut slow = base.clone();
     slow["operation_uuid"] = json!("op-slow");
     slow["cluster"]["roles"][0]["encrypted_password"] = json!("0123456789abcdef0123456789abcdef");
-    let in_flight = tokio::spawn({
-        let (client, url, body) = (
-            p.client.clone(),
-            p.url("/configure"),
-            json!({ "spec": slow }),
-        );
-        async move { Reply::read(client.post(url).json(&body).send().await.unwrap()).await }
-    });
-    p.wait_for("the supervisor to wait on the row lock", LONG, |p| async move {
+    let in_flight = p.spawn_configure(&slow);
+    p.wait_until("the supervisor to wait on the row lock", LONG, async |p| {
         p.sql_value(&format!(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}' AND wait_event_type = 'Lock'",
             compute_ctl::pg::APPLICATION_NAME
@@ -226,15 +221,8 @@ async fn rejections_leave_the_compute_untouched() {
     // Back to the base spec: alice's password changes again, so it blocks too.
     let mut doomed = base.clone();
     doomed["operation_uuid"] = json!("op-doomed");
-    let in_flight = tokio::spawn({
-        let (client, url, body) = (
-            p.client.clone(),
-            p.url("/configure"),
-            json!({ "spec": doomed }),
-        );
-        async move { Reply::read(client.post(url).json(&body).send().await.unwrap()).await }
-    });
-    p.wait_for("the supervisor to block again and be terminated", LONG, |p| async move {
+    let in_flight = p.spawn_configure(&doomed);
+    p.wait_until("the supervisor to block again and be terminated", LONG, async |p| {
         p.sql_value(&format!(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{}' AND wait_event_type = 'Lock'",
             compute_ctl::pg::APPLICATION_NAME
@@ -266,7 +254,7 @@ async fn rejections_leave_the_compute_untouched() {
 async fn terminate_fast_and_immediate() {
     need_postgres!();
     for mode in ["fast", "immediate"] {
-        let mut p = Proc::start(Opts::default()).await;
+        let p = Compute::serving(ComputeOpts::without_spec()).await;
         configure_ok(&p, &quick_spec(&format!("op-{mode}"), "4MB")).await;
         let pm = p.postmaster_pid().unwrap();
         assert!(alive(pm));
@@ -279,7 +267,7 @@ async fn terminate_fast_and_immediate() {
             "{mode}: the postmaster is gone when /terminate answers"
         );
         assert_eq!(
-            p.wait_exit(LONG).await,
+            p.wait_exit(LONG).await.code(),
             Some(0),
             "{mode}: exit 0\n{}",
             p.log()
@@ -292,14 +280,14 @@ async fn terminate_fast_and_immediate() {
 #[tokio::test]
 async fn failed_first_configure_is_answered_before_exit() {
     need_postgres!();
-    let mut p = Proc::start(Opts::default()).await;
+    let p = Compute::serving(ComputeOpts::without_spec()).await;
     let mut s = quick_spec("op-broken", "4MB");
     s["cluster"]["postgresql_conf"] = json!("this is not a setting\n");
     let r = p.configure(&s, None).await;
     assert_eq!(r.status, 500, "{}", r.text);
     conforms("POST", "/configure", &r);
     assert!(!r.json()["error"].as_str().unwrap().is_empty());
-    assert_eq!(p.wait_exit(LONG).await, Some(1));
+    assert_eq!(p.wait_exit(LONG).await.code(), Some(1));
 }
 
 fn sign(key: &str, alg: jsonwebtoken::Algorithm, kid: &str, claims: &Value) -> String {
@@ -318,11 +306,13 @@ fn sign(key: &str, alg: jsonwebtoken::Algorithm, kid: &str, claims: &Value) -> S
 async fn auth_matrix_on_the_real_binary() {
     need_postgres!();
     use jsonwebtoken::Algorithm::{EdDSA, RS256};
-    let p = Proc::start(Opts {
-        jwks: Some(repo_file("fixtures/jwt/jwks.json")),
-        compute_id: Some("compute-api-1".into()),
-        ..Opts::default()
-    })
+    let jwks = repo_file("fixtures/jwt/jwks.json");
+    let p = Compute::serving(ComputeOpts::without_spec().args([
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--compute-id",
+        "compute-api-1",
+    ]))
     .await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -422,7 +412,7 @@ async fn parallel_configures_and_status_calls() {
     need_postgres!();
     const ROUNDS: usize = 4;
     const OPS: usize = 4;
-    let p = Proc::start(Opts::default()).await;
+    let p = Compute::serving(ComputeOpts::without_spec()).await;
     configure_ok(&p, &quick_spec("op-0", "4MB")).await;
     // Distinct operations that got a 200 (each sent twice: a duplicate
     // joins its operation in flight or finds it applied).
@@ -432,12 +422,8 @@ async fn parallel_configures_and_status_calls() {
         let mut tasks = Vec::new();
         for i in 0..OPS * 2 {
             let op = format!("op-{round}-{}", i % OPS);
-            let body = json!({"spec": quick_spec(&op, &format!("{}MB", 5 + i % OPS))});
-            let (client, url) = (p.client.clone(), p.url("/configure"));
-            tasks.push(tokio::spawn(async move {
-                let r = client.post(url).json(&body).send().await.unwrap();
-                (op, Reply::read(r).await)
-            }));
+            let spec = quick_spec(&op, &format!("{}MB", 5 + i % OPS));
+            tasks.push((op, p.spawn_configure(&spec)));
         }
         let mut statuses = Vec::new();
         for _ in 0..8 {
@@ -446,8 +432,8 @@ async fn parallel_configures_and_status_calls() {
                 client.get(url).send().await.unwrap().status().as_u16()
             }));
         }
-        for t in tasks {
-            let (op, r) = tokio::time::timeout(LONG, t)
+        for (op, t) in tasks {
+            let r = tokio::time::timeout(LONG, t)
                 .await
                 .expect("a configure hung")
                 .unwrap();
@@ -490,9 +476,9 @@ async fn parallel_configures_and_status_calls() {
 async fn a_client_that_goes_away_does_not_wedge_the_compute() {
     need_postgres!();
     use tokio::io::AsyncWriteExt;
-    let p = Proc::start(Opts::default()).await;
+    let p = Compute::serving(ComputeOpts::without_spec()).await;
     let body = json!({"spec": quick_spec("op-gone", "6MB")}).to_string();
-    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", p.http))
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", p.http_port))
         .await
         .unwrap();
     let req = format!(
@@ -500,12 +486,12 @@ async fn a_client_that_goes_away_does_not_wedge_the_compute() {
         body.len()
     );
     sock.write_all(req.as_bytes()).await.unwrap();
-    p.wait_for("the spec to be accepted", LONG, |p| async move {
+    p.wait_until("the spec to be accepted", LONG, async |p| {
         p.status().await["status"] != "empty"
     })
     .await;
     drop(sock);
-    p.wait_for("running", LONG, |p| async move {
+    p.wait_until("running", LONG, async |p| {
         p.status().await["status"] == "running"
     })
     .await;
@@ -517,30 +503,27 @@ async fn a_client_that_goes_away_does_not_wedge_the_compute() {
 #[tokio::test]
 async fn activity_shows_in_status() {
     need_postgres!();
-    let p = Proc::start(Opts::default()).await;
+    let p = Compute::serving(ComputeOpts::without_spec()).await;
     configure_ok(&p, &quick_spec("op-activity", "4MB")).await;
     let before = p.status().await["last_active"].clone();
     let client = p.sql("postgres", "some-app").await;
     client.simple_query("SELECT pg_sleep(0)").await.unwrap();
-    p.wait_for("last_active to move", LONG, |p| {
-        let before = before.clone();
-        async move {
-            let now = p.status().await["last_active"].clone();
-            now.is_string() && now != before
-        }
+    p.wait_until("last_active to move", LONG, async |p| {
+        let now = p.status().await["last_active"].clone();
+        now.is_string() && now != before
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_busy_http_port_is_a_clear_error() {
-    let port = harness::http_port();
+    let port = support::ports::free_port();
     let _held = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_compute_ctl"))
         .args(["-D", "/tmp/compute_ctl-api-never-created", "-C"])
         .arg(format!(
             "postgresql://cloud_admin@127.0.0.1:{}/postgres",
-            harness::pg_port()
+            support::ports::free_port()
         ))
         .args([
             "-b",

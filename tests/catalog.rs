@@ -5,22 +5,17 @@
 
 mod support;
 
-use compute_ctl::catalog::{self, SNAPSHOT_SQL, Snapshot, parse_snapshot};
+use compute_ctl::catalog;
 use compute_ctl::env::TokioEnv;
 use compute_ctl::metrics::Metrics;
 use compute_ctl::spec::ComputeSpec;
-use md5::Digest;
+use support::md5_hex;
 use support::postgres::TestPostgres;
 
 const NEON_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/fixtures/neon/cluster_spec.json"
 );
-
-/// What Neon sends as `encrypted_password`: md5(password || role name) hex.
-fn md5_hex(password: &str, role: &str) -> String {
-    hex::encode(md5::Md5::digest(format!("{password}{role}").as_bytes()))
-}
 
 fn spec(json: serde_json::Value) -> ComputeSpec {
     let mut base = serde_json::json!({"format_version": 1.0, "cluster": {}});
@@ -38,22 +33,6 @@ fn neon_spec() -> ComputeSpec {
     spec.cluster.settings = None;
     spec.cluster.postgresql_conf = None;
     spec
-}
-
-async fn snapshot(pg: &TestPostgres) -> Snapshot {
-    let client = pg.client("postgres").await;
-    let rows = client
-        .simple_query(SNAPSHOT_SQL)
-        .await
-        .expect("snapshot query");
-    let text = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("one row");
-    parse_snapshot(&text).expect("snapshot parses")
 }
 
 async fn apply(
@@ -93,7 +72,7 @@ async fn neon_fixture_applies_with_hostile_names_and_converges() {
     assert!(report.executed > 0 && report.failed == 0, "{report:?}");
     assert_eq!(report.planned, report.executed);
 
-    let snap = snapshot(&pg).await;
+    let snap = pg.snapshot().await;
     for role in &spec.cluster.roles {
         let got = snap.roles.iter().find(|r| r.name == role.name);
         let got = got.unwrap_or_else(|| panic!("role {:?} missing: {snap:?}", role.name));
@@ -172,7 +151,7 @@ async fn role_owning_objects_and_holding_grants_in_two_databases_is_dropped() {
         "delta_operations": [{"action": "delete_role", "name": "Doomed \"one\""}]}));
     let report = apply(&pg, &spec2).await.expect("delete_role applies");
     assert_eq!(report.failed, 0);
-    let snap = snapshot(&pg).await;
+    let snap = pg.snapshot().await;
     assert!(
         !snap.roles.iter().any(|r| r.name.starts_with("Doomed")),
         "{snap:?}"
@@ -182,7 +161,7 @@ async fn role_owning_objects_and_holding_grants_in_two_databases_is_dropped() {
         .iter()
         .find(|d| d.name == "owned_by_doomed")
         .expect("database kept");
-    assert_eq!(owned.owner, support::postgres::SUPERUSER);
+    assert_eq!(owned.owner, support::SUPERUSER);
     for db in ["one", "two"] {
         let c = pg.client(db).await;
         let row = c
@@ -247,7 +226,7 @@ async fn password_changes_only_when_it_differs() {
     pg.login("r", Some("pw"), "postgres")
         .await
         .expect("md5 login");
-    let snap = snapshot(&pg).await;
+    let snap = pg.snapshot().await;
     let pw = |n: &str| {
         snap.roles
             .iter()
@@ -377,7 +356,7 @@ async fn invalid_and_locked_databases_are_skipped_or_recreated() {
         .await
         .expect("apply skips what it cannot connect to");
     assert_eq!(report.skipped_databases, ["locked"]);
-    let snap = snapshot(&pg).await;
+    let snap = pg.snapshot().await;
     assert!(!snap.roles.iter().any(|r| r.name == "gone"));
     let db = |n: &str| snap.databases.iter().find(|d| d.name == n).cloned();
     assert!(db("broken2").expect("recreated").valid);
@@ -419,7 +398,7 @@ async fn a_failing_statement_names_it_keeps_earlier_work_and_a_rerun_converges()
         assert!(exposition.contains(&line), "{line} in {exposition}");
     }
     assert!(
-        snapshot(&pg).await.roles.iter().any(|r| r.name == "keeper"),
+        pg.snapshot().await.roles.iter().any(|r| r.name == "keeper"),
         "the role created before stays"
     );
 
@@ -447,7 +426,7 @@ async fn a_spec_the_catalog_cannot_take_is_refused_before_any_statement() {
         "{err}"
     );
     assert!(
-        !snapshot(&pg).await.roles.iter().any(|r| r.name == "r"),
+        !pg.snapshot().await.roles.iter().any(|r| r.name == "r"),
         "nothing ran"
     );
 }

@@ -5,10 +5,10 @@
 
 mod support;
 
-use compute_ctl::catalog::{DbOption, Op, SNAPSHOT_SQL, Secret, Snapshot, parse_snapshot, render};
+use compute_ctl::catalog::{DbOption, Op, Secret, render};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use support::postgres::TestPostgres;
+use support::postgres::{TestPostgres, snapshot};
 
 /// Characters chosen to break naive quoting, plus ordinary ones.
 const ALPHABET: &[&str] = &[
@@ -31,18 +31,6 @@ fn name() -> impl Strategy<Value = String> {
         }
         s
     })
-}
-
-async fn snapshot(client: &tokio_postgres::Client) -> Snapshot {
-    let rows = client.simple_query(SNAPSHOT_SQL).await.expect("snapshot");
-    let text = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("a row");
-    parse_snapshot(&text).expect("parses")
 }
 
 async fn run(client: &tokio_postgres::Client, op: &Op) -> Result<(), TestCaseError> {

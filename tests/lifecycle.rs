@@ -1,7 +1,6 @@
 //! The Postgres lifecycle end to end: the real compute_ctl binary on real
-//! Postgres 15 (issue 3). Specs skip catalog updates until the catalog work
-//! is merged; everything here is about PGDATA, config, start, supervision
-//! and termination.
+//! Postgres 15 (issue 3): PGDATA, config, start (catalog included),
+//! supervision and termination.
 
 mod support;
 
@@ -9,10 +8,12 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use support::compute::{
-    Compute, ComputeOpts, SourcePostgres, pg_port, postgres_user, quickstart_spec, uid_of, wait_for,
-};
+use support::compute::{Compute, ComputeOpts};
 use support::control_plane::{FakeControlPlane, Reply};
+use support::os::{children_of, postgres_user, uid_of};
+use support::ports::free_port;
+use support::postgres::TestPostgres;
+use support::{fixture, wait_for};
 
 /// Failures must end the process within this, never hang.
 const FAIL_BOUND: Duration = Duration::from_secs(20);
@@ -25,9 +26,16 @@ async fn show(client: &tokio_postgres::Client, name: &str) -> String {
         .get(0)
 }
 
+/// `fixtures/spec.json` with catalog updates skipped.
+fn quickstart_spec() -> serde_json::Value {
+    let mut spec = fixture("spec.json");
+    spec["skip_pg_catalog_updates"] = true.into();
+    spec
+}
+
 #[tokio::test]
 async fn starts_from_the_fixture_spec_and_show_returns_its_values() {
-    let mut c = Compute::start(ComputeOpts::with_spec(quickstart_spec()));
+    let c = Compute::start(ComputeOpts::with_spec(quickstart_spec()));
     let client = c.wait_running().await;
     assert_eq!(show(&client, "shared_buffers").await, "128MB");
     assert_eq!(show(&client, "max_connections").await, "100");
@@ -51,7 +59,7 @@ async fn starts_from_the_fixture_spec_and_show_returns_its_values() {
 
 #[tokio::test]
 async fn postgres_processes_run_as_the_postgres_user() {
-    let mut c = Compute::start(ComputeOpts::with_spec(quickstart_spec()));
+    let c = Compute::start(ComputeOpts::with_spec(quickstart_spec()));
     let _client = c.wait_running().await;
     let (uid, _) = postgres_user();
     let procs = c.postgres_processes();
@@ -90,7 +98,7 @@ async fn hostile_setting_values_round_trip_through_show() {
         json!({"name": "test.not_a_token", "value": "1; shared_buffers = 1", "vartype": "enum"}),
     );
     settings.push(json!({"name": "port", "value": "5432", "vartype": "integer"}));
-    let mut c = Compute::start(ComputeOpts::with_spec(spec));
+    let c = Compute::start(ComputeOpts::with_spec(spec));
     let client = c.wait_running().await;
     assert_eq!(show(&client, "test.escaping").await, hostile);
     assert_eq!(show(&client, "cluster_name").await, "it''s \\\\ 'x'");
@@ -114,8 +122,8 @@ async fn hostile_setting_values_round_trip_through_show() {
 
 #[tokio::test]
 async fn base_backup_start_sees_the_source_rows() {
-    let source = SourcePostgres::start().await;
-    let src = source.connect().await.unwrap();
+    let source = TestPostgres::start(&[]).await;
+    let src = source.client("postgres").await;
     src.batch_execute(
         "CREATE TABLE moved (id int PRIMARY KEY, note text);
          INSERT INTO moved SELECT g, 'row ' || g FROM generate_series(1, 1000) g;",
@@ -124,7 +132,7 @@ async fn base_backup_start_sees_the_source_rows() {
     .unwrap();
     let mut spec = quickstart_spec();
     spec["pageserver_connstring"] = source.connstr().into();
-    let mut c = Compute::start(ComputeOpts::with_spec(spec));
+    let c = Compute::start(ComputeOpts::with_spec(spec));
     let client = c.wait_running().await;
     let row = client
         .query_one("SELECT count(*), max(note) FROM moved", &[])
@@ -155,10 +163,10 @@ async fn base_backup_from_an_unreachable_source_fails_naming_the_command() {
     let mut spec = quickstart_spec();
     spec["pageserver_connstring"] = format!(
         "host=127.0.0.1 port={} user=cloud_admin password=s3cret",
-        pg_port()
+        free_port()
     )
     .into();
-    let mut c = Compute::start(ComputeOpts::with_spec(spec));
+    let c = Compute::start(ComputeOpts::with_spec(spec));
     let status = c.wait_exit(FAIL_BOUND).await;
     assert!(!status.success());
     let log = c.log();
@@ -172,7 +180,7 @@ async fn base_backup_from_an_unreachable_source_fails_naming_the_command() {
 
 #[tokio::test]
 async fn kill_9_of_the_postmaster_fails_the_compute_quickly() {
-    let mut c = Compute::start(ComputeOpts::with_spec(quickstart_spec()));
+    let c = Compute::start(ComputeOpts::with_spec(quickstart_spec()));
     let _client = c.wait_running().await;
     let pm = c.postmaster_pid().expect("postmaster pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), Signal::SIGKILL).unwrap();
@@ -187,7 +195,7 @@ async fn kill_9_of_the_postmaster_fails_the_compute_quickly() {
 }
 
 async fn signal_terminates_cleanly(sig: Signal) {
-    let mut c = Compute::start(ComputeOpts::with_spec(quickstart_spec()));
+    let c = Compute::start(ComputeOpts::with_spec(quickstart_spec()));
     let _client = c.wait_running().await;
     assert!(c.postmaster_pid().is_some());
     c.signal(sig);
@@ -218,7 +226,7 @@ async fn sigint_terminates_with_exit_0_and_no_postgres_left() {
 
 #[tokio::test]
 async fn sigterm_before_any_spec_terminates() {
-    let mut c = Compute::start(ComputeOpts::without_spec());
+    let c = Compute::start(ComputeOpts::without_spec());
     wait_for(
         FAIL_BOUND,
         "compute_ctl to install its signal handlers",
@@ -232,11 +240,11 @@ async fn sigterm_before_any_spec_terminates() {
 
 #[tokio::test]
 async fn port_in_use_fails_with_a_message_naming_the_port() {
-    let port = pg_port();
+    let port = free_port();
     let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let mut opts = ComputeOpts::with_spec(quickstart_spec());
     opts.pg_port = Some(port);
-    let mut c = Compute::start(opts);
+    let c = Compute::start(opts);
     let status = c.wait_exit(FAIL_BOUND).await;
     assert!(!status.success());
     let log = c.log();
@@ -251,7 +259,7 @@ async fn port_in_use_fails_with_a_message_naming_the_port() {
 async fn a_missing_postgres_binary_fails_with_a_message_naming_it() {
     let mut opts = ComputeOpts::with_spec(quickstart_spec());
     opts.pgbin = "/nonexistent/pg/bin/postgres".into();
-    let mut c = Compute::start(opts);
+    let c = Compute::start(opts);
     let status = c.wait_exit(FAIL_BOUND).await;
     assert!(!status.success());
     let log = c.log();
@@ -266,7 +274,7 @@ async fn a_bad_setting_fails_with_postgres_own_words() {
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "work_mem", "value": "banana", "vartype": "string"}));
-    let mut c = Compute::start(ComputeOpts::with_spec(spec));
+    let c = Compute::start(ComputeOpts::with_spec(spec));
     let status = c.wait_exit(FAIL_BOUND).await;
     assert!(!status.success());
     let log = c.log();
@@ -293,21 +301,20 @@ async fn spec_from_the_control_plane_after_failures() {
         Reply::Json(json!({"status": "attached", "spec": spec})),
     )
     .await;
-    let mut opts = ComputeOpts::without_spec();
-    opts.args = vec![
-        "--control-plane-uri".into(),
-        cp.uri(),
-        "--compute-id".into(),
-        "compute-e2e".into(),
-    ];
-    let mut c = Compute::start(opts);
+    let opts = ComputeOpts::without_spec().args([
+        "--control-plane-uri",
+        &cp.uri(),
+        "--compute-id",
+        "compute-e2e",
+    ]);
+    let c = Compute::start(opts);
     let client = c.wait_running().await;
     assert_eq!(show(&client, "shared_buffers").await, "128MB");
     assert_eq!(cp.requests(), 4);
     assert!(cp.ids().iter().all(|id| id == "compute-e2e"));
     // Waiting for the spec is timed from the start of compute_ctl: it covers
     // the failures' backoff and the 500 ms poll after `spec: null`.
-    let t = startup_timings(&c.log());
+    let t = startup_timings(&c.wait_log("Postgres is running", FAIL_BOUND).await);
     assert!(t["wait_for_spec_ms"] >= 500, "{t:?}");
     assert!(t["prepare_pgdata_ms"] > 0, "{t:?}");
     assert!(
@@ -317,12 +324,8 @@ async fn spec_from_the_control_plane_after_failures() {
     );
 }
 
-/// The startup timings the supervisor logs when Postgres is running.
-fn startup_timings(log: &str) -> std::collections::BTreeMap<String, u64> {
-    let line = log
-        .lines()
-        .find(|l| l.contains("Postgres is running"))
-        .unwrap_or_else(|| panic!("no timings line in:\n{log}"));
+/// The startup timings of the line the supervisor logs when Postgres is running.
+fn startup_timings(line: &str) -> std::collections::BTreeMap<String, u64> {
     let body = line.split_once("StartupTimings {").unwrap().1;
     body.trim_end_matches(|c: char| c == '}' || c.is_whitespace())
         .split(',')
@@ -337,7 +340,7 @@ fn startup_timings(log: &str) -> std::collections::BTreeMap<String, u64> {
 async fn as_pid_1_orphans_are_reaped_and_the_supervisor_still_sees_postgres_die() {
     let mut opts = ComputeOpts::with_spec(quickstart_spec());
     opts.pid1 = true;
-    let mut c = Compute::start(opts);
+    let c = Compute::start(opts);
     let client = c.wait_running().await;
     // The init is the child of `unshare`; the supervisor is the init's child.
     let init = wait_for(FAIL_BOUND, "the namespace init", || async {
@@ -375,30 +378,4 @@ async fn as_pid_1_orphans_are_reaped_and_the_supervisor_still_sees_postgres_die(
         "{}",
         c.log()
     );
-}
-
-/// Children of `pid` (zombies included), from /proc.
-fn children_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may contain spaces, so split after ')'.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|s| s.parse::<i32>().ok());
-        if ppid == Some(pid) {
-            out.push(p);
-        }
-    }
-    out
 }

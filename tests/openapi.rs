@@ -6,6 +6,7 @@
 
 #[path = "support/openapi.rs"]
 mod openapi;
+mod support;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,11 +15,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, header};
-use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, TerminateMode};
+use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, RunOutcome, TerminateMode};
 use compute_ctl::env::{Clock, TokioEnv};
 use compute_ctl::http::{Auth, ROUTES, router};
 use openapi::{OpenApi, Seen};
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
@@ -29,7 +31,8 @@ fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
             pgbin: PathBuf::from("/nonexistent/compute_ctl-openapi-test/postgres"),
             conn: ConnTarget {
                 host: "127.0.0.1".into(),
-                port: 56_598,
+                // Nobody listens there, and Postgres never starts.
+                port: support::ports::free_port(),
                 user: "cloud_admin".into(),
                 dbname: "postgres".into(),
             },
@@ -42,13 +45,19 @@ fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
     )
 }
 
-fn fixture(rel: &str) -> String {
-    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+/// A compute whose first start fails, its router and its run loop on a task.
+fn running(dir: &tempfile::TempDir) -> (Arc<Compute<TokioEnv>>, Router, JoinHandle<RunOutcome>) {
+    let c = compute(dir);
+    let app = router(c.clone(), None);
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move { c.run().await }
+    });
+    (c, app, run)
 }
 
 fn spec(op: &str) -> Value {
-    let mut s: Value = serde_json::from_str(&fixture("fixtures/spec.json")).unwrap();
-    s["operation_uuid"] = json!(op);
+    let mut s = support::fixture_op("spec.json", op);
     s["skip_pg_catalog_updates"] = json!(true);
     s
 }
@@ -132,8 +141,7 @@ async fn responses_without_postgres_match_the_document() {
     expect(check(&mut api, &app, get("/dbs_and_roles")).await, 412);
     expect(check(&mut api, &app, get("/no/such/route")).await, 404);
     expect(check(&mut api, &app, get("/configure")).await, 405);
-    let invalid: Value =
-        serde_json::from_str(&fixture("fixtures/invalid_three_mistakes.json")).unwrap();
+    let invalid = support::fixture("invalid_three_mistakes.json");
     expect(check(&mut api, &app, configure(invalid)).await, 400);
     expect(
         check(
@@ -195,12 +203,7 @@ async fn responses_without_postgres_match_the_document() {
     let _ = run.await.unwrap();
     // Check the 500 through the document too, with a fresh failing compute.
     let dir2 = tempfile::tempdir().unwrap();
-    let c2 = compute(&dir2);
-    let app2 = router(c2.clone(), None);
-    let run2 = tokio::spawn({
-        let c2 = c2.clone();
-        async move { c2.run().await }
-    });
+    let (_c2, app2, run2) = running(&dir2);
     expect(check(&mut api, &app2, configure(spec("op-3"))).await, 500);
     let _ = run2.await.unwrap();
     // 412: failed accepts no configure.
@@ -208,12 +211,7 @@ async fn responses_without_postgres_match_the_document() {
 
     // 200 of /terminate.
     let dir3 = tempfile::tempdir().unwrap();
-    let c3 = compute(&dir3);
-    let app3 = router(c3.clone(), None);
-    let run3 = tokio::spawn({
-        let c3 = c3.clone();
-        async move { c3.run().await }
-    });
+    let (c3, app3, run3) = running(&dir3);
     expect(
         check(
             &mut api,
@@ -291,7 +289,7 @@ async fn auth_rejections_match_the_document() {
     let dir = tempfile::tempdir().unwrap();
     let c = compute(&dir);
     let auth = Auth::from_jwks(
-        &fixture("fixtures/jwt/jwks.json"),
+        &std::fs::read_to_string(support::repo_file("fixtures/jwt/jwks.json")).unwrap(),
         Some("compute-openapi".into()),
     )
     .unwrap();
@@ -303,9 +301,10 @@ async fn auth_rejections_match_the_document() {
         .unwrap()
         .as_secs()
         + 600;
-    let key =
-        jsonwebtoken::EncodingKey::from_ed_pem(fixture("fixtures/jwt/ed25519.pem").as_bytes())
-            .unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(
+        &std::fs::read(support::repo_file("fixtures/jwt/ed25519.pem")).unwrap(),
+    )
+    .unwrap();
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     h.kid = Some("test-ed25519".into());
     let other =

@@ -6,35 +6,16 @@
 //! makes the setting visible while the password stays and no supervisor
 //! session (`application_name=compute_ctl`) appears; without the flag the
 //! password changes. At start the flag leaves the roles uncreated.
-#![allow(clippy::disallowed_methods)]
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use compute_ctl::compute::{
-    Compute, ComputeParams, ComputeState, ConnTarget, RunOutcome, Submitted, TerminateMode,
-};
-use compute_ctl::env::TokioEnv;
-use compute_ctl::spec::ComputeSpec;
+use compute_ctl::compute::RunOutcome;
 use serde_json::json;
-use support::compute::{PGBIN, fixture, kill_postgres_in, temp_dir, wait_for};
-use support::postgres::free_port;
-
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        kill_postgres_in(&self.0);
-    }
-}
-
-/// md5(password || role) hex, as Neon sends it.
-fn md5_hex(password: &str, role: &str) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(format!("{password}{role}").as_bytes()))
-}
+use support::supervisor::Supervisor;
+use support::{fixture, md5_hex, wait_for};
 
 /// `fixtures/spec.json` as operation `uuid`, with alice's password, work_mem
 /// and the skip flag as given, and Postgres logging to `PGDATA/log/pg.log`.
@@ -60,14 +41,6 @@ fn spec(uuid: &str, skip: bool, alice_password: &str, work_mem: &str) -> serde_j
     s
 }
 
-async fn apply(compute: &Compute<TokioEnv>, spec: serde_json::Value) -> ComputeState {
-    let spec: ComputeSpec = serde_json::from_value(spec).unwrap();
-    match compute.submit(spec).unwrap() {
-        Submitted::Accepted(g) => compute.wait_applied(g).await.expect("applied"),
-        other => panic!("{other:?}"),
-    }
-}
-
 fn pg_log(pgdata: &Path) -> String {
     std::fs::read_to_string(pgdata.join("log/pg.log")).unwrap_or_default()
 }
@@ -89,10 +62,7 @@ async fn observe(port: u16, pgdata: &Path, marker: &str) -> (Option<String>, Str
     let connstr = format!(
         "host=127.0.0.1 port={port} user=cloud_admin dbname=postgres application_name={marker}"
     );
-    let (client, conn) = tokio_postgres::connect(&connstr, tokio_postgres::NoTls)
-        .await
-        .expect("test session");
-    tokio::spawn(conn);
+    let client = support::connect(&connstr).await.expect("test session");
     let pw = client
         .query_opt(
             "SELECT rolpassword FROM pg_authid WHERE rolname = 'alice'",
@@ -116,37 +86,17 @@ async fn observe(port: u16, pgdata: &Path, marker: &str) -> (Option<String>, Str
 
 #[tokio::test]
 async fn skip_flag_does_no_catalog_work_at_start_and_on_reconfigure() {
-    let dir = temp_dir();
-    let pgdata = dir.path().join("pgdata");
-    let _cleanup = Cleanup(pgdata.clone());
-    let port = free_port();
-    let params = ComputeParams {
-        pgdata: pgdata.clone(),
-        pgbin: PGBIN.into(),
-        conn: ConnTarget::parse(&format!(
-            "postgresql://cloud_admin@127.0.0.1:{port}/postgres"
-        ))
-        .unwrap(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        compute_id: None,
-        ready_timeout: Duration::from_secs(60),
-        shutdown_timeout: Duration::from_secs(10),
-        activity_interval: Duration::from_secs(3600),
-    };
-    let compute = Compute::new(TokioEnv::new(), params);
-    let runner = {
-        let c = compute.clone();
-        tokio::spawn(async move { c.run().await })
-    };
+    let mut sup = Supervisor::start();
+    let (port, pgdata) = (sup.port, sup.pgdata.clone());
 
     // Start with the flag: Postgres runs, no role of the spec is created.
-    apply(&compute, spec("op-1", true, "first", "4MB")).await;
+    sup.apply(spec("op-1", true, "first", "4MB")).await;
     let (pw, _) = observe(port, &pgdata, "probe1").await;
     assert_eq!(pw, None, "alice must not exist after a start with the flag");
     let probes = supervisor_sessions(&pgdata);
 
     // Without the flag: the catalog is applied (one more supervisor session).
-    let st = apply(&compute, spec("op-2", false, "first", "4MB")).await;
+    let st = sup.apply(spec("op-2", false, "first", "4MB")).await;
     let (pw, _) = observe(port, &pgdata, "probe2").await;
     assert_eq!(pw, Some(format!("md5{}", md5_hex("first", "alice"))));
     let after_apply = supervisor_sessions(&pgdata);
@@ -158,7 +108,7 @@ async fn skip_flag_does_no_catalog_work_at_start_and_on_reconfigure() {
     assert!(st.last_reconfigure.expect("timings").catalog_statements > 0);
 
     // The notify path: flag set, password and setting changed.
-    let st = apply(&compute, spec("op-3", true, "second", "12MB")).await;
+    let st = sup.apply(spec("op-3", true, "second", "12MB")).await;
     let timings = st.last_reconfigure.expect("timings");
     assert!(timings.skip_pg_catalog_updates);
     assert_eq!(timings.catalog_statements, 0);
@@ -185,15 +135,10 @@ async fn skip_flag_does_no_catalog_work_at_start_and_on_reconfigure() {
     );
 
     // The same spec without the flag changes the password.
-    apply(&compute, spec("op-4", false, "second", "12MB")).await;
+    sup.apply(spec("op-4", false, "second", "12MB")).await;
     let (pw, _) = observe(port, &pgdata, "probe5").await;
     assert_eq!(pw, Some(format!("md5{}", md5_hex("second", "alice"))));
     assert!(supervisor_sessions(&pgdata) > after_apply);
 
-    compute.request_terminate(TerminateMode::Fast).unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(30), runner)
-        .await
-        .expect("terminates")
-        .unwrap();
-    assert_eq!(outcome, RunOutcome::Terminated);
+    assert_eq!(sup.terminate().await, RunOutcome::Terminated);
 }

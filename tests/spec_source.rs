@@ -11,8 +11,8 @@ use compute_ctl::env::TokioEnv;
 use compute_ctl::spec::ValidationContext;
 use compute_ctl::spec_source::{FetchPolicy, SpecFetchError, SpecSource, fetch_spec};
 use serde_json::json;
-use support::compute::fixture;
 use support::control_plane::{FakeControlPlane, Reply};
+use support::fixture;
 
 fn fast_policy() -> FetchPolicy {
     FetchPolicy {
@@ -115,7 +115,7 @@ async fn gives_up_within_the_bound_naming_the_last_error() {
 async fn an_unreachable_control_plane_gives_up_too() {
     let mut policy = fast_policy();
     policy.give_up_after = Duration::from_millis(300);
-    let port = support::compute::http_port(); // free, nobody listens
+    let port = support::ports::free_port(); // free, nobody listens
     let source = SpecSource::new(&format!("http://127.0.0.1:{port}"), "c").unwrap();
     let err = fetch_spec(
         &TokioEnv::new(),

@@ -1,109 +1,30 @@
-//! Harness for integration tests of the real `compute_ctl` binary on real
-//! Postgres 15: ports from this suite's range, a throw-away PGDATA reachable
-//! by the `postgres` user, the process's log kept for assertions and failure
-//! messages, kill on drop (compute_ctl and every Postgres process of its
-//! PGDATA), and polling helpers with deadlines.
-//!
-//! Status is observed through the supervisor's log (`status change ...
-//! to=running`) and by connecting to Postgres. When the HTTP API lands,
-//! [`Compute::http_url`] is where `GET /status` lives; `wait_status` can poll
-//! it instead of the log without changing the tests.
-// Tests may use the OS clock and sleep between polls (clippy.toml is for the library).
-#![allow(clippy::disallowed_methods)]
+//! The real `compute_ctl` binary on real Postgres 15, as a test sees it:
+//! ports from the shared test range ([`super::ports`]), a throw-away PGDATA
+//! reachable by the `postgres` user, the process's log in a file (complete
+//! once it exits; printed when a test fails), its HTTP API (`Reply` keeps
+//! status, content type, request id and body), SQL sessions to its Postgres,
+//! polling helpers with deadlines, and on drop: compute_ctl killed and every
+//! Postgres process of its PGDATA stopped.
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use serde_json::Value;
 
-/// The Postgres 15 server binary.
-pub const PGBIN: &str = "/usr/lib/postgresql/15/bin/postgres";
-/// The superuser compute_ctl connects as.
-pub const SUPERUSER: &str = "cloud_admin";
-
-static NEXT_PG_PORT: AtomicU16 = AtomicU16::new(0);
-static NEXT_HTTP_PORT: AtomicU16 = AtomicU16::new(0);
-
-/// A free port from `lo..=hi`, handed out once per process (atomic counter)
-/// and checked by binding it.
-fn alloc_port(counter: &AtomicU16, lo: u16, hi: u16) -> u16 {
-    let n = hi - lo + 1;
-    for _ in 0..n {
-        let p = lo + counter.fetch_add(1, Ordering::Relaxed) % n;
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port left in {lo}..={hi}");
-}
-
-/// A free Postgres port of this suite's range (56000-56199).
-pub fn pg_port() -> u16 {
-    alloc_port(&NEXT_PG_PORT, 56000, 56199)
-}
-
-/// A free HTTP port of this suite's range (38000-38099).
-pub fn http_port() -> u16 {
-    alloc_port(&NEXT_HTTP_PORT, 38000, 38099)
-}
-
-/// A temp directory under /tmp that the `postgres` user can traverse.
-pub fn temp_dir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new()
-        .prefix("cc-lifecycle-")
-        .tempdir_in("/tmp")
-        .expect("create temp dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod temp dir");
-    dir
-}
-
-/// Polls `cond` until it yields `Some`, failing with `what` and `context()` at the deadline.
-pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {within:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// `fixtures/NAME` as JSON.
-pub fn fixture(name: &str) -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name);
-    let text = std::fs::read_to_string(&path).expect("read fixture");
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
-
-/// `fixtures/spec.json` with catalog updates skipped (until the catalog lands).
-pub fn quickstart_spec() -> serde_json::Value {
-    let mut spec = fixture("spec.json");
-    spec["skip_pg_catalog_updates"] = true.into();
-    spec
-}
+use super::os::{postmaster_of, processes_in, stop_postgres_in, temp_dir};
+use super::ports::free_port;
+use super::{SUPERUSER, connect, postgres_bin, query_value, wait_for};
 
 /// How to start compute_ctl.
 #[derive(Debug, Clone)]
 pub struct ComputeOpts {
     /// Given with `--spec-json`; `None` starts without a spec.
-    pub spec: Option<serde_json::Value>,
+    pub spec: Option<Value>,
     pub pgbin: PathBuf,
     pub pg_port: Option<u16>,
+    pub http_port: Option<u16>,
     /// Extra command-line arguments.
     pub args: Vec<String>,
     /// Run as PID 1 of a new PID namespace (`unshare --pid --fork`).
@@ -111,7 +32,7 @@ pub struct ComputeOpts {
 }
 
 impl ComputeOpts {
-    pub fn with_spec(spec: serde_json::Value) -> Self {
+    pub fn with_spec(spec: Value) -> Self {
         Self {
             spec: Some(spec),
             ..Self::without_spec()
@@ -122,62 +43,39 @@ impl ComputeOpts {
     pub fn without_spec() -> Self {
         Self {
             spec: None,
-            pgbin: PGBIN.into(),
+            pgbin: postgres_bin(),
             pg_port: None,
+            http_port: None,
             args: Vec::new(),
             pid1: false,
         }
     }
-}
 
-/// The process's output lines, ANSI colours removed.
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
+    /// Adds command-line arguments.
+    pub fn args<const N: usize>(mut self, args: [&str; N]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
     }
-    out
-}
-
-fn collect_lines<R: AsyncRead + Unpin + Send + 'static>(pipe: R, log: Log) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            log.lock().unwrap().push(strip_ansi(&line));
-        }
-    });
 }
 
 /// A running compute_ctl with its own PGDATA and ports.
 pub struct Compute {
-    child: tokio::process::Child,
+    child: Mutex<tokio::process::Child>,
     pub pid: u32,
     pub pg_port: u16,
     pub http_port: u16,
     pub pgdata: PathBuf,
     pub dir: tempfile::TempDir,
-    log: Log,
-    exit: Option<ExitStatus>,
+    pub client: reqwest::Client,
 }
 
 impl Compute {
-    /// Starts compute_ctl as `opts` says.
+    /// Starts compute_ctl as `opts` says, without waiting for anything.
     pub fn start(opts: ComputeOpts) -> Self {
         let dir = temp_dir();
         let pgdata = dir.path().join("pgdata");
-        let pg_port = opts.pg_port.unwrap_or_else(pg_port);
-        let http_port = http_port();
+        let pg_port = opts.pg_port.unwrap_or_else(free_port);
+        let http_port = opts.http_port.unwrap_or_else(free_port);
         let bin = env!("CARGO_BIN_EXE_compute_ctl");
         let mut cmd = if opts.pid1 {
             let mut c = tokio::process::Command::new("unshare");
@@ -186,6 +84,7 @@ impl Compute {
         } else {
             tokio::process::Command::new(bin)
         };
+        let log = std::fs::File::create(dir.path().join("compute_ctl.log")).expect("log file");
         cmd.arg("-D")
             .arg(&pgdata)
             .arg("-C")
@@ -201,128 +100,155 @@ impl Compute {
                 "60",
                 "--shutdown-timeout-secs",
                 "10",
+                "--activity-interval-secs",
+                "1",
             ])
             .args(&opts.args)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,compute_ctl=debug")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(log.try_clone().expect("dup log file"))
+            .stderr(log)
             .kill_on_drop(true);
         if let Some(spec) = &opts.spec {
             cmd.arg("--spec-json").arg(spec.to_string());
         }
-        let mut child = cmd.spawn().expect("spawn compute_ctl");
-        let log = Log::default();
-        collect_lines(child.stdout.take().unwrap(), log.clone());
-        collect_lines(child.stderr.take().unwrap(), log.clone());
+        let child = cmd.spawn().expect("spawn compute_ctl");
         let pid = child.id().expect("pid");
         Self {
-            child,
+            child: Mutex::new(child),
             pid,
             pg_port,
             http_port,
             pgdata,
             dir,
-            log,
-            exit: None,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("HTTP client"),
         }
+    }
+
+    /// Starts compute_ctl and waits until its HTTP API answers.
+    pub async fn serving(opts: ComputeOpts) -> Self {
+        let c = Self::start(opts);
+        c.wait_until("the API to answer", Duration::from_secs(30), async |c| {
+            c.client.get(c.url("/health")).send().await.is_ok()
+        })
+        .await;
+        c
     }
 
     /// The `-C` connection string.
     pub fn connstr(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user={SUPERUSER} dbname=postgres",
-            self.pg_port
-        )
+        super::connstr(self.pg_port)
     }
 
-    /// Base URL of the HTTP API (for `/status` once the API is merged).
+    /// `http://127.0.0.1:PORT` of the HTTP API.
     pub fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
+    /// The URL of `path` on the HTTP API.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http_url())
+    }
+
     /// Everything compute_ctl printed so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        std::fs::read_to_string(self.dir.path().join("compute_ctl.log")).unwrap_or_default()
     }
 
     /// Connects to Postgres with the `-C` string.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, conn) =
-            tokio_postgres::connect(&self.connstr(), tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
+        connect(&self.connstr()).await
     }
 
-    /// Whether compute_ctl has exited (and its status, remembered).
-    pub fn try_exit(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            self.exit = self.child.try_wait().expect("try_wait");
-        }
-        self.exit
+    /// A superuser session to `dbname` named `application_name`.
+    pub async fn sql(&self, dbname: &str, application_name: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.pg_port)
+            .user(SUPERUSER)
+            .dbname(dbname)
+            .application_name(application_name)
+            .connect_timeout(Duration::from_secs(5))
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to Postgres: {e}"));
+        tokio::spawn(conn);
+        client
     }
 
-    /// Waits until the log shows the status `status` (snake_case);
-    /// panics with the log if compute_ctl exits first or the deadline passes.
-    pub async fn wait_status(&mut self, status: &str, within: Duration) {
-        let needle = format!("to={status} ");
-        let deadline = Instant::now() + within;
-        loop {
-            if self.log().contains(&needle) {
-                return;
+    /// The value of a one-row query, in a new session.
+    pub async fn sql_value(&self, sql: &str) -> String {
+        let c = self.sql("postgres", "compute-test").await;
+        query_value(&c, sql)
+            .await
+            .unwrap_or_else(|| panic!("no row from {sql}"))
+    }
+
+    /// Whether compute_ctl has exited, and how.
+    pub fn try_exit(&self) -> Option<ExitStatus> {
+        self.child.lock().unwrap().try_wait().expect("try_wait")
+    }
+
+    /// Polls `cond` until it holds; panics if compute_ctl exits first or
+    /// `within` passes.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        within: Duration,
+        cond: impl AsyncFn(&Self) -> bool,
+    ) {
+        wait_for(within, what, || async {
+            if cond(self).await {
+                return Some(());
             }
             if let Some(exit) = self.try_exit() {
-                panic!(
-                    "compute_ctl exited ({exit}) before reaching {status}:\n{}",
-                    self.log()
-                );
+                panic!("compute_ctl exited ({exit}) while waiting for {what}");
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "compute_ctl did not reach {status} within {within:?}:\n{}",
-                    self.log()
-                );
+            None
+        })
+        .await;
+    }
+
+    /// Waits until `GET /status` shows `status` (snake_case).
+    pub async fn wait_status(&self, status: &str, within: Duration) {
+        let what = format!("status {status}");
+        self.wait_until(&what, within, async |c| {
+            match c.client.get(c.url("/status")).send().await {
+                Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["status"] == status),
+                Err(_) => false,
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        })
+        .await;
     }
 
     /// Waits until Running and returns a session opened with the `-C` string.
-    pub async fn wait_running(&mut self) -> tokio_postgres::Client {
+    pub async fn wait_running(&self) -> tokio_postgres::Client {
         self.wait_status("running", Duration::from_secs(60)).await;
         match self.connect().await {
             Ok(c) => c,
-            Err(e) => panic!("running, but cannot connect: {e}\n{}", self.log()),
+            Err(e) => panic!("running, but cannot connect: {e}"),
         }
     }
 
-    /// Waits until compute_ctl exits; panics with the log after `within`.
-    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        match tokio::time::timeout(within, self.child.wait()).await {
-            Ok(status) => {
-                let status = status.expect("wait compute_ctl");
-                self.exit = Some(status);
-                // Let the log readers drain what is left in the pipes.
-                let n = self.log.lock().unwrap().len();
-                let _ = tokio::time::timeout(Duration::from_millis(200), async {
-                    loop {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        if self.log.lock().unwrap().len() == n {
-                            break;
-                        }
-                    }
-                })
-                .await;
-                status
-            }
-            Err(_) => panic!(
-                "compute_ctl did not exit within {within:?}:\n{}",
-                self.log()
-            ),
-        }
+    /// Waits until a line of the log contains `needle`, and returns it.
+    pub async fn wait_log(&self, needle: &str, within: Duration) -> String {
+        let what = format!("a log line with {needle:?}");
+        wait_for(within, &what, || async {
+            self.log()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_string)
+        })
+        .await
+    }
+
+    /// Waits until compute_ctl exits; panics after `within`.
+    pub async fn wait_exit(&self, within: Duration) -> ExitStatus {
+        wait_for(within, "compute_ctl to exit", || async { self.try_exit() }).await
     }
 
     /// Sends `sig` to compute_ctl.
@@ -336,181 +262,99 @@ impl Compute {
         postmaster_of(&self.pgdata)
     }
 
-    /// Every process working in this PGDATA (Postgres chdirs into it, and
-    /// its children inherit that): the postmaster and all its children.
+    /// Every process working in this PGDATA: the postmaster and its children.
     pub fn postgres_processes(&self) -> Vec<i32> {
         processes_in(&self.pgdata)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::read(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// `POST /configure {spec}`, with an optional bearer token.
+    pub async fn configure(&self, spec: &Value, token: Option<&str>) -> Reply {
+        let mut req = self
+            .client
+            .post(self.url("/configure"))
+            .json(&serde_json::json!({ "spec": spec }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Reply::read(req.send().await.expect("POST /configure")).await
+    }
+
+    /// `POST /configure {spec}` on a task of its own: the request is in
+    /// flight while the test goes on.
+    pub fn spawn_configure(&self, spec: &Value) -> tokio::task::JoinHandle<Reply> {
+        let req = self
+            .client
+            .post(self.url("/configure"))
+            .json(&serde_json::json!({ "spec": spec }));
+        tokio::spawn(async move { Reply::read(req.send().await.expect("POST /configure")).await })
+    }
+
+    /// `POST /terminate?mode=...`, with an optional bearer token.
+    pub async fn terminate(&self, mode: &str, token: Option<&str>) -> Reply {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/terminate?mode={mode}")));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Reply::read(req.send().await.expect("POST /terminate")).await
+    }
+
+    /// The status document.
+    pub async fn status(&self) -> Value {
+        self.get("/status").await.json()
     }
 }
 
 impl Drop for Compute {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        kill_postgres_in(&self.pgdata);
+        if let Ok(child) = self.child.get_mut() {
+            let _ = child.start_kill();
+        }
+        stop_postgres_in(&self.pgdata);
+        if std::thread::panicking() {
+            eprintln!(
+                "--- compute_ctl log ({}) ---\n{}",
+                self.http_url(),
+                self.log()
+            );
+        }
     }
 }
 
-/// Pids of the processes in `/proc`.
-fn all_pids() -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// An HTTP response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub request_id: Option<String>,
+    pub text: String,
 }
 
-/// The postmaster running with `-D pgdata`.
-pub fn postmaster_of(pgdata: &Path) -> Option<i32> {
-    let want = format!("-D\0{}\0", pgdata.display());
-    all_pids().into_iter().find(|pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                let c = String::from_utf8_lossy(&c);
-                c.split('\0')
-                    .next()
-                    .is_some_and(|p| p.ends_with("postgres"))
-                    && c.contains(&want)
-            })
-            .unwrap_or(false)
-    })
-}
-
-/// Processes whose working directory is `dir` (and that are not zombies).
-pub fn processes_in(dir: &Path) -> Vec<i32> {
-    all_pids()
-        .into_iter()
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|p| p == dir))
-        .collect()
-}
-
-/// The real uid of a process.
-pub fn uid_of(pid: i32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// SIGKILLs every process working in `pgdata` (cleanup on drop).
-pub fn kill_postgres_in(pgdata: &Path) {
-    use nix::sys::signal::{Signal, kill};
-    for pid in processes_in(pgdata) {
-        let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    }
-}
-
-/// The `postgres` OS user's uid and gid.
-pub fn postgres_user() -> (u32, u32) {
-    let u = nix::unistd::User::from_name("postgres")
-        .expect("look up postgres user")
-        .expect("a postgres OS user exists");
-    (u.uid.as_raw(), u.gid.as_raw())
-}
-
-/// A plain Postgres outside compute_ctl: the source of a base backup.
-pub struct SourcePostgres {
-    child: tokio::process::Child,
-    pub port: u16,
-    pub pgdata: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SourcePostgres {
-    /// initdb (superuser `cloud_admin`, trust) and start on a free port.
-    pub async fn start() -> Self {
-        let dir = temp_dir();
-        let pgdata = dir.path().join("source");
-        let port = pg_port();
-        let (uid, gid) = postgres_user();
-        std::fs::create_dir(&pgdata).expect("create source PGDATA");
-        nix::unistd::chown(
-            &pgdata,
-            Some(nix::unistd::Uid::from_raw(uid)),
-            Some(nix::unistd::Gid::from_raw(gid)),
-        )
-        .expect("chown source PGDATA");
-        let bin = Path::new(PGBIN);
-        let out = tokio::process::Command::new(bin.with_file_name("initdb"))
-            .arg("-D")
-            .arg(&pgdata)
-            .args([
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ])
-            .uid(uid)
-            .gid(gid)
-            .current_dir("/")
-            .output()
-            .await
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let child = tokio::process::Command::new(bin)
-            .arg("-D")
-            .arg(&pgdata)
-            .args([
-                "-c",
-                &format!("port={port}"),
-                "-c",
-                "listen_addresses=127.0.0.1",
-            ])
-            .uid(uid)
-            .gid(gid)
-            .current_dir("/")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn source postgres");
-        let me = Self {
-            child,
-            port,
-            pgdata,
-            _dir: dir,
+impl Reply {
+    pub async fn read(r: reqwest::Response) -> Reply {
+        let h = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
         };
-        wait_for(
-            Duration::from_secs(30),
-            "the source Postgres to accept connections",
-            || async { me.connect().await.ok().map(|_| ()) },
-        )
-        .await;
-        me
+        let (content_type, request_id) = (h("content-type"), h("x-request-id"));
+        Reply {
+            status: r.status().as_u16(),
+            content_type,
+            request_id,
+            text: r.text().await.expect("read the body"),
+        }
     }
 
-    /// libpq key=value connection string.
-    pub fn connstr(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user={SUPERUSER} dbname=postgres",
-            self.port
-        )
-    }
-
-    pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, conn) =
-            tokio_postgres::connect(&self.connstr(), tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
-    }
-}
-
-impl Drop for SourcePostgres {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        kill_postgres_in(&self.pgdata);
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 }

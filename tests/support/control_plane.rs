@@ -1,6 +1,6 @@
 //! A fake control plane (axum) serving
 //! `GET /compute/api/v2/computes/{id}/spec` from a script of replies, on a
-//! port of this suite's HTTP range.
+//! port of the shared test range.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ impl FakeControlPlane {
             requests: AtomicUsize::new(0),
             ids: Mutex::new(Vec::new()),
         });
-        let port = super::compute::http_port();
+        let port = super::ports::free_port();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind fake control plane");

@@ -1,6 +1,97 @@
-//! Shared helpers of the integration tests.
+//! Shared helpers of the integration tests: where Postgres lives, fixtures,
+//! ports, polling with deadlines, and the harnesses built on them.
 #![allow(dead_code)]
+// Tests may use the OS clock and sleep between polls (clippy.toml is for the library).
+#![allow(clippy::disallowed_methods)]
 
 pub mod compute;
 pub mod control_plane;
+pub mod os;
+pub mod ports;
 pub mod postgres;
+pub mod supervisor;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The Postgres 15 server binaries.
+pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+/// The superuser compute_ctl connects as.
+pub const SUPERUSER: &str = "cloud_admin";
+
+/// The `postgres` server binary.
+pub fn postgres_bin() -> PathBuf {
+    Path::new(PG_BIN_DIR).join("postgres")
+}
+
+/// A file of the repository.
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// `fixtures/NAME` as JSON.
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = repo_file("fixtures").join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read fixture {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+/// `fixtures/NAME` as JSON, as operation `operation_uuid`.
+pub fn fixture_op(name: &str, operation_uuid: &str) -> serde_json::Value {
+    let mut s = fixture(name);
+    s["operation_uuid"] = operation_uuid.into();
+    s
+}
+
+/// Polls `cond` until it yields `Some`, failing with `what` at the deadline.
+pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        // The polling interval of a condition with a deadline, not a synchronisation sleep.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What Neon sends as `encrypted_password`: md5(password || role name) hex.
+pub fn md5_hex(password: &str, role: &str) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(format!("{password}{role}").as_bytes()))
+}
+
+/// A libpq key=value connection string for the superuser on `port`.
+pub fn connstr(port: u16) -> String {
+    format!("host=127.0.0.1 port={port} user={SUPERUSER} dbname=postgres")
+}
+
+/// Opens a session with `connstr`, its connection driven in the background.
+pub async fn connect(connstr: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(connstr, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// The first column of the first row of `sql` (simple query protocol).
+pub async fn query_value(client: &tokio_postgres::Client, sql: &str) -> Option<String> {
+    let rows = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
+}

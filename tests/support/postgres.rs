@@ -1,47 +1,22 @@
-//! A throwaway Postgres 15 for integration tests: initdb and postgres run as
-//! the `postgres` OS user in a temp dir, on a port of this branch's range
-//! (56200-56399), with `cloud_admin` as bootstrap superuser (trust) and md5
-//! for every other role over TCP. Killed (SIGQUIT, then SIGKILL) on drop,
-//! also when the test panics.
-#![allow(clippy::disallowed_methods)]
+//! A throwaway Postgres 15 outside compute_ctl (catalog tests; the source
+//! of a base backup): initdb and postgres run as the `postgres` OS user in a
+//! temp dir, on a port of the shared test range, with `cloud_admin` as
+//! bootstrap superuser (trust, also for replication) and md5 for every other
+//! role over TCP. Stopped on drop (immediate shutdown, then SIGKILL), also
+//! when the test panics.
 
 use std::fs;
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+use compute_ctl::catalog::{SNAPSHOT_SQL, Snapshot, parse_snapshot};
 use compute_ctl::compute::{ComputeParams, ConnTarget};
 
-/// Where the Postgres 15 server binaries are.
-pub const PGBIN: &str = "/usr/lib/postgresql/15/bin";
-/// The bootstrap superuser, as in production.
-pub const SUPERUSER: &str = "cloud_admin";
-const PORT_FIRST: u16 = 56200;
-const PORT_LAST: u16 = 56399;
-static NEXT_PORT: AtomicU16 = AtomicU16::new(PORT_FIRST);
-
-/// A free port of this branch's range.
-pub fn free_port() -> u16 {
-    for _ in PORT_FIRST..=PORT_LAST {
-        let n = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        let port = PORT_FIRST + (n - PORT_FIRST) % (PORT_LAST - PORT_FIRST + 1);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {PORT_FIRST}-{PORT_LAST}");
-}
-
-fn postgres_user() -> (u32, u32) {
-    let u = nix::unistd::User::from_name("postgres")
-        .expect("look up the postgres OS user")
-        .expect("the postgres OS user exists (useradd postgres)");
-    (u.uid.as_raw(), u.gid.as_raw())
-}
+use super::os::{create_postgres_dir, postgres_user, stop_postgres_in, temp_dir};
+use super::ports::free_port;
+use super::{PG_BIN_DIR, SUPERUSER, query_value};
 
 /// A running Postgres.
 pub struct TestPostgres {
@@ -54,24 +29,14 @@ impl TestPostgres {
     /// initdb + postgres with `settings` (`-c name=value`); waits until it
     /// accepts connections.
     pub async fn start(settings: &[(&str, &str)]) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("cc-catalog-pg-")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dir = temp_dir();
         let data = dir.path().join("data");
         let sock = dir.path().join("sock");
         let (uid, gid) = postgres_user();
         for d in [&data, &sock] {
-            fs::create_dir(d).expect("mkdir");
-            nix::unistd::chown(
-                d,
-                Some(nix::unistd::Uid::from_raw(uid)),
-                Some(nix::unistd::Gid::from_raw(gid)),
-            )
-            .expect("chown");
+            create_postgres_dir(d);
         }
-        let out = Command::new(format!("{PGBIN}/initdb"))
+        let out = Command::new(format!("{PG_BIN_DIR}/initdb"))
             .args(["-D", data.to_str().unwrap(), "-U", SUPERUSER])
             .args(["-E", "UTF8", "--locale=C", "--auth=trust", "--no-sync"])
             .uid(uid)
@@ -87,13 +52,13 @@ impl TestPostgres {
         fs::write(
             data.join("pg_hba.conf"),
             format!(
-                "local all all trust\nhost all {SUPERUSER} 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 md5\n"
+                "local all all trust\nhost all {SUPERUSER} 127.0.0.1/32 trust\nhost replication {SUPERUSER} 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 md5\n"
             ),
         )
         .expect("write pg_hba.conf");
         let port = free_port();
         let log = fs::File::create(dir.path().join("postgres.log")).expect("log file");
-        let mut cmd = Command::new(format!("{PGBIN}/postgres"));
+        let mut cmd = Command::new(format!("{PG_BIN_DIR}/postgres"));
         cmd.args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
@@ -158,16 +123,12 @@ impl TestPostgres {
 
     /// Supervisor parameters pointing at this Postgres (database `postgres`).
     pub fn params(&self) -> ComputeParams {
-        ComputeParams {
-            pgdata: self.data_dir(),
-            pgbin: PathBuf::from(format!("{PGBIN}/postgres")),
-            conn: self.target("postgres"),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            compute_id: None,
-            ready_timeout: Duration::from_secs(30),
-            shutdown_timeout: Duration::from_secs(10),
-            activity_interval: Duration::from_secs(60),
-        }
+        super::supervisor::params(self.data_dir(), self.port)
+    }
+
+    /// The superuser's libpq connection string (database `postgres`).
+    pub fn connstr(&self) -> String {
+        super::connstr(self.port)
     }
 
     async fn try_client(
@@ -175,6 +136,11 @@ impl TestPostgres {
         dbname: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         self.login(SUPERUSER, None, dbname).await
+    }
+
+    /// The catalog snapshot (`SNAPSHOT_SQL`, parsed) from a superuser session.
+    pub async fn snapshot(&self) -> Snapshot {
+        snapshot(&self.client("postgres").await).await
     }
 
     /// A superuser session to `dbname`.
@@ -206,17 +172,17 @@ impl TestPostgres {
     }
 }
 
+/// The catalog snapshot as `client` sees it: `SNAPSHOT_SQL`, parsed.
+pub async fn snapshot(client: &tokio_postgres::Client) -> Snapshot {
+    let text = query_value(client, SNAPSHOT_SQL)
+        .await
+        .expect("the snapshot query returns a row");
+    parse_snapshot(&text).expect("the snapshot parses")
+}
+
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop_postgres_in(&self.data_dir());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
