@@ -26,11 +26,9 @@ async fn show(client: &tokio_postgres::Client, name: &str) -> String {
         .get(0)
 }
 
-/// `fixtures/spec.json` with catalog updates skipped.
+/// `fixtures/spec.json`: settings, roles and databases.
 fn quickstart_spec() -> serde_json::Value {
-    let mut spec = fixture("spec.json");
-    spec["skip_pg_catalog_updates"] = true.into();
-    spec
+    fixture("spec.json")
 }
 
 #[tokio::test]

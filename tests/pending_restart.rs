@@ -30,8 +30,7 @@ fn with_setting(
 #[tokio::test]
 async fn reconfigure_reloads_and_reports_settings_that_need_a_restart() {
     let mut sup = Supervisor::start();
-    let mut spec = fixture("spec.json");
-    spec["skip_pg_catalog_updates"] = true.into();
+    let spec = fixture("spec.json");
 
     let st = sup.apply(spec.clone()).await;
     assert!(st.startup.prepare_pgdata_ms > 0);
