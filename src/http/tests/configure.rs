@@ -157,12 +157,7 @@ async fn failed_first_start_is_500_and_abandoned_clients_do_not_wedge_it() {
 #[tokio::test]
 async fn failed_first_configure_answers_500_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let c = compute(&dir);
-    let app = router(c.clone(), None);
-    let run = tokio::spawn({
-        let c = c.clone();
-        async move { c.run().await }
-    });
+    let (c, app, run) = running(&dir);
     let body = configure_body(spec("op-500"));
     let r = timeout(
         &c.env,
@@ -179,12 +174,7 @@ async fn failed_first_configure_answers_500_with_the_reason() {
 #[tokio::test]
 async fn terminate_waits_for_terminated_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
-    let c = compute(&dir);
-    let app = router(c.clone(), None);
-    let run = tokio::spawn({
-        let c = c.clone();
-        async move { c.run().await }
-    });
+    let (c, app, run) = running(&dir);
     let r = timeout(
         &c.env,
         DEADLINE,

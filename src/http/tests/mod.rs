@@ -45,6 +45,24 @@ pub fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
     Compute::new(TokioEnv::new(), params)
 }
 
+/// A compute as [`compute`] gives it, its router (no auth), and the real
+/// supervisor loop running on a task.
+pub fn running(
+    dir: &tempfile::TempDir,
+) -> (
+    Arc<Compute<TokioEnv>>,
+    Router,
+    tokio::task::JoinHandle<crate::compute::RunOutcome>,
+) {
+    let c = compute(dir);
+    let app = crate::http::router(c.clone(), None);
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move { c.run().await }
+    });
+    (c, app, run)
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {
