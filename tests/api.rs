@@ -151,6 +151,17 @@ async fn first_spec_via_configure_then_reconfigure_and_repeat() {
     );
 }
 
+/// `count(expr)` over the supervisor's sessions waiting on a lock.
+async fn lock_waiters(p: &Compute, expr: &str) -> u64 {
+    p.sql_value(&format!(
+        "SELECT count({expr}) FROM pg_stat_activity WHERE application_name = '{}' AND wait_event_type = 'Lock'",
+        compute_ctl::pg::APPLICATION_NAME
+    ))
+    .await
+    .parse()
+    .unwrap()
+}
+
 /// 400 and 409 while running, then 412 once failed: each leaves Postgres
 /// serving and the spec in effect as it was.
 #[tokio::test]
@@ -186,12 +197,7 @@ async fn rejections_leave_the_compute_untouched() {
     slow["cluster"]["roles"][0]["encrypted_password"] = json!("0123456789abcdef0123456789abcdef");
     let in_flight = p.spawn_configure(&slow);
     p.wait_until("the supervisor to wait on the row lock", LONG, async |p| {
-        p.sql_value(&format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}' AND wait_event_type = 'Lock'",
-            compute_ctl::pg::APPLICATION_NAME
-        ))
-        .await
-            != "0"
+        lock_waiters(p, "*").await > 0
     })
     .await;
     let r = p.configure(&quick_spec("op-other", "9MB"), None).await;
@@ -222,14 +228,11 @@ async fn rejections_leave_the_compute_untouched() {
     let mut doomed = base.clone();
     doomed["operation_uuid"] = json!("op-doomed");
     let in_flight = p.spawn_configure(&doomed);
-    p.wait_until("the supervisor to block again and be terminated", LONG, async |p| {
-        p.sql_value(&format!(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{}' AND wait_event_type = 'Lock'",
-            compute_ctl::pg::APPLICATION_NAME
-        ))
-        .await
-            != "0"
-    })
+    p.wait_until(
+        "the supervisor to block again and be terminated",
+        LONG,
+        async |p| lock_waiters(p, "pg_terminate_backend(pid)").await > 0,
+    )
     .await;
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 500, "{}", r.text);
