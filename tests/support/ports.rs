@@ -1,7 +1,7 @@
 //! Loopback ports for the tests, from one range shared by every helper
 //! (compute_ctl's Postgres and HTTP ports, plain Postgres servers, the fake
 //! control plane). The range is `COMPUTE_CTL_TEST_PORTS=LO-HI` (each
-//! developer sets their own; default 57000-57999).
+//! developer sets their own; default 58000-58999).
 //!
 //! Test threads of one binary never get the same port: a static atomic
 //! counter hands each port out once, and a bind check skips ports something
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The variable naming the range.
 pub const RANGE_VAR: &str = "COMPUTE_CTL_TEST_PORTS";
-const DEFAULT_RANGE: (u16, u16) = (57000, 57999);
+const DEFAULT_RANGE: (u16, u16) = (58000, 58999);
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
