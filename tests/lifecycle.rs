@@ -351,8 +351,12 @@ async fn as_pid_1_orphans_are_reaped_and_the_supervisor_still_sees_postgres_die(
         "only the supervisor runs under init"
     );
     // A background job of a shell that exits is orphaned to PID 1 of the namespace.
+    // The shell reads its input to the end first: one that exits before
+    // Postgres flushes the row fails the COPY with a broken pipe.
     client
-        .batch_execute("COPY (SELECT 1) TO PROGRAM 'sleep 0.3 >/dev/null 2>&1 </dev/null &'")
+        .batch_execute(
+            "COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; sleep 0.3 >/dev/null 2>&1 </dev/null &'",
+        )
         .await
         .unwrap();
     assert!(
