@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod monitor;
 pub mod pg;
+pub mod planted;
 pub mod spec;
 pub mod spec_source;
 pub mod state;

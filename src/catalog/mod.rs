@@ -141,7 +141,13 @@ pub async fn apply<E: Env>(
     let main = execute::open(env, &params.conn).await?;
     // The snapshot is read on the session the plan then runs on.
     let text = execute::query_text(env, &main, own_db, "catalog snapshot", SNAPSHOT_SQL).await?;
-    let snapshot = parse_snapshot(&text)?;
+    let mut snapshot = parse_snapshot(&text)?;
+    if crate::planted::active(crate::planted::Bug::NonIdempotentApply) {
+        snapshot.roles.retain(|r| r.builtin);
+        snapshot
+            .databases
+            .retain(|d| d.name == own_db || d.is_template);
+    }
     let ops = plan(&snapshot, spec, own_db)?;
     let concurrency = execute::concurrency(spec.reconfigure_concurrency, snapshot.max_connections);
     let mut tally = Tally {

@@ -9,6 +9,7 @@ use super::{Compute, ReconfigureTimings, TerminateMode, ms};
 use crate::catalog;
 use crate::env::{Child, Env, ExitInfo, Signal, timeout};
 use crate::pg;
+use crate::planted::{self, Bug};
 use crate::spec::ComputeSpec;
 use crate::state::{ComputeStatus, Event};
 
@@ -300,7 +301,12 @@ impl<E: Env> Compute<E> {
             self.fail("Postgres is not running; cannot reload".into());
             return Ok(());
         };
-        if let Err(e) = self.env.signal(pid, Signal::Hup) {
+        let reloaded = if planted::active(Bug::ReloadViaSql) {
+            planted::reload_via_sql(&self.env, &self.params).await
+        } else {
+            self.env.signal(pid, Signal::Hup)
+        };
+        if let Err(e) = reloaded {
             self.fail(format!(
                 "reloading Postgres (SIGHUP to pid {pid}) failed: {e}"
             ));
@@ -313,7 +319,7 @@ impl<E: Env> Compute<E> {
         self.metrics
             .observe_phase("reconfigure", "reload", t_reloaded - t_written);
 
-        if !spec.skip_pg_catalog_updates {
+        if !spec.skip_pg_catalog_updates || planted::active(Bug::CatalogDespiteSkipFlag) {
             let applied = self
                 .guarded(
                     postmaster,

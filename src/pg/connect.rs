@@ -63,7 +63,13 @@ pub async fn connect<E: Env>(
         cfg.user(&target.user)
             .dbname(&target.dbname)
             .application_name(APPLICATION_NAME)
-            .options(session_options(statement_timeout));
+            .options(session_options(
+                if crate::planted::active(crate::planted::Bug::NoStatementTimeout) {
+                    Duration::ZERO
+                } else {
+                    statement_timeout
+                },
+            ));
         let (client, connection) = cfg
             .connect_raw(stream, tokio_postgres::NoTls)
             .await

@@ -1,0 +1,294 @@
+//! The invariants checked on every seed.
+//!
+//! - A skip-flag notify issues ZERO SQL statements (catalog or otherwise),
+//!   reloads Postgres by signal, and its reconfigure finishes within
+//!   [`NOTIFY_BOUND`] of simulated time, whatever the number of roles.
+//! - Every status transition the watch channel shows is legal.
+//! - After the faults stop, the compute converges to the last accepted spec
+//!   (catalog model equals the spec, the running config points at the spec's
+//!   storage) or is Failed with a reason that a fault explains.
+//! - No HTTP request outlives its deadline on a healthy network (checked in
+//!   the driver).
+//! - A re-send of an applied `operation_uuid` does no work.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use compute_ctl::spec::ComputeSpec;
+use compute_ctl::state::{ComputeStatus, Event, transition};
+
+use crate::shared::Shared;
+use crate::specgen::SpecShape;
+
+/// The bound on a skip-flag reconfigure (write config + SIGHUP), in
+/// simulated time. It does not depend on the number of roles.
+pub const NOTIFY_BOUND: Duration = Duration::from_millis(250);
+
+/// Catalog statements (reads, writes) and SQL reloads the supervisor's own
+/// sessions sent in `[from, to]` (µs).
+pub fn supervisor_statements(shared: &Shared, from: u64, to: u64) -> Vec<String> {
+    shared
+        .lock()
+        .statements
+        .iter()
+        .filter(|s| {
+            s.application_name == compute_ctl::pg::APPLICATION_NAME
+                && s.kind.is_notify_forbidden()
+                && s.t_us >= from
+                && s.t_us <= to
+        })
+        .map(|s| s.sql.clone())
+        .collect()
+}
+
+/// Checks an answered (200) skip-flag notify sent at `t0` and answered at `t1`.
+pub fn check_notify(shared: &Shared, shape: &SpecShape, t0: u64, t1: u64, reloads_before: usize) {
+    let op = shape.operation;
+    let stmts = supervisor_statements(shared, t0, t1);
+    if let Some(first) = stmts.first() {
+        shared.violation(format!(
+            "skip-flag notify (op {op}) issued {} catalog/reload statement(s); first: {}",
+            stmts.len(),
+            first.chars().take(80).collect::<String>()
+        ));
+    }
+    let Some(compute) = shared.compute() else {
+        return;
+    };
+    let st = compute.state();
+    let this_op = Some(shape.operation_uuid());
+    if let Some(r) = st
+        .last_reconfigure
+        .as_ref()
+        .filter(|r| r.operation_uuid == this_op)
+    {
+        if u128::from(r.total_ms) > NOTIFY_BOUND.as_millis() {
+            shared.violation(format!(
+                "skip-flag notify (op {op}) took {} ms of simulated time (bound {} ms)",
+                r.total_ms,
+                NOTIFY_BOUND.as_millis()
+            ));
+        }
+        if r.catalog_statements != 0 {
+            shared.violation(format!(
+                "skip-flag notify (op {op}) reports {} catalog statements",
+                r.catalog_statements
+            ));
+        }
+        let excused = {
+            let sh = shared.lock();
+            sh.faults_fired.contains("reload_fails") || sh.faults_fired.contains("pg_crash")
+        };
+        if shared.lock().reloads.len() == reloads_before && !excused {
+            shared.violation(format!(
+                "skip-flag notify (op {op}) did not reload Postgres by SIGHUP"
+            ));
+        }
+    }
+}
+
+/// Checks that a re-send of an applied operation did no work in `[t0, t1]`.
+pub fn check_resend(shared: &Shared, op: u64, t0: u64, t1: u64, reloads_before: usize) {
+    let stmts = supervisor_statements(shared, t0, t1);
+    let reloads = shared.lock().reloads.len() - reloads_before;
+    if !stmts.is_empty() || reloads != 0 {
+        shared.violation(format!(
+            "re-send of applied operation {op} did work: {} statement(s), {reloads} reload(s)",
+            stmts.len()
+        ));
+    }
+}
+
+fn legal_path(from: ComputeStatus, to: ComputeStatus) -> bool {
+    // The watch channel may coalesce changes made without a yield in
+    // between; accept a path of up to three legal steps.
+    let mut frontier = vec![from];
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for s in &frontier {
+            for e in Event::ALL {
+                if let Ok(n) = transition(*s, e) {
+                    if n == to {
+                        return true;
+                    }
+                    next.push(n);
+                }
+            }
+        }
+        frontier = next;
+    }
+    false
+}
+
+/// Every observed status change is legal (per boot of the compute host).
+pub fn check_transitions(shared: &Shared) {
+    let statuses = shared.lock().statuses.clone();
+    for w in statuses.windows(2) {
+        let ((_, b0, s0), (t1, b1, s1)) = (w[0], w[1]);
+        if b0 == b1 && s0 != s1 && !legal_path(s0, s1) {
+            shared.violation(format!("illegal status transition {s0} -> {s1} at {t1} µs"));
+        }
+    }
+    if let Some((_, _, first)) = statuses.first() {
+        if *first != ComputeStatus::Empty {
+            shared.violation(format!("the compute started in status {first}, not empty"));
+        }
+    }
+}
+
+/// The catalog the spec asks for: roles with passwords, databases with owners.
+pub fn expected_catalog(
+    spec: &ComputeSpec,
+) -> (BTreeMap<String, Option<String>>, BTreeMap<String, String>) {
+    let roles = spec
+        .cluster
+        .roles
+        .iter()
+        .map(|r| {
+            let pw = r.encrypted_password.as_ref().map(|p| {
+                if p.starts_with("SCRAM-SHA-256$") {
+                    p.clone()
+                } else {
+                    format!("md5{p}")
+                }
+            });
+            (r.name.clone(), pw)
+        })
+        .collect();
+    let dbs = spec
+        .cluster
+        .databases
+        .iter()
+        .map(|d| (d.name.clone(), d.owner.clone()))
+        .collect();
+    (roles, dbs)
+}
+
+/// Fault kinds that can legitimately leave the compute Failed.
+pub const FAILURE_CAUSES: &[&str] = &[
+    "pg_crash",
+    "blocked_queries",
+    "hung_queries",
+    "slow_queries",
+    "storage_down",
+    "host_crash",
+    "reload_fails",
+    "partition",
+];
+
+/// The end state: settled, converged to the spec in effect or Failed for a reason.
+pub fn check_final(shared: &Shared) {
+    let (terminate_sent, terminate_answered) = {
+        let sh = shared.lock();
+        (sh.terminate_sent, sh.terminate_answered)
+    };
+    let Some(compute) = shared.compute() else {
+        shared.violation("the compute host never booted");
+        return;
+    };
+    let st = compute.state();
+    let fired = shared.lock().faults_fired.clone();
+    match st.status {
+        ComputeStatus::Running => {
+            if terminate_answered {
+                shared.violation("the compute is running after a terminate was answered");
+            }
+            let Some(spec) = st.spec.as_deref() else {
+                shared.violation("running without a spec");
+                return;
+            };
+            if st.pending.is_some() {
+                shared.violation("running with a spec still pending");
+            }
+            // A skip-flag spec leaves the catalog as the last spec that did
+            // not skip made it.
+            let catalog_spec = shared.lock().catalog_spec.clone();
+            if let Some(c) = catalog_spec {
+                check_catalog(shared, &c, &fired);
+            }
+            check_storage(shared, spec, &fired);
+        }
+        ComputeStatus::Failed => {
+            let reason = st.error.unwrap_or_default();
+            if reason.trim().is_empty() {
+                shared.violation("failed without a reason");
+            } else if !FAILURE_CAUSES.iter().any(|c| fired.contains(c)) {
+                shared.violation(format!(
+                    "failed although no fault could explain it: {reason}"
+                ));
+            }
+        }
+        ComputeStatus::Terminated => {
+            if !terminate_sent {
+                shared.violation("terminated although nobody asked");
+            }
+        }
+        // A host restarted after a terminate waits for a spec nobody sends.
+        ComputeStatus::Empty if terminate_sent => {}
+        other => shared.violation(format!("did not settle: still {other} at the end")),
+    }
+}
+
+fn check_catalog(
+    shared: &Shared,
+    spec: &ComputeSpec,
+    fired: &std::collections::BTreeSet<&'static str>,
+) {
+    let _ = fired;
+    let (want_roles, want_dbs) = expected_catalog(spec);
+    let (have_roles, have_dbs) = {
+        let sh = shared.lock();
+        (sh.catalog.user_roles(), sh.catalog.user_databases())
+    };
+    if have_roles != want_roles {
+        let missing: Vec<_> = want_roles
+            .keys()
+            .filter(|k| !have_roles.contains_key(*k))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = have_roles
+            .keys()
+            .filter(|k| !want_roles.contains_key(*k))
+            .take(3)
+            .collect();
+        let wrong: Vec<_> = want_roles
+            .iter()
+            .filter(|(k, v)| have_roles.get(*k).is_some_and(|h| h != *v))
+            .map(|(k, _)| k)
+            .take(3)
+            .collect();
+        shared.violation(format!(
+            "catalog roles differ from the spec in effect: missing {missing:?}, extra {extra:?}, wrong password {wrong:?}"
+        ));
+    }
+    if have_dbs != want_dbs {
+        shared.violation(format!(
+            "catalog databases differ from the spec in effect: have {:?}, want {:?}",
+            have_dbs.iter().take(4).collect::<Vec<_>>(),
+            want_dbs.iter().take(4).collect::<Vec<_>>()
+        ));
+    }
+}
+
+fn check_storage(
+    shared: &Shared,
+    spec: &ComputeSpec,
+    fired: &std::collections::BTreeSet<&'static str>,
+) {
+    if fired.contains("reload_fails") {
+        return;
+    }
+    let Some(want) = spec.pageserver_connstring.as_deref() else {
+        return;
+    };
+    let loaded = shared.lock().loaded_config.clone().unwrap_or_default();
+    let conf = crate::pg::guc::parse_conf(&loaded);
+    if !conf.values().any(|v| v == want) {
+        shared.violation(format!(
+            "running Postgres does not point at the spec's storage ({want}); it loaded: {:?}",
+            conf.iter()
+                .filter(|(k, _)| k.contains("pageserver"))
+                .collect::<Vec<_>>()
+        ));
+    }
+}

@@ -1,0 +1,18 @@
+//! Deterministic simulation of compute_ctl: the production supervisor
+//! (`Compute<SimEnv>::run`, the real catalog apply, the real HTTP router)
+//! under turmoil, with a simulated Postgres, seeded faults and invariants.
+
+pub mod env;
+pub mod faults;
+pub mod fs;
+pub mod http;
+pub mod invariants;
+pub mod pg;
+pub mod procs;
+pub mod runner;
+pub mod scenarios;
+pub mod shared;
+pub mod specgen;
+pub mod storage;
+pub mod trace;
+pub mod world;

@@ -1,0 +1,12 @@
+//! The simulated Postgres: a postmaster behind the `Processes` seam, a
+//! server side of the wire protocol, and a catalog model that applies the
+//! catalog renderer's SQL dialect.
+
+pub mod catalog;
+pub mod exec;
+pub mod guc;
+pub mod ops;
+pub mod postmaster;
+pub mod session;
+pub mod sql;
+pub mod wire;

@@ -1,0 +1,4 @@
+//! The catalog types the simulated server parses SQL back into: the very
+//! ones the supervisor's renderer renders from.
+
+pub use compute_ctl::catalog::{DbOption, EXTENSIONS_SQL, Op, SNAPSHOT_SQL, Secret};

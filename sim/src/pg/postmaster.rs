@@ -1,0 +1,170 @@
+//! The simulated postmaster: `postgres -D <pgdata>` started through
+//! `Processes::spawn`. It reads `<pgdata>/postgresql.conf` from the sim Fs,
+//! takes a seeded start-up delay, listens on the configured port, re-reads
+//! the config on SIGHUP, shuts down on SIGINT/SIGTERM (fast) and SIGQUIT
+//! (immediate), dies on SIGKILL, and can be crashed by the fault schedule.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use compute_ctl::env::{CommandSpec, ExitInfo, Signal};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use super::guc::parse_conf;
+use super::session::{self, Server};
+use crate::env::{SimChild, SimEnv};
+use crate::procs::arg_value;
+use crate::shared::PgPhase;
+use compute_ctl::env::Clock;
+
+/// Starts a postmaster for `postgres -D <pgdata>`.
+pub fn spawn(env: &SimEnv, cmd: &CommandSpec) -> io::Result<SimChild> {
+    let pgdata = arg_value(&cmd.args, "-D", "--pgdata").map(PathBuf::from);
+    let (pid, signals) = env.procs().register();
+    let (exit_tx, exit_rx) = watch::channel(None);
+    env.shared()
+        .event("spawn", json!({"pid": pid, "cmd": cmd.display()}));
+    let env2 = env.clone();
+    tokio::spawn(async move {
+        let exit = run(&env2, pid, pgdata, signals).await;
+        env2.procs().exited(pid);
+        env2.shared().lock().loaded_config = None;
+        env2.shared().event(
+            "exit",
+            json!({"pid": pid, "code": exit.code, "signal": exit.signal}),
+        );
+        let _ = exit_tx.send(Some(exit));
+    });
+    Ok(SimChild { pid, exit: exit_rx })
+}
+
+fn code(c: i32) -> ExitInfo {
+    ExitInfo {
+        code: Some(c),
+        signal: None,
+    }
+}
+
+fn killed(s: i32) -> ExitInfo {
+    ExitInfo {
+        code: None,
+        signal: Some(s),
+    }
+}
+
+fn read_conf(env: &SimEnv, pgdata: &Path) -> io::Result<String> {
+    let bytes = env.fs().read(&pgdata.join("postgresql.conf"))?;
+    String::from_utf8(bytes).map_err(|_| io::Error::other("postgresql.conf is not UTF-8"))
+}
+
+fn take_crash(env: &SimEnv, phase: PgPhase) -> bool {
+    let mut sh = env.shared().lock();
+    if sh.knobs.crash_pg_at == Some(phase) {
+        sh.knobs.crash_pg_at = None;
+        let t = crate::shared::now_us();
+        sh.trace.push(
+            t,
+            "fault_fired",
+            json!({"fault": "pg_crash", "phase": phase}),
+        );
+        true
+    } else {
+        false
+    }
+}
+
+async fn run(
+    env: &SimEnv,
+    pid: u32,
+    pgdata: Option<PathBuf>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) -> ExitInfo {
+    let Some(pgdata) = pgdata else {
+        return code(1);
+    };
+    if !env.fs().exists(&pgdata.join("PG_VERSION")) {
+        return code(1);
+    }
+    let Ok(conf) = read_conf(env, &pgdata) else {
+        return code(1);
+    };
+    let settings = parse_conf(&conf);
+    let port: u16 = settings
+        .get("port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5432);
+    // Start-up (recovery, shared memory): signals other than KILL wait.
+    let delay = env.jitter(20, 150) + env.shared().knobs().pg_start_delay;
+    tokio::select! {
+        biased;
+        sig = signals.recv() => match sig {
+            Some(Signal::Kill) | None => return killed(9),
+            Some(_) => return code(0),
+        },
+        () = env.sleep(delay) => {}
+    }
+    if take_crash(env, PgPhase::Startup) {
+        return killed(6);
+    }
+    let listener = match turmoil::net::TcpListener::bind(("0.0.0.0", port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            env.shared().event(
+                "pg_bind_failed",
+                json!({"port": port, "error": e.to_string()}),
+            );
+            return code(1);
+        }
+    };
+    env.shared().lock().loaded_config = Some(conf);
+    env.shared()
+        .event("pg_ready", json!({"pid": pid, "port": port}));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = Server {
+        env: env.clone(),
+        pid,
+        stopping: stop_rx,
+    };
+    let exit = loop {
+        tokio::select! {
+            biased;
+            sig = signals.recv() => match sig {
+                Some(Signal::Hup) => {
+                    if take_crash(env, PgPhase::Reload) {
+                        break killed(6);
+                    }
+                    reload(env, &pgdata);
+                }
+                Some(Signal::Int | Signal::Term) => break code(0),
+                Some(Signal::Quit) => break code(0),
+                Some(Signal::Kill) | None => break killed(9),
+            },
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(session::serve(stream, server.clone()));
+                }
+            }
+        }
+    };
+    let _ = stop_tx.send(true);
+    exit
+}
+
+/// SIGHUP: re-read postgresql.conf (or, under the reload-failure fault, log
+/// the error and keep the old settings, as Postgres does).
+fn reload(env: &SimEnv, pgdata: &Path) {
+    let fails = env.shared().knobs().reload_fails;
+    match read_conf(env, pgdata) {
+        Ok(conf) if !fails => {
+            let t = crate::shared::now_us();
+            let mut sh = env.shared().lock();
+            sh.reloads.push(t);
+            sh.loaded_config = Some(conf);
+            sh.trace.push(t, "pg_reload", json!({"ok": true}));
+        }
+        _ => env
+            .shared()
+            .event("pg_reload", json!({"ok": false, "error": "configuration file contains errors; unaffected changes were applied"})),
+    }
+}

@@ -1,0 +1,145 @@
+//! Runs one seed of one scenario: builds the world, applies the seed's fault
+//! schedule while stepping the simulation, then checks the final invariants.
+
+use std::time::Duration;
+
+use compute_ctl::planted::Bug;
+use serde_json::json;
+
+use crate::faults::{self, Schedule};
+use crate::scenarios::{self, Scenario};
+use crate::shared::Shared;
+use crate::world;
+
+/// The result of one seed.
+#[derive(Debug, Clone)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub scenario: &'static str,
+    pub schedule: Schedule,
+    pub violations: Vec<String>,
+    /// Simulated time the seed took.
+    pub simulated: Duration,
+    pub trace: String,
+}
+
+impl SeedReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The command that replays this seed.
+    pub fn replay(&self) -> String {
+        format!(
+            "cargo run -p sim --release -- --seed {} --scenario {} --trace sim-{}.jsonl",
+            self.seed, self.scenario, self.seed
+        )
+    }
+}
+
+/// The scenario seed `seed` runs when none is named: seeds go round the list.
+pub fn scenario_for(seed: u64) -> &'static Scenario {
+    let all = scenarios::ALL;
+    &all[usize::try_from(seed % all.len() as u64).unwrap_or(0)]
+}
+
+/// Runs `scenario` with `seed`'s own fault schedule.
+pub fn run(seed: u64, scenario: &'static Scenario) -> SeedReport {
+    run_with(seed, scenario, faults::schedule(seed), None)
+}
+
+/// Runs `scenario` with `seed`, an explicit fault schedule and optionally a
+/// planted bug (needs compute_ctl's `planted-bugs` feature).
+pub fn run_with(
+    seed: u64,
+    scenario: &'static Scenario,
+    schedule: Schedule,
+    bug: Option<Bug>,
+) -> SeedReport {
+    let planted = compute_ctl::planted::plant(bug);
+    assert!(
+        planted,
+        "planting bugs needs compute_ctl's planted-bugs feature"
+    );
+    let report = run_planted(seed, scenario, schedule);
+    compute_ctl::planted::plant(None);
+    report
+}
+
+fn run_planted(seed: u64, scenario: &'static Scenario, schedule: Schedule) -> SeedReport {
+    let shared = Shared::new();
+    // The storage's durable catalog: what initdb left when the timeline was created.
+    shared.lock().catalog.reset(world::SUPERUSER);
+    let mut sim = world::build(seed, Duration::from_millis(2));
+    world::add_storage(&mut sim, shared.clone());
+    let launch = (scenario.launch)(seed);
+    world::add_compute(
+        &mut sim,
+        shared.clone(),
+        seed,
+        world::params(),
+        launch.spec.map(|s| s.spec()),
+        launch.fetch_from_cplane,
+    );
+    let driver_shared = shared.clone();
+    let run_scenario = scenario.run;
+    sim.client(world::CPLANE, async move {
+        let driver = scenarios::Driver::new(driver_shared.clone(), seed);
+        run_scenario(driver).await;
+        Ok(())
+    });
+    shared.lock().trace.push(
+        0,
+        "seed",
+        json!({"seed": seed, "scenario": scenario.name, "faults": schedule}),
+    );
+    // Start and end actions in time order.
+    let mut actions: Vec<(u64, bool, usize)> = Vec::new();
+    for (i, f) in schedule.faults.iter().enumerate() {
+        actions.push((f.at_ms, true, i));
+        actions.push((f.at_ms + f.for_ms, false, i));
+    }
+    actions.sort();
+    let heal_at = Duration::from_millis(schedule.heal_at());
+    let mut next = 0;
+    let mut healed = false;
+    loop {
+        let now = sim.elapsed();
+        while next < actions.len() && Duration::from_millis(actions[next].0) <= now {
+            let (_, start, i) = actions[next];
+            faults::apply(&mut sim, &shared, &schedule.faults[i], start);
+            next += 1;
+        }
+        if !healed && now >= heal_at {
+            faults::heal(&mut sim, &shared);
+            let t = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
+            let mut sh = shared.lock();
+            sh.healed_at = Some(t);
+            sh.trace.push(t, "healed", json!({}));
+            healed = true;
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                shared.violation(format!("simulation error: {e}"));
+                break;
+            }
+        }
+    }
+    let simulated = sim.elapsed();
+    shared.lock().end_us = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
+    crate::invariants::check_transitions(&shared);
+    crate::invariants::check_final(&shared);
+    // Drop the world (and the tasks holding `shared`) before reading out.
+    drop(sim);
+    let sh = shared.lock();
+    SeedReport {
+        seed,
+        scenario: scenario.name,
+        schedule,
+        violations: sh.violations.clone(),
+        simulated,
+        trace: sh.trace.to_jsonl(),
+    }
+}

@@ -1,0 +1,96 @@
+//! Cold starts: the spec fetched from the control plane, given at launch,
+//! or delivered by `/configure` from Empty.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::json;
+
+use super::{Body, Driver, Launch, base_shape};
+use crate::specgen::SpecShape;
+use crate::world::CPLANE_PORT;
+
+/// The first spec of the launch scenarios: operation 1, as the driver's first stamp.
+fn first_shape(seed: u64) -> SpecShape {
+    let mut s = SpecShape::generate(seed, 3, 2);
+    s.operation = 1;
+    s
+}
+
+pub fn with_spec(seed: u64) -> Launch {
+    Launch {
+        spec: Some(first_shape(seed)),
+        fetch_from_cplane: false,
+    }
+}
+
+pub fn fetching(_: u64) -> Launch {
+    Launch {
+        spec: None,
+        fetch_from_cplane: true,
+    }
+}
+
+pub fn launch_spec(mut d: Driver) -> Body {
+    Box::pin(async move {
+        let shape = first_shape(d.seed);
+        d.intent = Some(d.stamp(shape));
+        d.converge().await;
+    })
+}
+
+/// Serves `GET /compute/api/v2/computes/{id}/spec`: `spec: null` for the
+/// first `not_yet` polls (a pre-warmed compute), then the spec.
+fn spec_server(shape: SpecShape, not_yet: u32) -> Router {
+    let polls = Arc::new(AtomicU32::new(0));
+    let spec = shape.json();
+    Router::new().route(
+        "/compute/api/v2/computes/{id}/spec",
+        get(move || {
+            let polls = polls.clone();
+            let spec = spec.clone();
+            async move {
+                if polls.fetch_add(1, Ordering::Relaxed) < not_yet {
+                    axum::Json(json!({"status": "empty", "spec": null}))
+                } else {
+                    axum::Json(json!({"status": "attached", "spec": spec}))
+                }
+            }
+        }),
+    )
+}
+
+pub fn from_cplane(mut d: Driver) -> Body {
+    Box::pin(async move {
+        use rand::Rng;
+        let shape = first_shape(d.seed);
+        let shape = d.stamp(shape);
+        d.intent = Some(shape.clone());
+        let not_yet = d.rng.random_range(0..3);
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], CPLANE_PORT));
+        match turmoil::net::TcpListener::bind(addr)
+            .await
+            .map(crate::env::SimListener)
+        {
+            Ok(listener) => {
+                let router = spec_server(shape, not_yet);
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, router).await;
+                });
+            }
+            Err(e) => d.shared.violation(format!("cplane cannot listen: {e}")),
+        }
+        d.converge().await;
+    })
+}
+
+pub fn configure(mut d: Driver) -> Body {
+    Box::pin(async move {
+        let shape = base_shape(&mut d, 8);
+        d.intent = Some(shape.clone());
+        d.configure(&shape).await;
+        d.converge().await;
+    })
+}

@@ -1,0 +1,211 @@
+//! The control plane's side of a scenario: sends specs over real HTTP,
+//! checks the per-request invariants (skip-flag notify, re-sends, deadlines)
+//! and, once the fault schedule is over, drives the compute to its final
+//! state for the convergence checks.
+
+use std::time::Duration;
+
+use compute_ctl::env::Clock;
+use compute_ctl::state::ComputeStatus;
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+use serde_json::json;
+
+use crate::env::SimClock;
+use crate::http::{self, Outcome};
+use crate::invariants;
+use crate::shared::{Shared, now_us};
+use crate::specgen::SpecShape;
+use crate::world::{COMPUTE, HTTP_PORT};
+
+/// Client-side deadline of `POST /configure`: the supervisor's own bounds
+/// (ready timeout 10 s, catalog connect 10 s, server-side statement_timeout
+/// 120 s, and a failed statement ends the apply) plus slack.
+pub const CONFIGURE_DEADLINE: Duration = Duration::from_secs(180);
+/// How long the control plane waits for an answer to a request that a
+/// network fault may have swallowed before it gives up and retries.
+pub const ABANDON_AFTER: Duration = Duration::from_secs(5);
+/// Deadline of the quick requests (`/status`, `/terminate`).
+pub const QUICK_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the compute may take to settle once faults are over.
+pub const SETTLE_DEADLINE: Duration = Duration::from_secs(180);
+
+pub struct Driver {
+    pub shared: Shared,
+    pub seed: u64,
+    pub rng: SmallRng,
+    next_op: u64,
+    /// The spec the control plane wants in effect.
+    pub intent: Option<SpecShape>,
+}
+
+impl Driver {
+    pub fn new(shared: Shared, seed: u64) -> Self {
+        Self {
+            shared,
+            seed,
+            rng: SmallRng::seed_from_u64(seed ^ 0xC0FFEE),
+            next_op: 0,
+            intent: None,
+        }
+    }
+
+    /// A fresh operation id for `shape`.
+    pub fn stamp(&mut self, mut shape: SpecShape) -> SpecShape {
+        self.next_op += 1;
+        shape.operation = self.next_op;
+        shape
+    }
+
+    pub async fn sleep(&self, d: Duration) {
+        SimClock.sleep(d).await
+    }
+
+    /// A seeded pause in `[lo, hi]` ms.
+    pub async fn pause(&mut self, lo: u64, hi: u64) {
+        let ms = self.rng.random_range(lo..=hi);
+        self.sleep(Duration::from_millis(ms)).await
+    }
+
+    /// `POST /configure` with `shape`; checks the deadline invariant.
+    pub async fn configure(&mut self, shape: &SpecShape) -> Outcome {
+        let t0 = now_us();
+        self.shared.event(
+            "http_send",
+            json!({"path": "/configure", "op": shape.operation, "skip": shape.skip_catalog}),
+        );
+        let request = http::request(
+            COMPUTE,
+            HTTP_PORT,
+            "POST",
+            "/configure",
+            Some(shape.configure_body()),
+            CONFIGURE_DEADLINE,
+        );
+        let out = tokio::select! {
+            biased;
+            out = request => out,
+            () = self.lost_to_network_fault(t0) => Outcome::Transport("abandoned: network fault or compute gone".into()),
+        };
+        self.answered("/configure", shape.operation, t0, &out);
+        out
+    }
+
+    /// Completes when a request sent at `t0` has waited [`ABANDON_AFTER`]
+    /// and a network fault overlapped it: its packets may be lost for good,
+    /// so the control plane stops waiting and retries (such requests are
+    /// excused from the deadline invariant anyway).
+    async fn lost_to_network_fault(&self, t0: u64) {
+        loop {
+            self.sleep(Duration::from_secs(1)).await;
+            let waited = Duration::from_micros(now_us().saturating_sub(t0));
+            let sh = self.shared.lock();
+            // A compute whose supervisor exited is gone: the real process
+            // would refuse the connection at once.
+            if sh.supervisor_exited || (waited >= ABANDON_AFTER && t0 < sh.net_fault_until) {
+                return;
+            }
+        }
+    }
+
+    fn answered(&self, path: &str, op: u64, t0: u64, out: &Outcome) {
+        let t1 = now_us();
+        self.shared.event(
+            "http_answer",
+            json!({"path": path, "op": op, "outcome": out.label(), "ms": (t1 - t0) / 1000}),
+        );
+        let excused = {
+            let sh = self.shared.lock();
+            t0 < sh.net_fault_until || sh.supervisor_exited
+        };
+        if *out == Outcome::DeadlineExceeded && !excused {
+            self.shared.violation(format!(
+                "POST {path} (op {op}) got no answer within its deadline on a healthy network"
+            ));
+        }
+    }
+
+    /// A skip-flag notify: `/configure` with `skip_pg_catalog_updates`,
+    /// checked to issue no SQL at all, reload by signal, and finish in
+    /// bounded time.
+    pub async fn notify(&mut self, shape: &SpecShape) -> Outcome {
+        debug_assert!(shape.skip_catalog);
+        let t0 = now_us();
+        let reloads_before = self.shared.lock().reloads.len();
+        let out = self.configure(shape).await;
+        if out.status() == Some(200) {
+            invariants::check_notify(&self.shared, shape, t0, now_us(), reloads_before);
+        }
+        out
+    }
+
+    /// `GET /status` (None when the compute does not answer).
+    pub async fn status(&self) -> Option<ComputeStatus> {
+        match http::request(COMPUTE, HTTP_PORT, "GET", "/status", None, QUICK_DEADLINE).await {
+            Outcome::Answer(200, body) => serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| serde_json::from_value(v["status"].clone()).ok()),
+            _ => None,
+        }
+    }
+
+    /// `POST /terminate?mode=...`.
+    pub async fn terminate(&mut self, mode: &str) -> Outcome {
+        let t0 = now_us();
+        let path = format!("/terminate?mode={mode}");
+        self.shared.event("http_send", json!({"path": path}));
+        let out = http::request(COMPUTE, HTTP_PORT, "POST", &path, None, QUICK_DEADLINE).await;
+        self.answered("/terminate", 0, t0, &out);
+        out
+    }
+
+    /// Waits until the fault schedule is over.
+    pub async fn healed(&self) {
+        while !self.shared.healed() {
+            self.sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The compute's status as the harness sees it (no network).
+    pub fn observed_status(&self) -> Option<ComputeStatus> {
+        self.shared.compute().map(|c| c.state().status)
+    }
+
+    /// After the faults: make sure the compute got `intent` (re-sending it
+    /// as a control plane would after lost answers or a compute restart),
+    /// then wait for it to settle.
+    pub async fn converge(&mut self) {
+        self.healed().await;
+        let deadline = now_us() + u64::try_from(SETTLE_DEADLINE.as_micros()).unwrap_or(u64::MAX);
+        loop {
+            if now_us() > deadline {
+                let st = self.observed_status();
+                self.shared.violation(format!(
+                    "the compute did not settle within {SETTLE_DEADLINE:?} after faults stopped (status {st:?})"
+                ));
+                return;
+            }
+            let Some(compute) = self.shared.compute() else {
+                self.sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let st = compute.state();
+            match st.status {
+                ComputeStatus::Failed | ComputeStatus::Terminated => return,
+                ComputeStatus::Running | ComputeStatus::Empty => {
+                    let want = self.intent.as_ref().map(|s| s.operation_uuid());
+                    let have = st.spec.as_ref().and_then(|s| s.operation_uuid.clone());
+                    if want.is_none() || (want == have && st.status == ComputeStatus::Running) {
+                        return;
+                    }
+                    if let Some(shape) = self.intent.clone() {
+                        let out = self.configure(&shape).await;
+                        if out.status().is_none() {
+                            self.pause(50, 200).await;
+                        }
+                    }
+                }
+                _ => self.sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The scenarios: each a named function the control plane runs against the
+//! compute (listed by `sim --list`).
+
+mod cold_start;
+mod driver;
+mod load;
+mod notify;
+mod reconfigure;
+mod terminate;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use driver::Driver;
+
+use crate::specgen::SpecShape;
+
+/// A scenario's body, run on the `cplane` host.
+pub type Body = Pin<Box<dyn Future<Output = ()>>>;
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: fn(Driver) -> Body,
+    /// How the compute is launched.
+    pub launch: fn(u64) -> Launch,
+}
+
+/// How the compute process is started.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// `compute_ctl -S spec.json`.
+    pub spec: Option<SpecShape>,
+    /// `--control-plane-uri http://cplane:9090 --compute-id ...`.
+    pub fetch_from_cplane: bool,
+}
+
+fn plain(_: u64) -> Launch {
+    Launch::default()
+}
+
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        name: "cold_start_from_cplane",
+        about: "cold start: the compute fetches its spec from the control plane (after a few spec: null polls)",
+        run: cold_start::from_cplane,
+        launch: cold_start::fetching,
+    },
+    Scenario {
+        name: "cold_start_launch_spec",
+        about: "cold start with the spec given at launch (compute_ctl -S)",
+        run: cold_start::launch_spec,
+        launch: cold_start::with_spec,
+    },
+    Scenario {
+        name: "cold_start_configure",
+        about: "cold start from Empty with the spec delivered by POST /configure",
+        run: cold_start::configure,
+        launch: plain,
+    },
+    Scenario {
+        name: "notify_after_migration",
+        about: "repeated skip-flag notifies (new pageserver_connstring) under client load",
+        run: notify::after_migration,
+        launch: plain,
+    },
+    Scenario {
+        name: "reconfigure_catalog",
+        about: "reconfigure with catalog changes (new roles, passwords, renames, dropped database)",
+        run: reconfigure::catalog_changes,
+        launch: plain,
+    },
+    Scenario {
+        name: "storage_move_and_catalog",
+        about: "one spec moves storage and changes the catalog: reload before SQL",
+        run: reconfigure::storage_and_catalog,
+        launch: plain,
+    },
+    Scenario {
+        name: "shard_split_burst",
+        about: "a burst of concurrent notifies, as after a shard split",
+        run: notify::shard_split_burst,
+        launch: plain,
+    },
+    Scenario {
+        name: "duplicated_reordered_notifies",
+        about: "duplicated and reordered notifies: re-sends do no work, the latest wins",
+        run: notify::duplicated_reordered,
+        launch: plain,
+    },
+    Scenario {
+        name: "terminate_during_configure",
+        about: "POST /terminate while a configure is in flight",
+        run: terminate::during_configure,
+        launch: plain,
+    },
+];
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    ALL.iter().find(|s| s.name == name)
+}
+
+/// The first spec of most scenarios: a few roles and databases.
+pub fn base_shape(d: &mut Driver, max_roles: usize) -> SpecShape {
+    use rand::Rng;
+    let roles = d.rng.random_range(1..=max_roles);
+    let dbs = d.rng.random_range(1..=3);
+    let shape = SpecShape::generate(d.seed, roles, dbs);
+    d.stamp(shape)
+}

@@ -1,0 +1,103 @@
+//! Reconfigures that change the catalog, with and without a storage move.
+
+use compute_ctl::state::ComputeStatus;
+use rand::Rng;
+use serde_json::json;
+
+use super::{Body, Driver, base_shape};
+use crate::shared::now_us;
+use crate::specgen::SpecShape;
+
+/// `prev` with catalog changes: new roles, a changed password, a renamed
+/// role (delta op), a dropped database (delta op).
+fn changed(d: &mut Driver, prev: &SpecShape) -> SpecShape {
+    let mut s = prev.clone();
+    s.skip_catalog = false;
+    s.deltas.clear();
+    let extra = d.rng.random_range(1..=3);
+    for i in 0..extra {
+        s.roles.push((
+            format!("new role {}-{i}", s.operation),
+            Some(format!("{:032x}", d.rng.random::<u128>())),
+        ));
+    }
+    if let Some(r) = s.roles.first_mut() {
+        r.1 = Some(format!("{:032x}", d.rng.random::<u128>()));
+    }
+    if s.roles.len() > 2 && d.rng.random_bool(0.5) {
+        let i = s.roles.len() - 1;
+        let old = s.roles[i].0.clone();
+        let new = format!("{old} renamed");
+        s.deltas
+            .push(json!({"action": "rename_role", "name": old, "new_name": new}));
+        s.roles[i].0 = new.clone();
+        for db in &mut s.databases {
+            if db.1 == old {
+                db.1 = new.clone();
+            }
+        }
+    }
+    if s.databases.len() > 1 && d.rng.random_bool(0.5) {
+        let (name, _) = s.databases.pop().unwrap_or_default();
+        s.deltas.push(json!({"action": "delete_db", "name": name}));
+    }
+    d.stamp(s)
+}
+
+pub fn catalog_changes(mut d: Driver) -> Body {
+    Box::pin(async move {
+        let first = base_shape(&mut d, 6);
+        d.intent = Some(first.clone());
+        d.configure(&first).await;
+        d.pause(5, 200).await;
+        let next = changed(&mut d, &first);
+        d.intent = Some(next.clone());
+        d.configure(&next).await;
+        d.converge().await;
+    })
+}
+
+pub fn storage_and_catalog(mut d: Driver) -> Body {
+    Box::pin(async move {
+        let first = base_shape(&mut d, 6);
+        d.intent = Some(first.clone());
+        d.configure(&first).await;
+        d.pause(5, 200).await;
+        let mut next = changed(&mut d, &first);
+        next.pageserver += 1;
+        d.intent = Some(next.clone());
+        let running = d.observed_status() == Some(ComputeStatus::Running);
+        let boot = d.shared.lock().boot;
+        let t0 = now_us();
+        let out = d.configure(&next).await;
+        // Only a reconfigure of the same running Postgres must reload (a
+        // restarted compute starts Postgres with the new config).
+        let reconfigured = d.shared.compute().is_some_and(|c| {
+            c.state().last_reconfigure.and_then(|r| r.operation_uuid) == Some(next.operation_uuid())
+        });
+        if running && out.status() == Some(200) && boot == d.shared.lock().boot && reconfigured {
+            check_reload_before_sql(&d, t0, now_us());
+        }
+        d.converge().await;
+    })
+}
+
+/// In `[t0, t1]`, Postgres re-read its config before the first catalog write.
+fn check_reload_before_sql(d: &Driver, t0: u64, t1: u64) {
+    let sh = d.shared.lock();
+    let first_write = sh
+        .statements
+        .iter()
+        .find(|s| s.t_us >= t0 && s.t_us <= t1 && s.kind == crate::shared::StmtKind::CatalogWrite)
+        .map(|s| s.t_us);
+    let reload = sh.reloads.iter().copied().find(|t| *t >= t0 && *t <= t1);
+    let reload_failed = sh.faults_fired.contains("reload_fails");
+    drop(sh);
+    match (reload, first_write) {
+        (None, _) if !reload_failed => d.shared.violation("storage move applied without a reload"),
+        (Some(r), Some(w)) if w < r => d.shared.violation(format!(
+            "catalog SQL at {w} µs ran before the reload at {r} µs (storage move must reload first)"
+        )),
+        _ => {}
+    }
+}

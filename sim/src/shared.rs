@@ -1,0 +1,178 @@
+//! What the hosts of one simulated world share with the harness: the trace,
+//! the simulated Postgres' statement log and durable catalog, and the fault
+//! knobs the fault schedule turns. Everything here lives outside the hosts,
+//! so it survives a compute host crash (like Neon's storage does).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use compute_ctl::compute::Compute;
+use compute_ctl::spec::ComputeSpec;
+use compute_ctl::state::ComputeStatus;
+
+use crate::env::SimEnv;
+use crate::pg::catalog::CatalogModel;
+use crate::trace::Trace;
+
+/// Simulated time since the start of the world, in microseconds.
+pub fn now_us() -> u64 {
+    turmoil::sim_elapsed()
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// One statement the simulated Postgres received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementRecord {
+    pub t_us: u64,
+    pub db: String,
+    pub application_name: String,
+    pub sql: String,
+    pub kind: StmtKind,
+    pub ok: bool,
+}
+
+/// What a statement was, for the invariants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StmtKind {
+    /// DDL on roles, databases, extensions.
+    CatalogWrite,
+    /// The catalog snapshot queries.
+    CatalogRead,
+    /// `SELECT pg_reload_conf()`.
+    Reload,
+    /// The activity monitor's `pg_stat_activity` poll.
+    Monitor,
+    /// Anything else (readiness probes, client load).
+    Other,
+    /// Not understood.
+    Invalid,
+}
+
+impl StmtKind {
+    /// Catalog work or a reload through SQL: what a skip-flag notify must not do.
+    pub fn is_notify_forbidden(self) -> bool {
+        matches!(
+            self,
+            StmtKind::CatalogWrite | StmtKind::CatalogRead | StmtKind::Reload
+        )
+    }
+}
+
+/// Fault knobs read by the simulated processes.
+#[derive(Debug, Clone, Default)]
+pub struct Knobs {
+    /// Extra delay before the postmaster accepts connections.
+    pub pg_start_delay: Duration,
+    /// Extra latency of every statement.
+    pub query_delay: Duration,
+    /// Statements wait (as on a lock) until the fault ends or
+    /// statement_timeout cancels them.
+    pub blocked: bool,
+    /// Postgres is unhealthy: statements never finish; only
+    /// statement_timeout ends them.
+    pub hung: bool,
+    /// SIGHUP finds an invalid config and keeps the old one.
+    pub reload_fails: bool,
+    /// The next postmaster to reach this phase crashes there.
+    pub crash_pg_at: Option<PgPhase>,
+}
+
+/// Where a planted Postgres crash happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgPhase {
+    Startup,
+    Query,
+    Reload,
+}
+
+#[derive(Default)]
+pub struct SharedInner {
+    pub trace: Trace,
+    pub statements: Vec<StatementRecord>,
+    pub catalog: CatalogModel,
+    pub knobs: Knobs,
+    /// Times (µs) at which a postmaster re-read its config after SIGHUP.
+    pub reloads: Vec<u64>,
+    /// The config text the running postmaster last loaded.
+    pub loaded_config: Option<String>,
+    /// Base backups served by storage.
+    pub basebackups: u64,
+    /// The supervisor of the current boot of the compute host.
+    pub compute: Option<Arc<Compute<SimEnv>>>,
+    /// Every status the watch channel showed, with its time (µs).
+    pub statuses: Vec<(u64, u64, ComputeStatus)>,
+    /// Invariant violations, in the order they were found.
+    pub violations: Vec<String>,
+    /// Set when the fault schedule is over and everything was repaired.
+    pub healed_at: Option<u64>,
+    /// Until when (µs) network faults were in force: a request started
+    /// before then may legitimately run into its deadline.
+    pub net_fault_until: u64,
+    /// Fault kinds that fired (they excuse a Failed compute or a stale config).
+    pub faults_fired: std::collections::BTreeSet<&'static str>,
+    /// A terminate was sent: Terminated is an acceptable end.
+    pub terminate_sent: bool,
+    /// A terminate was answered: Terminated is the only acceptable end.
+    pub terminate_answered: bool,
+    /// The supervisor of the current boot has exited (the production
+    /// binary would be gone: requests to it cannot be answered).
+    pub supervisor_exited: bool,
+    /// The last spec applied without the skip flag: what the catalog must hold.
+    pub catalog_spec: Option<Arc<ComputeSpec>>,
+    /// Simulated time at the end of the run (for the final checks).
+    pub end_us: u64,
+    /// Which boot of the compute host is current.
+    pub boot: u64,
+}
+
+/// The handle every host and the harness hold.
+#[derive(Clone, Default)]
+pub struct Shared(Arc<Mutex<SharedInner>>);
+
+impl Shared {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, SharedInner> {
+        // The simulation is single-threaded; a poisoned lock means a panic
+        // already failed the seed, so keep going with the data.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends a trace event at the current simulated time.
+    pub fn event(&self, kind: &str, fields: serde_json::Value) {
+        let t = now_us();
+        self.lock().trace.push(t, kind, fields);
+    }
+
+    /// Appends a trace event at `t_us` (for the harness, outside any host).
+    pub fn event_at(&self, t_us: u64, kind: &str, fields: serde_json::Value) {
+        self.lock().trace.push(t_us, kind, fields);
+    }
+
+    /// Records an invariant violation (and traces it).
+    pub fn violation(&self, what: impl Into<String>) {
+        let what = what.into();
+        let t = now_us().max(self.lock().end_us);
+        let mut sh = self.lock();
+        sh.trace
+            .push(t, "violation", serde_json::json!({"what": what}));
+        sh.violations.push(what);
+    }
+
+    pub fn compute(&self) -> Option<Arc<Compute<SimEnv>>> {
+        self.lock().compute.clone()
+    }
+
+    pub fn healed(&self) -> bool {
+        self.lock().healed_at.is_some()
+    }
+
+    pub fn knobs(&self) -> Knobs {
+        self.lock().knobs.clone()
+    }
+}

@@ -1,0 +1,125 @@
+//! Specs the control plane sends: generated from the seed, with the shape
+//! of a real Neon spec (md5 password hashes, databases owned by roles,
+//! settings, a pageserver connection string).
+
+use compute_ctl::spec::ComputeSpec;
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+use serde_json::{Value, json};
+
+/// What a spec holds; turned into a `ComputeSpec` by [`SpecShape::spec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecShape {
+    /// (name, md5 hex or none)
+    pub roles: Vec<(String, Option<String>)>,
+    /// (name, owner)
+    pub databases: Vec<(String, String)>,
+    pub pageserver: u32,
+    pub skip_catalog: bool,
+    pub operation: u64,
+    pub deltas: Vec<Value>,
+}
+
+fn md5ish(rng: &mut SmallRng) -> String {
+    (0..32)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+/// Names that exercise quoting: mixed case, quotes, spaces.
+fn role_name(i: usize) -> String {
+    match i % 5 {
+        0 => format!("user{i}"),
+        1 => format!("App User {i}"),
+        2 => format!("o'brien{i}"),
+        3 => format!("Quoted\"{i}"),
+        _ => format!("MixedCase{i}"),
+    }
+}
+
+impl SpecShape {
+    /// A cluster of `roles` roles and `dbs` databases.
+    pub fn generate(seed: u64, roles: usize, dbs: usize) -> Self {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x5EC);
+        let roles: Vec<_> = (0..roles)
+            .map(|i| {
+                let pw = (i % 4 != 3).then(|| md5ish(&mut rng));
+                (role_name(i), pw)
+            })
+            .collect();
+        let databases = (0..dbs)
+            .map(|i| {
+                let owner = if roles.is_empty() {
+                    crate::world::SUPERUSER.to_string()
+                } else {
+                    roles[i % roles.len()].0.clone()
+                };
+                (format!("db{i}"), owner)
+            })
+            .collect();
+        Self {
+            roles,
+            databases,
+            pageserver: 1,
+            skip_catalog: false,
+            operation: 1,
+            deltas: Vec::new(),
+        }
+    }
+
+    /// The pageserver connection string of this spec (storage "location").
+    pub fn pageserver_connstring(&self) -> String {
+        format!(
+            "host={} port={} options=-cshard={}",
+            crate::world::STORAGE,
+            crate::procs::STORAGE_PORT,
+            self.pageserver
+        )
+    }
+
+    pub fn operation_uuid(&self) -> String {
+        format!("00000000-0000-4000-8000-{:012}", self.operation)
+    }
+
+    pub fn json(&self) -> Value {
+        let roles: Vec<Value> = self
+            .roles
+            .iter()
+            .map(|(n, p)| json!({"name": n, "encrypted_password": p, "options": null}))
+            .collect();
+        let dbs: Vec<Value> = self
+            .databases
+            .iter()
+            .map(|(n, o)| json!({"name": n, "owner": o, "options": null}))
+            .collect();
+        json!({
+            "format_version": 1.0,
+            "operation_uuid": self.operation_uuid(),
+            "cluster": {
+                "cluster_id": "sim",
+                "name": "sim",
+                "roles": roles,
+                "databases": dbs,
+                "settings": [
+                    {"name": "max_connections", "value": "100", "vartype": "integer"},
+                    {"name": "shared_buffers", "value": "128MB", "vartype": "string"},
+                    {"name": "log_connections", "value": "on", "vartype": "bool"}
+                ]
+            },
+            "delta_operations": self.deltas,
+            "skip_pg_catalog_updates": self.skip_catalog,
+            "mode": "Primary",
+            "pageserver_connstring": self.pageserver_connstring(),
+            "tenant_id": "3aa8fcc61f6d357410b7de754b1d9001",
+            "timeline_id": "de200bd42b49cc1814412c7e592dd6e9"
+        })
+    }
+
+    pub fn spec(&self) -> ComputeSpec {
+        serde_json::from_value(self.json()).expect("generated specs are valid JSON specs")
+    }
+
+    /// The request body of `POST /configure`.
+    pub fn configure_body(&self) -> String {
+        json!({"spec": self.json()}).to_string()
+    }
+}

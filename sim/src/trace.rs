@@ -1,0 +1,37 @@
+//! The JSONL trace of one seed: every event with its simulated timestamp.
+//! Same seed, same bytes: events carry only simulated time and values
+//! derived from the seed.
+
+use serde_json::{Map, Value};
+
+#[derive(Default, Debug, Clone)]
+pub struct Trace {
+    lines: Vec<String>,
+}
+
+impl Trace {
+    /// Records `kind` with `fields` (an object) at `t_us`.
+    pub fn push(&mut self, t_us: u64, kind: &str, fields: Value) {
+        let mut obj = Map::new();
+        obj.insert("t_us".into(), Value::from(t_us));
+        obj.insert("ev".into(), Value::from(kind));
+        if let Value::Object(f) = fields {
+            obj.extend(f);
+        }
+        self.lines.push(Value::Object(obj).to_string());
+    }
+
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// The whole trace, one JSON object per line.
+    pub fn to_jsonl(&self) -> String {
+        let mut s = String::with_capacity(self.lines.iter().map(|l| l.len() + 1).sum());
+        for l in &self.lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+}

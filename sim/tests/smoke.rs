@@ -1,0 +1,82 @@
+//! The simulator's smoke set: 200 seeds over every scenario must pass, and
+//! the same seeds must give byte-identical traces in two separate processes.
+
+use std::process::Command;
+
+use sim::runner;
+
+#[test]
+fn two_hundred_seeds_over_all_scenarios_pass() {
+    let mut failures = Vec::new();
+    let mut scenarios = std::collections::BTreeSet::new();
+    for seed in 0..200 {
+        let report = runner::run(seed, runner::scenario_for(seed));
+        scenarios.insert(report.scenario);
+        if !report.passed() {
+            failures.push(format!(
+                "seed {seed} ({}): {:?}\n  replay: {}",
+                report.scenario,
+                report.violations,
+                report.replay()
+            ));
+        }
+    }
+    assert_eq!(
+        scenarios.len(),
+        sim::scenarios::ALL.len(),
+        "every scenario ran"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn traces_of_a_separate_process(seeds: u64, path: &std::path::Path) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["--seeds", &seeds.to_string(), "--trace"])
+        .arg(path)
+        .output()
+        .expect("the sim binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sim failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{seeds} passed, 0 failed")),
+        "{stdout}"
+    );
+    std::fs::read(path).expect("the trace was written")
+}
+
+#[test]
+fn same_seeds_give_byte_identical_traces_across_processes() {
+    let dir = std::env::temp_dir().join(format!("sim-determinism-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = traces_of_a_separate_process(50, &dir.join("a.jsonl"));
+    let b = traces_of_a_separate_process(50, &dir.join("b.jsonl"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lines = a.iter().filter(|c| **c == b'\n').count();
+    assert!(
+        lines > 50 * 10,
+        "the traces are substantial ({lines} lines)"
+    );
+    if a != b {
+        let (la, lb) = (String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+        let first = la
+            .lines()
+            .zip(lb.lines())
+            .position(|(x, y)| x != y)
+            .unwrap_or(0);
+        panic!(
+            "traces differ at line {first}:\n  {}\n  {}",
+            la.lines().nth(first).unwrap_or(""),
+            lb.lines().nth(first).unwrap_or("")
+        );
+    }
+}
+
+#[test]
+fn a_seed_replays_to_the_same_trace_in_process() {
+    let s = runner::scenario_for(2);
+    assert_eq!(runner::run(2, s).trace, runner::run(2, s).trace);
+}

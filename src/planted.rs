@@ -1,0 +1,85 @@
+//! Test-only planted bugs: known production bugs the simulator must catch.
+//!
+//! With the cargo feature `planted-bugs` (enabled only by the simulator's
+//! tests, through its dev-dependency), a test may plant one [`Bug`] on the
+//! current thread (the simulation runs every host on the caller's thread).
+//! Without the feature [`active`] is a constant `false` and the hooks in
+//! the supervisor, the SQL session helper and the catalog apply are dead
+//! code: the production path is the `else` branch of each hook.
+
+/// A bug the simulator proves it detects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Bug {
+    /// Neon's incident: a `/configure` with `skip_pg_catalog_updates` still
+    /// runs the full catalog apply.
+    CatalogDespiteSkipFlag,
+    /// Reload through SQL `pg_reload_conf()` (hangs when Postgres is
+    /// unhealthy) instead of SIGHUP.
+    ReloadViaSql,
+    /// The supervisor's sessions run without a server-side `statement_timeout`.
+    NoStatementTimeout,
+    /// The catalog apply forgets what exists and re-creates it.
+    NonIdempotentApply,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 4] = [
+        Bug::CatalogDespiteSkipFlag,
+        Bug::ReloadViaSql,
+        Bug::NoStatementTimeout,
+        Bug::NonIdempotentApply,
+    ];
+}
+
+/// Whether planting is compiled in.
+pub const ENABLED: bool = cfg!(feature = "planted-bugs");
+
+#[cfg(feature = "planted-bugs")]
+thread_local! {
+    static PLANTED: std::cell::Cell<Option<Bug>> = const { std::cell::Cell::new(None) };
+}
+
+/// Plants `bug` (or none) on this thread; returns false (and does nothing)
+/// when planting is not compiled in.
+pub fn plant(bug: Option<Bug>) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    {
+        PLANTED.with(|p| p.set(bug));
+        true
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        bug.is_none()
+    }
+}
+
+/// Whether `bug` is planted on this thread (always false in production builds).
+#[inline]
+pub fn active(bug: Bug) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    {
+        PLANTED.with(|p| p.get() == Some(bug))
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        let _ = bug;
+        false
+    }
+}
+
+/// The [`Bug::ReloadViaSql`] reload: `SELECT pg_reload_conf()` with no
+/// client-side deadline, as Neon's compute_ctl did.
+pub async fn reload_via_sql<E: crate::env::Env>(
+    env: &E,
+    params: &crate::compute::ComputeParams,
+) -> std::io::Result<()> {
+    let timeout = std::time::Duration::from_secs(10);
+    let client = crate::pg::connect(env, &params.conn, std::time::Duration::ZERO, timeout)
+        .await
+        .map_err(std::io::Error::other)?;
+    client
+        .simple_query("SELECT pg_reload_conf()")
+        .await
+        .map(|_| ())
+        .map_err(std::io::Error::other)
+}
