@@ -66,3 +66,12 @@ lint:
 bench: deps
     cargo build -p sim --release
     cargo bench --bench compete
+
+# Deterministic simulation (default 1,000 seeds over all scenarios); e.g.
+# `just sim --seeds 5000`, `just sim --seed 42 --scenario notify_after_migration --trace t.jsonl`, `just sim --list`.
+sim *ARGS:
+    cargo run -p sim --release -- {{ARGS}}
+
+# The simulator's tests: 200-seed smoke set, cross-process determinism, planted bugs caught.
+sim-test:
+    cargo test -p sim
