@@ -11,14 +11,14 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::shared::{PgPhase, Shared};
 use crate::world::{COMPUTE, CPLANE, STORAGE};
 
 /// One kind of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum FaultKind {
     /// Control plane and compute cannot talk (both ways, or one way).
@@ -82,7 +82,7 @@ impl FaultKind {
 }
 
 /// A fault from `at_ms` for `for_ms` of simulated time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
     pub at_ms: u64,
     pub for_ms: u64,
@@ -91,7 +91,7 @@ pub struct Fault {
 }
 
 /// A seed's faults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
     pub faults: Vec<Fault>,
 }

@@ -37,6 +37,9 @@ struct Args {
     /// Write the JSONL trace here (of every seed run, one after the other).
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
+    /// Run this fault schedule (JSON, as printed by --shrink) instead of the seed's own.
+    #[arg(long)]
+    faults: Option<String>,
     /// Shrink the fault schedule of failing seeds (slower).
     #[arg(long)]
     shrink: bool,
@@ -94,12 +97,23 @@ fn main() -> anyhow::Result<ExitCode> {
             Some(bug)
         }
     };
+    let faults: Option<sim::faults::Schedule> = match &args.faults {
+        Some(json) => Some(
+            serde_json::from_str(json)
+                .context("--faults is not a fault schedule (JSON as --shrink prints it)")?,
+        ),
+        None => None,
+    };
     let started = Instant::now();
     let (mut passed, mut failed) = (0u64, 0u64);
     let mut simulated = Duration::ZERO;
     for seed in seeds {
         let scenario = only.unwrap_or_else(|| runner::scenario_for(seed));
-        let report = runner::run_with(seed, scenario, sim::faults::schedule(seed), bug);
+        let schedule = match &faults {
+            Some(s) => s.clone(),
+            None => sim::faults::schedule(seed),
+        };
+        let report = runner::run_with(seed, scenario, schedule, bug);
         simulated += report.simulated;
         if args.verbose {
             println!(
@@ -119,7 +133,7 @@ fn main() -> anyhow::Result<ExitCode> {
             passed += 1;
         } else {
             failed += 1;
-            print_failure(&report, args.shrink);
+            print_failure(&report, args.shrink, bug);
         }
     }
     if let Some(mut w) = trace {
@@ -143,22 +157,30 @@ fn main() -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_failure(report: &SeedReport, shrink: bool) {
+fn print_failure(report: &SeedReport, shrink: bool, bug: Option<Bug>) {
+    let planted = bug
+        .map(|b| format!(" --features compute_ctl/planted-bugs -- --plant {b:?}"))
+        .unwrap_or_default();
+    let replay = if planted.is_empty() {
+        report.replay()
+    } else {
+        report.replay().replacen(" -- ", &format!("{planted} "), 1)
+    };
     println!(
         "FAIL seed {} scenario {}: {} | faults {} | replay: {}",
         report.seed,
         report.scenario,
         report.violations.first().map(String::as_str).unwrap_or(""),
         report.schedule.describe(),
-        report.replay()
+        replay
     );
     if shrink {
         let scenario = scenarios::find(report.scenario).expect("the scenario just ran");
         let minimal = sim::faults::shrink(
             report.seed,
-            |s| !runner::run_with(report.seed, scenario, s.clone(), None).passed(),
+            |s| !runner::run_with(report.seed, scenario, s.clone(), bug).passed(),
             64,
         );
-        println!("  shrunk faults: {}", minimal.describe());
+        println!("  shrunk: {replay} --faults '{}'", minimal.describe());
     }
 }

@@ -80,7 +80,7 @@ pub struct Knobs {
 }
 
 /// Where a planted Postgres crash happens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PgPhase {
     Startup,
