@@ -42,3 +42,28 @@ fn no_statement_timeout_is_caught() {
 fn non_idempotent_apply_is_caught() {
     assert_caught(Bug::NonIdempotentApply, "already exists");
 }
+
+/// A failing schedule shrinks (proptest's value tree) to one that still
+/// fails and is no bigger.
+#[test]
+fn a_failing_schedule_shrinks_and_still_fails() {
+    let bug = Bug::NoStatementTimeout;
+    let (seed, _) = first_catch(bug).expect("caught within 1,000 seeds");
+    let scenario = runner::scenario_for(seed);
+    let original = faults::schedule(seed);
+    let fails =
+        |s: &faults::Schedule| !runner::run_with(seed, scenario, s.clone(), Some(bug)).passed();
+    let shrunk = faults::shrink(seed, fails, 24);
+    assert!(
+        shrunk.faults.len() <= original.faults.len(),
+        "{shrunk:?} vs {original:?}"
+    );
+    assert!(
+        fails(&shrunk),
+        "the shrunk schedule {shrunk:?} must still fail"
+    );
+    assert!(
+        runner::run_with(seed, scenario, shrunk.clone(), None).passed(),
+        "without the bug the shrunk schedule passes"
+    );
+}
