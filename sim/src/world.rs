@@ -95,6 +95,8 @@ pub fn add_compute(
                 sh.compute = Some(compute.clone());
                 sh.boot = boot;
                 sh.supervisor_exited = false;
+                // A (re)booted host runs no postmaster yet.
+                sh.loaded_config = None;
             }
             shared.event("boot", json!({"host": COMPUTE, "boot": boot}));
             observe_status(&compute, shared.clone(), boot);
