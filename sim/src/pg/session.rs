@@ -149,7 +149,9 @@ async fn query(ctx: &QueryCtx<'_>, sql: &str, out: &mut Out) {
     for stmt in stmts {
         let (kind, outcome) = statement(ctx, stmt, multi).await;
         let ok = outcome.is_ok();
-        {
+        // Client load is not logged: the invariants look at the
+        // supervisor's statements, and load would dominate the trace.
+        if ctx.app != crate::scenarios::LOAD_APPLICATION {
             let t = now_us();
             let mut sh = env.shared().lock();
             sh.statements.push(StatementRecord {

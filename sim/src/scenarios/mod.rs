@@ -13,6 +13,9 @@ use std::pin::Pin;
 
 pub use driver::Driver;
 
+/// The `application_name` of the client load's sessions.
+pub const LOAD_APPLICATION: &str = "load";
+
 use crate::specgen::SpecShape;
 
 /// A scenario's body, run on the `cplane` host.
