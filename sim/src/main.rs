@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use compute_ctl::planted::Bug;
-use sim::runner::{self, SeedReport};
+use sim::runner::{self, SeedReport, Tracing};
 use sim::scenarios::{self, Scenario};
 
 #[derive(Parser, Debug)]
@@ -104,6 +104,11 @@ fn main() -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let tracing = if trace.is_some() {
+        Tracing::On
+    } else {
+        Tracing::Off
+    };
     let started = Instant::now();
     let (mut passed, mut failed) = (0u64, 0u64);
     let mut simulated = Duration::ZERO;
@@ -113,7 +118,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Some(s) => s.clone(),
             None => sim::faults::schedule(seed),
         };
-        let report = runner::run_with(seed, scenario, schedule, bug);
+        let report = runner::run_with(seed, scenario, schedule, bug, tracing);
         simulated += report.simulated;
         if args.verbose {
             println!(
@@ -178,7 +183,7 @@ fn print_failure(report: &SeedReport, shrink: bool, bug: Option<Bug>) {
         let scenario = scenarios::find(report.scenario).expect("the scenario just ran");
         let minimal = sim::faults::shrink(
             report.seed,
-            |s| !runner::run_with(report.seed, scenario, s.clone(), bug).passed(),
+            |s| !runner::run_with(report.seed, scenario, s.clone(), bug, Tracing::Off).passed(),
             64,
         );
         println!("  shrunk: {replay} --faults '{}'", minimal.describe());

@@ -43,31 +43,49 @@ pub fn scenario_for(seed: u64) -> &'static Scenario {
     &all[usize::try_from(seed % all.len() as u64).unwrap_or(0)]
 }
 
-/// Runs `scenario` with `seed`'s own fault schedule.
+/// Whether a run records its JSONL trace. The checks are the same either
+/// way: no invariant reads the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracing {
+    On,
+    Off,
+}
+
+/// Runs `scenario` with `seed`'s own fault schedule, traced.
 pub fn run(seed: u64, scenario: &'static Scenario) -> SeedReport {
-    run_with(seed, scenario, faults::schedule(seed), None)
+    run_with(seed, scenario, faults::schedule(seed), None, Tracing::On)
 }
 
 /// Runs `scenario` with `seed`, an explicit fault schedule and optionally a
-/// planted bug (needs compute_ctl's `planted-bugs` feature).
+/// planted bug (needs compute_ctl's `planted-bugs` feature). With
+/// [`Tracing::Off`] the report's trace is empty.
 pub fn run_with(
     seed: u64,
     scenario: &'static Scenario,
     schedule: Schedule,
     bug: Option<Bug>,
+    tracing: Tracing,
 ) -> SeedReport {
     let planted = compute_ctl::planted::plant(bug);
     assert!(
         planted,
         "planting bugs needs compute_ctl's planted-bugs feature"
     );
-    let report = run_planted(seed, scenario, schedule);
+    let report = run_planted(seed, scenario, schedule, tracing);
     compute_ctl::planted::plant(None);
     report
 }
 
-fn run_planted(seed: u64, scenario: &'static Scenario, schedule: Schedule) -> SeedReport {
+fn run_planted(
+    seed: u64,
+    scenario: &'static Scenario,
+    schedule: Schedule,
+    tracing: Tracing,
+) -> SeedReport {
     let shared = Shared::new();
+    if tracing == Tracing::Off {
+        shared.lock().trace = crate::trace::Trace::off();
+    }
     // The storage's durable catalog: what initdb left when the timeline was created.
     shared.lock().catalog.reset(world::SUPERUSER);
     let mut sim = world::build(seed, Duration::from_millis(2));

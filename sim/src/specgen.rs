@@ -4,7 +4,8 @@
 
 use compute_ctl::spec::ComputeSpec;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 /// What a spec holds; turned into a `ComputeSpec` by [`SpecShape::spec`].
 #[derive(Debug, Clone, PartialEq)]
@@ -81,37 +82,47 @@ impl SpecShape {
     }
 
     pub fn json(&self) -> Value {
-        let roles: Vec<Value> = self
-            .roles
-            .iter()
-            .map(|(n, p)| json!({"name": n, "encrypted_password": p, "options": null}))
-            .collect();
-        let dbs: Vec<Value> = self
-            .databases
-            .iter()
-            .map(|(n, o)| json!({"name": n, "owner": o, "options": null}))
-            .collect();
-        json!({
-            "format_version": 1.0,
-            "operation_uuid": self.operation_uuid(),
-            "cluster": {
-                "cluster_id": "sim",
-                "name": "sim",
-                "roles": roles,
-                "databases": dbs,
-                "settings": [
-                    {"name": "max_connections", "value": "100", "vartype": "integer"},
-                    {"name": "shared_buffers", "value": "128MB", "vartype": "string"},
-                    {"name": "log_connections", "value": "on", "vartype": "bool"}
-                ]
+        serde_json::to_value(self.wire()).expect("a spec shape serializes")
+    }
+
+    /// The spec as the control plane's JSON, borrowed from the shape. Field
+    /// order is alphabetical (as a `serde_json::Map` orders keys), so the
+    /// bytes are those `json!` would give, without building a `Value` tree
+    /// of hundreds of roles for every request.
+    fn wire(&self) -> WireSpec<'_> {
+        WireSpec {
+            cluster: WireCluster {
+                cluster_id: "sim",
+                databases: self
+                    .databases
+                    .iter()
+                    .map(|(name, owner)| WireDb {
+                        name,
+                        options: (),
+                        owner,
+                    })
+                    .collect(),
+                name: "sim",
+                roles: self
+                    .roles
+                    .iter()
+                    .map(|(name, pw)| WireRole {
+                        encrypted_password: pw.as_deref(),
+                        name,
+                        options: (),
+                    })
+                    .collect(),
+                settings: SETTINGS,
             },
-            "delta_operations": self.deltas,
-            "skip_pg_catalog_updates": self.skip_catalog,
-            "mode": "Primary",
-            "pageserver_connstring": self.pageserver_connstring(),
-            "tenant_id": "3aa8fcc61f6d357410b7de754b1d9001",
-            "timeline_id": "de200bd42b49cc1814412c7e592dd6e9"
-        })
+            delta_operations: &self.deltas,
+            format_version: 1.0,
+            mode: "Primary",
+            operation_uuid: self.operation_uuid(),
+            pageserver_connstring: self.pageserver_connstring(),
+            skip_pg_catalog_updates: self.skip_catalog,
+            tenant_id: "3aa8fcc61f6d357410b7de754b1d9001",
+            timeline_id: "de200bd42b49cc1814412c7e592dd6e9",
+        }
     }
 
     pub fn spec(&self) -> ComputeSpec {
@@ -120,6 +131,73 @@ impl SpecShape {
 
     /// The request body of `POST /configure`.
     pub fn configure_body(&self) -> String {
-        json!({"spec": self.json()}).to_string()
+        #[derive(Serialize)]
+        struct Body<'a> {
+            spec: WireSpec<'a>,
+        }
+        serde_json::to_string(&Body { spec: self.wire() }).expect("a spec shape serializes")
     }
+}
+
+/// The spec's settings (name, value, vartype), the same in every spec.
+const SETTINGS: &[WireSetting] = &[
+    WireSetting {
+        name: "max_connections",
+        value: "100",
+        vartype: "integer",
+    },
+    WireSetting {
+        name: "shared_buffers",
+        value: "128MB",
+        vartype: "string",
+    },
+    WireSetting {
+        name: "log_connections",
+        value: "on",
+        vartype: "bool",
+    },
+];
+
+// The wire form of a spec; fields in alphabetical order (see `SpecShape::wire`).
+#[derive(Serialize)]
+struct WireSpec<'a> {
+    cluster: WireCluster<'a>,
+    delta_operations: &'a [Value],
+    format_version: f64,
+    mode: &'static str,
+    operation_uuid: String,
+    pageserver_connstring: String,
+    skip_pg_catalog_updates: bool,
+    tenant_id: &'static str,
+    timeline_id: &'static str,
+}
+
+#[derive(Serialize)]
+struct WireCluster<'a> {
+    cluster_id: &'static str,
+    databases: Vec<WireDb<'a>>,
+    name: &'static str,
+    roles: Vec<WireRole<'a>>,
+    settings: &'static [WireSetting],
+}
+
+#[derive(Serialize)]
+struct WireRole<'a> {
+    encrypted_password: Option<&'a str>,
+    name: &'a str,
+    options: (),
+}
+
+#[derive(Serialize)]
+struct WireDb<'a> {
+    name: &'a str,
+    options: (),
+    owner: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireSetting {
+    name: &'static str,
+    value: &'static str,
+    vartype: &'static str,
 }

@@ -3,13 +3,20 @@
 //! seeds pass without it).
 
 use compute_ctl::planted::Bug;
-use sim::{faults, runner};
+use sim::faults;
+use sim::runner::{self, Tracing};
 
 /// The first seed (of 1,000) whose run catches `bug`, with its violation.
 fn first_catch(bug: Bug) -> Option<(u64, String)> {
     (0..1000).find_map(|seed| {
         let scenario = runner::scenario_for(seed);
-        let report = runner::run_with(seed, scenario, faults::schedule(seed), Some(bug));
+        let report = runner::run_with(
+            seed,
+            scenario,
+            faults::schedule(seed),
+            Some(bug),
+            Tracing::Off,
+        );
         (!report.passed()).then(|| (seed, report.violations.join("; ")))
     })
 }
@@ -51,8 +58,9 @@ fn a_failing_schedule_shrinks_and_still_fails() {
     let (seed, _) = first_catch(bug).expect("caught within 1,000 seeds");
     let scenario = runner::scenario_for(seed);
     let original = faults::schedule(seed);
-    let fails =
-        |s: &faults::Schedule| !runner::run_with(seed, scenario, s.clone(), Some(bug)).passed();
+    let fails = |s: &faults::Schedule| {
+        !runner::run_with(seed, scenario, s.clone(), Some(bug), Tracing::Off).passed()
+    };
     let shrunk = faults::shrink(seed, fails, 24);
     assert!(
         shrunk.faults.len() <= original.faults.len(),
@@ -63,7 +71,7 @@ fn a_failing_schedule_shrinks_and_still_fails() {
         "the shrunk schedule {shrunk:?} must still fail"
     );
     assert!(
-        runner::run_with(seed, scenario, shrunk.clone(), None).passed(),
+        runner::run_with(seed, scenario, shrunk.clone(), None, Tracing::Off).passed(),
         "without the bug the shrunk schedule passes"
     );
 }

@@ -162,8 +162,10 @@ async fn query(ctx: &QueryCtx<'_>, sql: &str, out: &mut Out) {
                 kind,
                 ok,
             });
-            let fields = serde_json::json!({"app": ctx.app, "db": ctx.db, "kind": kind, "sql": stmt, "ok": ok});
-            sh.trace.push(t, "sql", fields);
+            if sh.trace.is_on() {
+                let fields = serde_json::json!({"app": ctx.app, "db": ctx.db, "kind": kind, "sql": stmt, "ok": ok});
+                sh.trace.push(t, "sql", fields);
+            }
         }
         match outcome {
             Ok(Reply::Rows { columns, rows, tag }) => {
