@@ -8,6 +8,11 @@
 #![allow(clippy::disallowed_methods)] // wall-clock timing of the harness itself
 
 use std::process::ExitCode;
+
+/// The simulator allocates and frees small objects at a high rate (messages,
+/// futures, statements): mimalloc is faster at that than glibc's malloc.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
