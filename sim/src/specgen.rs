@@ -201,3 +201,30 @@ struct WireSetting {
     value: &'static str,
     vartype: &'static str,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed request body carries the same spec as the JSON value, in
+    /// the same key order (so the bytes on the wire are unchanged).
+    #[test]
+    fn the_configure_body_is_the_spec_json_with_sorted_keys() {
+        let mut shape = SpecShape::generate(7, 12, 3);
+        shape
+            .deltas
+            .push(serde_json::json!({"action": "delete_db", "name": "db1"}));
+        shape.skip_catalog = true;
+        let body = shape.configure_body();
+        let expected = serde_json::json!({"spec": shape.json()}).to_string();
+        assert_eq!(body, expected);
+        let parsed: Value = serde_json::from_str(&body).expect("valid JSON");
+        assert_eq!(
+            parsed["spec"]["cluster"]["roles"][3]["encrypted_password"],
+            Value::Null
+        );
+        assert_eq!(parsed["spec"]["cluster"]["roles"][1]["name"], "App User 1");
+        assert_eq!(parsed["spec"]["skip_pg_catalog_updates"], true);
+        assert!(shape.spec().skip_pg_catalog_updates);
+    }
+}
