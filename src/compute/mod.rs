@@ -56,6 +56,8 @@ pub struct ComputeState {
     pub last_reconfigure: Option<ReconfigureTimings>,
     /// Settings that changed but take effect only after a restart.
     pub pending_restart: Vec<String>,
+    /// The supervisor loop has returned; Postgres is not running any more.
+    pub supervisor_exited: bool,
 }
 
 /// Why a spec was not accepted.
@@ -105,6 +107,7 @@ impl<E: Env> Compute<E> {
             startup: StartupTimings::default(),
             last_reconfigure: None,
             pending_restart: Vec::new(),
+            supervisor_exited: false,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);
@@ -219,12 +222,17 @@ impl<E: Env> Compute<E> {
         &self,
         mode: TerminateMode,
     ) -> Result<ComputeStatus, IllegalTransition> {
-        self.apply_event(Event::TerminateRequested, |st| {
+        let status = self.apply_event(Event::TerminateRequested, |st| {
             // An immediate request upgrades a fast one already under way.
             if st.terminate_mode != Some(TerminateMode::Immediate) {
                 st.terminate_mode = Some(mode);
             }
-        })
+        })?;
+        if self.state().supervisor_exited {
+            // Nobody is left to stop Postgres, and it is not running: done.
+            return Ok(self.apply_event(Event::Stopped, |_| {}).unwrap_or(status));
+        }
+        Ok(status)
     }
 
     /// Waits until the compute is Terminated.

@@ -81,7 +81,20 @@ enum Interrupted {
 
 impl<E: Env> Compute<E> {
     /// Runs the compute until it is terminated or fails for good.
+    ///
+    /// When it returns, Postgres is not running. A terminate request that
+    /// raced with a failure (or comes later, while the binary drains its HTTP
+    /// requests) is then answered at once: the compute reaches Terminated.
     pub async fn run(self: &Arc<Self>) -> RunOutcome {
+        let outcome = self.run_loop().await;
+        self.state.send_modify(|st| st.supervisor_exited = true);
+        if self.state().status == ComputeStatus::TerminationPending {
+            let _ = self.apply_event(Event::Stopped, |_| {});
+        }
+        outcome
+    }
+
+    async fn run_loop(self: &Arc<Self>) -> RunOutcome {
         let created = self.env.now();
         let mut rx = self.subscribe();
         let mut postmaster: Option<Postmaster> = None;

@@ -139,3 +139,17 @@ async fn terminate_with_no_postgres_reaches_terminated() {
     assert_eq!(run.await.unwrap(), RunOutcome::Terminated);
     assert_eq!(c.wait_terminated().await.status, ComputeStatus::Terminated);
 }
+
+#[tokio::test]
+async fn terminate_after_the_supervisor_gave_up_is_answered_at_once() {
+    let c = compute();
+    c.fail("storage is down".into());
+    assert_eq!(c.run().await, RunOutcome::Failed("storage is down".into()));
+    assert_eq!(
+        c.request_terminate(TerminateMode::Fast),
+        Ok(ComputeStatus::Terminated)
+    );
+    let st = c.wait_terminated().await;
+    assert_eq!(st.status, ComputeStatus::Terminated);
+    assert_eq!(st.error.as_deref(), Some("storage is down"));
+}
