@@ -421,6 +421,7 @@ async fn parallel_configures_and_status_calls() {
     // joins its operation in flight or finds it applied).
     let mut applied = std::collections::BTreeSet::new();
     let mut conflicts = 0;
+    let mut answered_200 = 0u64;
     for round in 0..ROUNDS {
         let mut tasks = Vec::new();
         for i in 0..OPS * 2 {
@@ -443,6 +444,7 @@ async fn parallel_configures_and_status_calls() {
             match r.status {
                 200 => {
                     applied.insert(op);
+                    answered_200 += 1;
                 }
                 409 => {
                     conforms("POST", "/configure", &r);
@@ -463,10 +465,17 @@ async fn parallel_configures_and_status_calls() {
         applied.len() >= ROUNDS,
         "each round applied at least one operation"
     );
-    assert_eq!(
-        reconfigure_count(&p).await,
-        applied.len() as u64,
-        "exactly one reconfigure per operation answered 200, none for a 409"
+    // Every operation answered 200 was reconfigured at least once; a 409
+    // caused none, and a 200 that joined or found its operation in effect
+    // caused none either. A duplicate that arrives after ANOTHER operation
+    // took effect is a new request for its spec and is applied again (the
+    // dedup is against the spec in effect, not a history: the control plane
+    // re-sends its latest intent and must get it applied), hence a range.
+    let reconfigures = reconfigure_count(&p).await;
+    assert!(
+        (applied.len() as u64..=answered_200).contains(&reconfigures),
+        "{reconfigures} reconfigures for {} operations and {answered_200} answers of 200; none for a 409",
+        applied.len()
     );
     let st = p.status().await;
     assert_eq!(st["status"], "running");
