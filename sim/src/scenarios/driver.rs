@@ -73,14 +73,7 @@ impl Driver {
             "http_send",
             json!({"path": "/configure", "op": shape.operation, "skip": shape.skip_catalog}),
         );
-        let request = http::request(
-            COMPUTE,
-            HTTP_PORT,
-            "POST",
-            "/configure",
-            Some(shape.configure_body()),
-            CONFIGURE_DEADLINE,
-        );
+        let request = post_configure(shape.configure_body());
         let out = tokio::select! {
             biased;
             out = request => out,
@@ -208,4 +201,17 @@ impl Driver {
             }
         }
     }
+}
+
+/// `POST /configure` to the compute with `body`, bounded by [`CONFIGURE_DEADLINE`].
+pub async fn post_configure(body: String) -> Outcome {
+    http::request(
+        COMPUTE,
+        HTTP_PORT,
+        "POST",
+        "/configure",
+        Some(body),
+        CONFIGURE_DEADLINE,
+    )
+    .await
 }

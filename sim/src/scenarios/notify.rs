@@ -4,11 +4,10 @@
 use rand::Rng;
 
 use super::{Body, Driver, base_shape, load};
-use crate::http::{self, Outcome};
+use crate::http::Outcome;
 use crate::invariants;
 use crate::shared::now_us;
 use crate::specgen::SpecShape;
-use crate::world::{COMPUTE, HTTP_PORT};
 
 /// Cold start, then the first configure until it is applied.
 async fn started(d: &mut Driver, max_roles: usize) -> SpecShape {
@@ -58,15 +57,7 @@ pub fn shard_split_burst(mut d: Driver) -> Body {
             let body = next.configure_body();
             let spec = next.clone();
             handles.push(tokio::spawn(async move {
-                let out = http::request(
-                    COMPUTE,
-                    HTTP_PORT,
-                    "POST",
-                    "/configure",
-                    Some(body),
-                    super::driver::CONFIGURE_DEADLINE,
-                )
-                .await;
+                let out = super::driver::post_configure(body).await;
                 (spec, t0, reloads, out)
             }));
             cur = next;

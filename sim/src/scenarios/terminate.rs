@@ -4,8 +4,6 @@ use rand::Rng;
 use std::time::Duration;
 
 use super::{Body, Driver, base_shape};
-use crate::http;
-use crate::world::{COMPUTE, HTTP_PORT};
 
 pub fn during_configure(mut d: Driver) -> Body {
     Box::pin(async move {
@@ -14,17 +12,7 @@ pub fn during_configure(mut d: Driver) -> Body {
         // Slow statements so that the terminate lands mid-configure.
         d.shared.lock().knobs.query_delay = Duration::from_millis(d.rng.random_range(1..=30));
         let body = first.configure_body();
-        let configure = tokio::spawn(async move {
-            http::request(
-                COMPUTE,
-                HTTP_PORT,
-                "POST",
-                "/configure",
-                Some(body),
-                super::driver::CONFIGURE_DEADLINE,
-            )
-            .await
-        });
+        let configure = tokio::spawn(super::driver::post_configure(body));
         d.pause(1, 400).await;
         let mode = if d.rng.random_bool(0.5) {
             "fast"
