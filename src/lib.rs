@@ -5,7 +5,8 @@
 //! which every effect goes, [`compute`] the supervisor core, [`pg`] Postgres
 //! itself, [`catalog`] roles/databases/extensions, [`metrics`] what we report,
 //! [`http`] the API the control plane drives it with, [`monitor`] client activity,
-//! [`spec_source`] fetching the spec from a control plane.
+//! [`spec_source`] fetching the spec from a control plane, [`params`] what
+//! the command line tells the supervisor (below `compute`, `pg` and `catalog`).
 
 pub mod catalog;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod env;
 pub mod http;
 pub mod metrics;
 pub mod monitor;
+pub mod params;
 pub mod pg;
 pub mod planted;
 pub mod spec;

@@ -240,10 +240,10 @@ mod tests {
         }
         let silent = silent.expect("a free port in 38280-38299");
         let port = silent.local_addr().unwrap().port();
-        let params = crate::compute::ComputeParams {
+        let params = crate::params::ComputeParams {
             pgdata: "/nonexistent/pgdata".into(),
             pgbin: "/nonexistent/postgres".into(),
-            conn: crate::compute::ConnTarget {
+            conn: crate::params::ConnTarget {
                 host: "127.0.0.1".into(),
                 port,
                 user: "cloud_admin".into(),

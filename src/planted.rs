@@ -71,7 +71,7 @@ pub fn active(bug: Bug) -> bool {
 /// client-side deadline, as Neon's compute_ctl did.
 pub async fn reload_via_sql<E: crate::env::Env>(
     env: &E,
-    params: &crate::compute::ComputeParams,
+    params: &crate::params::ComputeParams,
 ) -> std::io::Result<()> {
     let timeout = std::time::Duration::from_secs(10);
     let client = crate::pg::connect(env, &params.conn, std::time::Duration::ZERO, timeout)

@@ -224,7 +224,7 @@ pub async fn fetch_spec<E: Env>(
             });
         }
         let pause = backoff(env, policy, failures).min(policy.give_up_after - elapsed);
-        tracing::warn!(url = %source.url, attempt = failures, error = %failure, retry_in_ms = crate::compute::ms(pause), "fetching the spec failed; retrying");
+        tracing::warn!(url = %source.url, attempt = failures, error = %failure, retry_in_ms = crate::env::ms(pause), "fetching the spec failed; retrying");
         env.sleep(pause).await;
     }
 }

@@ -23,8 +23,8 @@ use futures::{StreamExt, stream};
 use super::CatalogError;
 use super::ops::{DbOption, Op};
 use super::render::render;
-use crate::compute::ConnTarget;
 use crate::env::{Env, timeout};
+use crate::params::ConnTarget;
 use crate::pg;
 
 /// How long opening a session may take.

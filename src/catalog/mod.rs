@@ -26,9 +26,9 @@ pub use snapshot::{
     SnapshotError, parse_extensions, parse_snapshot,
 };
 
-use crate::compute::ComputeParams;
 use crate::env::Env;
 use crate::metrics::Metrics;
+use crate::params::ComputeParams;
 use crate::spec::ComputeSpec;
 
 /// What an apply did.
@@ -113,7 +113,7 @@ impl Tally<'_> {
 /// session, one statement.
 pub async fn read_snapshot<E: Env>(
     env: &E,
-    target: &crate::compute::ConnTarget,
+    target: &crate::params::ConnTarget,
 ) -> Result<Snapshot, CatalogError> {
     let client = execute::open(env, target).await?;
     let text = execute::query_text(

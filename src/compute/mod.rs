@@ -2,7 +2,6 @@
 //! HTTP API and the binary call on it. The long-running loop that starts,
 //! reconfigures and stops Postgres is in [`supervisor`].
 
-mod params;
 mod supervisor;
 mod timings;
 
@@ -12,9 +11,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::watch;
 
-pub use params::{ComputeParams, ConnTarget, ConnstrError};
+pub use crate::env::ms;
+pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
 pub use supervisor::RunOutcome;
-pub use timings::{ReconfigureTimings, StartupTimings, ms};
+pub use timings::{ReconfigureTimings, StartupTimings};
 
 use crate::env::Env;
 use crate::metrics::Metrics;

@@ -24,8 +24,3 @@ pub struct ReconfigureTimings {
     /// Catalog statements executed (0 when the skip flag was set).
     pub catalog_statements: u64,
 }
-
-/// Milliseconds of a duration, saturating.
-pub fn ms(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}

@@ -203,6 +203,11 @@ pub trait Env: Clock + Net + Processes + Fs + Rng + Clone {}
 
 impl<T: Clock + Net + Processes + Fs + Rng + Clone> Env for T {}
 
+/// Milliseconds of a duration, saturating.
+pub fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Runs `fut` with a deadline on the Env clock.
 pub async fn timeout<E: Clock, F: Future>(
     env: &E,

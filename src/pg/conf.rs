@@ -35,8 +35,8 @@
 use std::net::IpAddr;
 
 use super::PgError;
-use crate::compute::{ComputeParams, ConnTarget};
 use crate::env::Env;
+use crate::params::{ComputeParams, ConnTarget};
 use crate::spec::{ComputeSpec, GenericOption, is_guc_name};
 
 /// The override file included by the last line of `postgresql.conf`.

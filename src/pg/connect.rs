@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crate::compute::ConnTarget;
 use crate::env::{Env, timeout};
+use crate::params::ConnTarget;
 
 /// The `application_name` of the supervisor's sessions (the activity monitor
 /// ignores them).

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use super::PgError;
 use super::error::stderr_tail;
-use crate::compute::ComputeParams;
 use crate::env::{CommandSpec, Env, RunAs, timeout};
+use crate::params::ComputeParams;
 use crate::spec::ComputeSpec;
 
 /// initdb of an empty cluster takes about a second; this is generous.
@@ -191,7 +191,7 @@ async fn run<E: Env>(
             stderr: stderr_tail(&out.stderr),
         });
     }
-    tracing::info!(command = %shown, elapsed_ms = crate::compute::ms(env.now() - t0), "done");
+    tracing::info!(command = %shown, elapsed_ms = crate::env::ms(env.now() - t0), "done");
     Ok(())
 }
 

@@ -19,8 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::{ConnectError, PgError, connect};
-use crate::compute::{ComputeParams, ConnTarget};
 use crate::env::{CommandSpec, Env, ExitInfo};
+use crate::params::{ComputeParams, ConnTarget};
 
 /// Bounds one readiness probe's connect.
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -140,7 +140,7 @@ pub async fn wait_ready<E: Env>(env: &E, params: &ComputeParams) -> Result<(), P
         delay = (delay * 2).min(PROBE_DELAY_MAX);
     }
     tracing::info!(
-        elapsed_ms = crate::compute::ms(env.now() - t0),
+        elapsed_ms = crate::env::ms(env.now() - t0),
         "Postgres accepts connections"
     );
     Ok(())

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use super::PgError;
 use super::error::stderr_tail;
-use crate::compute::ComputeParams;
 use crate::env::{CommandSpec, Env, timeout};
+use crate::params::ComputeParams;
 use crate::spec::ComputeSpec;
 
 /// `postgres --describe-config` answers in milliseconds; this bounds a hang.

@@ -1,4 +1,6 @@
-//! Everything the supervisor needs to know that is not in the spec.
+//! Everything the supervisor needs to know that is not in the spec: the
+//! `-C` superuser target and the paths and timeouts from the command line.
+//! It sits below `compute/`, `pg/` and `catalog/`, which all read it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
