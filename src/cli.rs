@@ -97,6 +97,15 @@ pub struct Args {
     #[arg(long, env = "COMPUTE_CTL_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 
+    /// Seconds an HTTP client has to send a whole request head; also how long
+    /// an idle keep-alive connection is kept open.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_secs: u64,
+
+    /// Most HTTP connections open at once; more are closed on accept.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_MAX_CONNECTIONS", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub http_max_connections: u64,
+
     /// Seconds between two reads of client activity (pg_stat_activity).
     #[arg(long, env = "COMPUTE_CTL_ACTIVITY_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub activity_interval_secs: u64,
@@ -113,6 +122,15 @@ impl Args {
 
     pub fn activity_interval(&self) -> Duration {
         Duration::from_secs(self.activity_interval_secs)
+    }
+
+    /// The HTTP server's limits: the flags, hyper's defaults for the rest.
+    pub fn serve_limits(&self) -> crate::http::ServeLimits {
+        crate::http::ServeLimits {
+            header_read_timeout: Duration::from_secs(self.http_header_timeout_secs),
+            max_connections: usize::try_from(self.http_max_connections).unwrap_or(usize::MAX),
+            ..Default::default()
+        }
     }
 }
 

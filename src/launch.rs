@@ -146,9 +146,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "compute_ctl started"
     );
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve::<TokioEnv>(
+    let server = tokio::spawn(http::serve_with_limits(
         listener,
         http::router(compute.clone(), auth),
+        args.serve_limits(),
         async move {
             let _ = http_stopped.await;
         },

@@ -13,11 +13,11 @@ pub mod observe;
 pub mod request_id;
 pub mod rfc3339;
 pub mod routes;
+mod serve;
 
 #[cfg(test)]
 mod tests;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 
 pub use auth::Auth;
 pub use error::ApiError;
+pub use serve::{ServeLimits, serve, serve_with_limits};
 
 use crate::compute::Compute;
 use crate::env::Env;
@@ -89,20 +90,4 @@ pub fn router<E: Env>(compute: Arc<Compute<E>>, auth: Option<Auth>) -> Router {
         .layer(from_fn_with_state(state.clone(), observe::layer::<E>))
         .layer(from_fn_with_state(state.clone(), request_id::layer::<E>))
         .with_state(state)
-}
-
-/// Serves `router` on `listener` (from [`crate::env::Net::bind`]: tokio's in
-/// production, turmoil's in the simulator) until `shutdown` completes, then
-/// lets the requests in flight finish (graceful shutdown).
-pub async fn serve<E: Env>(
-    listener: E::Listener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    <E::Listener as axum::serve::Listener>::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
