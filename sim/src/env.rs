@@ -167,6 +167,10 @@ impl Processes for SimEnv {
         self.procs().signal(pid, sig)
     }
 
+    fn command_line(&self, pid: u32) -> io::Result<Option<Vec<String>>> {
+        Ok(self.procs().command_line(pid))
+    }
+
     fn postgres_identity(&self) -> io::Result<Option<RunAs>> {
         Ok(None)
     }

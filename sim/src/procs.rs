@@ -18,6 +18,8 @@ use crate::env::{SimChild, SimEnv};
 pub struct ProcTable {
     next_pid: u32,
     signals: BTreeMap<u32, mpsc::UnboundedSender<Signal>>,
+    /// The command line each running process was started with.
+    commands: BTreeMap<u32, Vec<String>>,
 }
 
 impl ProcTable {
@@ -33,6 +35,14 @@ impl ProcTable {
     /// Forgets an exited process.
     pub fn exited(&mut self, pid: u32) {
         self.signals.remove(&pid);
+        self.commands.remove(&pid);
+    }
+
+    /// The command line of a running process.
+    pub fn command_line(&self, pid: u32) -> Option<Vec<String>> {
+        self.signals
+            .contains_key(&pid)
+            .then(|| self.commands.get(&pid).cloned().unwrap_or_default())
     }
 
     pub fn signal(&self, pid: u32, sig: Signal) -> io::Result<()> {
@@ -69,13 +79,20 @@ pub fn arg_value(args: &[String], short: &str, long: &str) -> Option<String> {
 
 /// Starts a long-running program.
 pub fn spawn(env: &SimEnv, cmd: &CommandSpec) -> io::Result<SimChild> {
-    match program(cmd).as_str() {
-        "postgres" => crate::pg::postmaster::spawn(env, cmd),
-        other => Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("cannot start {other}: not a simulated program"),
-        )),
-    }
+    let child = match program(cmd).as_str() {
+        "postgres" => crate::pg::postmaster::spawn(env, cmd)?,
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("cannot start {other}: not a simulated program"),
+            ));
+        }
+    };
+    let mut line = vec![cmd.program.display().to_string()];
+    line.extend(cmd.args.iter().cloned());
+    let pid = compute_ctl::env::Child::pid(&child);
+    env.procs().commands.insert(pid, line);
+    Ok(child)
 }
 
 fn exited(code: i32, stdout: impl Into<Vec<u8>>, stderr: impl Into<Vec<u8>>) -> ProcessOutput {

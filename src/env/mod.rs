@@ -168,6 +168,10 @@ pub trait Processes: Send + Sync + 'static {
     fn output(&self, cmd: &CommandSpec) -> impl Future<Output = io::Result<ProcessOutput>> + Send;
     /// Sends a signal to a process.
     fn signal(&self, pid: u32, sig: Signal) -> io::Result<()>;
+
+    /// The arguments of live process `pid` (program first); `None` when no
+    /// such process runs (or it is a zombie).
+    fn command_line(&self, pid: u32) -> io::Result<Option<Vec<String>>>;
     /// The identity Postgres must run as: `Some` when we are root (Postgres
     /// refuses to run as root), `None` to run as ourselves.
     fn postgres_identity(&self) -> io::Result<Option<RunAs>>;

@@ -198,6 +198,18 @@ impl Processes for TokioEnv {
         let mut c = command(cmd);
         // A caller that stops waiting (a timeout) no longer wants the program.
         c.kill_on_drop(true);
+        // Nor does a compute_ctl that is killed: an orphaned initdb or
+        // pg_basebackup would go on writing into the PGDATA that the next
+        // start recreates. The kernel sends SIGKILL when the thread that
+        // forked exits: a tokio worker, which lives as long as the process.
+        // Set after std's uid change (closures run later), which would clear it.
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        unsafe {
+            c.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(io::Error::from)
+            });
+        }
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         c.stdin(if cmd.stdin.is_some() {
             Stdio::piped()
@@ -234,6 +246,21 @@ impl Processes for TokioEnv {
         };
         let pid = i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s).map_err(io::Error::from)
+    }
+
+    fn command_line(&self, pid: u32) -> io::Result<Option<Vec<String>>> {
+        match std::fs::read(format!("/proc/{pid}/cmdline")) {
+            // A zombie has an empty command line: it runs no more.
+            Ok(raw) if raw.is_empty() => Ok(None),
+            Ok(raw) => Ok(Some(
+                raw.split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn postgres_identity(&self) -> io::Result<Option<RunAs>> {

@@ -1,7 +1,7 @@
 //! Postgres itself, through the Env seam: PGDATA preparation ([`pgdata`]),
 //! config files ([`conf`]), the postmaster process ([`postmaster`]), which
-//! settings need a restart ([`restart`]) and the supervisor's SQL sessions
-//! ([`connect`]).
+//! settings need a restart ([`restart`]), the supervisor's SQL sessions
+//! ([`connect`]) and a postmaster left behind by a killed run ([`stale`]).
 
 mod conf;
 mod connect;
@@ -9,6 +9,7 @@ mod error;
 mod pgdata;
 mod postmaster;
 mod restart;
+mod stale;
 
 pub use conf::{
     MANAGED_BEGIN, MANAGED_END, OVERRIDE_FILE, RenderedConf, quote_conf_value, render_pg_hba,
@@ -19,3 +20,4 @@ pub use error::PgError;
 pub use pgdata::{PgdataSource, prepare_pgdata, redact_connstr};
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, pending_restart, read_setting_contexts};
+pub use stale::stop_stale_postmaster;

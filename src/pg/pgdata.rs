@@ -73,6 +73,7 @@ pub async fn prepare_pgdata<E: Env>(
             source,
         }
     };
+    super::stop_stale_postmaster(env, pgdata, params.shutdown_timeout).await?;
     env.remove_dir_all(pgdata)
         .await
         .map_err(io("cannot remove the old PGDATA"))?;

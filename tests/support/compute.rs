@@ -66,6 +66,8 @@ pub struct Compute {
     pub http_port: u16,
     pub pgdata: PathBuf,
     pub dir: tempfile::TempDir,
+    /// How it was started ([`Compute::respawn`] starts it so again).
+    opts: ComputeOpts,
     pub client: reqwest::Client,
 }
 
@@ -76,44 +78,7 @@ impl Compute {
         let pgdata = dir.path().join("pgdata");
         let pg_port = opts.pg_port.unwrap_or_else(free_port);
         let http_port = opts.http_port.unwrap_or_else(free_port);
-        let bin = env!("CARGO_BIN_EXE_compute_ctl");
-        let mut cmd = if opts.pid1 {
-            let mut c = tokio::process::Command::new("unshare");
-            c.args(["--pid", "--fork", "--kill-child", bin]);
-            c
-        } else {
-            tokio::process::Command::new(bin)
-        };
-        let log = std::fs::File::create(dir.path().join("compute_ctl.log")).expect("log file");
-        cmd.arg("-D")
-            .arg(&pgdata)
-            .arg("-C")
-            .arg(format!(
-                "postgresql://{SUPERUSER}@127.0.0.1:{pg_port}/postgres"
-            ))
-            .arg("-b")
-            .arg(&opts.pgbin)
-            .args(["--http-host", "127.0.0.1", "--http-port"])
-            .arg(http_port.to_string())
-            .args([
-                "--ready-timeout-secs",
-                "60",
-                "--shutdown-timeout-secs",
-                "10",
-                "--activity-interval-secs",
-                "1",
-            ])
-            .args(&opts.args)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,compute_ctl=debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log file"))
-            .stderr(log)
-            .kill_on_drop(true);
-        if let Some(spec) = &opts.spec {
-            cmd.arg("--spec-json").arg(spec.to_string());
-        }
-        let child = cmd.spawn().expect("spawn compute_ctl");
+        let child = spawn(&opts, dir.path(), &pgdata, pg_port, http_port);
         let pid = child.id().expect("pid");
         Self {
             child: Mutex::new(child),
@@ -122,11 +87,30 @@ impl Compute {
             http_port,
             pgdata,
             dir,
+            opts,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("HTTP client"),
         }
+    }
+
+    /// Starts compute_ctl again, as before: same PGDATA, ports and
+    /// arguments (after the last one exited or was killed), with `spec` as
+    /// its start spec when given. The log goes on in the same file.
+    pub fn respawn(&mut self, spec: Option<Value>) {
+        if spec.is_some() {
+            self.opts.spec = spec;
+        }
+        let child = spawn(
+            &self.opts,
+            self.dir.path(),
+            &self.pgdata,
+            self.pg_port,
+            self.http_port,
+        );
+        self.pid = child.id().expect("pid");
+        *self.child.get_mut().unwrap() = child;
     }
 
     /// Starts compute_ctl and waits until its HTTP API answers.
@@ -309,6 +293,59 @@ impl Compute {
     pub async fn status(&self) -> Value {
         self.get("/status").await.json()
     }
+}
+
+/// Spawns compute_ctl with `opts` on `pgdata` and the given ports, its
+/// output appended to `dir/compute_ctl.log`.
+fn spawn(
+    opts: &ComputeOpts,
+    dir: &std::path::Path,
+    pgdata: &std::path::Path,
+    pg_port: u16,
+    http_port: u16,
+) -> tokio::process::Child {
+    let bin = env!("CARGO_BIN_EXE_compute_ctl");
+    let mut cmd = if opts.pid1 {
+        let mut c = tokio::process::Command::new("unshare");
+        c.args(["--pid", "--fork", "--kill-child", bin]);
+        c
+    } else {
+        tokio::process::Command::new(bin)
+    };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("compute_ctl.log"))
+        .expect("log file");
+    cmd.arg("-D")
+        .arg(pgdata)
+        .arg("-C")
+        .arg(format!(
+            "postgresql://{SUPERUSER}@127.0.0.1:{pg_port}/postgres"
+        ))
+        .arg("-b")
+        .arg(&opts.pgbin)
+        .args(["--http-host", "127.0.0.1", "--http-port"])
+        .arg(http_port.to_string())
+        .args([
+            "--ready-timeout-secs",
+            "60",
+            "--shutdown-timeout-secs",
+            "10",
+            "--activity-interval-secs",
+            "1",
+        ])
+        .args(&opts.args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info,compute_ctl=debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log file"))
+        .stderr(log)
+        .kill_on_drop(true);
+    if let Some(spec) = &opts.spec {
+        cmd.arg("--spec-json").arg(spec.to_string());
+    }
+    cmd.spawn().expect("spawn compute_ctl")
 }
 
 impl Drop for Compute {
