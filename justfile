@@ -67,6 +67,19 @@ bench: deps
     cargo build -p sim --release
     cargo bench --bench compete
 
+# Reliability campaign on the real binary and real Postgres at full size (crash at every
+# phase x20, hostile HTTP clients incl. 10,000 idle connections, fuzzing); table on stdout,
+# report in target/chaos/report.json. `just test` runs the same suites at smoke size.
+chaos: deps
+    #!/usr/bin/env bash
+    set -uo pipefail
+    rm -rf target/chaos && mkdir -p target/chaos
+    export COMPUTE_CTL_CHAOS_SCALE=full COMPUTE_CTL_CHAOS_REPORT="$PWD/target/chaos"
+    cargo test --test crash_phases --test hostile_http --test fuzz -- --test-threads=1
+    status=$?
+    python3 scripts/chaos-report.py target/chaos
+    exit $status
+
 # Deterministic simulation (default 1,000 seeds over all scenarios); e.g.
 # `just sim --seeds 5000`, `just sim --seed 42 --scenario notify_after_migration --trace t.jsonl`, `just sim --list`.
 sim *ARGS:
