@@ -7,6 +7,35 @@ import json
 import pathlib
 import sys
 
+def polyline(xs, ys, x0, y0, w, h, color):
+    if not xs:
+        return ""
+    xmax, ymax = max(xs) or 1, max(ys) or 1
+    pts = " ".join(f"{x0 + w * x / xmax:.1f},{y0 + h - h * y / ymax:.1f}" for x, y in zip(xs, ys))
+    return (f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>'
+            f'<text x="{x0}" y="{y0 - 4}" font-size="11">max {ymax}</text>')
+
+
+def plot_soak(l, path):
+    """RSS (KiB) and the notify p99 (us) per window of requests, over the run."""
+    xs = [s["request"] for s in l["samples"]]
+    rss = [s["rss_kib"] for s in l["samples"]]
+    lat = l["notify_us"]
+    win = max(1, len(lat) // 40)
+    px, py = [], []
+    for i in range(0, len(lat) - win + 1, win):
+        w = sorted(lat[i:i + win])
+        px.append(i + win)
+        py.append(w[min(len(w) - 1, len(w) * 99 // 100)])
+    svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="720" height="420" font-family="sans-serif">',
+           '<rect width="720" height="420" fill="white"/>',
+           '<text x="20" y="20" font-size="13">compute_ctl RSS (KiB) over the soak, by request</text>',
+           polyline(xs, rss, 40, 40, 640, 140, "#1f77b4"),
+           '<text x="20" y="230" font-size="13">notify p99 (us) per window of notifies</text>',
+           polyline(px, py, 40, 250, 640, 140, "#d62728"), '</svg>']
+    path.write_text("\n".join(svg))
+
+
 out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/chaos")
 rows, raw = [], {}
 for f in sorted(out.glob("*.jsonl")):
@@ -38,6 +67,14 @@ for f in sorted(out.glob("*.jsonl")):
                                    if k not in ("suite", "case", "scale", "connections"))
                 rows.append({"fault": f"HTTP: {l['case']} ({n} connections)", "trials": n,
                              "survived": n, "lost_data": 0, "detail": detail})
+    elif f.stem == "soak":
+        for l in lines:
+            rows.append({"fault": f"soak: {l['notifies']} notifies + {l['reconfigures']} full reconfigures under client load",
+                         "trials": l["notifies"] + l["reconfigures"],
+                         "survived": l["notifies"] + l["reconfigures"], "lost_data": 0,
+                         "detail": f"RSS {l['rss_mid_kib']}->{l['rss_last_kib']} KiB, FDs {l['fds_mid']}->{l['fds_last']}, "
+                         f"tasks {l['tasks_mid']}->{l['tasks_last']}, notify p99 {l['notify_p99_mid_us']}->{l['notify_p99_last_us']} us"})
+            plot_soak(l, out / "soak.svg")
     elif f.stem == "fuzz":
         for l in lines:
             rows.append({"fault": f"fuzz: {l['case']}", "trials": l["cases"],

@@ -41,6 +41,9 @@ pub struct Metrics {
     phase_seconds: Family<PhaseLabel, Histogram>,
     statements: Family<StatementLabel, Counter>,
     http_requests: Family<HttpLabel, Counter>,
+    /// Tasks alive in the runtime, read when the metrics are encoded (a
+    /// leak of tasks per request shows as growth here).
+    tasks: Gauge,
 }
 
 fn phase_histogram() -> Histogram {
@@ -78,12 +81,19 @@ impl Metrics {
             "HTTP API responses by route pattern, method and status code",
             http_requests.clone(),
         );
+        let tasks = Gauge::default();
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive in compute_ctl's async runtime",
+            tasks.clone(),
+        );
         Self {
             registry,
             status,
             phase_seconds,
             statements,
             http_requests,
+            tasks,
         }
     }
 
@@ -130,6 +140,10 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let n = rt.metrics().num_alive_tasks();
+            self.tasks.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

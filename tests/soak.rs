@@ -1,0 +1,241 @@
+//! Soak (issue 15, item 6): notifies and full reconfigures back to back while
+//! clients query Postgres. Over the run compute_ctl's resident memory, open
+//! file descriptors and live async tasks must stay flat, the notify latency
+//! must not degrade, and no supervisor session may leak.
+//!
+//! Sizes: 300 notifies + 30 full reconfigures by default (`just test`);
+//! 10,000 + 1,000 with `COMPUTE_CTL_CHAOS_SCALE=full` (`just chaos`), where
+//! the samples go to `COMPUTE_CTL_CHAOS_REPORT/soak.jsonl` (the report plots
+//! RSS and p99 over the run).
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use support::compute::{Compute, ComputeOpts};
+use support::{md5_hex, postgres_bin};
+
+const ROLES: usize = 100;
+
+fn sizes() -> (usize, usize) {
+    match std::env::var("COMPUTE_CTL_CHAOS_SCALE").as_deref() {
+        Ok("full") => (10_000, 1_000),
+        _ => (300, 30),
+    }
+}
+
+fn spec(op: &str, skip: bool, work_mem_kb: usize, password_generation: usize) -> Value {
+    let roles: Vec<Value> = (0..ROLES)
+        .map(|i| {
+            let name = format!("soak_role_{i}");
+            let pw = if i == 0 {
+                format!("pw{password_generation}")
+            } else {
+                "pw".into()
+            };
+            json!({"name": name, "encrypted_password": md5_hex(&pw, &name)})
+        })
+        .collect();
+    json!({
+        "format_version": 1.0,
+        "operation_uuid": op,
+        "skip_pg_catalog_updates": skip,
+        "cluster": {
+            "roles": roles,
+            "databases": [{"name": "soak_db", "owner": "soak_role_1"}],
+            "settings": [{"name": "work_mem", "value": format!("{work_mem_kb}kB"), "vartype": "string"}],
+        },
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    request: usize,
+    rss_kib: u64,
+    fds: usize,
+    tasks: i64,
+    supervisor_sessions: i64,
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+async fn sample(c: &Compute, admin: &tokio_postgres::Client, request: usize) -> Sample {
+    let metrics = c
+        .client
+        .get(c.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tasks = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("compute_ctl_runtime_alive_tasks "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("compute_ctl_runtime_alive_tasks in /metrics");
+    let supervisor_sessions: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&compute_ctl::pg::APPLICATION_NAME],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    Sample {
+        request,
+        rss_kib: rss_kib(c.pid),
+        fds: fds(c.pid),
+        tasks,
+        supervisor_sessions,
+    }
+}
+
+fn p99(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[(v.len() * 99 / 100).min(v.len() - 1)]
+}
+
+#[tokio::test]
+async fn notifies_and_reconfigures_under_client_load_stay_flat() {
+    if !postgres_bin().is_file() {
+        eprintln!(
+            "SKIPPED: {} not found; run `just deps`",
+            postgres_bin().display()
+        );
+        return;
+    }
+    let (notifies, reconfigures) = sizes();
+    let c = Compute::serving(ComputeOpts::with_spec(spec("soak-0", false, 4096, 0))).await;
+    c.wait_running().await;
+    let admin = c.sql("postgres", "soak-observer").await;
+
+    // Client load: two sessions querying the catalog until the soak ends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let queries = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for _ in 0..2 {
+        let client = c.sql("soak_db", "soak-load").await;
+        let (stop, queries) = (stop.clone(), queries.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                client
+                    .simple_query("SELECT count(*) FROM pg_class")
+                    .await
+                    .unwrap();
+                queries.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    let every = (notifies + reconfigures) / 20;
+    let full_every = notifies / reconfigures;
+    let mut notify_ms: Vec<u64> = Vec::with_capacity(notifies);
+    let mut reconfigure_ms = Vec::with_capacity(reconfigures);
+    let mut samples = Vec::new();
+    let t0 = Instant::now();
+    let total = notifies + reconfigures;
+    let mut full_done = 0;
+    for i in 1..=total {
+        let full = i % (full_every + 1) == 0 && full_done < reconfigures;
+        let s = if full {
+            full_done += 1;
+            spec(&format!("soak-{i}"), false, 4096, full_done)
+        } else {
+            spec(&format!("soak-{i}"), true, 4096 + i % 64, full_done)
+        };
+        let t = Instant::now();
+        let r = c.configure(&s, None).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text);
+        let ms = t.elapsed().as_micros() as u64;
+        if full {
+            reconfigure_ms.push(ms);
+        } else {
+            notify_ms.push(ms);
+        }
+        if i % every == 0 {
+            samples.push(sample(&c, &admin, i).await);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let elapsed = t0.elapsed();
+
+    // Flatness: the last third of the run against the middle third (the
+    // first third is warm-up: allocator arenas, connection pools, caches).
+    let third = samples.len() / 3;
+    let (mid, last) = (&samples[third..2 * third], &samples[2 * third..]);
+    let max = |s: &[Sample], f: fn(&Sample) -> u64| s.iter().map(f).max().unwrap();
+    let rss_mid = max(mid, |s| s.rss_kib);
+    let rss_last = max(last, |s| s.rss_kib);
+    assert!(
+        rss_last as f64 <= rss_mid as f64 * 1.05,
+        "RSS grew from {rss_mid} KiB to {rss_last} KiB over the soak: {samples:?}"
+    );
+    let fds_mid = max(mid, |s| s.fds as u64);
+    let fds_last = max(last, |s| s.fds as u64);
+    assert!(
+        fds_last <= fds_mid + 2,
+        "open FDs grew from {fds_mid} to {fds_last}: {samples:?}"
+    );
+    let tasks_mid = max(mid, |s| s.tasks as u64);
+    let tasks_last = max(last, |s| s.tasks as u64);
+    assert!(
+        tasks_last <= tasks_mid + 2,
+        "live tasks grew from {tasks_mid} to {tasks_last}: {samples:?}"
+    );
+    let sessions_last = max(last, |s| s.supervisor_sessions as u64);
+    assert!(sessions_last <= 1, "supervisor sessions leak: {samples:?}");
+    // Latency: a notify late in the run costs what one early in it did. The
+    // bound is loose for a shared 2-core machine; a cost that grows with
+    // the number of notifies (a leak, a growing list) breaks it at full size.
+    let n3 = notify_ms.len() / 3;
+    let p99_mid = p99(&mut notify_ms[n3..2 * n3].to_vec());
+    let p99_last = p99(&mut notify_ms[2 * n3..].to_vec());
+    assert!(
+        p99_last <= 4 * p99_mid + 50_000,
+        "notify p99 degraded from {p99_mid} us to {p99_last} us"
+    );
+    let line = json!({
+        "suite": "soak", "notifies": notifies, "reconfigures": reconfigures,
+        "elapsed_s": elapsed.as_secs_f64(), "client_queries": queries.load(Ordering::Relaxed),
+        "notify_p99_us": p99(&mut notify_ms.clone()), "notify_p99_mid_us": p99_mid, "notify_p99_last_us": p99_last,
+        "reconfigure_p99_us": p99(&mut reconfigure_ms.clone()),
+        "rss_mid_kib": rss_mid, "rss_last_kib": rss_last, "fds_mid": fds_mid, "fds_last": fds_last,
+        "tasks_mid": tasks_mid, "tasks_last": tasks_last,
+        "samples": samples.iter().map(|s| json!({"request": s.request, "rss_kib": s.rss_kib, "fds": s.fds, "tasks": s.tasks, "supervisor_sessions": s.supervisor_sessions})).collect::<Vec<_>>(),
+        "notify_us": notify_ms,
+    });
+    eprintln!(
+        "soak: {notifies} notifies + {reconfigures} reconfigures in {elapsed:?}; RSS {rss_mid} -> {rss_last} KiB, FDs {fds_mid} -> {fds_last}, tasks {tasks_mid} -> {tasks_last}, notify p99 {p99_mid} -> {p99_last} us"
+    );
+    if let Ok(dir) = std::env::var("COMPUTE_CTL_CHAOS_REPORT") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{dir}/soak.jsonl"))
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+}
