@@ -83,28 +83,33 @@ stop() {
     fi
 }
 
-# run NAME DOC PORT_OFFSET INCLUDE_ARGS...
+# run NAME DOC PORT_OFFSET TERMINATE_MODE EXTRA_PATH...: phase 1 on the
+# shared routes and the extra ones, phase 2 on /terminate with data
+# generation mode TERMINATE_MODE.
 run() {
-    local name=$1 doc=$2 off=$3
-    shift 3
+    local name=$1 doc=$2 off=$3 terminate_mode=$4
+    shift 4
     local pg=$((hi - off)) http=$((hi - off - 1))
     local include=()
-    for p in "${shared_paths[@]}"; do include+=(--include-path "$p"); done
+    for p in "${shared_paths[@]}" "$@"; do include+=(--include-path "$p"); done
     echo "== schemathesis: $name, every shared route but /terminate =="
     start "$pg" "$http"
-    schemathesis run "$doc" --url "http://127.0.0.1:$http" --checks "$checks" \
-        "${include[@]}" "$@" --workers 1 --max-examples "$max_examples" --seed 1 \
-        --request-timeout 60 --no-color || { cat "$work/compute_ctl-$http.log" >&2; exit 1; }
+    schemathesis --no-color run "$doc" --url "http://127.0.0.1:$http" --checks "$checks" \
+        "${include[@]}" --workers 1 --max-examples "$max_examples" --seed 1 \
+        --request-timeout 60 || { tail -n 30 "$work/compute_ctl-$http.log" >&2; exit 1; }
     echo "== schemathesis: $name, /terminate =="
-    schemathesis run "$doc" --url "http://127.0.0.1:$http" --checks "$checks" \
-        --include-path /terminate "$@" --workers 1 --max-examples 5 --seed 1 \
-        --request-timeout 60 --no-color || { cat "$work/compute_ctl-$http.log" >&2; exit 1; }
+    schemathesis --no-color run "$doc" --url "http://127.0.0.1:$http" --checks "$checks" \
+        --include-path /terminate --mode "$terminate_mode" --workers 1 --max-examples 5 --seed 1 \
+        --request-timeout 60 || { tail -n 30 "$work/compute_ctl-$http.log" >&2; exit 1; }
     stop
 }
 
 if [ -n "$neon_doc" ]; then
     python3 scripts/neon_contract_nullable.py "$neon_doc" "$work/neon_openapi.yaml"
-    run "Neon's contract" "$work/neon_openapi.yaml" 0
+    # Positive data only for /terminate: Neon's contract declares no 4xx for
+    # a `mode` outside its enum (Neon's own server answers 400 there, as we do
+    # and as our openapi.yaml declares).
+    run "Neon's contract" "$work/neon_openapi.yaml" 0 positive
 fi
-run "our openapi.yaml" openapi.yaml 2 --include-path /health --include-path /ready --include-path /hadron_liveness_probe
+run "our openapi.yaml" openapi.yaml 2 all /health /ready /hadron_liveness_probe
 echo "schemathesis: both runs green"

@@ -97,6 +97,12 @@ pub struct Args {
     #[arg(long, env = "COMPUTE_CTL_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 
+    /// Seconds the HTTP API keeps answering after a terminate requested over
+    /// HTTP (so that the control plane can read the `lsn`, and a repeated
+    /// terminate gets its 201), as Neon does; a second SIGTERM/SIGINT ends it.
+    #[arg(long, env = "COMPUTE_CTL_TERMINATED_LINGER_SECS", default_value_t = 5)]
+    pub terminated_linger_secs: u64,
+
     /// Seconds between two reads of client activity (pg_stat_activity).
     #[arg(long, env = "COMPUTE_CTL_ACTIVITY_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub activity_interval_secs: u64,
@@ -109,6 +115,10 @@ impl Args {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn terminated_linger(&self) -> Duration {
+        Duration::from_secs(self.terminated_linger_secs)
     }
 
     pub fn activity_interval(&self) -> Duration {

@@ -25,7 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 
-pub use auth::Auth;
+pub use auth::{Auth, AuthSlot};
 pub use error::ApiError;
 
 use crate::compute::Compute;
@@ -42,6 +42,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/dbs_and_roles"),
     ("GET", "/health"),
     ("GET", "/ready"),
+    ("POST", "/check_writability"),
+    ("GET", "/database_schema"),
+    ("GET", "/insights"),
+    ("GET", "/hadron_liveness_probe"),
+    ("GET", "/lfc/prewarm"),
+    ("POST", "/lfc/prewarm"),
+    ("DELETE", "/lfc/prewarm"),
+    ("GET", "/lfc/offload"),
+    ("POST", "/lfc/offload"),
+    ("POST", "/promote"),
 ];
 
 /// Largest request body accepted (a spec with thousands of roles fits).
@@ -50,8 +60,8 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// What every handler sees.
 pub struct AppState<E: Env> {
     pub compute: Arc<Compute<E>>,
-    /// `None`: auth is off.
-    pub auth: Option<Arc<Auth>>,
+    /// Empty: auth is off.
+    pub auth: AuthSlot,
 }
 
 impl<E: Env> Clone for AppState<E> {
@@ -66,18 +76,35 @@ impl<E: Env> Clone for AppState<E> {
 /// The API of `compute`. With `auth`, `/configure`, `/terminate` and
 /// `/dbs_and_roles` require a bearer token.
 pub fn router<E: Env>(compute: Arc<Compute<E>>, auth: Option<Auth>) -> Router {
-    let state = AppState {
-        compute,
-        auth: auth.map(Arc::new),
-    };
-    let mut protected = Router::new()
+    router_with_auth(compute, AuthSlot::new(auth))
+}
+
+/// [`router`] with a key set that can change while it serves (a control
+/// plane's `compute_ctl_config.jwks`).
+pub fn router_with_auth<E: Env>(compute: Arc<Compute<E>>, auth: AuthSlot) -> Router {
+    let state = AppState { compute, auth };
+    let protected = Router::new()
         .route("/configure", post(routes::configure::post::<E>))
         .route("/terminate", post(routes::terminate::post::<E>))
-        .route("/dbs_and_roles", get(routes::dbs_and_roles::get::<E>));
-    if state.auth.is_some() {
-        protected = protected.route_layer(from_fn_with_state(state.clone(), auth::require::<E>));
-    }
+        .route("/dbs_and_roles", get(routes::dbs_and_roles::get::<E>))
+        .route(
+            "/check_writability",
+            post(routes::check_writability::post::<E>),
+        )
+        .route("/database_schema", get(routes::database_schema::get::<E>))
+        .route("/insights", get(routes::insights::get::<E>))
+        .route_layer(from_fn_with_state(state.clone(), auth::require::<E>));
+    let not_applicable = || {
+        axum::routing::any(routes::neon::not_applicable)
+    };
     Router::new()
+        .route(
+            "/hadron_liveness_probe",
+            get(routes::neon::liveness::<E>),
+        )
+        .route("/lfc/prewarm", not_applicable())
+        .route("/lfc/offload", not_applicable())
+        .route("/promote", not_applicable())
         .route("/status", get(routes::status::get::<E>))
         .route("/metrics", get(routes::metrics::text::<E>))
         .route("/metrics.json", get(routes::metrics::json::<E>))

@@ -19,7 +19,8 @@ pub struct ComputeSpec {
     /// When true, no catalog work at all: config is written and Postgres reloaded.
     #[serde(default)]
     pub skip_pg_catalog_updates: bool,
-    #[serde(default)]
+    /// Absent or null: primary (Neon sends `"mode": null` too).
+    #[serde(default, deserialize_with = "null_is_default")]
     pub mode: ComputeMode,
     /// Where storage is; here a libpq connection string of a base-backup source.
     #[serde(default)]
@@ -37,6 +38,15 @@ pub struct ComputeSpec {
     /// How many databases per-database catalog phases work on at once.
     #[serde(default)]
     pub reconfigure_concurrency: Option<usize>,
+}
+
+/// `T::default()` for a null, as for an absent field.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Primary, replica or static (read-only at an LSN) compute.
