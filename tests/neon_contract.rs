@@ -2,8 +2,9 @@
 //! every answer checked against Neon's own contract
 //! (`../shared/fixtures/neon/openapi_spec.yaml`, a null read as an absent
 //! field) and against our `openapi.yaml`:
-//! pull the spec (with `NEON_CONTROL_PLANE_TOKEN`, a `mode: null`, and the
-//! key set in `compute_ctl_config.jwks`), poll `/status`, notify (a skip-flag
+//! pull the spec (with `NEON_CONTROL_PLANE_TOKEN`, a `mode: null`, a
+//! Neon-only field that `/status` lists, and the key set in
+//! `compute_ctl_config.jwks`), poll `/status`, notify (a skip-flag
 //! `/configure`), read `/metrics.json`, check writability, dump the schema,
 //! read insights and the catalog, terminate and read the `lsn` (equal to
 //! what `pg_controldata` says afterwards), terminate again (201).
@@ -164,6 +165,7 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     spec["mode"] = Value::Null;
     spec["tenant_id"] = json!("c9269c359e9a199fad1ea0981246a78f");
     spec["timeline_id"] = json!("ece7de74d4b8cbe5433a68ce4d1b97b4");
+    spec["remote_extensions"] = json!({"public_extensions": ["anon"]});
     let jwks: Value =
         serde_json::from_str(&std::fs::read_to_string(repo_file("fixtures/jwt/jwks.json")).unwrap())
             .unwrap();
@@ -198,6 +200,7 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     assert_eq!(status["status"], "running");
     assert_eq!(status["tenant"], "c9269c359e9a199fad1ea0981246a78f");
     assert_eq!(status["timeline"], "ece7de74d4b8cbe5433a68ce4d1b97b4");
+    assert_eq!(status["ignored_spec_fields"], json!(["$.remote_extensions"]), "nothing is dropped silently");
 
     // The key set came with the spec: a configure without a token is 400 (as Neon).
     let mut notify = fixture_op("spec.json", "op-neon-2");

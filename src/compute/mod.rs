@@ -194,6 +194,9 @@ impl<E: Env> Compute<E> {
         });
         if let Ok(Submitted::Accepted(g)) = out {
             tracing::info!(generation = g, operation_uuid = ?spec.operation_uuid, "spec accepted");
+            if !spec.ignored_fields.is_empty() {
+                tracing::info!(fields = ?spec.ignored_fields, "spec fields not used by this compute (Neon-only); see /status ignored_spec_fields");
+            }
             self.metrics.set_status(ComputeStatus::ConfigurationPending);
         }
         out

@@ -278,6 +278,42 @@ fn neon_fixture_parses_with_its_hostile_names() {
     );
     assert_eq!(s.suspend_timeout_seconds, Some(3600));
     assert!(!s.skip_pg_catalog_updates);
+    // What we do not use is listed, not dropped silently.
+    for f in ["$.remote_extensions", "$.pgbouncer_settings", "$.cluster.state"] {
+        assert!(s.ignored_fields.iter().any(|g| g == f), "{f} not in {:?}", s.ignored_fields);
+    }
+}
+
+#[test]
+fn neon_forms_are_accepted_null_mode_and_pageserver_connection_info() {
+    let mut j = valid();
+    j["mode"] = serde_json::Value::Null;
+    j["pageserver_connection_info"] = serde_json::json!({
+        "shard_count": 0,
+        "stripe_size": null,
+        "prefer_protocol": "libpq",
+        "shards": {"0000": {"pageservers": [
+            {"id": 1, "grpc_url": "grpc://ps:51051"},
+            {"id": 2, "libpq_url": "postgresql://cloud_admin@ps:6400/postgres", "future": true}
+        ]}}
+    });
+    let s = spec(j.clone());
+    assert_eq!(s.mode, ComputeMode::Primary);
+    assert_eq!(
+        s.pageserver_connstring.as_deref(),
+        Some("postgresql://cloud_admin@ps:6400/postgres")
+    );
+    assert!(paths(j.clone()).is_empty());
+    assert_eq!(s.ignored_fields, ["$.pageserver_connection_info.shards.0000.pageservers.1.future"]);
+    // The older field wins when both are there.
+    j["pageserver_connstring"] = serde_json::json!("postgresql://cloud_admin@old:6400/postgres");
+    assert_eq!(
+        spec(j.clone()).pageserver_connstring.as_deref(),
+        Some("postgresql://cloud_admin@old:6400/postgres")
+    );
+    // Sharded storage is not something vanilla Postgres can use.
+    j["pageserver_connection_info"]["shard_count"] = serde_json::json!(4);
+    assert_eq!(paths(j), ["$.pageserver_connection_info.shard_count"]);
 }
 
 /// Neon's file `name`, found as `tests/support/neon.rs` finds it (a lib unit

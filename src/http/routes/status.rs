@@ -37,6 +37,8 @@ pub struct StatusBody {
     pub tenant: Option<String>,
     /// The spec's `timeline_id` (Neon's name here is `timeline`).
     pub timeline: Option<String>,
+    /// JSON paths of the spec's fields this compute does not use.
+    pub ignored_spec_fields: Vec<String>,
 }
 
 impl StatusBody {
@@ -54,6 +56,7 @@ impl StatusBody {
             pending_restart: st.pending_restart.clone(),
             tenant: spec.and_then(|s| s.tenant_id.clone()),
             timeline: spec.and_then(|s| s.timeline_id.clone()),
+            ignored_spec_fields: spec.map(|s| s.ignored_fields.clone()).unwrap_or_default(),
         }
     }
 }
