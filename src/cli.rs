@@ -60,6 +60,11 @@ pub struct Args {
     #[arg(long, env = "COMPUTE_CTL_HTTP_PORT", default_value_t = 3080)]
     pub http_port: u16,
 
+    /// Port of the internal HTTP listener (loopback only, no auth, as Neon's):
+    /// `POST /extensions`, `POST /grants`. Off when not given.
+    #[arg(long, env = "COMPUTE_CTL_INTERNAL_HTTP_PORT")]
+    pub internal_http_port: Option<u16>,
+
     /// HTTP API listen address.
     #[arg(long, env = "COMPUTE_CTL_HTTP_HOST", default_value = "0.0.0.0")]
     pub http_host: std::net::IpAddr,

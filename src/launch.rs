@@ -157,6 +157,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let _ = http_stopped.await;
         },
     ));
+    if let Some(port) = args.internal_http_port {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = compute.env.bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for the internal HTTP API; pick a free port with --internal-http-port")
+        })?;
+        tracing::info!(%addr, "internal HTTP API listening (loopback only)");
+        tokio::spawn(http::serve::<TokioEnv>(
+            listener,
+            http::internal_router(compute.clone()),
+            std::future::pending(),
+        ));
+    }
     tokio::spawn(monitor::run(compute.clone()));
     if let Some(spec) = spec {
         compute

@@ -6,7 +6,8 @@
 //! Neon-only field that `/status` lists, and the key set in
 //! `compute_ctl_config.jwks`), poll `/status`, notify (a skip-flag
 //! `/configure`), read `/metrics.json`, check writability, dump the schema,
-//! read insights and the catalog, terminate and read the `lsn` (equal to
+//! read insights, install an extension and grant on a schema through the
+//! internal listener, read the catalog, terminate and read the `lsn` (equal to
 //! what `pg_controldata` says afterwards), terminate again (201).
 //!
 //! Skipped, with one line, without Neon's contract (see `support::neon`).
@@ -182,6 +183,9 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
         COMPUTE_ID,
     ]);
     opts.pg_port = Some(pg_port);
+    let internal_port = support::ports::free_port();
+    opts.args
+        .extend(["--internal-http-port".to_string(), internal_port.to_string()]);
     opts.env
         .push(("NEON_CONTROL_PLANE_TOKEN".into(), CP_TOKEN.into()));
     let c = Compute::serving(opts).await;
@@ -249,6 +253,32 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     assert_eq!(r.status, 200, "{}", r.text);
     api.check("GET", "/insights", &r);
     assert_eq!(r.json()["pg_stat_statements"], json!([]));
+
+    // The internal listener (loopback, no auth): install an extension, grant on a schema.
+    let internal = |path: &str| format!("http://127.0.0.1:{internal_port}{path}");
+    let ext = json!({"extension": "pg_stat_statements", "database": "postgres", "version": "1.10"});
+    let r = Reply::read(c.client.post(internal("/extensions")).json(&ext).send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    api.neon.check(&Seen { method: "POST", path: "/extensions", status: r.status, content_type: r.content_type.as_deref(), request_id: r.request_id.as_deref(), body: &r.text }).unwrap();
+    assert_eq!(
+        c.sql_value("SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'").await,
+        "1.10"
+    );
+    // Created but not preloaded: insights are still an empty list, not a 500.
+    let r = send(&c, "GET", "/insights", None, true).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["pg_stat_statements"], json!([]));
+    let grant = json!({"database": "postgres", "schema": "public", "privileges": ["USAGE", "CREATE"], "role": "alice"});
+    let r = Reply::read(c.client.post(internal("/grants")).json(&grant).send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    api.neon.check(&Seen { method: "POST", path: "/grants", status: r.status, content_type: r.content_type.as_deref(), request_id: r.request_id.as_deref(), body: &r.text }).unwrap();
+    assert_eq!(
+        c.sql_value("SELECT has_schema_privilege('alice', 'public', 'CREATE')::text").await,
+        "true"
+    );
+    let bad = json!({"database": "postgres", "schema": "public", "privileges": ["DROP"], "role": "alice"});
+    let r = Reply::read(c.client.post(internal("/grants")).json(&bad).send().await.unwrap()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
 
     // The catalog, in Neon's shape.
     let r = send(&c, "GET", "/dbs_and_roles", None, true).await;

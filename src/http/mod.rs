@@ -118,6 +118,32 @@ pub fn router_with_auth<E: Env>(compute: Arc<Compute<E>>, auth: AuthSlot) -> Rou
         .with_state(state)
 }
 
+/// The routes of the internal listener (`--internal-http-port`, loopback
+/// only, no auth, as Neon's internal server): `/extensions`, `/grants`,
+/// and 501 for Neon's `/extension_server/...` and `/refresh_configuration`.
+pub fn internal_router<E: Env>(compute: Arc<Compute<E>>) -> Router {
+    let state = AppState {
+        compute,
+        auth: AuthSlot::default(),
+    };
+    Router::new()
+        .route("/extensions", post(routes::internal::extensions::<E>))
+        .route("/grants", post(routes::internal::grants::<E>))
+        .route(
+            "/extension_server/{*filename}",
+            post(routes::internal::not_applicable),
+        )
+        .route(
+            "/refresh_configuration",
+            post(routes::internal::not_applicable),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn(error::json_errors))
+        .layer(from_fn_with_state(state.clone(), observe::layer::<E>))
+        .layer(from_fn_with_state(state.clone(), request_id::layer::<E>))
+        .with_state(state)
+}
+
 /// Serves `router` on `listener` (from [`crate::env::Net::bind`]: tokio's in
 /// production, turmoil's in the simulator) until `shutdown` completes, then
 /// lets the requests in flight finish (graceful shutdown).

@@ -5,6 +5,7 @@ pub mod configure;
 pub mod database_schema;
 pub mod dbs_and_roles;
 pub mod insights;
+pub mod internal;
 pub mod metrics;
 pub mod neon;
 pub mod probes;
