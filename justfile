@@ -39,6 +39,11 @@ run: deps
 # Everything: lint, unit and property tests, real-Postgres integration tests, simulator smoke, container e2e.
 test: deps lint image-if-docker
     cargo test --workspace --all-targets
+    just schemathesis
+
+# schemathesis against the live binary: Neon's contract (../shared/fixtures/neon or $COMPUTE_CTL_NEON_FIXTURES) and our openapi.yaml.
+schemathesis: deps
+    scripts/schemathesis.sh
 
 # Builds the local image compute_ctl:dev without a registry (debootstrap base, cached by tag; see scripts/build-image.sh).
 image:

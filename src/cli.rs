@@ -60,6 +60,11 @@ pub struct Args {
     #[arg(long, env = "COMPUTE_CTL_HTTP_PORT", default_value_t = 3080)]
     pub http_port: u16,
 
+    /// Port of the internal HTTP listener (loopback only, no auth, as Neon's):
+    /// `POST /extensions`, `POST /grants`. Off when not given.
+    #[arg(long, env = "COMPUTE_CTL_INTERNAL_HTTP_PORT")]
+    pub internal_http_port: Option<u16>,
+
     /// HTTP API listen address.
     #[arg(long, env = "COMPUTE_CTL_HTTP_HOST", default_value = "0.0.0.0")]
     pub http_host: std::net::IpAddr,
@@ -106,6 +111,12 @@ pub struct Args {
     #[arg(long, env = "COMPUTE_CTL_HTTP_MAX_CONNECTIONS", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub http_max_connections: u64,
 
+    /// Seconds the HTTP API keeps answering after a terminate requested over
+    /// HTTP (so that the control plane can read the `lsn`, and a repeated
+    /// terminate gets its 201), as Neon does; a second SIGTERM/SIGINT ends it.
+    #[arg(long, env = "COMPUTE_CTL_TERMINATED_LINGER_SECS", default_value_t = 5)]
+    pub terminated_linger_secs: u64,
+
     /// Seconds between two reads of client activity (pg_stat_activity).
     #[arg(long, env = "COMPUTE_CTL_ACTIVITY_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub activity_interval_secs: u64,
@@ -118,6 +129,10 @@ impl Args {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn terminated_linger(&self) -> Duration {
+        Duration::from_secs(self.terminated_linger_secs)
     }
 
     pub fn activity_interval(&self) -> Duration {

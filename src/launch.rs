@@ -11,11 +11,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use compute_ctl::cli::Args;
 use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, RunOutcome, TerminateMode};
-use compute_ctl::env::{Net, TokioEnv, timeout};
-use compute_ctl::http::{self, Auth};
+use compute_ctl::env::{Clock, Net, TokioEnv, timeout};
+use compute_ctl::http::{self, Auth, AuthSlot};
 use compute_ctl::monitor;
 use compute_ctl::spec::{ComputeSpec, ValidationContext};
-use compute_ctl::spec_source::{FetchPolicy, SpecSource, fetch_spec};
+use compute_ctl::spec_source::{FetchPolicy, SpecSource};
 use compute_ctl::state::ComputeStatus;
 
 /// How long requests in flight may take to finish once the compute has
@@ -123,10 +123,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let params = params(&args)?;
     let spec = initial_spec(&args, &ctx)?;
     let source = match (&args.control_plane_uri, &args.compute_id) {
-        (Some(uri), Some(id)) => Some(SpecSource::new(uri, id)?),
+        // Neon's variable: the control plane's credential for the spec pull.
+        (Some(uri), Some(id)) => Some(
+            SpecSource::new(uri, id)?
+                .with_token(std::env::var(CONTROL_PLANE_TOKEN_VAR).ok()),
+        ),
         _ => None,
     };
-    let auth = load_auth(&args)?;
+    let auth = AuthSlot::new(load_auth(&args)?);
     let env = TokioEnv::new();
     // Listen before anything else happens, so that a busy port fails fast and
     // the API is up before the first spec is applied.
@@ -138,7 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     tracing::info!(%addr, "HTTP API listening");
     let compute = Compute::new(env, params);
-    spawn_signal_handler(compute.clone())?;
+    let signals = spawn_signal_handler(compute.clone())?;
     tracing::info!(
         pgdata = %compute.params.pgdata.display(),
         postgres = %compute.params.pgbin.display(),
@@ -148,22 +152,37 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve_with_limits(
         listener,
-        http::router(compute.clone(), auth),
+        http::router_with_auth(compute.clone(), auth.clone()),
         args.serve_limits(),
         async move {
             let _ = http_stopped.await;
         },
     ));
+    if let Some(port) = args.internal_http_port {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = compute.env.bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for the internal HTTP API; pick a free port with --internal-http-port")
+        })?;
+        tracing::info!(%addr, "internal HTTP API listening (loopback only)");
+        tokio::spawn(http::serve::<TokioEnv>(
+            listener,
+            http::internal_router(compute.clone()),
+            std::future::pending(),
+        ));
+    }
     tokio::spawn(monitor::run(compute.clone()));
     if let Some(spec) = spec {
         compute
             .submit(spec)
             .context("cannot accept the initial spec")?;
     }
-    let fetcher = source.map(|s| tokio::spawn(fetch_into(compute.clone(), s, ctx)));
+    let fetcher = source.map(|s| tokio::spawn(fetch_into(compute.clone(), s, ctx, auth)));
     let outcome = compute.run().await;
     if let Some(f) = fetcher {
         f.abort();
+    }
+    if outcome == RunOutcome::Terminated && !signals.received() {
+        linger(&compute, args.terminated_linger(), &signals).await;
     }
     // Stop accepting, and let the responses in flight be delivered.
     let _ = stop_http.send(());
@@ -187,10 +206,33 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Neon's variable holding the bearer token of the spec pull.
+const CONTROL_PLANE_TOKEN_VAR: &str = "NEON_CONTROL_PLANE_TOKEN";
+
+/// After a terminate over HTTP: keep answering for `d` (Neon's control
+/// plane reads the `lsn` and may repeat the terminate), unless a signal
+/// asks us to go.
+async fn linger(compute: &Compute<TokioEnv>, d: Duration, signals: &Signals) {
+    if d.is_zero() {
+        return;
+    }
+    tracing::info!(seconds = d.as_secs(), "terminated; the HTTP API keeps answering a while (--terminated-linger-secs)");
+    tokio::select! {
+        biased;
+        () = signals.wait() => {}
+        () = compute.env.sleep(d) => {}
+    }
+}
+
 /// Fetches the spec from the control plane and submits it, unless a spec
 /// arrives another way first (or the compute is stopped); a fetch that gives
-/// up fails the compute.
-async fn fetch_into(compute: Arc<Compute<TokioEnv>>, source: SpecSource, ctx: ValidationContext) {
+/// up fails the compute. A key set sent with the spec replaces auth's.
+async fn fetch_into(
+    compute: Arc<Compute<TokioEnv>>,
+    source: SpecSource,
+    ctx: ValidationContext,
+    auth: AuthSlot,
+) {
     tracing::info!(
         url = source.url(),
         "waiting for a spec from the control plane"
@@ -201,9 +243,15 @@ async fn fetch_into(compute: Arc<Compute<TokioEnv>>, source: SpecSource, ctx: Va
     tokio::select! {
         biased;
         _ = superseded => {}
-        fetched = fetch_spec(&compute.env, &source, &ctx, &policy) => match fetched {
-            Ok(spec) => {
-                if let Err(e) = compute.submit(spec) {
+        fetched = compute_ctl::spec_source::fetch(&compute.env, &source, &ctx, &policy) => match fetched {
+            Ok(fetched) => {
+                if let Some(jwks) = &fetched.jwks {
+                    if let Err(e) = auth.set_jwks(jwks, compute.params.compute_id.clone()) {
+                        compute.fail(format!("the control plane's compute_ctl_config.jwks cannot be used: {e}"));
+                        return;
+                    }
+                }
+                if let Err(e) = compute.submit(fetched.spec) {
                     tracing::warn!(error = %e, "spec from the control plane not used");
                 }
             }
@@ -212,11 +260,28 @@ async fn fetch_into(compute: Arc<Compute<TokioEnv>>, source: SpecSource, ctx: Va
     }
 }
 
+/// Whether a stop signal came, and a way to wait for one.
+#[derive(Clone)]
+struct Signals(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Signals {
+    fn received(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|got| *got).await;
+    }
+}
+
 /// SIGTERM and SIGINT ask for a fast shutdown.
-fn spawn_signal_handler(compute: Arc<Compute<TokioEnv>>) -> anyhow::Result<()> {
+fn spawn_signal_handler(compute: Arc<Compute<TokioEnv>>) -> anyhow::Result<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let signals = Signals(Arc::new(tokio::sync::watch::Sender::new(false)));
+    let seen = signals.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -225,8 +290,9 @@ fn spawn_signal_handler(compute: Arc<Compute<TokioEnv>>) -> anyhow::Result<()> {
                 _ = int.recv() => {}
             }
             tracing::info!("signal received: shutting down");
+            seen.0.send_replace(true);
             let _ = compute.request_terminate(TerminateMode::Fast);
         }
     });
-    Ok(())
+    Ok(signals)
 }

@@ -4,6 +4,10 @@
 //!
 //! `GET {uri}/compute/api/v2/computes/{compute_id}/spec` answers either
 //! Neon's shape `{"status": ..., "spec": {...} | null, ...}` or a bare spec.
+//! Neon's envelope may carry `compute_ctl_config.jwks`, the key set the
+//! API's bearer tokens are verified with from then on ([`Fetched::jwks`]).
+//! When `NEON_CONTROL_PLANE_TOKEN` is set the request carries
+//! `Authorization: Bearer $NEON_CONTROL_PLANE_TOKEN` ([`SpecSource::with_token`]).
 //! `"spec": null` means "no spec for you yet" (a pre-warmed compute waiting
 //! to be attached): we keep polling at `poll_interval`, without limit, since
 //! the control plane is reachable and asked us to wait.
@@ -80,7 +84,7 @@ pub enum SpecFetchError {
 }
 
 /// Where the spec is fetched from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SpecSource {
     host: String,
     port: u16,
@@ -90,6 +94,8 @@ pub struct SpecSource {
     path: String,
     /// The full URL, for messages.
     url: String,
+    /// Sent as `Authorization: Bearer ...`; never logged.
+    token: Option<String>,
 }
 
 impl SpecSource {
@@ -134,7 +140,15 @@ impl SpecSource {
             authority,
             path,
             url: url.to_string(),
+            token: None,
         })
+    }
+
+    /// Sends `Authorization: Bearer token` with every request (Neon's
+    /// `NEON_CONTROL_PLANE_TOKEN`); an empty token sends nothing.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
     }
 
     /// The URL the spec is fetched from.
@@ -143,10 +157,27 @@ impl SpecSource {
     }
 }
 
+impl std::fmt::Debug for SpecSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpecSource")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// A spec from the control plane and what came with it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub spec: ComputeSpec,
+    /// `compute_ctl_config.jwks` of Neon's envelope, when it holds keys.
+    pub jwks: Option<serde_json::Value>,
+}
+
 /// What one answer of the control plane means.
 #[derive(Debug)]
 pub enum Answer {
-    Spec(Box<ComputeSpec>),
+    Spec(Box<Fetched>),
     /// `spec: null`: keep polling.
     NotYet,
 }
@@ -154,19 +185,23 @@ pub enum Answer {
 /// Interprets a 200 body: Neon's `{"spec": ...}` envelope or a bare spec.
 pub fn parse_answer(body: &[u8], ctx: &ValidationContext) -> Result<Answer, SpecError> {
     let value: serde_json::Value = serde_json::from_slice(body)?;
-    let spec_value = match value {
+    let (spec_value, jwks) = match value {
         serde_json::Value::Object(mut o) if o.contains_key("spec") => {
+            let jwks = o
+                .get("compute_ctl_config")
+                .and_then(|c| c.get("jwks"))
+                .filter(|j| j["keys"].as_array().is_some_and(|k| !k.is_empty()))
+                .cloned();
             match o.remove("spec").unwrap_or_default() {
                 serde_json::Value::Null => return Ok(Answer::NotYet),
-                spec => spec,
+                spec => (spec, jwks),
             }
         }
-        bare => bare,
+        bare => (bare, None),
     };
     let text = spec_value.to_string();
-    Ok(Answer::Spec(Box::new(ComputeSpec::parse_and_validate(
-        &text, ctx,
-    )?)))
+    let spec = ComputeSpec::parse_and_validate(&text, ctx)?;
+    Ok(Answer::Spec(Box::new(Fetched { spec, jwks })))
 }
 
 /// Fetches the spec, retrying as [`FetchPolicy`] says.
@@ -176,6 +211,16 @@ pub async fn fetch_spec<E: Env>(
     ctx: &ValidationContext,
     policy: &FetchPolicy,
 ) -> Result<ComputeSpec, SpecFetchError> {
+    fetch(env, source, ctx, policy).await.map(|f| f.spec)
+}
+
+/// [`fetch_spec`], with what came beside the spec (the key set).
+pub async fn fetch<E: Env>(
+    env: &E,
+    source: &SpecSource,
+    ctx: &ValidationContext,
+    policy: &FetchPolicy,
+) -> Result<Fetched, SpecFetchError> {
     let mut last_answer = env.now();
     let mut failures: u32 = 0;
     loop {
@@ -184,9 +229,9 @@ pub async fn fetch_spec<E: Env>(
             Err(_) => format!("no answer within {:?}", policy.request_timeout),
             Ok(Err(e)) => e,
             Ok(Ok((200, body))) => match parse_answer(&body, ctx) {
-                Ok(Answer::Spec(spec)) => {
-                    tracing::info!(url = %source.url, operation_uuid = ?spec.operation_uuid, "spec received from the control plane");
-                    return Ok(*spec);
+                Ok(Answer::Spec(fetched)) => {
+                    tracing::info!(url = %source.url, operation_uuid = ?fetched.spec.operation_uuid, jwks = fetched.jwks.is_some(), "spec received from the control plane");
+                    return Ok(*fetched);
                 }
                 Ok(Answer::NotYet) => {
                     tracing::debug!(url = %source.url, "no spec yet; polling");
@@ -272,10 +317,14 @@ async fn get<E: Env>(env: &E, source: &SpecSource) -> Result<(u16, Bytes), Strin
             tracing::debug!(error = %e, "control plane connection ended");
         }
     });
-    let req = hyper::Request::get(source.path.as_str())
+    let mut req = hyper::Request::get(source.path.as_str())
         .header(hyper::header::HOST, source.authority.as_str())
         .header(hyper::header::ACCEPT, "application/json")
-        .header(hyper::header::USER_AGENT, "compute_ctl")
+        .header(hyper::header::USER_AGENT, "compute_ctl");
+    if let Some(token) = &source.token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("cannot build the request: {e}"))?;
     let resp = sender
@@ -325,7 +374,22 @@ mod tests {
         let envelope = format!(r#"{{"status": "attached", "spec": {SPEC}}}"#);
         assert!(matches!(
             parse_answer(envelope.as_bytes(), &ctx),
-            Ok(Answer::Spec(_))
+            Ok(Answer::Spec(f)) if f.jwks.is_none()
+        ));
+        let keys = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AA"}]}"#;
+        let with_keys = format!(
+            r#"{{"status": "attached", "spec": {SPEC}, "compute_ctl_config": {{"jwks": {keys}}}}}"#
+        );
+        match parse_answer(with_keys.as_bytes(), &ctx) {
+            Ok(Answer::Spec(f)) => assert_eq!(f.jwks.unwrap()["keys"][0]["kty"], "OKP"),
+            other => panic!("{other:?}"),
+        }
+        let no_keys = format!(
+            r#"{{"spec": {SPEC}, "compute_ctl_config": {{"jwks": {{"keys": []}}}}}}"#
+        );
+        assert!(matches!(
+            parse_answer(no_keys.as_bytes(), &ctx),
+            Ok(Answer::Spec(f)) if f.jwks.is_none()
         ));
         assert!(matches!(
             parse_answer(SPEC.as_bytes(), &ctx),

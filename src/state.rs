@@ -7,6 +7,10 @@
 //!   any but Terminated --TerminateRequested--> TerminationPending --Stopped--> Terminated
 //! ```
 //! A terminate request while already `TerminationPending` keeps that state.
+//!
+//! On the wire (`/status`, Neon's `ComputeStatus` enum) `TerminationPending`
+//! is named by how Postgres is being stopped: `termination_pending_fast` or
+//! `termination_pending_immediate` ([`WireStatus`]); both names parse back.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +31,7 @@ pub enum ComputeStatus {
     /// Something went wrong; `error` says what. Only terminate is accepted.
     Failed,
     /// Shutting Postgres down.
+    #[serde(alias = "termination_pending_fast", alias = "termination_pending_immediate")]
     TerminationPending,
     /// Postgres is stopped; the process is about to exit.
     Terminated,
@@ -59,6 +64,16 @@ impl ComputeStatus {
         }
     }
 
+    /// The name Neon's API uses: as [`as_str`](Self::as_str), but a pending
+    /// termination says whether it is `fast` or `immediate`.
+    pub fn wire_name(self, immediate: bool) -> &'static str {
+        match (self, immediate) {
+            (Self::TerminationPending, false) => "termination_pending_fast",
+            (Self::TerminationPending, true) => "termination_pending_immediate",
+            (s, _) => s.as_str(),
+        }
+    }
+
     /// Whether a configure is under way (a new one is answered 409).
     pub fn is_configuring(self) -> bool {
         matches!(
@@ -71,6 +86,20 @@ impl ComputeStatus {
 impl std::fmt::Display for ComputeStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The status as the API sends it (Neon's `ComputeStatus` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireStatus {
+    pub status: ComputeStatus,
+    /// The terminate under way is `immediate` (else `fast`).
+    pub immediate: bool,
+}
+
+impl Serialize for WireStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.status.wire_name(self.immediate))
     }
 }
 
@@ -210,6 +239,37 @@ mod tests {
         for event in E::ALL {
             assert!(transition(S::Terminated, event).is_err());
         }
+    }
+
+    #[test]
+    fn wire_names_are_neons_enum_and_parse_back() {
+        // Neon's ComputeStatus enum (openapi_spec.yaml at 6a35a3e9).
+        let neon = [
+            "empty",
+            "configuration_pending",
+            "init",
+            "running",
+            "configuration",
+            "failed",
+            "termination_pending_fast",
+            "termination_pending_immediate",
+            "terminated",
+        ];
+        let mut names = Vec::new();
+        for status in S::ALL {
+            for immediate in [false, true] {
+                let w = WireStatus { status, immediate };
+                let v = serde_json::to_value(w).unwrap();
+                let name = v.as_str().unwrap().to_string();
+                assert!(neon.contains(&name.as_str()), "{name} is not in Neon's enum");
+                let back: S = serde_json::from_value(v).unwrap();
+                assert_eq!(back, status);
+                names.push(name);
+            }
+        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), neon.len(), "every Neon value is sent: {names:?}");
     }
 
     #[test]

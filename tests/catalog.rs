@@ -12,11 +12,6 @@ use compute_ctl::spec::ComputeSpec;
 use support::md5_hex;
 use support::postgres::TestPostgres;
 
-const NEON_FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/neon/cluster_spec.json"
-);
-
 fn spec(json: serde_json::Value) -> ComputeSpec {
     let mut base = serde_json::json!({"format_version": 1.0, "cluster": {}});
     if let (Some(b), Some(o)) = (base.as_object_mut(), json.as_object()) {
@@ -26,13 +21,14 @@ fn spec(json: serde_json::Value) -> ComputeSpec {
 }
 
 /// The Neon fixture's roles, databases and delta operations only (its
-/// settings are Neon-only).
-fn neon_spec() -> ComputeSpec {
-    let text = std::fs::read_to_string(NEON_FIXTURE).expect("read the Neon fixture");
+/// settings are Neon-only); `None` when the fixture is absent (the test is
+/// skipped, see `support::neon`).
+fn neon_spec() -> Option<ComputeSpec> {
+    let text = support::neon::text("cluster_spec.json")?;
     let mut spec: ComputeSpec = serde_json::from_str(&text).expect("the Neon fixture parses");
     spec.cluster.settings = None;
     spec.cluster.postgresql_conf = None;
-    spec
+    Some(spec)
 }
 
 async fn apply(
@@ -59,12 +55,12 @@ async fn exec(pg: &TestPostgres, db: &str, sql: &str) {
 
 #[tokio::test]
 async fn neon_fixture_applies_with_hostile_names_and_converges() {
+    let Some(spec) = neon_spec() else { return };
     let pg = TestPostgres::start(&[]).await;
     // The state the fixture's delta operations expect to find.
     exec(&pg, "postgres", r#"CREATE ROLE "zenith2" LOGIN; CREATE ROLE "zenith new" LOGIN PASSWORD 'md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';"#).await;
     exec(&pg, "postgres", "CREATE DATABASE zenith_test").await;
     exec(&pg, "postgres", r#"CREATE DATABASE "DB""#).await;
-    let spec = neon_spec();
     let metrics = Metrics::new();
     let report = catalog::apply(&TokioEnv::new(), &pg.params(), &spec, &metrics, "start")
         .await

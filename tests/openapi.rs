@@ -152,6 +152,7 @@ async fn responses_without_postgres_match_the_document() {
         .await,
         400,
     );
+    // Not sent as JSON: 400 (Neon's contract for /configure has no 415).
     expect(
         check(
             &mut api,
@@ -159,7 +160,7 @@ async fn responses_without_postgres_match_the_document() {
             post("/configure", Some("text/plain"), "{}".into()),
         )
         .await,
-        415,
+        400,
     );
     let huge = format!(
         "{{\"spec\": \"{}\"}}",
@@ -223,9 +224,24 @@ async fn responses_without_postgres_match_the_document() {
     );
     let _ = run3.await.unwrap();
     assert_eq!(c3.state().terminate_mode, Some(TerminateMode::Fast));
+    // 201: already terminated.
+    expect(
+        check(&mut api, &app3, post("/terminate", None, String::new())).await,
+        201,
+    );
+    // Neon's routes that need Neon's storage extension: 501, JSON.
+    for (m, p) in [("GET", "/lfc/prewarm"), ("POST", "/lfc/prewarm"), ("DELETE", "/lfc/prewarm"), ("GET", "/lfc/offload"), ("POST", "/lfc/offload"), ("POST", "/promote")] {
+        let req = Request::builder().method(m).uri(p).body(Body::empty()).unwrap();
+        expect(check(&mut api, &app3, req).await, 501);
+    }
+    // Neon's routes that need a running Postgres: 412 before it runs.
+    expect(check(&mut api, &app, post("/check_writability", None, String::new())).await, 412);
+    expect(check(&mut api, &app, get("/insights")).await, 412);
+    expect(check(&mut api, &app, get("/database_schema?database=postgres")).await, 412);
+    expect(check(&mut api, &app, get("/hadron_liveness_probe")).await, 500);
     seen.sort();
     seen.dedup();
-    assert_eq!(seen, [200, 400, 404, 405, 409, 412, 413, 415, 500, 503]);
+    assert_eq!(seen, [200, 201, 400, 404, 405, 409, 412, 413, 500, 501, 503]);
 }
 
 /// The checker itself catches drift: undeclared codes, wrong content types,
@@ -235,7 +251,7 @@ fn the_checker_rejects_responses_that_do_not_match() {
     let mut api = OpenApi::load();
     let status = json!({"status": "running", "start_time": "2026-11-25T18:00:00.000Z",
         "last_active": null, "error": null, "operation_uuid": null, "pending_restart": [],
-        "tenant_id": null, "timeline_id": null});
+        "tenant": null, "timeline": null, "ignored_spec_fields": []});
     let seen = |status: u16, ct: &'static str, body: &str| -> Result<(), String> {
         let body = body.to_string();
         let mut api2 = OpenApi::load();
@@ -313,6 +329,9 @@ async fn auth_rejections_match_the_document() {
         ("POST", "/configure"),
         ("POST", "/terminate"),
         ("GET", "/dbs_and_roles"),
+        ("POST", "/check_writability"),
+        ("GET", "/database_schema"),
+        ("GET", "/insights"),
     ] {
         let req = |authz: Option<String>| {
             let mut b = Request::builder().method(method).uri(uri);
@@ -321,7 +340,8 @@ async fn auth_rejections_match_the_document() {
             }
             b.body(Body::empty()).unwrap()
         };
-        assert_eq!(check(&mut api, &app, req(None)).await.0, 401);
+        // No bearer header: 400, as Neon.
+        assert_eq!(check(&mut api, &app, req(None)).await.0, 400);
         assert_eq!(
             check(&mut api, &app, req(Some(format!("Bearer {other}"))))
                 .await

@@ -1,11 +1,8 @@
 //! `compute_ctl --validate-spec`: the real binary on real fixtures.
 
-use std::process::Command;
+mod support;
 
-const NEON_FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/neon/cluster_spec.json"
-);
+use std::process::Command;
 
 fn fixture(name: &str) -> String {
     format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -26,7 +23,10 @@ fn validate(path: &str) -> (i32, String, String) {
 
 #[test]
 fn neon_fixture_is_valid() {
-    let (code, stdout, _) = validate(NEON_FIXTURE);
+    let Some(path) = support::neon::path("cluster_spec.json") else {
+        return;
+    };
+    let (code, stdout, _) = validate(path.to_str().expect("a UTF-8 path"));
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("valid"));
 }

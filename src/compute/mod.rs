@@ -58,6 +58,9 @@ pub struct ComputeState {
     pub pending_restart: Vec<String>,
     /// The supervisor loop has returned; Postgres is not running any more.
     pub supervisor_exited: bool,
+    /// The last WAL position once terminated after a clean shutdown
+    /// (`/terminate`'s `lsn`; see `pg::shutdown_checkpoint_lsn`).
+    pub terminate_lsn: Option<String>,
 }
 
 /// Why a spec was not accepted.
@@ -108,6 +111,7 @@ impl<E: Env> Compute<E> {
             last_reconfigure: None,
             pending_restart: Vec::new(),
             supervisor_exited: false,
+            terminate_lsn: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);
@@ -172,6 +176,10 @@ impl<E: Env> Compute<E> {
             } else {
                 match transition(st.status, Event::SpecDelivered) {
                     Ok(next) => {
+                        if st.status == ComputeStatus::Empty {
+                            // As Neon: a compute started empty counts from its first spec.
+                            st.start_time = self.env.wall_clock();
+                        }
                         st.status = next;
                         st.generation += 1;
                         st.pending = Some(spec.clone());
@@ -186,6 +194,9 @@ impl<E: Env> Compute<E> {
         });
         if let Ok(Submitted::Accepted(g)) = out {
             tracing::info!(generation = g, operation_uuid = ?spec.operation_uuid, "spec accepted");
+            if !spec.ignored_fields.is_empty() {
+                tracing::info!(fields = ?spec.ignored_fields, "spec fields not used by this compute (Neon-only); see /status ignored_spec_fields");
+            }
             self.metrics.set_status(ComputeStatus::ConfigurationPending);
         }
         out

@@ -126,7 +126,8 @@ impl<E: Env> Compute<E> {
                 ComputeStatus::TerminationPending => {
                     let mode = self.state().terminate_mode.unwrap_or_default();
                     self.stop_postgres(&mut postmaster, mode).await;
-                    let _ = self.apply_event(Event::Stopped, |_| {});
+                    let lsn = if self.state().postgres_started { self.last_lsn().await } else { None };
+                    let _ = self.apply_event(Event::Stopped, |st| st.terminate_lsn = lsn);
                     return RunOutcome::Terminated;
                 }
                 ComputeStatus::Failed if postmaster.is_none() => {
@@ -387,6 +388,17 @@ impl<E: Env> Compute<E> {
             let _ = tx.send(Some(PostmasterExit { info, last_lines }));
         });
         Postmaster { pid, exit: rx }
+    }
+
+    /// The last WAL position of the stopped Postgres, for `/terminate`.
+    async fn last_lsn(&self) -> Option<String> {
+        match pg::shutdown_checkpoint_lsn(&self.env, &self.params).await {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the last WAL position; /terminate answers lsn null");
+                None
+            }
+        }
     }
 
     /// Stops Postgres: `mode`'s signal, then SIGQUIT and SIGKILL if it lingers.

@@ -6,6 +6,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StartupTimings {
     pub wait_for_spec_ms: u64,
+    /// Neon's phases (`/metrics.json` of Neon's contract); zero until measured.
+    pub sync_safekeepers_ms: u64,
+    pub basebackup_ms: u64,
+    pub basebackup_bytes: u64,
+    pub pageserver_connect_micros: u64,
     pub prepare_pgdata_ms: u64,
     pub start_postgres_ms: u64,
     pub config_ms: u64,

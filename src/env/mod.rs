@@ -146,6 +146,15 @@ pub enum Signal {
     Kill,
 }
 
+/// A running program whose standard output is read as it is produced
+/// (`pg_dump` streamed to an HTTP client).
+pub struct StreamingChild {
+    pub stdout: std::pin::Pin<Box<dyn AsyncRead + Send>>,
+    /// Completes once the program has exited, with its exit status and its
+    /// standard error. Dropping it (and `stdout`) kills the program.
+    pub done: std::pin::Pin<Box<dyn Future<Output = io::Result<(ExitInfo, Vec<u8>)>> + Send>>,
+}
+
 /// A spawned long-running process (the postmaster).
 pub trait Child: Send + 'static {
     fn pid(&self) -> u32;
@@ -166,6 +175,15 @@ pub trait Processes: Send + Sync + 'static {
     fn spawn(&self, cmd: &CommandSpec) -> io::Result<Self::Child>;
     /// Runs a program to completion and collects its output.
     fn output(&self, cmd: &CommandSpec) -> impl Future<Output = io::Result<ProcessOutput>> + Send;
+    /// Starts a program whose standard output the caller reads as it
+    /// comes. Environments that cannot run it say so (the simulator runs no
+    /// `pg_dump`).
+    fn spawn_streaming(&self, cmd: &CommandSpec) -> io::Result<StreamingChild> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("cannot stream the output of {} here", cmd.display()),
+        ))
+    }
     /// Sends a signal to a process.
     fn signal(&self, pid: u32, sig: Signal) -> io::Result<()>;
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rand::{RngCore, SeedableRng, rngs::SmallRng};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
@@ -232,6 +232,45 @@ impl Processes for TokioEnv {
             status: exit_info(out.status),
             stdout: out.stdout,
             stderr: out.stderr,
+        })
+    }
+
+    fn spawn_streaming(&self, cmd: &CommandSpec) -> io::Result<super::StreamingChild> {
+        let mut c = command(cmd);
+        // Whoever stops reading (a client gone, a deadline) no longer wants it.
+        c.kill_on_drop(true)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot run {}: {e}", cmd.program.display()),
+            )
+        })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("the child has no stdout pipe"))?;
+        // Drained at once, so that a chatty stderr cannot block the program.
+        let stderr = child.stderr.take().map(|mut e| {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let _ = e.read_to_end(&mut buf).await;
+                buf
+            })
+        });
+        let done = async move {
+            let status = child.wait().await?;
+            let err = match stderr {
+                Some(task) => task.await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            Ok((exit_info(status), err))
+        };
+        Ok(super::StreamingChild {
+            stdout: Box::pin(stdout),
+            done: Box::pin(done),
         })
     }
 

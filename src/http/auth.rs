@@ -7,13 +7,20 @@
 //! - has `scope` containing `compute_ctl:admin` and audience `compute`, or
 //! - has a `compute_id` claim equal to this compute's `--compute-id`.
 //!
-//! Status codes: **401** when we cannot tell who is calling: no or non-Bearer
-//! `Authorization` header, a token that is not a JWT, not signed by a
+//! The key set can change at run time ([`AuthSlot`]): `--jwks` at start,
+//! then the one a control plane sends as `compute_ctl_config.jwks` in its
+//! spec response or in `POST /configure` (as Neon's control plane does). A
+//! compute started without keys turns auth on when it receives some.
+//!
+//! Status codes: **400** (as Neon) when there is no `Authorization: Bearer`
+//! header at all. **401** when we cannot tell who is calling: a token that
+//! is not a JWT, not signed by a
 //! configured key, expired or not yet valid. **403** when the token is
 //! genuine but grants nothing here: admin scope with another audience, a
 //! `compute_id` of another compute, or neither claim. Times are read from
 //! the Env clock, so the simulator controls expiry. Tokens are never logged.
 
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{Request, State};
@@ -83,6 +90,13 @@ pub struct Denied {
 }
 
 impl Denied {
+    fn bad_request(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            reason: reason.into(),
+        }
+    }
+
     fn unauthenticated(reason: impl Into<String>) -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,
@@ -203,9 +217,7 @@ impl Auth {
     /// Checks the `Authorization` header of a request at wall-clock `now`.
     pub fn authorize(&self, headers: &HeaderMap, now: SystemTime) -> Result<Grant, Denied> {
         let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            Denied::unauthenticated(
-                "missing Authorization header; send Authorization: Bearer <JWT>",
-            )
+            Denied::bad_request("missing Authorization header; send Authorization: Bearer <JWT>")
         })?;
         let token = value
             .to_str()
@@ -217,7 +229,7 @@ impl Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                Denied::unauthenticated(
+                Denied::bad_request(
                     "the Authorization header is not a bearer token; send Authorization: Bearer <JWT>",
                 )
             })?;
@@ -325,13 +337,53 @@ fn check_times(claims: &Claims, now: SystemTime) -> Result<(), Denied> {
     Ok(())
 }
 
-/// The middleware on protected routes (installed only when auth is on).
+/// The verifier in effect; empty while auth is off. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct AuthSlot(Arc<RwLock<Option<Arc<Auth>>>>);
+
+impl std::fmt::Debug for AuthSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AuthSlot").field(&self.get()).finish()
+    }
+}
+
+impl AuthSlot {
+    pub fn new(auth: Option<Auth>) -> Self {
+        Self(Arc::new(RwLock::new(auth.map(Arc::new))))
+    }
+
+    /// The verifier now, if auth is on.
+    pub fn get(&self) -> Option<Arc<Auth>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the verifier (auth is on from now on).
+    pub fn set(&self, auth: Auth) {
+        tracing::info!(keys = auth.key_count(), "HTTP API authentication key set replaced");
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(auth));
+    }
+
+    /// Installs the key set of a control plane's `compute_ctl_config.jwks`
+    /// (a JWKS as JSON), for `compute_id`.
+    pub fn set_jwks(
+        &self,
+        jwks: &serde_json::Value,
+        compute_id: Option<String>,
+    ) -> Result<(), JwksError> {
+        let auth = Auth::from_jwks(&jwks.to_string(), compute_id)?;
+        self.set(auth);
+        Ok(())
+    }
+}
+
+/// The middleware on protected routes; lets everything through while the
+/// slot is empty.
 pub async fn require<E: Env>(
     State(state): State<AppState<E>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(auth) = &state.auth else {
+    let Some(auth) = state.auth.get() else {
         return next.run(req).await;
     };
     match auth.authorize(req.headers(), state.compute.env.wall_clock()) {
@@ -343,7 +395,7 @@ pub async fn require<E: Env>(
             // The reason never contains the token itself.
             tracing::warn!(status = denied.status.as_u16(), reason = %denied.reason, "request refused by auth");
             let mut resp = ApiError::new(denied.status, denied.reason).into_response();
-            if denied.status == StatusCode::UNAUTHORIZED {
+            if denied.status != StatusCode::FORBIDDEN {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }

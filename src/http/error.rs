@@ -100,15 +100,19 @@ where
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {
+    // A body not sent as JSON is a bad request too (Neon's contract for
+    // /configure knows 400, not 415).
     let status = match &r {
-        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
-            StatusCode::BAD_REQUEST
-        }
+        JsonRejection::JsonDataError(_)
+        | JsonRejection::JsonSyntaxError(_)
+        | JsonRejection::MissingJsonContentType(_) => StatusCode::BAD_REQUEST,
         other => other.status(),
     };
-    let hint = match status {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "; send the body with Content-Type: application/json",
-        StatusCode::PAYLOAD_TOO_LARGE => "; the API accepts bodies up to the documented limit",
+    let hint = match (&r, status) {
+        (JsonRejection::MissingJsonContentType(_), _) => {
+            "; send the body with Content-Type: application/json"
+        }
+        (_, StatusCode::PAYLOAD_TOO_LARGE) => "; the API accepts bodies up to the documented limit",
         _ => "",
     };
     ApiError::new(status, format!("{}{hint}", r.body_text()))

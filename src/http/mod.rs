@@ -25,7 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 
-pub use auth::Auth;
+pub use auth::{Auth, AuthSlot};
 pub use error::ApiError;
 pub use serve::{ServeLimits, serve, serve_with_limits};
 
@@ -43,6 +43,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/dbs_and_roles"),
     ("GET", "/health"),
     ("GET", "/ready"),
+    ("POST", "/check_writability"),
+    ("GET", "/database_schema"),
+    ("GET", "/insights"),
+    ("GET", "/hadron_liveness_probe"),
+    ("GET", "/lfc/prewarm"),
+    ("POST", "/lfc/prewarm"),
+    ("DELETE", "/lfc/prewarm"),
+    ("GET", "/lfc/offload"),
+    ("POST", "/lfc/offload"),
+    ("POST", "/promote"),
 ];
 
 /// Largest request body accepted (a spec with thousands of roles fits).
@@ -51,8 +61,8 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// What every handler sees.
 pub struct AppState<E: Env> {
     pub compute: Arc<Compute<E>>,
-    /// `None`: auth is off.
-    pub auth: Option<Arc<Auth>>,
+    /// Empty: auth is off.
+    pub auth: AuthSlot,
 }
 
 impl<E: Env> Clone for AppState<E> {
@@ -67,24 +77,67 @@ impl<E: Env> Clone for AppState<E> {
 /// The API of `compute`. With `auth`, `/configure`, `/terminate` and
 /// `/dbs_and_roles` require a bearer token.
 pub fn router<E: Env>(compute: Arc<Compute<E>>, auth: Option<Auth>) -> Router {
-    let state = AppState {
-        compute,
-        auth: auth.map(Arc::new),
-    };
-    let mut protected = Router::new()
+    router_with_auth(compute, AuthSlot::new(auth))
+}
+
+/// [`router`] with a key set that can change while it serves (a control
+/// plane's `compute_ctl_config.jwks`).
+pub fn router_with_auth<E: Env>(compute: Arc<Compute<E>>, auth: AuthSlot) -> Router {
+    let state = AppState { compute, auth };
+    let protected = Router::new()
         .route("/configure", post(routes::configure::post::<E>))
         .route("/terminate", post(routes::terminate::post::<E>))
-        .route("/dbs_and_roles", get(routes::dbs_and_roles::get::<E>));
-    if state.auth.is_some() {
-        protected = protected.route_layer(from_fn_with_state(state.clone(), auth::require::<E>));
-    }
+        .route("/dbs_and_roles", get(routes::dbs_and_roles::get::<E>))
+        .route(
+            "/check_writability",
+            post(routes::check_writability::post::<E>),
+        )
+        .route("/database_schema", get(routes::database_schema::get::<E>))
+        .route("/insights", get(routes::insights::get::<E>))
+        .route_layer(from_fn_with_state(state.clone(), auth::require::<E>));
+    let not_applicable = || {
+        axum::routing::any(routes::neon::not_applicable)
+    };
     Router::new()
+        .route(
+            "/hadron_liveness_probe",
+            get(routes::neon::liveness::<E>),
+        )
+        .route("/lfc/prewarm", not_applicable())
+        .route("/lfc/offload", not_applicable())
+        .route("/promote", not_applicable())
         .route("/status", get(routes::status::get::<E>))
         .route("/metrics", get(routes::metrics::text::<E>))
         .route("/metrics.json", get(routes::metrics::json::<E>))
         .route("/health", get(routes::probes::health::<E>))
         .route("/ready", get(routes::probes::ready::<E>))
         .merge(protected)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn(error::json_errors))
+        .layer(from_fn_with_state(state.clone(), observe::layer::<E>))
+        .layer(from_fn_with_state(state.clone(), request_id::layer::<E>))
+        .with_state(state)
+}
+
+/// The routes of the internal listener (`--internal-http-port`, loopback
+/// only, no auth, as Neon's internal server): `/extensions`, `/grants`,
+/// and 501 for Neon's `/extension_server/...` and `/refresh_configuration`.
+pub fn internal_router<E: Env>(compute: Arc<Compute<E>>) -> Router {
+    let state = AppState {
+        compute,
+        auth: AuthSlot::default(),
+    };
+    Router::new()
+        .route("/extensions", post(routes::internal::extensions::<E>))
+        .route("/grants", post(routes::internal::grants::<E>))
+        .route(
+            "/extension_server/{*filename}",
+            post(routes::internal::not_applicable),
+        )
+        .route(
+            "/refresh_configuration",
+            post(routes::internal::not_applicable),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn(error::json_errors))
         .layer(from_fn_with_state(state.clone(), observe::layer::<E>))

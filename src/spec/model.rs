@@ -3,7 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 /// The whole spec a control plane sends.
+///
+/// Fields we do not use are not dropped silently: their JSON paths are kept
+/// in [`ignored_fields`](Self::ignored_fields) (shown by `/status`, logged
+/// when the spec is accepted). Neon's newer storage address,
+/// `pageserver_connection_info`, is adopted: without a
+/// `pageserver_connstring`, its (single) shard's libpq URL becomes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ComputeSpec {
     /// Only `1.0` is supported.
     pub format_version: f32,
@@ -19,11 +26,15 @@ pub struct ComputeSpec {
     /// When true, no catalog work at all: config is written and Postgres reloaded.
     #[serde(default)]
     pub skip_pg_catalog_updates: bool,
-    #[serde(default)]
+    /// Absent or null: primary (Neon sends `"mode": null` too).
+    #[serde(default, deserialize_with = "null_is_default")]
     pub mode: ComputeMode,
     /// Where storage is; here a libpq connection string of a base-backup source.
     #[serde(default)]
     pub pageserver_connstring: Option<String>,
+    /// Neon's newer form of the storage address (shards of pageservers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pageserver_connection_info: Option<PageserverConnectionInfo>,
     #[serde(default)]
     pub safekeeper_connstrings: Vec<String>,
     #[serde(default)]
@@ -37,6 +48,96 @@ pub struct ComputeSpec {
     /// How many databases per-database catalog phases work on at once.
     #[serde(default)]
     pub reconfigure_concurrency: Option<usize>,
+    /// JSON paths of the fields of the spec this compute does not use
+    /// (Neon-only features), in document order.
+    #[serde(skip)]
+    pub ignored_fields: Vec<String>,
+}
+
+impl Serialize for ComputeSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ComputeSpec::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ComputeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut ignored = Vec::new();
+        // serde_ignored writes `?` for "inside an Option"; a JSON path has no such step.
+        let mut record = |path: serde_ignored::Path<'_>| {
+            ignored.push(format!("$.{path}").replace(".?", ""));
+        };
+        let wrapped = serde_ignored::Deserializer::new(d, &mut record);
+        let mut spec = ComputeSpec::deserialize(wrapped)?;
+        spec.ignored_fields = ignored;
+        if spec.pageserver_connstring.is_none() {
+            spec.pageserver_connstring = spec
+                .pageserver_connection_info
+                .as_ref()
+                .and_then(PageserverConnectionInfo::libpq_url)
+                .map(str::to_string);
+        }
+        Ok(spec)
+    }
+}
+
+/// Neon's `pageserver_connection_info`: the pageservers of each shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageserverConnectionInfo {
+    #[serde(default)]
+    pub shard_count: Option<u32>,
+    #[serde(default)]
+    pub stripe_size: Option<u32>,
+    /// By shard index (`"0000"` for an unsharded tenant).
+    #[serde(default)]
+    pub shards: std::collections::BTreeMap<String, PageserverShardInfo>,
+    #[serde(default)]
+    pub prefer_protocol: Option<String>,
+}
+
+/// One shard's pageservers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageserverShardInfo {
+    #[serde(default)]
+    pub pageservers: Vec<PageserverShardConnectionInfo>,
+}
+
+/// How to reach one pageserver of a shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageserverShardConnectionInfo {
+    #[serde(default)]
+    pub id: Option<u64>,
+    #[serde(default)]
+    pub libpq_url: Option<String>,
+    #[serde(default)]
+    pub grpc_url: Option<String>,
+}
+
+impl PageserverConnectionInfo {
+    /// The libpq URL of the first shard's first pageserver that has one.
+    pub fn libpq_url(&self) -> Option<&str> {
+        self.shards
+            .values()
+            .next()?
+            .pageservers
+            .iter()
+            .find_map(|p| p.libpq_url.as_deref())
+    }
+
+    /// How many shards it names (`shard_count`, 0 meaning unsharded).
+    pub fn shards(&self) -> usize {
+        let counted = self.shard_count.unwrap_or(0) as usize;
+        counted.max(self.shards.len())
+    }
+}
+
+/// `T::default()` for a null, as for an absent field.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Primary, replica or static (read-only at an LSN) compute.

@@ -261,11 +261,9 @@ fn zero_reconfigure_concurrency_is_rejected() {
 
 #[test]
 fn neon_fixture_parses_with_its_hostile_names() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/neon/cluster_spec.json"
-    );
-    let text = std::fs::read_to_string(path).expect("the Neon fixture is beside the checkout");
+    let Some(text) = neon_fixture("cluster_spec.json") else {
+        return;
+    };
     let s = ComputeSpec::parse_and_validate(&text, &ValidationContext::default()).expect("valid");
     let roles: Vec<&str> = s.cluster.roles.iter().map(|r| r.name.as_str()).collect();
     assert!(roles.contains(&"zenith \"new\""));
@@ -280,4 +278,65 @@ fn neon_fixture_parses_with_its_hostile_names() {
     );
     assert_eq!(s.suspend_timeout_seconds, Some(3600));
     assert!(!s.skip_pg_catalog_updates);
+    // What we do not use is listed, not dropped silently.
+    for f in ["$.remote_extensions", "$.pgbouncer_settings", "$.cluster.state"] {
+        assert!(s.ignored_fields.iter().any(|g| g == f), "{f} not in {:?}", s.ignored_fields);
+    }
+}
+
+#[test]
+fn neon_forms_are_accepted_null_mode_and_pageserver_connection_info() {
+    let mut j = valid();
+    j["mode"] = serde_json::Value::Null;
+    j["pageserver_connection_info"] = serde_json::json!({
+        "shard_count": 0,
+        "stripe_size": null,
+        "prefer_protocol": "libpq",
+        "shards": {"0000": {"pageservers": [
+            {"id": 1, "grpc_url": "grpc://ps:51051"},
+            {"id": 2, "libpq_url": "postgresql://cloud_admin@ps:6400/postgres", "future": true}
+        ]}}
+    });
+    let s = spec(j.clone());
+    assert_eq!(s.mode, ComputeMode::Primary);
+    assert_eq!(
+        s.pageserver_connstring.as_deref(),
+        Some("postgresql://cloud_admin@ps:6400/postgres")
+    );
+    assert!(paths(j.clone()).is_empty());
+    assert_eq!(s.ignored_fields, ["$.pageserver_connection_info.shards.0000.pageservers.1.future"]);
+    // The older field wins when both are there.
+    j["pageserver_connstring"] = serde_json::json!("postgresql://cloud_admin@old:6400/postgres");
+    assert_eq!(
+        spec(j.clone()).pageserver_connstring.as_deref(),
+        Some("postgresql://cloud_admin@old:6400/postgres")
+    );
+    // Sharded storage is not something vanilla Postgres can use.
+    j["pageserver_connection_info"]["shard_count"] = serde_json::json!(4);
+    assert_eq!(paths(j), ["$.pageserver_connection_info.shard_count"]);
+}
+
+/// Neon's file `name`, found as `tests/support/neon.rs` finds it (a lib unit
+/// test cannot use the integration tests' support): `$COMPUTE_CTL_NEON_FIXTURES`,
+/// then `../shared/fixtures/neon`. Absent: `None` and one line saying the
+/// test is skipped, or a failure with `COMPUTE_CTL_REQUIRE_NEON_FIXTURES=1`.
+fn neon_fixture(name: &str) -> Option<String> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("COMPUTE_CTL_NEON_FIXTURES").filter(|d| !d.is_empty()) {
+        dirs.push(std::path::PathBuf::from(d));
+    }
+    dirs.push(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/neon"));
+    if let Some(p) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+        return Some(std::fs::read_to_string(&p).expect("the Neon fixture is readable"));
+    }
+    let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let msg = format!(
+        "Neon's {name} is missing (looked in {}); set COMPUTE_CTL_NEON_FIXTURES to a directory holding it (see README, \"Neon's fixtures\")",
+        looked.join(", ")
+    );
+    if std::env::var("COMPUTE_CTL_REQUIRE_NEON_FIXTURES").is_ok_and(|v| v == "1") {
+        panic!("{msg}; COMPUTE_CTL_REQUIRE_NEON_FIXTURES=1 makes this a failure");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
 }

@@ -102,6 +102,17 @@ pub fn validate(spec: &ComputeSpec, ctx: &ValidationContext) -> Vec<SpecProblem>
             check_value(v, || format!("$.{name}"), &mut out);
         }
     }
+    if let Some(info) = &spec.pageserver_connection_info {
+        if info.shards() > 1 {
+            out.push(SpecProblem::new(
+                "$.pageserver_connection_info.shard_count",
+                format!(
+                    "{} shards: sharded storage needs Neon's storage extension; vanilla Postgres takes one base backup source",
+                    info.shards()
+                ),
+            ));
+        }
+    }
     for (i, s) in spec.safekeeper_connstrings.iter().enumerate() {
         check_value(s, || format!("$.safekeeper_connstrings[{i}]"), &mut out);
     }

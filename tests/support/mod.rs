@@ -6,6 +6,7 @@
 
 pub mod compute;
 pub mod control_plane;
+pub mod neon;
 pub mod os;
 pub mod ports;
 pub mod postgres;

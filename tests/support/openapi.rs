@@ -26,6 +26,24 @@ pub struct OpenApi {
     pub doc: Value,
     compiler: boon::Compiler,
     schemas: boon::Schemas,
+    /// Neon's 3.0 document lacks `nullable`: a null counts as an absent field.
+    null_as_absent: bool,
+    /// How the document is named in messages.
+    name: &'static str,
+}
+
+/// `v` without its null-valued object fields, at any depth.
+fn strip_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_nulls).collect()),
+        other => other.clone(),
+    }
 }
 
 const DOC_URL: &str = "http://compute-ctl.invalid/openapi.json";
@@ -41,8 +59,21 @@ impl OpenApi {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.yaml");
         let text = std::fs::read_to_string(&path).expect("openapi.yaml is readable");
         let doc: Value = serde_norway::from_str(&text).expect("openapi.yaml is valid YAML");
+        Self::new(doc, boon::Draft::V2020_12, false, "openapi.yaml")
+    }
+
+    /// Neon's OpenAPI 3.0 contract (`openapi_spec.yaml`, its text given):
+    /// schemas read as JSON Schema draft 4, a null as an absent field.
+    pub fn neon(text: &str) -> Self {
+        let doc: serde_norway::Value = serde_norway::from_str(text).expect("Neon's contract is YAML");
+        // Response codes are YAML integers there; JSON object keys are strings.
+        let doc: Value = serde_json::to_value(&doc).expect("Neon's contract as JSON");
+        Self::new(doc, boon::Draft::V4, true, "Neon's openapi_spec.yaml")
+    }
+
+    fn new(doc: Value, draft: boon::Draft, null_as_absent: bool, name: &'static str) -> Self {
         let mut compiler = boon::Compiler::new();
-        compiler.set_default_draft(boon::Draft::V2020_12);
+        compiler.set_default_draft(draft);
         compiler.enable_format_assertions();
         compiler
             .add_resource(DOC_URL, doc.clone())
@@ -51,6 +82,8 @@ impl OpenApi {
             doc,
             compiler,
             schemas: boon::Schemas::new(),
+            null_as_absent,
+            name,
         }
     }
 
@@ -96,8 +129,8 @@ impl OpenApi {
                     .ok_or_else(|| format!("{} {path} is not documented", seen.method))?;
                 if op["responses"].get(status.to_string()).is_none() {
                     return Err(format!(
-                        "{} {path} answered {status}, which openapi.yaml does not declare",
-                        seen.method
+                        "{} {path} answered {status}, which {} does not declare",
+                        seen.method, self.name
                     ));
                 }
                 format!("/paths/{}/{method}/responses/{status}", esc(path))
@@ -127,8 +160,11 @@ impl OpenApi {
         if media.as_str() != "application/json" {
             return Ok(());
         }
-        let body: Value = serde_json::from_str(seen.body)
+        let mut body: Value = serde_json::from_str(seen.body)
             .map_err(|e| format!("{what}: body is not JSON ({e}): {}", seen.body))?;
+        if self.null_as_absent {
+            body = strip_nulls(&body);
+        }
         let loc = format!("{DOC_URL}#{pointer}/content/{}/schema", esc(media));
         let idx = self
             .compiler
@@ -136,6 +172,6 @@ impl OpenApi {
             .map_err(|e| format!("{what}: the declared schema does not compile: {e:#}"))?;
         self.schemas
             .validate(&body, idx)
-            .map_err(|e| format!("{what}: body does not match openapi.yaml: {e:#}\nbody: {body}"))
+            .map_err(|e| format!("{what}: body does not match {}: {e:#}\nbody: {body}", self.name))
     }
 }

@@ -33,6 +33,26 @@ use crate::state::ComputeStatus;
 #[derive(Debug, Deserialize)]
 pub struct ConfigureRequest {
     pub spec: ComputeSpec,
+    /// Neon's `compute_ctl_config`: its `jwks` replaces the key set of auth.
+    #[serde(default)]
+    pub compute_ctl_config: Option<ComputeCtlConfig>,
+}
+
+/// What a Neon control plane tells compute_ctl itself (beside the spec).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ComputeCtlConfig {
+    /// A JSON Web Key Set; its keys verify the API's bearer tokens from now on.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+}
+
+impl ComputeCtlConfig {
+    /// The key set, if it holds any keys (Neon sends `{"keys": []}` when it has none).
+    pub fn jwks(&self) -> Option<&serde_json::Value> {
+        self.jwks
+            .as_ref()
+            .filter(|j| j["keys"].as_array().is_some_and(|k| !k.is_empty()))
+    }
 }
 
 /// The handler.
@@ -47,6 +67,17 @@ pub async fn post<E: Env>(
     let problems = validate(&req.spec, &ctx);
     if !problems.is_empty() {
         return Err(ApiError::invalid_spec(problems));
+    }
+    if let Some(jwks) = req.compute_ctl_config.as_ref().and_then(|c| c.jwks()) {
+        // Before the spec is accepted: a bad key set changes nothing.
+        state
+            .auth
+            .set_jwks(jwks, compute.params.compute_id.clone())
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "compute_ctl_config.jwks cannot be used: {e}; nothing was changed"
+                ))
+            })?;
     }
     let operation = req.spec.operation_uuid.clone();
     match compute.submit(req.spec) {

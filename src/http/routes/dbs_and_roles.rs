@@ -35,6 +35,10 @@ pub struct DatabaseBody {
     pub is_template: bool,
     /// False for an invalid database (an interrupted `DROP DATABASE`).
     pub valid: bool,
+    /// Neon's name for `!allow_connections`.
+    pub restrict_conn: bool,
+    /// Neon's name for `!valid`.
+    pub invalid: bool,
 }
 
 /// The answer.
@@ -66,6 +70,8 @@ impl From<Snapshot> for DbsAndRoles {
                     allow_connections: d.allow_connections,
                     is_template: d.is_template,
                     valid: d.valid,
+                    restrict_conn: !d.allow_connections,
+                    invalid: !d.valid,
                 })
                 .collect(),
         }

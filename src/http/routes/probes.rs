@@ -13,7 +13,8 @@ use crate::env::{Env, timeout};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::pg;
-use crate::state::ComputeStatus;
+use crate::compute::TerminateMode;
+use crate::state::{ComputeStatus, WireStatus};
 
 /// How long the readiness probe may take in all.
 pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -22,14 +23,21 @@ pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Serialize)]
 pub struct ProbeBody {
     pub ok: bool,
-    pub status: ComputeStatus,
+    pub status: WireStatus,
+}
+
+fn wire(st: &crate::compute::ComputeState) -> WireStatus {
+    WireStatus {
+        status: st.status,
+        immediate: st.terminate_mode == Some(TerminateMode::Immediate),
+    }
 }
 
 /// `GET /health`: 200 whenever the API answers.
 pub async fn health<E: Env>(State(state): State<AppState<E>>) -> Json<ProbeBody> {
     Json(ProbeBody {
         ok: true,
-        status: state.compute.subscribe().borrow().status,
+        status: wire(&state.compute.subscribe().borrow()),
     })
 }
 
@@ -37,6 +45,7 @@ pub async fn health<E: Env>(State(state): State<AppState<E>>) -> Json<ProbeBody>
 pub async fn ready<E: Env>(State(state): State<AppState<E>>) -> Result<Json<ProbeBody>, ApiError> {
     let compute = &state.compute;
     let status = compute.subscribe().borrow().status;
+    let wire_status = wire(&compute.subscribe().borrow());
     let unavailable = |reason: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason);
     if status != ComputeStatus::Running {
         return Err(unavailable(format!(
@@ -59,7 +68,10 @@ pub async fn ready<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Prob
             .map_err(|e| format!("Postgres did not answer SELECT 1: {e}"))
     };
     match timeout(&compute.env, READY_PROBE_TIMEOUT, probe).await {
-        Ok(Ok(())) => Ok(Json(ProbeBody { ok: true, status })),
+        Ok(Ok(())) => Ok(Json(ProbeBody {
+            ok: true,
+            status: wire_status,
+        })),
         Ok(Err(reason)) => Err(unavailable(format!("not ready: {reason}"))),
         Err(e) => Err(unavailable(format!("not ready: the Postgres probe {e}"))),
     }

@@ -10,12 +10,18 @@ use serde::Serialize;
 use crate::compute::ComputeState;
 use crate::env::Env;
 use crate::http::{AppState, rfc3339};
-use crate::state::ComputeStatus;
+use crate::compute::TerminateMode;
+use crate::state::WireStatus;
 
-/// The body of `/status` (also returned by `/configure` and `/terminate`).
+/// The body of `/status` (also returned by `/configure` and `/terminate`):
+/// Neon's `ComputeState` (`status`, `start_time`, `last_active`, `error`,
+/// `tenant`, `timeline`) and what we add.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusBody {
-    pub status: ComputeStatus,
+    /// Neon's status names (`termination_pending_fast`, ...).
+    pub status: WireStatus,
+    /// When compute_ctl started, or, for a compute started empty, when its
+    /// first spec arrived (as Neon).
     #[serde(serialize_with = "rfc3339::serialize")]
     pub start_time: SystemTime,
     /// Last client activity seen by the activity monitor; null before any.
@@ -27,22 +33,30 @@ pub struct StatusBody {
     pub operation_uuid: Option<String>,
     /// Settings that changed but take effect only after a restart.
     pub pending_restart: Vec<String>,
-    pub tenant_id: Option<String>,
-    pub timeline_id: Option<String>,
+    /// The spec's `tenant_id` (Neon's name here is `tenant`).
+    pub tenant: Option<String>,
+    /// The spec's `timeline_id` (Neon's name here is `timeline`).
+    pub timeline: Option<String>,
+    /// JSON paths of the spec's fields this compute does not use.
+    pub ignored_spec_fields: Vec<String>,
 }
 
 impl StatusBody {
     pub fn from_state(st: &ComputeState) -> Self {
         let spec = st.spec.as_deref();
         Self {
-            status: st.status,
+            status: WireStatus {
+                status: st.status,
+                immediate: st.terminate_mode == Some(TerminateMode::Immediate),
+            },
             start_time: st.start_time,
             last_active: st.last_active,
             error: st.error.clone(),
             operation_uuid: spec.and_then(|s| s.operation_uuid.clone()),
             pending_restart: st.pending_restart.clone(),
-            tenant_id: spec.and_then(|s| s.tenant_id.clone()),
-            timeline_id: spec.and_then(|s| s.timeline_id.clone()),
+            tenant: spec.and_then(|s| s.tenant_id.clone()),
+            timeline: spec.and_then(|s| s.timeline_id.clone()),
+            ignored_spec_fields: spec.map(|s| s.ignored_fields.clone()).unwrap_or_default(),
         }
     }
 }

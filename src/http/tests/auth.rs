@@ -89,16 +89,17 @@ async fn auth_matrix() {
     let bearer = |t: String| Some(format!("Bearer {t}"));
 
     let cases: Vec<(&str, Option<String>, StatusCode, &str)> = vec![
+        // 400 without a bearer header at all, as Neon.
         (
             "no token",
             None,
-            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
             "missing Authorization",
         ),
         (
             "not bearer",
             Some("Basic YTpi".into()),
-            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
             "not a bearer token",
         ),
         (
@@ -233,8 +234,19 @@ async fn auth_guards_mutating_routes_and_dbs_and_roles_only() {
     for (method, uri) in [
         (Method::POST, "/terminate"),
         (Method::GET, "/dbs_and_roles"),
+        (Method::POST, "/check_writability"),
+        (Method::GET, "/database_schema?database=postgres"),
+        (Method::GET, "/insights"),
     ] {
-        let r = send(&app, request(method, uri, None)).await;
+        let r = send(&app, request(method.clone(), uri, None)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}");
+        let bad = sign(Key::Impostor, &json!({"compute_id": COMPUTE_ID, "exp": now_secs(&c) + 60}));
+        let mut req = request(method, uri, None);
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {bad}").parse().unwrap(),
+        );
+        let r = send(&app, req).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}");
     }
     assert_eq!(
@@ -242,7 +254,12 @@ async fn auth_guards_mutating_routes_and_dbs_and_roles_only() {
         crate::state::ComputeStatus::Empty,
         "terminate was refused"
     );
-    for uri in ["/status", "/health", "/metrics", "/metrics.json"] {
+    for uri in [
+        "/status",
+        "/health",
+        "/metrics",
+        "/metrics.json",
+    ] {
         let r = send(&app, request(Method::GET, uri, None)).await;
         assert_eq!(r.status, StatusCode::OK, "{uri} must stay open");
     }
@@ -261,4 +278,36 @@ fn unusable_key_sets_are_refused_at_start() {
     let enc_only = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "enc", "x": "D8TAqXfbsqV-gA2JdIECyPxSIuLHg9P4P2DcVGd1EwI"}]}"#;
     assert!(matches!(err(enc_only), JwksError::Empty));
     assert_eq!(auth().key_count(), 2);
+}
+
+/// Neon's control plane sends its key set in `compute_ctl_config.jwks` of
+/// `/configure`: from then on the protected routes need a token signed by it.
+#[tokio::test]
+async fn a_key_set_in_configure_turns_auth_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, app, run) = running(&dir);
+    let jwks: Value = serde_json::from_slice(&jwt_fixture("jwks.json")).unwrap();
+    // A key set that cannot be used: 400, and nothing changes.
+    let bad = json!({"spec": fixture("spec.json"), "compute_ctl_config": {"jwks": {"keys": [{"kty": "EC"}]}}});
+    let r = send(&app, request(Method::POST, "/configure", Some(&bad))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.error().contains("compute_ctl_config.jwks"), "{}", r.text);
+    assert_eq!(c.state().generation, 0);
+    assert_eq!(send(&app, request(Method::GET, "/dbs_and_roles", None)).await.status, StatusCode::PRECONDITION_FAILED, "auth is still off");
+    // A usable one: accepted with the spec (whose start fails here: no postgres binary).
+    let mut spec = fixture("spec.json");
+    spec["skip_pg_catalog_updates"] = json!(true);
+    let good = json!({"spec": spec, "compute_ctl_config": {"jwks": jwks}});
+    let r = send(&app, request(Method::POST, "/configure", Some(&good))).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
+    let r = send(&app, request(Method::POST, "/terminate", None)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "auth is on now: {}", r.text);
+    let token = sign(Key::Ed25519, &json!({"compute_id": COMPUTE_ID, "exp": now_secs(&c) + 600}));
+    let mut req = request(Method::POST, "/terminate", None);
+    req.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    let r = send(&app, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["status"], "terminated");
+    assert_eq!(r.json()["lsn"], Value::Null, "Postgres never ran");
+    let _ = run.await;
 }

@@ -193,10 +193,11 @@ async fn terminate_waits_for_terminated_and_is_idempotent() {
         c.state().terminate_mode,
         Some(crate::compute::TerminateMode::Immediate)
     );
+    // Again, once terminated: 201, as Neon.
     let r = send(&app, request(Method::POST, "/terminate", None)).await;
     assert_eq!(
         (r.status, r.json()["status"].as_str()),
-        (StatusCode::OK, Some("terminated"))
+        (StatusCode::CREATED, Some("terminated"))
     );
     let outcome = timeout(&c.env, DEADLINE, run).await.unwrap().unwrap();
     assert_eq!(outcome, crate::compute::RunOutcome::Terminated);

@@ -66,7 +66,7 @@ async fn wrong_method_is_a_json_405_with_allow() {
 }
 
 #[tokio::test]
-async fn malformed_and_mistyped_bodies_are_json_400_and_415() {
+async fn malformed_and_mistyped_bodies_are_json_400() {
     let dir = tempfile::tempdir().unwrap();
     let c = compute(&dir);
     let app = router(c.clone(), None);
@@ -89,14 +89,11 @@ async fn malformed_and_mistyped_bodies_are_json_400_and_415() {
     )
     .await;
     assert_json_error(&r, StatusCode::BAD_REQUEST, "cluster");
+    // Not sent as JSON: 400 too (Neon's contract for /configure has no 415).
     let r = send(&app, bad("{}", Some("text/plain"))).await;
-    assert_json_error(
-        &r,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "Content-Type: application/json",
-    );
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "Content-Type: application/json");
     let r = send(&app, bad("{}", None)).await;
-    assert_json_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json");
+    assert_json_error(&r, StatusCode::BAD_REQUEST, "application/json");
     assert_eq!(
         c.state().status,
         ComputeStatus::Empty,
@@ -233,13 +230,22 @@ async fn probes_metrics_and_metrics_json() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["total_startup_ms"], 0);
     assert_eq!(r.json()["last_reconfigure"], json!(null));
-    let r = send(&app, request(Method::GET, "/metrics", None)).await;
+    // OpenMetrics when asked for (as Prometheus asks), text/plain otherwise (Neon's contract).
+    let openmetrics = Request::builder()
+        .uri("/metrics")
+        .header(header::ACCEPT, "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&app, openmetrics).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(
         r.header("content-type")
             .unwrap()
             .starts_with("application/openmetrics-text")
     );
+    let r = send(&app, request(Method::GET, "/metrics", None)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
     // The requests above were counted by route pattern and code.
     assert!(
         r.text.contains(
@@ -273,4 +279,38 @@ async fn dbs_and_roles_before_postgres_runs_is_412() {
         StatusCode::PRECONDITION_FAILED,
         "configure the compute first",
     );
+}
+
+/// Neon's /terminate: 200 with `lsn` when it terminates the compute, 201
+/// with the same body when it was already terminated; the status names how.
+#[tokio::test]
+async fn terminate_is_200_then_201_with_an_lsn_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, app, run) = running(&dir);
+    let r = send(&app, request(Method::POST, "/terminate?mode=immediate", None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let first = r.json();
+    assert_eq!(first["status"], "terminated");
+    assert!(first.as_object().unwrap().contains_key("lsn"), "{first}");
+    let _ = run.await;
+    let r = send(&app, request(Method::POST, "/terminate", None)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["lsn"], first["lsn"]);
+    assert_eq!(c.state().status, ComputeStatus::Terminated);
+}
+
+/// While a terminate is under way, /status says which kind (Neon's enum).
+#[tokio::test]
+async fn a_pending_terminate_is_named_by_its_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compute(&dir);
+    let app = router(c.clone(), None);
+    c.request_terminate(TerminateMode::Fast).unwrap();
+    let r = send(&app, request(Method::GET, "/status", None)).await;
+    assert_eq!(r.json()["status"], "termination_pending_fast");
+    c.request_terminate(TerminateMode::Immediate).unwrap();
+    let r = send(&app, request(Method::GET, "/status", None)).await;
+    assert_eq!(r.json()["status"], "termination_pending_immediate");
+    assert_eq!(r.json()["tenant"], Value::Null);
+    assert!(r.json().get("tenant_id").is_none());
 }

@@ -1,0 +1,94 @@
+//! `POST /check_writability`: the control plane's write probe of a primary.
+//! As Neon does, it upserts one row of a service table, `public.health_check`
+//! in the `-C` database, created on first use (never at start, so a compute
+//! started with `skip_pg_catalog_updates` opens no session until asked).
+//!
+//! 200 with the text `true` when the write committed (also when Postgres says
+//! the disk is full: the timeline is reachable, the probe only cannot grow);
+//! 412 unless the compute is `running` a primary; 500 with the reason when
+//! the write fails.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::env::{Env, timeout};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::pg;
+use crate::spec::ComputeMode;
+use crate::state::ComputeStatus;
+
+/// Bounds the whole probe (connect and write).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates the table when missing and moves its one row's timestamp.
+pub const CHECK_SQL: &str = "CREATE TABLE IF NOT EXISTS public.health_check \
+     (id integer PRIMARY KEY, updated_at timestamptz DEFAULT now()); \
+     INSERT INTO public.health_check VALUES (1, now()) \
+     ON CONFLICT (id) DO UPDATE SET updated_at = now()";
+
+/// The handler.
+pub async fn post<E: Env>(State(state): State<AppState<E>>) -> Result<Response, ApiError> {
+    let compute = &state.compute;
+    let (status, mode) = {
+        let rx = compute.subscribe();
+        let st = rx.borrow();
+        (st.status, st.spec.as_ref().map(|s| s.mode.clone()))
+    };
+    if status != ComputeStatus::Running {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!("invalid compute status: the compute is {status}, not running; check writability once it runs"),
+        ));
+    }
+    if let Some(mode @ (ComputeMode::Replica | ComputeMode::Static(_))) = mode {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!("this compute is a read-only {mode:?}; only a primary can be checked for writability"),
+        ));
+    }
+    let probe = async {
+        let client = pg::connect(&compute.env, &compute.params.conn, CHECK_TIMEOUT, CHECK_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        match client.simple_query(CHECK_SQL).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) => {
+                tracing::warn!("writability check: the disk is full");
+                Ok(())
+            }
+            Err(e) => Err(format!("the write was refused: {}", pg_error_text(&e))),
+        }
+    };
+    match timeout(&compute.env, CHECK_TIMEOUT, probe).await {
+        Ok(Ok(())) => Ok(text_true()),
+        Ok(Err(reason)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("writability check failed: {reason}"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("writability check failed: {e}; Postgres or its storage is stuck"),
+        )),
+    }
+}
+
+/// Postgres' own message when there is one.
+fn pg_error_text(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// `true` as `text/plain`, the body Neon's contract documents.
+fn text_true() -> Response {
+    let mut resp = "true".into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,180 @@
+//! The internal listener's routes (`--internal-http-port`, loopback only,
+//! no auth, as Neon's internal server): what processes on the compute
+//! itself ask for.
+//!
+//! - `POST /extensions` `{extension, database, version}`: `CREATE EXTENSION
+//!   IF NOT EXISTS ... VERSION ...` in that database, or `ALTER EXTENSION
+//!   ... UPDATE TO` when another version is installed; answers
+//!   `{extension, version}`.
+//! - `POST /grants` `{database, schema, privileges, role}`: `GRANT
+//!   privileges ON SCHEMA schema TO role` (privileges `USAGE` and `CREATE`,
+//!   as Neon's); answers the request.
+//! - `/extension_server/{*filename}` and `/refresh_configuration`: Neon's
+//!   remote extension storage and configuration refresh: 501.
+//!
+//! 412 unless the compute is running, 400 for a bad request, 500 with
+//! Postgres' reason when the statement fails.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::quote::{quote_ident, quote_literal};
+use crate::env::{Env, timeout};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ApiJson};
+use crate::pg;
+use crate::state::ComputeStatus;
+
+/// Bounds one request's SQL.
+pub const INTERNAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Neon's `ExtensionInstallRequest`.
+#[derive(Debug, Deserialize)]
+pub struct ExtensionRequest {
+    pub extension: String,
+    pub database: String,
+    pub version: String,
+}
+
+/// Neon's `ExtensionInstallResult`.
+#[derive(Debug, Serialize)]
+pub struct ExtensionResult {
+    pub extension: String,
+    pub version: String,
+}
+
+/// Neon's `SetRoleGrantsRequest` (and, echoed, its response).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct GrantsRequest {
+    pub database: String,
+    pub schema: String,
+    pub privileges: Vec<String>,
+    pub role: String,
+}
+
+/// The schema privileges Neon grants.
+pub const SCHEMA_PRIVILEGES: &[&str] = &["USAGE", "CREATE"];
+
+fn running<E: Env>(state: &AppState<E>) -> Result<(), ApiError> {
+    let status = state.compute.subscribe().borrow().status;
+    if status == ComputeStatus::Running {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        format!("invalid compute status: the compute is {status}, not running; retry once it runs"),
+    ))
+}
+
+fn name_ok(what: &str, v: &str) -> Result<(), ApiError> {
+    if v.is_empty() || v.contains('\0') || v.len() > crate::spec::MAX_NAME_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "{what} {v:?} is not a valid Postgres name (1-{} bytes, no NUL)",
+            crate::spec::MAX_NAME_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `sql` in `database` as the supervisor.
+async fn exec<E: Env>(state: &AppState<E>, database: &str, sql: &str) -> Result<(), ApiError> {
+    let compute = &state.compute;
+    let target = compute.params.conn.with_dbname(database);
+    let work = async {
+        let client = pg::connect(&compute.env, &target, INTERNAL_TIMEOUT, INTERNAL_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        client.batch_execute(sql).await.map_err(|e| {
+            e.as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string())
+        })
+    };
+    match timeout(&compute.env, INTERNAL_TIMEOUT, work).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{sql} failed in database {database:?}: {reason}"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{sql} in database {database:?}: {e}"),
+        )),
+    }
+}
+
+/// `POST /extensions`.
+pub async fn extensions<E: Env>(
+    State(state): State<AppState<E>>,
+    ApiJson(req): ApiJson<ExtensionRequest>,
+) -> Result<Json<ExtensionResult>, ApiError> {
+    running(&state)?;
+    name_ok("extension", &req.extension)?;
+    name_ok("database", &req.database)?;
+    if req.version.is_empty() || req.version.contains('\0') {
+        return Err(ApiError::bad_request("version must be a non-empty string"));
+    }
+    let ext = quote_ident(&req.extension);
+    let version = quote_literal(&req.version);
+    // Creates it at that version (in `public`, as a user's session would:
+    // the supervisor's own sessions pin search_path to pg_catalog), or moves
+    // an installed one to it.
+    let sql = format!(
+        "SET search_path TO public; CREATE EXTENSION IF NOT EXISTS {ext} WITH VERSION {version}; ALTER EXTENSION {ext} UPDATE TO {version}"
+    );
+    exec(&state, &req.database, &sql).await?;
+    tracing::info!(extension = %req.extension, database = %req.database, version = %req.version, "extension installed");
+    Ok(Json(ExtensionResult {
+        extension: req.extension,
+        version: req.version,
+    }))
+}
+
+/// `POST /grants`.
+pub async fn grants<E: Env>(
+    State(state): State<AppState<E>>,
+    ApiJson(req): ApiJson<GrantsRequest>,
+) -> Result<Json<GrantsRequest>, ApiError> {
+    running(&state)?;
+    name_ok("database", &req.database)?;
+    name_ok("schema", &req.schema)?;
+    name_ok("role", &req.role)?;
+    let mut privileges = Vec::new();
+    for p in &req.privileges {
+        let up = p.to_ascii_uppercase();
+        if !SCHEMA_PRIVILEGES.contains(&up.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "privilege {p:?} cannot be granted on a schema here; use {}",
+                SCHEMA_PRIVILEGES.join(" or ")
+            )));
+        }
+        privileges.push(up);
+    }
+    if privileges.is_empty() {
+        return Err(ApiError::bad_request("privileges is empty; name USAGE and/or CREATE"));
+    }
+    let sql = format!(
+        "GRANT {} ON SCHEMA {} TO {}",
+        privileges.join(", "),
+        quote_ident(&req.schema),
+        quote_ident(&req.role)
+    );
+    exec(&state, &req.database, &sql).await?;
+    tracing::info!(%sql, database = %req.database, "granted");
+    Ok(Json(req))
+}
+
+/// Neon's internal routes that need Neon's storage or control plane.
+pub async fn not_applicable(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        format!(
+            "{} is Neon-specific (remote extension storage / configuration refresh) and not applicable here; see README, \"Neon's routes\"",
+            uri.path()
+        ),
+    )
+}

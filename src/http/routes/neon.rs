@@ -1,0 +1,50 @@
+//! Neon's probes and the Neon routes that do not apply here.
+//!
+//! - `GET /hadron_liveness_probe`: 200 `"ok"` when Postgres accepts a
+//!   session, 500 with the reason when it does not (as Neon's, it is meant
+//!   for a container's liveness probe, so it fails before the first spec).
+//! - `/lfc/prewarm`, `/lfc/offload` and `/promote`: Neon's local file cache
+//!   and replica promotion belong to Neon's storage extension, which vanilla
+//!   Postgres does not have: 501 with a JSON error, never a bare 404.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+
+use crate::env::{Env, timeout};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::pg;
+
+/// Bounds the liveness probe.
+pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /hadron_liveness_probe`.
+pub async fn liveness<E: Env>(State(state): State<AppState<E>>) -> Result<Json<&'static str>, ApiError> {
+    let compute = &state.compute;
+    let probe = pg::connect(&compute.env, &compute.params.conn, LIVENESS_TIMEOUT, LIVENESS_TIMEOUT);
+    match timeout(&compute.env, LIVENESS_TIMEOUT, probe).await {
+        Ok(Ok(_client)) => Ok(Json("ok")),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("liveness probe failed: {e}"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("liveness probe failed: connecting to Postgres {e}"),
+        )),
+    }
+}
+
+/// Every Neon route that is not applicable to vanilla Postgres.
+pub async fn not_applicable(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        format!(
+            "{method} {} is Neon-specific (local file cache / replica promotion of Neon's storage extension) and not applicable to vanilla Postgres; see README, \"Neon's routes\"",
+            uri.path()
+        ),
+    )
+}
