@@ -48,6 +48,7 @@ pub fn params() -> ComputeParams {
         ready_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(2),
         activity_interval: Duration::from_secs(5),
+        cgroup_procs: None,
     }
 }
 
