@@ -86,8 +86,13 @@ async fn negotiate<E: Env>(env: &E, ws: &mut WebSocket) -> bool {
 /// Serves one agent connection until it ends.
 pub(super) async fn serve_agent<E: Env>(mon: Arc<VmMonitor<E>>, mut ws: WebSocket) {
     // Take over from any older connection, then speak.
-    mon.agents.send_modify(|g| *g += 1);
-    let me = *mon.agents.borrow();
+    // (The number is taken inside the bump, so that two agents connecting
+    // at once cannot both believe they are the latest.)
+    let mut me = 0;
+    mon.agents.send_modify(|g| {
+        *g += 1;
+        me = *g;
+    });
     let mut agents = mon.agents.subscribe();
     if !negotiate(&mon.env, &mut ws).await {
         return;
