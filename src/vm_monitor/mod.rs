@@ -108,7 +108,7 @@ impl<E: Env> VmMonitor<E> {
             .read(&meminfo)
             .await
             .map_err(|e| e.to_string())
-            .and_then(|b| cgroup::mem_total(&String::from_utf8_lossy(&b)).map_err(String::from))
+            .and_then(|b| cgroup::mem_total(&String::from_utf8_lossy(&b)))
             .map_err(|problem| VmMonitorError::MemTotal {
                 path: meminfo.display().to_string(),
                 problem,
