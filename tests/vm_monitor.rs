@@ -368,7 +368,8 @@ async fn bad_input_is_answered_or_closes_the_connection_and_the_compute_keeps_ru
 }
 
 #[tokio::test]
-async fn v1_layout_second_agent_replaces_the_first_and_versions_must_overlap() {
+async fn v1_layout_second_agent_replaces_the_first_stale_samples_fail_downscale_and_versions_must_overlap()
+ {
     let cg = FakeCgroup::new(Layout::V1, GIB);
     let (c, port) = autoscaled(&cg).await;
     let pm = c.postmaster_pid().expect("postmaster");
@@ -396,6 +397,32 @@ async fn v1_layout_second_agent_replaces_the_first_and_versions_must_overlap() {
         status_text(&r).contains("< 1024 MiB (current usage)"),
         "{r}"
     );
+
+    // No memory sample for over 5 s: a downscale cannot be judged.
+    std::fs::remove_file(cg.dir().join("memory.stat")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r = loop {
+        let r = second
+            .call(
+                "DownscaleRequest",
+                json!({"target": {"cpu": 0.25, "mem": 8 * GIB}}),
+            )
+            .await;
+        if r["type"] == "InternalError" || Instant::now() > deadline {
+            break r;
+        }
+        // The polling interval of a condition with a deadline.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(r["type"], "InternalError", "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("no cgroup memory sample"),
+        "{r}"
+    );
+    assert!(c.log().contains("memory sample skipped"));
 
     let mut odd = Agent::connect(port).await;
     odd.send_raw(json!({"min": 2, "max": 3}).to_string()).await;

@@ -386,3 +386,17 @@ impl Rng for TokioEnv {
         self.rng.lock().map(|mut r| r.next_u64()).unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_lines_are_decimal_with_a_newline() {
+        let mut buf = [0u8; 12];
+        assert_eq!(pid_line(0, &mut buf), b"0\n");
+        assert_eq!(pid_line(7, &mut buf), b"7\n");
+        assert_eq!(pid_line(40213, &mut buf), b"40213\n");
+        assert_eq!(pid_line(u32::MAX, &mut buf), b"4294967295\n");
+    }
+}
