@@ -109,7 +109,12 @@ pub fn judge_downscale(target_mem: u64, history: &History, now: Instant) -> Down
     }
     let usable = usable(target_mem);
     let new = threshold(usable);
-    if new < history.avg.saturating_add(DOWNSCALE_BUFFER) {
+    let buffer = if crate::planted::active(crate::planted::Bug::DownscaleWithoutBuffer) {
+        0
+    } else {
+        DOWNSCALE_BUFFER
+    };
+    if new < history.avg.saturating_add(buffer) {
         return Downscale::Refuse(format!(
             "calculated memory threshold too low: {} MiB (new threshold) < {} MiB (current usage) + {} MiB (downscale buffer)",
             mib(new),
