@@ -99,20 +99,32 @@ impl FakeCgroup {
     }
 }
 
+/// How the monitor is turned on.
+#[derive(Clone, Copy)]
+enum On {
+    Flag,
+    /// `AUTOSCALING=true` in the environment, as Neon's VMs set it.
+    EnvVar,
+}
+
 /// compute_ctl with the monitor on, Postgres running.
-async fn autoscaled(cg: &FakeCgroup) -> (Compute, u16) {
+async fn autoscaled(cg: &FakeCgroup, on: On) -> (Compute, u16) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let root = cg.root().display().to_string();
-    let c = Compute::start(ComputeOpts::with_spec(fixture("spec.json")).args([
-        "--autoscaling",
+    let mut opts = ComputeOpts::with_spec(fixture("spec.json")).args([
         "--vm-monitor-addr",
         &addr,
         "--cgroup",
         CGROUP,
         "--cgroup-root",
         &root,
-    ]));
+    ]);
+    match on {
+        On::Flag => opts = opts.args(["--autoscaling"]),
+        On::EnvVar => opts.env.push(("AUTOSCALING".into(), "true".into())),
+    }
+    let c = Compute::start(opts);
     c.wait_running().await;
     (c, port)
 }
@@ -234,7 +246,7 @@ fn status_text(r: &Value) -> &str {
 #[tokio::test]
 async fn v2_postgres_in_cgroup_health_downscale_refused_and_accepted_upscale_round_trip() {
     let cg = FakeCgroup::new(Layout::V2, GIB);
-    let (c, port) = autoscaled(&cg).await;
+    let (c, port) = autoscaled(&cg, On::Flag).await;
     let pm = c.postmaster_pid().expect("postmaster");
     assert!(
         cg.procs().contains(&pm),
@@ -305,7 +317,7 @@ async fn v2_postgres_in_cgroup_health_downscale_refused_and_accepted_upscale_rou
 #[tokio::test]
 async fn bad_input_is_answered_or_closes_the_connection_and_the_compute_keeps_running() {
     let cg = FakeCgroup::new(Layout::V2, 100 * MIB);
-    let (c, port) = autoscaled(&cg).await;
+    let (c, port) = autoscaled(&cg, On::Flag).await;
     let mut agent = Agent::negotiated(port).await;
 
     agent.send_raw("{not json".into()).await;
@@ -370,8 +382,9 @@ async fn bad_input_is_answered_or_closes_the_connection_and_the_compute_keeps_ru
 #[tokio::test]
 async fn v1_layout_second_agent_replaces_the_first_stale_samples_fail_downscale_and_versions_must_overlap()
  {
+    // Turned on by the AUTOSCALING environment variable this time.
     let cg = FakeCgroup::new(Layout::V1, GIB);
-    let (c, port) = autoscaled(&cg).await;
+    let (c, port) = autoscaled(&cg, On::EnvVar).await;
     let pm = c.postmaster_pid().expect("postmaster");
     assert!(
         cg.procs().contains(&pm),

@@ -29,6 +29,8 @@ pub struct ComputeOpts {
     pub args: Vec<String>,
     /// Run as PID 1 of a new PID namespace (`unshare --pid --fork`).
     pub pid1: bool,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
 }
 
 impl ComputeOpts {
@@ -48,6 +50,7 @@ impl ComputeOpts {
             http_port: None,
             args: Vec::new(),
             pid1: false,
+            env: Vec::new(),
         }
     }
 
@@ -104,6 +107,7 @@ impl Compute {
                 "1",
             ])
             .args(&opts.args)
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info,compute_ctl=debug")
             .stdin(Stdio::null())
