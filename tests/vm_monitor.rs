@@ -369,6 +369,18 @@ async fn bad_input_is_answered_or_closes_the_connection_and_the_compute_keeps_ru
         "the connection is closed after a huge frame"
     );
 
+    // A plain GET (no websocket upgrade) is a 4xx with a JSON error.
+    let r = c
+        .client
+        .get(format!("http://127.0.0.1:{port}/monitor"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.expect("a JSON error body");
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(body["error"].is_string(), "{body}");
+
     // A new agent is served; the compute never noticed.
     let mut again = Agent::negotiated(port).await;
     assert_eq!(
