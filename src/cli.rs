@@ -120,6 +120,29 @@ pub struct Args {
     /// Seconds between two reads of client activity (pg_stat_activity).
     #[arg(long, env = "COMPUTE_CTL_ACTIVITY_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub activity_interval_secs: u64,
+
+    /// Start the vm-monitor (Neon's autoscaler-agent protocol on --vm-monitor-addr) and
+    /// Postgres inside --cgroup. Also on when the AUTOSCALING environment variable is set.
+    #[arg(long)]
+    pub autoscaling: bool,
+
+    /// Where the vm-monitor listens for the autoscaler-agent (websocket at GET /monitor).
+    #[arg(long, env = "COMPUTE_CTL_VM_MONITOR_ADDR", default_value = crate::vm_monitor::DEFAULT_ADDR)]
+    pub vm_monitor_addr: std::net::SocketAddr,
+
+    /// The cgroup Postgres runs in and the vm-monitor watches (it must exist).
+    #[arg(long, env = "COMPUTE_CTL_CGROUP", default_value = crate::vm_monitor::DEFAULT_CGROUP)]
+    pub cgroup: String,
+
+    /// Where cgroupfs (v1 or v2) is mounted.
+    #[arg(long, env = "COMPUTE_CTL_CGROUP_ROOT", default_value = crate::vm_monitor::DEFAULT_CGROUP_ROOT)]
+    pub cgroup_root: PathBuf,
+}
+
+/// Whether the vm-monitor runs: `--autoscaling`, or `AUTOSCALING` set to
+/// anything (as Neon's compute_ctl checks it).
+pub fn autoscaling(flag: bool, env_var: Option<&std::ffi::OsStr>) -> bool {
+    flag || env_var.is_some()
 }
 
 impl Args {
@@ -170,6 +193,21 @@ mod tests {
         assert_eq!(a.pgdata.as_deref(), Some(std::path::Path::new("/pgdata")));
         assert_eq!(a.http_port, 3080);
         assert_eq!(a.pgbin, PathBuf::from("/usr/bin/postgres"));
+    }
+
+    #[test]
+    fn vm_monitor_flags_default_to_neons() {
+        let a =
+            Args::try_parse_from(["compute_ctl", "-D", "/d", "-C", "postgresql://u@h/postgres"])
+                .unwrap();
+        assert!(!a.autoscaling);
+        assert_eq!(a.vm_monitor_addr.to_string(), "0.0.0.0:10301");
+        assert_eq!(a.cgroup, "neon-postgres");
+        assert_eq!(a.cgroup_root, PathBuf::from("/sys/fs/cgroup"));
+        assert!(!autoscaling(false, None));
+        assert!(autoscaling(false, Some(std::ffi::OsStr::new(""))));
+        assert!(autoscaling(false, Some(std::ffi::OsStr::new("true"))));
+        assert!(autoscaling(true, None));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use compute_ctl::monitor;
 use compute_ctl::spec::{ComputeSpec, ValidationContext};
 use compute_ctl::spec_source::{FetchPolicy, SpecSource};
 use compute_ctl::state::ComputeStatus;
+use compute_ctl::vm_monitor::{self, Cgroup, VmMonitor};
 
 /// How long requests in flight may take to finish once the compute has
 /// stopped (e.g. the 500 of a failed first configure, the 200 of a terminate).
@@ -47,6 +48,7 @@ fn params(args: &Args) -> anyhow::Result<ComputeParams> {
         ready_timeout: args.ready_timeout(),
         shutdown_timeout: args.shutdown_timeout(),
         activity_interval: args.activity_interval(),
+        cgroup_procs: None,
     })
 }
 
@@ -120,7 +122,7 @@ fn load_auth(args: &Args) -> anyhow::Result<Option<Auth>> {
 /// Runs the compute until it terminates or fails.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ctx = validation_context(&args);
-    let params = params(&args)?;
+    let mut params = params(&args)?;
     let spec = initial_spec(&args, &ctx)?;
     let source = match (&args.control_plane_uri, &args.compute_id) {
         // Neon's variable: the control plane's credential for the spec pull.
@@ -132,6 +134,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let auth = AuthSlot::new(load_auth(&args)?);
     let env = TokioEnv::new();
+    let autoscaling =
+        compute_ctl::cli::autoscaling(args.autoscaling, std::env::var_os("AUTOSCALING").as_deref());
+    let cgroup = if autoscaling {
+        let cg = Cgroup::locate(&env, &args.cgroup_root, &args.cgroup)
+            .await
+            .context("AUTOSCALING is set, but the vm-monitor cannot use its cgroup")?;
+        params.cgroup_procs = Some(cg.procs_path());
+        Some(cg)
+    } else {
+        None
+    };
     // Listen before anything else happens, so that a busy port fails fast and
     // the API is up before the first spec is applied.
     let addr = params.http_addr;
@@ -141,6 +154,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     tracing::info!(%addr, "HTTP API listening");
+    let vm_listener = match &cgroup {
+        Some(_) => {
+            let addr = args.vm_monitor_addr;
+            Some(env.bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for the vm-monitor; is another program using that port? pick a free one with --vm-monitor-addr")
+            })?)
+        }
+        None => None,
+    };
     let compute = Compute::new(env, params);
     let signals = spawn_signal_handler(compute.clone())?;
     tracing::info!(
@@ -171,6 +193,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ));
     }
     tokio::spawn(monitor::run(compute.clone()));
+    if let (Some(cg), Some(listener)) = (cgroup, vm_listener) {
+        let mon = VmMonitor::start(&compute, cg, vm_monitor::MEMINFO.into())
+            .await
+            .context("cannot start the vm-monitor")?;
+        tracing::info!(addr = %args.vm_monitor_addr, "vm-monitor listening (websocket at GET /monitor)");
+        tokio::spawn(async move {
+            if let Err(e) =
+                vm_monitor::serve::<TokioEnv>(listener, mon, std::future::pending()).await
+            {
+                tracing::error!(error = %e, "vm-monitor server stopped");
+            }
+        });
+    }
     if let Some(spec) = spec {
         compute
             .submit(spec)

@@ -254,6 +254,7 @@ mod tests {
             ready_timeout: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(1),
             activity_interval: Duration::from_secs(1),
+            cgroup_procs: None,
         };
         let compute = Compute::new(crate::env::TokioEnv::new(), params);
         let before = compute.state();

@@ -84,6 +84,8 @@ pub struct ComputeParams {
     pub shutdown_timeout: Duration,
     /// How often the activity monitor polls.
     pub activity_interval: Duration,
+    /// Under AUTOSCALING: the `cgroup.procs` Postgres is started in.
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 impl ComputeParams {

@@ -20,14 +20,18 @@ pub enum Bug {
     NoStatementTimeout,
     /// The catalog apply forgets what exists and re-creates it.
     NonIdempotentApply,
+    /// The vm-monitor accepts a downscale without the 100 MiB buffer above
+    /// current usage.
+    DownscaleWithoutBuffer,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 5] = [
         Bug::CatalogDespiteSkipFlag,
         Bug::ReloadViaSql,
         Bug::NoStatementTimeout,
         Bug::NonIdempotentApply,
+        Bug::DownscaleWithoutBuffer,
     ];
 }
 

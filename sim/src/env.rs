@@ -156,7 +156,18 @@ impl Processes for SimEnv {
     type Child = SimChild;
 
     fn spawn(&self, cmd: &CommandSpec) -> io::Result<SimChild> {
-        crate::procs::spawn(self, cmd)
+        // As TokioEnv: cgroup.procs must open before the program starts,
+        // and the child is in the cgroup before it runs.
+        let procs = match &cmd.cgroup_procs {
+            Some(p) => Some((p.clone(), self.fs().read(p)?)),
+            None => None,
+        };
+        let child = crate::procs::spawn(self, cmd)?;
+        if let Some((path, mut pids)) = procs {
+            pids.extend_from_slice(format!("{}\n", child.pid()).as_bytes());
+            self.fs().write(&path, &pids)?;
+        }
+        Ok(child)
     }
 
     async fn output(&self, cmd: &CommandSpec) -> io::Result<ProcessOutput> {

@@ -49,7 +49,8 @@ struct Args {
     #[arg(long)]
     shrink: bool,
     /// Plant a known bug (CatalogDespiteSkipFlag, ReloadViaSql,
-    /// NoStatementTimeout, NonIdempotentApply); needs a build with
+    /// NoStatementTimeout, NonIdempotentApply,
+    /// DownscaleWithoutBuffer); needs a build with
     /// compute_ctl's `planted-bugs` feature (the sim's tests have it).
     #[arg(long)]
     plant: Option<String>,

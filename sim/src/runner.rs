@@ -98,6 +98,7 @@ fn run_planted(
         world::params(),
         launch.spec.map(|s| s.spec()),
         launch.fetch_from_cplane,
+        launch.autoscaling,
     );
     let driver_shared = shared.clone();
     let run_scenario = scenario.run;

@@ -14,6 +14,7 @@ use compute_ctl::spec::ComputeSpec;
 use compute_ctl::spec::ValidationContext;
 use compute_ctl::spec_source::{FetchPolicy, SpecSource, fetch_spec};
 use compute_ctl::state::ComputeStatus;
+use compute_ctl::vm_monitor::{self, Cgroup, VmMonitor};
 use compute_ctl::{http, monitor};
 use serde_json::json;
 
@@ -26,6 +27,49 @@ pub const CPLANE: &str = "cplane";
 pub const HTTP_PORT: u16 = 3080;
 pub const PG_PORT: u16 = 55432;
 pub const SUPERUSER: &str = "cloud_admin";
+/// The vm-monitor's port (its default, 10301) under autoscaling.
+pub const VM_MONITOR_PORT: u16 = 10301;
+/// The compute's `MemTotal` under autoscaling: 4 GiB.
+pub const MEM_TOTAL: u64 = 4 << 30;
+/// The cgroup's memory use when the compute boots: 1 GiB.
+pub const BOOT_USAGE: u64 = 1 << 30;
+/// The cgroup v2 root and the cgroup Postgres runs in.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CGROUP_DIR: &str = "/sys/fs/cgroup/neon-postgres";
+
+/// Sets the compute's cgroup memory usage (`memory.stat`, cgroup v2), as
+/// the client load would make it.
+pub fn write_cgroup_usage(env: &SimEnv, bytes: u64) {
+    let active = bytes / 4 * 3;
+    let stat = format!(
+        "anon {bytes}\nfile 1073741824\nactive_anon {active}\ninactive_anon {}\nactive_file 1073741824\n",
+        bytes - active
+    );
+    let _ = env.fs().write(
+        &PathBuf::from(CGROUP_DIR).join("memory.stat"),
+        stat.as_bytes(),
+    );
+}
+
+/// What the VM image provides under autoscaling: a cgroup v2 hierarchy
+/// with the `neon-postgres` cgroup ([`BOOT_USAGE`] in use) and `/proc/meminfo`.
+fn provision_cgroup(env: &SimEnv) -> std::io::Result<()> {
+    let mut fs = env.fs();
+    fs.create_dir_all(std::path::Path::new(CGROUP_DIR))?;
+    fs.create_dir_all(std::path::Path::new("/proc"))?;
+    fs.write(
+        &PathBuf::from(CGROUP_ROOT).join("cgroup.controllers"),
+        b"cpu memory\n",
+    )?;
+    fs.write(&PathBuf::from(CGROUP_DIR).join("cgroup.procs"), b"")?;
+    fs.write(
+        std::path::Path::new(vm_monitor::MEMINFO),
+        format!("MemTotal: {} kB\n", MEM_TOTAL / 1024).as_bytes(),
+    )?;
+    drop(fs);
+    write_cgroup_usage(env, BOOT_USAGE);
+    Ok(())
+}
 
 /// The world's wall clock at simulated time zero (2026-01-01T00:00:00Z).
 pub fn epoch() -> SystemTime {
@@ -48,6 +92,7 @@ pub fn params() -> ComputeParams {
         ready_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(2),
         activity_interval: Duration::from_secs(5),
+        cgroup_procs: None,
     }
 }
 
@@ -80,6 +125,7 @@ pub fn add_compute(
     params: ComputeParams,
     launch_spec: Option<ComputeSpec>,
     fetch_spec_from_cplane: bool,
+    autoscaling: bool,
 ) {
     let boots = Arc::new(AtomicU64::new(0));
     sim.host(COMPUTE, move || {
@@ -93,6 +139,22 @@ pub fn add_compute(
                 seed ^ boot.wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 epoch(),
             );
+            // As src/launch.rs under AUTOSCALING: find the cgroup, start
+            // Postgres in it, run the vm-monitor beside the API.
+            let mut params = params.clone();
+            let cgroup = if autoscaling {
+                provision_cgroup(&env)?;
+                let cg = Cgroup::locate(
+                    &env,
+                    std::path::Path::new(CGROUP_ROOT),
+                    vm_monitor::DEFAULT_CGROUP,
+                )
+                .await?;
+                params.cgroup_procs = Some(cg.procs_path());
+                Some(cg)
+            } else {
+                None
+            };
             let compute = Compute::new(env.clone(), params.clone());
             {
                 let mut sh = shared.lock();
@@ -120,6 +182,20 @@ pub fn add_compute(
                 },
             ));
             tokio::spawn(monitor::run(compute.clone()));
+            if let Some(cg) = cgroup {
+                let mon = VmMonitor::start(&compute, cg, vm_monitor::MEMINFO.into()).await?;
+                let listener = env
+                    .bind(SocketAddr::new(
+                        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                        VM_MONITOR_PORT,
+                    ))
+                    .await?;
+                tokio::spawn(vm_monitor::serve::<SimEnv>(
+                    listener,
+                    mon,
+                    std::future::pending(),
+                ));
+            }
             let fetcher = fetch_spec_from_cplane.then(|| tokio::spawn(fetch_into(compute.clone())));
             let outcome = compute.run().await;
             if let Some(f) = fetcher {

@@ -50,6 +50,11 @@ fn non_idempotent_apply_is_caught() {
     assert_caught(Bug::NonIdempotentApply, "already exists");
 }
 
+#[test]
+fn a_downscale_without_the_buffer_is_caught() {
+    assert_caught(Bug::DownscaleWithoutBuffer, "accepted a downscale");
+}
+
 /// A failing schedule shrinks (proptest's value tree) to one that still
 /// fails and is no bigger.
 #[test]

@@ -17,6 +17,7 @@ fn compute() -> Arc<Compute<TokioEnv>> {
         ready_timeout: Duration::from_secs(1),
         shutdown_timeout: Duration::from_secs(1),
         activity_interval: Duration::from_secs(1),
+        cgroup_procs: None,
     };
     Compute::new(TokioEnv::new(), params)
 }

@@ -60,6 +60,9 @@ pub struct CommandSpec {
     pub current_dir: Option<PathBuf>,
     /// Standard input to feed (for `output`); `None` means no stdin.
     pub stdin: Option<Vec<u8>>,
+    /// For `spawn`: a cgroup's `cgroup.procs`; the child is placed in that
+    /// cgroup (its pid written there) before it execs.
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 impl CommandSpec {

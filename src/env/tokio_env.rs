@@ -133,6 +133,54 @@ fn command(cmd: &CommandSpec) -> tokio::process::Command {
     c
 }
 
+/// Moves the child into a cgroup before it execs: `procs` (a cgroup's
+/// `cgroup.procs`) is opened here, and the child writes its own pid into
+/// it between fork and exec, so that Postgres and everything it forks
+/// start inside the cgroup (what `cgexec` does; it is not installed on
+/// every host).
+fn place_in_cgroup(c: &mut tokio::process::Command, procs: &Path) -> io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(procs)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot open {} to start the process in its cgroup: {e}",
+                    procs.display()
+                ),
+            )
+        })?;
+    // SAFETY: the closure runs in the forked child before exec; it only
+    // calls getpid and write (async-signal-safe) on a stack buffer, and
+    // allocates nothing.
+    unsafe {
+        c.pre_exec(move || {
+            let mut buf = [0u8; 12];
+            let line = pid_line(nix::unistd::getpid().as_raw().unsigned_abs(), &mut buf);
+            nix::unistd::write(&file, line)
+                .map(|_| ())
+                .map_err(io::Error::from)
+        });
+    }
+    Ok(())
+}
+
+/// `pid` in decimal with a newline, written into `buf` without allocating.
+fn pid_line(mut pid: u32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut i = buf.len() - 1;
+    buf[i] = b'\n';
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 /// Forwards each line a child prints to the log, tagged with the program
 /// name, and keeps the last [`RECENT_LINES`] in `recent`.
 fn forward_lines<R: AsyncRead + Unpin + Send + 'static>(
@@ -164,7 +212,11 @@ impl Processes for TokioEnv {
     type Child = TokioChild;
 
     fn spawn(&self, cmd: &CommandSpec) -> io::Result<TokioChild> {
-        let mut child = command(cmd)
+        let mut c = command(cmd);
+        if let Some(procs) = &cmd.cgroup_procs {
+            place_in_cgroup(&mut c, procs)?;
+        }
+        let mut child = c
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -398,5 +450,19 @@ impl Fs for TokioEnv {
 impl Rng for TokioEnv {
     fn next_u64(&self) -> u64 {
         self.rng.lock().map(|mut r| r.next_u64()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_lines_are_decimal_with_a_newline() {
+        let mut buf = [0u8; 12];
+        assert_eq!(pid_line(0, &mut buf), b"0\n");
+        assert_eq!(pid_line(7, &mut buf), b"7\n");
+        assert_eq!(pid_line(40213, &mut buf), b"40213\n");
+        assert_eq!(pid_line(u32::MAX, &mut buf), b"4294967295\n");
     }
 }

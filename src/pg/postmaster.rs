@@ -44,6 +44,8 @@ pub async fn spawn_postgres<E: Env>(env: &E, params: &ComputeParams) -> Result<E
     if params.pgdata.is_absolute() {
         cmd.current_dir = Some("/".into());
     }
+    // Under AUTOSCALING: start inside the vm-monitor's cgroup.
+    cmd.cgroup_procs = params.cgroup_procs.clone();
     let child = env.spawn(&cmd).map_err(|source| PgError::Spawn {
         command: cmd.display(),
         source,

@@ -36,6 +36,7 @@ pub fn params(pgdata: PathBuf, port: u16) -> ComputeParams {
         ready_timeout: Duration::from_secs(60),
         shutdown_timeout: Duration::from_secs(10),
         activity_interval: Duration::from_secs(3600),
+        cgroup_procs: None,
     }
 }
 

@@ -4,6 +4,7 @@
 mod cold_start;
 mod driver;
 mod load;
+mod memory;
 mod notify;
 mod reconfigure;
 mod terminate;
@@ -36,6 +37,8 @@ pub struct Launch {
     pub spec: Option<SpecShape>,
     /// `--control-plane-uri http://cplane:9090 --compute-id ...`.
     pub fetch_from_cplane: bool,
+    /// `AUTOSCALING` set: the vm-monitor runs, Postgres in its cgroup.
+    pub autoscaling: bool,
 }
 
 fn plain(_: u64) -> Launch {
@@ -96,6 +99,12 @@ pub const ALL: &[Scenario] = &[
         about: "POST /terminate while a configure is in flight",
         run: terminate::during_configure,
         launch: plain,
+    },
+    Scenario {
+        name: "memory_pressure",
+        about: "autoscaling: load grows the cgroup, an agent answers late, drops, downscales under pressure",
+        run: memory::pressure,
+        launch: memory::autoscaled,
     },
 ];
 

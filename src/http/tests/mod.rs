@@ -41,6 +41,7 @@ pub fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
         ready_timeout: Duration::from_secs(1),
         shutdown_timeout: Duration::from_secs(1),
         activity_interval: Duration::from_secs(1),
+        cgroup_procs: None,
     };
     Compute::new(TokioEnv::new(), params)
 }
