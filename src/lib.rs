@@ -6,7 +6,8 @@
 //! itself, [`catalog`] roles/databases/extensions, [`metrics`] what we report,
 //! [`http`] the API the control plane drives it with, [`monitor`] client activity,
 //! [`spec_source`] fetching the spec from a control plane, [`params`] what
-//! the command line tells the supervisor (below `compute`, `pg` and `catalog`).
+//! the command line tells the supervisor (below `compute`, `pg` and `catalog`),
+//! [`storage`] safekeepers, the commit LSN and what a replica streams from.
 
 pub mod catalog;
 pub mod cli;
@@ -21,3 +22,4 @@ pub mod planted;
 pub mod spec;
 pub mod spec_source;
 pub mod state;
+pub mod storage;

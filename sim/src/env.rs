@@ -204,6 +204,10 @@ impl Fs for SimEnv {
     async fn exists(&self, path: &Path) -> bool {
         self.fs().exists(path)
     }
+
+    async fn dir_size(&self, path: &Path) -> io::Result<u64> {
+        self.fs().size_below(path)
+    }
 }
 
 impl Rng for SimEnv {

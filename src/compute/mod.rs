@@ -2,6 +2,7 @@
 //! HTTP API and the binary call on it. The long-running loop that starts,
 //! reconfigures and stops Postgres is in [`supervisor`].
 
+mod replication;
 mod supervisor;
 mod timings;
 
@@ -58,6 +59,10 @@ pub struct ComputeState {
     pub pending_restart: Vec<String>,
     /// The supervisor loop has returned; Postgres is not running any more.
     pub supervisor_exited: bool,
+    /// Storage as this compute sees it: the commit LSN and base backup at
+    /// start and, for a replica or static compute, what its WAL receiver
+    /// does (sampled). `None` for a primary without safekeepers.
+    pub replication: Option<crate::storage::ReplicationStatus>,
 }
 
 /// Why a spec was not accepted.
@@ -108,6 +113,7 @@ impl<E: Env> Compute<E> {
             last_reconfigure: None,
             pending_restart: Vec::new(),
             supervisor_exited: false,
+            replication: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);

@@ -6,6 +6,12 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StartupTimings {
     pub wait_for_spec_ms: u64,
+    /// Asking the safekeepers for the commit LSN (0 without safekeepers).
+    pub sync_safekeepers_ms: u64,
+    /// The base backup itself (0 after initdb), after the source reached the commit LSN.
+    pub basebackup_ms: u64,
+    /// Bytes the base backup wrote into PGDATA.
+    pub basebackup_bytes: u64,
     pub prepare_pgdata_ms: u64,
     pub start_postgres_ms: u64,
     pub config_ms: u64,

@@ -9,6 +9,7 @@ pub mod control_plane;
 pub mod os;
 pub mod ports;
 pub mod postgres;
+pub mod storage;
 pub mod supervisor;
 
 use std::future::Future;

@@ -29,6 +29,10 @@ pub struct StatusBody {
     pub pending_restart: Vec<String>,
     pub tenant_id: Option<String>,
     pub timeline_id: Option<String>,
+    /// Storage as this compute sees it (commit LSN, base backup, and for a
+    /// replica or static compute its upstream, receive/replay LSNs, replay
+    /// lag, streaming or why not); null for a primary without safekeepers.
+    pub replication: Option<crate::storage::ReplicationStatus>,
 }
 
 impl StatusBody {
@@ -43,6 +47,7 @@ impl StatusBody {
             pending_restart: st.pending_restart.clone(),
             tenant_id: spec.and_then(|s| s.tenant_id.clone()),
             timeline_id: spec.and_then(|s| s.timeline_id.clone()),
+            replication: st.replication.clone(),
         }
     }
 }
