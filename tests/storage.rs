@@ -35,11 +35,9 @@ fn moved(spec: &Value, source: &str, op: &str) -> Value {
 
 /// Waits until the compute's SQL `sql` returns `want`.
 async fn wait_value(c: &Compute, what: &str, sql: &str, want: &str) {
-    c.wait_until(what, WITHIN, async |c| {
-        match c.connect().await {
-            Ok(client) => support::query_value(&client, sql).await.as_deref() == Some(want),
-            Err(_) => false,
-        }
+    c.wait_until(what, WITHIN, async |c| match c.connect().await {
+        Ok(client) => support::query_value(&client, sql).await.as_deref() == Some(want),
+        Err(_) => false,
     })
     .await;
 }
@@ -57,30 +55,48 @@ async fn wait_streaming_from(c: &Compute, port: u16) {
 
 /// Waits until `/status` shows `check` true of its `replication` object.
 async fn wait_replication(c: &Compute, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    c.wait_until(what, WITHIN, async |c| {
-        last = c.status().await["replication"].clone();
-        check(&last)
+    support::wait_for(WITHIN, what, || async {
+        let r = c.status().await["replication"].clone();
+        check(&r).then_some(r)
     })
-    .await;
-    last
+    .await
 }
 
 #[tokio::test]
 async fn a_replica_follows_its_storage_across_a_move_and_a_failover_without_restart() {
     let a = TestPostgres::storage().await;
-    a.exec("CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t VALUES (1, 'before start')")
-        .await;
+    a.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t VALUES (1, 'before start')",
+    )
+    .await;
     let b = TestPostgres::standby_of(&a).await;
     let start = spec(json!("Replica"), &a.connstr(), "op-start");
     let c = Compute::start(
         ComputeOpts::with_spec(start.clone()).args(["--compute-id", "compute-replica-1"]),
     );
     let client = c.wait_running().await;
-    assert_eq!(support::query_value(&client, "SELECT pg_is_in_recovery()").await.as_deref(), Some("t"));
-    assert_eq!(support::query_value(&client, "SELECT note FROM t WHERE id = 1").await.as_deref(), Some("before start"));
+    assert_eq!(
+        support::query_value(&client, "SELECT pg_is_in_recovery()")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+    assert_eq!(
+        support::query_value(&client, "SELECT note FROM t WHERE id = 1")
+            .await
+            .as_deref(),
+        Some("before start")
+    );
     // A replica never writes its catalog: the spec's roles are not on A, and that is fine.
-    assert_eq!(support::query_value(&client, "SELECT count(*) FROM pg_roles WHERE rolname = 'alice'").await.as_deref(), Some("0"));
+    assert_eq!(
+        support::query_value(
+            &client,
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'alice'"
+        )
+        .await
+        .as_deref(),
+        Some("0")
+    );
     wait_streaming_from(&c, a.port).await;
     // The upstream names this compute.
     assert_eq!(
@@ -89,7 +105,13 @@ async fn a_replica_follows_its_storage_across_a_move_and_a_failover_without_rest
     );
     let pid = c.postmaster_pid().expect("a postmaster");
     a.exec("INSERT INTO t VALUES (2, 'streamed from A')").await;
-    wait_value(&c, "row 2", "SELECT note FROM t WHERE id = 2", "streamed from A").await;
+    wait_value(
+        &c,
+        "row 2",
+        "SELECT note FROM t WHERE id = 2",
+        "streamed from A",
+    )
+    .await;
     let repl = wait_replication(&c, "streaming in /status", |r| r["streaming"] == true).await;
     assert_eq!(repl["mode"], "replica");
     assert_eq!(repl["sender"], format!("127.0.0.1:{}", a.port));
@@ -99,15 +121,29 @@ async fn a_replica_follows_its_storage_across_a_move_and_a_failover_without_rest
     let r = c.configure(&notify, None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     wait_streaming_from(&c, b.port).await;
-    a.exec("INSERT INTO t VALUES (3, 'written on A after the move')").await;
-    wait_value(&c, "row 3 through B", "SELECT note FROM t WHERE id = 3", "written on A after the move").await;
-    assert_eq!(c.postmaster_pid(), Some(pid), "a move must not restart Postgres");
+    a.exec("INSERT INTO t VALUES (3, 'written on A after the move')")
+        .await;
+    wait_value(
+        &c,
+        "row 3 through B",
+        "SELECT note FROM t WHERE id = 3",
+        "written on A after the move",
+    )
+    .await;
+    assert_eq!(
+        c.postmaster_pid(),
+        Some(pid),
+        "a move must not restart Postgres"
+    );
     let repl = wait_replication(&c, "/status to show B", |r| {
         r["streaming"] == true && r["sender"] == format!("127.0.0.1:{}", b.port)
     })
     .await;
     assert_eq!(repl["upstream"], b.connstr());
-    assert!(repl["replay_lsn"].as_str().is_some() && repl["receive_lsn"].as_str().is_some(), "{repl}");
+    assert!(
+        repl["replay_lsn"].as_str().is_some() && repl["receive_lsn"].as_str().is_some(),
+        "{repl}"
+    );
     assert!(repl["replay_lag_bytes"].is_u64(), "{repl}");
     let last = c.get("/metrics.json").await.json()["last_reconfigure"].clone();
     assert_eq!(last["catalog_statements"], 0, "{last}");
@@ -115,17 +151,35 @@ async fn a_replica_follows_its_storage_across_a_move_and_a_failover_without_rest
     // Failover: A is gone, B is promoted onto a new timeline, writes go to B.
     drop(a);
     b.promote().await;
-    b.exec("INSERT INTO t VALUES (4, 'written on B after the failover')").await;
-    wait_value(&c, "row 4 after the failover", "SELECT note FROM t WHERE id = 4", "written on B after the failover").await;
-    wait_value(&c, "timeline 2", "SELECT received_tli FROM pg_stat_wal_receiver", "2").await;
-    assert_eq!(c.postmaster_pid(), Some(pid), "a failover must not restart Postgres");
+    b.exec("INSERT INTO t VALUES (4, 'written on B after the failover')")
+        .await;
+    wait_value(
+        &c,
+        "row 4 after the failover",
+        "SELECT note FROM t WHERE id = 4",
+        "written on B after the failover",
+    )
+    .await;
+    wait_value(
+        &c,
+        "timeline 2",
+        "SELECT received_tli FROM pg_stat_wal_receiver",
+        "2",
+    )
+    .await;
+    assert_eq!(
+        c.postmaster_pid(),
+        Some(pid),
+        "a failover must not restart Postgres"
+    );
     assert_eq!(c.status().await["status"], "running");
 }
 
 #[tokio::test]
 async fn a_replica_keeps_serving_reads_when_its_new_upstream_is_unreachable() {
     let a = TestPostgres::storage().await;
-    a.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)").await;
+    a.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await;
     let start = spec(json!("Replica"), &a.connstr(), "op-start");
     let c = Compute::start(ComputeOpts::with_spec(start.clone()));
     c.wait_running().await;
@@ -145,12 +199,19 @@ async fn a_replica_keeps_serving_reads_when_its_new_upstream_is_unreachable() {
     sourceless["operation_uuid"] = "op-sourceless".into();
     let r = c.configure(&sourceless, None).await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.json()["problems"][0]["path"], "$.pageserver_connstring", "{}", r.text);
+    assert_eq!(
+        r.json()["problems"][0]["path"],
+        "$.pageserver_connstring",
+        "{}",
+        r.text
+    );
     assert_eq!(c.status().await["operation_uuid"], "op-start");
 
     // A move to a storage that nobody answers for.
     let nowhere = format!("host=127.0.0.1 port={} user=cloud_admin", free_port());
-    let r = c.configure(&moved(&start, &nowhere, "op-nowhere"), None).await;
+    let r = c
+        .configure(&moved(&start, &nowhere, "op-nowhere"), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let repl = wait_replication(&c, "the reason it does not stream", |r| {
         r["streaming"] == false
@@ -161,11 +222,18 @@ async fn a_replica_keeps_serving_reads_when_its_new_upstream_is_unreachable() {
     .await;
     assert_eq!(repl["upstream"], nowhere, "{repl}");
     let client = c.connect().await.expect("Postgres still serves");
-    assert_eq!(support::query_value(&client, "SELECT count(*) FROM t").await.as_deref(), Some("1"));
+    assert_eq!(
+        support::query_value(&client, "SELECT count(*) FROM t")
+            .await
+            .as_deref(),
+        Some("1")
+    );
     assert_eq!(c.status().await["status"], "running");
 
     // Back to A: it streams again, rows arrive, same postmaster.
-    let r = c.configure(&moved(&start, &a.connstr(), "op-back"), None).await;
+    let r = c
+        .configure(&moved(&start, &a.connstr(), "op-back"), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     wait_streaming_from(&c, a.port).await;
     a.exec("INSERT INTO t VALUES (2)").await;
@@ -176,32 +244,43 @@ async fn a_replica_keeps_serving_reads_when_its_new_upstream_is_unreachable() {
 #[tokio::test]
 async fn the_base_backup_waits_until_the_storage_reaches_the_commit_lsn() {
     let a = TestPostgres::storage().await;
-    a.exec("CREATE TABLE t (id int PRIMARY KEY, note text)").await;
+    a.exec("CREATE TABLE t (id int PRIMARY KEY, note text)")
+        .await;
     let b = TestPostgres::standby_of(&a).await;
     // B stops replaying; A commits a row that B has not applied.
     b.exec("SELECT pg_wal_replay_pause()").await;
-    a.exec("INSERT INTO t VALUES (1, 'committed before the start')").await;
+    a.exec("INSERT INTO t VALUES (1, 'committed before the start')")
+        .await;
     let commit = a.wal_lsn().await;
     // Safekeepers: A twice (a majority at A's flush LSN) and a dead one.
     let dead = format!("127.0.0.1:{}", free_port());
     let mut s = spec(json!("Primary"), &b.connstr(), "op-start");
     s["safekeeper_connstrings"] = json!([a.connstr(), a.connstr(), dead]);
     let c = Compute::start(ComputeOpts::with_spec(s));
-    c.wait_log("waiting for the storage to reach the commit LSN", WITHIN).await;
+    c.wait_log("waiting for the storage to reach the commit LSN", WITHIN)
+        .await;
     assert_ne!(c.status().await["status"], "running");
     b.exec("SELECT pg_wal_replay_resume()").await;
     let client = c.wait_running().await;
     assert_eq!(
-        support::query_value(&client, "SELECT note FROM t WHERE id = 1").await.as_deref(),
+        support::query_value(&client, "SELECT note FROM t WHERE id = 1")
+            .await
+            .as_deref(),
         Some("committed before the start")
     );
     let repl = c.status().await["replication"].clone();
     assert_eq!(repl["mode"], "primary", "{repl}");
     let got: u64 = lsn(repl["commit_lsn"].as_str().expect("commit_lsn"));
-    assert!(got >= lsn(&commit), "commit LSN {repl} is below A's flush {commit}");
+    assert!(
+        got >= lsn(&commit),
+        "commit LSN {repl} is below A's flush {commit}"
+    );
     let m = c.get("/metrics.json").await.json();
     assert!(m["basebackup_bytes"].as_u64().unwrap() > 1_000_000, "{m}");
-    assert!(m["sync_safekeepers_ms"].is_u64() && m["basebackup_ms"].as_u64().unwrap() > 0, "{m}");
+    assert!(
+        m["sync_safekeepers_ms"].is_u64() && m["basebackup_ms"].as_u64().unwrap() > 0,
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -214,7 +293,10 @@ async fn without_a_safekeeper_quorum_the_start_fails_with_every_answer() {
     let exit = c.wait_exit(WITHIN).await;
     assert!(!exit.success());
     let log = c.log();
-    assert!(log.contains("1 of 3 answered") && log.contains("majority of 2"), "{log}");
+    assert!(
+        log.contains("1 of 3 answered") && log.contains("majority of 2"),
+        "{log}"
+    );
     for d in &dead {
         assert!(log.contains(&format!("cannot reach {d}")), "{d}: {log}");
     }
@@ -224,9 +306,12 @@ async fn without_a_safekeeper_quorum_the_start_fails_with_every_answer() {
 #[tokio::test]
 async fn a_static_compute_stops_at_its_lsn_and_stays_read_only() {
     let a = TestPostgres::storage().await;
-    a.exec("CREATE TABLE t (id int PRIMARY KEY, pad text)").await;
-    // An LSN 4 MB ahead: the compute follows A up to it and pauses there.
-    let target = lsn(&a.wal_lsn().await) + 4 * 1024 * 1024;
+    a.exec("CREATE TABLE t (id int PRIMARY KEY, pad text)")
+        .await;
+    // An LSN 2 MB into the next WAL segment, past where the compute's base
+    // backup ends (it switches to a new segment): the compute follows A up
+    // to it and pauses there.
+    let target = ((lsn(&a.wal_lsn().await) >> 24) + 1 << 24) + 2 * 1024 * 1024;
     let target_text = format!("{:X}/{:X}", target >> 32, target & 0xFFFF_FFFF);
     let s = spec(json!({"Static": target_text}), &a.connstr(), "op-start");
     let c = Compute::start(ComputeOpts::with_spec(s));
@@ -243,15 +328,34 @@ async fn a_static_compute_stops_at_its_lsn_and_stays_read_only() {
         id += 2000;
         assert!(id < 200_000, "A's WAL does not advance");
     }
-    a.exec("INSERT INTO t VALUES (-1, 'after the static LSN')").await;
-    let repl = wait_replication(&c, "replay paused at the static LSN", |r| r["paused"] == true).await;
+    a.exec("INSERT INTO t VALUES (-1, 'after the static LSN')")
+        .await;
+    let repl = wait_replication(&c, "replay paused at the static LSN", |r| {
+        r["paused"] == true
+    })
+    .await;
     assert_eq!(repl["mode"], "static");
     assert_eq!(repl["static_lsn"], target_text);
-    assert!(lsn(repl["replay_lsn"].as_str().unwrap()) >= target, "{repl}");
+    assert!(
+        lsn(repl["replay_lsn"].as_str().unwrap()) >= target,
+        "{repl}"
+    );
     let client = c.connect().await.unwrap();
-    assert_eq!(support::query_value(&client, "SELECT count(*) FROM t WHERE id = -1").await.as_deref(), Some("0"));
-    let err = client.batch_execute("INSERT INTO t VALUES (-2, 'no')").await.unwrap_err();
-    assert!(err.to_string().contains("read-only"), "{err}");
+    assert_eq!(
+        support::query_value(&client, "SELECT count(*) FROM t WHERE id = -1")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    let err = client
+        .batch_execute("INSERT INTO t VALUES (-2, 'no')")
+        .await
+        .unwrap_err();
+    let msg = err
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| err.to_string());
+    assert!(msg.contains("read-only"), "{msg}");
 }
 
 #[tokio::test]
@@ -262,11 +366,16 @@ async fn a_static_lsn_before_the_base_backup_fails_the_start_and_says_why() {
     let exit = c.wait_exit(WITHIN).await;
     assert!(!exit.success());
     let log = c.log();
-    assert!(log.contains("static LSN 0/1000000 is not after the end of the base backup"), "{log}");
+    assert!(
+        log.contains("static LSN 0/1000000 is not after the end of the base backup"),
+        "{log}"
+    );
 }
 
 /// An `X/Y` LSN as a number.
 fn lsn(s: &str) -> u64 {
-    let (hi, lo) = s.split_once('/').unwrap_or_else(|| panic!("not an LSN: {s}"));
+    let (hi, lo) = s
+        .split_once('/')
+        .unwrap_or_else(|| panic!("not an LSN: {s}"));
     (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
 }

@@ -79,6 +79,10 @@ impl SimFs {
         self.dir_exists(p)
     }
 
+    pub fn remove_file(&mut self, p: &Path) {
+        self.files.remove(p);
+    }
+
     /// Bytes of the files below `p`.
     pub fn size_below(&self, p: &Path) -> io::Result<u64> {
         if !self.dir_exists(p) {

@@ -20,7 +20,6 @@ pub const SAFEKEEPER_TIMEOUT: Duration = std::time::Duration::from_secs(5);
 /// How long the storage may take to reach the commit LSN before the base backup.
 pub const WAIT_FOR_LSN_TIMEOUT: Duration = std::time::Duration::from_secs(60);
 
-
 /// How the supervisor loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {

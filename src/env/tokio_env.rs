@@ -328,6 +328,13 @@ impl Fs for TokioEnv {
         tokio::fs::try_exists(path).await.unwrap_or(false)
     }
 
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match tokio::fs::remove_file(path).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
     async fn dir_size(&self, path: &Path) -> io::Result<u64> {
         let mut total = 0u64;
         let mut stack = vec![path.to_path_buf()];

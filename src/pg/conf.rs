@@ -152,7 +152,8 @@ pub fn render_postgresql_conf(spec: &ComputeSpec, conn: &ConnTarget) -> Rendered
 pub fn primary_conninfo(source: &str, application_name: &str) -> String {
     let source = source.trim();
     if source.starts_with("postgresql://") || source.starts_with("postgres://") {
-        let value: String = url::form_urlencoded::byte_serialize(application_name.as_bytes()).collect();
+        let value: String =
+            url::form_urlencoded::byte_serialize(application_name.as_bytes()).collect();
         let sep = if source.contains('?') { '&' } else { '?' };
         format!("{source}{sep}application_name={value}")
     } else {
@@ -173,28 +174,48 @@ pub fn primary_conninfo(source: &str, application_name: &str) -> String {
 /// section: where to stream from, follow the newest timeline (a failover of
 /// the storage), retry a failed upstream quickly, and for a static compute
 /// stop (paused, read-only) at its LSN.
-fn render_recovery(spec: &ComputeSpec, application_name: &str, text: &mut String, warnings: &mut Vec<String>) {
+fn render_recovery(
+    spec: &ComputeSpec,
+    application_name: &str,
+    text: &mut String,
+    warnings: &mut Vec<String>,
+) {
     let static_lsn = match &spec.mode {
         ComputeMode::Primary => return,
         ComputeMode::Replica => None,
         ComputeMode::Static(lsn) => Some(lsn.as_str()),
     };
-    match spec.pageserver_connstring.as_deref().filter(|c| !c.trim().is_empty()) {
+    match spec
+        .pageserver_connstring
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+    {
         Some(source) => {
             let conninfo = primary_conninfo(source, application_name);
             if writable(&conninfo) {
-                text.push_str(&format!("primary_conninfo = {}\n", quote_conf_value(&conninfo)));
+                text.push_str(&format!(
+                    "primary_conninfo = {}\n",
+                    quote_conf_value(&conninfo)
+                ));
             } else {
-                warnings.push("primary_conninfo skipped: its value contains a line break or NUL".into());
+                warnings.push(
+                    "primary_conninfo skipped: its value contains a line break or NUL".into(),
+                );
             }
         }
-        None => warnings.push("a replica without pageserver_connstring has no upstream to stream from".into()),
+        None => warnings
+            .push("a replica without pageserver_connstring has no upstream to stream from".into()),
     }
     text.push_str("recovery_target_timeline = 'latest'\n");
-    text.push_str(&format!("wal_retrieve_retry_interval = '{REPLICA_RETRY_INTERVAL}'\n"));
+    text.push_str(&format!(
+        "wal_retrieve_retry_interval = '{REPLICA_RETRY_INTERVAL}'\n"
+    ));
     if let Some(lsn) = static_lsn {
         if writable(lsn) {
-            text.push_str(&format!("recovery_target_lsn = {}\n", quote_conf_value(lsn)));
+            text.push_str(&format!(
+                "recovery_target_lsn = {}\n",
+                quote_conf_value(lsn)
+            ));
             text.push_str("recovery_target_action = 'pause'\n");
         }
     }
@@ -585,7 +606,10 @@ mod tests {
         assert!(r.text.contains(
             "primary_conninfo = 'postgresql://cloud_admin@storage:6400/postgres?sslmode=disable&application_name=a+b%26c'\n"
         ), "{}", r.text);
-        assert!(r.text.contains("recovery_target_lsn = '0/16B3748'\nrecovery_target_action = 'pause'\n"));
+        assert!(
+            r.text
+                .contains("recovery_target_lsn = '0/16B3748'\nrecovery_target_action = 'pause'\n")
+        );
         // A primary gets none of it.
         let p = spec(serde_json::json!({"pageserver_connstring": "host=storage"}));
         let r = render_postgresql_conf_as(&p, &conn(56005), "compute-1");

@@ -17,6 +17,8 @@ pub use conf::{
 };
 pub use connect::{APPLICATION_NAME, ConnectError, connect, session_options};
 pub use error::PgError;
-pub use pgdata::{BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, redact_connstr};
+pub use pgdata::{
+    BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, redact_connstr,
+};
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, pending_restart, read_setting_contexts};

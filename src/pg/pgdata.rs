@@ -132,6 +132,19 @@ pub async fn prepare_pgdata<E: Env>(
                         path: signal,
                         source,
                     })?;
+            } else {
+                // A backup of a standby carries its signal files; a primary
+                // must not come up in recovery.
+                for name in [STANDBY_SIGNAL, "recovery.signal"] {
+                    let signal = pgdata.join(name);
+                    env.remove_file(&signal)
+                        .await
+                        .map_err(|source| PgError::Io {
+                            what: "cannot remove",
+                            path: signal,
+                            source,
+                        })?;
+                }
             }
             Ok(Prepared {
                 source: PgdataSource::BaseBackup,

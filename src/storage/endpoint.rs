@@ -31,7 +31,9 @@ pub struct Endpoint {
 pub enum EndpointError {
     #[error("cannot parse {shown:?} as a libpq connection string: {reason}")]
     Parse { shown: String, reason: String },
-    #[error("{shown:?} names no TCP host; give host=... (a Unix socket cannot be reached from here)")]
+    #[error(
+        "{shown:?} names no TCP host; give host=... (a Unix socket cannot be reached from here)"
+    )]
     NoTcpHost { shown: String },
     #[error("{shown:?} has a bad port; expected host:port with a port number")]
     BadPort { shown: String },
@@ -126,13 +128,13 @@ impl Endpoint {
     ) -> Result<Vec<Option<String>>, SessionError> {
         let addr = self.addr();
         let attempt = async {
-            let stream = env
-                .connect(&self.host, self.port)
-                .await
-                .map_err(|source| SessionError::Tcp {
-                    addr: addr.clone(),
-                    source,
-                })?;
+            let stream =
+                env.connect(&self.host, self.port)
+                    .await
+                    .map_err(|source| SessionError::Tcp {
+                        addr: addr.clone(),
+                        source,
+                    })?;
             let (client, connection) = self
                 .config
                 .connect_raw(stream, tokio_postgres::NoTls)
@@ -186,7 +188,10 @@ mod tests {
         assert_eq!(e.config.get_user(), Some("u"));
         assert!(!e.shown.contains("pw"));
         let e = Endpoint::parse("host=127.0.0.1 port=5433", "cloud_admin").unwrap();
-        assert_eq!((e.addr(), e.config.get_user()), ("127.0.0.1:5433".to_string(), Some("cloud_admin")));
+        assert_eq!(
+            (e.addr(), e.config.get_user()),
+            ("127.0.0.1:5433".to_string(), Some("cloud_admin"))
+        );
         assert_eq!(e.config.get_dbname(), Some("postgres"));
         let e = Endpoint::parse("sk-1:5454", "cloud_admin").unwrap();
         assert_eq!(e.addr(), "sk-1:5454");

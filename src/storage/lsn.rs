@@ -12,7 +12,9 @@ pub struct Lsn(pub u64);
 
 /// Why a string is not an LSN.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed LSN {0:?}; expected two hex numbers of at most 8 digits joined by '/', e.g. 0/16B3748")]
+#[error(
+    "malformed LSN {0:?}; expected two hex numbers of at most 8 digits joined by '/', e.g. 0/16B3748"
+)]
 pub struct LsnParseError(pub String);
 
 impl Lsn {
@@ -68,10 +70,7 @@ mod tests {
     fn parses_what_postgres_prints() {
         assert_eq!("0/16B3748".parse::<Lsn>().unwrap(), Lsn(0x16B3748));
         assert_eq!("1/0".parse::<Lsn>().unwrap(), Lsn(1 << 32));
-        assert_eq!(
-            "FFFFFFFF/FFFFFFFF".parse::<Lsn>().unwrap(),
-            Lsn(u64::MAX)
-        );
+        assert_eq!("FFFFFFFF/FFFFFFFF".parse::<Lsn>().unwrap(), Lsn(u64::MAX));
         assert_eq!("a/b".parse::<Lsn>().unwrap(), Lsn((0xA << 32) | 0xB));
         assert_eq!(Lsn(0x16B3748).to_string(), "0/16B3748");
         assert_eq!(Lsn((3 << 32) | 0x10).to_string(), "3/10");
@@ -79,7 +78,19 @@ mod tests {
 
     #[test]
     fn rejects_malformed_lsns() {
-        for bad in ["", "0", "/", "0/", "/1", "0/1/2", "g/1", "0/-1", "123456789/0", " 0/1", "0x1/2"] {
+        for bad in [
+            "",
+            "0",
+            "/",
+            "0/",
+            "/1",
+            "0/1/2",
+            "g/1",
+            "0/-1",
+            "123456789/0",
+            " 0/1",
+            "0x1/2",
+        ] {
             let e = bad.parse::<Lsn>().unwrap_err();
             assert!(e.to_string().contains("malformed LSN"), "{bad}: {e}");
         }

@@ -89,8 +89,9 @@ pub async fn read_replication<E: Env>(
         Ok(r) => r,
         Err(e) => {
             status.streaming = false;
-            status.not_streaming_reason =
-                Some(format!("cannot read the replication state of Postgres: {e}"));
+            status.not_streaming_reason = Some(format!(
+                "cannot read the replication state of Postgres: {e}"
+            ));
             return;
         }
     };
@@ -108,7 +109,9 @@ pub async fn read_replication<E: Env>(
     status.replay_lag_ms = if behind == 0 {
         Some(0)
     } else {
-        col(5).and_then(|s| s.parse::<i64>().ok()).map(|v| v.max(0) as u64)
+        col(5)
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(|v| v.max(0) as u64)
     };
     status.paused = col(6).map(|s| s == "paused");
     status.streaming = status.wal_receiver.as_deref() == Some("streaming");

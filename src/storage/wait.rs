@@ -49,7 +49,12 @@ pub async fn wait_for_lsn<E: Env>(
     let mut last = String::from("no answer yet");
     loop {
         let left = deadline.saturating_duration_since(env.now());
-        match wal_position(env, source, ASK_TIMEOUT.min(left.max(Duration::from_millis(1)))).await
+        match wal_position(
+            env,
+            source,
+            ASK_TIMEOUT.min(left.max(Duration::from_millis(1))),
+        )
+        .await
         {
             Ok(p) if p.replayed >= target => return Ok(p.replayed),
             Ok(p) => reached = Some(p.replayed),

@@ -31,10 +31,17 @@ impl TestPostgres {
         let dir = temp_dir();
         let data = dir.path().join("data");
         create_postgres_dir(&data);
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod 0700 the standby's data directory");
         let (uid, gid) = postgres_user();
         let out = Command::new(format!("{PG_BIN_DIR}/pg_basebackup"))
             .args(["-D", data.to_str().unwrap(), "-d", &primary.connstr()])
-            .args(["-R", "--wal-method=stream", "--checkpoint=fast", "--no-sync"])
+            .args([
+                "-R",
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ])
             .uid(uid)
             .gid(gid)
             .current_dir(dir.path())
@@ -77,9 +84,11 @@ impl TestPostgres {
     /// Promotes a standby and waits until it accepts writes.
     pub async fn promote(&self) {
         assert_eq!(self.value("SELECT pg_promote(true, 60)").await, "t");
-        wait_for(Duration::from_secs(30), "the promoted storage to accept writes", || async {
-            (self.value("SELECT pg_is_in_recovery()").await == "f").then_some(())
-        })
+        wait_for(
+            Duration::from_secs(30),
+            "the promoted storage to accept writes",
+            || async { (self.value("SELECT pg_is_in_recovery()").await == "f").then_some(()) },
+        )
         .await;
     }
 }
