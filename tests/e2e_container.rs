@@ -384,19 +384,9 @@ async fn a_replica_compute_moves_between_two_storage_containers() {
         &["--compute-id", "replica-e2e"],
     )
     .await;
-    let row = |c: &Compute, id: i32| {
-        let sql = format!("SELECT coalesce((SELECT note FROM t WHERE id = {id}), '')");
-        async move { c.psql_superuser(&sql).await }
-    };
     assert_eq!(row(&c, 1).await, "before");
     let started = c.psql_superuser("SELECT pg_postmaster_start_time()").await;
-    let sender = |c: &Compute| async move {
-        c.psql_superuser(
-            "SELECT coalesce((SELECT status || ' ' || sender_host FROM pg_stat_wal_receiver), '')",
-        )
-        .await
-    };
-    eventually("streaming from A", START_TIMEOUT, || async {
+    eventually("streaming from A", e2e_support::START_TIMEOUT, || async {
         let s = sender(&c).await;
         if s == format!("streaming {}", a.name) {
             Ok(())
@@ -412,7 +402,7 @@ async fn a_replica_compute_moves_between_two_storage_containers() {
     notify["pageserver_connstring"] = json!(b.connstr());
     let (code, body) = c.configure(&notify).await;
     assert_eq!(code, 200, "{body}");
-    eventually("streaming from B", START_TIMEOUT, || async {
+    eventually("streaming from B", e2e_support::START_TIMEOUT, || async {
         let s = sender(&c).await;
         if s == format!("streaming {}", b.name) {
             Ok(())
@@ -422,14 +412,18 @@ async fn a_replica_compute_moves_between_two_storage_containers() {
     })
     .await;
     a.exec("INSERT INTO t VALUES (2, 'after the move')").await;
-    eventually("the row written after the move", START_TIMEOUT, || async {
-        let r = row(&c, 2).await;
-        if r == "after the move" {
-            Ok(())
-        } else {
-            Err(r)
-        }
-    })
+    eventually(
+        "the row written after the move",
+        e2e_support::START_TIMEOUT,
+        || async {
+            let r = row(&c, 2).await;
+            if r == "after the move" {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    )
     .await;
     assert_eq!(
         c.psql_superuser("SELECT pg_postmaster_start_time()").await,
@@ -443,4 +437,20 @@ async fn a_replica_compute_moves_between_two_storage_containers() {
         format!("{}:5432", b.name),
         "{status}"
     );
+}
+
+/// The note of row `id` of `t` on the compute ('' when absent).
+async fn row(c: &Compute, id: i32) -> String {
+    c.psql_superuser(&format!(
+        "SELECT coalesce((SELECT note FROM t WHERE id = {id}), '')"
+    ))
+    .await
+}
+
+/// `status sender_host` of the compute's WAL receiver ('' when none runs).
+async fn sender(c: &Compute) -> String {
+    c.psql_superuser(
+        "SELECT coalesce((SELECT status || ' ' || sender_host FROM pg_stat_wal_receiver), '')",
+    )
+    .await
 }
