@@ -311,7 +311,7 @@ async fn a_static_compute_stops_at_its_lsn_and_stays_read_only() {
     // An LSN 2 MB into the next WAL segment, past where the compute's base
     // backup ends (it switches to a new segment): the compute follows A up
     // to it and pauses there.
-    let target = ((lsn(&a.wal_lsn().await) >> 24) + 1 << 24) + 2 * 1024 * 1024;
+    let target = (((lsn(&a.wal_lsn().await) >> 24) + 1) << 24) + 2 * 1024 * 1024;
     let target_text = format!("{:X}/{:X}", target >> 32, target & 0xFFFF_FFFF);
     let s = spec(json!({"Static": target_text}), &a.connstr(), "op-start");
     let c = Compute::start(ComputeOpts::with_spec(s));

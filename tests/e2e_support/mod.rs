@@ -344,7 +344,8 @@ pub fn fixture(name: &str) -> Value {
 /// (a test network), so the host reaches it through its mapped port as
 /// `cloud_admin`, and computes on `network` reach it as `name:5432`.
 pub struct Storage {
-    pub container: ContainerAsync<GenericImage>,
+    /// Kept for its drop (which removes the container).
+    _container: ContainerAsync<GenericImage>,
     pub name: String,
     pub port: u16,
 }
@@ -380,7 +381,7 @@ impl Storage {
             .await
             .expect("start a storage container");
         let s = Storage {
-            container,
+            _container: container,
             name: name.to_string(),
             port,
         };
