@@ -18,6 +18,10 @@ pub struct SpecShape {
     pub skip_catalog: bool,
     pub operation: u64,
     pub deltas: Vec<Value>,
+    /// `mode: "Replica"` (a hot standby of its storage).
+    pub replica: bool,
+    /// Which storage host: 0 = `storage`, 1 = `storage2`.
+    pub storage: u8,
 }
 
 fn md5ish(rng: &mut SmallRng) -> String {
@@ -64,6 +68,8 @@ impl SpecShape {
             skip_catalog: false,
             operation: 1,
             deltas: Vec::new(),
+            replica: false,
+            storage: 0,
         }
     }
 
@@ -71,7 +77,11 @@ impl SpecShape {
     pub fn pageserver_connstring(&self) -> String {
         format!(
             "host={} port={} options=-cshard={}",
-            crate::world::STORAGE,
+            if self.storage == 1 {
+                crate::world::STORAGE2
+            } else {
+                crate::world::STORAGE
+            },
             crate::procs::STORAGE_PORT,
             self.pageserver
         )
@@ -116,7 +126,7 @@ impl SpecShape {
             },
             delta_operations: &self.deltas,
             format_version: 1.0,
-            mode: "Primary",
+            mode: if self.replica { "Replica" } else { "Primary" },
             operation_uuid: self.operation_uuid(),
             pageserver_connstring: self.pageserver_connstring(),
             skip_pg_catalog_updates: self.skip_catalog,

@@ -23,6 +23,7 @@ pub fn with_spec(seed: u64) -> Launch {
     Launch {
         spec: Some(first_shape(seed)),
         fetch_from_cplane: false,
+        two_storages: false,
     }
 }
 
@@ -30,6 +31,7 @@ pub fn fetching(_: u64) -> Launch {
     Launch {
         spec: None,
         fetch_from_cplane: true,
+        two_storages: false,
     }
 }
 
