@@ -203,6 +203,41 @@ pub fn check_storage_final(shared: &Shared) {
     }
 }
 
+/// The commit LSN the supervisor recorded is what a majority of the
+/// safekeepers acknowledged: the highest LSN at least a majority reached
+/// (from the last answer of each during the sync).
+pub fn check_commit_lsn(shared: &Shared, total: usize) {
+    let Some(compute) = shared.compute() else {
+        return;
+    };
+    let Some(commit) = compute.state().replication.and_then(|r| r.commit_lsn) else {
+        return;
+    };
+    let acks = shared.lock().safekeeper_acks.clone();
+    let mut last: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for (h, l) in acks {
+        last.insert(h, l);
+    }
+    let reached: Vec<compute_ctl::storage::Lsn> = last
+        .values()
+        .map(|l| compute_ctl::storage::Lsn(*l))
+        .collect();
+    shared.event(
+        "commit_lsn",
+        serde_json::json!({"commit": commit.to_string(), "acks": last.len()}),
+    );
+    match compute_ctl::storage::commit_lsn(total, &reached) {
+        Some(majority) if commit < majority => shared.violation(format!(
+            "commit LSN {commit} is below {majority}, which a majority of the safekeepers acknowledged"
+        )),
+        Some(majority) if commit > majority => shared.violation(format!(
+            "commit LSN {commit} is above {majority}: no majority acknowledged it"
+        )),
+        None => shared.violation(format!("commit LSN {commit} without a quorum of answers")),
+        _ => {}
+    }
+}
+
 /// How soon after a move's answer the replica must stream from the new source.
 pub const MOVE_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
 

@@ -93,6 +93,7 @@ fn run_planted(
     let launch = (scenario.launch)(seed);
     if launch.two_storages {
         world::add_storage2(&mut sim, shared.clone());
+        world::add_safekeepers(&mut sim, shared.clone());
     }
     world::add_compute(
         &mut sim,

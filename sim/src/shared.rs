@@ -138,6 +138,8 @@ pub struct SharedInner {
     pub storage_lag: Option<u64>,
     /// Storages promoted (they stop following and write on timeline 2).
     pub promoted: std::collections::BTreeSet<String>,
+    /// Flush LSNs the safekeepers answered, in order: (host, lsn).
+    pub safekeeper_acks: Vec<(String, u64)>,
 }
 
 /// What the simulated WAL receiver does (what `pg_stat_wal_receiver` shows).

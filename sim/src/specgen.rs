@@ -22,6 +22,8 @@ pub struct SpecShape {
     pub replica: bool,
     /// Which storage host: 0 = `storage`, 1 = `storage2`.
     pub storage: u8,
+    /// `safekeeper_connstrings` (`host:port`).
+    pub safekeepers: Vec<String>,
 }
 
 fn md5ish(rng: &mut SmallRng) -> String {
@@ -70,6 +72,7 @@ impl SpecShape {
             deltas: Vec::new(),
             replica: false,
             storage: 0,
+            safekeepers: Vec::new(),
         }
     }
 
@@ -129,6 +132,7 @@ impl SpecShape {
             mode: if self.replica { "Replica" } else { "Primary" },
             operation_uuid: self.operation_uuid(),
             pageserver_connstring: self.pageserver_connstring(),
+            safekeeper_connstrings: &self.safekeepers,
             skip_pg_catalog_updates: self.skip_catalog,
             tenant_id: "3aa8fcc61f6d357410b7de754b1d9001",
             timeline_id: "de200bd42b49cc1814412c7e592dd6e9",
@@ -177,6 +181,8 @@ struct WireSpec<'a> {
     mode: &'static str,
     operation_uuid: String,
     pageserver_connstring: String,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    safekeeper_connstrings: &'a [String],
     skip_pg_catalog_updates: bool,
     tenant_id: &'static str,
     timeline_id: &'static str,

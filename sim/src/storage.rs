@@ -48,9 +48,16 @@ pub async fn serve(
         }
     });
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (mut stream, _) = listener.accept().await?;
         let shared = shared.clone();
         tokio::spawn(async move {
+            // A Postgres client (the supervisor asking for the WAL position)
+            // starts with a length; the line protocol with a letter.
+            let mut first = [0u8; 1];
+            if matches!(stream.peek(&mut first).await, Ok(1)) && first[0] == 0 {
+                let _ = serve_position(stream, &shared, name, false).await;
+                return;
+            }
             // One answer per request line (the client re-sends requests
             // that a partition swallowed).
             let (r, mut w) = stream.into_split();
@@ -81,5 +88,84 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+/// The safekeepers' port.
+pub const SAFEKEEPER_PORT: u16 = 5454;
+
+/// A safekeeper host: its flushed WAL follows `storage`'s by `lag` bytes;
+/// it answers the supervisor's position query over the Postgres protocol.
+pub async fn safekeeper(shared: Shared, name: &'static str, lag: u64) -> turmoil::Result {
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", SAFEKEEPER_PORT)).await?;
+    let ticker = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            SimClock.sleep(STREAM_EVERY).await;
+            let mut sh = ticker.lock();
+            let up = sh
+                .storage_wal
+                .get(crate::world::STORAGE)
+                .copied()
+                .unwrap_or(0);
+            let own = sh.storage_wal.get(name).copied().unwrap_or(0);
+            sh.storage_wal
+                .insert(name.to_string(), own.max(up.saturating_sub(lag)));
+        }
+    });
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = serve_position(stream, &shared, name, true).await;
+        });
+    }
+}
+
+/// Answers `POSITION_SQL` (and nothing else) with `name`'s WAL position;
+/// a safekeeper's answer (`ack`) is recorded as an acknowledgement.
+async fn serve_position(
+    mut stream: turmoil::net::TcpStream,
+    shared: &Shared,
+    name: &str,
+    ack: bool,
+) -> std::io::Result<()> {
+    use crate::pg::wire::{self, Frontend, Out};
+    if wire::read_startup(&mut stream).await?.is_none() {
+        return Ok(());
+    }
+    let mut out = Out::default();
+    out.auth_ok();
+    out.parameter_status("server_version", "15.8");
+    out.parameter_status("integer_datetimes", "on");
+    out.backend_key(1, 0);
+    out.ready();
+    out.flush(&mut stream).await?;
+    loop {
+        match wire::read_message(&mut stream).await? {
+            Frontend::Query(sql) if sql == compute_ctl::storage::POSITION_SQL => {
+                let wal = {
+                    let mut sh = shared.lock();
+                    let wal = sh.storage_wal.get(name).copied().unwrap_or(0);
+                    if ack {
+                        sh.safekeeper_acks.push((name.to_string(), wal));
+                    }
+                    wal
+                };
+                let lsn = Some(compute_ctl::storage::Lsn(wal).to_string());
+                out.row_description(&["in_recovery".into(), "flushed".into(), "replayed".into()]);
+                out.data_row(&[Some("f".into()), lsn.clone(), lsn]);
+                out.command_complete("SELECT 1");
+            }
+            Frontend::Query(_) => out.error(
+                "ERROR",
+                "42601",
+                "the simulated storage answers only the position query",
+            ),
+            Frontend::Terminate => return Ok(()),
+            Frontend::Unsupported(_) => out.error("ERROR", "0A000", "simple query protocol only"),
+        }
+        out.ready();
+        out.flush(&mut stream).await?;
     }
 }

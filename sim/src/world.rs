@@ -198,6 +198,19 @@ pub fn add_storage(sim: &mut turmoil::Sim<'_>, shared: Shared) {
     });
 }
 
+/// The safekeeper hosts and how far (bytes) each lags behind `storage`.
+pub const SAFEKEEPERS: [(&str, u64); 3] = [("sk1", 0), ("sk2", 16384), ("sk3", 65536)];
+
+/// Registers the safekeeper hosts.
+pub fn add_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared) {
+    for (name, lag) in SAFEKEEPERS {
+        let shared = shared.clone();
+        sim.host(name, move || {
+            crate::storage::safekeeper(shared.clone(), name, lag)
+        });
+    }
+}
+
 /// Registers the `storage2` host, which follows `storage`.
 pub fn add_storage2(sim: &mut turmoil::Sim<'_>, shared: Shared) {
     sim.host(STORAGE2, move || {

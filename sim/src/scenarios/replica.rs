@@ -22,13 +22,8 @@ pub fn two_storages(_: u64) -> Launch {
 
 pub fn move_under_load(mut d: Driver) -> Body {
     Box::pin(async move {
-        let mut cur = base_shape(&mut d, 5);
-        cur.replica = true;
         // A replica never runs the catalog; the flag says so to the checks.
-        cur.skip_catalog = true;
-        cur.deltas.clear();
-        d.intent = Some(cur.clone());
-        d.configure(&cur).await;
+        let mut cur = started(&mut d).await;
         let _load = load::start(d.rng.random_range(1..=3));
         let n = d.rng.random_range(2..=5);
         for _ in 0..n {
@@ -54,8 +49,19 @@ async fn started(d: &mut Driver) -> crate::specgen::SpecShape {
     cur.replica = true;
     cur.skip_catalog = true;
     cur.deltas.clear();
+    cur.safekeepers = crate::world::SAFEKEEPERS
+        .iter()
+        .map(|(h, _)| format!("{h}:{}", crate::storage::SAFEKEEPER_PORT))
+        .collect();
+    // Sometimes one safekeeper is cut off: a majority of 2 still commits.
+    if d.rng.random_bool(0.3) {
+        turmoil::partition(crate::world::COMPUTE, crate::world::SAFEKEEPERS[2].0);
+    }
     d.intent = Some(cur.clone());
-    d.configure(&cur).await;
+    if d.configure(&cur).await.status() == Some(200) {
+        invariants::check_commit_lsn(&d.shared, cur.safekeepers.len());
+    }
+    turmoil::repair(crate::world::COMPUTE, crate::world::SAFEKEEPERS[2].0);
     cur
 }
 
