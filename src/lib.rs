@@ -8,6 +8,7 @@
 //! [`spec_source`] fetching the spec from a control plane, [`params`] what
 //! the command line tells the supervisor (below `compute`, `pg` and `catalog`),
 //! [`vm_monitor`] the autoscaler-agent's peer under `AUTOSCALING`.
+//! [`storage`] safekeepers, the commit LSN and what a replica streams from.
 
 pub mod catalog;
 pub mod cli;
@@ -23,3 +24,4 @@ pub mod spec;
 pub mod spec_source;
 pub mod state;
 pub mod vm_monitor;
+pub mod storage;

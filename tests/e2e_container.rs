@@ -359,3 +359,98 @@ fn md5_verifier_is_the_one_postgres_stores() {
         "4a0a68b43b6cd5cf266fa02f196e2371"
     );
 }
+
+/// Storage that really moves, in containers: storage A (a primary) and B (a
+/// streaming standby of A), a Replica compute of A moved to B by a notify;
+/// rows written on A after the move arrive through B, and Postgres is the
+/// same postmaster throughout.
+#[tokio::test]
+async fn a_replica_compute_moves_between_two_storage_containers() {
+    require_docker!("a_replica_compute_moves_between_two_storage_containers");
+    let tag = std::process::id();
+    let network = format!("compute-ctl-e2e-storage-{tag}");
+    let a = e2e_support::Storage::start(&network, &format!("storage-a-{tag}"), None).await;
+    a.exec("CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t VALUES (1, 'before')")
+        .await;
+    let b = e2e_support::Storage::start(&network, &format!("storage-b-{tag}"), Some(&a.name)).await;
+
+    let mut spec = start_spec();
+    spec["mode"] = json!("Replica");
+    spec["pageserver_connstring"] = json!(a.connstr());
+    let c = Compute::start_on(
+        &spec,
+        &network,
+        &format!("replica-{tag}"),
+        &["--compute-id", "replica-e2e"],
+    )
+    .await;
+    assert_eq!(row(&c, 1).await, "before");
+    let started = c.psql_superuser("SELECT pg_postmaster_start_time()").await;
+    eventually("streaming from A", e2e_support::START_TIMEOUT, || async {
+        let s = sender(&c).await;
+        if s == format!("streaming {}", a.name) {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    })
+    .await;
+
+    let mut notify = spec.clone();
+    notify["operation_uuid"] = json!("5f1c1c3e-0000-4000-8000-00000000000b");
+    notify["skip_pg_catalog_updates"] = json!(true);
+    notify["pageserver_connstring"] = json!(b.connstr());
+    let (code, body) = c.configure(&notify).await;
+    assert_eq!(code, 200, "{body}");
+    eventually("streaming from B", e2e_support::START_TIMEOUT, || async {
+        let s = sender(&c).await;
+        if s == format!("streaming {}", b.name) {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    })
+    .await;
+    a.exec("INSERT INTO t VALUES (2, 'after the move')").await;
+    eventually(
+        "the row written after the move",
+        e2e_support::START_TIMEOUT,
+        || async {
+            let r = row(&c, 2).await;
+            if r == "after the move" {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        c.psql_superuser("SELECT pg_postmaster_start_time()").await,
+        started,
+        "the move restarted Postgres"
+    );
+    let status = c.status().await.expect("status");
+    assert_eq!(status["replication"]["streaming"], true, "{status}");
+    assert_eq!(
+        status["replication"]["sender"],
+        format!("{}:5432", b.name),
+        "{status}"
+    );
+}
+
+/// The note of row `id` of `t` on the compute ('' when absent).
+async fn row(c: &Compute, id: i32) -> String {
+    c.psql_superuser(&format!(
+        "SELECT coalesce((SELECT note FROM t WHERE id = {id}), '')"
+    ))
+    .await
+}
+
+/// `status sender_host` of the compute's WAL receiver ('' when none runs).
+async fn sender(c: &Compute) -> String {
+    c.psql_superuser(
+        "SELECT coalesce((SELECT status || ' ' || sender_host FROM pg_stat_wal_receiver), '')",
+    )
+    .await
+}

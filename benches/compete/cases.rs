@@ -49,7 +49,7 @@ impl Plan {
 static PG_PORT: AtomicU16 = AtomicU16::new(57000);
 static HTTP_PORT: AtomicU16 = AtomicU16::new(39000);
 
-fn ports() -> (u16, u16) {
+pub(crate) fn ports() -> (u16, u16) {
     (
         PG_PORT.fetch_add(1, Ordering::Relaxed),
         HTTP_PORT.fetch_add(1, Ordering::Relaxed),

@@ -11,6 +11,7 @@ mod compute;
 mod postgres;
 mod specs;
 mod stats;
+mod storage;
 mod throughput;
 
 use std::path::Path;
@@ -59,6 +60,7 @@ async fn run(plan: cases::Plan, full: bool) -> anyhow::Result<Vec<CaseResult>> {
     all.extend(cases::first_apply(plan).await?);
     all.extend(cases::cold_start(plan).await?);
     all.extend(cases::status_under_load(plan).await?);
+    all.extend(storage::storage(plan).await?);
     if full {
         all.extend(throughput::sim_throughput()?);
     }
@@ -74,6 +76,7 @@ fn smoke_checks(results: &[CaseResult]) -> anyhow::Result<()> {
         "first_apply",
         "cold_start",
         "status_under_load",
+        "storage",
     ] {
         let rows: Vec<_> = results.iter().filter(|r| r.suite == suite).collect();
         anyhow::ensure!(!rows.is_empty(), "suite {suite} produced no result");
@@ -92,6 +95,15 @@ fn smoke_checks(results: &[CaseResult]) -> anyhow::Result<()> {
         noop.extra["zero_writes"] == true,
         "a no-op full reconfigure wrote: {}",
         noop.extra
+    );
+    let moved = results
+        .iter()
+        .find(|r| r.suite == "storage" && r.case.starts_with("notify"))
+        .expect("checked above");
+    anyhow::ensure!(
+        moved.extra["postmaster_restarts"] == 0,
+        "a move restarted Postgres: {}",
+        moved.extra
     );
     Ok(())
 }

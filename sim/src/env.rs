@@ -219,6 +219,15 @@ impl Fs for SimEnv {
     async fn exists(&self, path: &Path) -> bool {
         self.fs().exists(path)
     }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.fs().remove_file(path);
+        Ok(())
+    }
+
+    async fn dir_size(&self, path: &Path) -> io::Result<u64> {
+        self.fs().size_below(path)
+    }
 }
 
 impl Rng for SimEnv {

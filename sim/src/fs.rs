@@ -78,6 +78,23 @@ impl SimFs {
     pub fn is_dir(&self, p: &Path) -> bool {
         self.dir_exists(p)
     }
+
+    pub fn remove_file(&mut self, p: &Path) {
+        self.files.remove(p);
+    }
+
+    /// Bytes of the files below `p`.
+    pub fn size_below(&self, p: &Path) -> io::Result<u64> {
+        if !self.dir_exists(p) {
+            return Err(not_found("read_dir", p));
+        }
+        Ok(self
+            .files
+            .iter()
+            .filter(|(f, _)| f.starts_with(p))
+            .map(|(_, d)| d.len() as u64)
+            .sum())
+    }
 }
 
 #[cfg(test)]

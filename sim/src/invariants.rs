@@ -177,7 +177,72 @@ pub const FAILURE_CAUSES: &[&str] = &[
 ];
 
 /// The end state: settled, converged to the spec in effect or Failed for a reason.
+/// Storage invariants of every seed: the supervisor never restarts
+/// Postgres within a boot (a notify is a reload), and the replay LSN it
+/// reports never goes backwards.
+pub fn check_storage_final(shared: &Shared) {
+    let (spawns, replay) = {
+        let sh = shared.lock();
+        (sh.postmaster_spawns.clone(), sh.reported_replay.clone())
+    };
+    for (boot, n) in spawns {
+        if n > 1 {
+            shared.violation(format!(
+                "boot {boot} spawned {n} postmasters: Postgres was restarted"
+            ));
+        }
+    }
+    for w in replay.windows(2) {
+        if w[0].0 == w[1].0 && w[1].1 < w[0].1 {
+            shared.violation(format!(
+                "the reported replay LSN went backwards: {} -> {}",
+                compute_ctl::storage::Lsn(w[0].1),
+                compute_ctl::storage::Lsn(w[1].1)
+            ));
+        }
+    }
+}
+
+/// The commit LSN the supervisor recorded is what a majority of the
+/// safekeepers acknowledged: the highest LSN at least a majority reached
+/// (from the last answer of each during the sync).
+pub fn check_commit_lsn(shared: &Shared, total: usize) {
+    let Some(compute) = shared.compute() else {
+        return;
+    };
+    let Some(commit) = compute.state().replication.and_then(|r| r.commit_lsn) else {
+        return;
+    };
+    let acks = shared.lock().safekeeper_acks.clone();
+    let mut last: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for (h, l) in acks {
+        last.insert(h, l);
+    }
+    let reached: Vec<compute_ctl::storage::Lsn> = last
+        .values()
+        .map(|l| compute_ctl::storage::Lsn(*l))
+        .collect();
+    shared.event(
+        "commit_lsn",
+        serde_json::json!({"commit": commit.to_string(), "acks": last.len()}),
+    );
+    match compute_ctl::storage::commit_lsn(total, &reached) {
+        Some(majority) if commit < majority => shared.violation(format!(
+            "commit LSN {commit} is below {majority}, which a majority of the safekeepers acknowledged"
+        )),
+        Some(majority) if commit > majority => shared.violation(format!(
+            "commit LSN {commit} is above {majority}: no majority acknowledged it"
+        )),
+        None => shared.violation(format!("commit LSN {commit} without a quorum of answers")),
+        _ => {}
+    }
+}
+
+/// How soon after a move's answer the replica must stream from the new source.
+pub const MOVE_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub fn check_final(shared: &Shared) {
+    check_storage_final(shared);
     let (terminate_sent, terminate_answered) = {
         let sh = shared.lock();
         (sh.terminate_sent, sh.terminate_answered)

@@ -91,6 +91,10 @@ fn run_planted(
     let mut sim = world::build(seed, Duration::from_millis(2));
     world::add_storage(&mut sim, shared.clone());
     let launch = (scenario.launch)(seed);
+    if launch.two_storages {
+        world::add_storage2(&mut sim, shared.clone());
+        world::add_safekeepers(&mut sim, shared.clone());
+    }
     world::add_compute(
         &mut sim,
         shared.clone(),

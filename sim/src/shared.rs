@@ -126,6 +126,33 @@ pub struct SharedInner {
     pub end_us: u64,
     /// Which boot of the compute host is current.
     pub boot: u64,
+    /// WAL position of each storage host; it advances while the host runs.
+    pub storage_wal: std::collections::BTreeMap<String, u64>,
+    /// The simulated WAL receiver of a replica compute.
+    pub receiver: Receiver,
+    /// Postmasters spawned, per boot of the compute host.
+    pub postmaster_spawns: std::collections::BTreeMap<u64, u64>,
+    /// Replay LSNs the supervisor reported (`ComputeState::replication`).
+    pub reported_replay: Vec<(u64, u64)>,
+    /// How far (bytes) a following storage stays behind; default 32 KiB.
+    pub storage_lag: Option<u64>,
+    /// Storages promoted (they stop following and write on timeline 2).
+    pub promoted: std::collections::BTreeSet<String>,
+    /// Flush LSNs the safekeepers answered, in order: (host, lsn).
+    pub safekeeper_acks: Vec<(String, u64)>,
+}
+
+/// What the simulated WAL receiver does (what `pg_stat_wal_receiver` shows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receiver {
+    /// `streaming`, `waiting`, or None when none runs.
+    pub status: Option<&'static str>,
+    /// `host:port` it streams from.
+    pub sender: Option<String>,
+    pub receive: u64,
+    pub replay: u64,
+    /// The timeline it receives.
+    pub timeline: u32,
 }
 
 /// The handle every host and the harness hold.

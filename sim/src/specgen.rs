@@ -18,6 +18,12 @@ pub struct SpecShape {
     pub skip_catalog: bool,
     pub operation: u64,
     pub deltas: Vec<Value>,
+    /// `mode: "Replica"` (a hot standby of its storage).
+    pub replica: bool,
+    /// Which storage host: 0 = `storage`, 1 = `storage2`.
+    pub storage: u8,
+    /// `safekeeper_connstrings` (`host:port`).
+    pub safekeepers: Vec<String>,
 }
 
 fn md5ish(rng: &mut SmallRng) -> String {
@@ -64,6 +70,9 @@ impl SpecShape {
             skip_catalog: false,
             operation: 1,
             deltas: Vec::new(),
+            replica: false,
+            storage: 0,
+            safekeepers: Vec::new(),
         }
     }
 
@@ -71,7 +80,11 @@ impl SpecShape {
     pub fn pageserver_connstring(&self) -> String {
         format!(
             "host={} port={} options=-cshard={}",
-            crate::world::STORAGE,
+            if self.storage == 1 {
+                crate::world::STORAGE2
+            } else {
+                crate::world::STORAGE
+            },
             crate::procs::STORAGE_PORT,
             self.pageserver
         )
@@ -116,9 +129,10 @@ impl SpecShape {
             },
             delta_operations: &self.deltas,
             format_version: 1.0,
-            mode: "Primary",
+            mode: if self.replica { "Replica" } else { "Primary" },
             operation_uuid: self.operation_uuid(),
             pageserver_connstring: self.pageserver_connstring(),
+            safekeeper_connstrings: &self.safekeepers,
             skip_pg_catalog_updates: self.skip_catalog,
             tenant_id: "3aa8fcc61f6d357410b7de754b1d9001",
             timeline_id: "de200bd42b49cc1814412c7e592dd6e9",
@@ -167,6 +181,8 @@ struct WireSpec<'a> {
     mode: &'static str,
     operation_uuid: String,
     pageserver_connstring: String,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    safekeeper_connstrings: &'a [String],
     skip_pg_catalog_updates: bool,
     tenant_id: &'static str,
     timeline_id: &'static str,

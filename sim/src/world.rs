@@ -23,6 +23,8 @@ use crate::shared::{Shared, now_us};
 
 pub const COMPUTE: &str = "compute";
 pub const STORAGE: &str = "storage";
+/// A second storage that follows the first (a replica's other source).
+pub const STORAGE2: &str = "storage2";
 pub const CPLANE: &str = "cplane";
 pub const HTTP_PORT: u16 = 3080;
 pub const PG_PORT: u16 = 55432;
@@ -238,6 +240,12 @@ fn observe_status(compute: &Arc<Compute<SimEnv>>, shared: Shared, boot: u64) {
             }
             let (status, applied) = {
                 let st = rx.borrow_and_update();
+                if let Some(replay) = st.replication.as_ref().and_then(|r| r.replay_lsn) {
+                    let mut sh = shared.lock();
+                    if sh.reported_replay.last().map(|(_, l)| *l) != Some(replay.0) {
+                        sh.reported_replay.push((boot, replay.0));
+                    }
+                }
                 let applied = (st.status == ComputeStatus::Running
                     && st.applied_generation == st.generation)
                     .then(|| st.spec.clone())
@@ -261,7 +269,29 @@ fn observe_status(compute: &Arc<Compute<SimEnv>>, shared: Shared, boot: u64) {
 
 /// Registers the `storage` host.
 pub fn add_storage(sim: &mut turmoil::Sim<'_>, shared: Shared) {
-    sim.host(STORAGE, move || crate::storage::serve(shared.clone()));
+    sim.host(STORAGE, move || {
+        crate::storage::serve(shared.clone(), STORAGE, None)
+    });
+}
+
+/// The safekeeper hosts and how far (bytes) each lags behind `storage`.
+pub const SAFEKEEPERS: [(&str, u64); 3] = [("sk1", 0), ("sk2", 16384), ("sk3", 65536)];
+
+/// Registers the safekeeper hosts.
+pub fn add_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared) {
+    for (name, lag) in SAFEKEEPERS {
+        let shared = shared.clone();
+        sim.host(name, move || {
+            crate::storage::safekeeper(shared.clone(), name, lag)
+        });
+    }
+}
+
+/// Registers the `storage2` host, which follows `storage`.
+pub fn add_storage2(sim: &mut turmoil::Sim<'_>, shared: Shared) {
+    sim.host(STORAGE2, move || {
+        crate::storage::serve(shared.clone(), STORAGE2, Some(STORAGE))
+    });
 }
 
 /// The control plane's spec endpoint (served by the `cplane` host).

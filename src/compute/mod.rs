@@ -2,6 +2,7 @@
 //! HTTP API and the binary call on it. The long-running loop that starts,
 //! reconfigures and stops Postgres is in [`supervisor`].
 
+mod replication;
 mod supervisor;
 mod timings;
 
@@ -61,6 +62,10 @@ pub struct ComputeState {
     /// The last WAL position once terminated after a clean shutdown
     /// (`/terminate`'s `lsn`; see `pg::shutdown_checkpoint_lsn`).
     pub terminate_lsn: Option<String>,
+    /// Storage as this compute sees it: the commit LSN and base backup at
+    /// start and, for a replica or static compute, what its WAL receiver
+    /// does (sampled). `None` for a primary without safekeepers.
+    pub replication: Option<crate::storage::ReplicationStatus>,
 }
 
 /// Why a spec was not accepted.
@@ -112,6 +117,7 @@ impl<E: Env> Compute<E> {
             pending_restart: Vec::new(),
             supervisor_exited: false,
             terminate_lsn: None,
+            replication: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);

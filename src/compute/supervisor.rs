@@ -2,6 +2,7 @@
 //! reconfigures and stops Postgres, and watches the postmaster.
 
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -10,8 +11,14 @@ use crate::catalog;
 use crate::env::{Child, Env, ExitInfo, Signal, timeout};
 use crate::pg;
 use crate::planted::{self, Bug};
-use crate::spec::ComputeSpec;
+use crate::spec::{ComputeMode, ComputeSpec, mode_name};
 use crate::state::{ComputeStatus, Event};
+use crate::storage::{self, Lsn, ReplicationStatus};
+
+/// Each safekeeper's deadline to say where its WAL is.
+pub const SAFEKEEPER_TIMEOUT: Duration = std::time::Duration::from_secs(5);
+/// How long the storage may take to reach the commit LSN before the base backup.
+pub const WAIT_FOR_LSN_TIMEOUT: Duration = std::time::Duration::from_secs(60);
 
 /// How the supervisor loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +128,9 @@ impl<E: Env> Compute<E> {
                             .await;
                         return RunOutcome::Failed(reason);
                     }
+                    if !started && self.state().postgres_started && self.streams() {
+                        self.watch_replication();
+                    }
                     continue;
                 }
                 ComputeStatus::TerminationPending => {
@@ -199,7 +209,56 @@ impl<E: Env> Compute<E> {
         taken
     }
 
-    /// The first start: PGDATA, config, Postgres, catalog.
+    /// Whether the spec in effect makes this compute a standby of its storage.
+    fn streams(&self) -> bool {
+        self.state()
+            .spec
+            .is_some_and(|s| s.mode != ComputeMode::Primary)
+    }
+
+    /// Steps 1 and 2 of a start: the commit LSN from the safekeepers (when
+    /// there are any), then the storage at that LSN (when there is a
+    /// source). `Ok(None)` without safekeepers; `Err` is the failure reason.
+    /// Also says how long the sync itself took (the wait for the storage
+    /// counts as base backup time, as a pageserver waits for the LSN).
+    async fn sync_storage(&self, spec: &ComputeSpec) -> Result<(Option<Lsn>, Duration), String> {
+        if spec.safekeeper_connstrings.is_empty() {
+            return Ok((None, Duration::ZERO));
+        }
+        let t0 = self.env.now();
+        let synced = storage::sync_safekeepers(
+            &self.env,
+            &spec.safekeeper_connstrings,
+            &self.params.conn.user,
+            SAFEKEEPER_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let commit = synced.commit_lsn;
+        let took = self.env.now() - t0;
+        tracing::info!(commit_lsn = %commit, answers = ?synced.answers, "safekeepers synced");
+        if spec.mode != ComputeMode::Primary && spec.mode != ComputeMode::Replica {
+            // A static compute stops at its own LSN.
+            return Ok((Some(commit), took));
+        }
+        let Some(source) = spec
+            .pageserver_connstring
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+        else {
+            return Ok((Some(commit), took));
+        };
+        let ep = storage::Endpoint::parse(source, &self.params.conn.user)
+            .map_err(|e| format!("pageserver_connstring: {e}"))?;
+        tracing::info!(storage = %ep.shown, commit_lsn = %commit, "waiting for the storage to reach the commit LSN");
+        let reached = storage::wait_for_lsn(&self.env, &ep, commit, WAIT_FOR_LSN_TIMEOUT)
+            .await
+            .map_err(|e| format!("the base backup must hold the commit LSN: {e}"))?;
+        tracing::info!(storage = %ep.shown, %reached, commit_lsn = %commit, "the storage holds the commit LSN");
+        Ok((Some(commit), took))
+    }
+
+    /// The first start: commit LSN, PGDATA at it, config, Postgres, catalog.
     async fn start(
         &self,
         created: Instant,
@@ -213,21 +272,60 @@ impl<E: Env> Compute<E> {
             .send_modify(|st| st.startup.wait_for_spec_ms = ms(wait_for_spec));
         let t0 = self.env.now();
 
+        let synced = self.guarded(postmaster, self.sync_storage(&spec)).await?;
+        let (commit_lsn, sync_took) = match synced {
+            Ok(c) => c,
+            Err(e) => {
+                self.fail(e);
+                return Ok(());
+            }
+        };
+        let t_synced = t0 + sync_took;
+
         let prepared = self
             .guarded(
                 postmaster,
                 pg::prepare_pgdata(&self.env, &self.params, &spec),
             )
             .await?;
-        let source = match prepared {
-            Ok(source) => source,
+        let prepared = match prepared {
+            Ok(p) => p,
             Err(e) => {
                 self.fail(format!("preparing PGDATA failed: {e}"));
                 return Ok(());
             }
         };
         let t_pgdata = self.env.now();
-        tracing::info!(%source, elapsed_ms = ms(t_pgdata - t0), "PGDATA prepared");
+        let source = prepared.source;
+        let backup = prepared.basebackup.clone().unwrap_or_default();
+        let backup_end: Option<Lsn> = backup.end_lsn.as_deref().and_then(|l| l.parse().ok());
+        tracing::info!(%source, elapsed_ms = ms(t_pgdata - t0), bytes = backup.bytes, end_lsn = ?backup.end_lsn, "PGDATA prepared");
+        let static_lsn = match &spec.mode {
+            ComputeMode::Static(l) => l.parse::<Lsn>().ok(),
+            _ => None,
+        };
+        if let (Some(target), Some(end)) = (static_lsn, backup_end) {
+            if target <= end {
+                self.fail(format!(
+                    "the static LSN {target} is not after the end of the base backup ({end}): vanilla Postgres can only stop recovery after the point where its base backup becomes consistent; ask for an LSN after {end}"
+                ));
+                return Ok(());
+            }
+        }
+        if spec.mode != ComputeMode::Primary || commit_lsn.is_some() {
+            let initial = ReplicationStatus {
+                mode: mode_name(&spec.mode).to_string(),
+                upstream: spec
+                    .pageserver_connstring
+                    .as_deref()
+                    .map(pg::redact_connstr),
+                static_lsn,
+                commit_lsn,
+                basebackup_lsn: backup_end,
+                ..Default::default()
+            };
+            self.state.send_modify(|st| st.replication = Some(initial));
+        }
         self.metrics
             .observe_phase("start", "prepare_pgdata", t_pgdata - t0);
 
@@ -265,7 +363,8 @@ impl<E: Env> Compute<E> {
         self.metrics
             .observe_phase("start", "start_postgres", t_started - t_pgdata);
 
-        if !spec.skip_pg_catalog_updates {
+        // A replica or static compute is read-only: its catalog is the storage's.
+        if !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary {
             let applied = self
                 .guarded(
                     postmaster,
@@ -284,6 +383,11 @@ impl<E: Env> Compute<E> {
             .observe_phase("start", "total", t_done - t0 + wait_for_spec);
         let _ = self.apply_event(Event::Started, |st| {
             st.applied_generation = generation;
+            st.startup.sync_safekeepers_ms = ms(t_synced - t0);
+            if prepared.basebackup.is_some() {
+                st.startup.basebackup_ms = ms(t_pgdata - t_synced);
+                st.startup.basebackup_bytes = backup.bytes;
+            }
             st.startup.prepare_pgdata_ms = ms(t_pgdata - t0);
             st.startup.start_postgres_ms = ms(t_started - t_pgdata);
             st.startup.config_ms = ms(t_done - t_started);
@@ -333,7 +437,9 @@ impl<E: Env> Compute<E> {
         self.metrics
             .observe_phase("reconfigure", "reload", t_reloaded - t_written);
 
-        if !spec.skip_pg_catalog_updates || planted::active(Bug::CatalogDespiteSkipFlag) {
+        // A replica never runs the catalog, whatever the flag.
+        let catalog_allowed = !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary;
+        if catalog_allowed || planted::active(Bug::CatalogDespiteSkipFlag) {
             let applied = self
                 .guarded(
                     postmaster,

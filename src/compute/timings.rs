@@ -6,10 +6,14 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StartupTimings {
     pub wait_for_spec_ms: u64,
-    /// Neon's phases (`/metrics.json` of Neon's contract); zero until measured.
+    /// Neon's phases (`/metrics.json` of Neon's contract).
+    /// Asking the safekeepers for the commit LSN (0 without safekeepers).
     pub sync_safekeepers_ms: u64,
+    /// The base backup itself (0 after initdb), after the source reached the commit LSN.
     pub basebackup_ms: u64,
+    /// Bytes the base backup wrote into PGDATA.
     pub basebackup_bytes: u64,
+    /// Connecting to the storage (0 until measured: vanilla Postgres has no pageserver).
     pub pageserver_connect_micros: u64,
     pub prepare_pgdata_ms: u64,
     pub start_postgres_ms: u64,

@@ -216,6 +216,11 @@ pub trait Fs: Send + Sync + 'static {
         who: RunAs,
     ) -> impl Future<Output = io::Result<()>> + Send;
     fn exists(&self, path: &Path) -> impl Future<Output = bool> + Send;
+    /// Removes a file; a missing one is fine.
+    fn remove_file(&self, path: &Path) -> impl Future<Output = io::Result<()>> + Send;
+    /// The bytes of the regular files below `path` (symlinks not followed):
+    /// what a base backup wrote.
+    fn dir_size(&self, path: &Path) -> impl Future<Output = io::Result<u64>> + Send;
 }
 
 /// Randomness, seeded in the simulator.

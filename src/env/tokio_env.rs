@@ -445,6 +445,30 @@ impl Fs for TokioEnv {
     async fn exists(&self, path: &Path) -> bool {
         tokio::fs::try_exists(path).await.unwrap_or(false)
     }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match tokio::fs::remove_file(path).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn dir_size(&self, path: &Path) -> io::Result<u64> {
+        let mut total = 0u64;
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let mut rd = tokio::fs::read_dir(&dir).await?;
+            while let Some(entry) = rd.next_entry().await? {
+                let meta = tokio::fs::symlink_metadata(entry.path()).await?;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else if meta.is_file() {
+                    total += meta.len();
+                }
+            }
+        }
+        Ok(total)
+    }
 }
 
 impl Rng for TokioEnv {

@@ -6,7 +6,16 @@
 //! 2. storage settings from the spec's top-level fields
 //!    (`neon.pageserver_connstring`, `neon.safekeepers`, `neon.tenant_id`,
 //!    `neon.timeline_id`): custom settings, which vanilla Postgres accepts as
-//!    placeholders;
+//!    placeholders; for a replica or static compute also the recovery
+//!    settings that make storage real for vanilla Postgres:
+//!    `primary_conninfo` (the `pageserver_connstring` with
+//!    `application_name` = the compute id), `recovery_target_timeline =
+//!    'latest'` (follow a failover of the storage onto a new timeline), a
+//!    short `wal_retrieve_retry_interval` (a moved or failed upstream is
+//!    retried quickly instead of after Postgres' default 5 s) and, for
+//!    static, `recovery_target_lsn` with `recovery_target_action = 'pause'`.
+//!    All are reloadable except the recovery target, and a mode change is
+//!    refused on a running compute, so a move stays a SIGHUP;
 //! 3. the managed block: `cluster.settings` in spec order, then `port` and
 //!    `listen_addresses`, which the supervisor owns. The `-C` connection
 //!    string is authoritative for the port: a different `port` in the spec is
@@ -37,7 +46,7 @@ use std::net::IpAddr;
 use super::PgError;
 use crate::env::Env;
 use crate::params::{ComputeParams, ConnTarget};
-use crate::spec::{ComputeSpec, GenericOption, is_guc_name};
+use crate::spec::{ComputeMode, ComputeSpec, GenericOption, is_guc_name};
 
 /// The override file included by the last line of `postgresql.conf`.
 pub const OVERRIDE_FILE: &str = "compute_ctl.override.conf";
@@ -46,6 +55,13 @@ pub const OVERRIDE_FILE: &str = "compute_ctl.override.conf";
 pub const MANAGED_BEGIN: &str = "# ---- BEGIN compute_ctl managed block: cluster.settings, port, listen_addresses (rewritten on every configure) ----";
 /// Last line of the managed block.
 pub const MANAGED_END: &str = "# ---- END compute_ctl managed block ----";
+
+/// `wal_retrieve_retry_interval` of a replica: how soon Postgres retries a
+/// failed upstream (its default, 5 s, would sit in the path of a move).
+pub const REPLICA_RETRY_INTERVAL: &str = "200ms";
+
+/// `application_name` in `primary_conninfo` when the compute has no id.
+pub const DEFAULT_REPLICA_NAME: &str = "compute_ctl";
 
 /// Settings the supervisor owns; the spec's values are merged or overridden.
 const OWNED: [&str; 2] = ["port", "listen_addresses"];
@@ -126,6 +142,92 @@ fn covers(list: &str, host: &str) -> bool {
 /// deciding `port` and `listen_addresses`. Deterministic: the same inputs
 /// give the same bytes.
 pub fn render_postgresql_conf(spec: &ComputeSpec, conn: &ConnTarget) -> RenderedConf {
+    render_postgresql_conf_as(spec, conn, DEFAULT_REPLICA_NAME)
+}
+
+/// `primary_conninfo` for a replica: the source's connection string with
+/// `application_name` set to the compute id (so the upstream's
+/// `pg_stat_replication` names this compute). A URL gets a query
+/// parameter, key=value pairs get one more pair (libpq: the last one wins).
+pub fn primary_conninfo(source: &str, application_name: &str) -> String {
+    let source = source.trim();
+    if source.starts_with("postgresql://") || source.starts_with("postgres://") {
+        let value: String =
+            url::form_urlencoded::byte_serialize(application_name.as_bytes()).collect();
+        let sep = if source.contains('?') { '&' } else { '?' };
+        format!("{source}{sep}application_name={value}")
+    } else {
+        let mut quoted = String::with_capacity(application_name.len() + 2);
+        quoted.push('\'');
+        for c in application_name.chars() {
+            if c == '\'' || c == '\\' {
+                quoted.push('\\');
+            }
+            quoted.push(c);
+        }
+        quoted.push('\'');
+        format!("{source} application_name={quoted}")
+    }
+}
+
+/// The recovery settings of a replica or static compute, in the storage
+/// section: where to stream from, follow the newest timeline (a failover of
+/// the storage), retry a failed upstream quickly, and for a static compute
+/// stop (paused, read-only) at its LSN.
+fn render_recovery(
+    spec: &ComputeSpec,
+    application_name: &str,
+    text: &mut String,
+    warnings: &mut Vec<String>,
+) {
+    let static_lsn = match &spec.mode {
+        ComputeMode::Primary => return,
+        ComputeMode::Replica => None,
+        ComputeMode::Static(lsn) => Some(lsn.as_str()),
+    };
+    match spec
+        .pageserver_connstring
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+    {
+        Some(source) => {
+            let conninfo = primary_conninfo(source, application_name);
+            if writable(&conninfo) {
+                text.push_str(&format!(
+                    "primary_conninfo = {}\n",
+                    quote_conf_value(&conninfo)
+                ));
+            } else {
+                warnings.push(
+                    "primary_conninfo skipped: its value contains a line break or NUL".into(),
+                );
+            }
+        }
+        None => warnings
+            .push("a replica without pageserver_connstring has no upstream to stream from".into()),
+    }
+    text.push_str("recovery_target_timeline = 'latest'\n");
+    text.push_str(&format!(
+        "wal_retrieve_retry_interval = '{REPLICA_RETRY_INTERVAL}'\n"
+    ));
+    if let Some(lsn) = static_lsn {
+        if writable(lsn) {
+            text.push_str(&format!(
+                "recovery_target_lsn = {}\n",
+                quote_conf_value(lsn)
+            ));
+            text.push_str("recovery_target_action = 'pause'\n");
+        }
+    }
+}
+
+/// [`render_postgresql_conf`] for a compute whose replica connection is
+/// named `application_name` (the compute id).
+pub fn render_postgresql_conf_as(
+    spec: &ComputeSpec,
+    conn: &ConnTarget,
+    application_name: &str,
+) -> RenderedConf {
     let mut text = String::new();
     let mut warnings = Vec::new();
     text.push_str(
@@ -169,6 +271,7 @@ pub fn render_postgresql_conf(spec: &ComputeSpec, conn: &ConnTarget) -> Rendered
             None => {}
         }
     }
+    render_recovery(spec, application_name, &mut text, &mut warnings);
 
     text.push('\n');
     text.push_str(MANAGED_BEGIN);
@@ -295,7 +398,8 @@ pub async fn write_config<E: Env>(
     params: &ComputeParams,
     spec: &ComputeSpec,
 ) -> Result<(), PgError> {
-    let conf = render_postgresql_conf(spec, &params.conn);
+    let name = params.compute_id.as_deref().unwrap_or(DEFAULT_REPLICA_NAME);
+    let conf = render_postgresql_conf_as(spec, &params.conn, name);
     for w in &conf.warnings {
         tracing::warn!("postgresql.conf: {w}");
     }
@@ -477,6 +581,51 @@ mod tests {
         let r = render_postgresql_conf(&s, &conn(56004));
         assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
         assert!(!r.text.contains("evil") && !r.text.contains("bad name"));
+    }
+
+    #[test]
+    fn a_replica_streams_from_its_storage_under_the_compute_id() {
+        let s = spec(serde_json::json!({
+            "mode": "Replica",
+            "pageserver_connstring": "host=storage port=6400 user=cloud_admin",
+        }));
+        let r = render_postgresql_conf_as(&s, &conn(56005), "compute-1");
+        assert!(r.text.contains(
+            "primary_conninfo = 'host=storage port=6400 user=cloud_admin application_name=''compute-1'''\n"
+        ), "{}", r.text);
+        assert!(r.text.contains("recovery_target_timeline = 'latest'\n"));
+        assert!(r.text.contains("wal_retrieve_retry_interval = '200ms'\n"));
+        assert!(!r.text.contains("recovery_target_lsn"));
+        // The recovery settings sit before the managed block, which may override them.
+        assert!(r.text.find("primary_conninfo").unwrap() < r.text.find(MANAGED_BEGIN).unwrap());
+        let st = spec(serde_json::json!({
+            "mode": {"Static": "0/16B3748"},
+            "pageserver_connstring": "postgresql://cloud_admin@storage:6400/postgres?sslmode=disable",
+        }));
+        let r = render_postgresql_conf_as(&st, &conn(56005), "a b&c");
+        assert!(r.text.contains(
+            "primary_conninfo = 'postgresql://cloud_admin@storage:6400/postgres?sslmode=disable&application_name=a+b%26c'\n"
+        ), "{}", r.text);
+        assert!(
+            r.text
+                .contains("recovery_target_lsn = '0/16B3748'\nrecovery_target_action = 'pause'\n")
+        );
+        // A primary gets none of it.
+        let p = spec(serde_json::json!({"pageserver_connstring": "host=storage"}));
+        let r = render_postgresql_conf_as(&p, &conn(56005), "compute-1");
+        assert!(!r.text.contains("primary_conninfo") && !r.text.contains("recovery_target"));
+    }
+
+    #[test]
+    fn primary_conninfo_quotes_the_name_for_libpq() {
+        assert_eq!(
+            primary_conninfo("host=h", "it's\\"),
+            "host=h application_name='it\\'s\\\\'"
+        );
+        assert_eq!(
+            primary_conninfo("postgres://u@h/db", "c1"),
+            "postgres://u@h/db?application_name=c1"
+        );
     }
 
     #[test]

@@ -13,13 +13,16 @@ mod restart;
 mod stale;
 
 pub use conf::{
-    MANAGED_BEGIN, MANAGED_END, OVERRIDE_FILE, RenderedConf, quote_conf_value, render_pg_hba,
-    render_postgresql_conf, render_value, write_config,
+    DEFAULT_REPLICA_NAME, MANAGED_BEGIN, MANAGED_END, OVERRIDE_FILE, REPLICA_RETRY_INTERVAL,
+    RenderedConf, primary_conninfo, quote_conf_value, render_pg_hba, render_postgresql_conf,
+    render_postgresql_conf_as, render_value, write_config,
 };
 pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use connect::{APPLICATION_NAME, ConnectError, connect, session_options};
 pub use error::PgError;
-pub use pgdata::{PgdataSource, prepare_pgdata, redact_connstr};
+pub use pgdata::{
+    BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, redact_connstr,
+};
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, pending_restart, read_setting_contexts};
 pub use stale::stop_stale_postmaster;

@@ -13,6 +13,12 @@
 //!   settings (an `ALTER SYSTEM SET port` on the source would otherwise
 //!   override ours).
 //!
+//! A replica or static compute (`mode` `Replica` or `{"Static": lsn}`) gets
+//! `standby.signal` beside the base backup: Postgres then starts as a hot
+//! standby that streams from `primary_conninfo` (see `conf.rs`).
+//! `pg_basebackup --verbose` prints where the backup's WAL ends; that LSN and
+//! the bytes written are reported ([`BaseBackup`]).
+//!
 //! Both run with `--no-sync`: PGDATA is never reused (the next start deletes
 //! it), so flushing the fresh files to disk buys nothing and costs hundreds of
 //! milliseconds per start. Postgres itself fsyncs what it writes afterwards.
@@ -26,7 +32,7 @@ use super::PgError;
 use super::error::stderr_tail;
 use crate::env::{CommandSpec, Env, RunAs, timeout};
 use crate::params::ComputeParams;
-use crate::spec::ComputeSpec;
+use crate::spec::{ComputeMode, ComputeSpec};
 
 /// initdb of an empty cluster takes about a second; this is generous.
 const INITDB_TIMEOUT: Duration = Duration::from_secs(300);
@@ -52,12 +58,34 @@ impl std::fmt::Display for PgdataSource {
     }
 }
 
-/// Removes and re-creates PGDATA, then fills it by initdb or base backup.
+/// What a base backup brought.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaseBackup {
+    /// Bytes of the files it wrote into PGDATA.
+    pub bytes: u64,
+    /// `X/Y`: where its WAL ends (the first LSN a standby started from it
+    /// can stop at), as `pg_basebackup --verbose` prints it.
+    pub end_lsn: Option<String>,
+}
+
+/// A prepared PGDATA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub source: PgdataSource,
+    /// Set when PGDATA came from a base backup.
+    pub basebackup: Option<BaseBackup>,
+}
+
+/// The file that makes Postgres start as a standby.
+pub const STANDBY_SIGNAL: &str = "standby.signal";
+
+/// Removes and re-creates PGDATA, then fills it by initdb or base backup
+/// (plus `standby.signal` for a replica or static compute).
 pub async fn prepare_pgdata<E: Env>(
     env: &E,
     params: &ComputeParams,
     spec: &ComputeSpec,
-) -> Result<PgdataSource, PgError> {
+) -> Result<Prepared, PgError> {
     let pgdata = &params.pgdata;
     if pgdata.parent().is_none() || pgdata.as_os_str().is_empty() {
         return Err(PgError::Config(format!(
@@ -91,14 +119,56 @@ pub async fn prepare_pgdata<E: Env>(
         .filter(|c| !c.trim().is_empty())
     {
         Some(source) => {
-            base_backup(env, params, source, who).await?;
-            Ok(PgdataSource::BaseBackup)
+            let end_lsn = base_backup(env, params, source, who).await?;
+            let bytes = env
+                .dir_size(pgdata)
+                .await
+                .map_err(io("cannot measure the base backup in"))?;
+            if spec.mode != ComputeMode::Primary {
+                let signal = pgdata.join(STANDBY_SIGNAL);
+                env.write_atomic(&signal, b"")
+                    .await
+                    .map_err(|source| PgError::Io {
+                        what: "cannot write",
+                        path: signal,
+                        source,
+                    })?;
+            } else {
+                // A backup of a standby carries its signal files; a primary
+                // must not come up in recovery.
+                for name in [STANDBY_SIGNAL, "recovery.signal"] {
+                    let signal = pgdata.join(name);
+                    env.remove_file(&signal)
+                        .await
+                        .map_err(|source| PgError::Io {
+                            what: "cannot remove",
+                            path: signal,
+                            source,
+                        })?;
+                }
+            }
+            Ok(Prepared {
+                source: PgdataSource::BaseBackup,
+                basebackup: Some(BaseBackup { bytes, end_lsn }),
+            })
         }
         None => {
             initdb(env, params, who).await?;
-            Ok(PgdataSource::Initdb)
+            Ok(Prepared {
+                source: PgdataSource::Initdb,
+                basebackup: None,
+            })
         }
     }
+}
+
+/// The WAL end point `pg_basebackup --verbose` printed.
+fn wal_end_point(stderr: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(stderr).lines().find_map(|l| {
+        l.split_once("write-ahead log end point: ")
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| v.contains('/'))
+    })
 }
 
 /// A command run as the Postgres user from `/` (root's working directory may
@@ -125,7 +195,8 @@ async fn initdb<E: Env>(
             "--no-sync",
             "--no-instructions",
         ]);
-    run(env, &cmd, cmd.display(), INITDB_TIMEOUT).await
+    run(env, &cmd, cmd.display(), INITDB_TIMEOUT).await?;
+    Ok(())
 }
 
 async fn base_backup<E: Env>(
@@ -133,7 +204,7 @@ async fn base_backup<E: Env>(
     params: &ComputeParams,
     source: &str,
     who: Option<RunAs>,
-) -> Result<(), PgError> {
+) -> Result<Option<String>, PgError> {
     let cmd = pg_command(params, "pg_basebackup", who)
         .arg("-D")
         .arg(params.pgdata.display().to_string())
@@ -144,11 +215,13 @@ async fn base_backup<E: Env>(
             "--no-sync",
             "--no-manifest",
             "--no-password",
+            "--verbose",
         ])
         .env("PGCONNECT_TIMEOUT", BASEBACKUP_CONNECT_TIMEOUT_SECS)
         .env("PGAPPNAME", "compute_ctl basebackup");
     let shown = cmd.display().replace(source, &redact_connstr(source));
-    run(env, &cmd, shown, BASEBACKUP_TIMEOUT).await?;
+    let out = run(env, &cmd, shown, BASEBACKUP_TIMEOUT).await?;
+    let end_lsn = wal_end_point(&out.stderr);
     let auto = params.pgdata.join("postgresql.auto.conf");
     env.write_atomic(
         &auto,
@@ -159,7 +232,8 @@ async fn base_backup<E: Env>(
         what: "cannot reset",
         path: auto,
         source,
-    })
+    })?;
+    Ok(end_lsn)
 }
 
 /// Runs `cmd` to completion within `limit`; `shown` names it in errors.
@@ -168,7 +242,7 @@ async fn run<E: Env>(
     cmd: &CommandSpec,
     shown: String,
     limit: Duration,
-) -> Result<(), PgError> {
+) -> Result<crate::env::ProcessOutput, PgError> {
     let t0 = env.now();
     let out = match timeout(env, limit, env.output(cmd)).await {
         Err(_) => {
@@ -193,7 +267,7 @@ async fn run<E: Env>(
         });
     }
     tracing::info!(command = %shown, elapsed_ms = crate::env::ms(env.now() - t0), "done");
-    Ok(())
+    Ok(out)
 }
 
 /// A libpq connection string with its password replaced by `***`, for logs
@@ -224,6 +298,16 @@ pub fn redact_connstr(c: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wal_end_point_is_read_from_verbose_output() {
+        let err = b"pg_basebackup: initiating base backup, waiting for checkpoint to complete\n\
+pg_basebackup: write-ahead log start point: 0/2000028 on timeline 1\n\
+pg_basebackup: write-ahead log end point: 0/2000138\n\
+pg_basebackup: base backup completed\n";
+        assert_eq!(wal_end_point(err).as_deref(), Some("0/2000138"));
+        assert_eq!(wal_end_point(b"nothing\n"), None);
+    }
 
     #[test]
     fn passwords_are_redacted_from_connstrings() {

@@ -340,3 +340,61 @@ fn neon_fixture(name: &str) -> Option<String> {
     eprintln!("SKIPPED: {msg}");
     None
 }
+
+#[test]
+fn replica_and_static_need_a_source_and_a_well_formed_lsn() {
+    let mut j = valid();
+    j["mode"] = serde_json::json!("Replica");
+    assert_eq!(paths(j.clone()), vec!["$.pageserver_connstring"]);
+    j["pageserver_connstring"] = "host=storage port=6400".into();
+    assert_eq!(problems(j.clone()), vec![]);
+    j["mode"] = serde_json::json!({"Static": "0/16B3748"});
+    assert_eq!(problems(j.clone()), vec![]);
+    j["mode"] = serde_json::json!({"Static": "16B3748"});
+    let p = problems(j.clone());
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].path, "$.mode.Static");
+    assert!(p[0].message.contains("malformed LSN"), "{p:?}");
+    j["pageserver_connstring"] = serde_json::Value::Null;
+    assert_eq!(paths(j), vec!["$.mode.Static", "$.pageserver_connstring"]);
+}
+
+#[test]
+fn storage_connection_strings_must_parse() {
+    let mut j = valid();
+    j["pageserver_connstring"] = "host=/var/run/postgresql".into();
+    j["safekeeper_connstrings"] = serde_json::json!(["sk1:5454", "sk2:notaport", "host=a port=x"]);
+    assert_eq!(
+        paths(j),
+        vec![
+            "$.pageserver_connstring",
+            "$.safekeeper_connstrings[1]",
+            "$.safekeeper_connstrings[2]"
+        ]
+    );
+}
+
+#[test]
+fn a_running_compute_cannot_change_its_mode() {
+    let mut a = valid();
+    a["pageserver_connstring"] = "host=storage".into();
+    let mut b = a.clone();
+    b["mode"] = serde_json::json!("Replica");
+    assert_eq!(validate_change(&spec(a.clone()), &spec(a.clone())), vec![]);
+    let p = validate_change(&spec(a.clone()), &spec(b.clone()));
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].path, "$.mode");
+    assert!(
+        p[0].message.contains("primary") && p[0].message.contains("replica"),
+        "{p:?}"
+    );
+    let mut c = b.clone();
+    c["mode"] = serde_json::json!({"Static": "0/1"});
+    let mut d = b.clone();
+    d["mode"] = serde_json::json!({"Static": "0/2"});
+    assert_eq!(validate_change(&spec(c.clone()), &spec(d)).len(), 1);
+    // A move (another source) is no mode change.
+    let mut moved = b.clone();
+    moved["pageserver_connstring"] = "host=elsewhere".into();
+    assert_eq!(validate_change(&spec(b), &spec(moved)), vec![]);
+}

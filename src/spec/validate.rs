@@ -9,6 +9,11 @@
 //! - A delta operation must not delete or rename a role or database that
 //!   `cluster` also lists: deltas replay on every apply, so the spec would
 //!   undo the delta each time and the catalog would never converge.
+//! - A replica or static compute streams from its storage, so it needs a
+//!   `pageserver_connstring`; a static LSN must be `X/Y` hex; storage
+//!   connection strings must parse (libpq URL, key=value, or `host:port`).
+//! - [`validate_change`]: a running compute cannot change `mode` (that is a
+//!   new Postgres, not a reload of this one).
 //! - Names are at most 63 bytes (`NAMEDATALEN - 1`); Postgres would silently
 //!   truncate longer ones, which breaks idempotence.
 
@@ -16,7 +21,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::model::{ComputeSpec, DeltaAction, GenericOption, VARTYPES};
+use super::model::{ComputeMode, ComputeSpec, DeltaAction, GenericOption, VARTYPES};
+use crate::storage::{Endpoint, Lsn};
 
 /// Postgres identifiers are at most this many bytes.
 pub const MAX_NAME_BYTES: usize = 63;
@@ -116,6 +122,7 @@ pub fn validate(spec: &ComputeSpec, ctx: &ValidationContext) -> Vec<SpecProblem>
     for (i, s) in spec.safekeeper_connstrings.iter().enumerate() {
         check_value(s, || format!("$.safekeeper_connstrings[{i}]"), &mut out);
     }
+    check_storage(spec, ctx, &mut out);
     if let Some(conf) = &spec.cluster.postgresql_conf {
         if conf.contains('\0') {
             out.push(SpecProblem::new(
@@ -125,6 +132,70 @@ pub fn validate(spec: &ComputeSpec, ctx: &ValidationContext) -> Vec<SpecProblem>
         }
     }
     out
+}
+
+/// The mode's needs and the storage connection strings.
+fn check_storage(spec: &ComputeSpec, ctx: &ValidationContext, out: &mut Vec<SpecProblem>) {
+    let source = spec
+        .pageserver_connstring
+        .as_deref()
+        .filter(|c| !c.trim().is_empty());
+    if let ComputeMode::Static(lsn) = &spec.mode {
+        if let Err(e) = lsn.parse::<Lsn>() {
+            out.push(SpecProblem::new("$.mode.Static", e.to_string()));
+        }
+    }
+    if spec.mode != ComputeMode::Primary && source.is_none() {
+        out.push(SpecProblem::new(
+            "$.pageserver_connstring",
+            format!(
+                "a {} compute streams WAL from its storage; set pageserver_connstring to the source's libpq connection string",
+                mode_name(&spec.mode)
+            ),
+        ));
+    }
+    if let Some(c) = source {
+        if let Err(e) = Endpoint::parse(c, &ctx.superuser) {
+            out.push(SpecProblem::new("$.pageserver_connstring", e.to_string()));
+        }
+    }
+    for (i, c) in spec.safekeeper_connstrings.iter().enumerate() {
+        if let Err(e) = Endpoint::parse(c, &ctx.superuser) {
+            out.push(SpecProblem::new(
+                format!("$.safekeeper_connstrings[{i}]"),
+                e.to_string(),
+            ));
+        }
+    }
+}
+
+/// `primary`, `replica` or `static`.
+pub fn mode_name(mode: &ComputeMode) -> &'static str {
+    match mode {
+        ComputeMode::Primary => "primary",
+        ComputeMode::Replica => "replica",
+        ComputeMode::Static(_) => "static",
+    }
+}
+
+/// What a running compute cannot take from a new spec: a `mode` change
+/// (Postgres would have to start again as another kind of server).
+pub fn validate_change(running: &ComputeSpec, new: &ComputeSpec) -> Vec<SpecProblem> {
+    if running.mode == new.mode {
+        return Vec::new();
+    }
+    let show = |m: &ComputeMode| match m {
+        ComputeMode::Static(l) => format!("static at {l}"),
+        m => mode_name(m).to_string(),
+    };
+    vec![SpecProblem::new(
+        "$.mode",
+        format!(
+            "the running compute is {}, the spec asks for {}; a mode change needs a restart, not a reload: terminate this compute and start one with the new spec",
+            show(&running.mode),
+            show(&new.mode)
+        ),
+    )]
 }
 
 fn check_roles(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {

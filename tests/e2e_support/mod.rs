@@ -125,9 +125,33 @@ pub struct Compute {
 impl Compute {
     /// Starts compute_ctl:dev with `spec` mounted as the start spec, waits for Running.
     pub async fn start(spec: &Value) -> Compute {
+        Self::start_with(spec, |c| c, &[]).await
+    }
+
+    /// As [`Compute::start`], on the Docker network `network` under the
+    /// host name `name` (other containers reach it so), with `args` added.
+    pub async fn start_on(spec: &Value, network: &str, name: &str, args: &[&str]) -> Compute {
+        let (network, name) = (network.to_string(), name.to_string());
+        Self::start_with(
+            spec,
+            move |c| c.with_network(network).with_container_name(name),
+            args,
+        )
+        .await
+    }
+
+    async fn start_with(
+        spec: &Value,
+        wire: impl FnOnce(
+            testcontainers::ContainerRequest<GenericImage>,
+        ) -> testcontainers::ContainerRequest<GenericImage>,
+        args: &[&str],
+    ) -> Compute {
         let (http_port, pg_port) = (host_port(), host_port());
         let connstr = format!("postgresql://cloud_admin@127.0.0.1:{PG_PORT}/postgres");
-        let container = GenericImage::new(IMAGE_NAME, IMAGE_TAG)
+        let mut cmd = vec!["-D", PGDATA, "-C", &connstr, "-S", SPEC_PATH, "-b", PGBIN];
+        cmd.extend_from_slice(args);
+        let request = GenericImage::new(IMAGE_NAME, IMAGE_TAG)
             .with_exposed_port(HTTP_PORT.tcp())
             .with_exposed_port(PG_PORT.tcp())
             .with_mapped_port(http_port, ContainerPort::Tcp(HTTP_PORT))
@@ -136,8 +160,9 @@ impl Compute {
                 SPEC_PATH,
                 serde_json::to_vec(spec).expect("spec serialises"),
             )
-            .with_cmd(["-D", PGDATA, "-C", &connstr, "-S", SPEC_PATH, "-b", PGBIN])
-            .with_startup_timeout(START_TIMEOUT)
+            .with_cmd(cmd)
+            .with_startup_timeout(START_TIMEOUT);
+        let container = wire(request)
             .start()
             .await
             .expect("start the compute_ctl:dev container");
@@ -311,4 +336,92 @@ pub fn fixture(name: &str) -> Value {
     let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
+}
+
+/// A storage cluster in a container of the image (plain Postgres 15, no
+/// compute_ctl): a primary made by initdb, or a streaming standby of
+/// another storage made by `pg_basebackup -R`. It trusts every connection
+/// (a test network), so the host reaches it through its mapped port as
+/// `cloud_admin`, and computes on `network` reach it as `name:5432`.
+pub struct Storage {
+    /// Kept for its drop (which removes the container).
+    _container: ContainerAsync<GenericImage>,
+    pub name: String,
+    pub port: u16,
+}
+
+impl Storage {
+    /// Starts a storage named `name` on `network`; a standby of `standby_of` when given.
+    pub async fn start(network: &str, name: &str, standby_of: Option<&str>) -> Storage {
+        let port = host_port();
+        let data = "/var/lib/postgresql/compute/storage";
+        let bin = "/usr/lib/postgresql/15/bin";
+        let make = match standby_of {
+            None => format!(
+                "{bin}/initdb -D {data} -U cloud_admin --auth=trust -E UTF8 --locale=C --no-sync >/dev/null && \
+                 printf 'host all all 0.0.0.0/0 trust\\nhost replication all 0.0.0.0/0 trust\\n' >> {data}/pg_hba.conf"
+            ),
+            Some(up) => format!(
+                "until {bin}/pg_isready -q -h {up} -p 5432; do sleep 0.2; done && \
+                 {bin}/pg_basebackup -D {data} -R -d 'host={up} port=5432 user=cloud_admin' --checkpoint=fast --no-sync"
+            ),
+        };
+        let script = format!(
+            "set -e; {make}; exec {bin}/postgres -D {data} -c listen_addresses='*' -c wal_keep_size=256MB \
+             -c wal_retrieve_retry_interval=200ms -c unix_socket_directories=/var/run/postgresql"
+        );
+        let container = GenericImage::new(IMAGE_NAME, IMAGE_TAG)
+            .with_entrypoint("bash")
+            .with_exposed_port(PG_PORT.tcp())
+            .with_mapped_port(port, ContainerPort::Tcp(PG_PORT))
+            .with_cmd(["-c", script.as_str()])
+            .with_network(network)
+            .with_container_name(name)
+            .start()
+            .await
+            .expect("start a storage container");
+        let s = Storage {
+            _container: container,
+            name: name.to_string(),
+            port,
+        };
+        eventually(
+            &format!("storage {name} to accept connections"),
+            START_TIMEOUT,
+            || async { s.client().await.map(|_| ()) },
+        )
+        .await;
+        s
+    }
+
+    /// The connection string other containers of the network use.
+    pub fn connstr(&self) -> String {
+        format!(
+            "host={} port=5432 user=cloud_admin dbname=postgres",
+            self.name
+        )
+    }
+
+    /// A superuser session through the mapped port.
+    pub async fn client(&self) -> Result<tokio_postgres::Client, String> {
+        let (client, conn) = tokio_postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("cloud_admin")
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(5))
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// Runs statements on it.
+    pub async fn exec(&self, sql: &str) {
+        let c = self.client().await.expect("a storage session");
+        c.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
 }

@@ -10,6 +10,7 @@ pub mod neon;
 pub mod os;
 pub mod ports;
 pub mod postgres;
+pub mod storage;
 pub mod supervisor;
 
 use std::future::Future;

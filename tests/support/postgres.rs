@@ -56,6 +56,18 @@ impl TestPostgres {
             ),
         )
         .expect("write pg_hba.conf");
+        Self::launch(dir, settings).await
+    }
+
+    /// Starts Postgres on the data directory `dir/data` (made by initdb or a
+    /// base backup) with `settings`; waits until it accepts connections.
+    pub async fn launch(dir: tempfile::TempDir, settings: &[(&str, &str)]) -> Self {
+        let data = dir.path().join("data");
+        let sock = dir.path().join("sock");
+        if !sock.exists() {
+            create_postgres_dir(&sock);
+        }
+        let (uid, gid) = postgres_user();
         let port = free_port();
         let log = fs::File::create(dir.path().join("postgres.log")).expect("log file");
         let mut cmd = Command::new(format!("{PG_BIN_DIR}/postgres"));

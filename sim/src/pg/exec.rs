@@ -33,6 +33,8 @@ pub enum Parsed {
     Reload,
     /// The activity monitor's poll of `pg_stat_activity`.
     Activity,
+    /// The replication watcher's read of the WAL receiver.
+    Replication,
     Utility(&'static str),
 }
 
@@ -58,7 +60,7 @@ impl Parsed {
             Parsed::Catalog(_) => StmtKind::CatalogWrite,
             Parsed::Snapshot | Parsed::Extensions => StmtKind::CatalogRead,
             Parsed::Reload => StmtKind::Reload,
-            Parsed::Activity => StmtKind::Monitor,
+            Parsed::Activity | Parsed::Replication => StmtKind::Monitor,
             Parsed::SelectOne | Parsed::Utility(_) => StmtKind::Other,
         }
     }
@@ -113,6 +115,9 @@ pub fn parse(stmt: &str, db: &str) -> Result<Parsed, PgErr> {
     }
     if stmt == compute_ctl::monitor::activity_query() {
         return Ok(Parsed::Activity);
+    }
+    if stmt == compute_ctl::storage::REPLICATION_SQL {
+        return Ok(Parsed::Replication);
     }
     if let Some(op) = sql::parse_op(stmt, db)? {
         return Ok(Parsed::Catalog(op));
@@ -172,6 +177,21 @@ pub fn execute(
         Parsed::Extensions => Ok(one_value("coalesce", cat.extensions_json(db))),
         Parsed::SelectOne => Ok(one_value("?column?", "1".into())),
         Parsed::Reload => Ok(one_value("pg_reload_conf", "t".into())),
+        Parsed::Replication => Ok(Reply::Rows {
+            columns: [
+                "status",
+                "sender",
+                "received_tli",
+                "receive",
+                "replay",
+                "lag",
+                "pause",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: vec![vec![None; 7]],
+            tag: "SELECT 1".into(),
+        }),
         Parsed::Activity => Ok(Reply::Rows {
             columns: vec!["count".into(), "extract".into()],
             rows: vec![vec![Some("0".into()), None]],

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod guc;
 pub mod ops;
 pub mod postmaster;
+pub mod receiver;
 pub mod session;
 pub mod sql;
 pub mod wire;

@@ -12,6 +12,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::guc::parse_conf;
+use super::receiver;
 use super::session::{self, Server};
 use crate::env::{SimChild, SimEnv};
 use crate::procs::arg_value;
@@ -25,6 +26,11 @@ pub fn spawn(env: &SimEnv, cmd: &CommandSpec) -> io::Result<SimChild> {
     let (exit_tx, exit_rx) = watch::channel(None);
     env.shared()
         .event("spawn", json!({"pid": pid, "cmd": cmd.display()}));
+    {
+        let mut sh = env.shared().lock();
+        let boot = sh.boot;
+        *sh.postmaster_spawns.entry(boot).or_default() += 1;
+    }
     let env2 = env.clone();
     tokio::spawn(async move {
         let exit = run(&env2, pid, pgdata, signals).await;
@@ -121,6 +127,18 @@ async fn run(
     env.shared()
         .event("pg_ready", json!({"pid": pid, "port": port}));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // A standby streams from primary_conninfo; a reload with another one
+    // restarts the WAL receiver (as Postgres 13+ does).
+    let standby = env.fs().exists(&pgdata.join("standby.signal"));
+    let (conninfo_tx, conninfo_rx) = watch::channel(
+        settings
+            .get("primary_conninfo")
+            .cloned()
+            .unwrap_or_default(),
+    );
+    if standby {
+        tokio::spawn(receiver::run(env.clone(), conninfo_rx, stop_rx.clone()));
+    }
     let server = Server {
         env: env.clone(),
         pid,
@@ -135,6 +153,14 @@ async fn run(
                         break killed(6);
                     }
                     reload(env, &pgdata);
+                    if let Some(conf) = env.shared().lock().loaded_config.clone() {
+                        let c = parse_conf(&conf).get("primary_conninfo").cloned().unwrap_or_default();
+                        conninfo_tx.send_if_modified(|cur| {
+                            let changed = *cur != c;
+                            *cur = c;
+                            changed
+                        });
+                    }
                 }
                 Some(Signal::Int | Signal::Term) => break code(0),
                 Some(Signal::Quit) => break code(0),

@@ -257,5 +257,36 @@ async fn run_parsed(
         let _ = env.signal(ctx.server.pid, Signal::Hup);
     }
     let mut sh = env.shared().lock();
+    if *parsed == exec::Parsed::Replication {
+        let r = sh.receiver.clone();
+        let lsn = |v: u64| Some(compute_ctl::storage::Lsn(v).to_string());
+        let in_recovery = sh
+            .loaded_config
+            .as_deref()
+            .is_some_and(|c| c.contains("primary_conninfo"));
+        return Ok(Reply::Rows {
+            columns: [
+                "status",
+                "sender",
+                "received_tli",
+                "receive",
+                "replay",
+                "lag",
+                "pause",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: vec![vec![
+                r.status.map(str::to_string),
+                r.sender.clone(),
+                r.status.map(|_| r.timeline.max(1).to_string()),
+                lsn(r.receive).filter(|_| in_recovery),
+                lsn(r.replay).filter(|_| in_recovery),
+                Some("0".into()),
+                Some("not paused".into()),
+            ]],
+            tag: "SELECT 1".into(),
+        });
+    }
     exec::execute(&mut sh.catalog, parsed, ctx.user, ctx.db, multi)
 }

@@ -24,6 +24,7 @@ pub fn with_spec(seed: u64) -> Launch {
         spec: Some(first_shape(seed)),
         fetch_from_cplane: false,
         autoscaling: false,
+        two_storages: false,
     }
 }
 
@@ -32,6 +33,7 @@ pub fn fetching(_: u64) -> Launch {
         spec: None,
         fetch_from_cplane: true,
         autoscaling: false,
+        two_storages: false,
     }
 }
 

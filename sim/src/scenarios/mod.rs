@@ -7,6 +7,7 @@ mod load;
 mod memory;
 mod notify;
 mod reconfigure;
+mod replica;
 mod terminate;
 
 use std::future::Future;
@@ -39,6 +40,8 @@ pub struct Launch {
     pub fetch_from_cplane: bool,
     /// `AUTOSCALING` set: the vm-monitor runs, Postgres in its cgroup.
     pub autoscaling: bool,
+    /// A second storage host (`storage2`, following `storage`).
+    pub two_storages: bool,
 }
 
 fn plain(_: u64) -> Launch {
@@ -93,6 +96,24 @@ pub const ALL: &[Scenario] = &[
         about: "duplicated and reordered notifies: re-sends do no work, the latest wins",
         run: notify::duplicated_reordered,
         launch: plain,
+    },
+    Scenario {
+        name: "replica_move_under_load",
+        about: "a Replica compute moved between two storages (the second follows the first) under client reads",
+        run: replica::move_under_load,
+        launch: replica::two_storages,
+    },
+    Scenario {
+        name: "replica_storage_failover",
+        about: "the replica's storage is cut off, the second storage is promoted onto timeline 2, a notify moves the replica there",
+        run: replica::failover,
+        launch: replica::two_storages,
+    },
+    Scenario {
+        name: "replica_move_to_lagging_storage",
+        about: "a move to a storage behind the replica: no stream from behind, replay never goes back, streams once it caught up",
+        run: replica::lagging,
+        launch: replica::two_storages,
     },
     Scenario {
         name: "terminate_during_configure",

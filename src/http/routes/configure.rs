@@ -1,7 +1,8 @@
 //! `POST /configure`: deliver the first spec (from `empty`) or reconfigure
 //! (from `running`), and wait for the outcome.
 //!
-//! - invalid spec: 400 listing every problem; nothing changes;
+//! - invalid spec, or a `mode` change on a running compute: 400 listing
+//!   every problem; nothing changes;
 //! - another configure in flight: 409, unless it is the *same* operation
 //!   (`operation_uuid`), in which case this request waits for it too, so a
 //!   retried or duplicated request gets the outcome of the original;
@@ -26,7 +27,7 @@ use crate::compute::{Compute, ComputeState, SubmitError, Submitted};
 use crate::env::Env;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiJson};
-use crate::spec::{ComputeSpec, ValidationContext, validate};
+use crate::spec::{ComputeSpec, ValidationContext, validate, validate_change};
 use crate::state::ComputeStatus;
 
 /// The request body (Neon's `ConfigurationRequest`; unknown fields are ignored).
@@ -64,7 +65,11 @@ pub async fn post<E: Env>(
     let ctx = ValidationContext {
         superuser: compute.params.conn.user.clone(),
     };
-    let problems = validate(&req.spec, &ctx);
+    let mut problems = validate(&req.spec, &ctx);
+    let current = compute.state();
+    if let Some(running) = current.spec.as_deref().filter(|_| current.postgres_started) {
+        problems.extend(validate_change(running, &req.spec));
+    }
     if !problems.is_empty() {
         return Err(ApiError::invalid_spec(problems));
     }

@@ -39,6 +39,10 @@ pub struct StatusBody {
     pub timeline: Option<String>,
     /// JSON paths of the spec's fields this compute does not use.
     pub ignored_spec_fields: Vec<String>,
+    /// Storage as this compute sees it (commit LSN, base backup, and for a
+    /// replica or static compute its upstream, receive/replay LSNs, replay
+    /// lag, streaming or why not); null for a primary without safekeepers.
+    pub replication: Option<crate::storage::ReplicationStatus>,
 }
 
 impl StatusBody {
@@ -57,6 +61,7 @@ impl StatusBody {
             tenant: spec.and_then(|s| s.tenant_id.clone()),
             timeline: spec.and_then(|s| s.timeline_id.clone()),
             ignored_spec_fields: spec.map(|s| s.ignored_fields.clone()).unwrap_or_default(),
+            replication: st.replication.clone(),
         }
     }
 }

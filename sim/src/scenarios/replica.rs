@@ -1,0 +1,159 @@
+//! A replica compute and its storage: it starts as a hot standby of
+//! `storage` and is moved between `storage` and `storage2` (which follows
+//! the first, a little behind) by skip-flag notifies under client reads.
+//! After each move's answer it must stream from the new source within
+//! [`invariants::MOVE_BOUND`] of simulated time (unless faults excuse it);
+//! every seed also checks that no postmaster was restarted and that the
+//! reported replay LSN never went backwards.
+
+use rand::Rng;
+
+use super::{Body, Driver, Launch, base_shape, load};
+use crate::invariants;
+use crate::shared::now_us;
+use crate::world::{STORAGE, STORAGE2};
+
+pub fn two_storages(_: u64) -> Launch {
+    Launch {
+        two_storages: true,
+        ..Launch::default()
+    }
+}
+
+pub fn move_under_load(mut d: Driver) -> Body {
+    Box::pin(async move {
+        // A replica never runs the catalog; the flag says so to the checks.
+        let mut cur = started(&mut d).await;
+        let _load = load::start(d.rng.random_range(1..=3));
+        let n = d.rng.random_range(2..=5);
+        for _ in 0..n {
+            d.pause(50, 600).await;
+            let mut next = cur.clone();
+            next.storage = 1 - cur.storage;
+            let next = d.stamp(next);
+            d.intent = Some(next.clone());
+            let out = d.notify(&next).await;
+            if out.status() == Some(200) {
+                let host = if next.storage == 1 { STORAGE2 } else { STORAGE };
+                streams_from(&d, host, invariants::MOVE_BOUND).await;
+            }
+            cur = next;
+        }
+        d.converge().await;
+    })
+}
+
+/// The replica's first configure, on `storage`.
+async fn started(d: &mut Driver) -> crate::specgen::SpecShape {
+    let mut cur = base_shape(d, 5);
+    cur.replica = true;
+    cur.skip_catalog = true;
+    cur.deltas.clear();
+    cur.safekeepers = crate::world::SAFEKEEPERS
+        .iter()
+        .map(|(h, _)| format!("{h}:{}", crate::storage::SAFEKEEPER_PORT))
+        .collect();
+    // Sometimes one safekeeper is cut off: a majority of 2 still commits.
+    if d.rng.random_bool(0.3) {
+        turmoil::partition(crate::world::COMPUTE, crate::world::SAFEKEEPERS[2].0);
+    }
+    d.intent = Some(cur.clone());
+    if d.configure(&cur).await.status() == Some(200) {
+        invariants::check_commit_lsn(&d.shared, cur.safekeepers.len());
+    }
+    turmoil::repair(crate::world::COMPUTE, crate::world::SAFEKEEPERS[2].0);
+    cur
+}
+
+/// A notify that moves `cur` to storage `to`.
+async fn move_to(
+    d: &mut Driver,
+    cur: &crate::specgen::SpecShape,
+    to: u8,
+) -> (crate::specgen::SpecShape, bool) {
+    let mut next = cur.clone();
+    next.storage = to;
+    let next = d.stamp(next);
+    d.intent = Some(next.clone());
+    let ok = d.notify(&next).await.status() == Some(200);
+    (next, ok)
+}
+
+pub fn failover(mut d: Driver) -> Body {
+    Box::pin(async move {
+        let cur = started(&mut d).await;
+        let _load = load::start(d.rng.random_range(1..=2));
+        d.pause(100, 500).await;
+        // The old source is gone for the compute; the second storage is promoted.
+        turmoil::partition(crate::world::COMPUTE, STORAGE);
+        d.pause(0, 300).await;
+        d.shared.lock().promoted.insert(STORAGE2.to_string());
+        d.pause(0, 300).await;
+        let (_next, ok) = move_to(&mut d, &cur, 1).await;
+        if ok {
+            streams_from(&d, STORAGE2, invariants::MOVE_BOUND).await;
+            let tli = d.shared.lock().receiver.timeline;
+            if tli != 2 && d.shared.lock().faults_fired.is_empty() {
+                d.shared.violation(format!(
+                    "after the failover the replica is on timeline {tli}, not 2"
+                ));
+            }
+        }
+        turmoil::repair(crate::world::COMPUTE, STORAGE);
+        d.converge().await;
+    })
+}
+
+pub fn lagging(mut d: Driver) -> Body {
+    Box::pin(async move {
+        // storage2 is 2 s of WAL behind storage.
+        d.shared.lock().storage_lag = Some(20 * 8192);
+        let cur = started(&mut d).await;
+        let _load = load::start(1);
+        d.pause(300, 800).await;
+        let (_next, ok) = move_to(&mut d, &cur, 1).await;
+        if ok {
+            // It may not stream from behind; it must once storage2 caught up.
+            streams_from(
+                &d,
+                STORAGE2,
+                invariants::MOVE_BOUND + std::time::Duration::from_secs(3),
+            )
+            .await;
+        }
+        d.converge().await;
+    })
+}
+
+/// Waits (bounded) until the replica's WAL receiver streams from `host`.
+async fn streams_from(d: &Driver, host: &str, within: std::time::Duration) {
+    let t0 = now_us();
+    let bound = u64::try_from(within.as_micros()).unwrap_or(u64::MAX);
+    let want = format!("{host}:{}", crate::procs::STORAGE_PORT);
+    loop {
+        let (sender, excused) = {
+            let sh = d.shared.lock();
+            (
+                sh.receiver.sender.clone(),
+                !sh.faults_fired.is_empty() || sh.net_fault_until > t0 || sh.supervisor_exited,
+            )
+        };
+        if sender.as_deref() == Some(want.as_str()) {
+            d.shared.event(
+                "replica_streams",
+                serde_json::json!({"from": want, "after_us": now_us() - t0}),
+            );
+            return;
+        }
+        if now_us() - t0 > bound {
+            if !excused {
+                d.shared.violation(format!(
+                    "{} ms after the move to {want} the replica streams from {sender:?}",
+                    (now_us() - t0) / 1000
+                ));
+            }
+            return;
+        }
+        d.sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,80 @@
+//! The replication watcher of a replica or static compute: samples what its
+//! WAL receiver does ([`storage::read_replication`]) into the state, so that
+//! `/status` answers from the watch channel at once. It samples every
+//! [`SAMPLE_INTERVAL`] and right after every applied spec (a move), and ends
+//! when the compute stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Compute;
+use crate::env::Env;
+use crate::state::ComputeStatus;
+use crate::storage::{self, Endpoint, ReadReplication};
+
+/// How often the replication state is read while nothing happens.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl<E: Env> Compute<E> {
+    /// Starts the watcher task.
+    pub(super) fn watch_replication(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move { this.replication_loop().await });
+    }
+
+    async fn replication_loop(self: Arc<Self>) {
+        let mut rx = self.subscribe();
+        loop {
+            let (spec, seen) = {
+                let st = rx.borrow_and_update();
+                if st.supervisor_exited
+                    || matches!(
+                        st.status,
+                        ComputeStatus::TerminationPending | ComputeStatus::Terminated
+                    )
+                {
+                    return;
+                }
+                (st.spec.clone(), st.applied_generation)
+            };
+            let Some(spec) = spec else { return };
+            let upstream = spec
+                .pageserver_connstring
+                .as_deref()
+                .and_then(|c| Endpoint::parse(c, &self.params.conn.user).ok());
+            let mut sample = self.state().replication.unwrap_or_default();
+            sample.upstream = spec
+                .pageserver_connstring
+                .as_deref()
+                .map(crate::pg::redact_connstr);
+            let what = ReadReplication {
+                conn: &self.params.conn,
+                upstream: upstream.as_ref(),
+            };
+            storage::read_replication(&self.env, &what, &mut sample).await;
+            self.state.send_if_modified(|st| {
+                if st.replication.as_ref() == Some(&sample) {
+                    false
+                } else {
+                    st.replication = Some(sample);
+                    true
+                }
+            });
+            // Our own write marked the channel changed; only a new applied
+            // spec or a stop should cut the pause short.
+            rx.borrow_and_update();
+            tokio::select! {
+                biased;
+                _ = rx.wait_for(|st| {
+                    st.applied_generation != seen
+                        || st.supervisor_exited
+                        || matches!(
+                            st.status,
+                            ComputeStatus::TerminationPending | ComputeStatus::Terminated
+                        )
+                }) => {}
+                () = self.env.sleep(SAMPLE_INTERVAL) => {}
+            }
+        }
+    }
+}

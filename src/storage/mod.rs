@@ -1,0 +1,28 @@
+//! Storage, for vanilla Postgres 15 with Neon's field names:
+//!
+//! - `pageserver_connstring` is the source the compute's data comes from:
+//!   the base backup at start and, for a replica, the upstream it streams
+//!   WAL from (`primary_conninfo`);
+//! - `safekeeper_connstrings` are the WAL servers; their agreed position is
+//!   the commit LSN ([`sync_safekeepers`]), which the source must have
+//!   reached before the base backup ([`wait_for_lsn`]);
+//! - [`read_replication`] says what a replica's WAL receiver is doing.
+//!
+//! Every server here is a Postgres server reached through the Env seam
+//! ([`Endpoint`]). This module sits below `compute/` and uses `pg/` (for
+//! the redaction of connection strings) and `params.rs` only.
+
+mod endpoint;
+mod lsn;
+mod replication;
+mod safekeepers;
+mod wait;
+
+pub use endpoint::{Endpoint, EndpointError, SessionError};
+pub use lsn::{Lsn, LsnParseError};
+pub use replication::{REPLICATION_SQL, ReadReplication, ReplicationStatus, read_replication};
+pub use safekeepers::{
+    NoQuorum, POSITION_SQL, SafekeeperAnswer, SyncOutcome, WalPosition, commit_lsn, majority,
+    sync_safekeepers, wal_position,
+};
+pub use wait::{WaitError, wait_for_lsn};

@@ -1,0 +1,197 @@
+//! Sync safekeepers: ask every WAL server how far its WAL is durable, in
+//! parallel with a deadline each, and agree on the commit LSN, the highest
+//! LSN that a majority of them has reached. Here a safekeeper is a Postgres
+//! server: `pg_current_wal_flush_lsn()` on a primary,
+//! `pg_last_wal_receive_lsn()` on a standby ([`POSITION_SQL`]).
+//!
+//! Every safekeeper is waited for (each at most its deadline), so the commit
+//! LSN is never below what a majority acknowledged: a late answer with a
+//! higher LSN would otherwise be missed.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::{Endpoint, Lsn, SessionError};
+use crate::env::Env;
+
+/// One round trip: whether the server is in recovery, how far its WAL is
+/// durable (flushed on a primary; received, else replayed, on a standby) and
+/// how far it has replayed (= flushed on a primary).
+pub const POSITION_SQL: &str = "SELECT pg_is_in_recovery(), \
+     CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_flush_lsn() END, \
+     CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END";
+
+/// Where a server's WAL is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalPosition {
+    pub in_recovery: bool,
+    /// Durable on this server.
+    pub flushed: Lsn,
+    /// Replayed (what a base backup of it contains at least).
+    pub replayed: Lsn,
+}
+
+/// Asks `ep` for its [`WalPosition`] within `within`.
+pub async fn wal_position<E: Env>(
+    env: &E,
+    ep: &Endpoint,
+    within: Duration,
+) -> Result<WalPosition, SessionError> {
+    let row = ep.query_row(env, POSITION_SQL, within).await?;
+    let unexpected = |what: String| SessionError::Unexpected {
+        addr: ep.addr(),
+        what,
+    };
+    let lsn = |i: usize| -> Result<Lsn, SessionError> {
+        match row.get(i).cloned().flatten() {
+            Some(s) => s
+                .parse()
+                .map_err(|e: super::LsnParseError| unexpected(e.to_string())),
+            None => Err(unexpected(
+                "no WAL position yet (a standby that has neither received nor replayed WAL)".into(),
+            )),
+        }
+    };
+    Ok(WalPosition {
+        in_recovery: row.first().cloned().flatten().as_deref() == Some("t"),
+        flushed: lsn(1)?,
+        replayed: lsn(2)?,
+    })
+}
+
+/// How many of `total` make a majority.
+pub fn majority(total: usize) -> usize {
+    total / 2 + 1
+}
+
+/// The highest LSN that at least a majority of `total` safekeepers has
+/// reached, given the LSNs of those that answered; `None` without a quorum.
+pub fn commit_lsn(total: usize, reached: &[Lsn]) -> Option<Lsn> {
+    let need = majority(total);
+    if total == 0 || reached.len() < need {
+        return None;
+    }
+    let mut sorted = reached.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.get(need - 1).copied()
+}
+
+/// One safekeeper's answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SafekeeperAnswer {
+    /// Its connection string, password redacted.
+    pub safekeeper: String,
+    pub flush_lsn: Option<Lsn>,
+    pub error: Option<String>,
+}
+
+impl std::fmt::Display for SafekeeperAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.flush_lsn, &self.error) {
+            (Some(l), _) => write!(f, "{} at {l}", self.safekeeper),
+            (None, Some(e)) => write!(f, "{}: {e}", self.safekeeper),
+            (None, None) => write!(f, "{}: no answer", self.safekeeper),
+        }
+    }
+}
+
+/// The outcome of a sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub commit_lsn: Lsn,
+    pub answers: Vec<SafekeeperAnswer>,
+}
+
+/// A sync without a quorum.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "syncing safekeepers failed: {answered} of {total} answered within {deadline:?}, a majority of {need} is needed; answers: {}; bring the safekeepers up or fix safekeeper_connstrings",
+    .answers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; ")
+)]
+pub struct NoQuorum {
+    pub total: usize,
+    pub answered: usize,
+    pub need: usize,
+    pub deadline: Duration,
+    pub answers: Vec<SafekeeperAnswer>,
+}
+
+/// Asks every safekeeper of `connstrings` in parallel (each within
+/// `deadline`) and returns the commit LSN with every answer.
+pub async fn sync_safekeepers<E: Env>(
+    env: &E,
+    connstrings: &[String],
+    default_user: &str,
+    deadline: Duration,
+) -> Result<SyncOutcome, NoQuorum> {
+    let asks = connstrings.iter().map(|c| async move {
+        match Endpoint::parse(c, default_user) {
+            Err(e) => SafekeeperAnswer {
+                safekeeper: crate::pg::redact_connstr(c),
+                flush_lsn: None,
+                error: Some(e.to_string()),
+            },
+            Ok(ep) => {
+                let r = wal_position(env, &ep, deadline).await;
+                SafekeeperAnswer {
+                    safekeeper: ep.shown.clone(),
+                    flush_lsn: r.as_ref().ok().map(|p| p.flushed),
+                    error: r.err().map(|e| e.to_string()),
+                }
+            }
+        }
+    });
+    let answers = join_all(asks).await;
+    let reached: Vec<Lsn> = answers.iter().filter_map(|a| a.flush_lsn).collect();
+    match commit_lsn(connstrings.len(), &reached) {
+        Some(commit_lsn) => Ok(SyncOutcome {
+            commit_lsn,
+            answers,
+        }),
+        None => Err(NoQuorum {
+            total: connstrings.len(),
+            answered: reached.len(),
+            need: majority(connstrings.len()),
+            deadline,
+            answers,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn commit_lsn_is_what_a_majority_reached() {
+        let l = |v: &[u64]| v.iter().map(|&x| Lsn(x)).collect::<Vec<_>>();
+        assert_eq!(commit_lsn(3, &l(&[10, 30, 20])), Some(Lsn(20)));
+        assert_eq!(commit_lsn(3, &l(&[10, 30])), Some(Lsn(10)));
+        assert_eq!(commit_lsn(3, &l(&[30])), None);
+        assert_eq!(commit_lsn(1, &l(&[7])), Some(Lsn(7)));
+        assert_eq!(commit_lsn(4, &l(&[1, 2, 3])), Some(Lsn(1)));
+        assert_eq!(commit_lsn(4, &l(&[1, 2])), None);
+        assert_eq!(commit_lsn(0, &[]), None);
+    }
+
+    proptest! {
+        /// A majority has reached the commit LSN, and no higher LSN has a majority.
+        #[test]
+        fn commit_lsn_is_the_highest_with_a_majority(
+            total in 1usize..8,
+            reached in proptest::collection::vec(0u64..100, 0..8),
+        ) {
+            let reached: Vec<Lsn> = reached.into_iter().take(total).map(Lsn).collect();
+            let need = majority(total);
+            match commit_lsn(total, &reached) {
+                None => prop_assert!(reached.len() < need),
+                Some(c) => {
+                    prop_assert!(reached.iter().filter(|l| **l >= c).count() >= need);
+                    prop_assert!(reached.iter().filter(|l| **l > c).count() < need);
+                }
+            }
+        }
+    }
+}
