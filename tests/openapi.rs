@@ -230,18 +230,46 @@ async fn responses_without_postgres_match_the_document() {
         201,
     );
     // Neon's routes that need Neon's storage extension: 501, JSON.
-    for (m, p) in [("GET", "/lfc/prewarm"), ("POST", "/lfc/prewarm"), ("DELETE", "/lfc/prewarm"), ("GET", "/lfc/offload"), ("POST", "/lfc/offload"), ("POST", "/promote")] {
-        let req = Request::builder().method(m).uri(p).body(Body::empty()).unwrap();
+    for (m, p) in [
+        ("GET", "/lfc/prewarm"),
+        ("POST", "/lfc/prewarm"),
+        ("DELETE", "/lfc/prewarm"),
+        ("GET", "/lfc/offload"),
+        ("POST", "/lfc/offload"),
+        ("POST", "/promote"),
+    ] {
+        let req = Request::builder()
+            .method(m)
+            .uri(p)
+            .body(Body::empty())
+            .unwrap();
         expect(check(&mut api, &app3, req).await, 501);
     }
     // Neon's routes that need a running Postgres: 412 before it runs.
-    expect(check(&mut api, &app, post("/check_writability", None, String::new())).await, 412);
+    expect(
+        check(
+            &mut api,
+            &app,
+            post("/check_writability", None, String::new()),
+        )
+        .await,
+        412,
+    );
     expect(check(&mut api, &app, get("/insights")).await, 412);
-    expect(check(&mut api, &app, get("/database_schema?database=postgres")).await, 412);
-    expect(check(&mut api, &app, get("/hadron_liveness_probe")).await, 500);
+    expect(
+        check(&mut api, &app, get("/database_schema?database=postgres")).await,
+        412,
+    );
+    expect(
+        check(&mut api, &app, get("/hadron_liveness_probe")).await,
+        500,
+    );
     seen.sort();
     seen.dedup();
-    assert_eq!(seen, [200, 201, 400, 404, 405, 409, 412, 413, 500, 501, 503]);
+    assert_eq!(
+        seen,
+        [200, 201, 400, 404, 405, 409, 412, 413, 500, 501, 503]
+    );
 }
 
 /// The checker itself catches drift: undeclared codes, wrong content types,

@@ -15,8 +15,8 @@ pub use conf::{
     MANAGED_BEGIN, MANAGED_END, OVERRIDE_FILE, RenderedConf, quote_conf_value, render_pg_hba,
     render_postgresql_conf, render_value, write_config,
 };
-pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use connect::{APPLICATION_NAME, ConnectError, connect, session_options};
+pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use error::PgError;
 pub use pgdata::{PgdataSource, prepare_pgdata, redact_connstr};
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
