@@ -33,6 +33,9 @@ const COMPUTE_ID: &str = "compute-neon-flow";
 const CP_TOKEN: &str = "neon-control-plane-secret";
 const WITHIN: Duration = Duration::from_secs(60);
 
+/// When the fake control plane first answered with the spec.
+static SPEC_SENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// What the fake control plane holds: its answer and the headers it saw.
 type CpState = (Arc<Value>, Arc<Mutex<Vec<Option<String>>>>);
 
@@ -62,6 +65,10 @@ impl ControlPlane {
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_string);
                         seen.lock().unwrap().push(auth);
+                        // When the spec left (RFC 3339, as /status writes times).
+                        SPEC_SENT.get_or_init(|| {
+                            compute_ctl::http::rfc3339::format(std::time::SystemTime::now())
+                        });
                         axum::Json((*envelope).clone())
                     },
                 ),
@@ -207,6 +214,13 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     api.check("GET", "/status", &r);
     let status = r.json();
     assert_eq!(status["status"], "running");
+    // Started empty: start_time counts from the first spec (as Neon), not from the process start.
+    let sent = SPEC_SENT.get().expect("the spec was served");
+    let start_time = status["start_time"].as_str().unwrap();
+    assert!(
+        start_time >= sent.as_str(),
+        "start_time {start_time} is before the spec arrived ({sent})"
+    );
     assert_eq!(status["tenant"], "c9269c359e9a199fad1ea0981246a78f");
     assert_eq!(status["timeline"], "ece7de74d4b8cbe5433a68ce4d1b97b4");
     assert_eq!(
