@@ -9,7 +9,8 @@
 # then tests /terminate alone (the first call stops the compute, the later
 # ones are answered 201 while the HTTP server lingers).
 #
-# Environment: COMPUTE_CTL_TEST_PORTS (ports are taken from its top end),
+# schemathesis runs in a temporary directory (its cache stays out of the
+# checkout). Environment: COMPUTE_CTL_TEST_PORTS (ports are taken from its top end),
 # COMPUTE_CTL_NEON_FIXTURES / COMPUTE_CTL_REQUIRE_NEON_FIXTURES (as the
 # tests), PGBIN_DIR, SCHEMATHESIS_MAX_EXAMPLES (default 25).
 set -euo pipefail
@@ -94,13 +95,13 @@ run() {
     for p in "${shared_paths[@]}" "$@"; do include+=(--include-path "$p"); done
     echo "== schemathesis: $name, every shared route but /terminate =="
     start "$pg" "$http"
-    schemathesis --no-color run "$doc" --url "http://127.0.0.1:$http" --checks "$checks" \
+    (cd "$work" && schemathesis --no-color run "$doc" --url "http://127.0.0.1:$http" --checks "$checks" \
         "${include[@]}" --workers 1 --max-examples "$max_examples" --seed 1 \
-        --request-timeout 60 || { tail -n 30 "$work/compute_ctl-$http.log" >&2; exit 1; }
+        --request-timeout 60) || { tail -n 30 "$work/compute_ctl-$http.log" >&2; exit 1; }
     echo "== schemathesis: $name, /terminate =="
-    schemathesis --no-color run "$doc" --url "http://127.0.0.1:$http" --checks "$checks" \
+    (cd "$work" && schemathesis --no-color run "$doc" --url "http://127.0.0.1:$http" --checks "$checks" \
         --include-path /terminate --mode "$terminate_mode" --workers 1 --max-examples 5 --seed 1 \
-        --request-timeout 60 || { tail -n 30 "$work/compute_ctl-$http.log" >&2; exit 1; }
+        --request-timeout 60) || { tail -n 30 "$work/compute_ctl-$http.log" >&2; exit 1; }
     stop
 }
 
@@ -111,5 +112,5 @@ if [ -n "$neon_doc" ]; then
     # and as our openapi.yaml declares).
     run "Neon's contract" "$work/neon_openapi.yaml" 0 positive
 fi
-run "our openapi.yaml" openapi.yaml 2 all /health /ready /hadron_liveness_probe
+run "our openapi.yaml" "$PWD/openapi.yaml" 2 all /health /ready /hadron_liveness_probe
 echo "schemathesis: both runs green"

@@ -126,10 +126,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = initial_spec(&args, &ctx)?;
     let source = match (&args.control_plane_uri, &args.compute_id) {
         // Neon's variable: the control plane's credential for the spec pull.
-        (Some(uri), Some(id)) => Some(
-            SpecSource::new(uri, id)?
-                .with_token(std::env::var(CONTROL_PLANE_TOKEN_VAR).ok()),
-        ),
+        (Some(uri), Some(id)) => {
+            Some(SpecSource::new(uri, id)?.with_token(std::env::var(CONTROL_PLANE_TOKEN_VAR).ok()))
+        }
         _ => None,
     };
     let auth = AuthSlot::new(load_auth(&args)?);
@@ -251,7 +250,10 @@ async fn linger(compute: &Compute<TokioEnv>, d: Duration, signals: &Signals) {
     if d.is_zero() {
         return;
     }
-    tracing::info!(seconds = d.as_secs(), "terminated; the HTTP API keeps answering a while (--terminated-linger-secs)");
+    tracing::info!(
+        seconds = d.as_secs(),
+        "terminated; the HTTP API keeps answering a while (--terminated-linger-secs)"
+    );
     tokio::select! {
         biased;
         () = signals.wait() => {}

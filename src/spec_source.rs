@@ -384,9 +384,8 @@ mod tests {
             Ok(Answer::Spec(f)) => assert_eq!(f.jwks.unwrap()["keys"][0]["kty"], "OKP"),
             other => panic!("{other:?}"),
         }
-        let no_keys = format!(
-            r#"{{"spec": {SPEC}, "compute_ctl_config": {{"jwks": {{"keys": []}}}}}}"#
-        );
+        let no_keys =
+            format!(r#"{{"spec": {SPEC}, "compute_ctl_config": {{"jwks": {{"keys": []}}}}}}"#);
         assert!(matches!(
             parse_answer(no_keys.as_bytes(), &ctx),
             Ok(Answer::Spec(f)) if f.jwks.is_none()

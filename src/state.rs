@@ -31,7 +31,10 @@ pub enum ComputeStatus {
     /// Something went wrong; `error` says what. Only terminate is accepted.
     Failed,
     /// Shutting Postgres down.
-    #[serde(alias = "termination_pending_fast", alias = "termination_pending_immediate")]
+    #[serde(
+        alias = "termination_pending_fast",
+        alias = "termination_pending_immediate"
+    )]
     TerminationPending,
     /// Postgres is stopped; the process is about to exit.
     Terminated,
@@ -261,7 +264,10 @@ mod tests {
                 let w = WireStatus { status, immediate };
                 let v = serde_json::to_value(w).unwrap();
                 let name = v.as_str().unwrap().to_string();
-                assert!(neon.contains(&name.as_str()), "{name} is not in Neon's enum");
+                assert!(
+                    neon.contains(&name.as_str()),
+                    "{name} is not in Neon's enum"
+                );
                 let back: S = serde_json::from_value(v).unwrap();
                 assert_eq!(back, status);
                 names.push(name);
@@ -269,7 +275,11 @@ mod tests {
         }
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), neon.len(), "every Neon value is sent: {names:?}");
+        assert_eq!(
+            names.len(),
+            neon.len(),
+            "every Neon value is sent: {names:?}"
+        );
     }
 
     #[test]

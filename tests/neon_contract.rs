@@ -12,6 +12,9 @@
 //!
 //! Skipped, with one line, without Neon's contract (see `support::neon`).
 
+// Tests may read the OS clock (token expiry); clippy.toml is for the library.
+#![allow(clippy::disallowed_methods)]
+
 #[path = "support/openapi.rs"]
 mod openapi;
 mod support;
@@ -29,6 +32,12 @@ use support::{fixture_op, repo_file};
 const COMPUTE_ID: &str = "compute-neon-flow";
 const CP_TOKEN: &str = "neon-control-plane-secret";
 const WITHIN: Duration = Duration::from_secs(60);
+
+/// When the fake control plane first answered with the spec.
+static SPEC_SENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What the fake control plane holds: its answer and the headers it saw.
+type CpState = (Arc<Value>, Arc<Mutex<Vec<Option<String>>>>);
 
 /// A control plane that answers Neon's envelope and records the
 /// `Authorization` header of every spec request.
@@ -50,16 +59,16 @@ impl ControlPlane {
             .route(
                 "/compute/api/v2/computes/{id}/spec",
                 axum::routing::get(
-                    |State((envelope, seen)): State<(
-                        Arc<Value>,
-                        Arc<Mutex<Vec<Option<String>>>>,
-                    )>,
-                     headers: HeaderMap| async move {
+                    |State((envelope, seen)): State<CpState>, headers: HeaderMap| async move {
                         let auth = headers
                             .get("authorization")
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_string);
                         seen.lock().unwrap().push(auth);
+                        // When the spec left (RFC 3339, as /status writes times).
+                        SPEC_SENT.get_or_init(|| {
+                            compute_ctl::http::rfc3339::format(std::time::SystemTime::now())
+                        });
                         axum::Json((*envelope).clone())
                     },
                 ),
@@ -167,9 +176,10 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     spec["tenant_id"] = json!("c9269c359e9a199fad1ea0981246a78f");
     spec["timeline_id"] = json!("ece7de74d4b8cbe5433a68ce4d1b97b4");
     spec["remote_extensions"] = json!({"public_extensions": ["anon"]});
-    let jwks: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_file("fixtures/jwt/jwks.json")).unwrap())
-            .unwrap();
+    let jwks: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("fixtures/jwt/jwks.json")).unwrap(),
+    )
+    .unwrap();
     let cp = ControlPlane::start(json!({
         "status": "attached",
         "spec": spec,
@@ -184,8 +194,10 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     ]);
     opts.pg_port = Some(pg_port);
     let internal_port = support::ports::free_port();
-    opts.args
-        .extend(["--internal-http-port".to_string(), internal_port.to_string()]);
+    opts.args.extend([
+        "--internal-http-port".to_string(),
+        internal_port.to_string(),
+    ]);
     opts.env
         .push(("NEON_CONTROL_PLANE_TOKEN".into(), CP_TOKEN.into()));
     let c = Compute::serving(opts).await;
@@ -202,9 +214,20 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     api.check("GET", "/status", &r);
     let status = r.json();
     assert_eq!(status["status"], "running");
+    // Started empty: start_time counts from the first spec (as Neon), not from the process start.
+    let sent = SPEC_SENT.get().expect("the spec was served");
+    let start_time = status["start_time"].as_str().unwrap();
+    assert!(
+        start_time >= sent.as_str(),
+        "start_time {start_time} is before the spec arrived ({sent})"
+    );
     assert_eq!(status["tenant"], "c9269c359e9a199fad1ea0981246a78f");
     assert_eq!(status["timeline"], "ece7de74d4b8cbe5433a68ce4d1b97b4");
-    assert_eq!(status["ignored_spec_fields"], json!(["$.remote_extensions"]), "nothing is dropped silently");
+    assert_eq!(
+        status["ignored_spec_fields"],
+        json!(["$.remote_extensions"]),
+        "nothing is dropped silently"
+    );
 
     // The key set came with the spec: a configure without a token is 400 (as Neon).
     let mut notify = fixture_op("spec.json", "op-neon-2");
@@ -244,7 +267,14 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
         "{}",
         r.text
     );
-    let r = send(&c, "GET", "/database_schema?database=no_such_db", None, true).await;
+    let r = send(
+        &c,
+        "GET",
+        "/database_schema?database=no_such_db",
+        None,
+        true,
+    )
+    .await;
     assert_eq!(r.status, 404, "{}", r.text);
     api.check("GET", "/database_schema", &r);
 
@@ -257,11 +287,29 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     // The internal listener (loopback, no auth): install an extension, grant on a schema.
     let internal = |path: &str| format!("http://127.0.0.1:{internal_port}{path}");
     let ext = json!({"extension": "pg_stat_statements", "database": "postgres", "version": "1.10"});
-    let r = Reply::read(c.client.post(internal("/extensions")).json(&ext).send().await.unwrap()).await;
+    let r = Reply::read(
+        c.client
+            .post(internal("/extensions"))
+            .json(&ext)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    api.neon.check(&Seen { method: "POST", path: "/extensions", status: r.status, content_type: r.content_type.as_deref(), request_id: r.request_id.as_deref(), body: &r.text }).unwrap();
+    api.neon
+        .check(&Seen {
+            method: "POST",
+            path: "/extensions",
+            status: r.status,
+            content_type: r.content_type.as_deref(),
+            request_id: r.request_id.as_deref(),
+            body: &r.text,
+        })
+        .unwrap();
     assert_eq!(
-        c.sql_value("SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'").await,
+        c.sql_value("SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'")
+            .await,
         "1.10"
     );
     // Created but not preloaded: insights are still an empty list, not a 500.
@@ -269,15 +317,41 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["pg_stat_statements"], json!([]));
     let grant = json!({"database": "postgres", "schema": "public", "privileges": ["USAGE", "CREATE"], "role": "alice"});
-    let r = Reply::read(c.client.post(internal("/grants")).json(&grant).send().await.unwrap()).await;
+    let r = Reply::read(
+        c.client
+            .post(internal("/grants"))
+            .json(&grant)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    api.neon.check(&Seen { method: "POST", path: "/grants", status: r.status, content_type: r.content_type.as_deref(), request_id: r.request_id.as_deref(), body: &r.text }).unwrap();
+    api.neon
+        .check(&Seen {
+            method: "POST",
+            path: "/grants",
+            status: r.status,
+            content_type: r.content_type.as_deref(),
+            request_id: r.request_id.as_deref(),
+            body: &r.text,
+        })
+        .unwrap();
     assert_eq!(
-        c.sql_value("SELECT has_schema_privilege('alice', 'public', 'CREATE')::text").await,
+        c.sql_value("SELECT has_schema_privilege('alice', 'public', 'CREATE')::text")
+            .await,
         "true"
     );
     let bad = json!({"database": "postgres", "schema": "public", "privileges": ["DROP"], "role": "alice"});
-    let r = Reply::read(c.client.post(internal("/grants")).json(&bad).send().await.unwrap()).await;
+    let r = Reply::read(
+        c.client
+            .post(internal("/grants"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.text);
 
     // The catalog, in Neon's shape.
@@ -289,7 +363,10 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     let r = send(&c, "POST", "/terminate?mode=fast", None, true).await;
     assert_eq!(r.status, 200, "{}", r.text);
     api.check("POST", "/terminate", &r);
-    let lsn = r.json()["lsn"].as_str().expect("an lsn after a fast stop").to_string();
+    let lsn = r.json()["lsn"]
+        .as_str()
+        .expect("an lsn after a fast stop")
+        .to_string();
     let controldata = std::process::Command::new(format!("{}/pg_controldata", support::PG_BIN_DIR))
         .arg("-D")
         .arg(&c.pgdata)

@@ -231,18 +231,46 @@ async fn responses_without_postgres_match_the_document() {
         201,
     );
     // Neon's routes that need Neon's storage extension: 501, JSON.
-    for (m, p) in [("GET", "/lfc/prewarm"), ("POST", "/lfc/prewarm"), ("DELETE", "/lfc/prewarm"), ("GET", "/lfc/offload"), ("POST", "/lfc/offload"), ("POST", "/promote")] {
-        let req = Request::builder().method(m).uri(p).body(Body::empty()).unwrap();
+    for (m, p) in [
+        ("GET", "/lfc/prewarm"),
+        ("POST", "/lfc/prewarm"),
+        ("DELETE", "/lfc/prewarm"),
+        ("GET", "/lfc/offload"),
+        ("POST", "/lfc/offload"),
+        ("POST", "/promote"),
+    ] {
+        let req = Request::builder()
+            .method(m)
+            .uri(p)
+            .body(Body::empty())
+            .unwrap();
         expect(check(&mut api, &app3, req).await, 501);
     }
     // Neon's routes that need a running Postgres: 412 before it runs.
-    expect(check(&mut api, &app, post("/check_writability", None, String::new())).await, 412);
+    expect(
+        check(
+            &mut api,
+            &app,
+            post("/check_writability", None, String::new()),
+        )
+        .await,
+        412,
+    );
     expect(check(&mut api, &app, get("/insights")).await, 412);
-    expect(check(&mut api, &app, get("/database_schema?database=postgres")).await, 412);
-    expect(check(&mut api, &app, get("/hadron_liveness_probe")).await, 500);
+    expect(
+        check(&mut api, &app, get("/database_schema?database=postgres")).await,
+        412,
+    );
+    expect(
+        check(&mut api, &app, get("/hadron_liveness_probe")).await,
+        500,
+    );
     seen.sort();
     seen.dedup();
-    assert_eq!(seen, [200, 201, 400, 404, 405, 409, 412, 413, 500, 501, 503]);
+    assert_eq!(
+        seen,
+        [200, 201, 400, 404, 405, 409, 412, 413, 500, 501, 503]
+    );
 }
 
 /// The checker itself catches drift: undeclared codes, wrong content types,
@@ -350,4 +378,107 @@ async fn auth_rejections_match_the_document() {
             403
         );
     }
+}
+
+/// `openapi.yaml` stays a superset of Neon's contract on the routes both
+/// serve: every operation, every response code, every content type's media
+/// kind and every property of Neon's response bodies is in ours too.
+#[test]
+fn ours_is_a_superset_of_neons_contract_on_the_shared_routes() {
+    let Some(text) = support::neon::text("openapi_spec.yaml") else {
+        return;
+    };
+    let neon = OpenApi::neon(&text);
+    let ours = OpenApi::load();
+    // Not shared: Neon's internal routes (on our internal listener, not in
+    // openapi.yaml) and the ones that need Neon's storage (501 here).
+    let internal = [
+        "/extensions",
+        "/grants",
+        "/extension_server",
+        "/lfc/prewarm",
+        "/lfc/offload",
+        "/promote",
+    ];
+    // Follows `$ref`s (and one `allOf`-free level of nesting) to an object's properties.
+    fn props(doc: &Value, schema: &Value) -> Vec<(String, Value)> {
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => doc.pointer(r.trim_start_matches('#')).unwrap().clone(),
+            None => schema.clone(),
+        };
+        schema["properties"]
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+    fn resolve(doc: &Value, v: &Value) -> Value {
+        match v["$ref"].as_str() {
+            Some(r) => doc.pointer(r.trim_start_matches('#')).unwrap().clone(),
+            None => v.clone(),
+        }
+    }
+    let mut checked = 0;
+    for (path, item) in neon.doc["paths"].as_object().unwrap() {
+        if internal.contains(&path.as_str()) {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let ours_op = ours.doc["paths"][path].get(method).unwrap_or_else(|| {
+                panic!("{method} {path} of Neon's contract is not in openapi.yaml")
+            });
+            for (code, resp) in op["responses"].as_object().unwrap() {
+                let mine = resolve(&ours.doc, &ours_op["responses"][code]);
+                assert!(
+                    !mine.is_null(),
+                    "{method} {path}: Neon declares {code}, openapi.yaml does not"
+                );
+                let resp = resolve(&neon.doc, resp);
+                let Some(content) = resp["content"].as_object() else {
+                    continue;
+                };
+                for (media, body) in content {
+                    let kind = media.split(';').next().unwrap();
+                    let (_, mine_body) = mine["content"]
+                        .as_object()
+                        .and_then(|c| c.iter().find(|(m, _)| m.split(';').next() == Some(kind)))
+                        .unwrap_or_else(|| {
+                            panic!("{method} {path} {code}: openapi.yaml lacks {media}")
+                        });
+                    let mine_props: Vec<String> = props(&ours.doc, &mine_body["schema"])
+                        .into_iter()
+                        .map(|(k, _)| k)
+                        .collect();
+                    for (name, schema) in props(&neon.doc, &body["schema"]) {
+                        assert!(
+                            mine_props.contains(&name),
+                            "{method} {path} {code}: Neon's field {name} is not in openapi.yaml"
+                        );
+                        // One level down: the items of arrays of objects (roles, databases).
+                        let neon_items = props(&neon.doc, &schema["items"]);
+                        if neon_items.is_empty() {
+                            continue;
+                        }
+                        let mine_schema = props(&ours.doc, &mine_body["schema"])
+                            .into_iter()
+                            .find(|(k, _)| *k == name)
+                            .unwrap()
+                            .1;
+                        let mine_items: Vec<String> = props(&ours.doc, &mine_schema["items"])
+                            .into_iter()
+                            .map(|(k, _)| k)
+                            .collect();
+                        for (sub, _) in neon_items {
+                            assert!(
+                                mine_items.contains(&sub),
+                                "{method} {path} {code}: Neon's field {name}[].{sub} is not in openapi.yaml"
+                            );
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    // The 16 responses of the 9 operations both serve (Neon at 6a35a3e9).
+    assert!(checked >= 16, "only {checked} responses compared");
 }

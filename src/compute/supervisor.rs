@@ -136,7 +136,11 @@ impl<E: Env> Compute<E> {
                 ComputeStatus::TerminationPending => {
                     let mode = self.state().terminate_mode.unwrap_or_default();
                     self.stop_postgres(&mut postmaster, mode).await;
-                    let lsn = if self.state().postgres_started { self.last_lsn().await } else { None };
+                    let lsn = if self.state().postgres_started {
+                        self.last_lsn().await
+                    } else {
+                        None
+                    };
                     let _ = self.apply_event(Event::Stopped, |st| st.terminate_lsn = lsn);
                     return RunOutcome::Terminated;
                 }

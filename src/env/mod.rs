@@ -149,13 +149,18 @@ pub enum Signal {
     Kill,
 }
 
+/// Completes once a streamed program has exited: its exit status and its
+/// standard error.
+pub type StreamingDone =
+    std::pin::Pin<Box<dyn Future<Output = io::Result<(ExitInfo, Vec<u8>)>> + Send>>;
+
 /// A running program whose standard output is read as it is produced
 /// (`pg_dump` streamed to an HTTP client).
 pub struct StreamingChild {
     pub stdout: std::pin::Pin<Box<dyn AsyncRead + Send>>,
     /// Completes once the program has exited, with its exit status and its
     /// standard error. Dropping it (and `stdout`) kills the program.
-    pub done: std::pin::Pin<Box<dyn Future<Output = io::Result<(ExitInfo, Vec<u8>)>> + Send>>,
+    pub done: StreamingDone,
 }
 
 /// A spawned long-running process (the postmaster).

@@ -359,7 +359,10 @@ impl AuthSlot {
 
     /// Replaces the verifier (auth is on from now on).
     pub fn set(&self, auth: Auth) {
-        tracing::info!(keys = auth.key_count(), "HTTP API authentication key set replaced");
+        tracing::info!(
+            keys = auth.key_count(),
+            "HTTP API authentication key set replaced"
+        );
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(auth));
     }
 

@@ -95,14 +95,9 @@ pub fn router_with_auth<E: Env>(compute: Arc<Compute<E>>, auth: AuthSlot) -> Rou
         .route("/database_schema", get(routes::database_schema::get::<E>))
         .route("/insights", get(routes::insights::get::<E>))
         .route_layer(from_fn_with_state(state.clone(), auth::require::<E>));
-    let not_applicable = || {
-        axum::routing::any(routes::neon::not_applicable)
-    };
+    let not_applicable = || axum::routing::any(routes::neon::not_applicable);
     Router::new()
-        .route(
-            "/hadron_liveness_probe",
-            get(routes::neon::liveness::<E>),
-        )
+        .route("/hadron_liveness_probe", get(routes::neon::liveness::<E>))
         .route("/lfc/prewarm", not_applicable())
         .route("/lfc/offload", not_applicable())
         .route("/promote", not_applicable())

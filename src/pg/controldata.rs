@@ -75,9 +75,7 @@ pub fn parse_shutdown_lsn(text: &str) -> Option<String> {
 /// `X/Y` with hexadecimal halves.
 fn is_lsn(s: &str) -> bool {
     s.split_once('/').is_some_and(|(a, b)| {
-        !a.is_empty()
-            && !b.is_empty()
-            && a.chars().chain(b.chars()).all(|c| c.is_ascii_hexdigit())
+        !a.is_empty() && !b.is_empty() && a.chars().chain(b.chars()).all(|c| c.is_ascii_hexdigit())
     })
 }
 

@@ -17,8 +17,8 @@ pub use conf::{
     RenderedConf, primary_conninfo, quote_conf_value, render_pg_hba, render_postgresql_conf,
     render_postgresql_conf_as, render_value, write_config,
 };
-pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use connect::{APPLICATION_NAME, ConnectError, connect, session_options};
+pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use error::PgError;
 pub use pgdata::{
     BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, redact_connstr,

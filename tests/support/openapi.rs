@@ -65,7 +65,8 @@ impl OpenApi {
     /// Neon's OpenAPI 3.0 contract (`openapi_spec.yaml`, its text given):
     /// schemas read as JSON Schema draft 4, a null as an absent field.
     pub fn neon(text: &str) -> Self {
-        let doc: serde_norway::Value = serde_norway::from_str(text).expect("Neon's contract is YAML");
+        let doc: serde_norway::Value =
+            serde_norway::from_str(text).expect("Neon's contract is YAML");
         // Response codes are YAML integers there; JSON object keys are strings.
         let doc: Value = serde_json::to_value(&doc).expect("Neon's contract as JSON");
         Self::new(doc, boon::Draft::V4, true, "Neon's openapi_spec.yaml")
@@ -170,8 +171,11 @@ impl OpenApi {
             .compiler
             .compile(&loc, &mut self.schemas)
             .map_err(|e| format!("{what}: the declared schema does not compile: {e:#}"))?;
-        self.schemas
-            .validate(&body, idx)
-            .map_err(|e| format!("{what}: body does not match {}: {e:#}\nbody: {body}", self.name))
+        self.schemas.validate(&body, idx).map_err(|e| {
+            format!(
+                "{what}: body does not match {}: {e:#}\nbody: {body}",
+                self.name
+            )
+        })
     }
 }

@@ -41,19 +41,28 @@ pub async fn post<E: Env>(State(state): State<AppState<E>>) -> Result<Response, 
     if status != ComputeStatus::Running {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: the compute is {status}, not running; check writability once it runs"),
+            format!(
+                "invalid compute status: the compute is {status}, not running; check writability once it runs"
+            ),
         ));
     }
     if let Some(mode @ (ComputeMode::Replica | ComputeMode::Static(_))) = mode {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
-            format!("this compute is a read-only {mode:?}; only a primary can be checked for writability"),
+            format!(
+                "this compute is a read-only {mode:?}; only a primary can be checked for writability"
+            ),
         ));
     }
     let probe = async {
-        let client = pg::connect(&compute.env, &compute.params.conn, CHECK_TIMEOUT, CHECK_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = pg::connect(
+            &compute.env,
+            &compute.params.conn,
+            CHECK_TIMEOUT,
+            CHECK_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         match client.simple_query(CHECK_SQL).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) => {

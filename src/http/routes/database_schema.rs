@@ -54,7 +54,9 @@ pub async fn get<E: Env>(
     if status != ComputeStatus::Running {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: the compute is {status}, not running; ask again once it runs"),
+            format!(
+                "invalid compute status: the compute is {status}, not running; ask again once it runs"
+            ),
         ));
     }
     let Some(database) = q.database.filter(|d| !d.is_empty()) else {
@@ -66,16 +68,23 @@ pub async fn get<E: Env>(
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("database {database:?} does not exist (or accepts no connections); GET /dbs_and_roles lists the databases"),
+            format!(
+                "database {database:?} does not exist (or accepts no connections); GET /dbs_and_roles lists the databases"
+            ),
         )
     };
     if database.contains('\0') {
         return Err(not_found());
     }
     let lookup = async {
-        let client = pg::connect(&compute.env, &compute.params.conn, LOOKUP_TIMEOUT, LOOKUP_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = pg::connect(
+            &compute.env,
+            &compute.params.conn,
+            LOOKUP_TIMEOUT,
+            LOOKUP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         client
             .query_opt(EXISTS_SQL, &[&database])
             .await
@@ -99,7 +108,10 @@ pub async fn get<E: Env>(
         }
     }
     let who = compute.env.postgres_identity().map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot find the Postgres OS user: {e}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot find the Postgres OS user: {e}"),
+        )
     })?;
     let conn = &compute.params.conn;
     let cmd = CommandSpec::new(compute.params.pg_tool("pg_dump"))
@@ -119,7 +131,10 @@ pub async fn get<E: Env>(
         .env("PGAPPNAME", pg::APPLICATION_NAME)
         .run_as(who);
     let dump = compute.env.spawn_streaming(&cmd).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot run pg_dump: {e}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot run pg_dump: {e}"),
+        )
     })?;
     stream_dump(&compute.env, dump, cmd.display()).await
 }
@@ -150,7 +165,10 @@ async fn stream_dump<E: Env>(
     };
     if first.is_empty() {
         let (exit, stderr) = done.await.map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("pg_dump failed: {e}"))
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("pg_dump failed: {e}"),
+            )
         })?;
         let reason = String::from_utf8_lossy(&stderr).trim().to_string();
         return Err(ApiError::new(
@@ -160,7 +178,14 @@ async fn stream_dump<E: Env>(
     }
     let deadline = env.now() + DUMP_TIMEOUT;
     let env = env.clone();
-    let state = DumpState { stdout, done: Some(done), env, deadline, first: Some(first), command };
+    let state = DumpState {
+        stdout,
+        done: Some(done),
+        env,
+        deadline,
+        first: Some(first),
+        command,
+    };
     let body = futures::stream::unfold(state, next_chunk::<E>);
     let mut resp = Body::from_stream(body).into_response();
     resp.headers_mut().insert(
@@ -172,7 +197,7 @@ async fn stream_dump<E: Env>(
 
 struct DumpState<E: Env> {
     stdout: Pin<Box<dyn AsyncRead + Send>>,
-    done: Option<Pin<Box<dyn std::future::Future<Output = std::io::Result<(crate::env::ExitInfo, Vec<u8>)>> + Send>>>,
+    done: Option<crate::env::StreamingDone>,
     env: E,
     deadline: tokio::time::Instant,
     first: Option<Bytes>,
@@ -203,7 +228,12 @@ async fn next_chunk<E: Env>(
             Ok((exit, stderr)) => {
                 let reason = String::from_utf8_lossy(&stderr).trim().to_string();
                 tracing::error!(command = %s.command, %exit, %reason, "pg_dump failed mid-stream");
-                Some((Err(std::io::Error::other(format!("pg_dump failed ({exit}): {reason}"))), s))
+                Some((
+                    Err(std::io::Error::other(format!(
+                        "pg_dump failed ({exit}): {reason}"
+                    ))),
+                    s,
+                ))
             }
             Err(e) => Some((Err(e), s)),
         },

@@ -12,11 +12,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use crate::catalog::quote::quote_ident;
 use crate::env::{Env, timeout};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::pg;
-use crate::catalog::quote::quote_ident;
 use crate::state::ComputeStatus;
 
 /// The first column of the first row.
@@ -56,13 +56,20 @@ pub async fn get<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Insigh
     if status != ComputeStatus::Running {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: the compute is {status}, not running; ask again once it runs"),
+            format!(
+                "invalid compute status: the compute is {status}, not running; ask again once it runs"
+            ),
         ));
     }
     let read = async {
-        let client = pg::connect(&compute.env, &compute.params.conn, INSIGHTS_TIMEOUT, INSIGHTS_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = pg::connect(
+            &compute.env,
+            &compute.params.conn,
+            INSIGHTS_TIMEOUT,
+            INSIGHTS_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let schema = first_value(
             &client
                 .simple_query(INSTALLED_SQL)
@@ -81,12 +88,15 @@ pub async fn get<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Insigh
             }
         };
         match first_value(&rows) {
-            Some(t) => serde_json::from_str(&t).map_err(|e| format!("pg_stat_statements rows are not JSON: {e}")),
+            Some(t) => serde_json::from_str(&t)
+                .map_err(|e| format!("pg_stat_statements rows are not JSON: {e}")),
             None => Ok(Vec::new()),
         }
     };
     match timeout(&compute.env, INSIGHTS_TIMEOUT, read).await {
-        Ok(Ok(rows)) => Ok(Json(Insights { pg_stat_statements: rows })),
+        Ok(Ok(rows)) => Ok(Json(Insights {
+            pg_stat_statements: rows,
+        })),
         Ok(Err(reason)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("cannot read insights: {reason}; retry once Postgres is healthy"),

@@ -155,7 +155,9 @@ pub async fn grants<E: Env>(
         privileges.push(up);
     }
     if privileges.is_empty() {
-        return Err(ApiError::bad_request("privileges is empty; name USAGE and/or CREATE"));
+        return Err(ApiError::bad_request(
+            "privileges is empty; name USAGE and/or CREATE",
+        ));
     }
     let sql = format!(
         "GRANT {} ON SCHEMA {} TO {}",

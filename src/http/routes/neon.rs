@@ -22,9 +22,16 @@ use crate::pg;
 pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /hadron_liveness_probe`.
-pub async fn liveness<E: Env>(State(state): State<AppState<E>>) -> Result<Json<&'static str>, ApiError> {
+pub async fn liveness<E: Env>(
+    State(state): State<AppState<E>>,
+) -> Result<Json<&'static str>, ApiError> {
     let compute = &state.compute;
-    let probe = pg::connect(&compute.env, &compute.params.conn, LIVENESS_TIMEOUT, LIVENESS_TIMEOUT);
+    let probe = pg::connect(
+        &compute.env,
+        &compute.params.conn,
+        LIVENESS_TIMEOUT,
+        LIVENESS_TIMEOUT,
+    );
     match timeout(&compute.env, LIVENESS_TIMEOUT, probe).await {
         Ok(Ok(_client)) => Ok(Json("ok")),
         Ok(Err(e)) => Err(ApiError::new(

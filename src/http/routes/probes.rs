@@ -9,11 +9,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use crate::compute::TerminateMode;
 use crate::env::{Env, timeout};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::pg;
-use crate::compute::TerminateMode;
 use crate::state::{ComputeStatus, WireStatus};
 
 /// How long the readiness probe may take in all.

@@ -8,9 +8,9 @@ use axum::extract::State;
 use serde::Serialize;
 
 use crate::compute::ComputeState;
+use crate::compute::TerminateMode;
 use crate::env::Env;
 use crate::http::{AppState, rfc3339};
-use crate::compute::TerminateMode;
 use crate::state::WireStatus;
 
 /// The body of `/status` (also returned by `/configure` and `/terminate`):

@@ -240,7 +240,10 @@ async fn auth_guards_mutating_routes_and_dbs_and_roles_only() {
     ] {
         let r = send(&app, request(method.clone(), uri, None)).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}");
-        let bad = sign(Key::Impostor, &json!({"compute_id": COMPUTE_ID, "exp": now_secs(&c) + 60}));
+        let bad = sign(
+            Key::Impostor,
+            &json!({"compute_id": COMPUTE_ID, "exp": now_secs(&c) + 60}),
+        );
         let mut req = request(method, uri, None);
         req.headers_mut().insert(
             header::AUTHORIZATION,
@@ -254,12 +257,7 @@ async fn auth_guards_mutating_routes_and_dbs_and_roles_only() {
         crate::state::ComputeStatus::Empty,
         "terminate was refused"
     );
-    for uri in [
-        "/status",
-        "/health",
-        "/metrics",
-        "/metrics.json",
-    ] {
+    for uri in ["/status", "/health", "/metrics", "/metrics.json"] {
         let r = send(&app, request(Method::GET, uri, None)).await;
         assert_eq!(r.status, StatusCode::OK, "{uri} must stay open");
     }
@@ -293,7 +291,13 @@ async fn a_key_set_in_configure_turns_auth_on() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert!(r.error().contains("compute_ctl_config.jwks"), "{}", r.text);
     assert_eq!(c.state().generation, 0);
-    assert_eq!(send(&app, request(Method::GET, "/dbs_and_roles", None)).await.status, StatusCode::PRECONDITION_FAILED, "auth is still off");
+    assert_eq!(
+        send(&app, request(Method::GET, "/dbs_and_roles", None))
+            .await
+            .status,
+        StatusCode::PRECONDITION_FAILED,
+        "auth is still off"
+    );
     // A usable one: accepted with the spec (whose start fails here: no postgres binary).
     let mut spec = fixture("spec.json");
     spec["skip_pg_catalog_updates"] = json!(true);
@@ -301,10 +305,21 @@ async fn a_key_set_in_configure_turns_auth_on() {
     let r = send(&app, request(Method::POST, "/configure", Some(&good))).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
     let r = send(&app, request(Method::POST, "/terminate", None)).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "auth is on now: {}", r.text);
-    let token = sign(Key::Ed25519, &json!({"compute_id": COMPUTE_ID, "exp": now_secs(&c) + 600}));
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "auth is on now: {}",
+        r.text
+    );
+    let token = sign(
+        Key::Ed25519,
+        &json!({"compute_id": COMPUTE_ID, "exp": now_secs(&c) + 600}),
+    );
     let mut req = request(Method::POST, "/terminate", None);
-    req.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    req.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
     let r = send(&app, req).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["status"], "terminated");

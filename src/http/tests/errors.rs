@@ -91,7 +91,11 @@ async fn malformed_and_mistyped_bodies_are_json_400() {
     assert_json_error(&r, StatusCode::BAD_REQUEST, "cluster");
     // Not sent as JSON: 400 too (Neon's contract for /configure has no 415).
     let r = send(&app, bad("{}", Some("text/plain"))).await;
-    assert_json_error(&r, StatusCode::BAD_REQUEST, "Content-Type: application/json");
+    assert_json_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "Content-Type: application/json",
+    );
     let r = send(&app, bad("{}", None)).await;
     assert_json_error(&r, StatusCode::BAD_REQUEST, "application/json");
     assert_eq!(
@@ -233,7 +237,10 @@ async fn probes_metrics_and_metrics_json() {
     // OpenMetrics when asked for (as Prometheus asks), text/plain otherwise (Neon's contract).
     let openmetrics = Request::builder()
         .uri("/metrics")
-        .header(header::ACCEPT, "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+        .header(
+            header::ACCEPT,
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
         .body(Body::empty())
         .unwrap();
     let r = send(&app, openmetrics).await;
@@ -287,7 +294,11 @@ async fn dbs_and_roles_before_postgres_runs_is_412() {
 async fn terminate_is_200_then_201_with_an_lsn_field() {
     let dir = tempfile::tempdir().unwrap();
     let (c, app, run) = running(&dir);
-    let r = send(&app, request(Method::POST, "/terminate?mode=immediate", None)).await;
+    let r = send(
+        &app,
+        request(Method::POST, "/terminate?mode=immediate", None),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let first = r.json();
     assert_eq!(first["status"], "terminated");
