@@ -18,4 +18,4 @@ pub use connect::{APPLICATION_NAME, ConnectError, connect, session_options};
 pub use error::PgError;
 pub use pgdata::{PgdataSource, prepare_pgdata, redact_connstr};
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
-pub use restart::{SettingContexts, pending_restart, read_setting_contexts};
+pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};

@@ -2,6 +2,7 @@
 
 pub mod configure;
 pub mod dbs_and_roles;
+pub mod dry_run;
 pub mod metrics;
 pub mod probes;
 pub mod status;
