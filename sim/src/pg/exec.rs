@@ -393,7 +393,10 @@ fn apply(
             cmd("ALTER DATABASE")
         }
         Op::SetExtensionsMarker { database, value } => {
-            let d = cat.databases.get_mut(database).ok_or_else(|| no_db(database))?;
+            let d = cat
+                .databases
+                .get_mut(database)
+                .ok_or_else(|| no_db(database))?;
             d.extensions_marker = Some(value.clone());
             cmd("ALTER DATABASE")
         }

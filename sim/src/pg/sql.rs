@@ -538,7 +538,8 @@ mod tests {
             any::<bool>().prop_map(RoleAttr::BypassRls),
             any::<bool>().prop_map(RoleAttr::Inherit),
             (-1..100i32).prop_map(RoleAttr::ConnectionLimit),
-            prop::option::of(Just("2030-01-01T00:00:00Z".to_string())).prop_map(RoleAttr::ValidUntil),
+            prop::option::of(Just("2030-01-01T00:00:00Z".to_string()))
+                .prop_map(RoleAttr::ValidUntil),
         ]
     }
 
@@ -552,16 +553,26 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (name(), password(), prop::collection::vec(role_attr(), 0..3))
-                .prop_map(|(name, password, attrs)| Op::CreateRole { name, password, attrs }),
+            (name(), password(), prop::collection::vec(role_attr(), 0..3)).prop_map(
+                |(name, password, attrs)| Op::CreateRole {
+                    name,
+                    password,
+                    attrs
+                }
+            ),
             (name(), prop::collection::vec(role_attr(), 1..4))
                 .prop_map(|(name, attrs)| Op::AlterRoleAttributes { name, attrs }),
             (name(), name()).prop_map(|(role, member)| Op::GrantRole { role, member }),
             (name(), name()).prop_map(|(role, member)| Op::RevokeRole { role, member }),
             (name(), prop::collection::vec(alter_db_option(), 1..4))
                 .prop_map(|(name, options)| Op::AlterDatabaseOptions { name, options }),
-            (name(), literal()).prop_map(|(database, value)| Op::SetExtensionsMarker { database, value }),
-            (name(), name(), name()).prop_map(|(database, name, schema)| Op::SetExtensionSchema { database, name, schema }),
+            (name(), literal())
+                .prop_map(|(database, value)| Op::SetExtensionsMarker { database, value }),
+            (name(), name(), name()).prop_map(|(database, name, schema)| Op::SetExtensionSchema {
+                database,
+                name,
+                schema
+            }),
             (name(), password())
                 .prop_map(|(name, password)| Op::AlterRolePassword { name, password }),
             (name(), name()).prop_map(|(from, to)| Op::RenameRole { from, to }),
