@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
-use compute_ctl::catalog::{self, PlannedStatement};
+use compute_ctl::catalog;
 use compute_ctl::env::TokioEnv;
 use compute_ctl::metrics::Metrics;
 use compute_ctl::spec::ComputeSpec;
@@ -60,17 +58,6 @@ fn redact(sql: &str) -> String {
 
 fn lines(pg: &TestPostgres) -> usize {
     pg.log().lines().count()
-}
-
-/// The plan's statements per database, each database's in order.
-fn by_database(statements: &[PlannedStatement]) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in statements {
-        out.entry(s.database.clone())
-            .or_default()
-            .push(s.sql.clone());
-    }
-    out
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -220,5 +207,4 @@ async fn the_plan_flag_prints_the_plan_and_changes_nothing() {
         .output()
         .expect("run compute_ctl --plan");
     assert_eq!(out.status.code(), Some(2), "an invalid spec exits 2");
-    let _ = by_database;
 }
