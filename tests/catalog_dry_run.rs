@@ -110,16 +110,29 @@ async fn predicted_equals_sent(pg: &TestPostgres, spec: &ComputeSpec) -> usize {
     plan.statements.len()
 }
 
-fn fixture(name: &str) -> ComputeSpec {
-    let text = std::fs::read_to_string(support::repo_file(&format!("fixtures/{name}")))
-        .expect("read fixture");
-    serde_json::from_str(&text).expect("fixture parses")
+/// The shape of the benchmark's large spec (`benches/compete/specs.rs`
+/// `sized(1_000, 100, ..)`): md5 roles, databases owned by them.
+fn benchmark_spec(roles: usize, dbs: usize) -> ComputeSpec {
+    let roles_json: Vec<serde_json::Value> = (0..roles)
+        .map(|i| {
+            let name = format!("role_{i:05}");
+            serde_json::json!({"name": name, "encrypted_password": support::md5_hex(&format!("pw{i}"), &name)})
+        })
+        .collect();
+    let dbs_json: Vec<serde_json::Value> = (0..dbs)
+        .map(|i| serde_json::json!({"name": format!("db_{i:04}"), "owner": format!("role_{:05}", i % roles)}))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "format_version": 1.0,
+        "cluster": {"roles": roles_json, "databases": dbs_json}
+    }))
+    .expect("spec")
 }
 
 #[tokio::test]
 async fn the_predicted_plan_is_what_the_apply_sends() {
     let pg = TestPostgres::start(LOG_ALL).await;
-    let many = fixture("spec_many.json");
+    let many = benchmark_spec(1_000, 100);
     let n = predicted_equals_sent(&pg, &many).await;
     assert!(
         n >= many.cluster.roles.len() + many.cluster.databases.len(),
