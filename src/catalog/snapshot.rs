@@ -30,9 +30,10 @@ pub const SNAPSHOT_SQL: &str = "SELECT pg_catalog.json_build_object(\
 'replication', a.rolreplication, 'bypassrls', a.rolbypassrls, 'inherit', a.rolinherit, \
 'connection_limit', a.rolconnlimit, 'valid_until', \
 pg_catalog.to_char(a.rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')), \
-'member_of', COALESCE((SELECT pg_catalog.json_agg(g.rolname ORDER BY g.rolname) \
-FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_authid g ON g.oid = m.roleid \
-WHERE m.member = a.oid), '[]'::json)) ORDER BY a.rolname) FROM pg_catalog.pg_authid a), '[]'::json), \
+'member_of', COALESCE(ms.member_of, '[]'::json)) ORDER BY a.rolname) \
+FROM pg_catalog.pg_authid a LEFT JOIN (SELECT m.member, \
+pg_catalog.json_agg(g.rolname ORDER BY g.rolname) AS member_of FROM pg_catalog.pg_auth_members m \
+JOIN pg_catalog.pg_authid g ON g.oid = m.roleid GROUP BY m.member) ms ON ms.member = a.oid), '[]'::json), \
 'databases', COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_object(\
 'name', d.datname, 'owner', pg_catalog.pg_get_userbyid(d.datdba), \
 'allow_connections', d.datallowconn, 'is_template', d.datistemplate, \
