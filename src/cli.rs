@@ -22,7 +22,7 @@ pub struct Args {
         short = 'D',
         long,
         env = "COMPUTE_CTL_PGDATA",
-        required_unless_present = "validate_spec"
+        required_unless_present_any = ["validate_spec", "plan"]
     )]
     pub pgdata: Option<PathBuf>,
 
@@ -84,6 +84,12 @@ pub struct Args {
     /// Only validate this spec file: print every problem, exit 0 if valid, 2 if not.
     #[arg(long, value_name = "FILE")]
     pub validate_spec: Option<PathBuf>,
+
+    /// Only show the catalog plan of this spec file against the running
+    /// Postgres of -C, as JSON (a dry run: nothing is changed); exit 0, 2 if
+    /// the spec is invalid, 1 if Postgres cannot be read.
+    #[arg(long, value_name = "FILE", conflicts_with = "validate_spec")]
+    pub plan: Option<PathBuf>,
 
     /// Log format.
     #[arg(
@@ -214,6 +220,21 @@ mod tests {
     fn pgdata_and_connstr_are_required_unless_validating() {
         assert!(Args::try_parse_from(["compute_ctl", "-S", "x.json"]).is_err());
         assert!(Args::try_parse_from(["compute_ctl", "--validate-spec", "x.json"]).is_ok());
+    }
+
+    #[test]
+    fn plan_needs_only_the_connection_string() {
+        let plan = |extra: &[&str]| {
+            Args::try_parse_from(
+                ["compute_ctl", "--plan", "s.json"]
+                    .iter()
+                    .chain(extra)
+                    .copied(),
+            )
+        };
+        assert!(plan(&[]).is_err(), "-C is required");
+        let a = plan(&["-C", "postgresql://u@h/postgres"]).unwrap();
+        assert_eq!(a.plan.as_deref(), Some(std::path::Path::new("s.json")));
     }
 
     #[test]

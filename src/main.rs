@@ -16,6 +16,10 @@ fn main() -> ExitCode {
         init_logging(args.log_format);
         return validate_file(path, &args);
     }
+    if let Some(path) = &args.plan {
+        init_logging(args.log_format);
+        return plan_file(path, &args);
+    }
     // First, while there is only one thread: as PID 1, become init + supervisor.
     if let Err(e) = pid1::split_if_pid1() {
         eprintln!("compute_ctl: cannot set up as PID 1 (init and supervisor): {e:#}");
@@ -87,4 +91,77 @@ fn validate_file(path: &std::path::Path, args: &Args) -> ExitCode {
     }
     println!("{}: {} problem(s)", path.display(), problems.len());
     ExitCode::from(2)
+}
+
+/// `--plan FILE -C CONNSTR`: the catalog plan of the spec against the
+/// running Postgres, as JSON on stdout; nothing is changed (read-only
+/// sessions, see `catalog::preview`). Exit 0, 2 for an invalid spec, 1 when
+/// the file or Postgres cannot be read.
+fn plan_file(path: &std::path::Path, args: &Args) -> ExitCode {
+    let fail = |e: anyhow::Error| {
+        eprintln!("compute_ctl: {e:#}");
+        ExitCode::FAILURE
+    };
+    let text = match std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read spec file {}", path.display()))
+    {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let spec: ComputeSpec = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("{}: {}", path.display(), SpecError::Parse(e));
+            return ExitCode::from(2);
+        }
+    };
+    let problems = validate(&spec, &launch::validation_context(args));
+    let mut out = serde_json::json!({
+        "dry_run": true,
+        "valid": problems.is_empty(),
+        "problems": problems,
+        "skipped": spec.skip_pg_catalog_updates,
+        "statements": [],
+        "skipped_databases": [],
+        "statement_count": 0,
+    });
+    if problems.is_empty() && !spec.skip_pg_catalog_updates {
+        let target = match args
+            .connstr
+            .as_deref()
+            .context("--connstr is required")
+            .and_then(|c| compute_ctl::compute::ConnTarget::parse(c).context("invalid --connstr"))
+        {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return fail(anyhow::anyhow!("cannot start the async runtime: {e}")),
+        };
+        let env = compute_ctl::env::TokioEnv::new();
+        let preview = match rt.block_on(compute_ctl::catalog::preview(&env, &target, &spec)) {
+            Ok(p) => p,
+            Err(e) => {
+                return fail(anyhow::anyhow!(
+                    "cannot make the catalog plan: {e}; is Postgres running at --connstr?"
+                ));
+            }
+        };
+        out["statement_count"] = preview.statements.len().into();
+        out["statements"] = serde_json::json!(preview.statements);
+        out["skipped_databases"] = serde_json::json!(preview.skipped_databases);
+    }
+    match serde_json::to_string_pretty(&out) {
+        Ok(s) => println!("{s}"),
+        Err(e) => return fail(e.into()),
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }

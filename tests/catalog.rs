@@ -295,7 +295,11 @@ async fn extensions_are_created_updated_and_pg_stat_statements_follows_preload()
             "databases": [{"name": "e", "owner": "u", "extensions": [
                 {"name": "hstore", "version": "1.4"}, {"name": "pgcrypto", "schema": "public"}]}]}}));
     let report = apply(&pg, &s).await.expect("apply");
-    assert_eq!(report.executed, 2 + 2 + 1, "{report:?}");
+    assert_eq!(
+        report.executed,
+        2 + 2 + 1 + 2,
+        "role, database; two extensions in e, one in postgres; a marker in each: {report:?}"
+    );
     let installed = |db: &'static str| {
         let pg = &pg;
         async move {
@@ -325,12 +329,16 @@ async fn extensions_are_created_updated_and_pg_stat_statements_follows_preload()
 
     let mut newer = s.clone();
     newer.cluster.databases[0].extensions[0].version = Some("1.8".into());
-    assert_eq!(apply(&pg, &newer).await.expect("update").executed, 1);
+    assert_eq!(
+        apply(&pg, &newer).await.expect("update").executed,
+        2,
+        "the update and the new marker"
+    );
     assert_eq!(installed("e").await[0].1, "1.8");
 }
 
 #[tokio::test]
-async fn invalid_and_locked_databases_are_skipped_or_recreated() {
+async fn invalid_databases_are_dropped_or_recreated_and_locked_ones_skipped() {
     let pg = TestPostgres::start(&[]).await;
     exec(&pg, "postgres", "CREATE ROLE gone").await;
     for db in ["broken", "broken2", "locked"] {
@@ -356,7 +364,10 @@ async fn invalid_and_locked_databases_are_skipped_or_recreated() {
     assert!(!snap.roles.iter().any(|r| r.name == "gone"));
     let db = |n: &str| snap.databases.iter().find(|d| d.name == n).cloned();
     assert!(db("broken2").expect("recreated").valid);
-    assert!(!db("broken").expect("left alone").valid);
+    assert!(
+        db("broken").is_none(),
+        "an invalid database the spec does not list is dropped"
+    );
     assert_eq!(apply(&pg, &s).await.expect("again").executed, 0);
 }
 

@@ -5,7 +5,7 @@
 
 mod support;
 
-use compute_ctl::catalog::{DbOption, Op, Secret, render};
+use compute_ctl::catalog::{DbOption, Op, RoleAttr, Secret, render};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use support::postgres::{TestPostgres, snapshot};
@@ -52,6 +52,36 @@ async fn round_trip(
         &Op::CreateRole {
             name: role.into(),
             password: password.clone(),
+            attrs: vec![RoleAttr::CreateDb(true), RoleAttr::ConnectionLimit(3)],
+        },
+    )
+    .await?;
+    let group = "group \"g\" 'ü'";
+    run(
+        client,
+        &Op::CreateRole {
+            name: group.into(),
+            password: None,
+            attrs: vec![],
+        },
+    )
+    .await?;
+    run(
+        client,
+        &Op::GrantRole {
+            role: group.into(),
+            member: role.into(),
+        },
+    )
+    .await?;
+    run(
+        client,
+        &Op::AlterRoleAttributes {
+            name: role.into(),
+            attrs: vec![
+                RoleAttr::Inherit(false),
+                RoleAttr::ValidUntil(Some("2040-01-01T00:00:00Z".into())),
+            ],
         },
     )
     .await?;
@@ -76,6 +106,19 @@ async fn round_trip(
         "role {:?}",
         role
     );
+    let got = snap.roles.iter().find(|r| r.name == role);
+    prop_assert_eq!(
+        got.map(|r| (r.attrs.createdb, r.attrs.inherit, r.attrs.connection_limit)),
+        Some((true, false, 3))
+    );
+    prop_assert_eq!(
+        got.and_then(|r| r.attrs.valid_until.as_deref()),
+        Some("2040-01-01T00:00:00Z")
+    );
+    prop_assert_eq!(
+        got.map(|r| r.member_of.clone()),
+        Some(vec![group.to_string()])
+    );
     let got = snap.databases.iter().find(|d| d.name == db);
     prop_assert_eq!(
         got.map(|d| d.owner.as_str()),
@@ -83,6 +126,42 @@ async fn round_trip(
         "database {:?}",
         db
     );
+    run(
+        client,
+        &Op::AlterDatabaseOptions {
+            name: db.into(),
+            options: vec![
+                DbOption::ConnectionLimit(4),
+                DbOption::AllowConnections(false),
+            ],
+        },
+    )
+    .await?;
+    let marker = format!("[\"{role}\"]");
+    run(
+        client,
+        &Op::SetExtensionsMarker {
+            database: db.into(),
+            value: marker.clone(),
+        },
+    )
+    .await?;
+    let snap = snapshot(client).await;
+    let got = snap.databases.iter().find(|d| d.name == db);
+    prop_assert_eq!(
+        got.map(|d| (d.connection_limit, d.allow_connections)),
+        Some((4, false))
+    );
+    prop_assert_eq!(got.and_then(|d| d.extensions_marker.clone()), Some(marker));
+    run(
+        client,
+        &Op::RevokeRole {
+            role: group.into(),
+            member: role.into(),
+        },
+    )
+    .await?;
+    run(client, &Op::DropRole { name: group.into() }).await?;
 
     if renamed != role {
         run(

@@ -10,6 +10,9 @@
 //! - No HTTP request outlives its deadline on a healthy network (checked in
 //!   the driver).
 //! - A re-send of an applied `operation_uuid` does no work.
+//! - A dry run changes nothing (no catalog write, no reload, the same
+//!   catalog and compute state), and the apply of the same spec right after
+//!   it sends exactly the statements it predicted.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -354,6 +357,101 @@ fn check_storage(
             conf.iter()
                 .filter(|(k, _)| k.contains("pageserver"))
                 .collect::<Vec<_>>()
+        ));
+    }
+}
+
+/// What a dry run must leave as it found it.
+#[derive(Debug, Clone)]
+pub struct DryRunBefore {
+    boot: u64,
+    catalog: crate::pg::catalog::CatalogModel,
+    reloads: usize,
+    /// (status, generation, applied generation)
+    state: Option<(ComputeStatus, u64, u64)>,
+}
+
+impl DryRunBefore {
+    pub fn take(shared: &Shared) -> Self {
+        let state = shared
+            .compute()
+            .map(|c| c.state())
+            .map(|st| (st.status, st.generation, st.applied_generation));
+        let sh = shared.lock();
+        Self {
+            boot: sh.boot,
+            catalog: sh.catalog.clone(),
+            reloads: sh.reloads.len(),
+            state,
+        }
+    }
+}
+
+/// Catalog writes the supervisor's sessions sent in `[from, to]`, each as
+/// (database, statement with passwords redacted as a plan shows them).
+pub fn catalog_writes(shared: &Shared, from: u64, to: u64) -> Vec<(String, String)> {
+    shared
+        .lock()
+        .statements
+        .iter()
+        .filter(|s| {
+            s.application_name == compute_ctl::pg::APPLICATION_NAME
+                && s.kind == crate::shared::StmtKind::CatalogWrite
+                && s.t_us >= from
+                && s.t_us <= to
+        })
+        .map(|s| {
+            let sql = match crate::pg::sql::parse_op(&s.sql, &s.db) {
+                Ok(Some(op)) => compute_ctl::catalog::render_redacted(&op),
+                _ => s.sql.clone(),
+            };
+            (s.db.clone(), sql)
+        })
+        .collect()
+}
+
+/// A dry run answered in `[t0, t1]` changed nothing: no catalog write, no
+/// reload, the same catalog and the same compute state (on the same boot
+/// of the compute host, with no configure in flight).
+pub fn check_dry_run(shared: &Shared, before: &DryRunBefore, t0: u64, t1: u64) {
+    let after = DryRunBefore::take(shared);
+    if after.boot != before.boot {
+        return;
+    }
+    if let Some((_, first)) = catalog_writes(shared, t0, t1).first() {
+        shared.violation(format!(
+            "a dry run issued catalog writes; first: {}",
+            first.chars().take(80).collect::<String>()
+        ));
+    }
+    if after.reloads != before.reloads {
+        shared.violation("a dry run reloaded Postgres");
+    }
+    if after.catalog != before.catalog {
+        shared.violation("the catalog changed during a dry run");
+    }
+    if after.state != before.state {
+        shared.violation(format!(
+            "a dry run changed the compute's state: {:?} -> {:?}",
+            before.state, after.state
+        ));
+    }
+}
+
+/// The statements an apply sent in `[t0, t1]` are exactly those the dry run
+/// just before it predicted (as multisets: databases run concurrently).
+pub fn check_plan_matches(shared: &Shared, predicted: &[(String, String)], t0: u64, t1: u64) {
+    let mut sent = catalog_writes(shared, t0, t1);
+    let mut want = predicted.to_vec();
+    sent.sort();
+    want.sort();
+    if sent != want {
+        let missing: Vec<_> = want.iter().filter(|w| !sent.contains(w)).take(2).collect();
+        let extra: Vec<_> = sent.iter().filter(|s| !want.contains(s)).take(2).collect();
+        shared.violation(format!(
+            "the apply sent {} catalog statement(s), the dry run predicted {}: predicted but not sent {missing:?}, sent but not predicted {extra:?}",
+            sent.len(),
+            want.len()
         ));
     }
 }

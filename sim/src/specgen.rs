@@ -1,6 +1,9 @@
 //! Specs the control plane sends: generated from the seed, with the shape
 //! of a real Neon spec (md5 password hashes, databases owned by roles,
-//! settings, a pageserver connection string).
+//! settings, a pageserver connection string), and optionally role options
+//! and per-database extensions (see [`SpecShape::decorate`]).
+
+use std::collections::BTreeMap;
 
 use compute_ctl::spec::ComputeSpec;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
@@ -24,7 +27,24 @@ pub struct SpecShape {
     pub storage: u8,
     /// `safekeeper_connstrings` (`host:port`).
     pub safekeepers: Vec<String>,
+    /// Role options by role name: (option, value).
+    pub role_options: BTreeMap<String, Vec<(String, String)>>,
+    /// Extensions by database name: (extension, schema).
+    pub extensions: BTreeMap<String, Vec<(String, Option<String>)>>,
 }
+
+/// Role options the generator picks from (name, value).
+const ROLE_OPTIONS: &[(&str, &str)] = &[
+    ("createdb", "true"),
+    ("createrole", "true"),
+    ("inherit", "false"),
+    ("connection_limit", "5"),
+    ("valid_until", "2035-01-01T00:00:00Z"),
+    ("replication", "true"),
+];
+
+/// Extensions the generator picks from.
+const EXTENSIONS: &[&str] = &["hstore", "citext", "pgcrypto"];
 
 fn md5ish(rng: &mut SmallRng) -> String {
     (0..32)
@@ -73,6 +93,55 @@ impl SpecShape {
             replica: false,
             storage: 0,
             safekeepers: Vec::new(),
+            role_options: BTreeMap::new(),
+            extensions: BTreeMap::new(),
+        }
+    }
+
+    /// Gives some roles options (and memberships in the first role) and
+    /// some databases extensions, in a schema or not; `round` varies them,
+    /// so the next round changes attributes and moves extensions.
+    pub fn decorate(&mut self, rng: &mut impl Rng, round: usize) {
+        self.role_options.clear();
+        self.extensions.clear();
+        let first = self.roles.first().map(|r| r.0.clone());
+        for (i, (name, _)) in self.roles.iter().enumerate() {
+            if !rng.random_bool(0.6) {
+                continue;
+            }
+            let mut opts: Vec<(String, String)> = (0..rng.random_range(1..=2))
+                .map(|k| {
+                    let (n, v) = ROLE_OPTIONS[(i + k + round) % ROLE_OPTIONS.len()];
+                    (n.to_string(), v.to_string())
+                })
+                .collect();
+            opts.dedup_by(|a, b| a.0 == b.0);
+            if i > 0 && rng.random_bool(0.5) {
+                if let Some(f) = &first {
+                    opts.push(("in_role".into(), f.clone()));
+                }
+            }
+            self.role_options.insert(name.clone(), opts);
+        }
+        for (name, _) in &self.databases {
+            if !rng.random_bool(0.6) {
+                continue;
+            }
+            let exts = (0..rng.random_range(1..=2))
+                .map(|k| {
+                    let schema = ((k + round) % 2 == 1).then(|| "public".to_string());
+                    let schema = if round % 2 == 1 && k == 0 {
+                        Some("extensions".to_string())
+                    } else {
+                        schema
+                    };
+                    (
+                        EXTENSIONS[(k + round) % EXTENSIONS.len()].to_string(),
+                        schema,
+                    )
+                })
+                .collect();
+            self.extensions.insert(name.clone(), exts);
         }
     }
 
@@ -110,6 +179,18 @@ impl SpecShape {
                     .databases
                     .iter()
                     .map(|(name, owner)| WireDb {
+                        extensions: self
+                            .extensions
+                            .get(name)
+                            .map(|e| {
+                                e.iter()
+                                    .map(|(name, schema)| WireExt {
+                                        name,
+                                        schema: schema.as_deref(),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                         name,
                         options: (),
                         owner,
@@ -122,7 +203,15 @@ impl SpecShape {
                     .map(|(name, pw)| WireRole {
                         encrypted_password: pw.as_deref(),
                         name,
-                        options: (),
+                        options: self.role_options.get(name).map(|o| {
+                            o.iter()
+                                .map(|(name, value)| WireOption {
+                                    name,
+                                    value,
+                                    vartype: "string",
+                                })
+                                .collect()
+                        }),
                     })
                     .collect(),
                 settings: SETTINGS,
@@ -201,14 +290,29 @@ struct WireCluster<'a> {
 struct WireRole<'a> {
     encrypted_password: Option<&'a str>,
     name: &'a str,
-    options: (),
+    options: Option<Vec<WireOption<'a>>>,
+}
+
+#[derive(Serialize)]
+struct WireOption<'a> {
+    name: &'a str,
+    value: &'a str,
+    vartype: &'static str,
 }
 
 #[derive(Serialize)]
 struct WireDb<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extensions: Vec<WireExt<'a>>,
     name: &'a str,
     options: (),
     owner: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireExt<'a> {
+    name: &'a str,
+    schema: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -242,5 +346,34 @@ mod tests {
         assert_eq!(parsed["spec"]["cluster"]["roles"][1]["name"], "App User 1");
         assert_eq!(parsed["spec"]["skip_pg_catalog_updates"], true);
         assert!(shape.spec().skip_pg_catalog_updates);
+    }
+
+    /// Decorated specs carry valid role options and extensions, and the
+    /// next round moves what the first one created.
+    #[test]
+    fn decorated_specs_are_valid_and_rounds_differ() {
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut shape = SpecShape::generate(3, 10, 3);
+        shape.decorate(&mut rng, 0);
+        let first = shape.spec();
+        assert!(first.cluster.roles.iter().any(|r| r.options.is_some()));
+        assert!(
+            first
+                .cluster
+                .databases
+                .iter()
+                .any(|d| !d.extensions.is_empty())
+        );
+        assert!(
+            compute_ctl::spec::validate(&first, &Default::default()).is_empty(),
+            "{:?}",
+            compute_ctl::spec::validate(&first, &Default::default())
+        );
+        assert_eq!(
+            shape.configure_body(),
+            serde_json::json!({"spec": shape.json()}).to_string()
+        );
+        shape.decorate(&mut rng, 1);
+        assert_ne!(shape.spec(), first);
     }
 }

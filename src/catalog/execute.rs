@@ -66,9 +66,13 @@ pub enum RunKind {
 fn run_kind(op: &Op) -> RunKind {
     match op {
         _ if op.database().is_some() => RunKind::PerDatabase,
-        Op::CreateRole { .. } | Op::AlterRolePassword { .. } | Op::AlterDatabaseOwner { .. } => {
-            RunKind::Pipelined
-        }
+        Op::CreateRole { .. }
+        | Op::AlterRolePassword { .. }
+        | Op::AlterRoleAttributes { .. }
+        | Op::GrantRole { .. }
+        | Op::RevokeRole { .. }
+        | Op::AlterDatabaseOwner { .. }
+        | Op::AlterDatabaseOptions { .. } => RunKind::Pipelined,
         Op::CreateDatabase { .. } => RunKind::Concurrent,
         _ => RunKind::Sequential,
     }
@@ -178,6 +182,25 @@ pub async fn query_text<E: Env>(
         .ok_or_else(|| query_err("it returned no row".into()))
 }
 
+/// Runs one statement that returns no rows (session settings).
+pub async fn simple<E: Env>(
+    env: &E,
+    client: &tokio_postgres::Client,
+    database: &str,
+    what: &'static str,
+    sql: &str,
+) -> Result<(), CatalogError> {
+    let query_err = |message: String| CatalogError::Query {
+        what,
+        database: database.to_string(),
+        message,
+    };
+    timeout(env, CLIENT_STATEMENT_TIMEOUT, client.batch_execute(sql))
+        .await
+        .map_err(|e| query_err(e.to_string()))?
+        .map_err(|e| query_err(describe(&e)))
+}
+
 /// Outcome of a run on one session: statements that succeeded, and the
 /// first failure if any.
 #[derive(Debug, Default)]
@@ -261,15 +284,16 @@ pub async fn database_ops<E: Env>(
     }
 }
 
-/// Creates or updates the `wanted` extensions of `database` (in a session
-/// opened here) after reading what it has; returns how many statements it
-/// planned and how they went.
+/// Creates, moves or updates the wanted extensions of `t.database` (in a
+/// session opened here) after reading what it has, then records the marker;
+/// returns how many statements it planned and how they went. A failure
+/// stops the session before the marker, so the next apply visits again.
 pub async fn database_extensions<E: Env>(
     env: &E,
     target: &ConnTarget,
-    database: String,
-    wanted: Vec<crate::spec::Extension>,
+    t: super::ExtensionTarget,
 ) -> (usize, RunOutcome) {
+    let database = t.database.clone();
     let failed = |e| {
         (
             0,
@@ -296,7 +320,8 @@ pub async fn database_extensions<E: Env>(
         Ok(i) => i,
         Err(e) => return failed(e),
     };
-    let ops = super::plan_extensions(&database, &installed, &wanted);
+    let mut ops = super::plan_extensions(&database, &installed, &t.wanted);
+    ops.push(t.marker_op());
     (
         ops.len(),
         run_ops(env, &client, &database, &ops, false).await,
@@ -331,6 +356,7 @@ mod tests {
         let role = |n: &str| Op::CreateRole {
             name: n.into(),
             password: None,
+            attrs: vec![],
         };
         let reassign = |db: &str| Op::ReassignOwned {
             database: db.into(),

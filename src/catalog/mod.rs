@@ -4,23 +4,30 @@
 //! them purely against the spec and its delta operations into typed
 //! [`Op`]s, [`render`] turns each op into one SQL statement, and
 //! [`execute`] runs them over the simple query protocol, pipelined, with
-//! bounded per-database concurrency. [`apply`] ties them together.
+//! bounded per-database concurrency. [`apply`] ties them together;
+//! [`preview`] makes the same plan over read-only sessions (dry runs).
 
 pub mod execute;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod preview;
 pub mod quote;
 pub mod render;
+pub mod role_options;
 pub mod snapshot;
 
 #[cfg(test)]
 mod plan_props;
 
 pub use model::Model;
-pub use ops::{DbOption, Op, Secret};
-pub use plan::{PlanError, plan, plan_extensions, wanted_extensions};
-pub use render::{render, render_redacted};
+pub use ops::{DbOption, Op, RoleAttr, Secret};
+pub use plan::{
+    ExtensionTarget, PlanError, extension_targets, plan, plan_extensions, wanted_extensions,
+};
+pub use preview::{PlannedStatement, Preview, READ_ONLY_SQL, preview};
+pub use render::{EXTENSIONS_MARKER, render, render_redacted};
+pub use role_options::{RoleAttrs, RoleOptionError, parse_role_options};
 pub use snapshot::{
     DatabaseInfo, EXTENSIONS_SQL, InstalledExtension, RoleInfo, SNAPSHOT_SQL, Snapshot,
     SnapshotError, parse_extensions, parse_snapshot,
@@ -205,8 +212,9 @@ pub async fn apply<E: Env>(
     Ok(tally.report)
 }
 
-/// Creates or updates the wanted extensions of each database that exists
-/// and accepts connections (after the plan ran); others are skipped.
+/// Creates, moves or updates the wanted extensions of each database whose
+/// snapshot shows work (see [`extension_targets`]), after the plan ran;
+/// databases that are missing, invalid or refuse connections are skipped.
 async fn apply_extensions<E: Env>(
     env: &E,
     params: &ComputeParams,
@@ -216,27 +224,19 @@ async fn apply_extensions<E: Env>(
     concurrency: usize,
     tally: &mut Tally<'_>,
 ) -> Result<(), CatalogError> {
-    let wanted = wanted_extensions(spec);
-    if wanted.is_empty() {
-        return Ok(());
-    }
     let mut model = Model::from_snapshot(snapshot);
     for op in ops {
         // The plan was built by applying these very ops to this model.
         let _ = model.apply(op);
     }
-    let mut targets = Vec::new();
-    for (db, exts) in wanted {
-        if model.databases.get(&db).is_some_and(|d| d.connectable()) {
-            targets.push((db, exts));
-        } else {
-            tracing::warn!(database = %db, "database missing, invalid or not connectable; its extensions are skipped");
-            tally.report.skipped_databases.push(db);
-        }
+    let (targets, skipped) = extension_targets(spec, &model);
+    for db in &skipped {
+        tracing::warn!(database = %db, "database missing, invalid or not connectable; its extensions are skipped");
     }
+    tally.report.skipped_databases.extend(skipped);
     let jobs: Vec<_> = targets
         .into_iter()
-        .map(|(db, exts)| execute::database_extensions(env, &params.conn, db, exts))
+        .map(|t| execute::database_extensions(env, &params.conn, t))
         .collect();
     let mut first = None;
     for (planned, o) in execute::bounded(jobs, concurrency).await {

@@ -6,9 +6,10 @@
 //! is known to apply cleanly to the snapshot it was made from; the property
 //! tests and the simulator use it as the reference of what a plan does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::ops::{DbOption, Op, Secret};
+use super::role_options::RoleAttrs;
 use super::snapshot::{DatabaseInfo, RoleInfo, Snapshot};
 
 /// A role in the model.
@@ -17,6 +18,9 @@ pub struct ModelRole {
     pub password: Option<Secret>,
     pub superuser: bool,
     pub builtin: bool,
+    pub attrs: RoleAttrs,
+    /// The roles it is a member of.
+    pub member_of: BTreeSet<String>,
 }
 
 /// A database in the model.
@@ -26,12 +30,30 @@ pub struct ModelDatabase {
     pub allow_connections: bool,
     pub is_template: bool,
     pub valid: bool,
+    pub connection_limit: i32,
+    pub extensions_marker: Option<String>,
+    /// Its name in the snapshot (it may have been renamed since); `None`
+    /// when created after it.
+    pub origin: Option<String>,
+    /// The template it was created from, when created after the snapshot.
+    pub template: Option<String>,
 }
 
 impl ModelDatabase {
     /// Whether per-database work can connect to it.
     pub fn connectable(&self) -> bool {
         self.allow_connections && self.valid
+    }
+
+    /// Applies a database option that an existing database keeps
+    /// (creation-only options such as locales change nothing here).
+    fn set(&mut self, o: &DbOption) {
+        match o {
+            DbOption::AllowConnections(b) => self.allow_connections = *b,
+            DbOption::IsTemplate(b) => self.is_template = *b,
+            DbOption::ConnectionLimit(n) => self.connection_limit = *n,
+            _ => {}
+        }
     }
 }
 
@@ -58,6 +80,8 @@ impl Model {
                             password: r.password.clone(),
                             superuser: r.superuser,
                             builtin: r.builtin,
+                            attrs: r.attrs.clone(),
+                            member_of: r.member_of.iter().cloned().collect(),
                         },
                     )
                 })
@@ -73,6 +97,10 @@ impl Model {
                             allow_connections: d.allow_connections,
                             is_template: d.is_template,
                             valid: d.valid,
+                            connection_limit: d.connection_limit,
+                            extensions_marker: d.extensions_marker.clone(),
+                            origin: Some(d.name.clone()),
+                            template: None,
                         },
                     )
                 })
@@ -92,6 +120,8 @@ impl Model {
                     password: r.password.clone(),
                     superuser: r.superuser,
                     builtin: r.builtin,
+                    attrs: r.attrs.clone(),
+                    member_of: r.member_of.iter().cloned().collect(),
                 })
                 .collect(),
             databases: self
@@ -103,6 +133,8 @@ impl Model {
                     allow_connections: d.allow_connections,
                     is_template: d.is_template,
                     valid: d.valid,
+                    connection_limit: d.connection_limit,
+                    extensions_marker: d.extensions_marker.clone(),
                 })
                 .collect(),
             max_connections: self.max_connections,
@@ -140,15 +172,47 @@ impl Model {
         }
     }
 
+    /// Whether `from` is `target` or (transitively) a member of it; then
+    /// granting `from` to `target` would be circular.
+    pub fn reaches(&self, from: &str, target: &str) -> bool {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from.to_string()];
+        while let Some(r) = todo.pop() {
+            if r == target {
+                return true;
+            }
+            if seen.insert(r.clone()) {
+                if let Some(role) = self.roles.get(&r) {
+                    todo.extend(role.member_of.iter().cloned());
+                }
+            }
+        }
+        false
+    }
+
+    fn role_mut(&mut self, name: &str) -> Result<&mut ModelRole, String> {
+        self.roles
+            .get_mut(name)
+            .ok_or_else(|| format!("role {name:?} does not exist"))
+    }
+
     /// Applies `op` as Postgres would, or says why Postgres would refuse it.
     pub fn apply(&mut self, op: &Op) -> Result<(), String> {
         match op {
-            Op::CreateRole { name, password } => {
+            Op::CreateRole {
+                name,
+                password,
+                attrs,
+            } => {
                 if self.roles.contains_key(name) {
                     return Err(format!("role {name:?} already exists"));
                 }
                 if name.starts_with("pg_") {
                     return Err(format!("role name {name:?} is reserved"));
+                }
+                let mut role_attrs = RoleAttrs::default();
+                for a in attrs {
+                    role_attrs.set(a);
                 }
                 self.roles.insert(
                     name.clone(),
@@ -156,8 +220,30 @@ impl Model {
                         password: password.clone(),
                         superuser: false,
                         builtin: false,
+                        attrs: role_attrs,
+                        member_of: BTreeSet::new(),
                     },
                 );
+            }
+            Op::AlterRoleAttributes { name, attrs } => {
+                let role = self.role_mut(name)?;
+                for a in attrs {
+                    role.attrs.set(a);
+                }
+            }
+            Op::GrantRole { role, member } => {
+                self.role(role)?;
+                self.role(member)?;
+                if self.reaches(role, member) {
+                    return Err(format!(
+                        "granting {role:?} to {member:?} would make a membership loop"
+                    ));
+                }
+                self.role_mut(member)?.member_of.insert(role.clone());
+            }
+            Op::RevokeRole { role, member } => {
+                self.role(role)?;
+                self.role_mut(member)?.member_of.remove(role);
             }
             Op::AlterRolePassword { name, password } => {
                 self.role(name)?;
@@ -182,6 +268,11 @@ impl Model {
                 }
                 self.roles.remove(from);
                 self.roles.insert(to.clone(), role);
+                for r in self.roles.values_mut() {
+                    if r.member_of.remove(from) {
+                        r.member_of.insert(to.clone());
+                    }
+                }
                 for d in self.databases.values_mut() {
                     if d.owner == *from {
                         d.owner = to.clone();
@@ -211,6 +302,9 @@ impl Model {
                     return Err(format!("role {name:?} owns database {db:?}"));
                 }
                 self.roles.remove(name);
+                for r in self.roles.values_mut() {
+                    r.member_of.remove(name);
+                }
             }
             Op::CreateDatabase {
                 name,
@@ -226,15 +320,18 @@ impl Model {
                     allow_connections: true,
                     is_template: false,
                     valid: true,
+                    connection_limit: -1,
+                    extensions_marker: None,
+                    origin: None,
+                    template: Some("template1".into()),
                 };
                 for o in options {
                     match o {
-                        DbOption::AllowConnections(b) => db.allow_connections = *b,
-                        DbOption::IsTemplate(b) => db.is_template = *b,
                         DbOption::Template(t) => {
                             self.database(t)?;
+                            db.template = Some(t.clone());
                         }
-                        _ => {}
+                        o => db.set(o),
                     }
                 }
                 self.databases.insert(name.clone(), db);
@@ -260,13 +357,32 @@ impl Model {
                     d.is_template = *is_template;
                 }
             }
+            Op::AlterDatabaseOptions { name, options } => {
+                let db = self.database(name)?;
+                if !db.valid {
+                    return Err(format!("cannot alter invalid database {name:?}"));
+                }
+                if let Some(d) = self.databases.get_mut(name) {
+                    for o in options {
+                        d.set(o);
+                    }
+                }
+            }
+            Op::SetExtensionsMarker { database, value } => {
+                self.connectable(database)?;
+                if let Some(d) = self.databases.get_mut(database) {
+                    d.extensions_marker = Some(value.clone());
+                }
+            }
             Op::DropDatabase { name } => {
                 if self.database(name)?.is_template {
                     return Err(format!("cannot drop a template database ({name:?})"));
                 }
                 self.databases.remove(name);
             }
-            Op::CreateExtension { database, .. } | Op::UpdateExtension { database, .. } => {
+            Op::CreateExtension { database, .. }
+            | Op::SetExtensionSchema { database, .. }
+            | Op::UpdateExtension { database, .. } => {
                 self.connectable(database)?;
             }
         }

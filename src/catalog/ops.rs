@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::role_options::RoleAttr;
+
 /// A password hash as Postgres stores it (`md5<32 hex>` or a
 /// `SCRAM-SHA-256$...` verifier). `Debug` and `Display` redact it.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -61,11 +63,20 @@ pub enum DbOption {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "op")]
 pub enum Op {
-    /// `CREATE ROLE "name" WITH LOGIN [PASSWORD '...']`
+    /// `CREATE ROLE "name" WITH LOGIN [PASSWORD '...'] [attributes]`
+    /// (only attributes that differ from the `LOGIN` defaults).
     CreateRole {
         name: String,
         password: Option<Secret>,
+        #[serde(default)]
+        attrs: Vec<RoleAttr>,
     },
+    /// `ALTER ROLE "name" WITH attribute ...`
+    AlterRoleAttributes { name: String, attrs: Vec<RoleAttr> },
+    /// `GRANT "role" TO "member"`
+    GrantRole { role: String, member: String },
+    /// `REVOKE "role" FROM "member"`
+    RevokeRole { role: String, member: String },
     /// `ALTER ROLE "name" WITH PASSWORD '...' | NULL`
     AlterRolePassword {
         name: String,
@@ -96,6 +107,12 @@ pub enum Op {
     RenameDatabase { from: String, to: String },
     /// `ALTER DATABASE "name" WITH IS_TEMPLATE true|false`
     SetDatabaseTemplate { name: String, is_template: bool },
+    /// `ALTER DATABASE "name" option ...` for `ALLOW_CONNECTIONS`,
+    /// `CONNECTION LIMIT` and `IS_TEMPLATE` of an existing database.
+    AlterDatabaseOptions {
+        name: String,
+        options: Vec<DbOption>,
+    },
     /// `DROP DATABASE "name" WITH (FORCE)` (terminates its connections).
     DropDatabase { name: String },
     /// `CREATE EXTENSION IF NOT EXISTS "name" WITH SCHEMA "schema" [VERSION '...']`,
@@ -106,12 +123,23 @@ pub enum Op {
         schema: String,
         version: Option<String>,
     },
+    /// `ALTER EXTENSION "name" SET SCHEMA "schema"`, inside `database`.
+    SetExtensionSchema {
+        database: String,
+        name: String,
+        schema: String,
+    },
     /// `ALTER EXTENSION "name" UPDATE TO '...'`, inside `database`.
     UpdateExtension {
         database: String,
         name: String,
         version: String,
     },
+    /// `ALTER DATABASE "database" SET compute_ctl.extensions TO '...'`,
+    /// inside `database`, last of its extension work: records the wanted
+    /// extensions it now has, so that the next snapshot shows whether the
+    /// database needs a visit (see `super::plan::extension_targets`).
+    SetExtensionsMarker { database: String, value: String },
 }
 
 impl Op {
@@ -121,7 +149,9 @@ impl Op {
             Op::ReassignOwned { database, .. }
             | Op::DropOwned { database, .. }
             | Op::CreateExtension { database, .. }
-            | Op::UpdateExtension { database, .. } => Some(database),
+            | Op::SetExtensionSchema { database, .. }
+            | Op::UpdateExtension { database, .. }
+            | Op::SetExtensionsMarker { database, .. } => Some(database),
             _ => None,
         }
     }
@@ -131,6 +161,9 @@ impl Op {
         match self {
             Op::CreateRole { .. } => "create_role",
             Op::AlterRolePassword { .. } => "alter_role_password",
+            Op::AlterRoleAttributes { .. } => "alter_role_attributes",
+            Op::GrantRole { .. } => "grant_role",
+            Op::RevokeRole { .. } => "revoke_role",
             Op::RenameRole { .. } => "rename_role",
             Op::ReassignOwned { .. } => "reassign_owned",
             Op::DropOwned { .. } => "drop_owned",
@@ -139,9 +172,12 @@ impl Op {
             Op::AlterDatabaseOwner { .. } => "alter_database_owner",
             Op::RenameDatabase { .. } => "rename_database",
             Op::SetDatabaseTemplate { .. } => "set_database_template",
+            Op::AlterDatabaseOptions { .. } => "alter_database_options",
             Op::DropDatabase { .. } => "drop_database",
             Op::CreateExtension { .. } => "create_extension",
+            Op::SetExtensionSchema { .. } => "set_extension_schema",
             Op::UpdateExtension { .. } => "update_extension",
+            Op::SetExtensionsMarker { .. } => "set_extensions_marker",
         }
     }
 }

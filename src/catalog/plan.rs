@@ -1,17 +1,22 @@
 //! The pure planner: snapshot + spec + delta operations -> ordered ops.
 //!
-//! Order: the delta operations as listed (renames and deletes), then the
-//! spec's roles (create, password), then its databases (create, owner).
-//! Extensions are planned per database by [`plan_extensions`] once the
-//! database exists (see `execute`). The planner applies every op it emits to
+//! Order: invalid databases dropped (an interrupted `DROP DATABASE` leaves
+//! them unusable; the only way out is to drop them again, as Neon does;
+//! one the spec lists is then created afresh), the delta operations as
+//! listed (renames and deletes), then the spec's roles (create, password,
+//! attributes), their memberships, then its databases (create, owner,
+//! options). Extensions are planned per database by [`plan_extensions`]
+//! once the database exists, and only for the databases
+//! [`extension_targets`] picks (see `execute`). The planner applies every op it emits to
 //! a [`Model`] of the snapshot, so later decisions see earlier ops, and a
 //! plan that Postgres' rules would refuse is reported as an error instead of
 //! being executed halfway.
 
 use super::model::Model;
 use super::ops::{DbOption, Op, Secret};
+use super::role_options::{RoleAttrs, parse_role_options};
 use super::snapshot::{InstalledExtension, Snapshot};
-use crate::spec::{ComputeSpec, DeltaAction, Extension, GenericOption};
+use crate::spec::{ComputeSpec, Database, DeltaAction, Extension, GenericOption};
 
 /// The default schema of extensions whose spec names none (the supervisor's
 /// sessions run with `search_path=pg_catalog`, where nothing may be created).
@@ -51,6 +56,30 @@ pub enum PlanError {
         "delta operation {action} of {name:?} contradicts the spec, which also lists {name:?} (every apply would undo it); remove one of them"
     )]
     Contradiction { action: &'static str, name: String },
+    #[error("role {role:?}: {message}")]
+    BadRoleOption { role: String, message: String },
+    #[error(
+        "role {role:?}: in_role names {member_of:?}, which does not exist and is not created by the spec; add it to cluster.roles"
+    )]
+    UnknownRole { role: String, member_of: String },
+    #[error(
+        "role {role:?}: in_role names {member_of:?}, a superuser or the supervisor's own role; membership in it would grant superuser powers, so it is refused"
+    )]
+    SuperuserMembership { role: String, member_of: String },
+    #[error(
+        "role {role:?}: in_role {member_of:?} would make a membership loop ({member_of:?} is already a member of {role:?}); remove one of the two"
+    )]
+    MembershipLoop { role: String, member_of: String },
+    #[error("database {database:?}: option {option:?} is given twice; keep one")]
+    DuplicateDbOption { database: String, option: String },
+    #[error(
+        "database {database:?}: restrict_conn and the ALLOW_CONNECTIONS option contradict each other; keep one"
+    )]
+    RestrictConnConflict { database: String },
+    #[error(
+        "database {database:?} is the supervisor's own database; it must accept connections (drop restrict_conn / ALLOW_CONNECTIONS false)"
+    )]
+    OwnDatabaseLocked { database: String },
     #[error("internal planner error (a bug): {0}")]
     Inconsistent(String),
 }
@@ -104,6 +133,50 @@ pub fn db_option(database: &str, o: &GenericOption) -> Result<DbOption, PlanErro
             });
         }
     })
+}
+
+/// A spec database's options: its `options` and Neon's `restrict_conn`
+/// (as `ALLOW_CONNECTIONS false`, or `true` when it is given as false).
+pub fn database_options(db: &Database) -> Result<Vec<DbOption>, PlanError> {
+    let mut options = db
+        .options
+        .iter()
+        .flatten()
+        .map(|o| db_option(&db.name, o))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, o) in options.iter().enumerate() {
+        if options[..i]
+            .iter()
+            .any(|x| std::mem::discriminant(x) == std::mem::discriminant(o))
+        {
+            return Err(PlanError::DuplicateDbOption {
+                database: db.name.clone(),
+                option: db
+                    .options
+                    .iter()
+                    .flatten()
+                    .nth(i)
+                    .map(|g| g.name.clone())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    if let Some(restrict) = db.restrict_conn {
+        let given = options.iter().find_map(|o| match o {
+            DbOption::AllowConnections(b) => Some(*b),
+            _ => None,
+        });
+        match given {
+            Some(allow) if allow == restrict => {
+                return Err(PlanError::RestrictConnConflict {
+                    database: db.name.clone(),
+                });
+            }
+            Some(_) => {}
+            None => options.push(DbOption::AllowConnections(!restrict)),
+        }
+    }
+    Ok(options)
 }
 
 struct Planner {
@@ -233,6 +306,22 @@ pub fn plan(
         ops: Vec::new(),
     };
     check_contradictions(spec)?;
+    let invalid: Vec<(String, bool)> = p
+        .model
+        .databases
+        .iter()
+        .filter(|(n, d)| !d.valid && **n != p.own_database)
+        .map(|(n, d)| (n.clone(), d.is_template))
+        .collect();
+    for (name, is_template) in invalid {
+        if is_template {
+            // Postgres neither drops a template nor alters an invalid
+            // database: only an operator can (UPDATE pg_database).
+            tracing::warn!(database = %name, "invalid template database left alone; clear datistemplate by hand, the next apply drops it");
+            continue;
+        }
+        p.push(Op::DropDatabase { name })?;
+    }
     for d in spec.delta_ops() {
         let new_name = d.new_name.as_deref().unwrap_or_default();
         match d.action {
@@ -242,10 +331,17 @@ pub fn plan(
             DeltaAction::RenameRole => p.rename_role(&d.name, new_name)?,
         }
     }
+    let mut memberships = Vec::new();
     for role in &spec.cluster.roles {
         if p.model.is_protected_role(&role.name) {
             continue;
         }
+        let wish = parse_role_options(role.options.as_deref().unwrap_or(&[])).map_err(|e| {
+            PlanError::BadRoleOption {
+                role: role.name.clone(),
+                message: e.message,
+            }
+        })?;
         let password = stored_password(role.encrypted_password.as_deref());
         match p.model.roles.get(&role.name) {
             None if role.name.starts_with("pg_") => {
@@ -254,12 +350,74 @@ pub fn plan(
             None => p.push(Op::CreateRole {
                 name: role.name.clone(),
                 password,
+                attrs: RoleAttrs::default().diff(&wish.attrs),
             })?,
-            Some(r) if r.password != password => p.push(Op::AlterRolePassword {
-                name: role.name.clone(),
-                password,
-            })?,
-            Some(_) => {}
+            Some(r) => {
+                let attrs = r.attrs.diff(&wish.attrs);
+                if r.password != password {
+                    p.push(Op::AlterRolePassword {
+                        name: role.name.clone(),
+                        password,
+                    })?;
+                }
+                if !attrs.is_empty() {
+                    p.push(Op::AlterRoleAttributes {
+                        name: role.name.clone(),
+                        attrs,
+                    })?;
+                }
+            }
+        }
+        if let Some(in_role) = wish.in_role {
+            memberships.push((role.name.clone(), in_role));
+        }
+    }
+    // After every role exists, so that a role may join one listed later.
+    for (member, in_role) in &memberships {
+        for group in in_role {
+            match p.model.roles.get(group) {
+                None => {
+                    return Err(PlanError::UnknownRole {
+                        role: member.clone(),
+                        member_of: group.clone(),
+                    });
+                }
+                Some(g) if g.superuser || *group == p.model.current_user => {
+                    return Err(PlanError::SuperuserMembership {
+                        role: member.clone(),
+                        member_of: group.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    // Revokes first, so that a membership the spec moves elsewhere does not
+    // look like a loop halfway.
+    for (member, in_role) in &memberships {
+        let have = p.model.roles[member].member_of.clone();
+        for group in have.iter().filter(|g| !in_role.contains(g)) {
+            p.push(Op::RevokeRole {
+                role: group.clone(),
+                member: member.clone(),
+            })?;
+        }
+    }
+    for (member, in_role) in &memberships {
+        for group in in_role {
+            if p.model.roles[member].member_of.contains(group) {
+                continue;
+            }
+            if p.model.reaches(group, member) {
+                return Err(PlanError::MembershipLoop {
+                    role: member.clone(),
+                    member_of: group.clone(),
+                });
+            }
+            p.push(Op::GrantRole {
+                role: group.clone(),
+                member: member.clone(),
+            })?;
         }
     }
     for db in &spec.cluster.databases {
@@ -269,28 +427,48 @@ pub fn plan(
                 owner: db.owner.clone(),
             });
         }
+        let options = database_options(db)?;
+        if db.name == p.own_database
+            && options
+                .iter()
+                .any(|o| matches!(o, DbOption::AllowConnections(false)))
+        {
+            return Err(PlanError::OwnDatabaseLocked {
+                database: db.name.clone(),
+            });
+        }
         let existing = p.model.databases.get(&db.name).cloned();
         match existing {
-            Some(d) if d.valid => {
+            Some(d) if !d.valid => {
+                tracing::warn!(database = %db.name, "the spec's database is an invalid template; it is left alone");
+            }
+            Some(d) => {
                 if d.owner != db.owner {
                     p.push(Op::AlterDatabaseOwner {
                         name: db.name.clone(),
                         owner: db.owner.clone(),
                     })?;
                 }
-            }
-            _ => {
-                if existing.is_some() {
-                    // Invalid (an interrupted DROP DATABASE): unusable, so
-                    // finish the drop and create it afresh.
-                    p.delete_db(&db.name)?;
+                // Only what an existing database keeps, and only what the
+                // spec names: an operator's lock on a database the spec
+                // says nothing about stays.
+                let changes: Vec<DbOption> = options
+                    .into_iter()
+                    .filter(|o| match o {
+                        DbOption::AllowConnections(b) => d.allow_connections != *b,
+                        DbOption::ConnectionLimit(n) => d.connection_limit != *n,
+                        DbOption::IsTemplate(b) => d.is_template != *b,
+                        _ => false,
+                    })
+                    .collect();
+                if !changes.is_empty() {
+                    p.push(Op::AlterDatabaseOptions {
+                        name: db.name.clone(),
+                        options: changes,
+                    })?;
                 }
-                let options = db
-                    .options
-                    .iter()
-                    .flatten()
-                    .map(|o| db_option(&db.name, o))
-                    .collect::<Result<Vec<_>, _>>()?;
+            }
+            None => {
                 for o in &options {
                     if let DbOption::Template(t) = o {
                         if !p.model.databases.contains_key(t) {
@@ -378,8 +556,69 @@ pub fn wanted_extensions(spec: &ComputeSpec) -> Vec<(String, Vec<Extension>)> {
     out
 }
 
-/// Plans the extensions of one database: create the missing ones, update
-/// those whose wanted version differs from the installed one.
+/// A database whose extensions an apply works on: the snapshot shows its
+/// wish differs from what was last applied there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionTarget {
+    pub database: String,
+    pub wanted: Vec<Extension>,
+    /// The value [`Op::SetExtensionsMarker`] records once they are in place.
+    pub marker: String,
+    /// Its name in the snapshot (before a rename); `None`: created by the plan.
+    pub origin: Option<String>,
+    /// The template it is created from, when the plan creates it.
+    pub template: Option<String>,
+}
+
+impl ExtensionTarget {
+    /// The op that records the work done, last in the database's session.
+    pub fn marker_op(&self) -> Op {
+        Op::SetExtensionsMarker {
+            database: self.database.clone(),
+            value: self.marker.clone(),
+        }
+    }
+}
+
+/// What the marker of a database holds for `wanted`: the spec's list as
+/// compact JSON, so a changed name, schema or version shows.
+pub fn extensions_marker(wanted: &[Extension]) -> String {
+    serde_json::to_string(wanted).unwrap_or_default()
+}
+
+/// The databases whose extensions need a visit, judged from `model` (the
+/// snapshot with the plan applied), and those skipped because they are
+/// missing, invalid or refuse connections. A database whose marker equals
+/// its wish is not visited: a second apply opens no session to it. The
+/// price: an extension dropped by hand in such a database comes back only
+/// when the spec's list for it changes (or the marker is reset with
+/// `ALTER DATABASE ... RESET compute_ctl.extensions`).
+pub fn extension_targets(spec: &ComputeSpec, model: &Model) -> (Vec<ExtensionTarget>, Vec<String>) {
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
+    for (db, wanted) in wanted_extensions(spec) {
+        let marker = extensions_marker(&wanted);
+        match model.databases.get(&db) {
+            Some(d) if d.connectable() => {
+                if d.extensions_marker.as_deref() != Some(marker.as_str()) {
+                    targets.push(ExtensionTarget {
+                        database: db,
+                        wanted,
+                        marker,
+                        origin: d.origin.clone(),
+                        template: d.template.clone(),
+                    });
+                }
+            }
+            _ => skipped.push(db),
+        }
+    }
+    (targets, skipped)
+}
+
+/// Plans the extensions of one database: create the missing ones, move
+/// those in another schema than the spec names, update those whose wanted
+/// version differs from the installed one (after the move).
 pub fn plan_extensions(
     database: &str,
     installed: &[InstalledExtension],
@@ -398,6 +637,15 @@ pub fn plan_extensions(
                 version: w.version.clone(),
             }),
             Some(i) => {
+                if let Some(schema) = &w.schema {
+                    if *schema != i.schema {
+                        ops.push(Op::SetExtensionSchema {
+                            database: database.to_string(),
+                            name: w.name.clone(),
+                            schema: schema.clone(),
+                        });
+                    }
+                }
                 if let Some(v) = &w.version {
                     if *v != i.version {
                         ops.push(Op::UpdateExtension {

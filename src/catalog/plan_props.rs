@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::model::Model;
-use super::ops::Secret;
-use super::plan::{PlanError, plan, stored_password};
+use super::ops::{DbOption, Secret};
+use super::plan::{PlanError, database_options, plan, stored_password};
+use super::role_options::{RoleAttrs, parse_role_options};
 use super::snapshot::{DatabaseInfo, RoleInfo, Snapshot};
-use crate::spec::{Cluster, ComputeSpec, Database, DeltaAction, DeltaOp, Role};
+use crate::spec::{Cluster, ComputeSpec, Database, DeltaAction, DeltaOp, GenericOption, Role};
 
 const SUPERUSER: &str = "cloud_admin";
 const OWN_DB: &str = "postgres";
@@ -42,20 +43,88 @@ fn stored() -> impl Strategy<Value = Option<Secret>> {
     spec_password().prop_map(|p| stored_password(p.as_deref()))
 }
 
+/// Role attributes as drift may have left them.
+fn attrs() -> impl Strategy<Value = RoleAttrs> {
+    (
+        prop::array::uniform6(prop::bool::weighted(0.3)),
+        prop::sample::select(vec![-1, -1, 2]),
+        prop::sample::select(vec![None, Some("2030-01-01T00:00:00Z".to_string())]),
+    )
+        .prop_map(|(f, connection_limit, valid_until)| RoleAttrs {
+            login: !f[0],
+            createdb: f[1],
+            createrole: f[2],
+            replication: f[3],
+            bypassrls: f[4],
+            inherit: !f[5],
+            connection_limit,
+            valid_until,
+        })
+}
+
+/// Options a spec role may carry (name, value), as Neon sends them.
+fn role_options() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+    let one = prop_oneof![
+        any::<bool>().prop_map(|b| ("createdb", b.to_string())),
+        any::<bool>().prop_map(|b| ("createrole", b.to_string())),
+        any::<bool>().prop_map(|b| ("replication", b.to_string())),
+        any::<bool>().prop_map(|b| ("bypassrls", b.to_string())),
+        any::<bool>().prop_map(|b| ("inherit", b.to_string())),
+        prop::sample::select(vec!["-1", "0", "7"])
+            .prop_map(|n| ("connection_limit", n.to_string())),
+        prop::sample::select(vec!["infinity", "2030-01-01", "2031-05-06T07:08:09Z"])
+            .prop_map(|t| ("valid_until", t.to_string())),
+    ];
+    prop::collection::vec(one, 0..4)
+}
+
 prop_compose! {
     fn snapshot()(
-        roles in prop::collection::btree_map(name(), stored(), 0..5),
-        dbs in prop::collection::btree_map(name(), (0..8usize, any::<bool>(), any::<bool>(), prop::bool::weighted(0.8)), 0..5),
+        roles in prop::collection::btree_map(name(), (stored(), attrs(), prop::collection::btree_set(name(), 0..3)), 0..5),
+        dbs in prop::collection::btree_map(name(), (0..8usize, any::<bool>(), any::<bool>(), prop::bool::weighted(0.8), prop::sample::select(vec![-1, 3])), 0..5),
     ) -> Snapshot {
-        let mut role_infos = vec![RoleInfo { name: SUPERUSER.into(), password: None, superuser: true, builtin: true }];
+        let mut role_infos = vec![RoleInfo { name: SUPERUSER.into(), password: None, superuser: true, builtin: true, attrs: RoleAttrs::default(), member_of: vec![] }];
         let owners: Vec<String> = std::iter::once(SUPERUSER.to_string()).chain(roles.keys().cloned()).collect();
-        role_infos.extend(roles.into_iter().map(|(name, password)| RoleInfo { name, password, superuser: false, builtin: false }));
-        let mut databases = vec![DatabaseInfo { name: OWN_DB.into(), owner: SUPERUSER.into(), allow_connections: true, is_template: false, valid: true }];
-        databases.extend(dbs.into_iter().map(|(name, (o, allow, template, valid))| DatabaseInfo {
-            name, owner: owners[o % owners.len()].clone(), allow_connections: allow, is_template: template, valid,
+        let names: BTreeSet<String> = roles.keys().cloned().collect();
+        // Memberships between existing roles, without loops (only in roles
+        // that sort after the member).
+        role_infos.extend(roles.into_iter().map(|(name, (password, attrs, groups))| {
+            let member_of = groups.into_iter().filter(|g| names.contains(g) && *g > name).collect();
+            RoleInfo { name, password, superuser: false, builtin: false, attrs, member_of }
+        }));
+        let mut databases = vec![DatabaseInfo { name: OWN_DB.into(), owner: SUPERUSER.into(), allow_connections: true, is_template: false, valid: true, connection_limit: -1, extensions_marker: None }];
+        databases.extend(dbs.into_iter().map(|(name, (o, allow, template, valid, connection_limit))| DatabaseInfo {
+            // An invalid template cannot come from an interrupted DROP
+            // DATABASE (templates cannot be dropped).
+            name, owner: owners[o % owners.len()].clone(), allow_connections: allow, is_template: template && valid, valid,
+            connection_limit: if valid { connection_limit } else { -2 }, extensions_marker: None,
         }));
         Snapshot { roles: role_infos, databases, max_connections: 100, current_user: SUPERUSER.into() }
     }
+}
+
+/// Options a spec database may carry, and `restrict_conn`.
+fn db_options() -> impl Strategy<Value = (Vec<GenericOption>, Option<bool>)> {
+    let one = prop_oneof![
+        any::<bool>().prop_map(|b| ("ALLOW_CONNECTIONS", b.to_string())),
+        any::<bool>().prop_map(|b| ("IS_TEMPLATE", b.to_string())),
+        prop::sample::select(vec!["-1", "5"]).prop_map(|n| ("CONNECTION_LIMIT", n.to_string())),
+    ];
+    (
+        prop::collection::vec(one, 0..3),
+        prop::option::weighted(0.3, any::<bool>()),
+    )
+        .prop_map(|(opts, restrict)| {
+            let opts = opts
+                .into_iter()
+                .map(|(name, value)| GenericOption {
+                    name: name.into(),
+                    value: Some(value),
+                    vartype: "string".into(),
+                })
+                .collect();
+            (opts, restrict)
+        })
 }
 
 fn delta() -> impl Strategy<Value = DeltaOp> {
@@ -76,15 +145,25 @@ fn delta() -> impl Strategy<Value = DeltaOp> {
 
 prop_compose! {
     fn spec()(
-        roles in prop::collection::btree_map(name(), spec_password(), 0..5),
-        dbs in prop::collection::btree_map(name(), 0..8usize, 0..5),
+        roles in prop::collection::btree_map(name(), (spec_password(), role_options(), prop::option::weighted(0.4, prop::collection::vec(0..8usize, 0..3))), 0..5),
+        dbs in prop::collection::btree_map(name(), (0..8usize, db_options()), 0..5),
         deltas in prop::collection::vec(delta(), 0..5),
     ) -> ComputeSpec {
         let owners: Vec<String> = std::iter::once(SUPERUSER.to_string()).chain(roles.keys().cloned()).collect();
-        let databases = dbs.iter().map(|(name, o)| Database {
-            name: name.clone(), owner: owners[o % owners.len()].clone(), options: None, extensions: vec![],
+        let databases = dbs.iter().map(|(name, (o, (options, restrict_conn)))| Database {
+            name: name.clone(), owner: owners[o % owners.len()].clone(), options: Some(options.clone()), extensions: vec![],
+            restrict_conn: *restrict_conn,
         }).collect();
-        let roles = roles.into_iter().map(|(name, encrypted_password)| Role { name, encrypted_password, options: None }).collect();
+        // in_role names spec roles (they exist once created) and, rarely,
+        // the superuser (refused).
+        let roles = roles.into_iter().map(|(name, (encrypted_password, opts, in_role))| {
+            let mut options: Vec<GenericOption> = opts.into_iter().map(|(n, v)| GenericOption { name: n.into(), value: Some(v), vartype: "string".into() }).collect();
+            if let Some(groups) = in_role {
+                let list: Vec<String> = groups.iter().map(|i| owners[i % owners.len()].clone()).collect();
+                options.push(GenericOption { name: "in_role".into(), value: Some(list.join(",")), vartype: "string".into() });
+            }
+            Role { name, encrypted_password, options: Some(options) }
+        }).collect();
         let mut spec: ComputeSpec = serde_json::from_str(r#"{"format_version": 1.0, "cluster": {}}"#).unwrap();
         spec.cluster = Cluster { roles, databases, ..spec.cluster };
         spec.delta_operations = Some(deltas);
@@ -96,9 +175,11 @@ prop_compose! {
 fn naive_names(snapshot: &Snapshot, spec: &ComputeSpec) -> (BTreeSet<String>, BTreeSet<String>) {
     let protected = |r: &str| r == SUPERUSER;
     let mut roles: BTreeSet<String> = snapshot.roles.iter().map(|r| r.name.clone()).collect();
+    // Invalid databases are dropped first.
     let mut dbs: BTreeMap<String, bool> = snapshot
         .databases
         .iter()
+        .filter(|d| d.valid)
         .map(|d| (d.name.clone(), d.valid))
         .collect();
     for d in spec.delta_ops() {
@@ -168,7 +249,21 @@ proptest! {
             prop_assert!(matches!(planned, Err(PlanError::Contradiction { .. })), "{:?}", planned);
             return Ok(());
         }
-        let ops = planned.expect("plan");
+        let refused_membership = spec.cluster.roles.iter().any(|r| {
+            parse_role_options(r.options.as_deref().unwrap_or(&[])).unwrap().in_role.is_some_and(|g| g.iter().any(|g| g == SUPERUSER))
+        });
+        let conflict = spec.cluster.databases.iter().any(|d| database_options(d).is_err());
+        let ops = match planned {
+            // Spec mistakes the planner must refuse (validation cannot see
+            // loops through existing memberships).
+            Err(PlanError::SuperuserMembership { .. }) if refused_membership => return Ok(()),
+            Err(PlanError::RestrictConnConflict { .. } | PlanError::DuplicateDbOption { .. }) if conflict => return Ok(()),
+            Err(PlanError::MembershipLoop { .. }) => return Ok(()),
+            other => {
+                prop_assert!(!refused_membership && !conflict, "{:?}", other);
+                other.map_err(|e| TestCaseError::fail(format!("plan: {e}")))?
+            }
+        };
         let mut model = Model::from_snapshot(&snapshot);
         for op in &ops {
             model.apply(op).map_err(|e| TestCaseError::fail(format!("{op}: {e}")))?;
@@ -177,12 +272,26 @@ proptest! {
             if r.name == SUPERUSER { continue; }
             let got = model.roles.get(&r.name).expect("spec role exists");
             prop_assert_eq!(&got.password, &stored_password(r.encrypted_password.as_deref()));
+            let wish = parse_role_options(r.options.as_deref().unwrap_or(&[])).unwrap();
+            prop_assert_eq!(&got.attrs, &wish.attrs, "attributes of {}", &r.name);
+            if let Some(groups) = wish.in_role {
+                prop_assert_eq!(&got.member_of, &groups.into_iter().collect::<BTreeSet<_>>(), "memberships of {}", &r.name);
+            }
         }
         for d in &spec.cluster.databases {
             let got = model.databases.get(&d.name).expect("spec database exists");
             prop_assert!(got.valid);
             prop_assert_eq!(&got.owner, &d.owner);
+            for o in database_options(d).unwrap() {
+                match o {
+                    DbOption::AllowConnections(b) => prop_assert_eq!(got.allow_connections, b),
+                    DbOption::IsTemplate(b) => prop_assert_eq!(got.is_template, b),
+                    DbOption::ConnectionLimit(n) => prop_assert_eq!(got.connection_limit, n),
+                    _ => {}
+                }
+            }
         }
+        prop_assert!(model.databases.values().all(|d| d.valid), "invalid databases are dropped");
         let (roles, dbs) = naive_names(&snapshot, &spec);
         prop_assert_eq!(model.roles.keys().cloned().collect::<BTreeSet<_>>(), roles);
         prop_assert_eq!(model.databases.keys().cloned().collect::<BTreeSet<_>>(), dbs);
@@ -226,12 +335,16 @@ fn rename_then_delete_composes_and_md5_is_set_again() {
                 password: None,
                 superuser: true,
                 builtin: true,
+                attrs: RoleAttrs::default(),
+                member_of: vec![],
             },
             RoleInfo {
                 name: "old".into(),
                 password: Some(Secret::new("md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")),
                 superuser: false,
                 builtin: false,
+                attrs: RoleAttrs::default(),
+                member_of: vec![],
             },
         ],
         databases: vec![DatabaseInfo {
@@ -240,6 +353,8 @@ fn rename_then_delete_composes_and_md5_is_set_again() {
             allow_connections: true,
             is_template: false,
             valid: true,
+            connection_limit: -1,
+            extensions_marker: None,
         }],
         max_connections: 100,
         current_user: SUPERUSER.into(),

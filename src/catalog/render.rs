@@ -5,8 +5,12 @@
 //! double-quoted ([`quote_ident`]), every string a literal ([`quote_literal`]),
 //! no trailing semicolon.
 
-use super::ops::{DbOption, Op, Secret};
+use super::ops::{DbOption, Op, RoleAttr, Secret};
 use super::quote::{quote_ident, quote_literal};
+
+/// The database setting that records the extensions last applied in a
+/// database (read back by the snapshot).
+pub const EXTENSIONS_MARKER: &str = "compute_ctl.extensions";
 
 /// The SQL of `op`, including any password (send it, never log it).
 pub fn render(op: &Op) -> String {
@@ -46,17 +50,62 @@ fn db_option(o: &DbOption) -> String {
     }
 }
 
+fn role_attr(a: &RoleAttr) -> String {
+    let flag = |on: bool, kw: &str| {
+        if on {
+            kw.to_string()
+        } else {
+            format!("NO{kw}")
+        }
+    };
+    match a {
+        RoleAttr::Login(b) => flag(*b, "LOGIN"),
+        RoleAttr::CreateDb(b) => flag(*b, "CREATEDB"),
+        RoleAttr::CreateRole(b) => flag(*b, "CREATEROLE"),
+        RoleAttr::Replication(b) => flag(*b, "REPLICATION"),
+        RoleAttr::BypassRls(b) => flag(*b, "BYPASSRLS"),
+        RoleAttr::Inherit(b) => flag(*b, "INHERIT"),
+        RoleAttr::ConnectionLimit(n) => format!("CONNECTION LIMIT {n}"),
+        RoleAttr::ValidUntil(t) => format!(
+            "VALID UNTIL {}",
+            quote_literal(t.as_deref().unwrap_or("infinity"))
+        ),
+    }
+}
+
+fn push_all<T>(sql: &mut String, items: &[T], f: impl Fn(&T) -> String) {
+    for i in items {
+        sql.push(' ');
+        sql.push_str(&f(i));
+    }
+}
+
 fn render_with(op: &Op, redact: bool) -> String {
     let q = |s: &str| quote_ident(s);
     match op {
-        Op::CreateRole { name, password: p } => match p {
-            None => format!("CREATE ROLE {} WITH LOGIN", q(name)),
-            Some(_) => format!(
-                "CREATE ROLE {} WITH LOGIN PASSWORD {}",
-                q(name),
-                password(p, redact)
-            ),
-        },
+        Op::CreateRole {
+            name,
+            password: p,
+            attrs,
+        } => {
+            let mut sql = match p {
+                None => format!("CREATE ROLE {} WITH LOGIN", q(name)),
+                Some(_) => format!(
+                    "CREATE ROLE {} WITH LOGIN PASSWORD {}",
+                    q(name),
+                    password(p, redact)
+                ),
+            };
+            push_all(&mut sql, attrs, role_attr);
+            sql
+        }
+        Op::AlterRoleAttributes { name, attrs } => {
+            let mut sql = format!("ALTER ROLE {} WITH", q(name));
+            push_all(&mut sql, attrs, role_attr);
+            sql
+        }
+        Op::GrantRole { role, member } => format!("GRANT {} TO {}", q(role), q(member)),
+        Op::RevokeRole { role, member } => format!("REVOKE {} FROM {}", q(role), q(member)),
         Op::AlterRolePassword { name, password: p } => {
             format!(
                 "ALTER ROLE {} WITH PASSWORD {}",
@@ -91,6 +140,11 @@ fn render_with(op: &Op, redact: bool) -> String {
         Op::SetDatabaseTemplate { name, is_template } => {
             format!("ALTER DATABASE {} WITH IS_TEMPLATE {is_template}", q(name))
         }
+        Op::AlterDatabaseOptions { name, options } => {
+            let mut sql = format!("ALTER DATABASE {}", q(name));
+            push_all(&mut sql, options, db_option);
+            sql
+        }
         Op::DropDatabase { name } => format!("DROP DATABASE {} WITH (FORCE)", q(name)),
         Op::CreateExtension {
             name,
@@ -108,6 +162,9 @@ fn render_with(op: &Op, redact: bool) -> String {
             }
             sql
         }
+        Op::SetExtensionSchema { name, schema, .. } => {
+            format!("ALTER EXTENSION {} SET SCHEMA {}", q(name), q(schema))
+        }
         Op::UpdateExtension { name, version, .. } => {
             format!(
                 "ALTER EXTENSION {} UPDATE TO {}",
@@ -115,6 +172,11 @@ fn render_with(op: &Op, redact: bool) -> String {
                 quote_literal(version)
             )
         }
+        Op::SetExtensionsMarker { database, value } => format!(
+            "ALTER DATABASE {} SET {EXTENSIONS_MARKER} TO {}",
+            q(database),
+            quote_literal(value)
+        ),
     }
 }
 
@@ -154,7 +216,58 @@ mod tests {
         let none = Op::CreateRole {
             name: "r".into(),
             password: None,
+            attrs: vec![],
         };
         assert_eq!(render(&none), r#"CREATE ROLE "r" WITH LOGIN"#);
+    }
+
+    #[test]
+    fn role_attributes_memberships_and_extension_moves_render() {
+        let create = Op::CreateRole {
+            name: "r".into(),
+            password: Some(Secret::new("md5abc")),
+            attrs: vec![
+                RoleAttr::CreateDb(true),
+                RoleAttr::Inherit(false),
+                RoleAttr::ConnectionLimit(3),
+                RoleAttr::ValidUntil(Some("2030-01-01T00:00:00Z".into())),
+            ],
+        };
+        assert_eq!(
+            render_redacted(&create),
+            r#"CREATE ROLE "r" WITH LOGIN PASSWORD <redacted> CREATEDB NOINHERIT CONNECTION LIMIT 3 VALID UNTIL '2030-01-01T00:00:00Z'"#
+        );
+        let alter = Op::AlterRoleAttributes {
+            name: "r".into(),
+            attrs: vec![RoleAttr::Login(true), RoleAttr::ValidUntil(None)],
+        };
+        assert_eq!(
+            render(&alter),
+            r#"ALTER ROLE "r" WITH LOGIN VALID UNTIL 'infinity'"#
+        );
+        let grant = Op::GrantRole {
+            role: "g\"".into(),
+            member: "m".into(),
+        };
+        assert_eq!(render(&grant), r#"GRANT "g""" TO "m""#);
+        let db = Op::AlterDatabaseOptions {
+            name: "d".into(),
+            options: vec![
+                DbOption::AllowConnections(false),
+                DbOption::ConnectionLimit(2),
+            ],
+        };
+        assert_eq!(
+            render(&db),
+            r#"ALTER DATABASE "d" ALLOW_CONNECTIONS false CONNECTION LIMIT 2"#
+        );
+        let marker = Op::SetExtensionsMarker {
+            database: "d".into(),
+            value: r#"[{"name":"it's"}]"#.into(),
+        };
+        assert_eq!(
+            render(&marker),
+            r#"ALTER DATABASE "d" SET compute_ctl.extensions TO '[{"name":"it''s"}]'"#
+        );
     }
 }

@@ -10,20 +10,38 @@
 use serde::{Deserialize, Serialize};
 
 use super::ops::Secret;
+use super::role_options::RoleAttrs;
 
-/// Reads roles (with password hashes) and databases (with owner,
-/// connectability, validity and template flag) in one statement.
+/// Reads roles (with password hashes, attributes and memberships) and
+/// databases (with owner, connectability, validity, template flag,
+/// connection limit and the extensions marker) in one statement.
 /// A database with `datconnlimit = -2` is invalid (an interrupted
 /// `DROP DATABASE`, Postgres 15). Roles with an OID below 16384
 /// (`FirstNormalObjectId`) are built in (bootstrap superuser, `pg_*`).
+/// `valid_until` is read in UTC as `YYYY-MM-DDTHH:MM:SSZ` (null for
+/// never and for infinity), the form the planner writes. The marker is
+/// the database-wide value of `compute_ctl.extensions` in
+/// `pg_db_role_setting`, a shared catalog, so it is readable from here.
 pub const SNAPSHOT_SQL: &str = "SELECT pg_catalog.json_build_object(\
 'roles', COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_object(\
 'name', a.rolname, 'password', a.rolpassword, 'superuser', a.rolsuper, \
-'builtin', a.oid < 16384) ORDER BY a.rolname) FROM pg_catalog.pg_authid a), '[]'::json), \
+'builtin', a.oid < 16384, 'attrs', pg_catalog.json_build_object(\
+'login', a.rolcanlogin, 'createdb', a.rolcreatedb, 'createrole', a.rolcreaterole, \
+'replication', a.rolreplication, 'bypassrls', a.rolbypassrls, 'inherit', a.rolinherit, \
+'connection_limit', a.rolconnlimit, 'valid_until', \
+pg_catalog.to_char(a.rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')), \
+'member_of', COALESCE(ms.member_of, '[]'::json)) ORDER BY a.rolname) \
+FROM pg_catalog.pg_authid a LEFT JOIN (SELECT m.member, \
+pg_catalog.json_agg(g.rolname ORDER BY g.rolname) AS member_of FROM pg_catalog.pg_auth_members m \
+JOIN pg_catalog.pg_authid g ON g.oid = m.roleid GROUP BY m.member) ms ON ms.member = a.oid), '[]'::json), \
 'databases', COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_object(\
 'name', d.datname, 'owner', pg_catalog.pg_get_userbyid(d.datdba), \
 'allow_connections', d.datallowconn, 'is_template', d.datistemplate, \
-'valid', d.datconnlimit <> -2) ORDER BY d.datname) FROM pg_catalog.pg_database d), '[]'::json), \
+'valid', d.datconnlimit <> -2, 'connection_limit', d.datconnlimit, \
+'extensions_marker', (SELECT pg_catalog.substr(c, 24) FROM pg_catalog.pg_db_role_setting s, \
+pg_catalog.unnest(s.setconfig) AS c WHERE s.setdatabase = d.oid AND s.setrole = 0 \
+AND pg_catalog.starts_with(c, 'compute_ctl.extensions=') LIMIT 1)) \
+ORDER BY d.datname) FROM pg_catalog.pg_database d), '[]'::json), \
 'max_connections', pg_catalog.current_setting('max_connections')::int, \
 'current_user', current_user)::text";
 
@@ -42,6 +60,12 @@ pub struct RoleInfo {
     pub superuser: bool,
     /// Created by initdb (bootstrap superuser, `pg_*` roles): never touched.
     pub builtin: bool,
+    /// Absent (an older snapshot): the `CREATE ROLE ... LOGIN` defaults.
+    #[serde(default)]
+    pub attrs: RoleAttrs,
+    /// The roles it is a member of, by name.
+    #[serde(default)]
+    pub member_of: Vec<String>,
 }
 
 /// A database as the catalog holds it.
@@ -55,6 +79,16 @@ pub struct DatabaseInfo {
     pub is_template: bool,
     /// False for an invalid database (`datconnlimit = -2`).
     pub valid: bool,
+    /// `datconnlimit` (-1: no limit; -2: invalid).
+    #[serde(default = "no_limit")]
+    pub connection_limit: i32,
+    /// The `compute_ctl.extensions` value last set in it, if any.
+    #[serde(default)]
+    pub extensions_marker: Option<String>,
+}
+
+fn no_limit() -> i32 {
+    -1
 }
 
 impl DatabaseInfo {
@@ -113,8 +147,20 @@ mod tests {
         assert_eq!(s.roles[1].password.as_ref().unwrap().expose(), "md5abc");
         assert!(!s.databases[0].connectable());
         assert_eq!(s.max_connections, 100);
+        assert_eq!(s.roles[1].attrs, RoleAttrs::default(), "absent: defaults");
+        assert_eq!(s.databases[0].connection_limit, -1);
         let back = parse_snapshot(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn the_marker_prefix_matches_the_rendered_setting() {
+        let prefix = format!("'{}='", super::super::render::EXTENSIONS_MARKER);
+        assert!(SNAPSHOT_SQL.contains(&prefix));
+        assert!(SNAPSHOT_SQL.contains(&format!(
+            "substr(c, {})",
+            super::super::render::EXTENSIONS_MARKER.len() + 2
+        )));
     }
 
     #[test]

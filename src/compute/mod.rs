@@ -135,6 +135,14 @@ impl<E: Env> Compute<E> {
         self.state.borrow().clone()
     }
 
+    /// The parameter contexts and the spec Postgres was started with, once
+    /// it was (for dry runs, which judge reload against restart).
+    pub fn restart_basis(&self) -> Option<(&crate::pg::SettingContexts, &ComputeSpec)> {
+        self.restart_basis
+            .get()
+            .map(|b| (&b.contexts, b.started_with.as_ref()))
+    }
+
     /// A receiver that sees every state change.
     pub fn subscribe(&self) -> watch::Receiver<ComputeState> {
         self.state.subscribe()

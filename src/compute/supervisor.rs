@@ -32,8 +32,8 @@ pub enum RunOutcome {
 /// What a reconfigure compares against to report settings that need a
 /// restart: the parameter contexts and the spec Postgres was started with.
 pub(super) struct RestartBasis {
-    contexts: pg::SettingContexts,
-    started_with: Arc<ComputeSpec>,
+    pub(super) contexts: pg::SettingContexts,
+    pub(super) started_with: Arc<ComputeSpec>,
 }
 
 /// How the postmaster ended, with its last output lines (to say why).

@@ -24,5 +24,5 @@ pub use pgdata::{
     BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, redact_connstr,
 };
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
-pub use restart::{SettingContexts, pending_restart, read_setting_contexts};
+pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};
 pub use stale::stop_stale_postmaster;

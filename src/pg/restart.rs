@@ -173,6 +173,12 @@ fn effective_settings(spec: &ComputeSpec) -> BTreeMap<String, Option<String>> {
     out
 }
 
+/// Name (lower case) -> value of a config file's text, later lines winning
+/// (the dry run's settings diff of two rendered `postgresql.conf`s).
+pub fn conf_values(text: &str) -> BTreeMap<String, String> {
+    text.lines().filter_map(parse_conf_line).collect()
+}
+
 /// Parses one `name = value` (or `name value`) line of a config file;
 /// comments, blank lines and include directives give `None`.
 fn parse_conf_line(line: &str) -> Option<(String, String)> {

@@ -191,6 +191,10 @@ pub struct Database {
     /// Extensions to create in this database (our addition; absent in Neon).
     #[serde(default)]
     pub extensions: Vec<Extension>,
+    /// Neon's `restrict_conn`: true keeps the database closed to new
+    /// connections (`ALLOW_CONNECTIONS false`); absent leaves it as it is.
+    #[serde(default)]
+    pub restrict_conn: Option<bool>,
 }
 
 /// An extension to `CREATE EXTENSION IF NOT EXISTS` in one database.

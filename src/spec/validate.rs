@@ -224,6 +224,14 @@ fn check_roles(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
         }
         if let Some(opts) = &role.options {
             check_options(opts, &path("options"), false, out);
+            // `superuser` is refused here, with the other role options the
+            // catalog cannot map (see catalog::role_options).
+            if let Err(e) = crate::catalog::parse_role_options(opts) {
+                out.push(SpecProblem::new(
+                    format!("{}[{}].{}", path("options"), e.index, e.field),
+                    e.message,
+                ));
+            }
         }
     }
 }

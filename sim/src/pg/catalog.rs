@@ -2,9 +2,11 @@
 //! (it lives in the world's shared state, like Neon's storage), so a compute
 //! that restarts from a base backup sees what it left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
+
+use super::ops::RoleAttrs;
 
 /// A role as `pg_authid` holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +14,22 @@ pub struct RoleRow {
     pub password: Option<String>,
     pub superuser: bool,
     pub builtin: bool,
+    pub attrs: RoleAttrs,
+    /// `pg_auth_members`: the roles it is a member of.
+    pub member_of: BTreeSet<String>,
+}
+
+impl RoleRow {
+    /// A role as `CREATE ROLE ... WITH LOGIN` makes it.
+    pub fn new(password: Option<String>, superuser: bool, builtin: bool) -> Self {
+        Self {
+            password,
+            superuser,
+            builtin,
+            attrs: RoleAttrs::default(),
+            member_of: BTreeSet::new(),
+        }
+    }
 }
 
 /// A database as `pg_database` holds it.
@@ -21,6 +39,9 @@ pub struct DbRow {
     pub allow_connections: bool,
     pub is_template: bool,
     pub valid: bool,
+    pub connection_limit: i32,
+    /// The `compute_ctl.extensions` database setting, if set.
+    pub extensions_marker: Option<String>,
     /// name -> (schema, version)
     pub extensions: BTreeMap<String, (String, String)>,
 }
@@ -32,6 +53,8 @@ impl DbRow {
             allow_connections: true,
             is_template: false,
             valid: true,
+            connection_limit: -1,
+            extensions_marker: None,
             extensions: BTreeMap::new(),
         }
     }
@@ -66,23 +89,12 @@ impl CatalogModel {
         self.roles.clear();
         self.databases.clear();
         self.max_connections = 100;
-        self.roles.insert(
-            superuser.to_string(),
-            RoleRow {
-                password: None,
-                superuser: true,
-                builtin: true,
-            },
-        );
+        self.roles
+            .insert(superuser.to_string(), RoleRow::new(None, true, true));
         for name in ["pg_monitor", "pg_read_all_data", "pg_write_all_data"] {
-            self.roles.insert(
-                name.to_string(),
-                RoleRow {
-                    password: None,
-                    superuser: false,
-                    builtin: true,
-                },
-            );
+            let mut r = RoleRow::new(None, false, true);
+            r.attrs.login = false;
+            self.roles.insert(name.to_string(), r);
         }
         self.databases
             .insert("postgres".into(), DbRow::new(superuser));
@@ -117,7 +129,8 @@ impl CatalogModel {
             .roles
             .iter()
             .map(|(n, r)| {
-                json!({"name": n, "password": r.password, "superuser": r.superuser, "builtin": r.builtin})
+                json!({"name": n, "password": r.password, "superuser": r.superuser, "builtin": r.builtin,
+                       "attrs": r.attrs, "member_of": r.member_of})
             })
             .collect();
         let dbs: Vec<Value> = self
@@ -125,7 +138,9 @@ impl CatalogModel {
             .iter()
             .map(|(n, d)| {
                 json!({"name": n, "owner": d.owner, "allow_connections": d.allow_connections,
-                       "is_template": d.is_template, "valid": d.valid})
+                       "is_template": d.is_template, "valid": d.valid,
+                       "connection_limit": if d.valid { d.connection_limit } else { -2 },
+                       "extensions_marker": d.extensions_marker})
             })
             .collect();
         json!({"roles": roles, "databases": dbs, "max_connections": self.max_connections,

@@ -213,22 +213,50 @@ fn apply(
     multi: bool,
 ) -> Result<Reply, PgErr> {
     match op {
-        Op::CreateRole { name, password } => {
+        Op::CreateRole {
+            name,
+            password,
+            attrs,
+        } => {
             if cat.roles.contains_key(name) {
                 return Err(PgErr::new(
                     "42710",
                     format!("role \"{name}\" already exists"),
                 ));
             }
-            cat.roles.insert(
-                name.clone(),
-                RoleRow {
-                    password: password.as_ref().map(|p| p.expose().to_string()),
-                    superuser: false,
-                    builtin: false,
-                },
+            let mut row = RoleRow::new(
+                password.as_ref().map(|p| p.expose().to_string()),
+                false,
+                false,
             );
+            for a in attrs {
+                row.attrs.set(a);
+            }
+            cat.roles.insert(name.clone(), row);
             cmd("CREATE ROLE")
+        }
+        Op::AlterRoleAttributes { name, attrs } => {
+            let r = cat.roles.get_mut(name).ok_or_else(|| no_role(name))?;
+            for a in attrs {
+                r.attrs.set(a);
+            }
+            cmd("ALTER ROLE")
+        }
+        Op::GrantRole { role, member } => {
+            if !cat.roles.contains_key(role) {
+                return Err(no_role(role));
+            }
+            let m = cat.roles.get_mut(member).ok_or_else(|| no_role(member))?;
+            m.member_of.insert(role.clone());
+            cmd("GRANT ROLE")
+        }
+        Op::RevokeRole { role, member } => {
+            if !cat.roles.contains_key(role) {
+                return Err(no_role(role));
+            }
+            let m = cat.roles.get_mut(member).ok_or_else(|| no_role(member))?;
+            m.member_of.remove(role);
+            cmd("REVOKE ROLE")
         }
         Op::AlterRolePassword { name, password } => {
             let r = cat.roles.get_mut(name).ok_or_else(|| no_role(name))?;
@@ -248,6 +276,11 @@ fn apply(
                 r.password = None;
             }
             cat.roles.insert(to.clone(), r);
+            for r in cat.roles.values_mut() {
+                if r.member_of.remove(from) {
+                    r.member_of.insert(to.clone());
+                }
+            }
             for d in cat.databases.values_mut() {
                 if d.owner == *from {
                     d.owner = to.clone();
@@ -291,6 +324,9 @@ fn apply(
                 ));
             }
             cat.roles.remove(name);
+            for r in cat.roles.values_mut() {
+                r.member_of.remove(name);
+            }
             cmd("DROP ROLE")
         }
         Op::CreateDatabase {
@@ -324,6 +360,7 @@ fn apply(
                     }
                     DbOption::AllowConnections(b) => row.allow_connections = *b,
                     DbOption::IsTemplate(b) => row.is_template = *b,
+                    DbOption::ConnectionLimit(n) => row.connection_limit = *n,
                     _ => {}
                 }
             }
@@ -350,6 +387,37 @@ fn apply(
             }
             let d = cat.databases.remove(from).ok_or_else(|| no_db(from))?;
             cat.databases.insert(to.clone(), d);
+            cmd("ALTER DATABASE")
+        }
+        Op::AlterDatabaseOptions { name, options } => {
+            let d = cat.databases.get_mut(name).ok_or_else(|| no_db(name))?;
+            if !d.valid {
+                return Err(PgErr::new(
+                    "55000",
+                    format!("cannot alter invalid database \"{name}\""),
+                ));
+            }
+            for o in options {
+                match o {
+                    DbOption::AllowConnections(b) => d.allow_connections = *b,
+                    DbOption::IsTemplate(b) => d.is_template = *b,
+                    DbOption::ConnectionLimit(n) => d.connection_limit = *n,
+                    other => {
+                        return Err(PgErr::new(
+                            "42601",
+                            format!("option {other:?} cannot be changed by ALTER DATABASE"),
+                        ));
+                    }
+                }
+            }
+            cmd("ALTER DATABASE")
+        }
+        Op::SetExtensionsMarker { database, value } => {
+            let d = cat
+                .databases
+                .get_mut(database)
+                .ok_or_else(|| no_db(database))?;
+            d.extensions_marker = Some(value.clone());
             cmd("ALTER DATABASE")
         }
         Op::SetDatabaseTemplate { name, is_template } => {
@@ -391,6 +459,14 @@ fn apply(
                 )
             });
             cmd("CREATE EXTENSION")
+        }
+        Op::SetExtensionSchema { name, schema, .. } => {
+            let d = cat.databases.get_mut(db).ok_or_else(|| no_db(db))?;
+            let e = d.extensions.get_mut(name).ok_or_else(|| {
+                PgErr::new("42704", format!("extension \"{name}\" does not exist"))
+            })?;
+            e.0 = schema.clone();
+            cmd("ALTER EXTENSION")
         }
         Op::UpdateExtension { name, version, .. } => {
             let d = cat.databases.get_mut(db).ok_or_else(|| no_db(db))?;

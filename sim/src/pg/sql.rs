@@ -5,7 +5,7 @@
 //! drifts from its dialect fails in the simulator.
 
 use super::catalog::PgErr;
-use super::ops::{DbOption, Op, Secret};
+use super::ops::{DbOption, EXTENSIONS_MARKER, Op, RoleAttr, Secret};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tok {
@@ -178,6 +178,48 @@ impl P {
         Ok(Some(Secret::new(self.string()?)))
     }
 
+    fn number(&mut self) -> Result<i32, PgErr> {
+        match self.next() {
+            Some(Tok::Num(n)) => i32::try_from(n).map_err(|_| syntax("number out of range")),
+            other => Err(syntax(format!(
+                "syntax error: expected a number, found {other:?}"
+            ))),
+        }
+    }
+
+    /// Role attributes up to the end of the statement.
+    fn role_attrs(&mut self) -> Result<Vec<RoleAttr>, PgErr> {
+        let mut out = Vec::new();
+        while let Some(t) = self.next() {
+            let Tok::Word(w) = t else {
+                return Err(syntax(format!("syntax error at or near {t:?}")));
+            };
+            let (on, kw) = match w.strip_prefix("NO") {
+                Some(rest) => (false, rest.to_string()),
+                None => (true, w.clone()),
+            };
+            out.push(match kw.as_str() {
+                "LOGIN" => RoleAttr::Login(on),
+                "CREATEDB" => RoleAttr::CreateDb(on),
+                "CREATEROLE" => RoleAttr::CreateRole(on),
+                "REPLICATION" => RoleAttr::Replication(on),
+                "BYPASSRLS" => RoleAttr::BypassRls(on),
+                "INHERIT" => RoleAttr::Inherit(on),
+                "CONNECTION" if on => {
+                    self.kw("LIMIT")?;
+                    RoleAttr::ConnectionLimit(self.number()?)
+                }
+                "VALID" if on => {
+                    self.kw("UNTIL")?;
+                    let t = self.string()?;
+                    RoleAttr::ValidUntil((t != "infinity").then_some(t))
+                }
+                _ => return Err(syntax(format!("syntax error: unknown role option {w}"))),
+            });
+        }
+        Ok(out)
+    }
+
     fn end(&self) -> Result<(), PgErr> {
         match self.peek() {
             None => Ok(()),
@@ -190,6 +232,30 @@ impl P {
 /// ops that run inside one). `Ok(None)` when the statement is not catalog DDL.
 pub fn parse_op(sql: &str, database: &str) -> Result<Option<Op>, PgErr> {
     let toks = tokenize(sql)?;
+    if let Some(Tok::Word(w)) = toks.first() {
+        if w == "GRANT" || w == "REVOKE" {
+            let mut p = P {
+                toks: toks.clone(),
+                at: 1,
+            };
+            let role = p.ident()?;
+            let op = if w == "GRANT" {
+                p.kw("TO")?;
+                Op::GrantRole {
+                    role,
+                    member: p.ident()?,
+                }
+            } else {
+                p.kw("FROM")?;
+                Op::RevokeRole {
+                    role,
+                    member: p.ident()?,
+                }
+            };
+            p.end()?;
+            return Ok(Some(op));
+        }
+    }
     let first_two: Vec<&Tok> = toks.iter().take(2).collect();
     let head = match first_two.as_slice() {
         [Tok::Word(a), Tok::Word(b)] => (a.as_str(), b.as_str()),
@@ -211,7 +277,11 @@ pub fn parse_op(sql: &str, database: &str) -> Result<Option<Op>, PgErr> {
             } else {
                 None
             };
-            Op::CreateRole { name, password }
+            Op::CreateRole {
+                name,
+                password,
+                attrs: p.role_attrs()?,
+            }
         }
         ("ALTER", "ROLE") => {
             let name = p.ident()?;
@@ -224,10 +294,17 @@ pub fn parse_op(sql: &str, database: &str) -> Result<Option<Op>, PgErr> {
                 }
             } else {
                 p.kw("WITH")?;
-                p.kw("PASSWORD")?;
-                Op::AlterRolePassword {
-                    name,
-                    password: p.password()?,
+                if p.is_kw("PASSWORD") {
+                    p.at += 1;
+                    Op::AlterRolePassword {
+                        name,
+                        password: p.password()?,
+                    }
+                } else {
+                    Op::AlterRoleAttributes {
+                        name,
+                        attrs: p.role_attrs()?,
+                    }
                 }
             }
         }
@@ -288,6 +365,29 @@ pub fn parse_op(sql: &str, database: &str) -> Result<Option<Op>, PgErr> {
                         is_template: p.boolean()?,
                     }
                 }
+                Some(Tok::Word(w)) if w == "SET" => {
+                    let (prefix, setting) = EXTENSIONS_MARKER
+                        .split_once('.')
+                        .unwrap_or((EXTENSIONS_MARKER, ""));
+                    p.kw(&prefix.to_ascii_uppercase())?;
+                    if p.next() != Some(Tok::Punct('.')) {
+                        return Err(syntax("syntax error: expected ."));
+                    }
+                    p.kw(&setting.to_ascii_uppercase())?;
+                    p.kw("TO")?;
+                    Op::SetExtensionsMarker {
+                        database: name,
+                        value: p.string()?,
+                    }
+                }
+                Some(Tok::Word(_)) => {
+                    p.at -= 1;
+                    let mut options = Vec::new();
+                    while p.peek().is_some() {
+                        options.push(db_option(&mut p)?);
+                    }
+                    Op::AlterDatabaseOptions { name, options }
+                }
                 other => return Err(syntax(format!("syntax error at or near {other:?}"))),
             }
         }
@@ -324,12 +424,22 @@ pub fn parse_op(sql: &str, database: &str) -> Result<Option<Op>, PgErr> {
         }
         ("ALTER", "EXTENSION") => {
             let name = p.ident()?;
-            p.kw("UPDATE")?;
-            p.kw("TO")?;
-            Op::UpdateExtension {
-                database: db,
-                name,
-                version: p.string()?,
+            if p.is_kw("SET") {
+                p.at += 1;
+                p.kw("SCHEMA")?;
+                Op::SetExtensionSchema {
+                    database: db,
+                    name,
+                    schema: p.ident()?,
+                }
+            } else {
+                p.kw("UPDATE")?;
+                p.kw("TO")?;
+                Op::UpdateExtension {
+                    database: db,
+                    name,
+                    version: p.string()?,
+                }
             }
         }
         _ => return Ok(None),
@@ -419,9 +529,50 @@ mod tests {
         ]
     }
 
+    fn role_attr() -> impl Strategy<Value = RoleAttr> {
+        prop_oneof![
+            any::<bool>().prop_map(RoleAttr::Login),
+            any::<bool>().prop_map(RoleAttr::CreateDb),
+            any::<bool>().prop_map(RoleAttr::CreateRole),
+            any::<bool>().prop_map(RoleAttr::Replication),
+            any::<bool>().prop_map(RoleAttr::BypassRls),
+            any::<bool>().prop_map(RoleAttr::Inherit),
+            (-1..100i32).prop_map(RoleAttr::ConnectionLimit),
+            prop::option::of(Just("2030-01-01T00:00:00Z".to_string()))
+                .prop_map(RoleAttr::ValidUntil),
+        ]
+    }
+
+    fn alter_db_option() -> impl Strategy<Value = DbOption> {
+        prop_oneof![
+            any::<bool>().prop_map(DbOption::AllowConnections),
+            any::<i32>().prop_map(DbOption::ConnectionLimit),
+            any::<bool>().prop_map(DbOption::IsTemplate),
+        ]
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (name(), password()).prop_map(|(name, password)| Op::CreateRole { name, password }),
+            (name(), password(), prop::collection::vec(role_attr(), 0..3)).prop_map(
+                |(name, password, attrs)| Op::CreateRole {
+                    name,
+                    password,
+                    attrs
+                }
+            ),
+            (name(), prop::collection::vec(role_attr(), 1..4))
+                .prop_map(|(name, attrs)| Op::AlterRoleAttributes { name, attrs }),
+            (name(), name()).prop_map(|(role, member)| Op::GrantRole { role, member }),
+            (name(), name()).prop_map(|(role, member)| Op::RevokeRole { role, member }),
+            (name(), prop::collection::vec(alter_db_option(), 1..4))
+                .prop_map(|(name, options)| Op::AlterDatabaseOptions { name, options }),
+            (name(), literal())
+                .prop_map(|(database, value)| Op::SetExtensionsMarker { database, value }),
+            (name(), name(), name()).prop_map(|(database, name, schema)| Op::SetExtensionSchema {
+                database,
+                name,
+                schema
+            }),
             (name(), password())
                 .prop_map(|(name, password)| Op::AlterRolePassword { name, password }),
             (name(), name()).prop_map(|(from, to)| Op::RenameRole { from, to }),

@@ -131,6 +131,43 @@ impl Driver {
         out
     }
 
+    /// `POST /configure?dry_run=true` with `shape`, checked to change
+    /// nothing; the predicted catalog statements (database, SQL) when it
+    /// answered 200 with a plan.
+    pub async fn dry_run(&mut self, shape: &SpecShape) -> Option<Vec<(String, String)>> {
+        const PATH: &str = "/configure?dry_run=true";
+        let t0 = now_us();
+        let before = invariants::DryRunBefore::take(&self.shared);
+        self.shared
+            .event("http_send", json!({"path": PATH, "op": shape.operation}));
+        let out = http::request(
+            COMPUTE,
+            HTTP_PORT,
+            "POST",
+            PATH,
+            Some(shape.configure_body()),
+            CONFIGURE_DEADLINE,
+        )
+        .await;
+        self.answered(PATH, shape.operation, t0, &out);
+        invariants::check_dry_run(&self.shared, &before, t0, now_us());
+        let Outcome::Answer(200, body) = out else {
+            return None;
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        if !v["catalog"]["error"].is_null() {
+            return None;
+        }
+        v["catalog"]["statements"].as_array().map(|a| {
+            a.iter()
+                .map(|s| {
+                    let field = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+                    (field("database"), field("sql"))
+                })
+                .collect()
+        })
+    }
+
     /// `GET /status` (None when the compute does not answer).
     pub async fn status(&self) -> Option<ComputeStatus> {
         match http::request(COMPUTE, HTTP_PORT, "GET", "/status", None, QUICK_DEADLINE).await {

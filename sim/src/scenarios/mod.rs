@@ -80,6 +80,12 @@ pub const ALL: &[Scenario] = &[
         launch: plain,
     },
     Scenario {
+        name: "dry_run_then_apply",
+        about: "a dry run (role options, memberships, extension moves) changes nothing; the apply then sends exactly its plan",
+        run: reconfigure::dry_run_then_apply,
+        launch: plain,
+    },
+    Scenario {
         name: "storage_move_and_catalog",
         about: "one spec moves storage and changes the catalog: reload before SQL",
         run: reconfigure::storage_and_catalog,

@@ -101,3 +101,40 @@ fn check_reload_before_sql(d: &Driver, t0: u64, t1: u64) {
         _ => {}
     }
 }
+
+/// A dry run, then the apply of the same spec: role options and
+/// memberships change, extensions are created and moved. The dry run must
+/// change nothing, and once the faults are over the apply must send exactly
+/// the statements the dry run predicted.
+pub fn dry_run_then_apply(mut d: Driver) -> Body {
+    Box::pin(async move {
+        let mut first = base_shape(&mut d, 6);
+        first.decorate(&mut d.rng, 0);
+        d.intent = Some(first.clone());
+        let out = d.configure(&first).await;
+        let mut next = changed(&mut d, &first);
+        next.decorate(&mut d.rng, 1);
+        if out.status() == Some(200) {
+            // Under the fault schedule: only "changes nothing" is checked.
+            d.dry_run(&next).await;
+        }
+        d.converge().await;
+        if d.observed_status() != Some(ComputeStatus::Running) {
+            return;
+        }
+        let boot = d.shared.lock().boot;
+        let Some(predicted) = d.dry_run(&next).await else {
+            return;
+        };
+        d.intent = Some(next.clone());
+        let t0 = now_us();
+        let out = d.configure(&next).await;
+        let applied = d.shared.compute().is_some_and(|c| {
+            c.state().last_reconfigure.and_then(|r| r.operation_uuid) == Some(next.operation_uuid())
+        });
+        if out.status() == Some(200) && applied && boot == d.shared.lock().boot {
+            crate::invariants::check_plan_matches(&d.shared, &predicted, t0, now_us());
+        }
+        d.converge().await;
+    })
+}

@@ -26,7 +26,7 @@ use super::status::StatusBody;
 use crate::compute::{Compute, ComputeState, SubmitError, Submitted};
 use crate::env::Env;
 use crate::http::AppState;
-use crate::http::error::{ApiError, ApiJson};
+use crate::http::error::{ApiError, ApiJson, ApiQuery};
 use crate::spec::{ComputeSpec, ValidationContext, validate, validate_change};
 use crate::state::ComputeStatus;
 
@@ -56,10 +56,23 @@ impl ComputeCtlConfig {
     }
 }
 
-/// The handler.
+/// The handler. `?dry_run=true` only shows what the configure would do
+/// (see [`super::dry_run`]).
 pub async fn post<E: Env>(
     State(state): State<AppState<E>>,
+    ApiQuery(query): ApiQuery<super::dry_run::ConfigureQuery>,
     ApiJson(req): ApiJson<ConfigureRequest>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if query.dry_run {
+        return super::dry_run::respond(&state, &req.spec).await;
+    }
+    apply(state, req).await.into_response()
+}
+
+async fn apply<E: Env>(
+    state: AppState<E>,
+    req: ConfigureRequest,
 ) -> Result<Json<StatusBody>, ApiError> {
     let compute = &state.compute;
     let ctx = ValidationContext {

@@ -4,6 +4,7 @@ pub mod check_writability;
 pub mod configure;
 pub mod database_schema;
 pub mod dbs_and_roles;
+pub mod dry_run;
 pub mod insights;
 pub mod internal;
 pub mod metrics;

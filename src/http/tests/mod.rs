@@ -5,6 +5,7 @@
 
 mod auth;
 mod configure;
+mod dry_run;
 mod errors;
 
 use std::path::PathBuf;
