@@ -23,5 +23,5 @@ pub mod planted;
 pub mod spec;
 pub mod spec_source;
 pub mod state;
-pub mod vm_monitor;
 pub mod storage;
+pub mod vm_monitor;
