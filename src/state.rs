@@ -3,6 +3,7 @@
 //! ```text
 //!   Empty --SpecDelivered--> ConfigurationPending --BeginStart--> Init --Started--> Running
 //!   Running --SpecDelivered--> ConfigurationPending --BeginReconfigure--> Configuration --Reconfigured--> Running
+//!   Failed --SpecDelivered--> ConfigurationPending   (only while Postgres still runs: `Compute::submit` checks)
 //!   Empty | ConfigurationPending | Init | Configuration | Running --Fail--> Failed
 //!   any but Terminated --TerminateRequested--> TerminationPending --Stopped--> Terminated
 //! ```
@@ -28,7 +29,8 @@ pub enum ComputeStatus {
     Init,
     /// Postgres runs in the shape of the last applied spec.
     Running,
-    /// Something went wrong; `error` says what. Only terminate is accepted.
+    /// Something went wrong; `error` says what. Terminate is accepted, and a
+    /// configure while Postgres still runs (a failed reconfigure).
     Failed,
     /// Shutting Postgres down.
     #[serde(
@@ -154,7 +156,7 @@ pub fn transition(from: ComputeStatus, event: Event) -> Result<ComputeStatus, Il
     use ComputeStatus as S;
     use Event as E;
     let next = match (from, event) {
-        (S::Empty | S::Running, E::SpecDelivered) => S::ConfigurationPending,
+        (S::Empty | S::Running | S::Failed, E::SpecDelivered) => S::ConfigurationPending,
         (S::ConfigurationPending, E::BeginStart) => S::Init,
         (S::ConfigurationPending, E::BeginReconfigure) => S::Configuration,
         (S::Init, E::Started) => S::Running,
@@ -179,6 +181,7 @@ mod tests {
     const LEGAL: &[(S, E, S)] = &[
         (S::Empty, E::SpecDelivered, S::ConfigurationPending),
         (S::Running, E::SpecDelivered, S::ConfigurationPending),
+        (S::Failed, E::SpecDelivered, S::ConfigurationPending),
         (S::ConfigurationPending, E::BeginStart, S::Init),
         (
             S::ConfigurationPending,

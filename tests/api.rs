@@ -162,8 +162,9 @@ async fn lock_waiters(p: &Compute, expr: &str) -> u64 {
     .unwrap()
 }
 
-/// 400 and 409 while running, then 412 once failed: each leaves Postgres
-/// serving and the spec in effect as it was.
+/// 400 and 409 while running, then a failed reconfigure: each leaves
+/// Postgres serving and the spec in effect as it was; the next configure
+/// repairs the failed one.
 #[tokio::test]
 async fn rejections_leave_the_compute_untouched() {
     need_postgres!();
@@ -219,7 +220,7 @@ async fn rejections_leave_the_compute_untouched() {
     );
     assert_serving_with(&p, &work_mem).await;
 
-    // 500 then 412: the same blocked reconfigure, its session killed.
+    // 500: the same blocked reconfigure, its session killed.
     blocker
         .batch_execute("BEGIN; ALTER ROLE alice CONNECTION LIMIT 8")
         .await
@@ -240,17 +241,20 @@ async fn rejections_leave_the_compute_untouched() {
     blocker.batch_execute("ROLLBACK").await.unwrap();
     let st = p.status().await;
     assert_eq!(st["status"], "failed");
-    let r = p
-        .configure(&quick_spec("op-after-failure", "11MB"), None)
-        .await;
-    assert_eq!(r.status, 412, "{}", r.text);
+    assert_eq!(st["operation_uuid"], "op-doomed");
+    assert_serving_with(&p, &work_mem).await;
+    // The failed reconfigure left Postgres running: the next configure (the
+    // control plane's retry) repairs the compute.
+    let repair = quick_spec("op-after-failure", "11MB");
+    let r = p.configure(&repair, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     conforms("POST", "/configure", &r);
     let st = p.status().await;
     assert_eq!(
         (st["status"].as_str(), st["operation_uuid"].as_str()),
-        (Some("failed"), Some("op-doomed"))
+        (Some("running"), Some("op-after-failure"))
     );
-    assert_serving_with(&p, &work_mem).await;
+    assert_serving_with(&p, "11MB").await;
 }
 
 #[tokio::test]

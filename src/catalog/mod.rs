@@ -14,12 +14,12 @@ pub mod plan;
 pub mod preview;
 pub mod quote;
 pub mod render;
-pub mod role_options;
 pub mod snapshot;
 
 #[cfg(test)]
 mod plan_props;
 
+pub use crate::spec::role_options::{RoleAttrs, RoleOptionError, parse_role_options};
 pub use model::Model;
 pub use ops::{DbOption, Op, RoleAttr, Secret};
 pub use plan::{
@@ -27,7 +27,6 @@ pub use plan::{
 };
 pub use preview::{PlannedStatement, Preview, READ_ONLY_SQL, preview};
 pub use render::{EXTENSIONS_MARKER, render, render_redacted};
-pub use role_options::{RoleAttrs, RoleOptionError, parse_role_options};
 pub use snapshot::{
     DatabaseInfo, EXTENSIONS_SQL, InstalledExtension, RoleInfo, SNAPSHOT_SQL, Snapshot,
     SnapshotError, parse_extensions, parse_snapshot,

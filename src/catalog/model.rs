@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::ops::{DbOption, Op, Secret};
-use super::role_options::RoleAttrs;
 use super::snapshot::{DatabaseInfo, RoleInfo, Snapshot};
+use crate::spec::role_options::RoleAttrs;
 
 /// A role in the model.
 #[derive(Clone, Debug, PartialEq, Eq)]

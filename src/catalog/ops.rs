@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::role_options::RoleAttr;
+pub use crate::spec::role_options::RoleAttr;
 
 /// A password hash as Postgres stores it (`md5<32 hex>` or a
 /// `SCRAM-SHA-256$...` verifier). `Debug` and `Display` redact it.

@@ -14,8 +14,8 @@
 
 use super::model::Model;
 use super::ops::{DbOption, Op, Secret};
-use super::role_options::{RoleAttrs, parse_role_options};
 use super::snapshot::{InstalledExtension, Snapshot};
+use crate::spec::role_options::{RoleAttrs, parse_role_options};
 use crate::spec::{ComputeSpec, Database, DeltaAction, Extension, GenericOption};
 
 /// The default schema of extensions whose spec names none (the supervisor's

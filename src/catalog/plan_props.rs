@@ -14,8 +14,8 @@ use proptest::prelude::*;
 use super::model::Model;
 use super::ops::{DbOption, Secret};
 use super::plan::{PlanError, database_options, plan, stored_password};
-use super::role_options::{RoleAttrs, parse_role_options};
 use super::snapshot::{DatabaseInfo, RoleInfo, Snapshot};
+use crate::spec::role_options::{RoleAttrs, parse_role_options};
 use crate::spec::{Cluster, ComputeSpec, Database, DeltaAction, DeltaOp, GenericOption, Role};
 
 const SUPERUSER: &str = "cloud_admin";

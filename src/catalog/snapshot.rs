@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ops::Secret;
-use super::role_options::RoleAttrs;
+use crate::spec::role_options::RoleAttrs;
 
 /// Reads roles (with password hashes, attributes and memberships) and
 /// databases (with owner, connectability, validity, template flag,

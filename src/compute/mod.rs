@@ -74,7 +74,7 @@ pub enum SubmitError {
     #[error("another configuration is in progress (status {0}); retry when it has finished")]
     Busy(ComputeStatus),
     #[error(
-        "cannot configure a compute in status {0}; configure is allowed only when empty or running"
+        "cannot configure a compute in status {0}; configure is allowed when empty, running, or failed with Postgres still running"
     )]
     WrongState(ComputeStatus),
 }
@@ -188,8 +188,16 @@ impl<E: Env> Compute<E> {
             {
                 Ok(Submitted::AlreadyApplied)
             } else {
-                match transition(st.status, Event::SpecDelivered) {
-                    Ok(next) => {
+                // A failed reconfigure leaves Postgres running with the config
+                // it had (a write that failed changed nothing): a new spec may
+                // repair it. A failed start or a dead postmaster may not.
+                let recoverable = st.status != ComputeStatus::Failed
+                    || (st.postgres_started && !st.supervisor_exited);
+                match transition(st.status, Event::SpecDelivered)
+                    .ok()
+                    .filter(|_| recoverable)
+                {
+                    Some(next) => {
                         if st.status == ComputeStatus::Empty {
                             // As Neon: a compute started empty counts from its first spec.
                             st.start_time = self.env.wall_clock();
@@ -200,8 +208,8 @@ impl<E: Env> Compute<E> {
                         st.error = None;
                         Ok(Submitted::Accepted(st.generation))
                     }
-                    Err(_) if st.status.is_configuring() => Err(SubmitError::Busy(st.status)),
-                    Err(_) => Err(SubmitError::WrongState(st.status)),
+                    None if st.status.is_configuring() => Err(SubmitError::Busy(st.status)),
+                    None => Err(SubmitError::WrongState(st.status)),
                 }
             };
             matches!(out, Ok(Submitted::Accepted(_)))

@@ -95,6 +95,11 @@ impl<E: Env> Compute<E> {
     pub async fn run(self: &Arc<Self>) -> RunOutcome {
         let outcome = self.run_loop().await;
         self.state.send_modify(|st| st.supervisor_exited = true);
+        if self.state().status == ComputeStatus::ConfigurationPending {
+            // Accepted as the loop ended (a postmaster death racing a retry
+            // of a failed reconfigure): nobody is left to apply it.
+            self.fail("the supervisor stopped before it could apply the spec".into());
+        }
         if self.state().status == ComputeStatus::TerminationPending {
             let _ = self.apply_event(Event::Stopped, |_| {});
         }

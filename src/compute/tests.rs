@@ -80,6 +80,28 @@ fn specs_without_operation_uuid_are_never_deduplicated() {
 }
 
 #[test]
+fn a_failed_reconfigure_accepts_a_repairing_spec_while_postgres_runs() {
+    let c = compute();
+    c.state.send_modify(|st| st.postgres_started = true);
+    c.fail("writing Postgres configuration failed: No space left on device".into());
+    assert_eq!(c.submit(spec("repair")), Ok(Submitted::Accepted(1)));
+    assert_eq!(c.state().status, ComputeStatus::ConfigurationPending);
+    assert_eq!(c.state().error, None);
+    // Once the supervisor loop has ended (a failed start, a dead
+    // postmaster), nobody could apply it: refused.
+    let c = compute();
+    c.state.send_modify(|st| {
+        st.postgres_started = true;
+        st.supervisor_exited = true;
+    });
+    c.fail("the postmaster died".into());
+    assert_eq!(
+        c.submit(spec("late")),
+        Err(SubmitError::WrongState(ComputeStatus::Failed))
+    );
+}
+
+#[test]
 fn failed_and_terminating_computes_refuse_specs() {
     let c = compute();
     c.fail("boom".into());

@@ -389,10 +389,18 @@ impl Fs for TokioEnv {
 
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let tmp = temp_path(path);
-        let mut f = tokio::fs::File::create(&tmp).await?;
-        f.write_all(data).await?;
-        f.sync_all().await?;
-        drop(f);
+        let written = async {
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            f.write_all(data).await?;
+            f.sync_all().await
+        }
+        .await;
+        if let Err(e) = written {
+            // A full disk must not keep the half-written copy: it holds the
+            // space the next attempt needs.
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
         // Keep the owner of the file we replace (Postgres must still read it).
         if let Ok(meta) = tokio::fs::metadata(path).await {
             use std::os::unix::fs::MetadataExt;

@@ -6,6 +6,7 @@
 //! it reaches Postgres.
 
 mod model;
+pub mod role_options;
 mod validate;
 
 pub use model::*;

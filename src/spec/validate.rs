@@ -226,7 +226,7 @@ fn check_roles(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
             check_options(opts, &path("options"), false, out);
             // `superuser` is refused here, with the other role options the
             // catalog cannot map (see catalog::role_options).
-            if let Err(e) = crate::catalog::parse_role_options(opts) {
+            if let Err(e) = super::role_options::parse_role_options(opts) {
                 out.push(SpecProblem::new(
                     format!("{}[{}].{}", path("options"), e.index, e.field),
                     e.message,

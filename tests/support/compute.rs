@@ -29,6 +29,8 @@ pub struct ComputeOpts {
     pub args: Vec<String>,
     /// Run as PID 1 of a new PID namespace (`unshare --pid --fork`).
     pub pid1: bool,
+    /// PGDATA elsewhere than in the compute's temp dir (e.g. on a tmpfs).
+    pub pgdata: Option<PathBuf>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
 }
@@ -50,6 +52,7 @@ impl ComputeOpts {
             http_port: None,
             args: Vec::new(),
             pid1: false,
+            pgdata: None,
             env: Vec::new(),
         }
     }
@@ -78,7 +81,10 @@ impl Compute {
     /// Starts compute_ctl as `opts` says, without waiting for anything.
     pub fn start(opts: ComputeOpts) -> Self {
         let dir = temp_dir();
-        let pgdata = dir.path().join("pgdata");
+        let pgdata = opts
+            .pgdata
+            .clone()
+            .unwrap_or_else(|| dir.path().join("pgdata"));
         let pg_port = opts.pg_port.unwrap_or_else(free_port);
         let http_port = opts.http_port.unwrap_or_else(free_port);
         let child = spawn(&opts, dir.path(), &pgdata, pg_port, http_port);

@@ -6,7 +6,8 @@
 //! - another configure in flight: 409, unless it is the *same* operation
 //!   (`operation_uuid`), in which case this request waits for it too, so a
 //!   retried or duplicated request gets the outcome of the original;
-//! - any state but `empty`/`running`: 412;
+//! - any state but `empty`/`running` (or `failed` with Postgres still
+//!   running, after a failed reconfigure: a new spec may repair it): 412;
 //! - `operation_uuid` equal to the one in effect: 200 at once, no work;
 //! - otherwise 200 + status once the spec is applied, 500 + error if the
 //!   compute failed, 409 if a terminate abandoned it.

@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::GenericOption;
+use super::GenericOption;
 
 /// The attributes of a role that the spec manages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
