@@ -126,6 +126,8 @@ pub struct SharedInner {
     pub end_us: u64,
     /// Which boot of the compute host is current.
     pub boot: u64,
+    /// Client-side round trip (µs) of every answered skip-flag notify.
+    pub notify_round_trips_us: Vec<u64>,
 }
 
 /// The handle every host and the harness hold.
