@@ -99,7 +99,7 @@ where
     }
 }
 
-fn json_rejection(r: JsonRejection) -> ApiError {
+pub(crate) fn json_rejection(r: JsonRejection) -> ApiError {
     let status = match &r {
         JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
             StatusCode::BAD_REQUEST
