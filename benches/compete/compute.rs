@@ -64,6 +64,11 @@ impl Compute {
         })
     }
 
+    /// The compute_ctl process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self
             .client

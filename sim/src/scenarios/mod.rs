@@ -3,6 +3,7 @@
 
 mod cold_start;
 mod driver;
+pub mod fleet;
 mod load;
 mod notify;
 mod reconfigure;
@@ -97,6 +98,7 @@ pub const ALL: &[Scenario] = &[
         run: terminate::during_configure,
         launch: plain,
     },
+    Scenario { name: fleet::NAME, about: "one control plane, 50 computes on separate hosts, a shard-split storm notifying all at once", run: fleet::body, launch: fleet::launch },
 ];
 
 /// The scenario called `name`.
