@@ -44,5 +44,8 @@ unsafe impl GlobalAlloc for Counting {
 
 /// Allocations and bytes allocated so far, process-wide.
 pub fn snapshot() -> (u64, u64) {
-    (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed))
+    (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    )
 }

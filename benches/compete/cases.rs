@@ -111,8 +111,8 @@ impl NotifySize {
         let c = running(&base)
             .await
             .with_context(|| format!("starting compute_ctl with {roles} roles"))?;
-        let body_kb = Compute::configure_body(&specs::notify(&base, "size", "4MB"))?.len() as f64
-            / 1024.0;
+        let body_kb =
+            Compute::configure_body(&specs::notify(&base, "size", "4MB"))?.len() as f64 / 1024.0;
         let prefix_script = if roles <= plan.prefix_max_roles {
             let path = c.pgdata.with_file_name("prefix.sql");
             std::fs::write(&path, prefix::script(roles, plan.dbs))?;
@@ -225,7 +225,10 @@ pub async fn notify_reconfigure(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
         }
     }
     let small = summaries.first().map(|(_, s)| *s);
-    let big = summaries.iter().find(|(r, _)| *r == plan.big_roles).map(|(_, s)| *s);
+    let big = summaries
+        .iter()
+        .find(|(r, _)| *r == plan.big_roles)
+        .map(|(_, s)| *s);
     if let (Some(small), Some(big)) = (small, big) {
         rows.push(
             CaseResult::new(

@@ -65,7 +65,10 @@ fn main() -> anyhow::Result<()> {
         plot::notify_cost(&results, &svg)?;
         let text = std::fs::read_to_string(&svg)?;
         let _ = std::fs::remove_file(&svg);
-        anyhow::ensure!(text.contains("<svg") && text.contains("roles"), "the plot is not an SVG with its axis label");
+        anyhow::ensure!(
+            text.contains("<svg") && text.contains("roles"),
+            "the plot is not an SVG with its axis label"
+        );
         println!("bench smoke: 1 passed, 0 failed");
     }
     Ok(())

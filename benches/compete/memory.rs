@@ -38,7 +38,9 @@ fn stamp(template: &[u8], offsets: &[usize], n: u64) -> Vec<u8> {
 
 pub async fn memory(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
     let idle_spec = specs::sized(0, 0, 0, "memory-idle");
-    let c = running(&idle_spec).await.context("memory: starting compute_ctl")?;
+    let c = running(&idle_spec)
+        .await
+        .context("memory: starting compute_ctl")?;
     let pid = c.pid();
     let idle = rss_kib(pid)?;
 
@@ -50,7 +52,8 @@ pub async fn memory(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
     let applied = rss_kib(pid)?;
 
     let mut notify = specs::notify(&big, "memory-notify-SEQ0000000000000", "4MB");
-    notify["pageserver_connstring"] = json!("host=127.0.0.1 port=6400 application_name=SEQ0000000000000");
+    notify["pageserver_connstring"] =
+        json!("host=127.0.0.1 port=6400 application_name=SEQ0000000000000");
     let template = Compute::configure_body(&notify)?;
     let offsets: Vec<usize> = template
         .windows(MARK.len())

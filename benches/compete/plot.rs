@@ -15,7 +15,11 @@ fn points(results: &[CaseResult], suite: &str, floor: bool) -> Vec<(f64, f64)> {
         .filter(|r| r.suite == suite)
         .filter_map(|r| {
             let roles = r.extra["roles"].as_f64()?;
-            let ms = if floor { r.floor?.median_ms } else { r.ours.median_ms };
+            let ms = if floor {
+                r.floor?.median_ms
+            } else {
+                r.ours.median_ms
+            };
             Some((roles.max(1.0), ms))
         })
         .collect();
@@ -31,7 +35,12 @@ pub fn notify_cost(results: &[CaseResult], path: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(!all.is_empty(), "no notify results to plot");
     let x_max = all.iter().map(|p| p.0).fold(10.0, f64::max) * 2.0;
     let y_max = all.iter().map(|p| p.1).fold(1.0, f64::max) * 2.0;
-    let y_min = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).max(0.01) / 2.0;
+    let y_min = all
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::INFINITY, f64::min)
+        .max(0.01)
+        / 2.0;
 
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -52,7 +61,11 @@ pub fn notify_cost(results: &[CaseResult], path: &Path) -> anyhow::Result<()> {
     for (label, color, pts) in [
         ("compute_ctl notify (flag honoured)", BLUE, &ours),
         ("floor: write config + SIGHUP by hand", GREEN, &floor),
-        ("pre-fix: reload + ALTER ROLE per role + session per db", RED, &prefix),
+        (
+            "pre-fix: reload + ALTER ROLE per role + session per db",
+            RED,
+            &prefix,
+        ),
     ] {
         if pts.is_empty() {
             continue;
@@ -60,7 +73,9 @@ pub fn notify_cost(results: &[CaseResult], path: &Path) -> anyhow::Result<()> {
         chart
             .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))?;
     }
     chart

@@ -16,7 +16,9 @@ pub fn script(roles: usize, dbs: usize) -> String {
     for i in 0..roles {
         let name = specs::role_name(i);
         let md5 = specs::md5_hex(&specs::password(i, 0), &name);
-        s.push_str(&format!("ALTER ROLE \"{name}\" WITH ENCRYPTED PASSWORD 'md5{md5}';\n"));
+        s.push_str(&format!(
+            "ALTER ROLE \"{name}\" WITH ENCRYPTED PASSWORD 'md5{md5}';\n"
+        ));
     }
     for i in 0..dbs {
         // What Neon's per-database phase did first in every database: read

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::body::Body;
+use axum::extract::FromRequest;
 use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, Submitted};
 use compute_ctl::env::TokioEnv;
-use axum::extract::FromRequest;
 use compute_ctl::http::error::ApiJson;
 use compute_ctl::http::json_body::SpecJson;
 use compute_ctl::http::routes::configure::ConfigureRequest;
@@ -181,7 +181,10 @@ impl InProcess {
         let code = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         if code != 200 {
-            bail!("router answered {code}: {}", String::from_utf8_lossy(&bytes));
+            bail!(
+                "router answered {code}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
         }
         Ok(())
     }
@@ -223,7 +226,9 @@ fn body(roles: usize, dbs: usize, tag: &str, work_mem_kb: usize) -> anyhow::Resu
 }
 
 pub async fn request_path(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
-    let c = InProcess::start(plan).await.context("request path: in-process compute")?;
+    let c = InProcess::start(plan)
+        .await
+        .context("request path: in-process compute")?;
     let ctx = ValidationContext {
         superuser: SUPERUSER.into(),
     };
@@ -232,7 +237,13 @@ pub async fn request_path(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
     for &roles in plan.path_roles {
         let template = body(roles, plan.dbs, "request-path-template", 4096)?;
         let kb = template.len() as f64 / 1024.0;
-        let (mut parse, mut check, mut apply, mut router, mut http): (Stage, Stage, Stage, Stage, Stage) = Default::default();
+        let (mut parse, mut check, mut apply, mut router, mut http): (
+            Stage,
+            Stage,
+            Stage,
+            Stage,
+            Stage,
+        ) = Default::default();
         let (mut ex_axum, mut ex_fast): (Stage, Stage) = Default::default();
         let reps = plan.reps.max(5);
         for i in 0..reps {
@@ -240,8 +251,12 @@ pub async fn request_path(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
                 Ok(serde_json::from_slice::<ConfigureRequest>(&template)?)
             })
             .await?;
-            let problems = Stage::measure(&mut check, || async { Ok(validate(&parsed.spec, &ctx)) }).await?;
-            anyhow::ensure!(problems.is_empty(), "the bench spec is invalid: {problems:?}");
+            let problems =
+                Stage::measure(&mut check, || async { Ok(validate(&parsed.spec, &ctx)) }).await?;
+            anyhow::ensure!(
+                problems.is_empty(),
+                "the bench spec is invalid: {problems:?}"
+            );
             drop(parsed);
             let req = || {
                 axum::http::Request::post("/configure")
@@ -266,8 +281,16 @@ pub async fn request_path(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
             drop(v);
 
             // Bodies and specs are made before the clock starts.
-            let mut spec: ComputeSpec =
-                serde_json::from_slice::<ConfigureRequest>(&body(roles, plan.dbs, &format!("rp-apply-{roles}-{i}"), { work_mem += 1; work_mem })?)?.spec;
+            let mut spec: ComputeSpec = serde_json::from_slice::<ConfigureRequest>(&body(
+                roles,
+                plan.dbs,
+                &format!("rp-apply-{roles}-{i}"),
+                {
+                    work_mem += 1;
+                    work_mem
+                },
+            )?)?
+            .spec;
             spec.operation_uuid = Some(format!("rp-apply-{roles}-{i}"));
             Stage::measure(&mut apply, || c.apply(spec)).await?;
             work_mem += 1;

@@ -211,7 +211,11 @@ mod tests {
         for (count, jobs) in [(10, 3), (1, 4), (0, 2), (100_000, 7), (5, 1)] {
             let parts = split(40, count, jobs);
             let seeds: Vec<u64> = parts.iter().flat_map(|(f, n)| *f..*f + *n).collect();
-            assert_eq!(seeds, (40..40 + count).collect::<Vec<_>>(), "{count} over {jobs}");
+            assert_eq!(
+                seeds,
+                (40..40 + count).collect::<Vec<_>>(),
+                "{count} over {jobs}"
+            );
             assert!(parts.len() as u64 <= jobs.max(1));
         }
     }

@@ -310,7 +310,13 @@ fn with_workers(
     let mut children = Vec::new();
     for (k, (lo, n)) in parts.iter().enumerate() {
         let mut cmd = Command::new(&exe);
-        cmd.args(["--worker", "--first", &lo.to_string(), "--seeds", &n.to_string()]);
+        cmd.args([
+            "--worker",
+            "--first",
+            &lo.to_string(),
+            "--seeds",
+            &n.to_string(),
+        ]);
         for (flag, value) in [
             ("--scenario", args.scenario.as_deref()),
             ("--faults", args.faults.as_deref()),
@@ -336,12 +342,10 @@ fn with_workers(
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout).lines() {
-                let rec = line
-                    .context("reading a worker's output")
-                    .and_then(|l| {
-                        serde_json::from_str::<SeedRecord>(&l)
-                            .with_context(|| format!("a worker printed {l:?}"))
-                    });
+                let rec = line.context("reading a worker's output").and_then(|l| {
+                    serde_json::from_str::<SeedRecord>(&l)
+                        .with_context(|| format!("a worker printed {l:?}"))
+                });
                 if tx.send(rec).is_err() {
                     return;
                 }

@@ -31,8 +31,13 @@ fn a_campaign_gives_the_same_results_and_trace_for_any_number_of_jobs() {
     let t1 = trace(1).display().to_string();
     let t3 = trace(3).display().to_string();
     let (one, ok1) = sim(&["--seeds", "24", "--first", "100", "--trace", &t1]);
-    let (three, ok3) = sim(&["--seeds", "24", "--first", "100", "--jobs", "3", "--trace", &t3]);
-    let (a, b) = (std::fs::read(trace(1)).unwrap(), std::fs::read(trace(3)).unwrap());
+    let (three, ok3) = sim(&[
+        "--seeds", "24", "--first", "100", "--jobs", "3", "--trace", &t3,
+    ]);
+    let (a, b) = (
+        std::fs::read(trace(1)).unwrap(),
+        std::fs::read(trace(3)).unwrap(),
+    );
     let parts_left = std::fs::read_dir(&dir).unwrap().count();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(ok1 && ok3, "{one}\n---\n{three}");
@@ -61,7 +66,10 @@ fn failing_seeds_and_their_replay_commands_do_not_depend_on_jobs() {
     let (four, ok4) = sim(&[&args[..], &["--jobs", "4"]].concat());
     assert!(!ok1 && !ok4, "the planted bug makes the campaign fail");
     assert_eq!(one, four);
-    let fails: Vec<&str> = one.lines().filter(|l| l.starts_with("FAIL seed ")).collect();
+    let fails: Vec<&str> = one
+        .lines()
+        .filter(|l| l.starts_with("FAIL seed "))
+        .collect();
     assert!(!fails.is_empty(), "{one}");
     for f in &fails {
         assert!(

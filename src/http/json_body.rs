@@ -44,7 +44,9 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !json_content_type(req.headers()) {
             // axum's 415, with our hint.
-            return ApiJson::<T>::from_request(req, state).await.map(|ApiJson(v)| Self(v));
+            return ApiJson::<T>::from_request(req, state)
+                .await
+                .map(|ApiJson(v)| Self(v));
         }
         let bytes = Bytes::from_request(req, state)
             .await
@@ -83,18 +85,14 @@ mod tests {
         Result<ConfigureRequest, ApiError>,
         Result<ConfigureRequest, ApiError>,
     ) {
-        let fast = SpecJson::<ConfigureRequest>::from_request(
-            request(content_type, body.to_vec()),
-            &(),
-        )
-        .await
-        .map(|SpecJson(v)| v);
-        let slow = ApiJson::<ConfigureRequest>::from_request(
-            request(content_type, body.to_vec()),
-            &(),
-        )
-        .await
-        .map(|ApiJson(v)| v);
+        let fast =
+            SpecJson::<ConfigureRequest>::from_request(request(content_type, body.to_vec()), &())
+                .await
+                .map(|SpecJson(v)| v);
+        let slow =
+            ApiJson::<ConfigureRequest>::from_request(request(content_type, body.to_vec()), &())
+                .await
+                .map(|ApiJson(v)| v);
         (fast, slow)
     }
 
@@ -104,7 +102,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_good_body_parses_to_what_axum_parses() {
-        for ct in ["application/json", "application/json; charset=utf-8", "application/merge-patch+json"] {
+        for ct in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
             let (fast, slow) = both(Some(ct), GOOD.as_bytes()).await;
             let (fast, slow) = (fast.expect("fast parses"), slow.expect("axum parses"));
             assert_eq!(fast.spec, slow.spec);
@@ -122,9 +124,13 @@ mod tests {
             // Data: wrong type deep inside (the path is named), missing field.
             (
                 Some("application/json"),
-                GOOD.replace("\"alice\", \"encrypted", "7, \"encrypted").into_bytes(),
+                GOOD.replace("\"alice\", \"encrypted", "7, \"encrypted")
+                    .into_bytes(),
             ),
-            (Some("application/json"), br#"{"spec": {"format_version": 1.0}}"#.to_vec()),
+            (
+                Some("application/json"),
+                br#"{"spec": {"format_version": 1.0}}"#.to_vec(),
+            ),
             (Some("application/json"), b"[]".to_vec()),
             // Content type: missing, wrong, malformed.
             (None, GOOD.as_bytes().to_vec()),
@@ -135,16 +141,24 @@ mod tests {
         ];
         for (ct, body) in cases {
             let (fast, slow) = both(ct, &body).await;
-            let (fast, slow) = (fast.expect_err("fast rejects"), slow.expect_err("axum rejects"));
+            let (fast, slow) = (
+                fast.expect_err("fast rejects"),
+                slow.expect_err("axum rejects"),
+            );
             assert_eq!(fast, slow, "content type {ct:?}");
             assert!(fast.status.is_client_error());
         }
         let (fast, _) = both(
             Some("application/json"),
-            GOOD.replace("\"alice\", \"encrypted", "7, \"encrypted").as_bytes(),
+            GOOD.replace("\"alice\", \"encrypted", "7, \"encrypted")
+                .as_bytes(),
         )
         .await;
         let e = fast.expect_err("rejected");
-        assert!(e.message.contains("spec.cluster.roles[0].name"), "{}", e.message);
+        assert!(
+            e.message.contains("spec.cluster.roles[0].name"),
+            "{}",
+            e.message
+        );
     }
 }

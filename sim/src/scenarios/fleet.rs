@@ -90,10 +90,11 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
             false,
         );
     }
-    cplane
-        .lock()
-        .trace
-        .push(0, "seed", json!({"seed": seed, "scenario": NAME, "computes": COMPUTES}));
+    cplane.lock().trace.push(
+        0,
+        "seed",
+        json!({"seed": seed, "scenario": NAME, "computes": COMPUTES}),
+    );
     let driver = {
         let cplane = cplane.clone();
         let computes = computes.clone();
@@ -160,7 +161,11 @@ async fn storm(seed: u64, cplane: &Shared, computes: &[Shared]) {
     for (k, h) in starts.into_iter().enumerate() {
         let out = h.await.unwrap_or(Outcome::Transport("task failed".into()));
         if out.status() != Some(200) {
-            cplane.violation(format!("{}: first configure answered {}", host(k), out.label()));
+            cplane.violation(format!(
+                "{}: first configure answered {}",
+                host(k),
+                out.label()
+            ));
             return;
         }
     }
@@ -199,7 +204,10 @@ async fn storm(seed: u64, cplane: &Shared, computes: &[Shared]) {
     }
     round_trips.sort_unstable();
     if let Some(p99) = percentile(&round_trips, 99) {
-        cplane.event("storm_done", json!({"p99_us": p99, "max_us": round_trips.last()}));
+        cplane.event(
+            "storm_done",
+            json!({"p99_us": p99, "max_us": round_trips.last()}),
+        );
         if Duration::from_micros(p99) > P99_BOUND {
             cplane.violation(format!(
                 "storm notify p99 {} ms of simulated time exceeds the bound {} ms",

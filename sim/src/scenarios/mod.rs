@@ -98,7 +98,12 @@ pub const ALL: &[Scenario] = &[
         run: terminate::during_configure,
         launch: plain,
     },
-    Scenario { name: fleet::NAME, about: "one control plane, 50 computes on separate hosts, a shard-split storm notifying all at once", run: fleet::body, launch: fleet::launch },
+    Scenario {
+        name: fleet::NAME,
+        about: "one control plane, 50 computes on separate hosts, a shard-split storm notifying all at once",
+        run: fleet::body,
+        launch: fleet::launch,
+    },
 ];
 
 /// The scenario called `name`.

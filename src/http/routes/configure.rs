@@ -25,7 +25,8 @@ use super::status::StatusBody;
 use crate::compute::{Compute, ComputeState, SubmitError, Submitted};
 use crate::env::Env;
 use crate::http::AppState;
-use crate::http::error::{ApiError, ApiJson};
+use crate::http::error::ApiError;
+use crate::http::json_body::SpecJson;
 use crate::spec::{ComputeSpec, ValidationContext, validate};
 use crate::state::ComputeStatus;
 
@@ -38,7 +39,7 @@ pub struct ConfigureRequest {
 /// The handler.
 pub async fn post<E: Env>(
     State(state): State<AppState<E>>,
-    ApiJson(req): ApiJson<ConfigureRequest>,
+    SpecJson(req): SpecJson<ConfigureRequest>,
 ) -> Result<Json<StatusBody>, ApiError> {
     let compute = &state.compute;
     let ctx = ValidationContext {
