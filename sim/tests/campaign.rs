@@ -50,10 +50,6 @@ fn a_campaign_gives_the_same_results_and_trace_for_any_number_of_jobs() {
 
 #[test]
 fn failing_seeds_and_their_replay_commands_do_not_depend_on_jobs() {
-    assert!(
-        compute_ctl::planted::ENABLED,
-        "the sim's tests build compute_ctl with planted-bugs"
-    );
     let args = [
         "--seeds",
         "10",
