@@ -86,9 +86,16 @@ chaos: deps
     exit $status
 
 # Deterministic simulation (default 1,000 seeds over all scenarios); e.g.
-# `just sim --seeds 5000`, `just sim --seed 42 --scenario notify_after_migration --trace t.jsonl`, `just sim --list`.
+# `just sim --seeds 5000 --jobs 2`, `just sim --seed 42 --scenario notify_after_migration --trace t.jsonl`, `just sim --list`.
 sim *ARGS:
     cargo run -p sim --release -- {{ARGS}}
+
+# A long campaign on every core: 100,000 seeds over all scenarios, split over
+# one worker process per core (same verdicts for any number), progress on
+# stderr, summary table and replay commands at the end; 0 violations expected.
+# Later flags win, e.g. `just sim-campaign --seeds 20000 --first 100000`.
+sim-campaign *ARGS:
+    cargo run -p sim --release -- --seeds 100000 --jobs "$(nproc)" {{ARGS}}
 
 # The simulator's tests: 200-seed smoke set, cross-process determinism, planted bugs caught.
 sim-test:

@@ -48,7 +48,7 @@ impl Compute {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(scratch.path("compute_ctl.log"))?)
             .spawn()
             .context("spawning compute_ctl")?;
         let client = reqwest::Client::builder()
@@ -62,6 +62,11 @@ impl Compute {
             client,
             _scratch: scratch,
         })
+    }
+
+    /// The compute_ctl process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -86,7 +91,13 @@ impl Compute {
                 }
             }
             if let Some(exit) = self.child.try_wait()? {
-                bail!("compute_ctl exited with {exit} before running");
+                let log = std::fs::read_to_string(self._scratch.path("compute_ctl.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                bail!(
+                    "compute_ctl exited with {exit} before running; its last lines: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                );
             }
             if Instant::now() > deadline {
                 bail!("compute not running after {limit:?}");

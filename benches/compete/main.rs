@@ -6,13 +6,22 @@
 //! it runs a smoke pass with tiny sizes so the harness itself stays working.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // a benchmark measures real time
 
+mod alloc;
 mod cases;
 mod compute;
+mod memory;
+mod plot;
 mod postgres;
+mod prefix;
+mod request_path;
 mod specs;
 mod stats;
 mod storage;
 mod throughput;
+
+/// Counts allocations, for the request-path suite's allocations per role.
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
 
 use std::path::Path;
 
@@ -46,22 +55,67 @@ fn main() -> anyhow::Result<()> {
         let path = dir.join("results.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&results)?)?;
         println!("\nwritten: {}", path.display());
+        if results.iter().any(|r| r.suite == "notify_reconfigure") {
+            let svg = dir.join("notify_cost.svg");
+            plot::notify_cost(&results, &svg)?;
+            println!("written: {}", svg.display());
+        }
     } else {
         smoke_checks(&results)?;
+        // The plot is drawn in the smoke pass too (into a temporary file),
+        // so that a broken plot shows up in `just test`.
+        if selected("notify_reconfigure") {
+            let svg =
+                std::env::temp_dir().join(format!("compete-smoke-{}.svg", std::process::id()));
+            plot::notify_cost(&results, &svg)?;
+            let text = std::fs::read_to_string(&svg)?;
+            let _ = std::fs::remove_file(&svg);
+            anyhow::ensure!(
+                text.contains("<svg") && text.contains("roles"),
+                "the plot is not an SVG with its axis label"
+            );
+        }
         println!("bench smoke: 1 passed, 0 failed");
     }
     Ok(())
 }
 
+/// Whether `suite` runs: all of them, unless `COMPETE_ONLY` lists some
+/// (comma-separated), for working on one suite.
+fn selected(suite: &str) -> bool {
+    match std::env::var("COMPETE_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only.split(',').any(|s| s.trim() == suite),
+        _ => true,
+    }
+}
+
 async fn run(plan: cases::Plan, full: bool) -> anyhow::Result<Vec<CaseResult>> {
     let mut all = Vec::new();
-    all.extend(cases::notify_reconfigure(plan).await?);
-    all.extend(cases::full_reconfigure_noop(plan).await?);
-    all.extend(cases::first_apply(plan).await?);
-    all.extend(cases::cold_start(plan).await?);
-    all.extend(cases::status_under_load(plan).await?);
-    all.extend(storage::storage(plan).await?);
-    if full {
+    if selected("request_path") {
+        all.extend(request_path::request_path(plan).await?);
+    }
+    if selected("notify_reconfigure") {
+        all.extend(cases::notify_reconfigure(plan).await?);
+    }
+    if selected("full_reconfigure_noop") {
+        all.extend(cases::full_reconfigure_noop(plan).await?);
+    }
+    if selected("first_apply") {
+        all.extend(cases::first_apply(plan).await?);
+    }
+    if selected("cold_start") {
+        all.extend(cases::cold_start(plan).await?);
+    }
+    if selected("status_under_load") {
+        all.extend(cases::status_under_load(plan).await?);
+    }
+    if selected("storage") {
+        all.extend(storage::storage(plan).await?);
+    }
+    if selected("memory") {
+        all.extend(memory::memory(plan).await?);
+    }
+    if full && selected("sim_throughput") {
         all.extend(throughput::sim_throughput()?);
     }
     Ok(all)
@@ -71,13 +125,24 @@ async fn run(plan: cases::Plan, full: bool) -> anyhow::Result<Vec<CaseResult>> {
 /// behavioural facts the figures rest on hold.
 fn smoke_checks(results: &[CaseResult]) -> anyhow::Result<()> {
     for suite in [
+        "request_path",
         "notify_reconfigure",
+        "prefix_headline",
+        "memory",
         "full_reconfigure_noop",
         "first_apply",
         "cold_start",
         "status_under_load",
         "storage",
     ] {
+        let runs = if suite == "prefix_headline" {
+            selected("notify_reconfigure")
+        } else {
+            selected(suite)
+        };
+        if !runs {
+            continue;
+        }
         let rows: Vec<_> = results.iter().filter(|r| r.suite == suite).collect();
         anyhow::ensure!(!rows.is_empty(), "suite {suite} produced no result");
         for r in rows {
@@ -87,24 +152,23 @@ fn smoke_checks(results: &[CaseResult]) -> anyhow::Result<()> {
             );
         }
     }
-    let noop = results
-        .iter()
-        .find(|r| r.suite == "full_reconfigure_noop")
-        .expect("checked above");
-    anyhow::ensure!(
-        noop.extra["zero_writes"] == true,
-        "a no-op full reconfigure wrote: {}",
-        noop.extra
-    );
-    let moved = results
+    if let Some(noop) = results.iter().find(|r| r.suite == "full_reconfigure_noop") {
+        anyhow::ensure!(
+            noop.extra["zero_writes"] == true,
+            "a no-op full reconfigure wrote: {}",
+            noop.extra
+        );
+    }
+    if let Some(moved) = results
         .iter()
         .find(|r| r.suite == "storage" && r.case.starts_with("notify"))
-        .expect("checked above");
-    anyhow::ensure!(
-        moved.extra["postmaster_restarts"] == 0,
-        "a move restarted Postgres: {}",
-        moved.extra
-    );
+    {
+        anyhow::ensure!(
+            moved.extra["postmaster_restarts"] == 0,
+            "a move restarted Postgres: {}",
+            moved.extra
+        );
+    }
     Ok(())
 }
 

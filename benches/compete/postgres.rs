@@ -45,9 +45,14 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(tag: &str) -> anyhow::Result<Self> {
+        Self::new_in("/tmp", tag)
+    }
+
+    /// A scratch directory under `parent` (e.g. tmpfs, where fsync is free).
+    pub fn new_in(parent: &str, tag: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("compute_ctl-bench-{tag}-"))
-            .tempdir_in("/tmp")?;
+            .tempdir_in(parent)?;
         std::fs::set_permissions(
             dir.path(),
             std::os::unix::fs::PermissionsExt::from_mode(0o777),

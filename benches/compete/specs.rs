@@ -8,16 +8,32 @@ pub fn md5_hex(password: &str, role: &str) -> String {
     hex::encode(md5::Md5::digest(format!("{password}{role}").as_bytes()))
 }
 
+/// The name of role `i` of [`sized`] specs.
+pub fn role_name(i: usize) -> String {
+    format!("role_{i:05}")
+}
+
+/// The name of database `i` of [`sized`] specs.
+pub fn db_name(i: usize) -> String {
+    format!("db_{i:04}")
+}
+
+/// The password of role `i` in generation `pw_gen` of [`sized`] specs.
+pub fn password(i: usize, pw_gen: u32) -> String {
+    format!("pw{i}-{pw_gen}")
+}
+
 /// A spec with `roles` roles and `dbs` databases; `pw_gen` varies passwords.
 pub fn sized(roles: usize, dbs: usize, pw_gen: u32, op: &str) -> Value {
     let roles_json: Vec<Value> = (0..roles)
         .map(|i| {
-            let name = format!("role_{i:05}");
-            json!({"name": name, "encrypted_password": md5_hex(&format!("pw{i}-{pw_gen}"), &name)})
+            let name = role_name(i);
+            json!({"name": name, "encrypted_password": md5_hex(&password(i, pw_gen), &name)})
         })
         .collect();
-    let dbs_json: Vec<Value> =
-        (0..dbs).map(|i| json!({"name": format!("db_{i:04}"), "owner": format!("role_{:05}", i % roles.max(1))})).collect();
+    let dbs_json: Vec<Value> = (0..dbs)
+        .map(|i| json!({"name": db_name(i), "owner": role_name(i % roles.max(1))}))
+        .collect();
     json!({
         "format_version": 1.0,
         "operation_uuid": op,

@@ -119,7 +119,7 @@ pub async fn storage(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
     let a = Storage::primary(a_port).context("storage A")?;
     let b = Storage::standby_of(&a, b_port).context("storage B")?;
     let (pg_port, http_port) = ports();
-    let mut spec = crate::specs::sized(plan.small_roles, 1, 0, "storage-start");
+    let mut spec = crate::specs::sized(plan.notify_roles[0], 1, 0, "storage-start");
     spec["mode"] = json!("Replica");
     spec["pageserver_connstring"] = json!(connstr(a.port));
     let mut compute = Compute::spawn(&spec, pg_port, http_port)?;

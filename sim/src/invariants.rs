@@ -47,6 +47,10 @@ pub fn supervisor_statements(shared: &Shared, from: u64, to: u64) -> Vec<String>
 /// Checks an answered (200) skip-flag notify sent at `t0` and answered at `t1`.
 pub fn check_notify(shared: &Shared, shape: &SpecShape, t0: u64, t1: u64, reloads_before: usize) {
     let op = shape.operation;
+    shared
+        .lock()
+        .notify_round_trips_us
+        .push(t1.saturating_sub(t0));
     let stmts = supervisor_statements(shared, t0, t1);
     if let Some(first) = stmts.first() {
         shared.violation(format!(

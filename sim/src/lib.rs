@@ -2,6 +2,7 @@
 //! (`Compute<SimEnv>::run`, the real catalog apply, the real HTTP router)
 //! under turmoil, with a simulated Postgres, seeded faults and invariants.
 
+pub mod campaign;
 pub mod env;
 pub mod faults;
 pub mod fs;

@@ -1,13 +1,17 @@
 //! `sim`: runs the deterministic simulation of compute_ctl.
 //!
-//! `sim [--seeds N] [--first S] [--seed S] [--scenario NAME] [--trace FILE] [--list]`
+//! `sim [--seeds N] [--first S] [--seed S] [--scenario NAME] [--jobs N] [--trace FILE] [--list]`
 //! Default: 1,000 seeds, each running the scenario its number picks (seeds
-//! go round the scenario list). Prints one line per failure with the
-//! command that replays it, then `N passed, M failed`, seeds per second and
-//! the simulated-to-real time ratio. Exits non-zero on any failure.
-#![allow(clippy::disallowed_methods)] // wall-clock timing of the harness itself
+//! go round the scenario list). `--jobs N` splits the seeds over N worker
+//! processes; the verdicts, failing seeds, table and trace are the same for
+//! any N. Shows progress on stderr, prints one line per failure with the
+//! command that replays it, a summary table per scenario, then
+//! `N passed, M failed`, seeds per second and the simulated-to-real time
+//! ratio. Exits non-zero on any failure.
+#![allow(clippy::disallowed_methods)] // wall-clock timing and worker threads of the harness itself
 
-use std::process::ExitCode;
+use std::io::{BufRead, Write};
+use std::process::{Command, ExitCode, Stdio};
 
 /// The simulator allocates and frees small objects at a high rate (messages,
 /// futures, statements): mimalloc is faster at that than glibc's malloc.
@@ -18,13 +22,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use compute_ctl::planted::Bug;
+use sim::campaign::{self, Progress, SeedRecord};
 use sim::runner::{self, SeedReport, Tracing};
 use sim::scenarios::{self, Scenario};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "sim",
-    about = "Deterministic simulation of compute_ctl under turmoil"
+    about = "Deterministic simulation of compute_ctl under turmoil",
+    args_override_self = true
 )]
 struct Args {
     /// How many seeds to run.
@@ -39,7 +45,10 @@ struct Args {
     /// Run only this scenario (see --list).
     #[arg(long)]
     scenario: Option<String>,
-    /// Write the JSONL trace here (of every seed run, one after the other).
+    /// Split the seeds over this many worker processes (same results for any N).
+    #[arg(long, default_value_t = 1)]
+    jobs: u64,
+    /// Write the JSONL trace here (of every seed run, in seed order).
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
     /// Run this fault schedule (JSON, as printed by --shrink) instead of the seed's own.
@@ -60,6 +69,18 @@ struct Args {
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
+    /// Internal: run as a worker of `--jobs`, one JSON record per seed on stdout.
+    #[arg(long, hide = true)]
+    worker: bool,
+}
+
+/// What every seed of a campaign runs with.
+struct Setup {
+    only: Option<&'static Scenario>,
+    bug: Option<Bug>,
+    faults: Option<sim::faults::Schedule>,
+    shrink: bool,
+    tracing: Tracing,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -75,17 +96,6 @@ fn main() -> anyhow::Result<ExitCode> {
             scenarios::find(name)
                 .with_context(|| format!("no scenario named {name:?}; `sim --list` shows them"))?,
         ),
-        None => None,
-    };
-    let seeds: Vec<u64> = match args.seed {
-        Some(s) => vec![s],
-        None => (args.first..args.first + args.seeds).collect(),
-    };
-    let mut trace = match &args.trace {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create the trace file {}", path.display()))?,
-        )),
         None => None,
     };
     let bug = match &args.plant {
@@ -110,56 +120,59 @@ fn main() -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let tracing = if trace.is_some() {
-        Tracing::On
-    } else {
-        Tracing::Off
-    };
-    let started = Instant::now();
-    let (mut passed, mut failed) = (0u64, 0u64);
-    let mut simulated = Duration::ZERO;
-    for seed in seeds {
-        let scenario = only.unwrap_or_else(|| runner::scenario_for(seed));
-        let schedule = match &faults {
-            Some(s) => s.clone(),
-            None => sim::faults::schedule(seed),
-        };
-        let report = runner::run_with(seed, scenario, schedule, bug, tracing);
-        simulated += report.simulated;
-        if args.verbose {
-            println!(
-                "seed {} {} {:.1}s {}",
-                seed,
-                report.scenario,
-                report.simulated.as_secs_f64(),
-                if report.passed() { "ok" } else { "FAIL" }
-            );
-        }
-        if let Some(w) = trace.as_mut() {
-            use std::io::Write;
-            w.write_all(report.trace.as_bytes())
-                .context("cannot write the trace")?;
-        }
-        if report.passed() {
-            passed += 1;
+    let setup = Setup {
+        only,
+        bug,
+        faults,
+        shrink: args.shrink,
+        tracing: if args.trace.is_some() {
+            Tracing::On
         } else {
-            failed += 1;
-            print_failure(&report, args.shrink, bug);
+            Tracing::Off
+        },
+    };
+    let (first, count) = match args.seed {
+        Some(s) => (s, 1),
+        None => (args.first, args.seeds),
+    };
+    if args.worker {
+        worker(&args, &setup, first, count)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let started = Instant::now();
+    let mut progress = Progress::new(count);
+    let records = if args.jobs <= 1 || count <= 1 {
+        in_process(&args, &setup, first, count, &mut progress)?
+    } else {
+        let records = with_workers(&args, first, count, &mut progress)?;
+        for r in &records {
+            if args.verbose {
+                println!("{}", verbose_line(r));
+            }
+            if !r.passed() {
+                println!("{}", r.failure_line());
+            }
         }
-    }
-    if let Some(mut w) = trace {
-        use std::io::Write;
-        w.flush().context("cannot write the trace")?;
-    }
+        records
+    };
+    progress.finish();
     let real = started.elapsed();
-    let total = passed + failed;
+
+    let passed = records.iter().filter(|r| r.passed()).count();
+    let failed = records.len() - passed;
+    let simulated: u64 = records.iter().map(|r| r.simulated_us).sum();
+    let simulated = Duration::from_micros(simulated);
+    println!();
+    print!("{}", campaign::summary_table(&records));
     println!("{passed} passed, {failed} failed");
     println!(
-        "{:.0} seeds/s, simulated/real time {:.0}x ({:.1} s simulated in {:.2} s)",
-        total as f64 / real.as_secs_f64().max(1e-9),
+        "{:.0} seeds/s, simulated/real time {:.0}x ({:.1} s simulated in {:.2} s, {} job(s))",
+        records.len() as f64 / real.as_secs_f64().max(1e-9),
         simulated.as_secs_f64() / real.as_secs_f64().max(1e-9),
         simulated.as_secs_f64(),
-        real.as_secs_f64()
+        real.as_secs_f64(),
+        args.jobs.max(1)
     );
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -168,30 +181,205 @@ fn main() -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_failure(report: &SeedReport, shrink: bool, bug: Option<Bug>) {
-    let planted = bug
-        .map(|b| format!(" --features compute_ctl/planted-bugs -- --plant {b:?}"))
-        .unwrap_or_default();
-    let replay = if planted.is_empty() {
-        report.replay()
-    } else {
-        report.replay().replacen(" -- ", &format!("{planted} "), 1)
+fn verbose_line(r: &SeedRecord) -> String {
+    format!(
+        "seed {} {} {:.1}s {}",
+        r.seed,
+        r.scenario,
+        r.simulated_us as f64 / 1e6,
+        if r.passed() { "ok" } else { "FAIL" }
+    )
+}
+
+/// Runs one seed; returns its record and its trace (empty when off).
+fn run_seed(setup: &Setup, seed: u64) -> (SeedRecord, String) {
+    let scenario = setup.only.unwrap_or_else(|| runner::scenario_for(seed));
+    let schedule = match &setup.faults {
+        Some(s) => s.clone(),
+        None => sim::faults::schedule(seed),
     };
-    println!(
-        "FAIL seed {} scenario {}: {} | faults {} | replay: {}",
-        report.seed,
-        report.scenario,
-        report.violations.first().map(String::as_str).unwrap_or(""),
-        report.schedule.describe(),
-        replay
-    );
-    if shrink {
-        let scenario = scenarios::find(report.scenario).expect("the scenario just ran");
+    let report = runner::run_with(seed, scenario, schedule, setup.bug, setup.tracing);
+    let replay = replay(&report, setup.bug);
+    let shrunk = (setup.shrink && !report.passed()).then(|| {
         let minimal = sim::faults::shrink(
             report.seed,
-            |s| !runner::run_with(report.seed, scenario, s.clone(), bug, Tracing::Off).passed(),
+            |s| {
+                !runner::run_with(report.seed, scenario, s.clone(), setup.bug, Tracing::Off)
+                    .passed()
+            },
             64,
         );
-        println!("  shrunk: {replay} --faults '{}'", minimal.describe());
+        format!("{replay} --faults '{}'", minimal.describe())
+    });
+    let record = SeedRecord::of(&report, replay, shrunk);
+    (record, report.trace)
+}
+
+/// The command that replays a seed (with its planted bug, if any).
+fn replay(report: &SeedReport, bug: Option<Bug>) -> String {
+    match bug {
+        None => report.replay(),
+        Some(b) => report.replay().replacen(
+            " -- ",
+            &format!(" --features compute_ctl/planted-bugs -- --plant {b:?} "),
+            1,
+        ),
     }
+}
+
+/// `--jobs 1`: every seed in this process, failures printed as they come.
+fn in_process(
+    args: &Args,
+    setup: &Setup,
+    first: u64,
+    count: u64,
+    progress: &mut Progress,
+) -> anyhow::Result<Vec<SeedRecord>> {
+    let mut trace = open_trace(args.trace.as_deref())?;
+    let mut records = Vec::new();
+    for seed in first..first + count {
+        let (record, text) = run_seed(setup, seed);
+        if let Some(w) = trace.as_mut() {
+            w.write_all(text.as_bytes())
+                .context("cannot write the trace")?;
+        }
+        progress.seed_done(record.passed());
+        if args.verbose {
+            println!("{}", verbose_line(&record));
+        }
+        if !record.passed() {
+            println!("{}", record.failure_line());
+        }
+        records.push(record);
+    }
+    if let Some(mut w) = trace {
+        w.flush().context("cannot write the trace")?;
+    }
+    Ok(records)
+}
+
+fn open_trace(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::io::BufWriter<std::fs::File>>> {
+    path.map(|p| {
+        std::fs::File::create(p)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("cannot create the trace file {}", p.display()))
+    })
+    .transpose()
+}
+
+/// A worker of `--jobs`: runs its seed range, one JSON record per line.
+fn worker(args: &Args, setup: &Setup, first: u64, count: u64) -> anyhow::Result<()> {
+    let mut trace = open_trace(args.trace.as_deref())?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for seed in first..first + count {
+        let (record, text) = run_seed(setup, seed);
+        if let Some(w) = trace.as_mut() {
+            w.write_all(text.as_bytes())
+                .context("cannot write the trace")?;
+        }
+        serde_json::to_writer(&mut out, &record)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    if let Some(mut w) = trace {
+        w.flush().context("cannot write the trace")?;
+    }
+    Ok(())
+}
+
+/// The trace part written by worker `k`.
+fn part_path(trace: &std::path::Path, k: usize) -> std::path::PathBuf {
+    let mut name = trace.as_os_str().to_owned();
+    name.push(format!(".part{k}"));
+    name.into()
+}
+
+/// `--jobs N`: this binary again as N workers over contiguous seed ranges;
+/// records in seed order, trace parts concatenated in order.
+fn with_workers(
+    args: &Args,
+    first: u64,
+    count: u64,
+    progress: &mut Progress,
+) -> anyhow::Result<Vec<SeedRecord>> {
+    let exe = std::env::current_exe().context("cannot find the sim binary to start workers")?;
+    let parts = campaign::split(first, count, args.jobs);
+    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<SeedRecord>>();
+    let mut children = Vec::new();
+    for (k, (lo, n)) in parts.iter().enumerate() {
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "--worker",
+            "--first",
+            &lo.to_string(),
+            "--seeds",
+            &n.to_string(),
+        ]);
+        for (flag, value) in [
+            ("--scenario", args.scenario.as_deref()),
+            ("--faults", args.faults.as_deref()),
+            ("--plant", args.plant.as_deref()),
+        ] {
+            if let Some(v) = value {
+                cmd.args([flag, v]);
+            }
+        }
+        if args.shrink {
+            cmd.arg("--shrink");
+        }
+        if let Some(t) = &args.trace {
+            cmd.arg("--trace").arg(part_path(t, k));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start worker {k} ({})", exe.display()))?;
+        let stdout = child.stdout.take().context("worker stdout")?;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let rec = line.context("reading a worker's output").and_then(|l| {
+                    serde_json::from_str::<SeedRecord>(&l)
+                        .with_context(|| format!("a worker printed {l:?}"))
+                });
+                if tx.send(rec).is_err() {
+                    return;
+                }
+            }
+        });
+        children.push(child);
+    }
+    drop(tx);
+    let mut records = std::collections::BTreeMap::new();
+    for rec in rx {
+        let rec = rec?;
+        progress.seed_done(rec.passed());
+        records.insert(rec.seed, rec);
+    }
+    for (k, mut c) in children.into_iter().enumerate() {
+        let status = c.wait()?;
+        if !status.success() {
+            bail!("worker {k} failed ({status}); see its message above");
+        }
+    }
+    if records.len() as u64 != count {
+        bail!("the workers reported {} of {count} seeds", records.len());
+    }
+    if let Some(t) = &args.trace {
+        let mut w = open_trace(Some(t))?.context("trace file")?;
+        for k in 0..parts.len() {
+            let p = part_path(t, k);
+            let mut f = std::fs::File::open(&p)
+                .with_context(|| format!("cannot read the trace part {}", p.display()))?;
+            std::io::copy(&mut f, &mut w).context("cannot write the trace")?;
+            let _ = std::fs::remove_file(&p);
+        }
+        w.flush().context("cannot write the trace")?;
+    }
+    Ok(records.into_values().collect())
 }

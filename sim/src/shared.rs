@@ -140,6 +140,8 @@ pub struct SharedInner {
     pub promoted: std::collections::BTreeSet<String>,
     /// Flush LSNs the safekeepers answered, in order: (host, lsn).
     pub safekeeper_acks: Vec<(String, u64)>,
+    /// Client-side round trip (µs) of every answered skip-flag notify.
+    pub notify_round_trips_us: Vec<u64>,
 }
 
 /// What the simulated WAL receiver does (what `pg_stat_wal_receiver` shows).

@@ -129,8 +129,33 @@ pub fn add_compute(
     fetch_spec_from_cplane: bool,
     autoscaling: bool,
 ) {
+    add_compute_on(
+        sim,
+        COMPUTE,
+        shared,
+        seed,
+        params,
+        launch_spec,
+        fetch_spec_from_cplane,
+        autoscaling,
+    );
+}
+
+/// [`add_compute`] on the host called `host` (a fleet has many).
+pub fn add_compute_on(
+    sim: &mut turmoil::Sim<'_>,
+    host: &str,
+    shared: Shared,
+    seed: u64,
+    params: ComputeParams,
+    launch_spec: Option<ComputeSpec>,
+    fetch_spec_from_cplane: bool,
+    autoscaling: bool,
+) {
     let boots = Arc::new(AtomicU64::new(0));
-    sim.host(COMPUTE, move || {
+    let host_name = host.to_string();
+    sim.host(host, move || {
+        let host_name = host_name.clone();
         let shared = shared.clone();
         let params = params.clone();
         let launch_spec = launch_spec.clone();
@@ -166,7 +191,7 @@ pub fn add_compute(
                 // A (re)booted host runs no postmaster yet.
                 sh.loaded_config = None;
             }
-            shared.event("boot", json!({"host": COMPUTE, "boot": boot}));
+            shared.event("boot", json!({"host": host_name, "boot": boot}));
             observe_status(&compute, shared.clone(), boot);
             if let Some(spec) = launch_spec {
                 // As `compute_ctl -S spec.json` does before serving.

@@ -99,7 +99,7 @@ where
     }
 }
 
-fn json_rejection(r: JsonRejection) -> ApiError {
+pub(crate) fn json_rejection(r: JsonRejection) -> ApiError {
     // A body not sent as JSON is a bad request too (Neon's contract for
     // /configure knows 400, not 415).
     let status = match &r {

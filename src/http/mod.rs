@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod json_body;
 pub mod observe;
 pub mod request_id;
 pub mod rfc3339;

@@ -92,9 +92,14 @@ pub fn validate(spec: &ComputeSpec, ctx: &ValidationContext) -> Vec<SpecProblem>
             "must be at least 1",
         ));
     }
-    check_roles(spec, &mut out);
-    check_databases(spec, ctx, &mut out);
-    check_deltas(spec, &mut out);
+    // The role names, sorted once: duplicates are adjacent, and owners and
+    // deltas are looked up by binary search (no set built per request).
+    let mut role_names: Vec<&str> = spec.cluster.roles.iter().map(|r| r.name.as_str()).collect();
+    role_names.sort_unstable();
+    let duplicate_roles = role_names.windows(2).any(|w| w[0] == w[1]);
+    check_roles(spec, duplicate_roles, &mut out);
+    check_databases(spec, ctx, &role_names, &mut out);
+    check_deltas(spec, &role_names, &mut out);
     check_options(spec.settings(), "$.cluster.settings", true, &mut out);
     for (name, value) in [
         (
@@ -198,12 +203,14 @@ pub fn validate_change(running: &ComputeSpec, new: &ComputeSpec) -> Vec<SpecProb
     )]
 }
 
-fn check_roles(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
+/// `duplicates`: whether some role name occurs twice (then each later
+/// occurrence is reported, in order).
+fn check_roles(spec: &ComputeSpec, duplicates: bool, out: &mut Vec<SpecProblem>) {
     let mut seen = BTreeSet::new();
     for (i, role) in spec.cluster.roles.iter().enumerate() {
         let path = |field: &str| format!("$.cluster.roles[{i}].{field}");
         check_name(&role.name, || path("name"), out);
-        if !seen.insert(role.name.as_str()) {
+        if duplicates && !seen.insert(role.name.as_str()) {
             out.push(SpecProblem::new(
                 path("name"),
                 format!("duplicate role name {:?}", role.name),
@@ -225,7 +232,7 @@ fn check_roles(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
         if let Some(opts) = &role.options {
             check_options(opts, &path("options"), false, out);
             // `superuser` is refused here, with the other role options the
-            // catalog cannot map (see catalog::role_options).
+            // catalog cannot map (see `role_options`).
             if let Err(e) = super::role_options::parse_role_options(opts) {
                 out.push(SpecProblem::new(
                     format!("{}[{}].{}", path("options"), e.index, e.field),
@@ -241,16 +248,22 @@ pub fn is_md5_hex(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn check_databases(spec: &ComputeSpec, ctx: &ValidationContext, out: &mut Vec<SpecProblem>) {
-    let mut owners: BTreeSet<&str> = spec.cluster.roles.iter().map(|r| r.name.as_str()).collect();
-    owners.insert(ctx.superuser.as_str());
-    for op in spec.delta_ops() {
-        if op.action == DeltaAction::RenameRole {
-            if let Some(n) = &op.new_name {
-                owners.insert(n.as_str());
-            }
-        }
-    }
+/// `role_names`: the spec's role names, sorted.
+fn check_databases(
+    spec: &ComputeSpec,
+    ctx: &ValidationContext,
+    role_names: &[&str],
+    out: &mut Vec<SpecProblem>,
+) {
+    let renamed: Vec<&str> = spec
+        .delta_ops()
+        .iter()
+        .filter(|op| op.action == DeltaAction::RenameRole)
+        .filter_map(|op| op.new_name.as_deref())
+        .collect();
+    let is_owner = |name: &str| {
+        role_names.binary_search(&name).is_ok() || name == ctx.superuser || renamed.contains(&name)
+    };
     let mut seen = BTreeSet::new();
     for (i, db) in spec.cluster.databases.iter().enumerate() {
         let path = |field: &str| format!("$.cluster.databases[{i}].{field}");
@@ -262,7 +275,7 @@ fn check_databases(spec: &ComputeSpec, ctx: &ValidationContext, out: &mut Vec<Sp
             ));
         }
         check_name(&db.owner, || path("owner"), out);
-        if !owners.contains(db.owner.as_str()) {
+        if !is_owner(db.owner.as_str()) {
             out.push(SpecProblem::new(
                 path("owner"),
                 format!(
@@ -287,7 +300,7 @@ fn check_databases(spec: &ComputeSpec, ctx: &ValidationContext, out: &mut Vec<Sp
     }
 }
 
-fn check_deltas(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
+fn check_deltas(spec: &ComputeSpec, role_names: &[&str], out: &mut Vec<SpecProblem>) {
     for (i, op) in spec.delta_ops().iter().enumerate() {
         let path = |field: &str| format!("$.delta_operations[{i}].{field}");
         check_name(&op.name, || path("name"), out);
@@ -302,7 +315,7 @@ fn check_deltas(spec: &ComputeSpec, out: &mut Vec<SpecProblem>) {
         }
         let listed = match op.action {
             DeltaAction::DeleteRole | DeltaAction::RenameRole => {
-                spec.cluster.roles.iter().any(|r| r.name == op.name)
+                role_names.binary_search(&op.name.as_str()).is_ok()
             }
             DeltaAction::DeleteDb | DeltaAction::RenameDb => {
                 spec.cluster.databases.iter().any(|d| d.name == op.name)

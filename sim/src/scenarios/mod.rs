@@ -3,6 +3,7 @@
 
 mod cold_start;
 mod driver;
+pub mod fleet;
 mod load;
 mod memory;
 mod notify;
@@ -132,6 +133,12 @@ pub const ALL: &[Scenario] = &[
         about: "autoscaling: load grows the cgroup, an agent answers late, drops, downscales under pressure",
         run: memory::pressure,
         launch: memory::autoscaled,
+    },
+    Scenario {
+        name: fleet::NAME,
+        about: "one control plane, 50 computes on separate hosts, a shard-split storm notifying all at once",
+        run: fleet::body,
+        launch: fleet::launch,
     },
 ];
 

@@ -27,7 +27,8 @@ use super::status::StatusBody;
 use crate::compute::{Compute, ComputeState, SubmitError, Submitted};
 use crate::env::Env;
 use crate::http::AppState;
-use crate::http::error::{ApiError, ApiJson, ApiQuery};
+use crate::http::error::{ApiError, ApiQuery};
+use crate::http::json_body::SpecJson;
 use crate::spec::{ComputeSpec, ValidationContext, validate, validate_change};
 use crate::state::ComputeStatus;
 
@@ -62,7 +63,7 @@ impl ComputeCtlConfig {
 pub async fn post<E: Env>(
     State(state): State<AppState<E>>,
     ApiQuery(query): ApiQuery<super::dry_run::ConfigureQuery>,
-    ApiJson(req): ApiJson<ConfigureRequest>,
+    SpecJson(req): SpecJson<ConfigureRequest>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     if query.dry_run {
