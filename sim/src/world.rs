@@ -129,16 +129,22 @@ pub fn add_compute(
     fetch_spec_from_cplane: bool,
     autoscaling: bool,
 ) {
-    add_compute_on(
-        sim,
-        COMPUTE,
-        shared,
-        seed,
-        params,
+    let boot = Boot {
         launch_spec,
         fetch_spec_from_cplane,
         autoscaling,
-    );
+    };
+    add_compute_on(sim, COMPUTE, shared, seed, params, boot);
+}
+
+/// How a compute host boots: as `compute_ctl` is started.
+pub struct Boot {
+    /// Given on the command line (`-S`), submitted before serving.
+    pub launch_spec: Option<ComputeSpec>,
+    /// Fetched from the control plane instead.
+    pub fetch_spec_from_cplane: bool,
+    /// `AUTOSCALING` set: the vm-monitor runs, Postgres in its cgroup.
+    pub autoscaling: bool,
 }
 
 /// [`add_compute`] on the host called `host` (a fleet has many).
@@ -148,10 +154,13 @@ pub fn add_compute_on(
     shared: Shared,
     seed: u64,
     params: ComputeParams,
-    launch_spec: Option<ComputeSpec>,
-    fetch_spec_from_cplane: bool,
-    autoscaling: bool,
+    boot: Boot,
 ) {
+    let Boot {
+        launch_spec,
+        fetch_spec_from_cplane,
+        autoscaling,
+    } = boot;
     let boots = Arc::new(AtomicU64::new(0));
     let host_name = host.to_string();
     sim.host(host, move || {

@@ -86,9 +86,11 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
             sh.clone(),
             seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             world::params(),
-            None,
-            false,
-            false,
+            world::Boot {
+                launch_spec: None,
+                fetch_spec_from_cplane: false,
+                autoscaling: false,
+            },
         );
     }
     cplane.lock().trace.push(
