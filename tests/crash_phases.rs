@@ -16,7 +16,6 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -29,10 +28,7 @@ use support::{md5_hex, postgres_bin, wait_for};
 const ROLES: usize = 200;
 
 fn trials() -> usize {
-    match std::env::var("COMPUTE_CTL_CHAOS_SCALE").as_deref() {
-        Ok("full") => 20,
-        _ => 2,
-    }
+    if support::chaos::full() { 20 } else { 2 }
 }
 
 fn seed() -> u64 {
@@ -45,19 +41,6 @@ fn seed() -> u64 {
                 .unwrap()
                 .as_secs()
         })
-}
-
-fn report(line: Value) {
-    let Ok(dir) = std::env::var("COMPUTE_CTL_CHAOS_REPORT") else {
-        return;
-    };
-    std::fs::create_dir_all(&dir).expect("create the chaos report directory");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("{dir}/crash_phases.jsonl"))
-        .expect("open the chaos report");
-    writeln!(f, "{line}").expect("write the chaos report");
 }
 
 /// A spec with [`ROLES`] md5 roles whose passwords carry `generation`.
@@ -257,7 +240,7 @@ async fn campaign(target: Target, stage: Stage) {
     for n in 0..trials() {
         let line = trial(&mut rng, target, stage, n).await;
         eprintln!("{line}");
-        report(line);
+        support::chaos::report("crash_phases", &line);
     }
 }
 

@@ -430,13 +430,23 @@ async fn a_replica_compute_moves_between_two_storage_containers() {
         started,
         "the move restarted Postgres"
     );
-    let status = c.status().await.expect("status");
-    assert_eq!(status["replication"]["streaming"], true, "{status}");
-    assert_eq!(
-        status["replication"]["sender"],
-        format!("{}:5432", b.name),
-        "{status}"
-    );
+    // /status samples the WAL receiver (every second and after each spec):
+    // it catches up with what psql saw.
+    let want = format!("{}:5432", b.name);
+    eventually(
+        "/status to show streaming from B",
+        e2e_support::START_TIMEOUT,
+        || async {
+            let status = c.status().await.expect("status");
+            let r = &status["replication"];
+            if r["streaming"] == true && r["sender"] == want.as_str() {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        },
+    )
+    .await;
 }
 
 /// The note of row `id` of `t` on the compute ('' when absent).

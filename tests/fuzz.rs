@@ -11,8 +11,6 @@
 
 mod support;
 
-use std::io::Write as _;
-
 use compute_ctl::pg::render_value;
 use compute_ctl::spec::{ComputeSpec, ValidationContext};
 use proptest::prelude::*;
@@ -21,22 +19,9 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 use support::postgres::TestPostgres;
 
-fn full() -> bool {
-    std::env::var("COMPUTE_CTL_CHAOS_SCALE").as_deref() == Ok("full")
-}
-
 fn report(case: &str, cases: u32) {
-    let Ok(dir) = std::env::var("COMPUTE_CTL_CHAOS_REPORT") else {
-        return;
-    };
-    std::fs::create_dir_all(&dir).expect("create the chaos report directory");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("{dir}/fuzz.jsonl"))
-        .expect("open the chaos report");
     let line = json!({"suite": "fuzz", "case": case, "cases": cases, "crashes": 0});
-    writeln!(f, "{line}").expect("write the chaos report");
+    support::chaos::report("fuzz", &line);
 }
 
 fn ctx() -> ValidationContext {
@@ -127,7 +112,7 @@ fn base_spec() -> Value {
 }
 
 fn runner(smoke: u32, big: u32) -> (TestRunner, u32) {
-    let cases = if full() { big } else { smoke };
+    let cases = if support::chaos::full() { big } else { smoke };
     (
         TestRunner::new(Config {
             cases,
@@ -201,7 +186,7 @@ async fn config_values_read_back_exactly_from_real_postgres() {
         );
         return;
     }
-    let n = if full() { 2_000 } else { 200 };
+    let n = if support::chaos::full() { 2_000 } else { 200 };
     let mut r = TestRunner::new(Config {
         cases: 1,
         failure_persistence: None,

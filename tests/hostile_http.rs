@@ -16,7 +16,6 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -41,14 +40,14 @@ struct Scale {
 }
 
 fn scale() -> Scale {
-    match std::env::var("COMPUTE_CTL_CHAOS_SCALE").as_deref() {
-        Ok("full") => Scale {
+    match support::chaos::full() {
+        true => Scale {
             name: "full",
             slowloris: 2_000,
             idle: 10_000,
             probes: 2_000,
         },
-        _ => Scale {
+        false => Scale {
             name: "smoke",
             slowloris: 100,
             idle: 500,
@@ -59,20 +58,11 @@ fn scale() -> Scale {
 
 /// Appends one case's figures to the report, when one is asked for.
 fn report(case: &str, figures: Value) {
-    let Ok(dir) = std::env::var("COMPUTE_CTL_CHAOS_REPORT") else {
-        return;
-    };
-    std::fs::create_dir_all(&dir).expect("create the chaos report directory");
     let mut line = json!({"suite": "hostile_http", "case": case, "scale": scale().name});
     line.as_object_mut()
         .unwrap()
         .extend(figures.as_object().cloned().unwrap_or_default());
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("{dir}/hostile_http.jsonl"))
-        .expect("open the chaos report");
-    writeln!(f, "{line}").expect("write the chaos report");
+    support::chaos::report("hostile_http", &line);
 }
 
 async fn start(extra: &[&str]) -> Compute {

@@ -406,10 +406,20 @@ fn ours_is_a_superset_of_neons_contract_on_the_shared_routes() {
             Some(r) => doc.pointer(r.trim_start_matches('#')).unwrap().clone(),
             None => schema.clone(),
         };
-        schema["properties"]
+        let mut out: Vec<(String, Value)> = schema["properties"]
             .as_object()
             .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // A body that is one of several shapes (/configure: Status or, for
+        // a dry run, DryRun) has the fields of each.
+        for alt in ["oneOf", "anyOf"]
+            .iter()
+            .filter_map(|k| schema[*k].as_array())
+            .flatten()
+        {
+            out.extend(props(doc, alt));
+        }
+        out
     }
     fn resolve(doc: &Value, v: &Value) -> Value {
         match v["$ref"].as_str() {

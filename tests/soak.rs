@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -23,9 +22,10 @@ use support::{md5_hex, postgres_bin};
 const ROLES: usize = 100;
 
 fn sizes() -> (usize, usize) {
-    match std::env::var("COMPUTE_CTL_CHAOS_SCALE").as_deref() {
-        Ok("full") => (10_000, 1_000),
-        _ => (300, 30),
+    if support::chaos::full() {
+        (10_000, 1_000)
+    } else {
+        (300, 30)
     }
 }
 
@@ -229,13 +229,5 @@ async fn notifies_and_reconfigures_under_client_load_stay_flat() {
     eprintln!(
         "soak: {notifies} notifies + {reconfigures} reconfigures in {elapsed:?}; RSS {rss_mid} -> {rss_last} KiB, FDs {fds_mid} -> {fds_last}, tasks {tasks_mid} -> {tasks_last}, notify p99 {p99_mid} -> {p99_last} us"
     );
-    if let Ok(dir) = std::env::var("COMPUTE_CTL_CHAOS_REPORT") {
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(format!("{dir}/soak.jsonl"))
-            .unwrap();
-        writeln!(f, "{line}").unwrap();
-    }
+    support::chaos::report("soak", &line);
 }

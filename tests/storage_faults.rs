@@ -49,19 +49,27 @@ impl Tmpfs {
         })
     }
 
-    fn remount(&self, mode: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(&self.dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount {mode}");
+    /// Makes `dir` read-only through a read-only bind mount over it (files
+    /// Postgres holds open stay writable; nothing new can be created).
+    fn read_only(dir: &Path) {
+        for args in [&["--bind"][..], &["-o", "remount,bind,ro"][..]] {
+            let st = Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(st.success(), "mount {args:?} {}", dir.display());
+        }
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        support::os::stop_postgres_in(&self.dir.join("pgdata"));
+        let pgdata = self.dir.join("pgdata");
+        support::os::stop_postgres_in(&pgdata);
+        // The read-only bind mount, if a failing test left it, then the tmpfs.
+        let _ = Command::new("umount").arg("-l").arg(&pgdata).status();
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
@@ -77,18 +85,22 @@ fn spec(op: &str, work_mem: &str) -> Value {
     s
 }
 
-/// Fills the file system of `dir` until a write fails with ENOSPC.
+/// Fills the file system of `dir` until not one more byte fits.
 fn fill(dir: &Path) -> PathBuf {
     use std::io::Write;
     let path = dir.join("filler");
     let mut f = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0u8; 256 * 1024];
-    loop {
-        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
-            assert_eq!(e.raw_os_error(), Some(libc_enospc()), "filling: {e}");
-            return path;
+    // Big writes first, then smaller ones into the last pages.
+    for size in [256 * 1024, 4096, 1] {
+        let chunk = vec![0u8; size];
+        loop {
+            if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
+                assert_eq!(e.raw_os_error(), Some(libc_enospc()), "filling: {e}");
+                break;
+            }
         }
     }
+    path
 }
 
 fn libc_enospc() -> i32 {
@@ -127,16 +139,11 @@ async fn a_full_or_read_only_pgdata_fails_the_reconfigure_keeps_postgres_and_rec
                 Box::new(move || std::fs::remove_file(filler).unwrap())
             }
             _ => {
-                fs.remount("ro");
-                let fs = &fs;
-                let dir = fs.dir.clone();
+                let pgdata = c.pgdata.clone();
+                Tmpfs::read_only(&pgdata);
                 Box::new(move || {
-                    let st = Command::new("mount")
-                        .args(["-o", "remount,rw"])
-                        .arg(&dir)
-                        .status()
-                        .unwrap();
-                    assert!(st.success());
+                    let st = Command::new("umount").arg(&pgdata).status().unwrap();
+                    assert!(st.success(), "umount the read-only bind mount");
                 })
             }
         };

@@ -392,6 +392,10 @@ impl Fs for TokioEnv {
         let written = async {
             let mut f = tokio::fs::File::create(&tmp).await?;
             f.write_all(data).await?;
+            // tokio's File writes in the background: a write that failed
+            // (ENOSPC) is reported by flush, and sync_all alone loses it, so
+            // a truncated file would be renamed over the good one.
+            f.flush().await?;
             f.sync_all().await
         }
         .await;

@@ -12,8 +12,7 @@
 use std::time::Duration;
 
 use super::PgError;
-use super::error::stderr_tail;
-use crate::env::{CommandSpec, Env, timeout};
+use crate::env::{CommandSpec, Env};
 use crate::params::ComputeParams;
 
 /// pg_controldata reads one 8 KiB file.
@@ -33,28 +32,7 @@ pub async fn shutdown_checkpoint_lsn<E: Env>(
         .env("LC_ALL", "C")
         .run_as(who);
     let shown = cmd.display();
-    let out = match timeout(env, CONTROLDATA_TIMEOUT, env.output(&cmd)).await {
-        Err(_) => {
-            return Err(PgError::CommandTimeout {
-                command: shown,
-                after: CONTROLDATA_TIMEOUT,
-            });
-        }
-        Ok(Err(source)) => {
-            return Err(PgError::Spawn {
-                command: shown,
-                source,
-            });
-        }
-        Ok(Ok(out)) => out,
-    };
-    if !out.status.success() {
-        return Err(PgError::Command {
-            command: shown,
-            status: out.status,
-            stderr: stderr_tail(&out.stderr),
-        });
-    }
+    let out = super::pgdata::run(env, &cmd, shown, CONTROLDATA_TIMEOUT).await?;
     Ok(parse_shutdown_lsn(&String::from_utf8_lossy(&out.stdout)))
 }
 

@@ -236,8 +236,9 @@ async fn base_backup<E: Env>(
     Ok(end_lsn)
 }
 
-/// Runs `cmd` to completion within `limit`; `shown` names it in errors.
-async fn run<E: Env>(
+/// Runs `cmd` to completion within `limit`; `shown` names it in errors
+/// (also for `controldata.rs`).
+pub(super) async fn run<E: Env>(
     env: &E,
     cmd: &CommandSpec,
     shown: String,

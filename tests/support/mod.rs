@@ -4,6 +4,7 @@
 // Tests may use the OS clock and sleep between polls (clippy.toml is for the library).
 #![allow(clippy::disallowed_methods)]
 
+pub mod chaos;
 pub mod compute;
 pub mod control_plane;
 pub mod neon;

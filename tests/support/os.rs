@@ -106,7 +106,15 @@ pub fn uid_of(pid: i32) -> Option<u32> {
 
 /// Whether a process exists.
 pub fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+    // A zombie (exited, not yet reaped by whoever adopted it) runs no more.
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    kill(Pid::from_raw(pid), None).is_ok() && !zombie
 }
 
 /// Stops every Postgres process of `pgdata` (cleanup on drop): an immediate
