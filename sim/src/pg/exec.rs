@@ -8,6 +8,21 @@ use super::ops::{DbOption, EXTENSIONS_SQL, Op, SNAPSHOT_SQL};
 use super::sql;
 use crate::shared::StmtKind;
 
+/// The columns of the supervisor's `REPLICATION_SQL` (`storage::replication`).
+pub fn replication_columns() -> Vec<String> {
+    [
+        "status",
+        "sender",
+        "received_tli",
+        "receive",
+        "replay",
+        "lag",
+        "pause",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// What a statement returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -178,17 +193,7 @@ pub fn execute(
         Parsed::SelectOne => Ok(one_value("?column?", "1".into())),
         Parsed::Reload => Ok(one_value("pg_reload_conf", "t".into())),
         Parsed::Replication => Ok(Reply::Rows {
-            columns: [
-                "status",
-                "sender",
-                "received_tli",
-                "receive",
-                "replay",
-                "lag",
-                "pause",
-            ]
-            .map(String::from)
-            .to_vec(),
+            columns: replication_columns(),
             rows: vec![vec![None; 7]],
             tag: "SELECT 1".into(),
         }),

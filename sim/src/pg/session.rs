@@ -265,17 +265,7 @@ async fn run_parsed(
             .as_deref()
             .is_some_and(|c| c.contains("primary_conninfo"));
         return Ok(Reply::Rows {
-            columns: [
-                "status",
-                "sender",
-                "received_tli",
-                "receive",
-                "replay",
-                "lag",
-                "pause",
-            ]
-            .map(String::from)
-            .to_vec(),
+            columns: exec::replication_columns(),
             rows: vec![vec![
                 r.status.map(str::to_string),
                 r.sender.clone(),
