@@ -39,6 +39,9 @@ const INITDB_TIMEOUT: Duration = Duration::from_secs(300);
 /// A base backup copies the whole source; bounded so a stuck source cannot
 /// hang the start forever.
 const BASEBACKUP_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long removing the old PGDATA is retried while something still writes
+/// into it (see [`remove_pgdata`]).
+const REMOVE_RETRY: Duration = Duration::from_secs(10);
 /// libpq's connect timeout for pg_basebackup (PGCONNECT_TIMEOUT), seconds.
 const BASEBACKUP_CONNECT_TIMEOUT_SECS: &str = "10";
 
@@ -102,7 +105,7 @@ pub async fn prepare_pgdata<E: Env>(
         }
     };
     super::stop_stale_postmaster(env, pgdata, params.shutdown_timeout).await?;
-    env.remove_dir_all(pgdata)
+    remove_pgdata(env, pgdata)
         .await
         .map_err(io("cannot remove the old PGDATA"))?;
     env.create_dir_all(pgdata, 0o700)
@@ -169,6 +172,24 @@ fn wal_end_point(stderr: &[u8]) -> Option<String> {
             .map(|(_, v)| v.trim().to_string())
             .filter(|v| v.contains('/'))
     })
+}
+
+/// Removes the old PGDATA. A run that was killed may have left a process
+/// writing into it: initdb dies with compute_ctl (PDEATHSIG), but its
+/// bootstrap backend (`postgres --boot`, a grandchild) finishes the file it
+/// is writing and exits only at the end of its input. While files keep
+/// appearing, removal fails with ENOTEMPTY: retry for a bounded time.
+async fn remove_pgdata<E: Env>(env: &E, pgdata: &Path) -> std::io::Result<()> {
+    let deadline = env.now() + REMOVE_RETRY;
+    loop {
+        match env.remove_dir_all(pgdata).await {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && env.now() < deadline => {
+                tracing::warn!(pgdata = %pgdata.display(), "old PGDATA still being written (a process of a killed run?); retrying its removal");
+                env.sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A command run as the Postgres user from `/` (root's working directory may
