@@ -1,6 +1,5 @@
 //! The suites: each measures compute_ctl and its floor side by side.
 
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -65,37 +64,9 @@ impl Plan {
     }
 }
 
-/// The next port to try; starts at the low end of `COMPUTE_CTL_TEST_PORTS`
-/// (`LO-HI`, as the tests use it) when set, else at 57000.
-static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
-
-fn port_range() -> (u16, u16) {
-    std::env::var("COMPUTE_CTL_TEST_PORTS")
-        .ok()
-        .and_then(|r| {
-            let (lo, hi) = r.split_once('-')?;
-            Some((lo.trim().parse().ok()?, hi.trim().parse().ok()?))
-        })
-        .unwrap_or((57000, 57999))
-}
-
-/// A port of the range that nobody listens on now (other benches and
-/// tests may run on this machine at the same time).
-fn free_port() -> u16 {
-    let (lo, hi) = port_range();
-    let _ = NEXT_PORT.compare_exchange(0, lo, Ordering::Relaxed, Ordering::Relaxed);
-    loop {
-        let p = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-        assert!(p <= hi, "no free port left in {lo}-{hi}");
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
 /// A Postgres port and an HTTP port.
 pub fn ports() -> (u16, u16) {
-    (free_port(), free_port())
+    (crate::ports::free_port(), crate::ports::free_port())
 }
 
 const START_LIMIT: Duration = Duration::from_secs(600);

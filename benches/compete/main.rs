@@ -11,6 +11,9 @@ mod cases;
 mod compute;
 mod memory;
 mod plot;
+/// The tests' port allocator: one range, outside the ephemeral ports.
+#[path = "../../tests/support/ports.rs"]
+mod ports;
 mod postgres;
 mod prefix;
 mod request_path;
