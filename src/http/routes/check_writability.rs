@@ -19,7 +19,6 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::pg;
 use crate::spec::ComputeMode;
-use crate::state::ComputeStatus;
 
 /// Bounds the whole probe (connect and write).
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,14 +37,7 @@ pub async fn post<E: Env>(State(state): State<AppState<E>>) -> Result<Response, 
         let st = rx.borrow();
         (st.status, st.spec.as_ref().map(|s| s.mode.clone()))
     };
-    if status != ComputeStatus::Running {
-        return Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            format!(
-                "invalid compute status: the compute is {status}, not running; check writability once it runs"
-            ),
-        ));
-    }
+    super::require_running(status, "check writability once it runs")?;
     if let Some(mode @ (ComputeMode::Replica | ComputeMode::Static(_))) = mode {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,

@@ -24,7 +24,6 @@ use crate::env::{CommandSpec, Env, timeout};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiQuery};
 use crate::pg;
-use crate::state::ComputeStatus;
 
 /// How long one dump may take in all.
 pub const DUMP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -51,14 +50,7 @@ pub async fn get<E: Env>(
 ) -> Result<Response, ApiError> {
     let compute = &state.compute;
     let status = compute.subscribe().borrow().status;
-    if status != ComputeStatus::Running {
-        return Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            format!(
-                "invalid compute status: the compute is {status}, not running; ask again once it runs"
-            ),
-        ));
-    }
+    super::require_running(status, "ask again once it runs")?;
     let Some(database) = q.database.filter(|d| !d.is_empty()) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -17,7 +17,6 @@ use crate::env::{Env, timeout};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::pg;
-use crate::state::ComputeStatus;
 
 /// The first column of the first row.
 fn first_value(rows: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
@@ -53,14 +52,7 @@ pub struct Insights {
 pub async fn get<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Insights>, ApiError> {
     let compute = &state.compute;
     let status = compute.subscribe().borrow().status;
-    if status != ComputeStatus::Running {
-        return Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            format!(
-                "invalid compute status: the compute is {status}, not running; ask again once it runs"
-            ),
-        ));
-    }
+    super::require_running(status, "ask again once it runs")?;
     let read = async {
         let client = pg::connect(
             &compute.env,

@@ -27,7 +27,6 @@ use crate::env::{Env, timeout};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiJson};
 use crate::pg;
-use crate::state::ComputeStatus;
 
 /// Bounds one request's SQL.
 pub const INTERNAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,13 +60,7 @@ pub const SCHEMA_PRIVILEGES: &[&str] = &["USAGE", "CREATE"];
 
 fn running<E: Env>(state: &AppState<E>) -> Result<(), ApiError> {
     let status = state.compute.subscribe().borrow().status;
-    if status == ComputeStatus::Running {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::PRECONDITION_FAILED,
-        format!("invalid compute status: the compute is {status}, not running; retry once it runs"),
-    ))
+    super::require_running(status, "retry once it runs")
 }
 
 fn name_ok(what: &str, v: &str) -> Result<(), ApiError> {

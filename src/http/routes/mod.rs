@@ -12,3 +12,20 @@ pub mod neon;
 pub mod probes;
 pub mod status;
 pub mod terminate;
+
+use axum::http::StatusCode;
+
+use super::error::ApiError;
+use crate::state::ComputeStatus;
+
+/// Neon's 412 for a route that needs running Postgres; `then` says when to
+/// ask again.
+pub(super) fn require_running(status: ComputeStatus, then: &str) -> Result<(), ApiError> {
+    if status == ComputeStatus::Running {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        format!("invalid compute status: the compute is {status}, not running; {then}"),
+    ))
+}
