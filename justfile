@@ -74,13 +74,14 @@ bench: deps
 
 # Reliability campaign on the real binary and real Postgres at full size (crash at every
 # phase x20, hostile HTTP clients incl. 10,000 idle connections, fuzzing, a soak of 10,000
-# notifies + 1,000 reconfigures); table on stdout, target/chaos/report.json and soak.svg. `just test` runs the same suites at smoke size.
+# notifies + 1,000 reconfigures), storage faults (ENOSPC, read-only PGDATA, truncated config; as root); table on stdout, target/chaos/report.json and soak.svg. `just test` runs the same suites at smoke size.
 chaos: deps
     #!/usr/bin/env bash
     set -uo pipefail
     rm -rf target/chaos && mkdir -p target/chaos
     export COMPUTE_CTL_CHAOS_SCALE=full COMPUTE_CTL_CHAOS_REPORT="$PWD/target/chaos"
-    cargo test --test crash_phases --test hostile_http --test fuzz --test soak -- --test-threads=1
+    # --no-fail-fast: every suite runs and reports even when an earlier one fails.
+    cargo test --no-fail-fast --test crash_phases --test hostile_http --test fuzz --test soak --test storage_faults -- --test-threads=1
     status=$?
     python3 scripts/chaos-report.py target/chaos
     exit $status
