@@ -233,6 +233,11 @@ async fn one<E: Env>(
     }
 }
 
+/// Called once per statement as its success is read, so that an apply cut
+/// short (a terminate, a postmaster exit) knows how far it got: the runs'
+/// totals arrive only when a run ends.
+pub type Tick<'a> = &'a (dyn Fn() + Sync);
+
 /// Runs `ops` on `client` one at a time (`pipelined == false`) or with up
 /// to [`PIPELINE_DEPTH`] in flight. Stops at the first failure (in a
 /// pipeline, statements already sent still run; they are counted).
@@ -242,6 +247,7 @@ pub async fn run_ops<E: Env>(
     database: &str,
     ops: &[Op],
     pipelined: bool,
+    tick: Tick<'_>,
 ) -> RunOutcome {
     let depth = if pipelined { PIPELINE_DEPTH } else { 1 };
     // Collected first: concrete futures keep the whole thing `Send`.
@@ -253,7 +259,10 @@ pub async fn run_ops<E: Env>(
     let mut out = RunOutcome::default();
     while let Some(r) = results.next().await {
         match r {
-            Ok(()) => out.executed += 1,
+            Ok(()) => {
+                out.executed += 1;
+                tick();
+            }
             Err(e) => {
                 out.failed += 1;
                 if out.error.is_none() {
@@ -274,9 +283,10 @@ pub async fn database_ops<E: Env>(
     target: &ConnTarget,
     database: String,
     ops: Vec<Op>,
+    tick: Tick<'_>,
 ) -> RunOutcome {
     match open(env, &target.with_dbname(&database)).await {
-        Ok(client) => run_ops(env, &client, &database, &ops, false).await,
+        Ok(client) => run_ops(env, &client, &database, &ops, false, tick).await,
         Err(e) => RunOutcome {
             error: Some(e),
             ..Default::default()
@@ -292,6 +302,7 @@ pub async fn database_extensions<E: Env>(
     env: &E,
     target: &ConnTarget,
     t: super::ExtensionTarget,
+    tick: Tick<'_>,
 ) -> (usize, RunOutcome) {
     let database = t.database.clone();
     let failed = |e| {
@@ -324,7 +335,7 @@ pub async fn database_extensions<E: Env>(
     ops.push(t.marker_op());
     (
         ops.len(),
-        run_ops(env, &client, &database, &ops, false).await,
+        run_ops(env, &client, &database, &ops, false, tick).await,
     )
 }
 

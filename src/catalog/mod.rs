@@ -103,16 +103,21 @@ impl Tally<'_> {
             .count_statements(self.operation, "planned", n as u64);
     }
 
-    /// Adds an outcome; returns its error.
+    /// Adds an outcome (its executed statements were counted in the
+    /// metrics as they ran); returns its error.
     fn outcome(&mut self, o: execute::RunOutcome) -> Option<CatalogError> {
         self.report.executed += o.executed;
         self.report.failed += o.failed;
         self.metrics
-            .count_statements(self.operation, "executed", o.executed);
-        self.metrics
             .count_statements(self.operation, "failed", o.failed);
         o.error
     }
+}
+
+/// Counts one statement of `operation` in the metrics as it runs (see
+/// [`execute::Tick`]).
+fn ticker(metrics: &Metrics, operation: &'static str) -> impl Fn() + Sync {
+    move || metrics.count_statements(operation, "executed", 1)
 }
 
 /// Reads what the catalog holds now (for `GET /dbs_and_roles`): one
@@ -169,12 +174,14 @@ pub async fn apply<E: Env>(
         "catalog plan"
     );
 
+    let tick = ticker(tally.metrics, tally.operation);
+    let tick: execute::Tick<'_> = &tick;
     for (kind, run) in execute::runs(&ops) {
         let error = match kind {
             execute::RunKind::PerDatabase => {
                 let jobs: Vec<_> = execute::by_database(run)
                     .into_iter()
-                    .map(|(db, ops)| execute::database_ops(env, &params.conn, db, ops))
+                    .map(|(db, ops)| execute::database_ops(env, &params.conn, db, ops, tick))
                     .collect();
                 let outcomes = execute::bounded(jobs, concurrency).await;
                 let mut first = None;
@@ -187,7 +194,9 @@ pub async fn apply<E: Env>(
             execute::RunKind::Concurrent => {
                 let jobs: Vec<_> = execute::deal(run, concurrency)
                     .into_iter()
-                    .map(|ops| execute::database_ops(env, &params.conn, own_db.to_string(), ops))
+                    .map(|ops| {
+                        execute::database_ops(env, &params.conn, own_db.to_string(), ops, tick)
+                    })
                     .collect();
                 let mut first = None;
                 for o in execute::bounded(jobs, concurrency).await {
@@ -198,7 +207,7 @@ pub async fn apply<E: Env>(
             }
             _ => {
                 let pipelined = kind == execute::RunKind::Pipelined;
-                let o = execute::run_ops(env, &main, own_db, run, pipelined).await;
+                let o = execute::run_ops(env, &main, own_db, run, pipelined, tick).await;
                 tally.outcome(o)
             }
         };
@@ -223,6 +232,8 @@ async fn apply_extensions<E: Env>(
     concurrency: usize,
     tally: &mut Tally<'_>,
 ) -> Result<(), CatalogError> {
+    let tick = ticker(tally.metrics, tally.operation);
+    let tick: execute::Tick<'_> = &tick;
     let mut model = Model::from_snapshot(snapshot);
     for op in ops {
         // The plan was built by applying these very ops to this model.
@@ -235,7 +246,7 @@ async fn apply_extensions<E: Env>(
     tally.report.skipped_databases.extend(skipped);
     let jobs: Vec<_> = targets
         .into_iter()
-        .map(|t| execute::database_extensions(env, &params.conn, t))
+        .map(|t| execute::database_extensions(env, &params.conn, t, tick))
         .collect();
     let mut first = None;
     for (planned, o) in execute::bounded(jobs, concurrency).await {

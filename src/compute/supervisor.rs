@@ -206,6 +206,44 @@ impl<E: Env> Compute<E> {
         }
     }
 
+    /// The catalog apply as a guarded phase. When a terminate or a
+    /// postmaster exit interrupts it, the log says how far it got (statements
+    /// executed of planned, from the metrics' counters), so the partial state
+    /// is known (counted per statement as each answer is read, so never more
+    /// than ran); the next apply plans from what the catalog then holds.
+    async fn guarded_catalog(
+        &self,
+        postmaster: &mut Option<Postmaster>,
+        spec: &ComputeSpec,
+        operation: &'static str,
+    ) -> Result<Result<catalog::CatalogReport, catalog::CatalogError>, Interrupted> {
+        let planned0 = self.metrics.statements(operation, "planned");
+        let executed0 = self.metrics.statements(operation, "executed");
+        let out = self
+            .guarded(
+                postmaster,
+                catalog::apply(&self.env, &self.params, spec, &self.metrics, operation),
+            )
+            .await;
+        if let Err(why) = &out {
+            let planned = self.metrics.statements(operation, "planned") - planned0;
+            let executed = self.metrics.statements(operation, "executed") - executed0;
+            let by = match why {
+                Interrupted::Terminate => "a terminate request",
+                Interrupted::PostmasterExited(_) => "the postmaster's exit",
+            };
+            tracing::warn!(
+                operation,
+                planned,
+                executed,
+                "catalog apply interrupted by {by} after {executed} of {planned} statements \
+                 (phase catalog of {operation}); each statement commits on its own, so those \
+                 stay, and the next apply of the same spec plans from what the catalog then holds"
+            );
+        }
+        out
+    }
+
     /// Takes the pending spec and moves to `event`'s state.
     pub(super) fn begin(&self, event: Event) -> Option<(Arc<ComputeSpec>, u64)> {
         let mut taken = None;
@@ -374,12 +412,7 @@ impl<E: Env> Compute<E> {
 
         // A replica or static compute is read-only: its catalog is the storage's.
         if !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary {
-            let applied = self
-                .guarded(
-                    postmaster,
-                    catalog::apply(&self.env, &self.params, &spec, &self.metrics, "start"),
-                )
-                .await?;
+            let applied = self.guarded_catalog(postmaster, &spec, "start").await?;
             if let Err(e) = applied {
                 self.fail(format!("applying the spec to the catalog failed: {e}"));
                 return Ok(());
@@ -450,10 +483,7 @@ impl<E: Env> Compute<E> {
         let catalog_allowed = !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary;
         if catalog_allowed || planted::active(Bug::CatalogDespiteSkipFlag) {
             let applied = self
-                .guarded(
-                    postmaster,
-                    catalog::apply(&self.env, &self.params, &spec, &self.metrics, "reconfigure"),
-                )
+                .guarded_catalog(postmaster, &spec, "reconfigure")
                 .await?;
             match applied {
                 Ok(report) => timings.catalog_statements = report.executed,
