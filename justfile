@@ -81,7 +81,7 @@ chaos: deps
     rm -rf target/chaos && mkdir -p target/chaos
     export COMPUTE_CTL_CHAOS_SCALE=full COMPUTE_CTL_CHAOS_REPORT="$PWD/target/chaos"
     # --no-fail-fast: every suite runs and reports even when an earlier one fails.
-    cargo test --no-fail-fast --test crash_phases --test hostile_http --test fuzz --test soak --test storage_faults -- --test-threads=1
+    cargo test --no-fail-fast --test crash_phases --test hostile_http --test fuzz --test soak --test storage_faults --test graceful_stop -- --test-threads=1
     status=$?
     python3 scripts/chaos-report.py target/chaos
     exit $status
