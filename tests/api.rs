@@ -15,22 +15,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::compute::{Compute, ComputeOpts, Reply};
 use support::os::alive;
-use support::{fixture_op, postgres_bin, repo_file};
+use support::{fixture_op, repo_file};
 
 const LONG: Duration = Duration::from_secs(60);
-
-/// Skips (loudly) where Postgres 15 is not installed.
-macro_rules! need_postgres {
-    () => {
-        if !postgres_bin().is_file() {
-            eprintln!(
-                "SKIPPED: {} not found; run `just deps`",
-                postgres_bin().display()
-            );
-            return;
-        }
-    };
-}
 
 /// Checks a reply against openapi.yaml.
 fn conforms(method: &str, path: &str, r: &Reply) {
@@ -91,7 +78,7 @@ async fn reconfigure_count(p: &Compute) -> u64 {
 
 #[tokio::test]
 async fn first_spec_via_configure_then_reconfigure_and_repeat() {
-    need_postgres!();
+    crate::need_postgres!();
     let p = Compute::serving(ComputeOpts::without_spec()).await;
     assert!(
         p.log().contains("authentication is OFF"),
@@ -167,7 +154,7 @@ async fn lock_waiters(p: &Compute, expr: &str) -> u64 {
 /// repairs the failed one.
 #[tokio::test]
 async fn rejections_leave_the_compute_untouched() {
-    need_postgres!();
+    crate::need_postgres!();
     let p = Compute::serving(ComputeOpts::without_spec()).await;
     let base = fixture_op("spec.json", "op-base");
     configure_ok(&p, &base).await;
@@ -259,7 +246,7 @@ async fn rejections_leave_the_compute_untouched() {
 
 #[tokio::test]
 async fn terminate_fast_and_immediate() {
-    need_postgres!();
+    crate::need_postgres!();
     for mode in ["fast", "immediate"] {
         let p = Compute::serving(ComputeOpts::without_spec()).await;
         configure_ok(&p, &quick_spec(&format!("op-{mode}"), "4MB")).await;
@@ -292,7 +279,7 @@ async fn terminate_fast_and_immediate() {
 /// before the process exits (non-zero).
 #[tokio::test]
 async fn failed_first_configure_is_answered_before_exit() {
-    need_postgres!();
+    crate::need_postgres!();
     let p = Compute::serving(ComputeOpts::without_spec()).await;
     let mut s = quick_spec("op-broken", "4MB");
     s["cluster"]["postgresql_conf"] = json!("this is not a setting\n");
@@ -317,7 +304,7 @@ fn sign(key: &str, alg: jsonwebtoken::Algorithm, kid: &str, claims: &Value) -> S
 
 #[tokio::test]
 async fn auth_matrix_on_the_real_binary() {
-    need_postgres!();
+    crate::need_postgres!();
     use jsonwebtoken::Algorithm::{EdDSA, RS256};
     let jwks = repo_file("fixtures/jwt/jwks.json");
     let p = Compute::serving(ComputeOpts::without_spec().args([
@@ -423,7 +410,7 @@ async fn auth_matrix_on_the_real_binary() {
 /// at a time (one per 200 of a distinct operation); nothing hangs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_configures_and_status_calls() {
-    need_postgres!();
+    crate::need_postgres!();
     const ROUNDS: usize = 4;
     const OPS: usize = 4;
     let p = Compute::serving(ComputeOpts::without_spec()).await;
@@ -497,7 +484,7 @@ async fn parallel_configures_and_status_calls() {
 /// supervisor to finish the work.
 #[tokio::test]
 async fn a_client_that_goes_away_does_not_wedge_the_compute() {
-    need_postgres!();
+    crate::need_postgres!();
     use tokio::io::AsyncWriteExt;
     let p = Compute::serving(ComputeOpts::without_spec()).await;
     let body = json!({"spec": quick_spec("op-gone", "6MB")}).to_string();
@@ -525,7 +512,7 @@ async fn a_client_that_goes_away_does_not_wedge_the_compute() {
 /// Client sessions move last_active forward; the supervisor's own do not.
 #[tokio::test]
 async fn activity_shows_in_status() {
-    need_postgres!();
+    crate::need_postgres!();
     let p = Compute::serving(ComputeOpts::without_spec()).await;
     configure_ok(&p, &quick_spec("op-activity", "4MB")).await;
     let before = p.status().await["last_active"].clone();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::compute::{Compute, ComputeOpts, Reply};
-use support::{fixture_op, postgres_bin};
+use support::fixture_op;
 
 fn conforms(r: &Reply) {
     let mut api = openapi::OpenApi::load();
@@ -63,10 +63,7 @@ async fn configured(p: &Compute) -> Value {
 
 #[tokio::test]
 async fn a_dry_run_shows_the_plan_and_the_restart_and_changes_nothing() {
-    if !postgres_bin().is_file() {
-        eprintln!("SKIPPED: {} not found", postgres_bin().display());
-        return;
-    }
+    crate::need_postgres!();
     let first = with_settings("op-1", &[("work_mem", "4MB"), ("shared_buffers", "128MB")]);
     let p = Compute::serving(ComputeOpts::with_spec(first)).await;
     p.wait_running().await;

@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use support::compute::{Compute, ComputeOpts};
 use support::os::alive;
-use support::{md5_hex, postgres_bin, wait_for};
+use support::{md5_hex, wait_for};
 
 /// Roles in the spec: enough that the catalog apply is a phase one can hit.
 const ROLES: usize = 200;
@@ -225,13 +225,7 @@ async fn trial(rng: &mut rand::rngs::SmallRng, target: Target, stage: Stage, n: 
 }
 
 async fn campaign(target: Target, stage: Stage) {
-    if !postgres_bin().is_file() {
-        eprintln!(
-            "SKIPPED: {} not found; run `just deps`",
-            postgres_bin().display()
-        );
-        return;
-    }
+    crate::need_postgres!();
     let seed = seed();
     eprintln!(
         "crash campaign {target:?}/{stage:?}: seed {seed} (COMPUTE_CTL_CHAOS_SEED={seed} replays it)"

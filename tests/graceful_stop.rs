@@ -15,7 +15,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use support::compute::{Compute, ComputeOpts};
-use support::{md5_hex, postgres_bin, query_value, wait_for};
+use support::{md5_hex, query_value, wait_for};
 
 const ROLES: usize = 1_000;
 const LONG: Duration = Duration::from_secs(120);
@@ -54,13 +54,7 @@ fn interrupted_counts(line: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_catalog_apply_stops_postgres_reports_progress_and_a_restart_converges() {
-    if !postgres_bin().is_file() {
-        eprintln!(
-            "SKIPPED: {} not found; run `just deps`",
-            postgres_bin().display()
-        );
-        return;
-    }
+    crate::need_postgres!();
     let mut c = Compute::serving(ComputeOpts::with_spec(spec("stop-a", 0, 1))).await;
     c.wait_running().await;
 

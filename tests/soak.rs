@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use support::compute::{Compute, ComputeOpts};
-use support::{md5_hex, postgres_bin};
+use support::md5_hex;
 
 const ROLES: usize = 100;
 
@@ -116,13 +116,7 @@ fn p99(v: &mut [u64]) -> u64 {
 
 #[tokio::test]
 async fn notifies_and_reconfigures_under_client_load_stay_flat() {
-    if !postgres_bin().is_file() {
-        eprintln!(
-            "SKIPPED: {} not found; run `just deps`",
-            postgres_bin().display()
-        );
-        return;
-    }
+    crate::need_postgres!();
     let (notifies, reconfigures) = sizes();
     let c = Compute::serving(ComputeOpts::with_spec(spec("soak-0", false, 4096, 0))).await;
     c.wait_running().await;

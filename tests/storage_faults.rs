@@ -198,10 +198,7 @@ async fn a_full_or_read_only_pgdata_fails_the_reconfigure_keeps_postgres_and_rec
 
 #[tokio::test]
 async fn a_truncated_postgresql_conf_is_made_whole_by_the_next_reconfigure() {
-    if !postgres_bin().is_file() {
-        eprintln!("SKIPPED: {} not found", postgres_bin().display());
-        return;
-    }
+    crate::need_postgres!();
     let c = Compute::serving(ComputeOpts::with_spec(spec("trunc-1", "4MB"))).await;
     c.wait_running().await;
     let conf = c.pgdata.join("postgresql.conf");

@@ -14,6 +14,20 @@ pub mod postgres;
 pub mod storage;
 pub mod supervisor;
 
+/// Returns from the calling test (loudly) where Postgres 15 is not installed.
+#[macro_export]
+macro_rules! need_postgres {
+    () => {
+        if !$crate::support::postgres_bin().is_file() {
+            eprintln!(
+                "SKIPPED: {} not found; run `just deps`",
+                $crate::support::postgres_bin().display()
+            );
+            return;
+        }
+    };
+}
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
