@@ -411,3 +411,14 @@ fn a_running_compute_cannot_change_its_mode() {
     moved["pageserver_connstring"] = "host=elsewhere".into();
     assert_eq!(validate_change(&spec(b), &spec(moved)), vec![]);
 }
+
+proptest::proptest! {
+    /// The branch-free `is_md5_hex` says what `all` would: exactly 32 bytes,
+    /// each an ASCII hex digit (strings drawn near the boundary: 31 to 33
+    /// characters, mostly hex, sometimes not, sometimes not ASCII).
+    #[test]
+    fn is_md5_hex_is_32_hex_digits(s in "[0-9a-fA-F]{31,33}|[0-9a-fA-F]{0,31}[g-zG-Z:/@`\\x00é][0-9a-fA-F]{0,31}") {
+        let expected = s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        proptest::prop_assert_eq!(is_md5_hex(&s), expected);
+    }
+}
