@@ -5,10 +5,12 @@
 //! [`model`] holds the types, [`validate`] checks a parsed spec before any of
 //! it reaches Postgres.
 
+mod catalog_list;
 mod model;
 pub mod role_options;
 mod validate;
 
+pub use catalog_list::CatalogList;
 pub use model::*;
 pub use validate::{
     MAX_NAME_BYTES, SpecProblem, ValidationContext, is_guc_name, is_md5_hex, mode_name, validate,

@@ -1,6 +1,10 @@
 //! Serde types of the compute spec (Neon-compatible field names).
 
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
+
+use super::catalog_list::{CatalogList, Memo, Memoized};
 
 /// The whole spec a control plane sends.
 ///
@@ -49,7 +53,8 @@ pub struct ComputeSpec {
     #[serde(default)]
     pub reconfigure_concurrency: Option<usize>,
     /// JSON paths of the fields of the spec this compute does not use
-    /// (Neon-only features), in document order.
+    /// (Neon-only features), in document order (those inside the role and
+    /// database lists after the rest: the lists are decoded on their own).
     #[serde(skip)]
     pub ignored_fields: Vec<String>,
 }
@@ -69,6 +74,9 @@ impl<'de> Deserialize<'de> for ComputeSpec {
         };
         let wrapped = serde_ignored::Deserializer::new(d, &mut record);
         let mut spec = ComputeSpec::deserialize(wrapped)?;
+        // The lists were decoded on their own: what they did not use comes after.
+        ignored.extend(spec.cluster.roles.unused_fields("$.cluster.roles"));
+        ignored.extend(spec.cluster.databases.unused_fields("$.cluster.databases"));
         spec.ignored_fields = ignored;
         if spec.pageserver_connstring.is_none() {
             spec.pageserver_connstring = spec
@@ -158,9 +166,9 @@ pub struct Cluster {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
-    pub roles: Vec<Role>,
+    pub roles: CatalogList<Role>,
     #[serde(default)]
-    pub databases: Vec<Database>,
+    pub databases: CatalogList<Database>,
     /// Postgres settings, written into the managed block of `postgresql.conf`.
     #[serde(default)]
     pub settings: Option<Vec<GenericOption>>,
@@ -180,6 +188,13 @@ pub struct Role {
     pub options: Option<Vec<GenericOption>>,
 }
 
+impl Memoized for Role {
+    fn memo() -> &'static Mutex<Option<Memo<Self>>> {
+        static MEMO: Mutex<Option<Memo<Role>>> = Mutex::new(None);
+        &MEMO
+    }
+}
+
 /// A database the compute must have.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Database {
@@ -195,6 +210,13 @@ pub struct Database {
     /// connections (`ALLOW_CONNECTIONS false`); absent leaves it as it is.
     #[serde(default)]
     pub restrict_conn: Option<bool>,
+}
+
+impl Memoized for Database {
+    fn memo() -> &'static Mutex<Option<Memo<Self>>> {
+        static MEMO: Mutex<Option<Memo<Database>>> = Mutex::new(None);
+        &MEMO
+    }
 }
 
 /// An extension to `CREATE EXTENSION IF NOT EXISTS` in one database.

@@ -422,3 +422,26 @@ proptest::proptest! {
         proptest::prop_assert_eq!(is_md5_hex(&s), expected);
     }
 }
+
+#[test]
+fn unused_fields_inside_the_role_and_database_lists_are_listed() {
+    let mut j = valid();
+    j["cluster"]["roles"][0]["foo"] = serde_json::json!(1);
+    j["cluster"]["roles"][0]["options"] =
+        serde_json::json!([{"name": "createdb", "vartype": "bool", "zzz": true}]);
+    j["cluster"]["databases"][0]["bar"] = serde_json::json!({"x": 1});
+    j["cluster"]["state"] = serde_json::json!("ok");
+    let expected = [
+        "$.cluster.state",
+        "$.cluster.roles.0.foo",
+        "$.cluster.roles.0.options.0.zzz",
+        "$.cluster.databases.0.bar",
+    ];
+    // Twice: the second parse shares the lists the first decoded (unless
+    // another test's parse came between) and must list the same fields.
+    for _ in 0..2 {
+        let text = serde_json::to_string(&j).unwrap();
+        let s: ComputeSpec = serde_json::from_str(&text).unwrap();
+        assert_eq!(s.ignored_fields, expected);
+    }
+}
