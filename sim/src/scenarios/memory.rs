@@ -6,7 +6,9 @@
 //!
 //! Invariants, checked as the agent sees the messages:
 //! - an accepted downscale leaves its threshold at or above the lowest
-//!   usage of the last second plus the 100 MiB buffer;
+//!   usage from a second before the request was sent until its answer
+//!   arrived, plus the 100 MiB buffer (the monitor decides somewhere in
+//!   between: a held or slow link delays the answer, not the decision);
 //! - once usage is at or over the threshold, an `UpscaleRequest` arrives
 //!   within 1 s of simulated time (and again within each second it stays
 //!   there), and never two less than a second apart;
@@ -143,6 +145,15 @@ impl Agent {
     }
 }
 
+/// A downscale request the agent sent and has no answer to yet.
+struct Downscale {
+    id: u64,
+    target: u64,
+    /// The lowest usage from a second before it was sent until now: the
+    /// monitor decided at some point in that span, on what it measured then.
+    lowest_usage: u64,
+}
+
 /// What the agent knows: the threshold the monitor should have, the load's
 /// recent usage, and the pending exchanges.
 struct Model {
@@ -152,8 +163,8 @@ struct Model {
     /// Since when usage has been at or over the threshold without a request.
     over_since: Option<u64>,
     last_request: Option<u64>,
-    /// (id, target) of the downscale in flight.
-    downscale: Option<(u64, u64)>,
+    /// The downscale in flight.
+    downscale: Option<Downscale>,
     /// (id, granted) of the upscale notification in flight.
     grant: Option<(u64, u64)>,
     /// (due time, granted): the agent answers upscale requests late.
@@ -179,6 +190,9 @@ impl Model {
 
     fn record(&mut self, t: u64, bytes: u64) {
         self.usage.push_back((t, bytes));
+        if let Some(ds) = self.downscale.as_mut() {
+            ds.lowest_usage = ds.lowest_usage.min(bytes);
+        }
         while self
             .usage
             .front()
@@ -236,7 +250,12 @@ fn observe(d: &Driver, m: &mut Model, boot: u64, t: u64, v: &Value, late_us: u64
             }
         }
         Some("DownscaleResult") => {
-            let Some((id, target)) = m.downscale.take() else {
+            let Some(Downscale {
+                id,
+                target,
+                lowest_usage,
+            }) = m.downscale.take()
+            else {
                 return;
             };
             if v["id"] != id {
@@ -245,13 +264,13 @@ fn observe(d: &Driver, m: &mut Model, boot: u64, t: u64, v: &Value, late_us: u64
             }
             if v["Ok"] == true {
                 let new = rules::threshold(rules::usable(target));
-                let floor = m.min_recent() + rules::DOWNSCALE_BUFFER;
+                let floor = lowest_usage + rules::DOWNSCALE_BUFFER;
                 if new < floor {
                     d.shared.violation(format!(
-                        "vm-monitor accepted a downscale to {} MiB whose threshold {} MiB is under the last second's usage {} MiB + {} MiB buffer",
+                        "vm-monitor accepted a downscale to {} MiB whose threshold {} MiB is under the usage {} MiB (the lowest from a second before the request until the answer) + {} MiB buffer",
                         target / MIB,
                         new / MIB,
-                        m.min_recent() / MIB,
+                        lowest_usage / MIB,
                         rules::DOWNSCALE_BUFFER / MIB
                     ));
                 }
@@ -367,10 +386,15 @@ pub fn pressure(mut d: Driver) -> Body {
                     edge as u64 + rules::SYS_BUFFER
                 };
                 let content = json!({"target": {"cpu": 0.5, "mem": target}});
+                let lowest_usage = model.min_recent();
                 model.downscale = a
                     .send("DownscaleRequest", content)
                     .await
-                    .map(|id| (id, target));
+                    .map(|id| Downscale {
+                        id,
+                        target,
+                        lowest_usage,
+                    });
             }
             if tick == drop_at {
                 // The agent drops its connection; it comes back next tick.
