@@ -199,8 +199,12 @@ fn main() -> anyhow::Result<ExitCode> {
 }
 
 fn verbose_line(r: &SeedRecord) -> String {
+    let slowest = r
+        .slowest_notify_us
+        .map(|us| format!(" slowest notify {:.1} ms", us as f64 / 1e3))
+        .unwrap_or_default();
     format!(
-        "seed {} {} {:.1}s {}",
+        "seed {} {} {:.1}s{slowest} {}",
         r.seed,
         r.scenario,
         r.simulated_us as f64 / 1e6,

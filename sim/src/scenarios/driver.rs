@@ -73,31 +73,9 @@ impl Driver {
             "http_send",
             json!({"path": "/configure", "op": shape.operation, "skip": shape.skip_catalog}),
         );
-        let request = post_configure(shape.configure_body());
-        let out = tokio::select! {
-            biased;
-            out = request => out,
-            () = self.lost_to_network_fault(t0) => Outcome::Transport("abandoned: network fault or compute gone".into()),
-        };
+        let out = post_configure_abandoning(&self.shared, shape.configure_body(), t0).await;
         self.answered("/configure", shape.operation, t0, &out);
         out
-    }
-
-    /// Completes when a request sent at `t0` has waited [`ABANDON_AFTER`]
-    /// and a network fault overlapped it: its packets may be lost for good,
-    /// so the control plane stops waiting and retries (such requests are
-    /// excused from the deadline invariant anyway).
-    async fn lost_to_network_fault(&self, t0: u64) {
-        loop {
-            self.sleep(Duration::from_secs(1)).await;
-            let waited = Duration::from_micros(now_us().saturating_sub(t0));
-            let sh = self.shared.lock();
-            // A compute whose supervisor exited is gone: the real process
-            // would refuse the connection at once.
-            if sh.supervisor_exited || (waited >= ABANDON_AFTER && t0 < sh.net_fault_until) {
-                return;
-            }
-        }
     }
 
     fn answered(&self, path: &str, op: u64, t0: u64, out: &Outcome) {
@@ -241,6 +219,34 @@ impl Driver {
 }
 
 /// `POST /configure` to the compute with `body`, bounded by [`CONFIGURE_DEADLINE`].
+/// [`post_configure`] of a request sent at `t0`, given up as a control
+/// plane would once a network fault may have swallowed it (see
+/// [`lost_to_network_fault`]).
+pub async fn post_configure_abandoning(shared: &Shared, body: String, t0: u64) -> Outcome {
+    tokio::select! {
+        biased;
+        out = post_configure(body) => out,
+        () = lost_to_network_fault(shared, t0) => Outcome::Transport("abandoned: network fault or compute gone".into()),
+    }
+}
+
+/// Completes when a request sent at `t0` has waited [`ABANDON_AFTER`]
+/// and a network fault overlapped it: its packets may be lost for good
+/// (turmoil does not retransmit), so the control plane stops waiting and
+/// retries (such requests are excused from the deadline invariant anyway).
+async fn lost_to_network_fault(shared: &Shared, t0: u64) {
+    loop {
+        SimClock.sleep(Duration::from_secs(1)).await;
+        let waited = Duration::from_micros(now_us().saturating_sub(t0));
+        let sh = shared.lock();
+        // A compute whose supervisor exited is gone: the real process
+        // would refuse the connection at once.
+        if sh.supervisor_exited || (waited >= ABANDON_AFTER && t0 < sh.net_fault_until) {
+            return;
+        }
+    }
+}
+
 pub async fn post_configure(body: String) -> Outcome {
     http::request(
         COMPUTE,

@@ -56,8 +56,11 @@ pub fn shard_split_burst(mut d: Driver) -> Body {
             let reloads = d.shared.lock().reloads.len();
             let body = next.configure_body();
             let spec = next.clone();
+            let shared = d.shared.clone();
             handles.push(tokio::spawn(async move {
-                let out = super::driver::post_configure(body).await;
+                // As `Driver::configure`: a request a network fault may have
+                // swallowed is given up, and the re-sends below land it.
+                let out = super::driver::post_configure_abandoning(&shared, body, t0).await;
                 (spec, t0, reloads, out)
             }));
             cur = next;
