@@ -329,6 +329,7 @@ impl<E: Env> Compute<E> {
         };
         let t_synced = t0 + sync_took;
 
+        self.env.failpoint("start.prepare_pgdata");
         let prepared = self
             .guarded(
                 postmaster,
@@ -376,6 +377,7 @@ impl<E: Env> Compute<E> {
         self.metrics
             .observe_phase("start", "prepare_pgdata", t_pgdata - t0);
 
+        self.env.failpoint("start.write_config");
         if let Err(e) = pg::write_config(&self.env, &self.params, &spec).await {
             self.fail(format!("writing Postgres configuration failed: {e}"));
             return Ok(());
@@ -391,6 +393,7 @@ impl<E: Env> Compute<E> {
             contexts,
             started_with: spec.clone(),
         });
+        self.env.failpoint("start.start_postgres");
         match pg::spawn_postgres(&self.env, &self.params).await {
             Ok(child) => *postmaster = Some(self.watch_postmaster(child)),
             Err(e) => {
@@ -412,12 +415,14 @@ impl<E: Env> Compute<E> {
 
         // A replica or static compute is read-only: its catalog is the storage's.
         if !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary {
+            self.env.failpoint("start.catalog");
             let applied = self.guarded_catalog(postmaster, &spec, "start").await?;
             if let Err(e) = applied {
                 self.fail(format!("applying the spec to the catalog failed: {e}"));
                 return Ok(());
             }
         }
+        self.env.failpoint("start.done");
         let t_done = self.env.now();
         self.metrics
             .observe_phase("start", "config", t_done - t_started);
@@ -451,6 +456,7 @@ impl<E: Env> Compute<E> {
             skip_pg_catalog_updates: spec.skip_pg_catalog_updates,
             ..Default::default()
         };
+        self.env.failpoint("reconfigure.write_config");
         if let Err(e) = pg::write_config(&self.env, &self.params, &spec).await {
             self.fail(format!("writing Postgres configuration failed: {e}"));
             return Ok(());
@@ -461,6 +467,7 @@ impl<E: Env> Compute<E> {
             self.fail("Postgres is not running; cannot reload".into());
             return Ok(());
         };
+        self.env.failpoint("reconfigure.reload");
         let reloaded = if planted::active(Bug::ReloadViaSql) {
             planted::reload_via_sql(&self.env, &self.params).await
         } else {
@@ -482,6 +489,7 @@ impl<E: Env> Compute<E> {
         // A replica never runs the catalog, whatever the flag.
         let catalog_allowed = !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary;
         if catalog_allowed || planted::active(Bug::CatalogDespiteSkipFlag) {
+            self.env.failpoint("reconfigure.catalog");
             let applied = self
                 .guarded_catalog(postmaster, &spec, "reconfigure")
                 .await?;
@@ -507,6 +515,7 @@ impl<E: Env> Compute<E> {
                 "settings changed that take effect only after a restart"
             );
         }
+        self.env.failpoint("reconfigure.done");
         timings.total_ms = ms(self.env.now() - t0);
         self.metrics
             .observe_phase("reconfigure", "total", self.env.now() - t0);

@@ -198,9 +198,17 @@ pub trait Processes: Send + Sync + 'static {
     /// The arguments of live process `pid` (program first); `None` when no
     /// such process runs (or it is a zombie).
     fn command_line(&self, pid: u32) -> io::Result<Option<Vec<String>>>;
+
     /// The identity Postgres must run as: `Some` when we are root (Postgres
     /// refuses to run as root), `None` to run as ourselves.
     fn postgres_identity(&self) -> io::Result<Option<RunAs>>;
+
+    /// The supervisor enters `phase` (`start.prepare_pgdata`,
+    /// `reconfigure.reload`, ...). A no-op except in a test build of the real
+    /// environment (cargo feature `failpoints`), where the crash campaign
+    /// (tests/crash_phases.rs) can have the process stop itself there, so
+    /// that it kills at a known point of a known phase.
+    fn failpoint(&self, _phase: &'static str) {}
 }
 
 /// The file system.

@@ -371,6 +371,24 @@ impl Processes for TokioEnv {
             gid: user.gid.as_raw(),
         }))
     }
+
+    /// With the cargo feature `failpoints` (test builds only) and
+    /// `COMPUTE_CTL_FAILPOINT=<phase>[,<phase>...]`, the process stops
+    /// itself (SIGSTOP) as it enters each phase named; the test that set it
+    /// resumes or kills it.
+    #[cfg(feature = "failpoints")]
+    fn failpoint(&self, phase: &'static str) {
+        static WANTED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let wanted = WANTED.get_or_init(|| {
+            std::env::var("COMPUTE_CTL_FAILPOINT")
+                .map(|v| v.split(',').map(str::to_string).collect())
+                .unwrap_or_default()
+        });
+        if wanted.iter().any(|w| w == phase) {
+            tracing::warn!(phase, "failpoint reached: stopping (SIGSTOP) until resumed");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+        }
+    }
 }
 
 fn temp_path(path: &Path) -> PathBuf {
