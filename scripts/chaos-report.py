@@ -44,16 +44,21 @@ for f in sorted(out.glob("*.jsonl")):
     if f.stem == "crash_phases":
         cells = {}
         for l in lines:
-            cells.setdefault((l["target"], l["stage"]), []).append(l)
-        for (target, stage), ls in sorted(cells.items()):
+            cells.setdefault((l["target"], l["phase"], l["source"]), []).append(l)
+        for (target, phase, source), ls in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
             conv = sorted(l["converge_ms"] for l in ls)
+            who = "Postgres" if target == "Postgres" else "compute_ctl"
+            src = " (base backup)" if source == "BaseBackup" and phase == "start.prepare_pgdata" else (
+                " (initdb)" if phase == "start.prepare_pgdata" else "")
+            inside = sum(1 for l in ls if l["landed"] == "inside the phase")
             rows.append({
-                "fault": f"kill -9 {'postmaster' if target == 'Postmaster' else 'compute_ctl'} during {stage.lower()}",
+                "fault": f"kill -9 {who} in {phase}{src}",
                 "trials": len(ls),
-                "survived": sum(1 for l in ls if l["converged"]),
+                "survived": sum(1 for l in ls if l["converged"] and l["orphans"] == 0),
                 "lost_data": sum(l["lost_data"] for l in ls),
-                "detail": f"converge p50 {conv[len(conv) // 2]} ms, max {conv[-1]} ms; hit in: "
-                + ", ".join(sorted({l['hit_in'] for l in ls})),
+                "detail": f"{inside} inside the phase, {len(ls) - inside} at its end; "
+                f"converged p50 {conv[len(conv) // 2]} ms, max {conv[-1]} ms; "
+                f"orphans {sum(l['orphans'] for l in ls)}; " + ", ".join(sorted({l['outcome'] for l in ls})),
             })
     elif f.stem == "hostile_http":
         for l in lines:

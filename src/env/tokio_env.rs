@@ -262,6 +262,9 @@ impl Processes for TokioEnv {
                     .map_err(io::Error::from)
             });
         }
+        // Its own process group, so that what it forks (pg_basebackup's WAL
+        // streamer) goes with it: see [`ToolGroup`].
+        c.process_group(0);
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         c.stdin(if cmd.stdin.is_some() {
             Stdio::piped()
@@ -274,16 +277,22 @@ impl Processes for TokioEnv {
                 format!("cannot run {}: {e}", cmd.program.display()),
             )
         })?;
+        let group = ToolGroup(child.id());
         if let (Some(input), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
             tokio::spawn(async move {
                 let _ = stdin.write_all(&input).await;
             });
         }
-        let out = child.wait_with_output().await?;
+        let stdout = tokio::spawn(read_all(child.stdout.take()));
+        let stderr = tokio::spawn(read_all(child.stderr.take()));
+        let status = child.wait().await?;
+        // A forked helper that outlived the program (pg_basebackup killed,
+        // its WAL streamer not) would hold the pipes open for ever.
+        drop(group);
         Ok(ProcessOutput {
-            status: exit_info(out.status),
-            stdout: out.stdout,
-            stderr: out.stderr,
+            status: exit_info(status),
+            stdout: stdout.await.unwrap_or_default(),
+            stderr: stderr.await.unwrap_or_default(),
         })
     }
 
@@ -389,6 +398,32 @@ impl Processes for TokioEnv {
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
         }
     }
+}
+
+/// The process group of a program run to completion ([`Processes::output`]):
+/// SIGKILL to whatever is left in it when the program has exited or its
+/// caller stopped waiting (a timeout). A program that exits normally has
+/// waited for what it forked, so then nothing is left to hit.
+struct ToolGroup(Option<u32>);
+
+impl Drop for ToolGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Everything a pipe yields until it closes.
+async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_end(&mut buf).await;
+    }
+    buf
 }
 
 fn temp_path(path: &Path) -> PathBuf {

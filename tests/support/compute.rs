@@ -122,6 +122,11 @@ impl Compute {
         *self.child.get_mut().unwrap() = child;
     }
 
+    /// How the next [`Compute::respawn`] starts it.
+    pub fn opts_mut(&mut self) -> &mut ComputeOpts {
+        &mut self.opts
+    }
+
     /// Starts compute_ctl and waits until its HTTP API answers.
     pub async fn serving(opts: ComputeOpts) -> Self {
         let c = Self::start(opts);
@@ -313,7 +318,11 @@ fn spawn(
     pg_port: u16,
     http_port: u16,
 ) -> tokio::process::Child {
-    let bin = env!("CARGO_BIN_EXE_compute_ctl");
+    // `just chaos` points the suites that measure latency at a release
+    // build; everything else runs the test build (with its failpoints).
+    let bin = std::env::var("COMPUTE_CTL_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_compute_ctl").to_string());
+    let bin = bin.as_str();
     let mut cmd = if opts.pid1 {
         let mut c = tokio::process::Command::new("unshare");
         c.args(["--pid", "--fork", "--kill-child", bin]);

@@ -92,6 +92,26 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Every descendant of `pid`: children, their children, and so on.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(p) = next.pop() {
+        for c in children_of(p) {
+            found.push(c);
+            next.push(c);
+        }
+    }
+    found
+}
+
+/// The process state letter of `/proc/<pid>/stat` (`T`: stopped by a
+/// signal), or `None` when there is no such process.
+pub fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 /// The real uid of a process.
 pub fn uid_of(pid: i32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -7,14 +7,14 @@
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use compute_ctl::catalog::{SNAPSHOT_SQL, Snapshot, parse_snapshot};
 use compute_ctl::compute::{ComputeParams, ConnTarget};
 
-use super::os::{create_postgres_dir, postgres_user, stop_postgres_in, temp_dir};
+use super::os::{create_postgres_dir, postgres_user, processes_in, stop_postgres_in, temp_dir};
 use super::ports::free_port;
 use super::{PG_BIN_DIR, SUPERUSER, query_value};
 
@@ -62,35 +62,30 @@ impl TestPostgres {
     /// Starts Postgres on the data directory `dir/data` (made by initdb or a
     /// base backup) with `settings`; waits until it accepts connections.
     pub async fn launch(dir: tempfile::TempDir, settings: &[(&str, &str)]) -> Self {
-        let data = dir.path().join("data");
-        let sock = dir.path().join("sock");
-        if !sock.exists() {
-            create_postgres_dir(&sock);
-        }
-        let (uid, gid) = postgres_user();
         let port = free_port();
-        let log = fs::File::create(dir.path().join("postgres.log")).expect("log file");
-        let mut cmd = Command::new(format!("{PG_BIN_DIR}/postgres"));
-        cmd.args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", sock.display()))
-            .args(["-c", "fsync=off", "-c", "max_connections=40"]);
-        for (k, v) in settings {
-            cmd.arg("-c").arg(format!("{k}={v}"));
-        }
-        let child = cmd
-            .uid(uid)
-            .gid(gid)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .current_dir(dir.path())
-            .spawn()
-            .expect("spawn postgres");
+        let child = spawn(dir.path(), port, settings);
         let mut pg = TestPostgres { port, dir, child };
         pg.wait_ready().await;
         pg
+    }
+
+    /// Kills every process of this cluster (SIGKILL), as when its host dies.
+    pub fn kill_all(&mut self) {
+        for pid in processes_in(&self.data_dir()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts Postgres again on the same data directory and port (after
+    /// [`TestPostgres::kill_all`]: with crash recovery), with `settings`.
+    pub async fn restart(&mut self, settings: &[(&str, &str)]) {
+        self.child = spawn(self.dir.path(), self.port, settings);
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
@@ -198,4 +193,37 @@ impl Drop for TestPostgres {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns the postmaster on `dir/data`, listening on `port`, its log
+/// appended to `dir/postgres.log`.
+fn spawn(dir: &Path, port: u16, settings: &[(&str, &str)]) -> Child {
+    let data = dir.join("data");
+    let sock = dir.join("sock");
+    if !sock.exists() {
+        create_postgres_dir(&sock);
+    }
+    let (uid, gid) = postgres_user();
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("postgres.log"))
+        .expect("log file");
+    let mut cmd = Command::new(format!("{PG_BIN_DIR}/postgres"));
+    cmd.args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", sock.display()))
+        .args(["-c", "fsync=off", "-c", "max_connections=40"]);
+    for (k, v) in settings {
+        cmd.arg("-c").arg(format!("{k}={v}"));
+    }
+    cmd.uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .current_dir(dir)
+        .spawn()
+        .expect("spawn postgres")
 }
