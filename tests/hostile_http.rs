@@ -86,33 +86,63 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc status")
 }
 
-/// `n` sequential `/status` probes, each on a fresh connection: every one
-/// must answer 200 `empty` within [`PROBE_DEADLINE`]. Returns the p50 and
-/// p99 in microseconds.
-async fn probe_status(c: &Compute, n: usize) -> (u64, u64) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(PROBE_DEADLINE)
-        .build()
-        .unwrap();
-    let mut lat = Vec::with_capacity(n);
-    for i in 0..n {
-        let t0 = Instant::now();
-        let r = client
-            .get(c.url("/status"))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("/status probe {i} failed under attack: {e}\n{}", c.log()));
-        assert_eq!(r.status(), 200, "/status probe {i}");
-        let body: Value = r.json().await.expect("/status body");
-        lat.push(t0.elapsed().as_micros() as u64);
-        assert_eq!(
-            body["status"], "empty",
-            "no hostile request may change the compute"
+/// The `/status` p99 target under attack, checked when the suite runs a
+/// release build (`COMPUTE_CTL_BIN`, set by `just chaos`); a debug build's
+/// figures are reported only.
+const STATUS_P99_TARGET: Duration = Duration::from_millis(5);
+
+/// `n` sequential `/status` probes, each on a fresh connection, from an OS
+/// thread of their own with a blocking socket: the attack's tasks on the
+/// test's runtime cannot delay them, so the latency is the server's. Every
+/// probe must answer 200 `empty` within [`PROBE_DEADLINE`]. Returns the p50
+/// and p99 in microseconds.
+fn spawn_probes(c: &Compute, n: usize) -> std::thread::JoinHandle<Result<(u64, u64), String>> {
+    use std::io::{Read as _, Write as _};
+    let addr = addr(c);
+    std::thread::spawn(move || {
+        let mut lat = Vec::with_capacity(n);
+        for i in 0..n {
+            let t0 = Instant::now();
+            let mut s = std::net::TcpStream::connect_timeout(&addr, PROBE_DEADLINE)
+                .map_err(|e| format!("/status probe {i}: connect: {e}"))?;
+            s.set_read_timeout(Some(PROBE_DEADLINE)).unwrap();
+            s.set_nodelay(true).unwrap();
+            s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .map_err(|e| format!("/status probe {i}: send: {e}"))?;
+            let mut answer = Vec::new();
+            s.read_to_end(&mut answer).map_err(|e| {
+                format!("/status probe {i}: no answer within {PROBE_DEADLINE:?}: {e}")
+            })?;
+            lat.push(t0.elapsed().as_micros() as u64);
+            let answer = String::from_utf8_lossy(&answer);
+            if !answer.starts_with("HTTP/1.1 200") || !answer.contains(r#""status":"empty""#) {
+                return Err(format!(
+                    "/status probe {i}: not 200 with an untouched compute: {answer}"
+                ));
+            }
+        }
+        lat.sort_unstable();
+        Ok((lat[n / 2], lat[(n * 99 / 100).min(n - 1)]))
+    })
+}
+
+/// Waits for the probes of [`spawn_probes`]; fails the case on a failed
+/// probe, and on a p99 over target when the binary is a release build.
+async fn probes_done(
+    c: &Compute,
+    probes: std::thread::JoinHandle<Result<(u64, u64), String>>,
+) -> (u64, u64) {
+    let (p50, p99) = tokio::task::spawn_blocking(move || probes.join().expect("probe thread"))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.log()));
+    if std::env::var_os("COMPUTE_CTL_BIN").is_some() {
+        assert!(
+            p99 <= STATUS_P99_TARGET.as_micros() as u64,
+            "/status p99 {p99} us under attack, over the {STATUS_P99_TARGET:?} target (p50 {p50} us)"
         );
     }
-    lat.sort_unstable();
-    (lat[n / 2], lat[(n * 99 / 100).min(n - 1)])
+    (p50, p99)
 }
 
 /// Reads until the server closes the connection; errors if it does not
@@ -156,21 +186,15 @@ async fn slowloris_connections_are_cut_at_the_header_timeout_and_status_keeps_an
     let attack = Instant::now();
     // Keep trickling header bytes while the probes run: the connections look
     // alive byte by byte, yet the whole head never arrives.
-    let (p50, p99) = {
-        let probes = probe_status(&c, sc.probes);
-        tokio::pin!(probes);
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                r = &mut probes => break r,
-                _ = tick.tick() => {
-                    for s in &mut slow {
-                        let _ = s.write_all(b"X-Slow: y\r\n").await;
-                    }
-                }
-            }
+    let probes = spawn_probes(&c, sc.probes);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    while !probes.is_finished() {
+        tick.tick().await;
+        for s in &mut slow {
+            let _ = s.write_all(b"X-Slow: y\r\n").await;
         }
-    };
+    }
+    let (p50, p99) = probes_done(&c, probes).await;
     let rss_during = rss_kib(c.pid);
     let mut cut = 0;
     let limit = Duration::from_secs(HEADER_TIMEOUT_SECS + 10);
@@ -218,7 +242,7 @@ async fn idle_keep_alive_flood_is_served_then_shed_and_memory_stays_bounded() {
             String::from_utf8_lossy(&buf[..n])
         );
     }
-    let (p50, p99) = probe_status(&c, sc.probes).await;
+    let (p50, p99) = probes_done(&c, spawn_probes(&c, sc.probes)).await;
     let rss_held = rss_kib(c.pid);
     // Idle past the header timeout: the server closes them all.
     let limit = Duration::from_secs(HEADER_TIMEOUT_SECS + 15);
