@@ -1,7 +1,9 @@
 //! Graceful stop under load (issue 15, item 7): SIGTERM to compute_ctl in
 //! the middle of a 1,000-role catalog apply. Postgres stops, compute_ctl
 //! exits 0 and logs how far the apply got (statements that ran, of those
-//! planned), and a restart from the same spec converges.
+//! planned), and a restart from the same spec converges. A `POST /terminate`
+//! at the same point answers with that partial state
+//! (`catalog_interrupted`), as `/status` shows it.
 //!
 //! "In the middle" is a known point, not a race: a session of the test holds
 //! an uncommitted `ALTER ROLE` on the spec's last role, so the apply creates
@@ -52,12 +54,19 @@ fn interrupted_counts(line: &str) -> (u64, u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_a_catalog_apply_stops_postgres_reports_progress_and_a_restart_converges() {
-    crate::need_postgres!();
-    let mut c = Compute::serving(ComputeOpts::with_spec(spec("stop-a", 0, 1))).await;
-    c.wait_running().await;
+/// A 1,000-role apply under way and held at a known point: a session holds
+/// an uncommitted `ALTER ROLE` on `gate`, the spec's last role, so the apply
+/// has committed every new role and waits on that row lock.
+struct HeldApply {
+    big: Value,
+    pending: tokio::task::JoinHandle<support::compute::Reply>,
+    holder: tokio_postgres::Client,
+    observer: tokio_postgres::Client,
+    /// The new roles committed before the gate (all of them).
+    committed: u64,
+}
 
+async fn hold_apply_at_gate(c: &Compute) -> HeldApply {
     // Hold gate's catalog row: the apply's `ALTER ROLE gate PASSWORD` waits.
     let holder = c.sql("postgres", "row-holder").await;
     holder
@@ -88,7 +97,28 @@ async fn sigterm_during_a_catalog_apply_stops_postgres_reports_progress_and_a_re
         committed, ROLES as u64,
         "each CREATE ROLE commits on its own before the gate"
     );
+    HeldApply {
+        big,
+        pending,
+        holder,
+        observer,
+        committed,
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_catalog_apply_stops_postgres_reports_progress_and_a_restart_converges() {
+    crate::need_postgres!();
+    let mut c = Compute::serving(ComputeOpts::with_spec(spec("stop-a", 0, 1))).await;
+    c.wait_running().await;
+
+    let HeldApply {
+        big,
+        pending,
+        holder,
+        observer,
+        committed,
+    } = hold_apply_at_gate(&c).await;
     c.signal(Signal::SIGTERM);
     let exit = c.wait_exit(LONG).await;
     let log = c.log();
@@ -143,4 +173,29 @@ async fn sigterm_during_a_catalog_apply_stops_postgres_reports_progress_and_a_re
     assert_eq!(st["status"], "running", "{st}");
     c.signal(Signal::SIGTERM);
     assert_eq!(c.wait_exit(LONG).await.code(), Some(0));
+}
+
+/// The same interruption by `POST /terminate`: its answer, which is what a
+/// control plane reads, carries the apply's partial state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminate_during_a_catalog_apply_answers_with_how_far_it_got() {
+    crate::need_postgres!();
+    let c = Compute::serving(ComputeOpts::with_spec(spec("stop-a", 0, 1))).await;
+    c.wait_running().await;
+    let held = hold_apply_at_gate(&c).await;
+    let r = c.terminate("fast", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let p = &r.json()["catalog_interrupted"];
+    assert_eq!(p["operation"], "reconfigure", "{}", r.text);
+    assert_eq!(p["by"], "terminate", "{}", r.text);
+    assert_eq!(p["planned"], ROLES as u64 + 1, "{}", r.text);
+    let executed = p["executed"].as_u64().expect("executed");
+    assert!(
+        executed <= held.committed && executed + 64 >= held.committed,
+        "the answer ({executed}) matches what committed ({}): {}",
+        held.committed,
+        r.text
+    );
+    assert!(c.wait_exit(LONG).await.success(), "{}", c.log());
+    drop((held.holder, held.observer));
 }

@@ -280,7 +280,8 @@ fn the_checker_rejects_responses_that_do_not_match() {
     let mut api = OpenApi::load();
     let status = json!({"status": "running", "start_time": "2026-11-25T18:00:00.000Z",
         "last_active": null, "error": null, "operation_uuid": null, "pending_restart": [],
-        "tenant": null, "timeline": null, "ignored_spec_fields": [], "replication": null});
+        "tenant": null, "timeline": null, "ignored_spec_fields": [], "replication": null,
+        "catalog_interrupted": null});
     let seen = |status: u16, ct: &'static str, body: &str| -> Result<(), String> {
         let body = body.to_string();
         let mut api2 = OpenApi::load();

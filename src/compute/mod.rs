@@ -15,7 +15,7 @@ use tokio::sync::watch;
 pub use crate::env::ms;
 pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
 pub use supervisor::RunOutcome;
-pub use timings::{ReconfigureTimings, StartupTimings};
+pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
 
 use crate::env::Env;
 use crate::metrics::Metrics;
@@ -66,6 +66,9 @@ pub struct ComputeState {
     /// start and, for a replica or static compute, what its WAL receiver
     /// does (sampled). `None` for a primary without safekeepers.
     pub replication: Option<crate::storage::ReplicationStatus>,
+    /// The last catalog apply, when a terminate or the postmaster's exit cut
+    /// it short; cleared by the next apply that completes.
+    pub catalog_interrupted: Option<CatalogInterrupted>,
 }
 
 /// Why a spec was not accepted.
@@ -118,6 +121,7 @@ impl<E: Env> Compute<E> {
             supervisor_exited: false,
             terminate_lsn: None,
             replication: None,
+            catalog_interrupted: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);

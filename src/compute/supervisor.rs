@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Compute, ReconfigureTimings, TerminateMode, ms};
+use super::{CatalogInterrupted, Compute, ReconfigureTimings, TerminateMode, ms};
 use crate::catalog;
 use crate::env::{Child, Env, ExitInfo, Signal, timeout};
 use crate::pg;
@@ -228,10 +228,18 @@ impl<E: Env> Compute<E> {
         if let Err(why) = &out {
             let planned = self.metrics.statements(operation, "planned") - planned0;
             let executed = self.metrics.statements(operation, "executed") - executed0;
-            let by = match why {
-                Interrupted::Terminate => "a terminate request",
-                Interrupted::PostmasterExited(_) => "the postmaster's exit",
+            let (by, cause) = match why {
+                Interrupted::Terminate => ("a terminate request", "terminate"),
+                Interrupted::PostmasterExited(_) => ("the postmaster's exit", "postmaster_exit"),
             };
+            self.state.send_modify(|st| {
+                st.catalog_interrupted = Some(CatalogInterrupted {
+                    operation,
+                    by: cause,
+                    planned,
+                    executed,
+                })
+            });
             tracing::warn!(
                 operation,
                 planned,
@@ -240,6 +248,8 @@ impl<E: Env> Compute<E> {
                  (phase catalog of {operation}); each statement commits on its own, so those \
                  stay, and the next apply of the same spec plans from what the catalog then holds"
             );
+        } else if self.state.borrow().catalog_interrupted.is_some() {
+            self.state.send_modify(|st| st.catalog_interrupted = None);
         }
         out
     }

@@ -21,6 +21,24 @@ pub struct StartupTimings {
     pub total_startup_ms: u64,
 }
 
+/// How far a catalog apply got before a terminate request or the
+/// postmaster's exit cut it short (`/status.catalog_interrupted`). Each
+/// statement commits on its own, so the `executed` ones stay; the next apply
+/// of the same spec plans from what the catalog then holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogInterrupted {
+    /// The apply of a first start (`start`) or of a `reconfigure`.
+    pub operation: &'static str,
+    /// What cut it short: `terminate` or `postmaster_exit`.
+    pub by: &'static str,
+    /// Statements planned so far. Per-database extension work is planned as
+    /// each database is visited, so an apply cut short in that last part may
+    /// not have planned all of it yet: then this is a lower bound.
+    pub planned: u64,
+    /// Statements whose answers were read, each of them committed.
+    pub executed: u64,
+}
+
 /// What the last reconfigure did and how long each phase took.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReconfigureTimings {

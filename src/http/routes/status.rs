@@ -43,6 +43,9 @@ pub struct StatusBody {
     /// replica or static compute its upstream, receive/replay LSNs, replay
     /// lag, streaming or why not); null for a primary without safekeepers.
     pub replication: Option<crate::storage::ReplicationStatus>,
+    /// How far the last catalog apply got when a terminate or the
+    /// postmaster's exit cut it short; null otherwise.
+    pub catalog_interrupted: Option<crate::compute::CatalogInterrupted>,
 }
 
 impl StatusBody {
@@ -62,6 +65,7 @@ impl StatusBody {
             timeline: spec.and_then(|s| s.timeline_id.clone()),
             ignored_spec_fields: spec.map(|s| s.ignored_fields.clone()).unwrap_or_default(),
             replication: st.replication.clone(),
+            catalog_interrupted: st.catalog_interrupted.clone(),
         }
     }
 }
