@@ -85,39 +85,23 @@ struct Phase {
 }
 
 impl Phase {
+    const fn new(name: &'static str, end: &'static str) -> Phase {
+        Phase { name, end }
+    }
+
     fn reconfigure(&self) -> bool {
         self.name.starts_with("reconfigure.")
     }
 }
 
-const PREPARE_PGDATA: Phase = Phase {
-    name: "start.prepare_pgdata",
-    end: "start.write_config",
-};
-const START_WRITE_CONFIG: Phase = Phase {
-    name: "start.write_config",
-    end: "start.start_postgres",
-};
-const START_POSTGRES: Phase = Phase {
-    name: "start.start_postgres",
-    end: "start.catalog",
-};
-const START_CATALOG: Phase = Phase {
-    name: "start.catalog",
-    end: "start.done",
-};
-const RECONFIGURE_WRITE_CONFIG: Phase = Phase {
-    name: "reconfigure.write_config",
-    end: "reconfigure.reload",
-};
-const RECONFIGURE_RELOAD: Phase = Phase {
-    name: "reconfigure.reload",
-    end: "reconfigure.catalog",
-};
-const RECONFIGURE_CATALOG: Phase = Phase {
-    name: "reconfigure.catalog",
-    end: "reconfigure.done",
-};
+const PREPARE_PGDATA: Phase = Phase::new("start.prepare_pgdata", "start.write_config");
+const START_WRITE_CONFIG: Phase = Phase::new("start.write_config", "start.start_postgres");
+const START_POSTGRES: Phase = Phase::new("start.start_postgres", "start.catalog");
+const START_CATALOG: Phase = Phase::new("start.catalog", "start.done");
+const RECONFIGURE_WRITE_CONFIG: Phase =
+    Phase::new("reconfigure.write_config", "reconfigure.reload");
+const RECONFIGURE_RELOAD: Phase = Phase::new("reconfigure.reload", "reconfigure.catalog");
+const RECONFIGURE_CATALOG: Phase = Phase::new("reconfigure.catalog", "reconfigure.done");
 
 /// A spec with [`ROLES`] md5 roles whose passwords carry `generation`,
 /// its PGDATA from `source` when there is one.
