@@ -182,6 +182,10 @@ impl Processes for SimEnv {
         Ok(self.procs().command_line(pid))
     }
 
+    fn processes_with_arg(&self, arg: &str) -> io::Result<Vec<u32>> {
+        Ok(self.procs().with_arg(arg))
+    }
+
     fn postgres_identity(&self) -> io::Result<Option<RunAs>> {
         Ok(None)
     }

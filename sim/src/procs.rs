@@ -45,6 +45,15 @@ impl ProcTable {
             .then(|| self.commands.get(&pid).cloned().unwrap_or_default())
     }
 
+    /// Running processes with `arg` among their arguments, by pid.
+    pub fn with_arg(&self, arg: &str) -> Vec<u32> {
+        self.commands
+            .iter()
+            .filter(|(pid, cmd)| self.signals.contains_key(pid) && cmd.iter().any(|a| a == arg))
+            .map(|(&pid, _)| pid)
+            .collect()
+    }
+
     pub fn signal(&self, pid: u32, sig: Signal) -> io::Result<()> {
         match self.signals.get(&pid) {
             Some(tx) if tx.send(sig).is_ok() => Ok(()),

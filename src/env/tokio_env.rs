@@ -363,6 +363,29 @@ impl Processes for TokioEnv {
         }
     }
 
+    fn processes_with_arg(&self, arg: &str) -> io::Result<Vec<u32>> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc")? {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == std::process::id() {
+                continue;
+            }
+            // Gone since the listing, or a zombie: not at work any more.
+            if let Ok(Some(cmd)) = self.command_line(pid) {
+                if cmd.iter().skip(1).any(|a| a == arg) {
+                    found.push(pid);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     fn postgres_identity(&self) -> io::Result<Option<RunAs>> {
         if !nix::unistd::geteuid().is_root() {
             return Ok(None);

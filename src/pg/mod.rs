@@ -25,4 +25,4 @@ pub use pgdata::{
 };
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};
-pub use stale::stop_stale_postmaster;
+pub use stale::{stop_stale_postmaster, stop_stale_tools};

@@ -105,6 +105,7 @@ pub async fn prepare_pgdata<E: Env>(
         }
     };
     super::stop_stale_postmaster(env, pgdata, params.shutdown_timeout).await?;
+    super::stop_stale_tools(env, pgdata, params.shutdown_timeout).await?;
     remove_pgdata(env, pgdata)
         .await
         .map_err(io("cannot remove the old PGDATA"))?;

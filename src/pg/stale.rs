@@ -8,6 +8,12 @@
 //! this very PGDATA (its command line has `-D <pgdata>`, so a recycled pid of
 //! an unrelated process is never signalled), it is sent SIGQUIT (immediate
 //! shutdown: its backends go with it) and, if it lingers, SIGKILL.
+//!
+//! Then [`stop_stale_tools`] kills what else of an earlier run still works on
+//! this PGDATA: a killed compute_ctl takes its initdb or pg_basebackup with it
+//! (parent-death signal), but not always what those forked: pg_basebackup's
+//! WAL streamer can outlive it and go on writing into the PGDATA about to be
+//! recreated. They are found by the PGDATA path among their arguments.
 
 use std::path::Path;
 use std::time::Duration;
@@ -78,4 +84,47 @@ pub async fn stop_stale_postmaster<E: Env>(
         "a postmaster (pid {pid}) from an earlier run still holds {} and did not stop on SIGQUIT or SIGKILL; stop it by hand, then start again",
         pgdata.display()
     )))
+}
+
+/// The programs of ours that name a PGDATA among their arguments.
+const TOOLS: [&str; 3] = ["initdb", "pg_basebackup", "postgres"];
+
+/// Kills (SIGKILL) every initdb, pg_basebackup or postgres of an earlier run
+/// that still has `pgdata` among its arguments (run after
+/// [`stop_stale_postmaster`]); returns their pids.
+pub async fn stop_stale_tools<E: Env>(
+    env: &E,
+    pgdata: &Path,
+    grace: Duration,
+) -> Result<Vec<u32>, PgError> {
+    let arg = pgdata.display().to_string();
+    let candidates = env.processes_with_arg(&arg).map_err(|e| {
+        PgError::Config(format!(
+            "cannot list the processes that may still work on {arg}: {e}"
+        ))
+    })?;
+    let mut left = Vec::new();
+    for pid in candidates {
+        let cmdline = env.command_line(pid).ok().flatten().unwrap_or_default();
+        let program = cmdline.first().map(Path::new).and_then(|p| p.file_name());
+        if program.is_some_and(|p| TOOLS.iter().any(|t| p == *t)) {
+            tracing::warn!(
+                pid,
+                ?cmdline,
+                "a process of an earlier run still works on PGDATA; killing it"
+            );
+            if let Err(e) = env.signal(pid, Signal::Kill) {
+                tracing::warn!(pid, error = %e, "killing a leftover process failed");
+            }
+            left.push(pid);
+        }
+    }
+    for &pid in &left {
+        if !gone(env, pid, grace).await {
+            return Err(PgError::Config(format!(
+                "a process (pid {pid}) of an earlier run still works on {arg} after SIGKILL; stop it by hand, then start again"
+            )));
+        }
+    }
+    Ok(left)
 }
