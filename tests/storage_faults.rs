@@ -155,14 +155,13 @@ async fn a_full_or_read_only_pgdata_fails_the_reconfigure_keeps_postgres_and_rec
                 && (err.contains("No space left") || err.contains("Read-only")),
             "{fault}: the reason is not given: {err}"
         );
+        let conf_now = std::fs::read(&conf).unwrap();
+        let serving = show_work_mem(&c).await;
+        // What the fault cost: the old config's bytes, the setting served.
+        let lost = i64::from(conf_now != before) + i64::from(serving != "4MB");
+        assert_eq!(conf_now, before, "{fault}: the old config was damaged");
         assert_eq!(
-            std::fs::read(&conf).unwrap(),
-            before,
-            "{fault}: the old config was damaged"
-        );
-        assert_eq!(
-            show_work_mem(&c).await,
-            "4MB",
+            serving, "4MB",
             "{fault}: Postgres must keep serving the old config"
         );
         assert_eq!(c.postmaster_pid(), pid, "{fault}: Postgres was restarted");
@@ -178,6 +177,12 @@ async fn a_full_or_read_only_pgdata_fails_the_reconfigure_keeps_postgres_and_rec
             (show_work_mem(&c).await == "8MB").then_some(())
         })
         .await;
+        support::chaos::report(
+            "storage_faults",
+            &json!({"fault": format!("PGDATA {fault} during a reconfigure's config write"),
+                    "trials": 1, "survived": 1, "lost_data": lost,
+                    "detail": format!("500: {err}; old config intact, Postgres kept serving it (same pid), the retry once writable succeeded")}),
+        );
         // Back to the first config for the next fault.
         let r = c.configure(&spec(&format!("{op}-back"), "4MB"), None).await;
         assert_eq!(r.status, 200, "{}", r.text);
@@ -217,4 +222,10 @@ async fn a_truncated_postgresql_conf_is_made_whole_by_the_next_reconfigure() {
         (show_work_mem(&c).await == "6MB").then_some(())
     })
     .await;
+    support::chaos::report(
+        "storage_faults",
+        &json!({"fault": "postgresql.conf truncated by someone else", "trials": 1, "survived": 1,
+                "lost_data": i64::from(now.len() < whole.len() - 8),
+                "detail": format!("the next reconfigure rewrote it whole ({} bytes, was cut to {})", now.len(), whole.len() / 2)}),
+    );
 }
