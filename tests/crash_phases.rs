@@ -31,11 +31,12 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use compute_ctl::env::{Fs as _, TokioEnv};
 use nix::sys::signal::Signal;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use support::compute::{Compute, ComputeOpts};
-use support::os::{alive, descendants, processes_in, state_of};
+use support::os::{alive, descendants, processes_in, program_of, state_of};
 use support::postgres::TestPostgres;
 use support::{md5_hex, wait_for};
 
@@ -229,13 +230,8 @@ fn victim(c: &Compute, phase: Phase) -> Option<i32> {
         return c.postmaster_pid();
     }
     descendants(c.pid as i32).into_iter().find(|&pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
-            let program = cmd.split(|&b| b == 0).next().unwrap_or_default();
-            let program = String::from_utf8_lossy(program);
-            ["initdb", "pg_basebackup", "postgres"]
-                .iter()
-                .any(|p| program.ends_with(p))
-        })
+        program_of(pid)
+            .is_some_and(|p| ["initdb", "pg_basebackup", "postgres"].contains(&p.as_str()))
     })
 }
 
@@ -423,14 +419,14 @@ async fn trial(
 async fn calibration(source: Source) -> Calibration {
     static INITDB: tokio::sync::OnceCell<Calibration> = tokio::sync::OnceCell::const_new();
     static BASE_BACKUP: tokio::sync::OnceCell<Calibration> = tokio::sync::OnceCell::const_new();
-    let (cell, src) = match source {
-        Source::Initdb => (&INITDB, None),
-        Source::BaseBackup => (&BASE_BACKUP, Some(())),
+    let cell = match source {
+        Source::Initdb => &INITDB,
+        Source::BaseBackup => &BASE_BACKUP,
     };
     cell.get_or_init(|| async {
-        let src = match src {
-            Some(()) => Some(self::source().await),
-            None => None,
+        let src = match source {
+            Source::BaseBackup => Some(self::source().await),
+            Source::Initdb => None,
         };
         let cal = Calibration::measure(src.as_ref()).await;
         eprintln!("calibration ({source:?}): {cal:?}");
@@ -476,19 +472,10 @@ async fn campaign(cell: Cell) {
     }
 }
 
-/// Bytes of the regular files below `dir`.
-fn bytes_below(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => bytes_below(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
+/// Bytes of the regular files below `dir` (0 while it cannot be read, as
+/// when a file is renamed mid-scan).
+async fn bytes_below(dir: &std::path::Path) -> u64 {
+    TokioEnv::new().dir_size(dir).await.unwrap_or(0)
 }
 
 /// Rows of the ballast table: about 220 MB, a copy long enough to cut.
@@ -517,7 +504,7 @@ async fn copy_under_way(src: &TestPostgres, operation: &str) -> (Compute, u64) {
         Duration::from_secs(60),
         "the base backup to be under way (8 MB in PGDATA)",
         || async {
-            let n = bytes_below(&c.pgdata);
+            let n = bytes_below(&c.pgdata).await;
             (n > 8 << 20).then_some(n)
         },
     )
@@ -618,11 +605,7 @@ async fn the_source_dying_during_the_base_backup_fails_the_start_and_a_restart_c
 
 /// Whether `pid` runs pg_basebackup.
 fn is_base_backup(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-        c.split('\0')
-            .next()
-            .is_some_and(|p| p.ends_with("pg_basebackup"))
-    })
+    program_of(pid).as_deref() == Some("pg_basebackup")
 }
 
 /// pg_basebackup killed mid-copy, its forked WAL streamer not: the
@@ -662,7 +645,7 @@ async fn nothing_a_killed_base_backup_forked_outlives_it() {
                 .into_iter()
                 .filter(|&p| is_base_backup(p))
                 .count();
-            (copiers >= 2 && bytes_below(&c.pgdata) > 8 << 20).then_some(())
+            (copiers >= 2 && bytes_below(&c.pgdata).await > 8 << 20).then_some(())
         },
     )
     .await;

@@ -182,7 +182,7 @@ impl Processes for SimEnv {
         Ok(self.procs().command_line(pid))
     }
 
-    fn processes_with_arg(&self, arg: &str) -> io::Result<Vec<u32>> {
+    fn processes_with_arg(&self, arg: &str) -> io::Result<Vec<(u32, Vec<String>)>> {
         Ok(self.procs().with_arg(arg))
     }
 

@@ -45,12 +45,13 @@ impl ProcTable {
             .then(|| self.commands.get(&pid).cloned().unwrap_or_default())
     }
 
-    /// Running processes with `arg` among their arguments, by pid.
-    pub fn with_arg(&self, arg: &str) -> Vec<u32> {
+    /// Running processes with `arg` among their arguments, by pid, with
+    /// their command lines.
+    pub fn with_arg(&self, arg: &str) -> Vec<(u32, Vec<String>)> {
         self.commands
             .iter()
             .filter(|(pid, cmd)| self.signals.contains_key(pid) && cmd.iter().any(|a| a == arg))
-            .map(|(&pid, _)| pid)
+            .map(|(&pid, cmd)| (pid, cmd.clone()))
             .collect()
     }
 

@@ -199,9 +199,10 @@ pub trait Processes: Send + Sync + 'static {
     /// such process runs (or it is a zombie).
     fn command_line(&self, pid: u32) -> io::Result<Option<Vec<String>>>;
     /// Live processes other than this one with `arg` as one of their
-    /// arguments: what an earlier run left working on a PGDATA names it so
-    /// (`pg_basebackup -D <pgdata>` and the WAL streamer it forked).
-    fn processes_with_arg(&self, arg: &str) -> io::Result<Vec<u32>>;
+    /// arguments, with their command lines: what an earlier run left working
+    /// on a PGDATA names it so (`pg_basebackup -D <pgdata>` and the WAL
+    /// streamer it forked).
+    fn processes_with_arg(&self, arg: &str) -> io::Result<Vec<(u32, Vec<String>)>>;
 
     /// The identity Postgres must run as: `Some` when we are root (Postgres
     /// refuses to run as root), `None` to run as ourselves.

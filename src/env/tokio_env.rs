@@ -363,7 +363,7 @@ impl Processes for TokioEnv {
         }
     }
 
-    fn processes_with_arg(&self, arg: &str) -> io::Result<Vec<u32>> {
+    fn processes_with_arg(&self, arg: &str) -> io::Result<Vec<(u32, Vec<String>)>> {
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc")? {
             let Some(pid) = entry?
@@ -379,7 +379,7 @@ impl Processes for TokioEnv {
             // Gone since the listing, or a zombie: not at work any more.
             if let Ok(Some(cmd)) = self.command_line(pid) {
                 if cmd.iter().skip(1).any(|a| a == arg) {
-                    found.push(pid);
+                    found.push((pid, cmd));
                 }
             }
         }

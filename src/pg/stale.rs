@@ -104,8 +104,7 @@ pub async fn stop_stale_tools<E: Env>(
         ))
     })?;
     let mut left = Vec::new();
-    for pid in candidates {
-        let cmdline = env.command_line(pid).ok().flatten().unwrap_or_default();
+    for (pid, cmdline) in candidates {
         let program = cmdline.first().map(Path::new).and_then(|p| p.file_name());
         if program.is_some_and(|p| TOOLS.iter().any(|t| p == *t)) {
             tracing::warn!(
