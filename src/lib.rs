@@ -15,6 +15,7 @@ pub mod cli;
 pub mod compute;
 pub mod env;
 pub mod http;
+mod layering;
 pub mod metrics;
 pub mod monitor;
 pub mod params;

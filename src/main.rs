@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use compute_ctl::cli::{Args, LogFormat};
+use compute_ctl::http::routes::dry_run::plan_only;
 use compute_ctl::spec::{ComputeSpec, SpecError, validate};
 
 mod launch;
@@ -93,8 +94,9 @@ fn validate_file(path: &std::path::Path, args: &Args) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// `--plan FILE -C CONNSTR`: the catalog plan of the spec against the
-/// running Postgres, as JSON on stdout; nothing is changed (read-only
+/// `--plan FILE -C CONNSTR`: the dry-run answer of `POST
+/// /configure?dry_run=true` (`DryRunBody`) for the spec against the running
+/// Postgres, as JSON on stdout; nothing is changed (read-only
 /// sessions, see `catalog::preview`). Exit 0, 2 for an invalid spec, 1 when
 /// the file or Postgres cannot be read.
 fn plan_file(path: &std::path::Path, args: &Args) -> ExitCode {
@@ -115,51 +117,38 @@ fn plan_file(path: &std::path::Path, args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let problems = validate(&spec, &launch::validation_context(args));
-    let mut out = serde_json::json!({
-        "dry_run": true,
-        "valid": problems.is_empty(),
-        "problems": problems,
-        "skipped": spec.skip_pg_catalog_updates,
-        "statements": [],
-        "skipped_databases": [],
-        "statement_count": 0,
-    });
-    if problems.is_empty() && !spec.skip_pg_catalog_updates {
-        let target = match args
-            .connstr
-            .as_deref()
-            .context("--connstr is required")
-            .and_then(|c| compute_ctl::compute::ConnTarget::parse(c).context("invalid --connstr"))
-        {
-            Ok(t) => t,
+    let ctx = launch::validation_context(args);
+    // Without a connection string only the validation can be answered.
+    let needs_postgres = validate(&spec, &ctx).is_empty() && !spec.skip_pg_catalog_updates;
+    let target = match args.connstr.as_deref() {
+        Some(c) => match compute_ctl::compute::ConnTarget::parse(c).context("invalid --connstr") {
+            Ok(t) => Some(t),
             Err(e) => return fail(e),
-        };
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => return fail(anyhow::anyhow!("cannot start the async runtime: {e}")),
-        };
-        let env = compute_ctl::env::TokioEnv::new();
-        let preview = match rt.block_on(compute_ctl::catalog::preview(&env, &target, &spec)) {
-            Ok(p) => p,
-            Err(e) => {
-                return fail(anyhow::anyhow!(
-                    "cannot make the catalog plan: {e}; is Postgres running at --connstr?"
-                ));
-            }
-        };
-        out["statement_count"] = preview.statements.len().into();
-        out["statements"] = serde_json::json!(preview.statements);
-        out["skipped_databases"] = serde_json::json!(preview.skipped_databases);
-    }
+        },
+        None if needs_postgres => return fail(anyhow::anyhow!("--connstr is required")),
+        None => None,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let env = compute_ctl::env::TokioEnv::new();
+    let out = match rt.block_on(plan_only(&env, target.as_ref(), &spec, &ctx)) {
+        Ok(body) => body,
+        Err(e) => {
+            return fail(anyhow::anyhow!(
+                "cannot make the catalog plan: {e}; is Postgres running at --connstr?"
+            ));
+        }
+    };
     match serde_json::to_string_pretty(&out) {
         Ok(s) => println!("{s}"),
         Err(e) => return fail(e.into()),
     }
-    if problems.is_empty() {
+    if out.valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

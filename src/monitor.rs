@@ -12,15 +12,34 @@
 //! poll by a deadline: a slow or stuck Postgres costs a skipped sample,
 //! never a blocked or failed compute.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::compute::Compute;
-use crate::env::{Env, timeout};
+use crate::env::{Clock as _, Env, timeout};
+use crate::params::ConnTarget;
 use crate::pg;
 use crate::state::ComputeStatus;
+
+/// What the monitor watches and feeds: the compute (`compute::Compute`
+/// implements it), seen through this narrow trait so that the monitor,
+/// which sits below `compute/`, does not import it.
+pub trait Watched: Send + Sync + 'static {
+    type Env: Env;
+    fn env(&self) -> &Self::Env;
+    /// Where Postgres listens.
+    fn conn(&self) -> &ConnTarget;
+    /// How often to sample.
+    fn activity_interval(&self) -> Duration;
+    /// The compute's status and whether Postgres has been started.
+    fn lifecycle(&self) -> (ComputeStatus, bool);
+    /// Resolves once the compute is terminating (or gone).
+    fn terminating(&self) -> impl Future<Output = ()> + Send + '_;
+    /// Moves `last_active` forward to `at` (never back).
+    fn record_activity(&self, at: SystemTime);
+}
 
 /// The query, one row: busy client sessions, and the epoch seconds of the
 /// latest state change of any client session (NULL when there is none).
@@ -78,14 +97,14 @@ pub fn activity_at(
     Ok(Some((SystemTime::UNIX_EPOCH + at).min(now)))
 }
 
-async fn poll_once<E: Env>(
-    compute: &Compute<E>,
+async fn poll_once<C: Watched>(
+    compute: &C,
     session: &mut Option<Client>,
     deadline: Duration,
 ) -> Result<Option<SystemTime>, MonitorError> {
     let client = match session.take() {
         Some(c) if !c.is_closed() => c,
-        _ => pg::connect(&compute.env, &compute.params.conn, deadline, deadline).await?,
+        _ => pg::connect(compute.env(), compute.conn(), deadline, deadline).await?,
     };
     let messages = client.simple_query(&activity_query()).await?;
     *session = Some(client);
@@ -96,18 +115,18 @@ async fn poll_once<E: Env>(
             _ => None,
         })
         .ok_or_else(|| MonitorError::Unexpected("no row".into()))?;
-    activity_at(row.get(0), row.get(1), compute.env.wall_clock())
+    activity_at(row.get(0), row.get(1), compute.env().wall_clock())
 }
 
 /// One bounded poll: never takes longer than `deadline`, drops the session
 /// when it failed or timed out (the next poll reconnects).
-pub async fn sample<E: Env>(
-    compute: &Compute<E>,
+pub async fn sample<C: Watched>(
+    compute: &C,
     session: &mut Option<Client>,
     deadline: Duration,
 ) -> Result<Option<SystemTime>, MonitorError> {
     let outcome = match timeout(
-        &compute.env,
+        compute.env(),
         deadline,
         poll_once(compute, session, deadline),
     )
@@ -134,33 +153,23 @@ fn postgres_up(status: ComputeStatus, started: bool) -> bool {
 }
 
 /// Runs until the compute is terminating; spawn it beside the supervisor.
-pub async fn run<E: Env>(compute: Arc<Compute<E>>) {
-    let interval = compute.params.activity_interval;
+pub async fn run<C: Watched>(compute: Arc<C>) {
+    let interval = compute.activity_interval();
     let deadline = poll_deadline(interval);
-    let mut rx = compute.subscribe();
     let mut session: Option<Client> = None;
     let mut failing = false;
     loop {
-        let stopping = rx.wait_for(|st| {
-            matches!(
-                st.status,
-                ComputeStatus::TerminationPending | ComputeStatus::Terminated
-            )
-        });
         tokio::select! {
             biased;
-            _ = stopping => break,
-            () = compute.env.sleep(interval) => {}
+            () = compute.terminating() => break,
+            () = compute.env().sleep(interval) => {}
         }
-        let (status, started) = {
-            let st = rx.borrow();
-            (st.status, st.postgres_started)
-        };
+        let (status, started) = compute.lifecycle();
         if !postgres_up(status, started) {
             session = None;
             continue;
         }
-        match sample(&compute, &mut session, deadline).await {
+        match sample(&*compute, &mut session, deadline).await {
             Ok(Some(at)) => compute.record_activity(at),
             Ok(None) => {}
             Err(e) => {
@@ -240,24 +249,16 @@ mod tests {
         }
         let silent = silent.expect("a free port in 38280-38299");
         let port = silent.local_addr().unwrap().port();
-        let params = crate::params::ComputeParams {
-            pgdata: "/nonexistent/pgdata".into(),
-            pgbin: "/nonexistent/postgres".into(),
-            conn: crate::params::ConnTarget {
+        let compute = Fake {
+            env: crate::env::TokioEnv::new(),
+            conn: ConnTarget {
                 host: "127.0.0.1".into(),
                 port,
                 user: "cloud_admin".into(),
                 dbname: "postgres".into(),
             },
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            compute_id: None,
-            ready_timeout: Duration::from_secs(1),
-            shutdown_timeout: Duration::from_secs(1),
-            activity_interval: Duration::from_secs(1),
-            cgroup_procs: None,
+            recorded: std::sync::Mutex::new(None),
         };
-        let compute = Compute::new(crate::env::TokioEnv::new(), params);
-        let before = compute.state();
         let mut session = None;
         let r = sample(&compute, &mut session, Duration::from_millis(200)).await;
         assert!(
@@ -268,12 +269,37 @@ mod tests {
             "{r:?}"
         );
         assert!(session.is_none());
-        let after = compute.state();
-        assert_eq!(
-            (after.status, after.last_active),
-            (before.status, before.last_active)
-        );
+        assert_eq!(*compute.recorded.lock().unwrap(), None);
         drop(silent);
+    }
+
+    /// A compute that records the activity it is given.
+    struct Fake {
+        env: crate::env::TokioEnv,
+        conn: ConnTarget,
+        recorded: std::sync::Mutex<Option<SystemTime>>,
+    }
+
+    impl Watched for Fake {
+        type Env = crate::env::TokioEnv;
+        fn env(&self) -> &Self::Env {
+            &self.env
+        }
+        fn conn(&self) -> &ConnTarget {
+            &self.conn
+        }
+        fn activity_interval(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+        fn lifecycle(&self) -> (ComputeStatus, bool) {
+            (ComputeStatus::Running, true)
+        }
+        fn terminating(&self) -> impl Future<Output = ()> + Send + '_ {
+            std::future::pending()
+        }
+        fn record_activity(&self, at: SystemTime) {
+            *self.recorded.lock().unwrap() = Some(at);
+        }
     }
 
     #[test]

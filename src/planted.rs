@@ -70,20 +70,3 @@ pub fn active(bug: Bug) -> bool {
         false
     }
 }
-
-/// The [`Bug::ReloadViaSql`] reload: `SELECT pg_reload_conf()` with no
-/// client-side deadline, as Neon's compute_ctl did.
-pub async fn reload_via_sql<E: crate::env::Env>(
-    env: &E,
-    params: &crate::params::ComputeParams,
-) -> std::io::Result<()> {
-    let timeout = std::time::Duration::from_secs(10);
-    let client = crate::pg::connect(env, &params.conn, std::time::Duration::ZERO, timeout)
-        .await
-        .map_err(std::io::Error::other)?;
-    client
-        .simple_query("SELECT pg_reload_conf()")
-        .await
-        .map(|_| ())
-        .map_err(std::io::Error::other)
-}

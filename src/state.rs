@@ -143,9 +143,41 @@ impl Event {
     ];
 }
 
+impl Event {
+    /// What the event does, for a person: the subject of an error.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::SpecDelivered => "accepting a new spec",
+            Self::BeginStart => "starting Postgres",
+            Self::BeginReconfigure => "reconfiguring Postgres",
+            Self::Started => "finishing the start",
+            Self::Reconfigured => "finishing the reconfigure",
+            Self::Fail => "marking the compute failed",
+            Self::TerminateRequested => "stopping the compute",
+            Self::Stopped => "marking the compute stopped",
+        }
+    }
+}
+
+impl ComputeStatus {
+    /// What to do about an action this status does not allow.
+    fn remedy(self) -> &'static str {
+        match self {
+            Self::Empty => "send a spec first (POST /configure)",
+            Self::ConfigurationPending | Self::Init | Self::Configuration => {
+                "wait until the configuration in progress has finished (GET /status), then retry"
+            }
+            Self::Running | Self::Failed => "send a spec (POST /configure) and retry",
+            Self::TerminationPending | Self::Terminated => {
+                "the compute is stopping for good; start a new compute_ctl"
+            }
+        }
+    }
+}
+
 /// An event that is not allowed in a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{event:?} is not allowed while the compute is {from}")]
+#[error("{} is not possible while the compute is {from}: {}", event.action(), from.remedy())]
 pub struct IllegalTransition {
     pub from: ComputeStatus,
     pub event: Event,

@@ -149,6 +149,14 @@ pub async fn open<E: Env>(
         })
 }
 
+/// A query that Postgres did not answer in time, with what to check.
+fn no_answer(e: crate::env::Elapsed) -> String {
+    format!(
+        "Postgres gave no answer within {:?}; is it overloaded, or is a lock held (see pg_locks)? The next configure retries",
+        e.0
+    )
+}
+
 /// A Postgres error as one line, without the statement text.
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -172,7 +180,7 @@ pub async fn query_text<E: Env>(
     };
     let msgs = timeout(env, CLIENT_STATEMENT_TIMEOUT, client.simple_query(sql))
         .await
-        .map_err(|e| query_err(e.to_string()))?
+        .map_err(|e| query_err(no_answer(e)))?
         .map_err(|e| query_err(describe(&e)))?;
     msgs.iter()
         .find_map(|m| match m {
@@ -197,7 +205,7 @@ pub async fn simple<E: Env>(
     };
     timeout(env, CLIENT_STATEMENT_TIMEOUT, client.batch_execute(sql))
         .await
-        .map_err(|e| query_err(e.to_string()))?
+        .map_err(|e| query_err(no_answer(e)))?
         .map_err(|e| query_err(describe(&e)))
 }
 

@@ -85,8 +85,6 @@ pub enum CatalogError {
         database: String,
         after: std::time::Duration,
     },
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Counts statements into the report and the metrics.

@@ -1,8 +1,9 @@
 //! The typed catalog operations a plan is made of.
 //!
-//! Each [`Op`] is one SQL statement (see [`super::render`]). Ops that must
-//! run inside a particular database (`REASSIGN OWNED`, `CREATE EXTENSION`,
-//! ...) name it; all others run in the supervisor's own database. Password
+//! Each [`Op`] is one SQL statement (see `render.rs`, which also gives it
+//! its `Display`). Ops that must run inside a particular database
+//! (`REASSIGN OWNED`, `CREATE EXTENSION`, ...) name it; all others run in
+//! the supervisor's own database. Password
 //! hashes are wrapped in [`Secret`], whose `Debug` never shows them.
 
 use serde::{Deserialize, Serialize};
@@ -179,12 +180,5 @@ impl Op {
             Op::UpdateExtension { .. } => "update_extension",
             Op::SetExtensionsMarker { .. } => "set_extensions_marker",
         }
-    }
-}
-
-/// Shows the op as its SQL with any password redacted.
-impl std::fmt::Display for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&super::render::render_redacted(self))
     }
 }

@@ -180,6 +180,14 @@ fn render_with(op: &Op, redact: bool) -> String {
     }
 }
 
+/// Shows the op as its SQL with any password redacted (here, beside the
+/// renderer, so that `ops` does not import `render`).
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&render_redacted(self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,48 @@ pub struct Compute<E: Env> {
     restart_basis: std::sync::OnceLock<supervisor::RestartBasis>,
 }
 
+/// The activity monitor's view of the compute (the monitor sits below
+/// `compute/` and sees it through this trait only).
+impl<E: Env + Send + Sync + 'static> crate::monitor::Watched for Compute<E> {
+    type Env = E;
+
+    fn env(&self) -> &E {
+        &self.env
+    }
+
+    fn conn(&self) -> &crate::params::ConnTarget {
+        &self.params.conn
+    }
+
+    fn activity_interval(&self) -> std::time::Duration {
+        self.params.activity_interval
+    }
+
+    fn lifecycle(&self) -> (ComputeStatus, bool) {
+        let st = self.state.borrow();
+        (st.status, st.postgres_started)
+    }
+
+    fn terminating(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        let mut rx = self.subscribe();
+        async move {
+            // An error: the compute is gone, which ends the monitor too.
+            let _ = rx
+                .wait_for(|st| {
+                    matches!(
+                        st.status,
+                        ComputeStatus::TerminationPending | ComputeStatus::Terminated
+                    )
+                })
+                .await;
+        }
+    }
+
+    fn record_activity(&self, at: SystemTime) {
+        Compute::record_activity(self, at);
+    }
+}
+
 impl<E: Env> Compute<E> {
     pub fn new(env: E, params: ComputeParams) -> Arc<Self> {
         let state = ComputeState {

@@ -479,7 +479,7 @@ impl<E: Env> Compute<E> {
         };
         self.env.failpoint("reconfigure.reload");
         let reloaded = if planted::active(Bug::ReloadViaSql) {
-            planted::reload_via_sql(&self.env, &self.params).await
+            pg::reload_via_sql(&self.env, &self.params.conn).await
         } else {
             self.env.signal(pid, Signal::Hup)
         };

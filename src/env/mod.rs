@@ -211,7 +211,7 @@ pub trait Processes: Send + Sync + 'static {
     /// The supervisor enters `phase` (`start.prepare_pgdata`,
     /// `reconfigure.reload`, ...). A no-op except in a test build of the real
     /// environment (cargo feature `failpoints`), where the crash campaign
-    /// (tests/crash_phases.rs) can have the process stop itself there, so
+    /// (tests/it/crash_phases.rs) can have the process stop itself there, so
     /// that it kills at a known point of a known phase.
     fn failpoint(&self, _phase: &'static str) {}
 }
@@ -269,7 +269,11 @@ pub async fn timeout<E: Clock, F: Future>(
     }
 }
 
-/// A deadline passed.
+/// A deadline passed. Callers that know what they waited for say so in
+/// their own error (as `CatalogError::Timeout` and `PgError::CommandTimeout`
+/// do); this text is for the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("timed out after {0:?}")]
+#[error(
+    "no answer within {0:?}: the other side (Postgres, a program compute_ctl runs, or the control plane) is overloaded, stuck or unreachable; retry once it answers"
+)]
 pub struct Elapsed(pub Duration);

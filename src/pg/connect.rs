@@ -94,3 +94,18 @@ pub async fn connect<E: Env>(
         }),
     }
 }
+
+/// The planted [`crate::planted::Bug::ReloadViaSql`] reload: `SELECT
+/// pg_reload_conf()` with no client-side deadline, as Neon's compute_ctl
+/// did (here, not in `planted`, so that `planted` imports nothing).
+pub async fn reload_via_sql<E: Env>(env: &E, conn: &ConnTarget) -> std::io::Result<()> {
+    let timeout = std::time::Duration::from_secs(10);
+    let client = connect(env, conn, std::time::Duration::ZERO, timeout)
+        .await
+        .map_err(std::io::Error::other)?;
+    client
+        .simple_query("SELECT pg_reload_conf()")
+        .await
+        .map(|_| ())
+        .map_err(std::io::Error::other)
+}

@@ -241,7 +241,9 @@ async fn base_backup<E: Env>(
         ])
         .env("PGCONNECT_TIMEOUT", BASEBACKUP_CONNECT_TIMEOUT_SECS)
         .env("PGAPPNAME", "compute_ctl basebackup");
-    let shown = cmd.display().replace(source, &redact_connstr(source));
+    let shown = cmd
+        .display()
+        .replace(source, &crate::spec::redact_connstr(source));
     let out = run(env, &cmd, shown, BASEBACKUP_TIMEOUT).await?;
     let end_lsn = wal_end_point(&out.stderr);
     let auto = params.pgdata.join("postgresql.auto.conf");
@@ -293,31 +295,6 @@ pub(super) async fn run<E: Env>(
     Ok(out)
 }
 
-/// A libpq connection string with its password replaced by `***`, for logs
-/// and error messages (URL `user:secret@` and key=value `password=secret`).
-pub fn redact_connstr(c: &str) -> String {
-    if let Some(rest) = c
-        .strip_prefix("postgresql://")
-        .or_else(|| c.strip_prefix("postgres://"))
-    {
-        let scheme = &c[..c.len() - rest.len()];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            if let Some(colon) = rest[..at].find(':') {
-                return format!("{scheme}{}:***{}", &rest[..colon], &rest[at..]);
-            }
-        }
-        return c.to_string();
-    }
-    c.split(' ')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.trim() == "password" => format!("{k}=***"),
-            _ => kv.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,19 +307,5 @@ pg_basebackup: write-ahead log end point: 0/2000138\n\
 pg_basebackup: base backup completed\n";
         assert_eq!(wal_end_point(err).as_deref(), Some("0/2000138"));
         assert_eq!(wal_end_point(b"nothing\n"), None);
-    }
-
-    #[test]
-    fn passwords_are_redacted_from_connstrings() {
-        assert_eq!(
-            redact_connstr("postgresql://u:s3cret@h:5432/db?sslmode=disable"),
-            "postgresql://u:***@h:5432/db?sslmode=disable"
-        );
-        assert_eq!(redact_connstr("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            redact_connstr("host=h port=1 password=s3cret user=u"),
-            "host=h port=1 password=*** user=u"
-        );
-        assert_eq!(redact_connstr("host=h user=u"), "host=h user=u");
     }
 }

@@ -6,11 +6,15 @@
 //! it reaches Postgres.
 
 mod catalog_list;
+mod endpoint;
+mod lsn;
 mod model;
 pub mod role_options;
 mod validate;
 
 pub use catalog_list::CatalogList;
+pub use endpoint::{Endpoint, EndpointError, redact_connstr};
+pub use lsn::{Lsn, LsnParseError};
 pub use model::*;
 pub use validate::{
     MAX_NAME_BYTES, SpecProblem, ValidationContext, is_guc_name, is_md5_hex, mode_name, validate,

@@ -327,7 +327,7 @@ fn neon_forms_are_accepted_null_mode_and_pageserver_connection_info() {
     assert_eq!(paths(j), ["$.pageserver_connection_info.shard_count"]);
 }
 
-/// Neon's file `name`, found as `tests/support/neon.rs` finds it (a lib unit
+/// Neon's file `name`, found as `tests/it/support/neon.rs` finds it (a lib unit
 /// test cannot use the integration tests' support): `$COMPUTE_CTL_NEON_FIXTURES`,
 /// then `../shared/fixtures/neon`. Absent: `None` and one line saying the
 /// test is skipped, or a failure with `COMPUTE_CTL_REQUIRE_NEON_FIXTURES=1`.

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::model::{ComputeMode, ComputeSpec, DeltaAction, GenericOption, VARTYPES};
-use crate::storage::{Endpoint, Lsn};
+use super::{Endpoint, Lsn};
 
 /// Postgres identifiers are at most this many bytes.
 pub const MAX_NAME_BYTES: usize = 63;

@@ -1,43 +1,13 @@
-//! A storage server the supervisor talks SQL to: a safekeeper or the
-//! source of the base backup (`pageserver_connstring`). Here both are
-//! Postgres servers, reached through the Env seam (`Env::connect` plus
-//! tokio-postgres `connect_raw`), so the simulator's network faults apply.
-//!
-//! Accepted forms: a libpq URL (`postgresql://user@host:port/db`), libpq
-//! `key=value` pairs (`host=h port=p user=u`), or Neon's safekeeper form
-//! `host:port`. A missing user is the supervisor's own superuser (the one of
-//! `--connstr`), as the storage knows `cloud_admin`; a missing database is
-//! `postgres`; a missing port 5432.
+//! Sessions to a storage server (a safekeeper or the source of the base
+//! backup): Postgres servers reached through the Env seam (`Env::connect`
+//! plus tokio-postgres `connect_raw`), so the simulator's network faults
+//! apply. The address itself ([`Endpoint`]) is parsed in `spec/endpoint.rs`
+//! (validation checks it there).
 
 use std::time::Duration;
 
-use tokio_postgres::config::Host;
-
 use crate::env::{Env, timeout};
-use crate::pg::redact_connstr;
-
-/// A parsed storage address.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    /// The connection string as given, password redacted (for messages).
-    pub shown: String,
-    config: tokio_postgres::Config,
-}
-
-/// Why a connection string cannot be used for storage.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EndpointError {
-    #[error("cannot parse {shown:?} as a libpq connection string: {reason}")]
-    Parse { shown: String, reason: String },
-    #[error(
-        "{shown:?} names no TCP host; give host=... (a Unix socket cannot be reached from here)"
-    )]
-    NoTcpHost { shown: String },
-    #[error("{shown:?} has a bad port; expected host:port with a port number")]
-    BadPort { shown: String },
-}
+pub use crate::spec::{Endpoint, EndpointError};
 
 /// Why a session to a storage server failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,60 +34,6 @@ pub enum SessionError {
 }
 
 impl Endpoint {
-    /// Parses `connstr`; `default_user` is used when it names no user.
-    pub fn parse(connstr: &str, default_user: &str) -> Result<Self, EndpointError> {
-        let shown = redact_connstr(connstr);
-        let trimmed = connstr.trim();
-        let libpq = trimmed.contains("://") || trimmed.contains('=');
-        let mut config = if libpq {
-            trimmed
-                .parse::<tokio_postgres::Config>()
-                .map_err(|e| EndpointError::Parse {
-                    shown: shown.clone(),
-                    reason: e.to_string(),
-                })?
-        } else {
-            let (host, port) = match trimmed.rsplit_once(':') {
-                Some((h, p)) => (
-                    h,
-                    p.parse::<u16>().map_err(|_| EndpointError::BadPort {
-                        shown: shown.clone(),
-                    })?,
-                ),
-                None => (trimmed, 5432),
-            };
-            if host.is_empty() {
-                return Err(EndpointError::NoTcpHost { shown });
-            }
-            let mut c = tokio_postgres::Config::new();
-            c.host(host).port(port);
-            c
-        };
-        let host = match config.get_hosts().first() {
-            Some(Host::Tcp(h)) => h.clone(),
-            _ => return Err(EndpointError::NoTcpHost { shown }),
-        };
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        if config.get_user().is_none() {
-            config.user(default_user);
-        }
-        if config.get_dbname().is_none() {
-            config.dbname("postgres");
-        }
-        config.application_name(crate::pg::APPLICATION_NAME);
-        Ok(Self {
-            host,
-            port,
-            shown,
-            config,
-        })
-    }
-
-    /// `host:port`.
-    pub fn addr(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-
     /// Runs `sql` (simple query protocol) in a new session and returns the
     /// text columns of its first row, all within `within`.
     pub async fn query_row<E: Env>(
@@ -135,8 +51,9 @@ impl Endpoint {
                         addr: addr.clone(),
                         source,
                     })?;
-            let (client, connection) = self
-                .config
+            let mut config = self.config.clone();
+            config.application_name(crate::pg::APPLICATION_NAME);
+            let (client, connection) = config
                 .connect_raw(stream, tokio_postgres::NoTls)
                 .await
                 .map_err(|source| SessionError::Startup {
@@ -174,44 +91,5 @@ impl Endpoint {
                 after: within,
             }),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepts_urls_keyvalue_and_host_port() {
-        let e = Endpoint::parse("postgresql://u:pw@storage:6400/db", "cloud_admin").unwrap();
-        assert_eq!((e.host.as_str(), e.port), ("storage", 6400));
-        assert_eq!(e.config.get_user(), Some("u"));
-        assert!(!e.shown.contains("pw"));
-        let e = Endpoint::parse("host=127.0.0.1 port=5433", "cloud_admin").unwrap();
-        assert_eq!(
-            (e.addr(), e.config.get_user()),
-            ("127.0.0.1:5433".to_string(), Some("cloud_admin"))
-        );
-        assert_eq!(e.config.get_dbname(), Some("postgres"));
-        let e = Endpoint::parse("sk-1:5454", "cloud_admin").unwrap();
-        assert_eq!(e.addr(), "sk-1:5454");
-        assert_eq!(Endpoint::parse("sk-2", "x").unwrap().port, 5432);
-    }
-
-    #[test]
-    fn rejects_what_cannot_be_reached() {
-        assert!(matches!(
-            Endpoint::parse("host=/tmp user=x", "x"),
-            Err(EndpointError::NoTcpHost { .. })
-        ));
-        assert!(matches!(
-            Endpoint::parse("sk:notaport", "x"),
-            Err(EndpointError::BadPort { .. })
-        ));
-        assert!(matches!(
-            Endpoint::parse("host=a port=notaport", "x"),
-            Err(EndpointError::Parse { .. })
-        ));
-        assert!(Endpoint::parse(":5454", "x").is_err());
     }
 }

@@ -9,17 +9,16 @@
 //! - [`read_replication`] says what a replica's WAL receiver is doing.
 //!
 //! Every server here is a Postgres server reached through the Env seam
-//! ([`Endpoint`]). This module sits below `compute/` and uses `pg/` (for
-//! the redaction of connection strings) and `params.rs` only.
+//! ([`Endpoint`], parsed in `spec/`). This module sits below `compute/` and
+//! uses `pg/` (the session's application name), `spec/` and `params.rs` only.
 
 mod endpoint;
-mod lsn;
 mod replication;
 mod safekeepers;
 mod wait;
 
+pub use crate::spec::{Lsn, LsnParseError};
 pub use endpoint::{Endpoint, EndpointError, SessionError};
-pub use lsn::{Lsn, LsnParseError};
 pub use replication::{REPLICATION_SQL, ReadReplication, ReplicationStatus, read_replication};
 pub use safekeepers::{
     NoQuorum, POSITION_SQL, SafekeeperAnswer, SyncOutcome, WalPosition, commit_lsn, majority,

@@ -1,7 +1,8 @@
 //! `POST /check_writability`: the control plane's write probe of a primary.
 //! As Neon does, it upserts one row of a service table, `public.health_check`
 //! in the `-C` database, created on first use (never at start, so a compute
-//! started with `skip_pg_catalog_updates` opens no session until asked).
+//! started with `skip_pg_catalog_updates` opens no session until asked);
+//! the SQL is `pg::probe::write_health_check`.
 //!
 //! 200 with the text `true` when the write committed (also when Postgres says
 //! the disk is full: the timeline is reachable, the probe only cannot grow);
@@ -14,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::env::{Env, timeout};
+use crate::env::Env;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::pg;
@@ -22,12 +23,6 @@ use crate::spec::ComputeMode;
 
 /// Bounds the whole probe (connect and write).
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Creates the table when missing and moves its one row's timestamp.
-pub const CHECK_SQL: &str = "CREATE TABLE IF NOT EXISTS public.health_check \
-     (id integer PRIMARY KEY, updated_at timestamptz DEFAULT now()); \
-     INSERT INTO public.health_check VALUES (1, now()) \
-     ON CONFLICT (id) DO UPDATE SET updated_at = now()";
 
 /// The handler.
 pub async fn post<E: Env>(State(state): State<AppState<E>>) -> Result<Response, ApiError> {
@@ -46,42 +41,13 @@ pub async fn post<E: Env>(State(state): State<AppState<E>>) -> Result<Response, 
             ),
         ));
     }
-    let probe = async {
-        let client = pg::connect(
-            &compute.env,
-            &compute.params.conn,
-            CHECK_TIMEOUT,
-            CHECK_TIMEOUT,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        match client.simple_query(CHECK_SQL).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) => {
-                tracing::warn!("writability check: the disk is full");
-                Ok(())
-            }
-            Err(e) => Err(format!("the write was refused: {}", pg_error_text(&e))),
-        }
-    };
-    match timeout(&compute.env, CHECK_TIMEOUT, probe).await {
-        Ok(Ok(())) => Ok(text_true()),
-        Ok(Err(reason)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("writability check failed: {reason}"),
-        )),
+    match pg::probe::write_health_check(&compute.env, &compute.params.conn, CHECK_TIMEOUT).await {
+        Ok(()) => Ok(text_true()),
         Err(e) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("writability check failed: {e}; Postgres or its storage is stuck"),
+            format!("writability check failed: {e}"),
         )),
     }
-}
-
-/// Postgres' own message when there is one.
-fn pg_error_text(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.message().to_string())
-        .unwrap_or_else(|| e.to_string())
 }
 
 /// `true` as `text/plain`, the body Neon's contract documents.

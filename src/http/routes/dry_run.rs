@@ -59,20 +59,80 @@ pub struct CatalogPlan {
     pub skipped_databases: Vec<String>,
 }
 
-/// The answer of a dry run.
+/// The answer of a dry run (`POST /configure?dry_run=true`), and what
+/// `compute_ctl --plan` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DryRunBody {
     pub dry_run: bool,
     pub valid: bool,
     pub problems: Vec<SpecProblem>,
-    /// The compute's status when the dry run was made.
-    pub status: ComputeStatus,
+    /// The compute's status when the dry run was made; absent from
+    /// `--plan`, which runs beside no compute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<ComputeStatus>,
     pub catalog: CatalogPlan,
     pub settings: Vec<SettingChange>,
     pub restart_required: Vec<String>,
-    /// `start`, `restart`, `reload` or `none`.
+    /// `start`, `restart`, `reload` or `none`; `unknown` from `--plan`,
+    /// which does not know the configuration Postgres runs with.
     pub apply: &'static str,
     pub statement_count: usize,
+}
+
+impl DryRunBody {
+    /// The answer once the spec is validated, before anything is read.
+    fn validated(spec: &ComputeSpec, status: Option<ComputeStatus>) -> Self {
+        Self {
+            dry_run: true,
+            valid: true,
+            problems: Vec::new(),
+            status,
+            catalog: CatalogPlan {
+                skipped: spec.skip_pg_catalog_updates,
+                ..Default::default()
+            },
+            settings: Vec::new(),
+            restart_required: Vec::new(),
+            apply: "none",
+            statement_count: 0,
+        }
+    }
+
+    fn with_problems(mut self, problems: Vec<SpecProblem>) -> Self {
+        self.valid = problems.is_empty();
+        self.problems = problems;
+        if !self.valid {
+            self.catalog.error = Some("the spec is invalid; see problems".into());
+        }
+        self
+    }
+
+    fn with_catalog(mut self, preview: catalog::Preview) -> Self {
+        self.statement_count = preview.statements.len();
+        self.catalog.statements = preview.statements;
+        self.catalog.skipped_databases = preview.skipped_databases;
+        self
+    }
+}
+
+/// `compute_ctl --plan`: the dry run of `spec` against a Postgres that no
+/// compute_ctl of this process supervises: validation problems and the
+/// catalog plan (read-only sessions; none without `conn`); `apply` is
+/// `unknown` and `settings` empty, as the configuration Postgres runs with
+/// is not known here.
+pub async fn plan_only<E: Env>(
+    env: &E,
+    conn: Option<&crate::params::ConnTarget>,
+    spec: &ComputeSpec,
+    ctx: &ValidationContext,
+) -> Result<DryRunBody, catalog::CatalogError> {
+    let mut body = DryRunBody::validated(spec, None).with_problems(validate(spec, ctx));
+    body.apply = "unknown";
+    let Some(conn) = conn.filter(|_| body.valid && !spec.skip_pg_catalog_updates) else {
+        return Ok(body);
+    };
+    let preview = catalog::preview(env, conn, spec).await?;
+    Ok(body.with_catalog(preview))
 }
 
 /// Values that may hold a password: redacted as connection strings.
@@ -118,22 +178,8 @@ pub async fn dry_run<E: Env>(state: &AppState<E>, spec: &ComputeSpec) -> DryRunB
     };
     let problems = validate(spec, &ctx);
     let st = compute.state();
-    let mut body = DryRunBody {
-        dry_run: true,
-        valid: problems.is_empty(),
-        problems,
-        status: st.status,
-        catalog: CatalogPlan {
-            skipped: spec.skip_pg_catalog_updates,
-            ..Default::default()
-        },
-        settings: Vec::new(),
-        restart_required: Vec::new(),
-        apply: "none",
-        statement_count: 0,
-    };
+    let mut body = DryRunBody::validated(spec, Some(st.status)).with_problems(problems);
     if !body.valid {
-        body.catalog.error = Some("the spec is invalid; see problems".into());
         return body;
     }
     body.settings = settings_diff(st.spec.as_deref(), spec, &compute.params.conn);
@@ -161,14 +207,12 @@ pub async fn dry_run<E: Env>(state: &AppState<E>, spec: &ComputeSpec) -> DryRunB
         return body;
     }
     match catalog::preview(&compute.env, &compute.params.conn, spec).await {
-        Ok(p) => {
-            body.statement_count = p.statements.len();
-            body.catalog.statements = p.statements;
-            body.catalog.skipped_databases = p.skipped_databases;
+        Ok(p) => body.with_catalog(p),
+        Err(e) => {
+            body.catalog.error = Some(e.to_string());
+            body
         }
-        Err(e) => body.catalog.error = Some(e.to_string()),
     }
-    body
 }
 
 /// The response of `POST /configure?dry_run=true`: always 200.

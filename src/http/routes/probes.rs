@@ -1,6 +1,7 @@
 //! `GET /health` (the process is alive and serving) and `GET /ready`
 //! (status `running` and Postgres accepting connections, probed with a
-//! fresh supervisor session and `SELECT 1` under a short deadline).
+//! fresh supervisor session and `SELECT 1` under a short deadline:
+//! `pg::probe::ready`).
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::compute::TerminateMode;
-use crate::env::{Env, timeout};
+use crate::env::Env;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::pg;
@@ -52,27 +53,11 @@ pub async fn ready<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Prob
             "not ready: the compute is {status}, not running"
         )));
     }
-    let probe = async {
-        let client = pg::connect(
-            &compute.env,
-            &compute.params.conn,
-            READY_PROBE_TIMEOUT,
-            READY_PROBE_TIMEOUT,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("Postgres did not answer SELECT 1: {e}"))
-    };
-    match timeout(&compute.env, READY_PROBE_TIMEOUT, probe).await {
-        Ok(Ok(())) => Ok(Json(ProbeBody {
+    match pg::probe::ready(&compute.env, &compute.params.conn, READY_PROBE_TIMEOUT).await {
+        Ok(()) => Ok(Json(ProbeBody {
             ok: true,
             status: wire_status,
         })),
-        Ok(Err(reason)) => Err(unavailable(format!("not ready: {reason}"))),
-        Err(e) => Err(unavailable(format!("not ready: the Postgres probe {e}"))),
+        Err(e) => Err(unavailable(format!("not ready: {e}"))),
     }
 }
