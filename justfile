@@ -59,7 +59,7 @@ image-if-docker:
         echo "no Docker daemon answers (docker info failed) and COMPUTE_CTL_REQUIRE_DOCKER=1: start dockerd" >&2
         exit 1
     else
-        echo "no Docker daemon answers: the container e2e tests (tests/e2e_container.rs) will be SKIPPED"
+        echo "no Docker daemon answers: the container e2e tests (tests/it/e2e_container.rs) will be SKIPPED"
     fi
 
 # Formatting and clippy, warnings as errors.
@@ -84,10 +84,13 @@ chaos: deps
     # (the /status p99 target is checked against it); the crash campaign
     # needs the test build's failpoints.
     cargo build --release --bin compute_ctl || exit 1
-    # --no-fail-fast: every suite runs and reports even when an earlier one fails.
-    COMPUTE_CTL_BIN="$PWD/target/release/compute_ctl" cargo test --no-fail-fast --test hostile_http --test soak -- --test-threads=1
+    # Each command runs all its suites' tests (a failing test does not stop the
+    # others), and the second runs even when the first failed.
+    # The suites are modules of the one integration-test binary (tests/it/),
+    # picked by test-name filters.
+    COMPUTE_CTL_BIN="$PWD/target/release/compute_ctl" cargo test --test it -- --test-threads=1 hostile_http:: soak::
     status=$?
-    cargo test --no-fail-fast --test crash_phases --test fuzz --test storage_faults --test graceful_stop -- --test-threads=1 || status=$?
+    cargo test --test it -- --test-threads=1 crash_phases:: fuzz:: storage_faults:: graceful_stop:: || status=$?
     python3 scripts/chaos-report.py target/chaos
     exit $status
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Collects the chaos suites' JSON lines (target/chaos/*.jsonl) into
 target/chaos/report.json and prints the table: fault, trials, survived, lost
-data. A suite only writes a line for a case that held; a failing case fails
-its test, and `just chaos` exits non-zero after printing what did hold."""
+data. Every cell is computed from what the trials measured (a crash or
+storage-fault trial's `survived` is derived by tests/it/support/chaos.rs from
+converged, lost data and orphans; a failed trial is written too, with
+`"survived": false` and why). A failing case also fails its test, and `just
+chaos` exits non-zero after printing the table."""
 import json
 import pathlib
 import sys
@@ -36,6 +39,13 @@ def plot_soak(l, path):
     path.write_text("\n".join(svg))
 
 
+def lost_sum(ls):
+    """Lost data over trials; "unknown" where a trial could not measure it."""
+    if any(l.get("lost_data") is None for l in ls):
+        return "unknown"
+    return sum(l["lost_data"] for l in ls)
+
+
 out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/chaos")
 rows, raw = [], {}
 for f in sorted(out.glob("*.jsonl")):
@@ -46,37 +56,43 @@ for f in sorted(out.glob("*.jsonl")):
         for l in lines:
             cells.setdefault((l["target"], l["phase"], l["source"]), []).append(l)
         for (target, phase, source), ls in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-            conv = sorted(l["converge_ms"] for l in ls)
+            conv = sorted(l["converge_ms"] for l in ls if "converge_ms" in l)
             who = "Postgres" if target == "Postgres" else "compute_ctl"
             src = " (base backup)" if source == "BaseBackup" and phase == "start.prepare_pgdata" else (
                 " (initdb)" if phase == "start.prepare_pgdata" else "")
-            inside = sum(1 for l in ls if l["landed"] == "inside the phase")
+            inside = sum(1 for l in ls if l.get("landed") == "inside the phase")
+            failed = [l for l in ls if not l["survived"]]
             rows.append({
                 "fault": f"kill -9 {who} in {phase}{src}",
                 "trials": len(ls),
-                "survived": sum(1 for l in ls if l["converged"] and l["orphans"] == 0),
-                "lost_data": sum(l["lost_data"] for l in ls),
+                "survived": sum(1 for l in ls if l["survived"]),
+                "lost_data": lost_sum(ls),
                 "detail": f"{inside} inside the phase, {len(ls) - inside} at its end; "
-                f"converged p50 {conv[len(conv) // 2]} ms, max {conv[-1]} ms; "
-                f"orphans {sum(l['orphans'] for l in ls)}; " + ", ".join(sorted({l['outcome'] for l in ls})),
+                + (f"converged p50 {conv[len(conv) // 2]} ms, max {conv[-1]} ms; " if conv else "")
+                + f"orphans {sum(l.get('orphans') or 0 for l in ls)}; "
+                + ", ".join(sorted({l['outcome'] for l in ls if 'outcome' in l}))
+                + "".join(f"; FAILED trial {l['trial']}: {l['failed']}" for l in failed),
             })
     elif f.stem == "hostile_http":
         for l in lines:
             if "cases" in l:
                 for c in l["cases"]:
-                    rows.append({"fault": f"HTTP: {c['case']}", "trials": 1, "survived": 1,
+                    rows.append({"fault": f"HTTP: {c['case']}", "trials": 1, "survived": int(c["held"]),
                                  "lost_data": 0, "detail": f"answered {c['status']}"})
             else:
-                n = l.get("connections", l.get("cap", 0))
+                n = l["connections"]
+                # Each connection ended as it must: cut (slowloris), closed
+                # once idle (keep-alive flood), served or refused at once (cap).
+                held = l["cut"] if "cut" in l else l["closed"] if "closed" in l else l["served"] + l["refused"]
                 detail = ", ".join(f"{k} {v}" for k, v in l.items()
                                    if k not in ("suite", "case", "scale", "connections"))
                 rows.append({"fault": f"HTTP: {l['case']} ({n} connections)", "trials": n,
-                             "survived": n, "lost_data": 0, "detail": detail})
+                             "survived": held, "lost_data": 0, "detail": detail})
     elif f.stem == "soak":
         for l in lines:
+            n = l["notifies"] + l["reconfigures"]
             rows.append({"fault": f"soak: {l['notifies']} notifies + {l['reconfigures']} full reconfigures under client load",
-                         "trials": l["notifies"] + l["reconfigures"],
-                         "survived": l["notifies"] + l["reconfigures"], "lost_data": 0,
+                         "trials": n, "survived": l["answered_200"], "lost_data": 0,
                          "detail": f"RSS {l['rss_mid_kib']}->{l['rss_last_kib']} KiB, FDs {l['fds_mid']}->{l['fds_last']}, "
                          f"tasks {l['tasks_mid']}->{l['tasks_last']}, notify p99 {l['notify_p99_mid_us']}->{l['notify_p99_last_us']} us"})
             plot_soak(l, out / "soak.svg")
@@ -86,10 +102,11 @@ for f in sorted(out.glob("*.jsonl")):
                          "survived": l["cases"] - l["crashes"], "lost_data": 0,
                          "detail": f"{l['crashes']} crashes"})
     else:
+        # One trial per line (tests/it/support/chaos.rs::trial), failed ones included.
         for l in lines:
-            rows.append({"fault": l.get("fault", f.stem), "trials": l.get("trials", 1),
-                         "survived": l.get("survived", 1), "lost_data": l.get("lost_data", 0),
-                         "detail": l.get("detail", "")})
+            rows.append({"fault": l["fault"], "trials": l["trials"],
+                         "survived": int(l["survived"]), "lost_data": lost_sum([l]),
+                         "detail": l.get("detail", "") + (f"; FAILED: {l['failed']}" if "failed" in l else "")})
 
 (out / "report.json").write_text(json.dumps({"rows": rows, "raw": raw}, indent=2))
 w = max([len(r["fault"]) for r in rows] + [5])

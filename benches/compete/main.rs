@@ -12,7 +12,7 @@ mod compute;
 mod memory;
 mod plot;
 /// The tests' port allocator: one range, outside the ephemeral ports.
-#[path = "../../tests/support/ports.rs"]
+#[path = "../../tests/it/support/ports.rs"]
 mod ports;
 mod postgres;
 mod prefix;

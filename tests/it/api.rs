@@ -6,16 +6,15 @@
 //! `openapi.yaml`.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "support/openapi.rs"]
-mod openapi;
-mod support;
+use crate::support;
+use crate::support::openapi;
 
 use std::time::Duration;
 
+use crate::support::compute::{Compute, ComputeOpts, Reply};
+use crate::support::os::alive;
+use crate::support::{fixture_op, repo_file};
 use serde_json::{Value, json};
-use support::compute::{Compute, ComputeOpts, Reply};
-use support::os::alive;
-use support::{fixture_op, repo_file};
 
 const LONG: Duration = Duration::from_secs(60);
 

@@ -3,14 +3,14 @@
 //! users' database settings, extensions, invalid and locked databases,
 //! failures that name the statement.
 
-mod support;
+use crate::support;
 
+use crate::support::md5_hex;
+use crate::support::postgres::TestPostgres;
 use compute_ctl::catalog;
 use compute_ctl::env::TokioEnv;
 use compute_ctl::metrics::Metrics;
 use compute_ctl::spec::ComputeSpec;
-use support::md5_hex;
-use support::postgres::TestPostgres;
 
 fn spec(json: serde_json::Value) -> ComputeSpec {
     let mut base = serde_json::json!({"format_version": 1.0, "cluster": {}});

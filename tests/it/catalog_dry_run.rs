@@ -2,13 +2,13 @@
 //! the apply then sends (Postgres' own `log_statement = all`), a dry run
 //! writes nothing, and `compute_ctl --plan` prints the same plan.
 
-mod support;
+use crate::support;
 
+use crate::support::postgres::TestPostgres;
 use compute_ctl::catalog;
 use compute_ctl::env::TokioEnv;
 use compute_ctl::metrics::Metrics;
 use compute_ctl::spec::ComputeSpec;
-use support::postgres::TestPostgres;
 
 /// Logs every statement with the sending application's name first.
 const LOG_ALL: &[(&str, &str)] = &[("log_statement", "all"), ("log_line_prefix", "%a|")];
@@ -204,9 +204,12 @@ async fn the_plan_flag_prints_the_plan_and_changes_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    // The dry-run answer's own shape (DryRunBody), as POST
+    // /configure?dry_run=true gives it.
     assert_eq!(v["statement_count"], 1, "{v}");
+    assert_eq!(v["apply"], "unknown", "{v}");
     assert_eq!(
-        v["statements"][0]["sql"],
+        v["catalog"]["statements"][0]["sql"],
         r#"CREATE ROLE "r" WITH LOGIN PASSWORD <redacted> CREATEDB"#
     );
     assert!(!stdout.contains(&support::md5_hex("secret", "r")));

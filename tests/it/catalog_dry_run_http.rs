@@ -5,15 +5,14 @@
 //! `openapi.yaml`.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "support/openapi.rs"]
-mod openapi;
-mod support;
+use crate::support;
+use crate::support::openapi;
 
 use std::time::Duration;
 
+use crate::support::compute::{Compute, ComputeOpts, Reply};
+use crate::support::fixture_op;
 use serde_json::{Value, json};
-use support::compute::{Compute, ComputeOpts, Reply};
-use support::fixture_op;
 
 fn conforms(r: &Reply) {
     let mut api = openapi::OpenApi::load();

@@ -3,13 +3,13 @@
 //! reverted, a second apply issuing no statement, and databases with
 //! nothing to do left unvisited.
 
-mod support;
+use crate::support;
 
+use crate::support::postgres::TestPostgres;
 use compute_ctl::catalog;
 use compute_ctl::env::TokioEnv;
 use compute_ctl::metrics::Metrics;
 use compute_ctl::spec::{ComputeSpec, ValidationContext, validate};
-use support::postgres::TestPostgres;
 
 fn spec(json: serde_json::Value) -> ComputeSpec {
     let mut base = serde_json::json!({"format_version": 1.0, "cluster": {}});

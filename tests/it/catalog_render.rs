@@ -3,12 +3,10 @@
 //! case-only differences) are created, read back byte-equal through the
 //! snapshot query, renamed and dropped with exactly the SQL `render` emits.
 
-mod support;
-
+use crate::support::postgres::{TestPostgres, snapshot};
 use compute_ctl::catalog::{DbOption, Op, RoleAttr, Secret, render};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use support::postgres::{TestPostgres, snapshot};
 
 /// Characters chosen to break naive quoting, plus ordinary ones.
 const ALPHABET: &[&str] = &[

@@ -12,11 +12,11 @@
 //! otherwise it prints `SKIPPED ...` and passes, unless
 //! `COMPUTE_CTL_REQUIRE_DOCKER=1` (set by `.ci/run`) turns that into a failure.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{Compute, docker_ready, eventually, fixture};
+use crate::e2e_support::{Compute, docker_ready, eventually, fixture};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 

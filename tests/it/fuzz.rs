@@ -9,19 +9,24 @@
 //! `COMPUTE_CTL_CHAOS_REPORT=DIR`, the counts go to `DIR/fuzz.jsonl`.
 #![allow(clippy::disallowed_methods)]
 
-mod support;
+use crate::support;
 
+use crate::support::postgres::TestPostgres;
 use compute_ctl::pg::render_value;
 use compute_ctl::spec::{ComputeSpec, ValidationContext};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
-use support::postgres::TestPostgres;
 
-fn report(case: &str, cases: u32) {
-    let line = json!({"suite": "fuzz", "case": case, "cases": cases, "crashes": 0});
+/// Reports a proptest run: its cases, and whether one failed (a panic or a
+/// broken property, shrunk and printed by proptest); then fails the test
+/// with it.
+fn report<T: std::fmt::Debug>(case: &str, cases: u32, run: Result<(), T>) {
+    let crashes = u32::from(run.is_err());
+    let line = json!({"suite": "fuzz", "case": case, "cases": cases, "crashes": crashes});
     support::chaos::report("fuzz", &line);
+    run.unwrap();
 }
 
 fn ctx() -> ValidationContext {
@@ -126,13 +131,12 @@ fn runner(smoke: u32, big: u32) -> (TestRunner, u32) {
 #[test]
 fn arbitrary_bytes_never_panic_the_parser() {
     let (mut r, cases) = runner(2_000, 100_000);
-    r.run(&prop::collection::vec(any::<u8>(), 0..512), |bytes| {
+    let run = r.run(&prop::collection::vec(any::<u8>(), 0..512), |bytes| {
         let text = String::from_utf8_lossy(&bytes);
         let _ = ComputeSpec::parse_and_validate(&text, &ctx());
         Ok(())
-    })
-    .unwrap();
-    report("spec parser: arbitrary bytes", cases);
+    });
+    report("spec parser: arbitrary bytes", cases, run);
 }
 
 #[test]
@@ -148,7 +152,7 @@ fn mutated_specs_never_panic_and_what_is_accepted_round_trips() {
         prop::collection::vec(json_value(), 1..4),
     );
     let accepted = std::cell::Cell::new(0u32);
-    r.run(&strategy, |(paths, values)| {
+    let run = r.run(&strategy, |(paths, values)| {
         let mut spec = base.clone();
         for (p, v) in paths.iter().zip(values) {
             mutate(&mut spec, p, v);
@@ -169,23 +173,16 @@ fn mutated_specs_never_panic_and_what_is_accepted_round_trips() {
             prop_assert_eq!(reparsed, parsed);
         }
         Ok(())
-    })
-    .unwrap();
+    });
     eprintln!("{} of {cases} mutated specs were accepted", accepted.get());
-    report("spec parser + validator: mutated specs", cases);
+    report("spec parser + validator: mutated specs", cases, run);
 }
 
 /// Every value a spec may carry (no NUL, CR or LF: validation refuses
 /// those) is written so that Postgres reads back exactly the input.
 #[tokio::test]
 async fn config_values_read_back_exactly_from_real_postgres() {
-    if !support::postgres_bin().is_file() {
-        eprintln!(
-            "SKIPPED: {} not found; run `just deps`",
-            support::postgres_bin().display()
-        );
-        return;
-    }
+    crate::need_postgres!();
     let n = if support::chaos::full() { 2_000 } else { 200 };
     let mut r = TestRunner::new(Config {
         cases: 1,
@@ -266,5 +263,9 @@ async fn config_values_read_back_exactly_from_real_postgres() {
             "value {i} came back changed"
         );
     }
-    report("config renderer vs Postgres' parser", n as u32);
+    report(
+        "config renderer vs Postgres' parser",
+        n as u32,
+        Ok::<(), ()>(()),
+    );
 }

@@ -10,14 +10,14 @@
 //! the 1,000 new roles (each its own implicit transaction) and then waits on
 //! that row lock until SIGTERM.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
+use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::{md5_hex, query_value, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use support::compute::{Compute, ComputeOpts};
-use support::{md5_hex, query_value, wait_for};
 
 const ROLES: usize = 1_000;
 const LONG: Duration = Duration::from_secs(120);

@@ -14,13 +14,13 @@
 //! latencies, RSS, connections shed) to `DIR/hostile_http.jsonl`.
 #![allow(clippy::disallowed_methods)]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::repo_file;
 use serde_json::{Value, json};
-use support::compute::{Compute, ComputeOpts};
-use support::repo_file;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -247,10 +247,12 @@ async fn idle_keep_alive_flood_is_served_then_shed_and_memory_stays_bounded() {
     // Idle past the header timeout: the server closes them all.
     let limit = Duration::from_secs(HEADER_TIMEOUT_SECS + 15);
     let t0 = Instant::now();
+    let mut closed = 0;
     for s in &mut idle {
         closed_by_server(s, limit.saturating_sub(t0.elapsed()))
             .await
             .unwrap_or_else(|e| panic!("an idle keep-alive connection was kept: {e}"));
+        closed += 1;
     }
     // ~64 KiB per open connection is far more than hyper needs; a leak of
     // buffers per connection would show here.
@@ -263,7 +265,7 @@ async fn idle_keep_alive_flood_is_served_then_shed_and_memory_stays_bounded() {
     untouched(&c).await;
     report(
         "idle_keep_alive",
-        json!({"connections": sc.idle, "probes": sc.probes,
+        json!({"connections": sc.idle, "closed": closed, "probes": sc.probes,
                "status_p50_us": p50, "status_p99_us": p99,
                "rss_before_kib": rss_before, "rss_holding_kib": rss_held}),
     );
@@ -309,7 +311,11 @@ async fn connections_over_the_cap_are_closed_at_once_and_the_rest_served() {
     })
     .await;
     untouched(&c).await;
-    report("connection_cap", json!({"cap": CAP, "refused": refused}));
+    let served = CAP + 10 - refused;
+    report(
+        "connection_cap",
+        json!({"connections": CAP + 10, "cap": CAP, "served": served, "refused": refused}),
+    );
 }
 
 /// Sends `body` as a /configure request and returns (status, JSON body).
@@ -388,8 +394,8 @@ async fn malformed_and_oversized_bodies_get_4xx_with_json_and_change_nothing() {
     let mut seen = Vec::new();
     for (name, body, want) in cases {
         let (status, v) = configure_raw(&c, name, body).await;
+        seen.push(json!({"case": name, "status": status, "held": status == want}));
         assert_eq!(status, want, "{name}: {v}");
-        seen.push(json!({"case": name, "status": status}));
         untouched(&c).await;
     }
     // A body cut short: the client promises 1,000 bytes, sends 7 and shuts
@@ -490,8 +496,10 @@ async fn forged_expired_and_oversized_tokens_are_refused() {
             .await
             .expect("/configure answers");
         let status = r.status().as_u16();
+        let held = matches!(status, 400 | 401 | 403 | 431);
+        seen.push(json!({"case": name, "status": status, "held": held}));
         assert!(
-            matches!(status, 400 | 401 | 403 | 431),
+            held,
             "{name}: a forged token got {status}: {}",
             r.text().await.unwrap_or_default()
         );

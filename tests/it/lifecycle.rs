@@ -2,18 +2,16 @@
 //! Postgres 15 (issue 3): PGDATA, config, start (catalog included),
 //! supervision and termination.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::control_plane::{FakeControlPlane, Reply};
+use crate::support::os::{children_of, postgres_user, uid_of};
+use crate::support::ports::free_port;
+use crate::support::postgres::TestPostgres;
+use crate::support::{fixture, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::json;
-use support::compute::{Compute, ComputeOpts};
-use support::control_plane::{FakeControlPlane, Reply};
-use support::os::{children_of, postgres_user, uid_of};
-use support::ports::free_port;
-use support::postgres::TestPostgres;
-use support::{fixture, wait_for};
 
 /// Failures must end the process within this, never hang.
 const FAIL_BOUND: Duration = Duration::from_secs(20);

@@ -15,19 +15,18 @@
 // Tests may read the OS clock (token expiry); clippy.toml is for the library.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "support/openapi.rs"]
-mod openapi;
-mod support;
+use crate::support;
+use crate::support::openapi;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::compute::{Compute, ComputeOpts, Reply};
+use crate::support::{fixture_op, repo_file};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use openapi::{OpenApi, Seen};
 use serde_json::{Value, json};
-use support::compute::{Compute, ComputeOpts, Reply};
-use support::{fixture_op, repo_file};
 
 const COMPUTE_ID: &str = "compute-neon-flow";
 const CP_TOKEN: &str = "neon-control-plane-secret";

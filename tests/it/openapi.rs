@@ -4,9 +4,8 @@
 //! responses that need Postgres (200 of /configure, /dbs_and_roles, /ready)
 //! are checked the same way by `tests/api.rs` against the real binary.
 
-#[path = "support/openapi.rs"]
-mod openapi;
-mod support;
+use crate::support;
+use crate::support::openapi;
 
 use std::path::PathBuf;
 use std::sync::Arc;

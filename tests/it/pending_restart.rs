@@ -3,15 +3,13 @@
 //! reports the changed settings that need a restart (from
 //! `postgres --describe-config`) instead of ignoring them.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::os::processes_in;
+use crate::support::supervisor::Supervisor;
+use crate::support::{connect, fixture, wait_for};
 use compute_ctl::compute::RunOutcome;
 use serde_json::json;
-use support::os::processes_in;
-use support::supervisor::Supervisor;
-use support::{connect, fixture, wait_for};
 
 /// `spec` as operation `uuid`, with setting `name` set to `value`.
 fn with_setting(

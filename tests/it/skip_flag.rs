@@ -7,15 +7,15 @@
 //! session (`application_name=compute_ctl`) appears; without the flag the
 //! password changes. At start the flag leaves the roles uncreated.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::supervisor::Supervisor;
+use crate::support::{fixture, md5_hex, wait_for};
 use compute_ctl::compute::RunOutcome;
 use serde_json::json;
-use support::supervisor::Supervisor;
-use support::{fixture, md5_hex, wait_for};
 
 /// `fixtures/spec.json` as operation `uuid`, with alice's password, work_mem
 /// and the skip flag as given, and Postgres logging to `PGDATA/log/pg.log`.

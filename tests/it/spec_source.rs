@@ -3,16 +3,16 @@
 //! never recovers.
 #![allow(clippy::disallowed_methods)]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::control_plane::{FakeControlPlane, Reply};
+use crate::support::fixture;
 use compute_ctl::env::TokioEnv;
 use compute_ctl::spec::ValidationContext;
 use compute_ctl::spec_source::{FetchPolicy, SpecFetchError, SpecSource, fetch_spec};
 use serde_json::json;
-use support::control_plane::{FakeControlPlane, Reply};
-use support::fixture;
 
 fn fast_policy() -> FetchPolicy {
     FetchPolicy {

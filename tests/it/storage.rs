@@ -3,15 +3,15 @@
 //! computes that follow them, the safekeepers' commit LSN before the base
 //! backup, and bad storage input.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
+use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::fixture;
+use crate::support::ports::free_port;
+use crate::support::postgres::TestPostgres;
 use serde_json::{Value, json};
-use support::compute::{Compute, ComputeOpts};
-use support::fixture;
-use support::ports::free_port;
-use support::postgres::TestPostgres;
 
 const WITHIN: Duration = Duration::from_secs(30);
 

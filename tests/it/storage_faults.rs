@@ -9,16 +9,16 @@
 //! Needs root (mount); skipped with a line otherwise.
 #![allow(clippy::disallowed_methods)]
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::fixture_op;
+use crate::support::os::temp_dir;
 use serde_json::{Value, json};
-use support::compute::{Compute, ComputeOpts};
-use support::os::temp_dir;
-use support::{fixture_op, postgres_bin};
 
 /// A tmpfs mounted for the test, unmounted (lazily) on drop.
 struct Tmpfs {
@@ -113,17 +113,18 @@ async fn show_work_mem(c: &Compute) -> String {
 
 #[tokio::test]
 async fn a_full_or_read_only_pgdata_fails_the_reconfigure_keeps_postgres_and_recovers() {
-    if !root() || !postgres_bin().is_file() {
-        eprintln!(
-            "SKIPPED: needs root (to mount a tmpfs) and {}",
-            postgres_bin().display()
-        );
+    crate::need_postgres!();
+    let test = "a_full_or_read_only_pgdata_fails_the_reconfigure_keeps_postgres_and_recovers";
+    if !support::skip_unless(root(), test, || "needs root (to mount a tmpfs)".into()) {
         return;
     }
-    let Some(fs) = Tmpfs::mount(128) else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here");
+    let mounted = Tmpfs::mount(128);
+    if !support::skip_unless(mounted.is_some(), test, || {
+        "cannot mount a tmpfs here".into()
+    }) {
         return;
-    };
+    }
+    let fs = mounted.expect("mounted");
     let mut opts = ComputeOpts::with_spec(spec("faults-1", "4MB"));
     opts.pgdata = Some(fs.dir.join("pgdata"));
     let c = Compute::serving(opts).await;
@@ -133,56 +134,60 @@ async fn a_full_or_read_only_pgdata_fails_the_reconfigure_keeps_postgres_and_rec
     let pid = c.postmaster_pid();
 
     for (fault, op) in [("full", "faults-2"), ("read-only", "faults-3")] {
-        let undo: Box<dyn FnOnce()> = match fault {
-            "full" => {
-                let filler = fill(&fs.dir);
-                Box::new(move || std::fs::remove_file(filler).unwrap())
-            }
-            _ => {
-                let pgdata = c.pgdata.clone();
-                Tmpfs::read_only(&pgdata);
-                Box::new(move || {
-                    let st = Command::new("umount").arg(&pgdata).status().unwrap();
-                    assert!(st.success(), "umount the read-only bind mount");
-                })
-            }
-        };
-        let r = c.configure(&spec(op, "8MB"), None).await;
-        assert_eq!(r.status, 500, "{fault}: {}", r.text);
-        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
-        assert!(
-            err.contains("writing Postgres configuration failed")
-                && (err.contains("No space left") || err.contains("Read-only")),
-            "{fault}: the reason is not given: {err}"
-        );
-        let conf_now = std::fs::read(&conf).unwrap();
-        let serving = show_work_mem(&c).await;
-        // What the fault cost: the old config's bytes, the setting served.
-        let lost = i64::from(conf_now != before) + i64::from(serving != "4MB");
-        assert_eq!(conf_now, before, "{fault}: the old config was damaged");
-        assert_eq!(
-            serving, "4MB",
-            "{fault}: Postgres must keep serving the old config"
-        );
-        assert_eq!(c.postmaster_pid(), pid, "{fault}: Postgres was restarted");
-        let st = c.status().await;
-        assert_eq!(st["status"], "failed", "{st}");
-        undo();
-        // Space (or write access) is back: the control plane's retry lands.
-        let r = c
-            .configure(&spec(&format!("{op}-retry"), "8MB"), None)
-            .await;
-        assert_eq!(r.status, 200, "{fault}: no recovery: {}", r.text);
-        support::wait_for(Duration::from_secs(10), "the new work_mem", || async {
-            (show_work_mem(&c).await == "8MB").then_some(())
+        let identity = json!({
+            "fault": format!("PGDATA {fault} during a reconfigure's config write"),
+            "trials": 1,
+        });
+        support::chaos::trial("storage_faults", identity, async {
+            let undo: Box<dyn FnOnce()> = match fault {
+                "full" => {
+                    let filler = fill(&fs.dir);
+                    Box::new(move || std::fs::remove_file(filler).unwrap())
+                }
+                _ => {
+                    let pgdata = c.pgdata.clone();
+                    Tmpfs::read_only(&pgdata);
+                    Box::new(move || {
+                        let st = Command::new("umount").arg(&pgdata).status().unwrap();
+                        assert!(st.success(), "umount the read-only bind mount");
+                    })
+                }
+            };
+            let r = c.configure(&spec(op, "8MB"), None).await;
+            assert_eq!(r.status, 500, "{fault}: {}", r.text);
+            let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+            assert!(
+                err.contains("writing Postgres configuration failed")
+                    && (err.contains("No space left") || err.contains("Read-only")),
+                "{fault}: the reason is not given: {err}"
+            );
+            // What the fault cost: the old config's bytes, the setting served.
+            let conf_now = std::fs::read(&conf).unwrap();
+            let serving = show_work_mem(&c).await;
+            let lost = i64::from(conf_now != before) + i64::from(serving != "4MB");
+            let same_postgres = c.postmaster_pid() == pid;
+            let st = c.status().await;
+            assert_eq!(st["status"], "failed", "{st}");
+            undo();
+            // Space (or write access) is back: the control plane's retry lands.
+            let r = c
+                .configure(&spec(&format!("{op}-retry"), "8MB"), None)
+                .await;
+            let retried = r.status == 200;
+            let applied = support::poll_until(Duration::from_secs(10), || async {
+                (show_work_mem(&c).await == "8MB").then_some(())
+            })
+            .await
+            .is_some();
+            Some(json!({
+                "converged": retried && applied && same_postgres,
+                "lost_data": lost,
+                "postgres_restarted": !same_postgres,
+                "retry_status": r.status,
+                "detail": format!("500: {err}; old config intact: {}, Postgres kept serving it (same pid): {same_postgres}, the retry once writable answered {} and applied: {applied}", conf_now == before, r.status),
+            }))
         })
         .await;
-        support::chaos::report(
-            "storage_faults",
-            &json!({"fault": format!("PGDATA {fault} during a reconfigure's config write"),
-                    "trials": 1, "survived": 1, "lost_data": lost,
-                    "detail": format!("500: {err}; old config intact, Postgres kept serving it (same pid), the retry once writable succeeded")}),
-        );
         // Back to the first config for the next fault.
         let r = c.configure(&spec(&format!("{op}-back"), "4MB"), None).await;
         assert_eq!(r.status, 200, "{}", r.text);
@@ -204,28 +209,30 @@ async fn a_full_or_read_only_pgdata_fails_the_reconfigure_keeps_postgres_and_rec
 #[tokio::test]
 async fn a_truncated_postgresql_conf_is_made_whole_by_the_next_reconfigure() {
     crate::need_postgres!();
-    let c = Compute::serving(ComputeOpts::with_spec(spec("trunc-1", "4MB"))).await;
-    c.wait_running().await;
-    let conf = c.pgdata.join("postgresql.conf");
-    let whole = std::fs::read(&conf).unwrap();
-    // Someone else cuts it in the middle of a line.
-    std::fs::write(&conf, &whole[..whole.len() / 2]).unwrap();
-    let r = c.configure(&spec("trunc-2", "6MB"), None).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let now = std::fs::read_to_string(&conf).unwrap();
-    assert!(now.contains("work_mem = '6MB'"), "{now}");
-    assert!(
-        now.len() >= whole.len() - 8,
-        "the rewritten config is not whole"
-    );
-    support::wait_for(Duration::from_secs(10), "the new work_mem", || async {
-        (show_work_mem(&c).await == "6MB").then_some(())
+    let identity = json!({"fault": "postgresql.conf truncated by someone else", "trials": 1});
+    support::chaos::trial("storage_faults", identity, async {
+        let c = Compute::serving(ComputeOpts::with_spec(spec("trunc-1", "4MB"))).await;
+        c.wait_running().await;
+        let conf = c.pgdata.join("postgresql.conf");
+        let whole = std::fs::read(&conf).unwrap();
+        // Someone else cuts it in the middle of a line.
+        std::fs::write(&conf, &whole[..whole.len() / 2]).unwrap();
+        let r = c.configure(&spec("trunc-2", "6MB"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let now = std::fs::read_to_string(&conf).unwrap();
+        let applied = support::poll_until(Duration::from_secs(10), || async {
+            (show_work_mem(&c).await == "6MB").then_some(())
+        })
+        .await
+        .is_some();
+        // Lost: the new setting missing from the file, the file not whole.
+        let lost = i64::from(!now.contains("work_mem = '6MB'"))
+            + i64::from(now.len() < whole.len() - 8);
+        Some(json!({
+            "converged": applied,
+            "lost_data": lost,
+            "detail": format!("the next reconfigure rewrote it ({} bytes, was {} cut to {}); served: {applied}", now.len(), whole.len(), whole.len() / 2),
+        }))
     })
     .await;
-    support::chaos::report(
-        "storage_faults",
-        &json!({"fault": "postgresql.conf truncated by someone else", "trials": 1, "survived": 1,
-                "lost_data": i64::from(now.len() < whole.len() - 8),
-                "detail": format!("the next reconfigure rewrote it whole ({} bytes, was cut to {})", now.len(), whole.len() / 2)}),
-    );
 }

@@ -1,6 +1,6 @@
 //! `compute_ctl --validate-spec`: the real binary on real fixtures.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

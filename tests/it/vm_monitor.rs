@@ -6,16 +6,14 @@
 //! exactly as it would read cgroupfs.
 #![allow(clippy::disallowed_methods)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::ports::free_port;
+use crate::support::{fixture, wait_for};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::compute::{Compute, ComputeOpts};
-use support::ports::free_port;
-use support::{fixture, wait_for};
 use tokio_tungstenite::tungstenite::Message;
 
 const MIB: u64 = 1 << 20;

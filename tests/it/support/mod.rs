@@ -8,24 +8,48 @@ pub mod chaos;
 pub mod compute;
 pub mod control_plane;
 pub mod neon;
+pub mod openapi;
 pub mod os;
 pub mod ports;
 pub mod postgres;
 pub mod storage;
 pub mod supervisor;
 
-/// Returns from the calling test (loudly) where Postgres 15 is not installed.
+/// Returns from the calling test (loudly) where Postgres 15 is not
+/// installed; fails it instead when `COMPUTE_CTL_REQUIRE_POSTGRES=1` (set
+/// by `.ci/run`), so that CI cannot pass without having run it.
 #[macro_export]
 macro_rules! need_postgres {
     () => {
-        if !$crate::support::postgres_bin().is_file() {
-            eprintln!(
-                "SKIPPED: {} not found; run `just deps`",
-                $crate::support::postgres_bin().display()
-            );
+        if !$crate::support::have_postgres(module_path!()) {
             return;
         }
     };
+}
+
+/// The switch that turns every Postgres skip into a failure.
+pub const REQUIRE_POSTGRES_ENV: &str = "COMPUTE_CTL_REQUIRE_POSTGRES";
+
+/// Whether the Postgres 15 server binary is there. Without it: `false`
+/// after a `SKIPPED` line, or a panic under [`REQUIRE_POSTGRES_ENV`]`=1`.
+pub fn have_postgres(test: &str) -> bool {
+    skip_unless(postgres_bin().is_file(), test, || {
+        format!("{} not found; run `just deps`", postgres_bin().display())
+    })
+}
+
+/// `ok`, or a skip of `test` saying why: a `SKIPPED` line (returns
+/// `false`), or a failure under [`REQUIRE_POSTGRES_ENV`]`=1`.
+pub fn skip_unless(ok: bool, test: &str, why: impl FnOnce() -> String) -> bool {
+    if ok {
+        return true;
+    }
+    let why = why();
+    if std::env::var(REQUIRE_POSTGRES_ENV).as_deref() == Ok("1") {
+        panic!("{test}: {why}; {REQUIRE_POSTGRES_ENV}=1 makes this a failure");
+    }
+    eprintln!("SKIPPED {test}: {why} (set {REQUIRE_POSTGRES_ENV}=1 to fail instead)");
+    false
 }
 
 use std::future::Future;
@@ -63,7 +87,19 @@ pub fn fixture_op(name: &str, operation_uuid: &str) -> serde_json::Value {
 }
 
 /// Polls `cond` until it yields `Some`, failing with `what` at the deadline.
-pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut cond: F) -> T
+pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    poll_until(within, cond)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {within:?} waiting for {what}"))
+}
+
+/// Polls `cond` until it yields `Some`, or `None` at the deadline (for a
+/// test that measures whether something happened rather than requiring it).
+pub async fn poll_until<T, F, Fut>(within: Duration, mut cond: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -71,10 +107,10 @@ where
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = cond().await {
-            return v;
+            return Some(v);
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {within:?} waiting for {what}");
+            return None;
         }
         // The polling interval of a condition with a deadline, not a synchronisation sleep.
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,0 +1,35 @@
+//! The integration tests, as ONE test binary (`cargo test --test it`):
+//! one module per suite, and one `support` module compiled once for all
+//! of them (23 binaries each compiled and linked their own copy).
+//! Filter by module: `cargo test --test it -- crash_phases::`.
+//!
+//! The suites share one process: a suite must not set process-wide
+//! state (environment variables, the working directory); per-test
+//! resources come from `support` (ports from one counter, temp dirs,
+//! Postgres servers owned by the test).
+
+mod e2e_support;
+mod support;
+
+mod api;
+mod catalog;
+mod catalog_dry_run;
+mod catalog_dry_run_http;
+mod catalog_options;
+mod catalog_render;
+mod crash_phases;
+mod e2e_container;
+mod fuzz;
+mod graceful_stop;
+mod hostile_http;
+mod lifecycle;
+mod neon_contract;
+mod openapi;
+mod pending_restart;
+mod skip_flag;
+mod soak;
+mod spec_source;
+mod storage;
+mod storage_faults;
+mod validate_spec_cli;
+mod vm_monitor;
