@@ -19,7 +19,7 @@ pub use conf::{
 };
 pub use connect::{APPLICATION_NAME, ConnectError, connect, session_options};
 pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
-pub use error::PgError;
+pub use error::{PgError, describe_error, is_unreachable};
 pub use pgdata::{
     BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, redact_connstr,
 };

@@ -77,11 +77,9 @@ pub async fn post<E: Env>(State(state): State<AppState<E>>) -> Result<Response, 
     }
 }
 
-/// Postgres' own message when there is one.
+/// Postgres' own message, SQLSTATE and detail when there are some.
 fn pg_error_text(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.message().to_string())
-        .unwrap_or_else(|| e.to_string())
+    crate::pg::describe_error(e)
 }
 
 /// `true` as `text/plain`, the body Neon's contract documents.
