@@ -22,7 +22,8 @@ deps:
     fi
     id postgres >/dev/null 2>&1 || { [ "$(id -u)" != 0 ] || useradd --system --home /var/lib/postgresql postgres; }
 
-# Runs compute_ctl on fixtures/spec.json: Postgres on 55432, HTTP on 3080, PGDATA under target/.
+# Runs compute_ctl on fixtures/spec.json: Postgres on 55432, HTTP on 127.0.0.1:3080 (no key set, so
+# loopback only: auth is off), the internal listener on 127.0.0.1:3081, PGDATA under target/.
 run: deps
     #!/usr/bin/env bash
     set -euo pipefail

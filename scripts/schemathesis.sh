@@ -61,7 +61,7 @@ start() {
     local pg=$1 http=$2 log=$work/compute_ctl-$2.log
     rm -rf "$work/pgdata"
     target/debug/compute_ctl -D "$work/pgdata" -C "postgresql://cloud_admin@127.0.0.1:$pg/postgres" \
-        -b "$pgbin_dir/postgres" --http-host 127.0.0.1 --http-port "$http" -S fixtures/spec.json \
+        -b "$pgbin_dir/postgres" --http-host 127.0.0.1 --http-port "$http" --no-internal-http -S fixtures/spec.json \
         --terminated-linger-secs 60 >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 1 600); do

@@ -2,7 +2,7 @@
 //! [`TokioEnv`], the HTTP API and the activity monitor beside it, spec
 //! delivery, OS signals, exit code.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use compute_ctl::cli::Args;
 use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, RunOutcome, TerminateMode};
+use compute_ctl::config_envelope::ConfigEnvelope;
 use compute_ctl::env::{Clock, Net, TokioEnv, timeout};
+use compute_ctl::http::auth::TokenRules;
 use compute_ctl::http::{self, Auth, AuthSlot};
 use compute_ctl::monitor;
 use compute_ctl::spec::{ComputeSpec, ValidationContext};
@@ -41,15 +43,94 @@ fn params(args: &Args) -> anyhow::Result<ComputeParams> {
     let conn = ConnTarget::parse(connstr).context("invalid --connstr")?;
     Ok(ComputeParams {
         pgdata,
-        pgbin: find_pgbin(&args.pgbin)?,
+        pgbin: find_pgbin(&args.pgbin_or(std::env::var_os("POSTGRES_PATH")))?,
         conn,
-        http_addr: SocketAddr::new(args.http_host, args.http_port),
+        http_addr: SocketAddr::new(http_host(args)?, args.http_port),
         compute_id: args.compute_id.clone(),
         ready_timeout: args.ready_timeout(),
         shutdown_timeout: args.shutdown_timeout(),
         activity_interval: args.activity_interval(),
         cgroup_procs: None,
     })
+}
+
+/// `--http-host`, else 0.0.0.0 when a key set is given at start and
+/// 127.0.0.1 when not: an API without authentication is reachable from other
+/// hosts only when the operator asks for it.
+fn http_host(args: &Args) -> anyhow::Result<IpAddr> {
+    if let Some(host) = args.http_host {
+        return Ok(host);
+    }
+    let keys = args.jwks.is_some() || config_envelope(args)?.is_some_and(|c| c.jwks.is_some());
+    Ok(if keys {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        tracing::info!(
+            "no key set given: the HTTP API listens on 127.0.0.1 only; pass --jwks (or a --config with compute_ctl_config.jwks), or --http-host 0.0.0.0 to accept other hosts without authentication"
+        );
+        IpAddr::from([127, 0, 0, 1])
+    })
+}
+
+/// Neon's `-c/--config` envelope, read and validated.
+fn config_envelope(args: &Args) -> anyhow::Result<Option<ConfigEnvelope>> {
+    let Some(path) = &args.config else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {} (--config)", path.display()))?;
+    let envelope = ConfigEnvelope::parse(&text, &validation_context(args))
+        .with_context(|| format!("cannot use the config file {} (--config)", path.display()))?;
+    Ok(Some(envelope))
+}
+
+/// Logs, once at start, each of Neon's flags that does nothing here and why.
+fn note_neon_only_flags(args: &Args) {
+    let set = |var: &str| std::env::var_os(var).is_some();
+    for note in args.not_applicable_notes(set("INSTANCE_ID"), set("COMPUTE_CTL_LOG_DIRECTORY")) {
+        tracing::info!("{note}");
+    }
+}
+
+/// `--pg-init-timeout`: from the moment a spec arrives, Postgres must be
+/// running within `limit`; otherwise the compute fails, saying so.
+async fn enforce_pg_init_timeout(compute: Arc<Compute<TokioEnv>>, limit: Duration) {
+    let mut rx = compute.subscribe();
+    if rx
+        .wait_for(|st| st.status != ComputeStatus::Empty)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let started = rx.wait_for(|st| {
+        !matches!(
+            st.status,
+            ComputeStatus::ConfigurationPending | ComputeStatus::Init
+        )
+    });
+    tokio::select! {
+        biased;
+        _ = started => {}
+        () = compute.env.sleep(limit) => compute.fail(format!(
+            "Postgres was not running {} s after the spec arrived (--pg-init-timeout); see the Postgres log lines above, or raise --pg-init-timeout",
+            limit.as_secs()
+        )),
+    }
+}
+
+/// The background work of Neon's flags: `--pg-init-timeout`'s deadline and
+/// the installed-extensions metric every
+/// `--installed-extensions-collection-interval`.
+fn spawn_neon_tasks(args: &Args, compute: &Arc<Compute<TokioEnv>>) {
+    if let Some(limit) = args.pg_init_timeout() {
+        tokio::spawn(enforce_pg_init_timeout(compute.clone(), limit));
+    }
+    let interval = Duration::from_secs(args.installed_extensions_collection_interval);
+    tokio::spawn(compute_ctl::installed_extensions::run(
+        compute.clone(),
+        interval,
+    ));
 }
 
 /// Resolves `-b`: a path is taken as is; a bare name is looked up in PATH and
@@ -83,8 +164,12 @@ fn find_pgbin(pgbin: &std::path::Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot find the {} binary in PATH or /usr/lib/postgresql/*/bin; install PostgreSQL server binaries or pass -b /path/to/postgres", pgbin.display()))
 }
 
-/// The spec given on the command line, if any.
+/// The spec given on the command line, if any (`-S`, `--spec-json`, or the
+/// spec of `-c`'s envelope).
 fn initial_spec(args: &Args, ctx: &ValidationContext) -> anyhow::Result<Option<ComputeSpec>> {
+    if args.config.is_some() {
+        return Ok(config_envelope(args)?.and_then(|c| c.spec));
+    }
     let (text, origin) = match (&args.spec_path, &args.spec_json) {
         (Some(p), _) => (
             std::fs::read_to_string(p)
@@ -99,29 +184,40 @@ fn initial_spec(args: &Args, ctx: &ValidationContext) -> anyhow::Result<Option<C
     Ok(Some(spec))
 }
 
-/// The JWT verifier of `--jwks`; without it auth is off (and we say so).
-fn load_auth(args: &Args) -> anyhow::Result<Option<Auth>> {
-    let Some(path) = &args.jwks else {
-        tracing::warn!(
-            "no --jwks given: HTTP API authentication is OFF, anyone who can reach the port may configure or terminate this compute; pass --jwks FILE in production"
-        );
-        return Ok(None);
+/// The JWT verifier of `--jwks` (or of `-c`'s `compute_ctl_config.jwks`),
+/// with the token rules of `--require-token-exp`; without keys auth is off
+/// (and we say so) until a control plane sends some.
+fn load_auth(args: &Args) -> anyhow::Result<AuthSlot> {
+    let rules = TokenRules {
+        require_exp: args.require_token_exp,
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the JWKS file {} (--jwks)", path.display()))?;
+    let text = match (&args.jwks, config_envelope(args)?.and_then(|c| c.jwks)) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the JWKS file {} (--jwks)", path.display()))?,
+        (None, Some(jwks)) => jwks.to_string(),
+        (None, None) => {
+            tracing::warn!(
+                "no key set given (--jwks, or compute_ctl_config.jwks in --config): HTTP API authentication is OFF, anyone who can reach the port may configure or terminate this compute; pass --jwks FILE in production"
+            );
+            return Ok(AuthSlot::with_rules(None, rules));
+        }
+    };
     let auth = Auth::from_jwks(&text, args.compute_id.clone())
-        .with_context(|| format!("cannot use the JWKS file {} (--jwks)", path.display()))?;
+        .context("cannot use the key set of --jwks or --config")?
+        .with_rules(rules);
     tracing::info!(
         keys = auth.key_count(),
         compute_id = ?args.compute_id,
-        "HTTP API authentication on: /configure, /terminate and /dbs_and_roles need a bearer token"
+        require_exp = rules.require_exp,
+        "HTTP API authentication on: every route but /metrics, /autoscaling_metrics, /health and /ready needs a bearer token (as Neon's)"
     );
-    Ok(Some(auth))
+    Ok(AuthSlot::with_rules(Some(auth), rules))
 }
 
 /// Runs the compute until it terminates or fails.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ctx = validation_context(&args);
+    note_neon_only_flags(&args);
     let mut params = params(&args)?;
     let spec = initial_spec(&args, &ctx)?;
     let source = match (&args.control_plane_uri, &args.compute_id) {
@@ -131,7 +227,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let auth = AuthSlot::new(load_auth(&args)?);
+    let auth = load_auth(&args)?;
     let env = TokioEnv::new();
     let autoscaling =
         compute_ctl::cli::autoscaling(args.autoscaling, std::env::var_os("AUTOSCALING").as_deref());
@@ -179,10 +275,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let _ = http_stopped.await;
         },
     ));
-    if let Some(port) = args.internal_http_port {
+    if let Some(port) = args.internal_http_port() {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let listener = compute.env.bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr} for the internal HTTP API; pick a free port with --internal-http-port")
+            format!("cannot listen on {addr} for the internal HTTP API; pick a free port with --internal-http-port, or turn it off with --no-internal-http")
         })?;
         tracing::info!(%addr, "internal HTTP API listening (loopback only)");
         tokio::spawn(http::serve::<TokioEnv>(
@@ -192,6 +288,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ));
     }
     tokio::spawn(monitor::run(compute.clone()));
+    spawn_neon_tasks(&args, &compute);
     if let (Some(cg), Some(listener)) = (cgroup, vm_listener) {
         let mon = VmMonitor::start(&compute, cg, vm_monitor::MEMINFO.into())
             .await
@@ -207,7 +304,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(spec) = spec {
         compute
-            .submit(spec)
+            .submit_start_spec(spec)
             .context("cannot accept the initial spec")?;
     }
     let fetcher = source.map(|s| tokio::spawn(fetch_into(compute.clone(), s, ctx, auth)));
@@ -247,7 +344,9 @@ const CONTROL_PLANE_TOKEN_VAR: &str = "NEON_CONTROL_PLANE_TOKEN";
 /// plane reads the `lsn` and may repeat the terminate), unless a signal
 /// asks us to go.
 async fn linger(compute: &Compute<TokioEnv>, d: Duration, signals: &Signals) {
-    if d.is_zero() {
+    // Nobody asked over HTTP (Postgres was stopped from outside): no one
+    // will read the lsn.
+    if d.is_zero() || compute.state().terminate_mode.is_none() {
         return;
     }
     tracing::info!(
@@ -288,7 +387,7 @@ async fn fetch_into(
                         return;
                     }
                 }
-                if let Err(e) = compute.submit(fetched.spec) {
+                if let Err(e) = compute.submit_start_spec(fetched.spec) {
                     tracing::warn!(error = %e, "spec from the control plane not used");
                 }
             }

@@ -8,13 +8,17 @@
 //! [`spec_source`] fetching the spec from a control plane, [`params`] what
 //! the command line tells the supervisor (below `compute`, `pg` and `catalog`),
 //! [`vm_monitor`] the autoscaler-agent's peer under `AUTOSCALING`.
+//! [`config_envelope`] Neon's `-c/--config` file; [`installed_extensions`]
+//! Neon's metric of them.
 //! [`storage`] safekeepers, the commit LSN and what a replica streams from.
 
 pub mod catalog;
 pub mod cli;
 pub mod compute;
+pub mod config_envelope;
 pub mod env;
 pub mod http;
+pub mod installed_extensions;
 mod layering;
 pub mod metrics;
 pub mod monitor;

@@ -14,6 +14,27 @@ struct StatusLabel {
     status: &'static str,
 }
 
+/// Neon's `compute_ctl_up` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpLabel {
+    build_tag: &'static str,
+    status: &'static str,
+}
+
+/// Neon's `compute_installed_extensions` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExtensionLabel {
+    extension_name: String,
+    version: String,
+    owned_by_superuser: &'static str,
+}
+
+/// The build's tag: `BUILD_TAG` at build time (as Neon), else the version.
+pub const BUILD_TAG: &str = match option_env!("BUILD_TAG") {
+    Some(t) => t,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
     operation: &'static str,
@@ -37,7 +58,11 @@ struct StatementLabel {
 /// The registry and the handles the supervisor updates.
 pub struct Metrics {
     registry: Registry,
+    /// Neon's metrics without our `compute_ctl_` prefix.
+    unprefixed: Registry,
+    installed_extensions: Family<ExtensionLabel, Gauge>,
     status: Family<StatusLabel, Gauge>,
+    up: Family<UpLabel, Gauge>,
     phase_seconds: Family<PhaseLabel, Histogram>,
     statements: Family<StatementLabel, Counter>,
     http_requests: Family<HttpLabel, Counter>,
@@ -60,6 +85,12 @@ impl Metrics {
             "status",
             "1 for the compute's current status",
             status.clone(),
+        );
+        let up = Family::<UpLabel, Gauge>::default();
+        registry.register(
+            "up",
+            "1 for the compute's current status, with the build tag (Neon's compute_ctl_up)",
+            up.clone(),
         );
         let phase_seconds = Family::<PhaseLabel, Histogram>::new_with_constructor(
             phase_histogram as fn() -> Histogram,
@@ -87,9 +118,19 @@ impl Metrics {
             "Tasks alive in compute_ctl's async runtime",
             tasks.clone(),
         );
+        let mut unprefixed = Registry::default();
+        let installed_extensions = Family::<ExtensionLabel, Gauge>::default();
+        unprefixed.register(
+            "compute_installed_extensions",
+            "Number of databases where the version of extension is installed",
+            installed_extensions.clone(),
+        );
         Self {
             registry,
+            unprefixed,
+            installed_extensions,
             status,
+            up,
             phase_seconds,
             statements,
             http_requests,
@@ -103,6 +144,27 @@ impl Metrics {
             self.status
                 .get_or_create(&StatusLabel { status: s.as_str() })
                 .set(i64::from(s == status));
+            self.up
+                .get_or_create(&UpLabel {
+                    build_tag: BUILD_TAG,
+                    status: s.as_str(),
+                })
+                .set(i64::from(s == status));
+        }
+    }
+
+    /// Replaces the installed-extensions figures (see
+    /// [`crate::installed_extensions`]).
+    pub fn set_installed_extensions(&self, counts: &crate::installed_extensions::Counts) {
+        self.installed_extensions.clear();
+        for ((name, version, superuser), n) in counts {
+            self.installed_extensions
+                .get_or_create(&ExtensionLabel {
+                    extension_name: name.clone(),
+                    version: version.clone(),
+                    owned_by_superuser: if *superuser { "1" } else { "0" },
+                })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
     }
 
@@ -151,8 +213,11 @@ impl Metrics {
             let n = rt.metrics().num_alive_tasks();
             self.tasks.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.unprefixed);
+        let _ = encode_eof(&mut out);
         out
     }
 }
@@ -160,5 +225,31 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compute_ctl_up_names_the_build_and_the_current_status() {
+        let m = Metrics::new();
+        m.set_status(ComputeStatus::Running);
+        let text = m.encode();
+        let line = |status: &str| {
+            format!("compute_ctl_up{{build_tag=\"{BUILD_TAG}\",status=\"{status}\"}}")
+        };
+        assert!(text.contains(&format!("{} 1", line("running"))), "{text}");
+        assert!(text.contains(&format!("{} 0", line("empty"))), "{text}");
+        let mut counts = crate::installed_extensions::Counts::new();
+        counts.insert(("plpgsql".into(), "1.0".into(), true), 2);
+        m.set_installed_extensions(&counts);
+        let text = m.encode();
+        assert!(
+            text.contains("compute_installed_extensions{extension_name=\"plpgsql\",version=\"1.0\",owned_by_superuser=\"1\"} 2"),
+            "{text}"
+        );
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }
 }

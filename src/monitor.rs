@@ -59,7 +59,7 @@ pub fn activity_query() -> String {
 pub enum MonitorError {
     #[error("activity monitor: {0}")]
     Connect(#[from] pg::ConnectError),
-    #[error("activity monitor: reading pg_stat_activity failed: {0}")]
+    #[error("activity monitor: reading pg_stat_activity failed: {}", pg::describe_error(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("activity monitor: unexpected answer from pg_stat_activity: {0}")]
     Unexpected(String),

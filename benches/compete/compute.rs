@@ -44,6 +44,7 @@ impl Compute {
                 "127.0.0.1",
                 "--http-port",
                 &http_port.to_string(),
+                "--no-internal-http",
             ])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -157,12 +157,10 @@ fn no_answer(e: crate::env::Elapsed) -> String {
     )
 }
 
-/// A Postgres error as one line, without the statement text.
+/// A Postgres error as one line, without the statement text: message,
+/// SQLSTATE, detail and hint.
 fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => e.to_string(),
-    }
+    pg::describe_error(e)
 }
 
 /// Runs a one-row, one-text-column query (the snapshot queries).

@@ -69,6 +69,10 @@ pub struct ComputeState {
     /// The last catalog apply, when a terminate or the postmaster's exit cut
     /// it short; cleared by the next apply that completes.
     pub catalog_interrupted: Option<CatalogInterrupted>,
+    /// The first spec came with the launch (command line, `--config`, the
+    /// control plane's pull), not by `POST /configure`: `/status` then shows
+    /// Neon's order, `init` until Postgres runs, never `configuration_pending`.
+    pub start_spec: bool,
 }
 
 /// Why a spec was not accepted.
@@ -164,6 +168,7 @@ impl<E: Env> Compute<E> {
             terminate_lsn: None,
             replication: None,
             catalog_interrupted: None,
+            start_spec: false,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);
@@ -222,6 +227,14 @@ impl<E: Env> Compute<E> {
             self.metrics.set_status(s);
         }
         result
+    }
+
+    /// [`Compute::submit`] of the spec the compute was launched with (see
+    /// [`ComputeState::start_spec`]).
+    pub fn submit_start_spec(&self, spec: ComputeSpec) -> Result<Submitted, SubmitError> {
+        let submitted = self.submit(spec)?;
+        self.state.send_modify(|st| st.start_spec = true);
+        Ok(submitted)
     }
 
     /// Accepts a validated spec for the supervisor to apply (first start or reconfigure).

@@ -179,6 +179,9 @@ impl<E: Env> Compute<E> {
             let _ = self.apply_event(Event::Stopped, |_| {});
             return RunOutcome::Terminated;
         }
+        if status == ComputeStatus::Running && exit.info.success() {
+            return self.stopped_from_outside();
+        }
         let reason = pg::describe_exit(&exit.info, &exit.last_lines, status == ComputeStatus::Init);
         self.fail(reason.clone());
         RunOutcome::Failed(reason)
@@ -587,5 +590,19 @@ impl<E: Env> Compute<E> {
             }
             tracing::warn!(?sig, "Postgres did not stop in time; escalating");
         }
+    }
+}
+
+impl<E: Env> Compute<E> {
+    /// A running Postgres shut down cleanly (exit code 0) without our asking:
+    /// `pg_ctl stop` from outside, neon_local's default stop. As Neon's
+    /// compute_ctl, end with it, exit 0 (not a failure).
+    fn stopped_from_outside(&self) -> RunOutcome {
+        tracing::info!(
+            "Postgres was shut down from outside (e.g. pg_ctl stop) and exited cleanly; compute_ctl stops too"
+        );
+        let _ = self.apply_event(Event::TerminateRequested, |_| {});
+        let _ = self.apply_event(Event::Stopped, |_| {});
+        RunOutcome::Terminated
     }
 }

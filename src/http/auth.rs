@@ -2,23 +2,29 @@
 //!
 //! Keys come from a JSON Web Key Set (`--jwks`): Ed25519 (`kty: OKP`,
 //! algorithm EdDSA) and RSA (RS256, or the RSA algorithm the key names).
-//! A token is accepted when it is signed by one of them, carries an `exp`
-//! in the future (60 s leeway), and either
-//! - has `scope` containing `compute_ctl:admin` and audience `compute`, or
-//! - has a `compute_id` claim equal to this compute's `--compute-id`.
+//! The rules are Neon's (`compute_tools/src/http/middleware/authorize.rs`):
+//! a token is accepted when it is signed by one of the keys, is not expired
+//! (`exp`, 60 s leeway; a token without `exp` is accepted, as Neon's
+//! control plane and neon_local send none), and either
+//! - has `scope` `compute_ctl:admin`; then its `aud` must contain `compute`
+//!   (else 401, as Neon), and any `compute_id` is not looked at; or
+//! - has no scope and a `compute_id` claim equal to this compute's
+//!   `--compute-id` (else 403).
+//!
+//! [`TokenRules::require_exp`] (`--require-token-exp`) is stricter: `exp`
+//! is required and `nbf` is checked.
 //!
 //! The key set can change at run time ([`AuthSlot`]): `--jwks` at start,
 //! then the one a control plane sends as `compute_ctl_config.jwks` in its
 //! spec response or in `POST /configure` (as Neon's control plane does). A
 //! compute started without keys turns auth on when it receives some.
 //!
-//! Status codes: **400** (as Neon) when there is no `Authorization: Bearer`
-//! header at all. **401** when we cannot tell who is calling: a token that
-//! is not a JWT, not signed by a
-//! configured key, expired or not yet valid. **403** when the token is
-//! genuine but grants nothing here: admin scope with another audience, a
-//! `compute_id` of another compute, or neither claim. Times are read from
-//! the Env clock, so the simulator controls expiry. Tokens are never logged.
+//! Status codes, as Neon's: **400** when there is no `Authorization: Bearer`
+//! header. **401** when the token does not verify: not a JWT, not signed
+//! by a configured key, expired, an unknown scope, or an admin token whose
+//! `aud` lacks `compute`. **403** when a genuine token without admin scope
+//! has no `compute_id` or another compute's. Times are read from the Env
+//! clock, so the simulator controls expiry. Tokens are never logged.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -67,10 +73,18 @@ struct VerifyKey {
     key: DecodingKey,
 }
 
+/// How strict the token checks are beyond Neon's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenRules {
+    /// Refuse tokens without `exp`, and check `nbf` (`--require-token-exp`).
+    pub require_exp: bool,
+}
+
 /// The configured verifier.
 pub struct Auth {
     keys: Vec<VerifyKey>,
     compute_id: Option<String>,
+    rules: TokenRules,
 }
 
 impl std::fmt::Debug for Auth {
@@ -78,6 +92,7 @@ impl std::fmt::Debug for Auth {
         f.debug_struct("Auth")
             .field("keys", &self.keys.len())
             .field("compute_id", &self.compute_id)
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -112,14 +127,16 @@ impl Denied {
     }
 }
 
-/// Who the caller is, once accepted.
+/// Who the caller is, once accepted. Either may call every protected route
+/// (as in Neon, where no route asks for more than an accepted token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
     Admin,
     Compute,
 }
 
-/// `aud` is a string or an array of strings.
+/// `aud` is a string or an array of strings (Neon sends an array; RFC 7519
+/// allows both).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Audience {
@@ -141,7 +158,7 @@ struct Claims {
     exp: Option<u64>,
     nbf: Option<u64>,
     aud: Option<Audience>,
-    /// Space-separated scopes (OAuth style); Neon sends exactly one.
+    /// Neon's `ComputeClaimsScope`: only `compute_ctl:admin` exists.
     scope: Option<String>,
     compute_id: Option<String>,
 }
@@ -206,7 +223,17 @@ impl Auth {
         if keys.is_empty() {
             return Err(JwksError::Empty);
         }
-        Ok(Self { keys, compute_id })
+        Ok(Self {
+            keys,
+            compute_id,
+            rules: TokenRules::default(),
+        })
+    }
+
+    /// The same verifier with `rules`.
+    pub fn with_rules(mut self, rules: TokenRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// How many verification keys are configured.
@@ -234,7 +261,7 @@ impl Auth {
                 )
             })?;
         let claims = self.verify(token)?;
-        check_times(&claims, now)?;
+        check_times(&claims, now, self.rules)?;
         self.grant(&claims)
     }
 
@@ -285,46 +312,67 @@ impl Auth {
         })
     }
 
+    /// Neon's decision: an admin scope needs audience `compute` (401), any
+    /// other token a matching `compute_id` (403).
     fn grant(&self, claims: &Claims) -> Result<Grant, Denied> {
-        let admin_scope = claims
-            .scope
-            .as_deref()
-            .is_some_and(|s| s.split_whitespace().any(|x| x == ADMIN_SCOPE));
-        let audience_ok = claims.aud.as_ref().is_some_and(|a| a.contains(AUDIENCE));
-        if admin_scope && audience_ok {
-            return Ok(Grant::Admin);
-        }
-        if let (Some(have), Some(want)) = (&claims.compute_id, &self.compute_id) {
-            if have == want {
-                return Ok(Grant::Compute);
+        match claims.scope.as_deref() {
+            Some(ADMIN_SCOPE) => {
+                return match &claims.aud {
+                    None => Err(Denied::unauthenticated(format!(
+                        "the admin token has no aud claim; request a token for audience {AUDIENCE:?}"
+                    ))),
+                    Some(a) if !a.contains(AUDIENCE) => Err(Denied::unauthenticated(format!(
+                        "the admin token's audience is not {AUDIENCE:?}; request a token for audience {AUDIENCE:?}"
+                    ))),
+                    Some(_) => Ok(Grant::Admin),
+                };
             }
+            Some(other) => {
+                return Err(Denied::unauthenticated(format!(
+                    "unknown scope {other:?} in the token; the only scope is {ADMIN_SCOPE:?}"
+                )));
+            }
+            None => {}
         }
-        Err(Denied::forbidden(if admin_scope {
-            format!(
-                "the admin token's audience is not {AUDIENCE:?}; request a token for audience {AUDIENCE:?}"
-            )
-        } else if claims.compute_id.is_some() {
-            "the token's compute_id is not this compute's --compute-id; use a token issued for this compute".to_string()
-        } else {
-            format!("the token grants neither scope {ADMIN_SCOPE:?} nor this compute's compute_id")
-        }))
+        match (&claims.compute_id, &self.compute_id) {
+            (None, _) => Err(Denied::forbidden(format!(
+                "the token has neither scope {ADMIN_SCOPE:?} nor a compute_id claim; use a token issued for this compute"
+            ))),
+            (Some(have), Some(want)) if have == want => Ok(Grant::Compute),
+            (Some(_), Some(_)) => Err(Denied::forbidden(
+                "the token's compute_id is not this compute's --compute-id; use a token issued for this compute",
+            )),
+            (Some(_), None) => Err(Denied::forbidden(
+                "the token names a compute_id, but this compute was started without --compute-id; start it with -i/--compute-id or use an admin token",
+            )),
+        }
     }
 }
 
-fn check_times(claims: &Claims, now: SystemTime) -> Result<(), Denied> {
+/// `exp` when present (always), required and with `nbf` under `require_exp`.
+fn check_times(claims: &Claims, now: SystemTime, rules: TokenRules) -> Result<(), Denied> {
     let now = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let leeway = LEEWAY.as_secs();
-    let exp = claims
-        .exp
-        .ok_or_else(|| Denied::unauthenticated("the token has no exp claim; tokens must expire"))?;
-    if exp.saturating_add(leeway) < now {
-        return Err(Denied::unauthenticated(format!(
-            "the token expired {} s ago; get a fresh one",
-            now - exp
-        )));
+    match claims.exp {
+        Some(exp) if exp.saturating_add(leeway) < now => {
+            return Err(Denied::unauthenticated(format!(
+                "the token expired {} s ago; get a fresh one",
+                now - exp
+            )));
+        }
+        Some(_) => {}
+        None if rules.require_exp => {
+            return Err(Denied::unauthenticated(
+                "the token has no exp claim, and this compute requires one (--require-token-exp); issue tokens that expire",
+            ));
+        }
+        None => {}
+    }
+    if !rules.require_exp {
+        return Ok(());
     }
     if let Some(nbf) = claims.nbf {
         if nbf > now.saturating_add(leeway) {
@@ -337,9 +385,10 @@ fn check_times(claims: &Claims, now: SystemTime) -> Result<(), Denied> {
     Ok(())
 }
 
-/// The verifier in effect; empty while auth is off. Cloning shares it.
+/// The verifier in effect; empty while auth is off. Cloning shares it. A
+/// key set installed later keeps the slot's [`TokenRules`].
 #[derive(Clone, Default)]
-pub struct AuthSlot(Arc<RwLock<Option<Arc<Auth>>>>);
+pub struct AuthSlot(Arc<RwLock<Option<Arc<Auth>>>>, TokenRules);
 
 impl std::fmt::Debug for AuthSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -349,7 +398,13 @@ impl std::fmt::Debug for AuthSlot {
 
 impl AuthSlot {
     pub fn new(auth: Option<Auth>) -> Self {
-        Self(Arc::new(RwLock::new(auth.map(Arc::new))))
+        let rules = auth.as_ref().map(|a| a.rules).unwrap_or_default();
+        Self::with_rules(auth, rules)
+    }
+
+    /// A slot whose later key sets are checked with `rules`.
+    pub fn with_rules(auth: Option<Auth>, rules: TokenRules) -> Self {
+        Self(Arc::new(RwLock::new(auth.map(Arc::new))), rules)
     }
 
     /// The verifier now, if auth is on.
@@ -373,7 +428,7 @@ impl AuthSlot {
         jwks: &serde_json::Value,
         compute_id: Option<String>,
     ) -> Result<(), JwksError> {
-        let auth = Auth::from_jwks(&jwks.to_string(), compute_id)?;
+        let auth = Auth::from_jwks(&jwks.to_string(), compute_id)?.with_rules(self.1);
         self.set(auth);
         Ok(())
     }

@@ -54,6 +54,26 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/lfc/offload"),
     ("POST", "/lfc/offload"),
     ("POST", "/promote"),
+    ("GET", "/autoscaling_metrics"),
+];
+
+/// The routes that need a bearer token once a key set is configured:
+/// exactly those of Neon's authenticated external router
+/// (`compute_tools/src/http/server.rs`). `/metrics`,
+/// `/autoscaling_metrics` (as Neon) and our `/health` and `/ready` stay open.
+pub const PROTECTED: &[&str] = &[
+    "/check_writability",
+    "/configure",
+    "/database_schema",
+    "/dbs_and_roles",
+    "/hadron_liveness_probe",
+    "/insights",
+    "/lfc/offload",
+    "/lfc/prewarm",
+    "/metrics.json",
+    "/promote",
+    "/status",
+    "/terminate",
 ];
 
 /// Largest request body accepted (a spec with thousands of roles fits).
@@ -75,8 +95,8 @@ impl<E: Env> Clone for AppState<E> {
     }
 }
 
-/// The API of `compute`. With `auth`, `/configure`, `/terminate` and
-/// `/dbs_and_roles` require a bearer token.
+/// The API of `compute`. With `auth`, the [`PROTECTED`] routes require a
+/// bearer token.
 pub fn router<E: Env>(compute: Arc<Compute<E>>, auth: Option<Auth>) -> Router {
     router_with_auth(compute, AuthSlot::new(auth))
 }
@@ -95,16 +115,25 @@ pub fn router_with_auth<E: Env>(compute: Arc<Compute<E>>, auth: AuthSlot) -> Rou
         )
         .route("/database_schema", get(routes::database_schema::get::<E>))
         .route("/insights", get(routes::insights::get::<E>))
-        .route_layer(from_fn_with_state(state.clone(), auth::require::<E>));
-    let not_applicable = || axum::routing::any(routes::neon::not_applicable);
-    Router::new()
         .route("/hadron_liveness_probe", get(routes::neon::liveness::<E>))
-        .route("/lfc/prewarm", not_applicable())
-        .route("/lfc/offload", not_applicable())
-        .route("/promote", not_applicable())
         .route("/status", get(routes::status::get::<E>))
-        .route("/metrics", get(routes::metrics::text::<E>))
         .route("/metrics.json", get(routes::metrics::json::<E>))
+        // Neon-only routes: 501 on the methods Neon serves, 405 on others.
+        .route(
+            "/lfc/prewarm",
+            get(routes::neon::not_applicable)
+                .post(routes::neon::not_applicable)
+                .delete(routes::neon::not_applicable),
+        )
+        .route(
+            "/lfc/offload",
+            get(routes::neon::not_applicable).post(routes::neon::not_applicable),
+        )
+        .route("/promote", post(routes::neon::not_applicable))
+        .route_layer(from_fn_with_state(state.clone(), auth::require::<E>));
+    Router::new()
+        .route("/metrics", get(routes::metrics::text::<E>))
+        .route("/autoscaling_metrics", get(routes::neon::not_applicable))
         .route("/health", get(routes::probes::health::<E>))
         .route("/ready", get(routes::probes::ready::<E>))
         .merge(protected)

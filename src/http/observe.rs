@@ -34,10 +34,20 @@ pub async fn layer<E: Env>(State(state): State<AppState<E>>, req: Request, next:
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| UNMATCHED.to_string());
     let method = method_label(req.method());
+    // Neon's request log names `method`, `uri` and `status` (its tests grep
+    // the log for e.g. `/configure`).
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        uri = %req.uri(),
+        status = tracing::field::Empty
+    );
     let env = &state.compute.env;
     let t0 = env.now();
-    let resp = next.run(req).await;
+    let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let code = resp.status().as_u16();
+    span.record("status", code);
+    let _entered = span.enter();
     state
         .compute
         .metrics
@@ -45,9 +55,9 @@ pub async fn layer<E: Env>(State(state): State<AppState<E>>, req: Request, next:
     let elapsed_ms = crate::compute::ms(env.now() - t0);
     // Polling (GET 2xx) is frequent; keep it out of the default log level.
     if method == "GET" && code < 400 {
-        tracing::debug!(route, code, elapsed_ms, "http response");
+        tracing::debug!(route, status = code, elapsed_ms, "http response");
     } else {
-        tracing::info!(route, code, elapsed_ms, "http response");
+        tracing::info!(route, status = code, elapsed_ms, "http response");
     }
     resp
 }

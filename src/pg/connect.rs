@@ -21,7 +21,7 @@ pub enum ConnectError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("Postgres at {addr} refused the session as {user} in database {dbname:?}: {source}")]
+    #[error("Postgres at {addr} refused the session as {user} in database {dbname:?}: {}", super::describe_error(.source))]
     Startup {
         addr: String,
         user: String,

@@ -61,6 +61,47 @@ pub enum PgError {
     Config(String),
 }
 
+/// A tokio-postgres error as a user should see it. Its `Display` of a
+/// server error is just `db error`; this gives Postgres' own message,
+/// SQLSTATE, detail and hint, and for other errors the whole cause chain.
+pub fn describe_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str("; detail: ");
+                s.push_str(d);
+            }
+            if let Some(h) = db.hint() {
+                s.push_str("; hint: ");
+                s.push_str(h);
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !s.contains(&text) {
+                    s.push_str(": ");
+                    s.push_str(&text);
+                }
+                cause = c.source();
+            }
+            s
+        }
+    }
+}
+
+/// Whether a tokio-postgres error means Postgres could not be talked to
+/// (closed connection, I/O, timeout), as opposed to Postgres refusing the
+/// request: only those are a 503.
+pub fn is_unreachable(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none()
+        && (e.is_closed() || std::error::Error::source(e).is_some_and(|c| c.is::<io::Error>()))
+}
+
 /// At most this many bytes of a failed command's stderr go into a message.
 const STDERR_LIMIT: usize = 2000;
 

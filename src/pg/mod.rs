@@ -22,7 +22,7 @@ pub use conf::{
 };
 pub use connect::{APPLICATION_NAME, ConnectError, connect, reload_via_sql, session_options};
 pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
-pub use error::PgError;
+pub use error::{PgError, describe_error, is_unreachable};
 pub use pgdata::{BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata};
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};

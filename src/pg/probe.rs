@@ -46,11 +46,9 @@ pub enum ProbeError {
     Timeout(Duration),
 }
 
-/// Postgres' own message when there is one.
+/// Postgres' own message, SQLSTATE and detail when there are some.
 fn pg_error_text(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.message().to_string())
-        .unwrap_or_else(|| e.to_string())
+    super::describe_error(e)
 }
 
 /// The first column of the first row.

@@ -17,14 +17,14 @@ pub enum SessionError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("{addr} refused the session: {source}")]
+    #[error("{addr} refused the session: {}", crate::pg::describe_error(.source))]
     Startup {
         addr: String,
         source: tokio_postgres::Error,
     },
     #[error("{addr} did not answer within {after:?}")]
     Timeout { addr: String, after: Duration },
-    #[error("{addr} failed the query: {source}")]
+    #[error("{addr} failed the query: {}", crate::pg::describe_error(.source))]
     Query {
         addr: String,
         source: tokio_postgres::Error,

@@ -306,17 +306,24 @@ async fn auth_matrix_on_the_real_binary() {
     crate::need_postgres!();
     use jsonwebtoken::Algorithm::{EdDSA, RS256};
     let jwks = repo_file("fixtures/jwt/jwks.json");
-    let p = Compute::serving(ComputeOpts::without_spec().args([
-        "--jwks",
-        jwks.to_str().unwrap(),
-        "--compute-id",
-        "compute-api-1",
-    ]))
-    .await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    let mut opts = ComputeOpts::without_spec().args([
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--compute-id",
+        "compute-api-1",
+    ]);
+    // /status is protected too (as Neon's): the helpers send this compute's token.
+    opts.token = Some(sign(
+        "ed25519.pem",
+        EdDSA,
+        "test-ed25519",
+        &json!({"compute_id": "compute-api-1"}),
+    ));
+    let p = Compute::serving(opts).await;
     let admin = |aud: &str, exp: u64| json!({"scope": "compute_ctl:admin", "aud": aud, "exp": exp});
     let s = quick_spec("op-auth", "4MB");
     let cases = [
@@ -351,7 +358,7 @@ async fn auth_matrix_on_the_real_binary() {
                 "test-ed25519",
                 &admin("pageserver", now + 600),
             )),
-            403,
+            401,
         ),
         (
             "wrong compute id",
@@ -398,8 +405,8 @@ async fn auth_matrix_on_the_real_binary() {
         "test-ed25519",
         &json!({"compute_id": "compute-api-1", "exp": now + 600}),
     );
-    let r = p.get("/dbs_and_roles").await;
-    assert_eq!(r.status, 400);
+    let r = Reply::read(p.client.get(p.url("/dbs_and_roles")).send().await.unwrap()).await;
+    assert_eq!(r.status, 400, "no token: {}", r.text);
     let r = p.terminate("fast", Some(&own)).await;
     assert_eq!(r.status, 200, "valid compute id: {}", r.text);
 }

@@ -69,6 +69,18 @@ async fn start(extra: &[&str]) -> Compute {
     let secs = HEADER_TIMEOUT_SECS.to_string();
     let mut opts = ComputeOpts::without_spec().args(["--http-header-timeout-secs", &secs]);
     opts.args.extend(extra.iter().map(|a| a.to_string()));
+    if extra.contains(&"--jwks") {
+        // /status is protected (as Neon's): the helpers send a genuine token.
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        opts.token = Some(sign_ed25519(
+            "ed25519.pem",
+            &json!({"scope": "compute_ctl:admin", "aud": ["compute"], "exp": exp}),
+        ));
+    }
     Compute::serving(opts).await
 }
 
@@ -441,11 +453,13 @@ fn sign_ed25519(pem: &str, claims: &Value) -> String {
 #[tokio::test]
 async fn forged_expired_and_oversized_tokens_are_refused() {
     let jwks = repo_file("fixtures/jwt/jwks.json");
+    // --require-token-exp: a token not yet valid (nbf) is refused too.
     let c = start(&[
         "--jwks",
         jwks.to_str().unwrap(),
         "--compute-id",
         "compute-hostile",
+        "--require-token-exp",
     ])
     .await;
     let now = std::time::SystemTime::now()

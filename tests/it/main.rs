@@ -24,6 +24,7 @@ mod graceful_stop;
 mod hostile_http;
 mod lifecycle;
 mod neon_contract;
+mod neon_launch;
 mod openapi;
 mod pending_restart;
 mod skip_flag;

@@ -4,10 +4,16 @@
 //! held in memory). The whole dump has a deadline; a dump cut short by it
 //! ends the response early (the client sees an incomplete body).
 //!
+//! Any name works: it reaches pg_dump as `PGDATABASE` (as Neon passes it),
+//! never as `--dbname`, which would read a name containing `=` as a
+//! connection string.
+//!
 //! 404 for a database that does not exist (or cannot be connected to:
-//! templates that refuse connections, invalid databases), 412 while Postgres
-//! is not running, 500 when pg_dump fails before it writes anything (its
-//! stderr is quoted).
+//! templates that refuse connections, invalid databases), and for a name
+//! longer than Postgres' 63-byte limit (no such database can exist); 412
+//! while Postgres is not running; 503 only when Postgres cannot be reached;
+//! 500 when Postgres refuses the lookup (its message and SQLSTATE quoted) or
+//! pg_dump fails before it writes anything (its stderr quoted).
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -68,6 +74,16 @@ pub async fn get<E: Env>(
     if database.contains('\0') {
         return Err(not_found());
     }
+    if database.len() > crate::spec::MAX_NAME_BYTES {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no database can be named so: the name is {} bytes, longer than Postgres' {}-byte limit for names",
+                database.len(),
+                crate::spec::MAX_NAME_BYTES
+            ),
+        ));
+    }
     let lookup = async {
         let client = pg::connect(
             &compute.env,
@@ -76,20 +92,33 @@ pub async fn get<E: Env>(
             LOOKUP_TIMEOUT,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         client
             .query_opt(EXISTS_SQL, &[&database])
             .await
             .map(|row| row.is_some())
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                let code = if pg::is_unreachable(&e) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                (code, pg::describe_error(&e))
+            })
     };
     match timeout(&compute.env, LOOKUP_TIMEOUT, lookup).await {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => return Err(not_found()),
-        Ok(Err(reason)) => {
+        Ok(Err((StatusCode::SERVICE_UNAVAILABLE, reason))) => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("cannot look the database up: {reason}; retry once Postgres is healthy"),
+            ));
+        }
+        Ok(Err((code, reason))) => {
+            return Err(ApiError::new(
+                code,
+                format!("Postgres refused to look the database up: {reason}"),
             ));
         }
         Err(e) => {
@@ -116,9 +145,10 @@ pub async fn get<E: Env>(
             &conn.port.to_string(),
             "--username",
             conn.user.as_str(),
-            "--dbname",
         ])
-        .arg(database.clone())
+        // As Neon: the name goes in PGDATABASE, which libpq never parses as
+        // a connection string (`--dbname` would, for a name with `=`).
+        .env("PGDATABASE", database.as_str())
         .env("PGCONNECT_TIMEOUT", "10")
         .env("PGAPPNAME", pg::APPLICATION_NAME)
         .run_as(who);

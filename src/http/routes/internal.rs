@@ -81,11 +81,10 @@ async fn exec<E: Env>(state: &AppState<E>, database: &str, sql: &str) -> Result<
         let client = pg::connect(&compute.env, &target, INTERNAL_TIMEOUT, INTERNAL_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
-        client.batch_execute(sql).await.map_err(|e| {
-            e.as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string())
-        })
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| pg::describe_error(&e))
     };
     match timeout(&compute.env, INTERNAL_TIMEOUT, work).await {
         Ok(Ok(())) => Ok(()),
@@ -104,7 +103,7 @@ async fn exec<E: Env>(state: &AppState<E>, database: &str, sql: &str) -> Result<
 pub async fn extensions<E: Env>(
     State(state): State<AppState<E>>,
     ApiJson(req): ApiJson<ExtensionRequest>,
-) -> Result<Json<ExtensionResult>, ApiError> {
+) -> Result<(StatusCode, Json<ExtensionResult>), ApiError> {
     running(&state)?;
     name_ok("extension", &req.extension)?;
     name_ok("database", &req.database)?;
@@ -121,17 +120,21 @@ pub async fn extensions<E: Env>(
     );
     exec(&state, &req.database, &sql).await?;
     tracing::info!(extension = %req.extension, database = %req.database, version = %req.version, "extension installed");
-    Ok(Json(ExtensionResult {
-        extension: req.extension,
-        version: req.version,
-    }))
+    // 201, as Neon's.
+    Ok((
+        StatusCode::CREATED,
+        Json(ExtensionResult {
+            extension: req.extension,
+            version: req.version,
+        }),
+    ))
 }
 
 /// `POST /grants`.
 pub async fn grants<E: Env>(
     State(state): State<AppState<E>>,
     ApiJson(req): ApiJson<GrantsRequest>,
-) -> Result<Json<GrantsRequest>, ApiError> {
+) -> Result<(StatusCode, Json<GrantsRequest>), ApiError> {
     running(&state)?;
     name_ok("database", &req.database)?;
     name_ok("schema", &req.schema)?;
@@ -160,7 +163,7 @@ pub async fn grants<E: Env>(
     );
     exec(&state, &req.database, &sql).await?;
     tracing::info!(%sql, database = %req.database, "granted");
-    Ok(Json(req))
+    Ok((StatusCode::CREATED, Json(req)))
 }
 
 /// Neon's internal routes that need Neon's storage or control plane.

@@ -11,7 +11,7 @@ use crate::compute::ComputeState;
 use crate::compute::TerminateMode;
 use crate::env::Env;
 use crate::http::{AppState, rfc3339};
-use crate::state::WireStatus;
+use crate::state::{ComputeStatus, WireStatus};
 
 /// The body of `/status` (also returned by `/configure` and `/terminate`):
 /// Neon's `ComputeState` (`status`, `start_time`, `last_active`, `error`,
@@ -51,9 +51,17 @@ pub struct StatusBody {
 impl StatusBody {
     pub fn from_state(st: &ComputeState) -> Self {
         let spec = st.spec.as_deref();
+        // Neon's order for a launch spec: init, never configuration_pending
+        // (Neon's control plane and neon_local read that as a failed start).
+        let status = match st.status {
+            ComputeStatus::ConfigurationPending if st.start_spec && !st.postgres_started => {
+                ComputeStatus::Init
+            }
+            s => s,
+        };
         Self {
             status: WireStatus {
-                status: st.status,
+                status,
                 immediate: st.terminate_mode == Some(TerminateMode::Immediate),
             },
             start_time: st.start_time,

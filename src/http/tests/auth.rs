@@ -117,23 +117,30 @@ async fn auth_matrix() {
             StatusCode::UNAUTHORIZED,
             "expired",
         ),
+        // As Neon: no exp is fine (neon_local's tokens have none), nbf is not looked at.
         (
-            "no exp",
+            "admin without exp",
             bearer(sign(
                 Key::Ed25519,
-                &json!({"scope": "compute_ctl:admin", "aud": "compute"}),
+                &json!({"scope": "compute_ctl:admin", "aud": ["compute"]}),
             )),
-            StatusCode::UNAUTHORIZED,
-            "no exp",
+            StatusCode::BAD_REQUEST,
+            "spec is invalid",
         ),
         (
-            "not yet valid",
+            "compute id without exp (neon_local)",
+            bearer(sign(Key::Ed25519, &json!({"compute_id": COMPUTE_ID}))),
+            StatusCode::BAD_REQUEST,
+            "spec is invalid",
+        ),
+        (
+            "nbf in the future",
             bearer(sign(
                 Key::Ed25519,
-                &json!({"scope": "compute_ctl:admin", "aud": "compute", "exp": now + 2 * hour, "nbf": now + hour}),
+                &json!({"compute_id": COMPUTE_ID, "nbf": now + hour}),
             )),
-            StatusCode::UNAUTHORIZED,
-            "nbf",
+            StatusCode::BAD_REQUEST,
+            "spec is invalid",
         ),
         (
             "wrong key",
@@ -147,17 +154,17 @@ async fn auth_matrix() {
                 Key::Ed25519,
                 &json!({"scope": "compute_ctl:admin", "aud": "other", "exp": now + hour}),
             )),
-            StatusCode::FORBIDDEN,
+            StatusCode::UNAUTHORIZED,
             "audience",
         ),
         (
-            "admin without audience",
+            "admin without audience, even with this compute's id",
             bearer(sign(
                 Key::Ed25519,
-                &json!({"scope": "compute_ctl:admin", "exp": now + hour}),
+                &json!({"scope": "compute_ctl:admin", "compute_id": COMPUTE_ID, "exp": now + hour}),
             )),
-            StatusCode::FORBIDDEN,
-            "audience",
+            StatusCode::UNAUTHORIZED,
+            "aud",
         ),
         (
             "wrong compute id",
@@ -169,13 +176,31 @@ async fn auth_matrix() {
             "compute_id",
         ),
         (
-            "no grant",
+            "unknown scope",
             bearer(sign(
                 Key::Rsa,
                 &json!({"scope": "other", "aud": "compute", "exp": now + hour}),
             )),
+            StatusCode::UNAUTHORIZED,
+            "unknown scope",
+        ),
+        (
+            "no scope, no compute id",
+            bearer(sign(
+                Key::Rsa,
+                &json!({"aud": "compute", "exp": now + hour}),
+            )),
             StatusCode::FORBIDDEN,
-            "neither",
+            "compute_id",
+        ),
+        (
+            "admin for another compute id (admin is not bound to one)",
+            bearer(sign(
+                Key::Ed25519,
+                &json!({"scope": "compute_ctl:admin", "aud": ["compute"], "compute_id": "compute-other"}),
+            )),
+            StatusCode::BAD_REQUEST,
+            "spec is invalid",
         ),
         (
             "valid admin (EdDSA)",
@@ -193,7 +218,7 @@ async fn auth_matrix() {
             "valid admin, audience list",
             bearer(sign(
                 Key::Rsa,
-                &json!({"scope": "openid compute_ctl:admin", "aud": ["x", "compute"], "exp": now + hour}),
+                &json!({"scope": "compute_ctl:admin", "aud": ["x", "compute"], "exp": now + hour}),
             )),
             StatusCode::BAD_REQUEST,
             "spec is invalid",
@@ -227,17 +252,79 @@ async fn auth_matrix() {
 }
 
 #[tokio::test]
-async fn auth_guards_mutating_routes_and_dbs_and_roles_only() {
+async fn require_token_exp_is_stricter() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compute(&dir);
+    let strict = auth().with_rules(crate::http::auth::TokenRules { require_exp: true });
+    let app = router(c.clone(), Some(strict));
+    let now = now_secs(&c);
+    for (claims, want, needle) in [
+        (
+            json!({"compute_id": COMPUTE_ID}),
+            StatusCode::UNAUTHORIZED,
+            "--require-token-exp",
+        ),
+        (
+            json!({"compute_id": COMPUTE_ID, "exp": now + 7200, "nbf": now + 3600}),
+            StatusCode::UNAUTHORIZED,
+            "nbf",
+        ),
+        (
+            json!({"compute_id": COMPUTE_ID, "exp": now + 60}),
+            StatusCode::BAD_REQUEST,
+            "spec is invalid",
+        ),
+    ] {
+        let r = send(
+            &app,
+            configure(Some(format!("Bearer {}", sign(Key::Ed25519, &claims)))),
+        )
+        .await;
+        assert_eq!(r.status, want, "{claims}: {}", r.text);
+        assert!(r.error().contains(needle), "{claims}: {}", r.text);
+    }
+    // A key set installed later keeps the rules.
+    let slot = crate::http::AuthSlot::with_rules(
+        None,
+        crate::http::auth::TokenRules { require_exp: true },
+    );
+    let jwks: Value = serde_json::from_slice(&jwt_fixture("jwks.json")).unwrap();
+    slot.set_jwks(&jwks, Some(COMPUTE_ID.into())).unwrap();
+    let app = crate::http::router_with_auth(c.clone(), slot);
+    let r = send(
+        &app,
+        configure(Some(format!(
+            "Bearer {}",
+            sign(Key::Ed25519, &json!({"compute_id": COMPUTE_ID}))
+        ))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn auth_guards_exactly_neons_protected_routes() {
     let dir = tempfile::tempdir().unwrap();
     let c = compute(&dir);
     let app = router(c.clone(), Some(auth()));
-    for (method, uri) in [
-        (Method::POST, "/terminate"),
-        (Method::GET, "/dbs_and_roles"),
-        (Method::POST, "/check_writability"),
-        (Method::GET, "/database_schema?database=postgres"),
-        (Method::GET, "/insights"),
-    ] {
+    let protected: Vec<(Method, &str)> = crate::http::ROUTES
+        .iter()
+        .filter(|(_, path)| crate::http::PROTECTED.contains(path))
+        .map(|(m, path)| (m.parse().unwrap(), *path))
+        .collect();
+    let mut paths: Vec<&str> = protected.iter().map(|(_, p)| *p).collect();
+    paths.dedup();
+    assert_eq!(
+        paths.len(),
+        crate::http::PROTECTED.len(),
+        "every protected route is served"
+    );
+    for (method, uri) in protected {
+        let uri = if uri == "/database_schema" {
+            "/database_schema?database=postgres"
+        } else {
+            uri
+        };
         let r = send(&app, request(method.clone(), uri, None)).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}");
         let bad = sign(
@@ -257,10 +344,13 @@ async fn auth_guards_mutating_routes_and_dbs_and_roles_only() {
         crate::state::ComputeStatus::Empty,
         "terminate was refused"
     );
-    for uri in ["/status", "/health", "/metrics", "/metrics.json"] {
+    for uri in ["/health", "/metrics"] {
         let r = send(&app, request(Method::GET, uri, None)).await;
         assert_eq!(r.status, StatusCode::OK, "{uri} must stay open");
     }
+    // Open as in Neon, and not applicable here.
+    let r = send(&app, request(Method::GET, "/autoscaling_metrics", None)).await;
+    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED, "{}", r.text);
 }
 
 #[test]

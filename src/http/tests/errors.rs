@@ -63,6 +63,17 @@ async fn wrong_method_is_a_json_405_with_allow() {
     assert_eq!(r.header("allow"), Some("POST"));
     let r = send(&app, request(Method::DELETE, "/status", None)).await;
     assert_json_error(&r, StatusCode::METHOD_NOT_ALLOWED, "DELETE");
+    // Neon's routes that do not apply here: 405 too, never 501, for a method
+    // Neon does not serve.
+    let r = send(&app, request(Method::TRACE, "/promote", None)).await;
+    assert_json_error(&r, StatusCode::METHOD_NOT_ALLOWED, "allowed: POST");
+    assert_eq!(r.header("allow"), Some("POST"));
+    let r = send(&app, request(Method::PUT, "/lfc/prewarm", None)).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.text);
+    let allow = r.header("allow").unwrap_or_default().to_string();
+    for m in ["GET", "POST", "DELETE"] {
+        assert!(allow.contains(m), "{allow}");
+    }
 }
 
 #[tokio::test]

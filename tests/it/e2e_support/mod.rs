@@ -149,7 +149,21 @@ impl Compute {
     ) -> Compute {
         let (http_port, pg_port) = (host_port(), host_port());
         let connstr = format!("postgresql://cloud_admin@127.0.0.1:{PG_PORT}/postgres");
-        let mut cmd = vec!["-D", PGDATA, "-C", &connstr, "-S", SPEC_PATH, "-b", PGBIN];
+        // No key set, so compute_ctl would listen on 127.0.0.1 only, which
+        // Docker's port mapping cannot reach: listen on 0.0.0.0 inside the
+        // container (its own network namespace; the host maps the port).
+        let mut cmd = vec![
+            "-D",
+            PGDATA,
+            "-C",
+            &connstr,
+            "-S",
+            SPEC_PATH,
+            "-b",
+            PGBIN,
+            "--http-host",
+            "0.0.0.0",
+        ];
         cmd.extend_from_slice(args);
         let request = GenericImage::new(IMAGE_NAME, IMAGE_TAG)
             .with_exposed_port(HTTP_PORT.tcp())

@@ -33,6 +33,9 @@ pub struct ComputeOpts {
     pub pgdata: Option<PathBuf>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// A bearer token that [`Compute::get`], [`Compute::status`] and
+    /// [`Compute::wait_status`] send (once a key set protects `/status`).
+    pub token: Option<String>,
 }
 
 impl ComputeOpts {
@@ -54,6 +57,7 @@ impl ComputeOpts {
             pid1: false,
             pgdata: None,
             env: Vec::new(),
+            token: None,
         }
     }
 
@@ -215,7 +219,7 @@ impl Compute {
     pub async fn wait_status(&self, status: &str, within: Duration) {
         let what = format!("status {status}");
         self.wait_until(&what, within, async |c| {
-            match c.client.get(c.url("/status")).send().await {
+            match c.authed(c.client.get(c.url("/status"))).send().await {
                 Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["status"] == status),
                 Err(_) => false,
             }
@@ -265,9 +269,23 @@ impl Compute {
         processes_in(&self.pgdata)
     }
 
-    /// `GET path`.
+    /// `req` with the bearer token of [`ComputeOpts::token`], if any.
+    pub fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.opts.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// `GET path` (with [`ComputeOpts::token`]).
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::read(self.client.get(self.url(path)).send().await.expect("GET")).await
+        Reply::read(
+            self.authed(self.client.get(self.url(path)))
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
     }
 
     /// `POST /configure {spec}`, with an optional bearer token.
@@ -354,6 +372,12 @@ fn spawn(
             "1",
         ])
         .args(&opts.args)
+        .args(
+            // Neon's default internal port (3081) would collide between
+            // tests: off unless a test asks for it.
+            (!opts.args.iter().any(|a| a == "--internal-http-port"))
+                .then_some("--no-internal-http"),
+        )
         .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info,compute_ctl=debug")
