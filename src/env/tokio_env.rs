@@ -458,14 +458,18 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// [`Fs::write_atomic`]: temp file, fsync, rename, fsync of the directory.
+/// [`Fs::write_atomic`]: temp file, full write, checked close, rename; no
+/// fsync (see the trait).
 fn write_atomic_blocking(path: &Path, data: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
     let tmp = temp_path(path);
     let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        // A failed write (ENOSPC) is reported here, before anything is renamed.
+        // ext4, xfs and tmpfs reserve the blocks at write(): a full disk
+        // fails here, before anything is renamed.
         f.write_all(data)?;
-        f.sync_all()
+        // File systems that allocate at writeback (NFS, quotas on some)
+        // report ENOSPC or EDQUOT at close, which `File`'s drop would ignore.
+        nix::unistd::close(f).map_err(io::Error::from)
     });
     if let Err(e) = written {
         // A full disk must not keep the half-written copy: it holds the
@@ -482,13 +486,7 @@ fn write_atomic_blocking(path: &Path, data: &[u8]) -> io::Result<()> {
             Some(nix::unistd::Gid::from_raw(meta.gid())),
         );
     }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    std::fs::rename(&tmp, path)
 }
 
 impl Fs for TokioEnv {
