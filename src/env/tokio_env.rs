@@ -489,19 +489,35 @@ fn write_atomic_blocking(path: &Path, data: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Runs `f`, a few system calls on a small file (no fsync), on this
+/// thread when the runtime has several (`block_in_place` hands this
+/// worker's other tasks to another thread, and nothing waits for a thread
+/// to wake), else on the blocking pool. A trip to the blocking pool is two
+/// thread wake-ups, each of which waits for a CPU on a loaded machine: a
+/// notify made four of them (two reads, a write) for a few microseconds of
+/// work (`just bench`, `notify_stages`).
+async fn small_file_io<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(f)
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| io::Error::other(format!("the file operation did not finish: {e}")))?
+    }
+}
+
 impl Fs for TokioEnv {
     async fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        tokio::fs::read(path).await
+        let path = path.to_path_buf();
+        small_file_io(move || std::fs::read(&path)).await
     }
 
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        // One trip to the blocking pool for the whole sequence: through
-        // tokio::fs each of its eight steps was a trip of its own, about
-        // half a millisecond of a notify on a busy 2-core machine.
         let (path, data) = (path.to_path_buf(), data.to_vec());
-        tokio::task::spawn_blocking(move || write_atomic_blocking(&path, &data))
-            .await
-            .map_err(|e| io::Error::other(format!("the file write did not finish: {e}")))?
+        small_file_io(move || write_atomic_blocking(&path, &data)).await
     }
 
     async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
