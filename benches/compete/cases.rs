@@ -6,7 +6,8 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::compute::{Compute, SUPERUSER};
-use crate::postgres::{self, ByHand};
+use crate::neighbour::Neighbour;
+use crate::postgres::{self, ByHand, ReloadSplit, Watcher, Write};
 use crate::prefix;
 use crate::specs;
 use crate::stats::{CaseResult, Summary, percentile};
@@ -33,6 +34,12 @@ pub struct Plan {
     pub status_rate_per_s: u32,
     /// Notifies of the memory suite.
     pub mem_notifies: usize,
+    /// Pairs (ours, floor) measured under the noisy neighbour.
+    pub neighbour_reps: usize,
+    /// The neighbour's write-and-fsync chunk.
+    pub neighbour_chunk_mib: usize,
+    /// The neighbour stops by itself after this long, whatever happens.
+    pub neighbour_secs: u64,
 }
 
 impl Plan {
@@ -52,6 +59,9 @@ impl Plan {
             dbs: 100,
             status_rate_per_s: 500,
             mem_notifies: 10_000,
+            neighbour_reps: 61,
+            neighbour_chunk_mib: 8,
+            neighbour_secs: 300,
         }
     }
 
@@ -68,6 +78,10 @@ impl Plan {
             dbs: 2,
             status_rate_per_s: 50,
             mem_notifies: 20,
+            // The harness only: small chunks, so that `just test` stays calm.
+            neighbour_reps: 2,
+            neighbour_chunk_mib: 1,
+            neighbour_secs: 30,
         }
     }
 }
@@ -91,20 +105,63 @@ pub async fn running(spec: &serde_json::Value) -> anyhow::Result<Compute> {
     Ok(c)
 }
 
+/// How a measurement sees the new value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// In a session held open (the floor's and ours' headline): a pooled
+    /// client of the compute.
+    Persistent,
+    /// In a fresh session per poll (fork + authentication each): an extra
+    /// column, the floor of earlier runs.
+    Fresh,
+}
+
+/// The samples (ms) of one way of measuring, ours and the by-hand floor.
+#[derive(Default)]
+struct Paired {
+    ours: Vec<f64>,
+    floor: Vec<f64>,
+}
+
+/// Where the time of ours and of the floor went (persistent session), ms.
+#[derive(Default)]
+struct Split {
+    /// POST sent → 200 received.
+    ours_answer: Vec<f64>,
+    /// 200 received → the session sees the value.
+    ours_after_answer: Vec<f64>,
+    /// The floor's file write (read, edit, temp file, rename).
+    floor_write: Vec<f64>,
+    /// The floor's kill(SIGHUP).
+    floor_signal: Vec<f64>,
+    /// SIGHUP sent → the session sees the value.
+    floor_after_signal: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    Summary::of(v).median_ms
+}
+
 /// One catalog size of the notify suite: its own compute_ctl (and
-/// Postgres, with the catalog applied) and the samples of each measurement.
+/// Postgres, with the catalog applied), a session held open on it, and the
+/// samples of each measurement.
 struct NotifySize {
     roles: usize,
     c: Compute,
+    watcher: Watcher,
     /// The spec the compute was started with; every notify is made from it.
     base: serde_json::Value,
     body_kb: f64,
     /// The pre-fix catalog pass as a psql script, at sizes that run it.
     prefix_script: Option<std::path::PathBuf>,
     prefix_reps: usize,
-    ours: Vec<f64>,
-    floor: Vec<f64>,
-    floor_nosync: Vec<f64>,
+    /// Makes every value of `work_mem` new.
+    counter: usize,
+    persistent: Paired,
+    fresh: Paired,
+    split: Split,
+    /// By-hand reload with the old durable write (persistent session).
+    durable: Vec<f64>,
     prefix: Vec<f64>,
 }
 
@@ -114,6 +171,7 @@ impl NotifySize {
         let c = running(&base)
             .await
             .with_context(|| format!("starting compute_ctl with {roles} roles"))?;
+        let watcher = Watcher::connect(c.pg_port, SUPERUSER).await?;
         let body_kb =
             Compute::configure_body(&specs::notify(&base, "size", "4MB"))?.len() as f64 / 1024.0;
         let prefix_script = if roles <= plan.prefix_max_roles {
@@ -126,54 +184,156 @@ impl NotifySize {
         Ok(Self {
             roles,
             c,
+            watcher,
             base,
             body_kb,
             prefix_script,
             prefix_reps: plan.prefix_reps,
-            ours: Vec::new(),
-            floor: Vec::new(),
-            floor_nosync: Vec::new(),
+            counter: 0,
+            persistent: Paired::default(),
+            fresh: Paired::default(),
+            split: Split::default(),
+            durable: Vec::new(),
             prefix: Vec::new(),
         })
     }
 
-    /// One repetition: our notify, the by-hand reload (durable and not),
-    /// and the pre-fix pass (by-hand reload + psql catalog pass).
-    async fn rep(&mut self, i: usize) -> anyhow::Result<()> {
-        let c = &self.c;
-        let roles = self.roles;
-        let value = format!("{}kB", 4096 + 5 * i + 1);
-        let spec = specs::notify(&self.base, &format!("notify-{roles}-{i}"), &value);
-        let request = Compute::configure_body(&spec)?;
+    /// A `work_mem` value this compute has not had yet.
+    fn next_value(&mut self) -> String {
+        self.counter += 1;
+        format!("{}kB", 4096 + self.counter)
+    }
+
+    async fn visible(&self, value: &str, seen: Seen) -> anyhow::Result<()> {
+        match seen {
+            Seen::Persistent => {
+                self.watcher
+                    .wait_visible("work_mem", value, VISIBLE_LIMIT)
+                    .await
+            }
+            Seen::Fresh => {
+                postgres::wait_visible_fresh(
+                    self.c.pg_port,
+                    SUPERUSER,
+                    "work_mem",
+                    value,
+                    VISIBLE_LIMIT,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Our notify: POST /configure (body made before the clock starts),
+    /// its 200, then the value seen. Returns (total, answered) in ms.
+    async fn ours(&mut self, seen: Seen) -> anyhow::Result<(f64, f64)> {
+        let value = self.next_value();
+        let op = format!("notify-{}-{}", self.roles, self.counter);
+        let request = Compute::configure_body(&specs::notify(&self.base, &op, &value))?;
         let t = Instant::now();
-        let (code, body) = c.configure_raw(request).await?;
+        let (code, body) = self.c.configure_raw(request).await?;
+        let answered = ms(t.elapsed());
         if code != 200 {
             bail!("notify answered {code}: {body}");
         }
-        postgres::wait_visible(c.pg_port, SUPERUSER, "work_mem", &value, VISIBLE_LIMIT).await?;
-        self.ours.push(ms(t.elapsed()));
+        self.visible(&value, seen).await?;
+        Ok((ms(t.elapsed()), answered))
+    }
 
-        for (durable, k) in [(true, 2), (false, 3)] {
-            let value = format!("{}kB", 4096 + 5 * i + k);
-            let t = Instant::now();
-            postgres::set_and_reload(&c.pgdata, "work_mem", &value, durable)?;
-            postgres::wait_visible(c.pg_port, SUPERUSER, "work_mem", &value, VISIBLE_LIMIT).await?;
-            let samples = if durable {
-                &mut self.floor
+    /// The by-hand reload: write the file, rename, SIGHUP, the value seen.
+    async fn by_hand(&mut self, how: Write, seen: Seen) -> anyhow::Result<(f64, ReloadSplit)> {
+        let value = self.next_value();
+        let t = Instant::now();
+        let split = postgres::set_and_reload(&self.c.pgdata, "work_mem", &value, how)?;
+        self.visible(&value, seen).await?;
+        Ok((ms(t.elapsed()), split))
+    }
+
+    /// One pair, ours and the floor, in the order `ours_first` says.
+    async fn pair(&mut self, seen: Seen, ours_first: bool) -> anyhow::Result<()> {
+        for ours_turn in [ours_first, !ours_first] {
+            if ours_turn {
+                let (total, answered) = self.ours(seen).await?;
+                if seen == Seen::Persistent {
+                    self.split.ours_answer.push(answered);
+                    self.split.ours_after_answer.push(total - answered);
+                    self.persistent.ours.push(total);
+                } else {
+                    self.fresh.ours.push(total);
+                }
             } else {
-                &mut self.floor_nosync
-            };
-            samples.push(ms(t.elapsed()));
+                let (total, split) = self.by_hand(Write::Atomic, seen).await?;
+                if seen == Seen::Persistent {
+                    self.split.floor_write.push(split.write_ms);
+                    self.split.floor_signal.push(split.signal_ms);
+                    self.split
+                        .floor_after_signal
+                        .push(total - split.write_ms - split.signal_ms);
+                    self.persistent.floor.push(total);
+                } else {
+                    self.fresh.floor.push(total);
+                }
+            }
         }
-        if let Some(script) = self.prefix_script.as_ref().filter(|_| i < self.prefix_reps) {
-            let value = format!("{}kB", 4096 + 5 * i + 4);
+        Ok(())
+    }
+
+    /// One repetition: ours and the floor alternating (who goes first
+    /// changes every repetition), with a session held open and with fresh
+    /// sessions; the durable by-hand reload; the pre-fix pass.
+    async fn rep(&mut self, i: usize) -> anyhow::Result<()> {
+        let ours_first = i % 2 == 0;
+        self.pair(Seen::Persistent, ours_first).await?;
+        self.pair(Seen::Fresh, !ours_first).await?;
+        let (durable, _) = self.by_hand(Write::Durable, Seen::Persistent).await?;
+        self.durable.push(durable);
+        if let Some(script) = self.prefix_script.clone().filter(|_| i < self.prefix_reps) {
+            let value = self.next_value();
             let t = Instant::now();
-            postgres::set_and_reload(&c.pgdata, "work_mem", &value, true)?;
-            postgres::wait_visible(c.pg_port, SUPERUSER, "work_mem", &value, VISIBLE_LIMIT).await?;
-            prefix::run(c.pg_port, SUPERUSER, script)?;
+            postgres::set_and_reload(&self.c.pgdata, "work_mem", &value, Write::Atomic)?;
+            self.visible(&value, Seen::Persistent).await?;
+            prefix::run(self.c.pg_port, SUPERUSER, &script)?;
             self.prefix.push(ms(t.elapsed()));
         }
         Ok(())
+    }
+
+    /// The row of this size, with the extra columns.
+    fn row(&self, plan: Plan) -> CaseResult {
+        let (ours, floor) = (
+            Summary::of(&self.persistent.ours),
+            Summary::of(&self.persistent.floor),
+        );
+        let (fresh_ours, fresh_floor) = (median(&self.fresh.ours), median(&self.fresh.floor));
+        let durable = median(&self.durable);
+        let sp = &self.split;
+        let extra = json!({
+            "roles": self.roles,
+            "body_kb": self.body_kb,
+            "fresh_session": {
+                "ours_ms": fresh_ours,
+                "floor_ms": fresh_floor,
+                "ratio": fresh_ours / fresh_floor,
+            },
+            "durable_floor_ms": durable,
+            "stages_ms": {
+                "ours_answer": median(&sp.ours_answer),
+                "ours_answer_to_visible": median(&sp.ours_after_answer),
+                "floor_write": median(&sp.floor_write),
+                "floor_signal": median(&sp.floor_signal),
+                "floor_signal_to_visible": median(&sp.floor_after_signal),
+            },
+            "p90_ratio": ours.p90_ms / floor.p90_ms,
+        });
+        let case = format!("{} roles, {} dbs", self.roles, plan.dbs);
+        let row = CaseResult::new("notify_reconfigure", case, ours, Some(floor));
+        if self.roles <= plan.big_roles {
+            row.ratio_target("<= 1.3x floor", 1.3).with_extra(extra)
+        } else {
+            let mut r = row.with_extra(extra);
+            r.target = "report (Neon's 2 MB body)";
+            r
+        }
     }
 }
 
@@ -192,35 +352,16 @@ pub async fn notify_reconfigure(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
         }
     }
     let mut rows = Vec::new();
-    let mut summaries = Vec::new();
     for s in &sizes {
         let m = s.c.get("/metrics.json").await?;
         if m["last_reconfigure"]["catalog_statements"].as_u64() != Some(0) {
             bail!("a notify ran catalog statements: {m}");
         }
-        let (ours, floor, nosync) = (
-            Summary::of(&s.ours),
-            Summary::of(&s.floor),
-            Summary::of(&s.floor_nosync),
-        );
-        summaries.push((s.roles, ours));
-        let case = format!("{} roles, {} dbs", s.roles, plan.dbs);
-        let extra = json!({
-            "roles": s.roles,
-            "body_kb": s.body_kb,
-            "floor_without_fsync_ms": nosync.median_ms,
-            "ratio_without_fsync": ours.median_ms / nosync.median_ms,
-        });
-        let row = CaseResult::new("notify_reconfigure", case.clone(), ours, Some(floor));
-        rows.push(if s.roles <= plan.big_roles {
-            row.ratio_target("<= 1.3x floor", 1.3).with_extra(extra)
-        } else {
-            let mut r = row.with_extra(extra);
-            r.target = "report (Neon's 2 MB body)";
-            r
-        });
+        rows.push(s.row(plan));
         if !s.prefix.is_empty() {
+            let ours = Summary::of(&s.persistent.ours);
             let prefix = Summary::of(&s.prefix);
+            let case = format!("{} roles, {} dbs", s.roles, plan.dbs);
             let mut r = CaseResult::new("prefix_headline", case, ours, Some(prefix)).with_extra(
                 json!({"roles": s.roles, "speedup": prefix.median_ms / ours.median_ms}),
             );
@@ -228,23 +369,76 @@ pub async fn notify_reconfigure(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
             rows.push(r);
         }
     }
-    let small = summaries.first().map(|(_, s)| *s);
-    let big = summaries
-        .iter()
-        .find(|(r, _)| *r == plan.big_roles)
-        .map(|(_, s)| *s);
-    if let (Some(small), Some(big)) = (small, big) {
+    let small = &sizes[0];
+    if let Some(big) = sizes.iter().find(|s| s.roles == plan.big_roles) {
         rows.push(
             CaseResult::new(
                 "notify_reconfigure",
-                format!("{} over {} roles", plan.big_roles, plan.notify_roles[0]),
-                big,
-                Some(small),
+                format!("{} over {} roles", plan.big_roles, small.roles),
+                Summary::of(&big.persistent.ours),
+                Some(Summary::of(&small.persistent.ours)),
             )
-            .ratio_target("<= 1.10 (size ratio)", 1.10),
+            .ratio_target("<= 1.10 (size ratio)", 1.10)
+            .with_extra(json!({
+                // The same quotient of the floors: what noise alone gives.
+                "floor_size_ratio": median(&big.persistent.floor) / median(&small.persistent.floor),
+            })),
         );
     }
+    let small = &mut sizes[0];
+    rows.push(
+        under_neighbour(plan, small)
+            .await
+            .context("notify under a noisy neighbour")?,
+    );
     Ok(rows)
+}
+
+/// Ours and the floor at the smallest size while a neighbour process
+/// writes and fsyncs `plan.neighbour_chunk_mib` chunks on the file system
+/// of PGDATA: median and p90 each against the floor under the same
+/// neighbour.
+async fn under_neighbour(plan: Plan, s: &mut NotifySize) -> anyhow::Result<CaseResult> {
+    let dir = s.c.pgdata.parent().context("PGDATA has no parent")?;
+    let neighbour = Neighbour::start(dir, plan.neighbour_chunk_mib, plan.neighbour_secs)?;
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    for i in 0..plan.neighbour_reps {
+        for ours_turn in [i % 2 == 0, i % 2 == 1] {
+            if ours_turn {
+                ours.push(s.ours(Seen::Persistent).await?.0);
+            } else {
+                floor.push(s.by_hand(Write::Atomic, Seen::Persistent).await?.0);
+            }
+        }
+    }
+    let durable_sample = s.by_hand(Write::Durable, Seen::Persistent).await?.0;
+    let chunks = neighbour.stop()?;
+    anyhow::ensure!(
+        chunks > 0,
+        "the neighbour fsynced no chunk while the case ran"
+    );
+    let (o, f) = (Summary::of(&ours), Summary::of(&floor));
+    let (median_ratio, p90_ratio) = (o.median_ms / f.median_ms, o.p90_ms / f.p90_ms);
+    let mut r = CaseResult::new(
+        "notify_neighbour",
+        format!(
+            "{} roles, {} MiB fsync neighbour",
+            s.roles, plan.neighbour_chunk_mib
+        ),
+        o,
+        Some(f),
+    )
+    .with_extra(json!({
+        "roles": s.roles,
+        "p90_ms": {"ours": o.p90_ms, "floor": f.p90_ms},
+        "p90_ratio": p90_ratio,
+        "neighbour_chunks_fsynced": chunks,
+        "neighbour_chunk_mib": plan.neighbour_chunk_mib,
+        "one_durable_floor_ms": durable_sample,
+    }));
+    r.target = "median, p90 <= 1.3x";
+    r.met = Some(median_ratio <= 1.3 && p90_ratio <= 1.3);
+    Ok(r)
 }
 
 /// A full reconfigure whose catalog already matches: ours vs one snapshot round trip.

@@ -10,6 +10,7 @@ mod alloc;
 mod cases;
 mod compute;
 mod memory;
+mod neighbour;
 mod plot;
 /// The tests' port allocator: one range, outside the ephemeral ports.
 #[path = "../../tests/it/support/ports.rs"]
@@ -18,6 +19,7 @@ mod postgres;
 mod prefix;
 mod request_path;
 mod specs;
+mod stages;
 mod stats;
 mod storage;
 mod throughput;
@@ -31,15 +33,31 @@ use std::path::Path;
 use stats::CaseResult;
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(neighbour::ARG) {
+        return neighbour::main(&args[2..]);
+    }
     let full = std::env::args().any(|a| a == "--bench");
     if !full && std::env::args().any(|a| a == "--list") {
         return Ok(()); // `cargo test -- --list`
     }
-    let plan = if full {
+    let mut plan = if full {
         cases::Plan::full()
     } else {
         cases::Plan::smoke()
     };
+    // `COMPETE_NOTIFY_ROLES=10,5000`: bounded notify sizes while iterating
+    // (the first is the small one; `big_roles` must be among them for the
+    // size ratio).
+    if let Ok(list) = std::env::var("COMPETE_NOTIFY_ROLES") {
+        let roles: Vec<usize> = list
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("COMPETE_NOTIFY_ROLES={list}: {e}"))?;
+        anyhow::ensure!(!roles.is_empty(), "COMPETE_NOTIFY_ROLES is empty");
+        plan.notify_roles = Vec::leak(roles);
+    }
     if !Path::new(postgres::PGBIN).join("postgres").exists() {
         anyhow::bail!(
             "PostgreSQL 15 binaries not found in {}; run `just deps`",
@@ -129,7 +147,9 @@ async fn run(plan: cases::Plan, full: bool) -> anyhow::Result<Vec<CaseResult>> {
 fn smoke_checks(results: &[CaseResult]) -> anyhow::Result<()> {
     for suite in [
         "request_path",
+        "notify_stages",
         "notify_reconfigure",
+        "notify_neighbour",
         "prefix_headline",
         "memory",
         "full_reconfigure_noop",
@@ -138,8 +158,10 @@ fn smoke_checks(results: &[CaseResult]) -> anyhow::Result<()> {
         "status_under_load",
         "storage",
     ] {
-        let runs = if suite == "prefix_headline" {
+        let runs = if suite == "prefix_headline" || suite == "notify_neighbour" {
             selected("notify_reconfigure")
+        } else if suite == "notify_stages" {
+            selected("request_path")
         } else {
             selected(suite)
         };

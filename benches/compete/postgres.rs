@@ -150,10 +150,34 @@ pub fn postmaster_pid(pgdata: &Path) -> anyhow::Result<i32> {
     Ok(text.lines().next().unwrap_or_default().trim().parse()?)
 }
 
+/// How a by-hand reload writes `postgresql.conf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Temp file, rename: what compute_ctl does (PGDATA never outlives a crash).
+    Atomic,
+    /// Temp file, fsync, rename, fsync of the directory: what compute_ctl
+    /// did before (kept as a column: the price of durability).
+    Durable,
+}
+
+/// Where the time of a by-hand reload went, in ms.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadSplit {
+    /// Read, edit and write of the file, up to and with the rename.
+    pub write_ms: f64,
+    /// The kill(2) of SIGHUP.
+    pub signal_ms: f64,
+}
+
 /// Rewrites `name = ...` in postgresql.conf and signals the postmaster: the
-/// by-hand reload. With `durable`, the file is written as compute_ctl writes
-/// it (temp file, fsync, rename, fsync of the directory).
-pub fn set_and_reload(pgdata: &Path, name: &str, value: &str, durable: bool) -> anyhow::Result<()> {
+/// by-hand reload.
+pub fn set_and_reload(
+    pgdata: &Path,
+    name: &str,
+    value: &str,
+    how: Write,
+) -> anyhow::Result<ReloadSplit> {
+    let t = Instant::now();
     let conf = pgdata.join("postgresql.conf");
     let text = std::fs::read_to_string(&conf)?;
     let mut out = String::with_capacity(text.len() + 64);
@@ -169,20 +193,24 @@ pub fn set_and_reload(pgdata: &Path, name: &str, value: &str, durable: bool) -> 
     let tmp = conf.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
     std::io::Write::write_all(&mut f, out.as_bytes())?;
-    if durable {
+    if how == Write::Durable {
         f.sync_all()?;
     }
     drop(f);
     std::fs::rename(&tmp, &conf)?;
-    if durable {
+    if how == Write::Durable {
         std::fs::File::open(pgdata)?.sync_all()?;
     }
     let pid = postmaster_pid(pgdata)?;
+    let written = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGHUP,
     )?;
-    Ok(())
+    Ok(ReloadSplit {
+        write_ms: (written - t).as_secs_f64() * 1000.0,
+        signal_ms: written.elapsed().as_secs_f64() * 1000.0,
+    })
 }
 
 /// Connects a fresh session.
@@ -196,8 +224,54 @@ pub async fn session(port: u16, user: &str, db: &str) -> anyhow::Result<tokio_po
     Ok(client)
 }
 
-/// Polls fresh sessions until `SHOW name` returns `value`; fails after `limit`.
-pub async fn wait_visible(
+/// The value `SHOW name` returns in `client`'s session.
+async fn show(client: &tokio_postgres::Client, name: &str) -> anyhow::Result<Option<String>> {
+    let rows = client.simple_query(&format!("SHOW {name}")).await?;
+    Ok(rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    }))
+}
+
+/// A session held open, as a pooled client of the compute holds one: it
+/// sees a reload at its next statement (a backend re-reads the config
+/// files when it takes the next command after the postmaster's SIGHUP).
+pub struct Watcher {
+    client: tokio_postgres::Client,
+}
+
+impl Watcher {
+    pub async fn connect(port: u16, user: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: session(port, user, "postgres").await?,
+        })
+    }
+
+    /// Polls `SHOW name` in this session until it returns `value`; fails
+    /// after `limit`.
+    pub async fn wait_visible(
+        &self,
+        name: &str,
+        value: &str,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let seen = show(&self.client, name).await?;
+            if seen.as_deref() == Some(value) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{name} still {seen:?}, not {value:?}, after {limit:?} (persistent session)");
+            }
+        }
+    }
+}
+
+/// Polls fresh sessions until `SHOW name` returns `value`; fails after
+/// `limit`. Each poll pays a backend fork and an authentication: the
+/// fresh-session column of the notify suite, not its floor.
+pub async fn wait_visible_fresh(
     port: u16,
     user: &str,
     name: &str,
@@ -207,11 +281,7 @@ pub async fn wait_visible(
     let deadline = Instant::now() + limit;
     loop {
         let c = session(port, user, "postgres").await?;
-        let rows = c.simple_query(&format!("SHOW {name}")).await?;
-        let seen = rows.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        });
+        let seen = show(&c, name).await?;
         if seen.as_deref() == Some(value) {
             return Ok(());
         }

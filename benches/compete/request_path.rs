@@ -3,14 +3,14 @@
 //!
 //! Stages, each at every size of `Plan::path_roles` (100 databases), all in
 //! this process on the production code (`TokioEnv`, real Postgres 15 with
-//! PGDATA on tmpfs, so that fsync noise does not drown the request path):
+//! PGDATA on /tmp as the notify suite has it):
 //! - `parse`: the body as received into `ConfigureRequest` (serde_json);
 //! - `extract_axum` / `extract_fast`: the body extractor, from a request
 //!   to a `ConfigureRequest`: axum's `Json` (through `serde_path_to_error`,
 //!   as `ApiJson`) and `SpecJson`, the one `/configure` uses;
 //! - `validate`: `spec::validate` of the parsed spec;
 //! - `apply`: `Compute::submit` + `wait_applied` of a parsed spec: the
-//!   supervisor's reconfigure (render, durable write, SIGHUP): not the
+//!   supervisor's reconfigure (render, write, SIGHUP): not the
 //!   request path, the floor of this suite;
 //! - `router`: the production `http::router` driven with
 //!   `tower::ServiceExt::oneshot` (extraction, parse, validate, submit,
@@ -90,20 +90,23 @@ impl Stage {
     }
 }
 
-/// A supervisor in this process on real Postgres, PGDATA on tmpfs.
-struct InProcess {
-    compute: Arc<Compute<TokioEnv>>,
-    router: axum::Router,
+/// A supervisor in this process on real Postgres, PGDATA where the notify
+/// suite has it (/tmp: no fsync is left in a notify's write, so the file
+/// system's noise no longer drowns the request path).
+pub struct InProcess {
+    pub compute: Arc<Compute<TokioEnv>>,
+    pub router: axum::Router,
     http: String,
     client: reqwest::Client,
-    pgdata: std::path::PathBuf,
+    pub pgdata: std::path::PathBuf,
+    pub pg_port: u16,
     _stop: tokio::sync::oneshot::Sender<()>,
     _scratch: Scratch,
 }
 
 impl InProcess {
     async fn start(plan: Plan) -> anyhow::Result<Self> {
-        let scratch = Scratch::new_in("/dev/shm", "request-path")?;
+        let scratch = Scratch::new("request-path")?;
         let pgdata = scratch.path("pgdata");
         let (pg_port, _) = ports();
         let params = ComputeParams {
@@ -141,25 +144,43 @@ impl InProcess {
             other => bail!("first spec not accepted: {other:?}"),
         }
         let router = compute_ctl::http::router(compute.clone(), None);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let http = format!("http://{}", listener.local_addr()?);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(compute_ctl::http::serve::<TokioEnv>(
-            listener,
-            router.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (http, stop) = Self::serve_router(router.clone()).await?;
         Ok(Self {
             compute,
             router,
             http,
             client: reqwest::Client::new(),
             pgdata,
+            pg_port,
             _stop: stop,
             _scratch: scratch,
         })
+    }
+
+    /// Serves `router` on a loopback port with `http::serve`; returns its
+    /// URL and the sender that stops it when dropped.
+    async fn serve_router(
+        router: axum::Router,
+    ) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let http = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(compute_ctl::http::serve::<TokioEnv>(
+            listener,
+            router,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok((http, stop))
+    }
+
+    /// [`InProcess::serve_router`] on this compute, for another router.
+    pub async fn serve(
+        &self,
+        router: axum::Router,
+    ) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
+        Self::serve_router(router).await
     }
 
     async fn apply(&self, spec: ComputeSpec) -> anyhow::Result<()> {
@@ -220,7 +241,7 @@ impl Drop for InProcess {
 }
 
 /// A notify body of `roles` roles, unique by `tag`.
-fn body(roles: usize, dbs: usize, tag: &str, work_mem_kb: usize) -> anyhow::Result<Vec<u8>> {
+pub fn body(roles: usize, dbs: usize, tag: &str, work_mem_kb: usize) -> anyhow::Result<Vec<u8>> {
     let base = specs::sized(roles, dbs, 0, "request-path");
     let spec = specs::notify(&base, tag, &format!("{work_mem_kb}kB"));
     crate::compute::Compute::configure_body(&spec)
@@ -322,6 +343,9 @@ pub async fn request_path(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
         }));
         r.target = "report: router vs apply";
         out.push(r);
+        if roles == plan.path_roles[0] {
+            out.push(crate::stages::stages(&c, roles, plan.dbs, reps).await?);
+        }
     }
     Ok(out)
 }

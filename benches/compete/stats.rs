@@ -2,11 +2,13 @@
 
 use serde::Serialize;
 
-/// Milliseconds, median and min over repetitions.
+/// Milliseconds, median, min and p90 over repetitions.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Summary {
     pub median_ms: f64,
     pub min_ms: f64,
+    /// Nearest rank, as [`percentile`].
+    pub p90_ms: f64,
     pub reps: usize,
 }
 
@@ -24,6 +26,7 @@ impl Summary {
         Self {
             median_ms,
             min_ms: v.first().copied().unwrap_or(f64::NAN),
+            p90_ms: percentile(&v, 90.0),
             reps: v.len(),
         }
     }

@@ -219,7 +219,16 @@ pub trait Processes: Send + Sync + 'static {
 /// The file system.
 pub trait Fs: Send + Sync + 'static {
     fn read(&self, path: &Path) -> impl Future<Output = io::Result<Vec<u8>>> + Send;
-    /// Writes a temp file beside `path`, fsyncs it, renames it over `path`.
+    /// Replaces `path` atomically: a temp file beside it, written in full
+    /// and closed with both checked (a full disk, a quota or a read-only
+    /// file system fails here, and the temp file is removed), then renamed
+    /// over `path`. Readers see the old file or the new one, never a part.
+    ///
+    /// Not durable: neither the file nor its directory is fsynced, so an OS
+    /// crash may lose the write. Every caller writes into PGDATA, which each
+    /// start recreates (ARCHITECTURE.md, "Durable writes"); an fsync there
+    /// made every notify wait for the file system's journal, whose commit
+    /// any neighbour writing to the same disk can hold up for milliseconds.
     fn write_atomic(&self, path: &Path, data: &[u8])
     -> impl Future<Output = io::Result<()>> + Send;
     /// Removes a directory tree; a missing one is fine.

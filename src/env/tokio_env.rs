@@ -458,14 +458,18 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// [`Fs::write_atomic`]: temp file, fsync, rename, fsync of the directory.
+/// [`Fs::write_atomic`]: temp file, full write, checked close, rename; no
+/// fsync (see the trait).
 fn write_atomic_blocking(path: &Path, data: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
     let tmp = temp_path(path);
     let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        // A failed write (ENOSPC) is reported here, before anything is renamed.
+        // ext4, xfs and tmpfs reserve the blocks at write(): a full disk
+        // fails here, before anything is renamed.
         f.write_all(data)?;
-        f.sync_all()
+        // File systems that allocate at writeback (NFS, quotas on some)
+        // report ENOSPC or EDQUOT at close, which `File`'s drop would ignore.
+        nix::unistd::close(f).map_err(io::Error::from)
     });
     if let Err(e) = written {
         // A full disk must not keep the half-written copy: it holds the
@@ -482,28 +486,38 @@ fn write_atomic_blocking(path: &Path, data: &[u8]) -> io::Result<()> {
             Some(nix::unistd::Gid::from_raw(meta.gid())),
         );
     }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    std::fs::rename(&tmp, path)
+}
+
+/// Runs `f`, a few system calls on a small file (no fsync), on this
+/// thread when the runtime has several (`block_in_place` hands this
+/// worker's other tasks to another thread, and nothing waits for a thread
+/// to wake), else on the blocking pool. A trip to the blocking pool is two
+/// thread wake-ups, each of which waits for a CPU on a loaded machine: a
+/// notify made four of them (two reads, a write) for a few microseconds of
+/// work (`just bench`, `notify_stages`).
+async fn small_file_io<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(f)
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| io::Error::other(format!("the file operation did not finish: {e}")))?
     }
-    Ok(())
 }
 
 impl Fs for TokioEnv {
     async fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        tokio::fs::read(path).await
+        let path = path.to_path_buf();
+        small_file_io(move || std::fs::read(&path)).await
     }
 
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        // One trip to the blocking pool for the whole sequence: through
-        // tokio::fs each of its eight steps was a trip of its own, about
-        // half a millisecond of a notify on a busy 2-core machine.
         let (path, data) = (path.to_path_buf(), data.to_vec());
-        tokio::task::spawn_blocking(move || write_atomic_blocking(&path, &data))
-            .await
-            .map_err(|e| io::Error::other(format!("the file write did not finish: {e}")))?
+        small_file_io(move || write_atomic_blocking(&path, &data)).await
     }
 
     async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {

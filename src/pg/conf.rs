@@ -392,7 +392,9 @@ pub fn render_pg_hba(superuser: &str) -> Result<String, PgError> {
 }
 
 /// Writes `postgresql.conf` and `pg_hba.conf` into PGDATA atomically (temp
-/// file, fsync, rename); warnings about overridden settings go to the log.
+/// file, rename; no fsync, since PGDATA never outlives a crash: see
+/// [`crate::env::Fs::write_atomic`]); warnings about overridden settings go
+/// to the log.
 pub async fn write_config<E: Env>(
     env: &E,
     params: &ComputeParams,
