@@ -8,6 +8,8 @@
 //! [`spec_source`] fetching the spec from a control plane, [`params`] what
 //! the command line tells the supervisor (below `compute`, `pg` and `catalog`),
 //! [`vm_monitor`] the autoscaler-agent's peer under `AUTOSCALING`.
+//! [`node`] wires one compute node (supervisor, APIs, monitors, spec
+//! delivery) for the binary and the simulator alike.
 //! [`storage`] safekeepers, the commit LSN and what a replica streams from.
 
 pub mod catalog;
@@ -17,6 +19,7 @@ pub mod env;
 pub mod http;
 pub mod metrics;
 pub mod monitor;
+pub mod node;
 pub mod params;
 pub mod pg;
 pub mod planted;
