@@ -1,6 +1,6 @@
-//! Wiring of the production binary: flags -> params, the supervisor on
-//! [`TokioEnv`], the HTTP API and the activity monitor beside it, spec
-//! delivery, OS signals, exit code.
+//! The production binary's edge: flags -> [`NodeConfig`], OS signals, exit
+//! code. The wiring itself (supervisor, APIs, monitors, spec delivery,
+//! linger, drain) is [`compute_ctl::node`], which the simulator runs too.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -12,18 +12,13 @@ use anyhow::{Context, bail};
 use compute_ctl::cli::Args;
 use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, RunOutcome, TerminateMode};
 use compute_ctl::config_envelope::ConfigEnvelope;
-use compute_ctl::env::{Clock, Net, TokioEnv, timeout};
+use compute_ctl::env::TokioEnv;
 use compute_ctl::http::auth::TokenRules;
-use compute_ctl::http::{self, Auth, AuthSlot};
-use compute_ctl::monitor;
+use compute_ctl::http::{Auth, AuthSlot};
+use compute_ctl::node::{Autoscaling, HTTP_DRAIN_TIMEOUT, Node, NodeConfig, StopSignal};
 use compute_ctl::spec::{ComputeSpec, ValidationContext};
-use compute_ctl::spec_source::{FetchPolicy, SpecSource};
-use compute_ctl::state::ComputeStatus;
-use compute_ctl::vm_monitor::{self, Cgroup, VmMonitor};
-
-/// How long requests in flight may take to finish once the compute has
-/// stopped (e.g. the 500 of a failed first configure, the 200 of a terminate).
-const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+use compute_ctl::spec_source::SpecSource;
+use compute_ctl::vm_monitor;
 
 /// What validation may assume exists: the superuser of `--connstr`.
 pub fn validation_context(args: &Args) -> ValidationContext {
@@ -90,47 +85,6 @@ fn note_neon_only_flags(args: &Args) {
     for note in args.not_applicable_notes(set("INSTANCE_ID"), set("COMPUTE_CTL_LOG_DIRECTORY")) {
         tracing::info!("{note}");
     }
-}
-
-/// `--pg-init-timeout`: from the moment a spec arrives, Postgres must be
-/// running within `limit`; otherwise the compute fails, saying so.
-async fn enforce_pg_init_timeout(compute: Arc<Compute<TokioEnv>>, limit: Duration) {
-    let mut rx = compute.subscribe();
-    if rx
-        .wait_for(|st| st.status != ComputeStatus::Empty)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let started = rx.wait_for(|st| {
-        !matches!(
-            st.status,
-            ComputeStatus::ConfigurationPending | ComputeStatus::Init
-        )
-    });
-    tokio::select! {
-        biased;
-        _ = started => {}
-        () = compute.env.sleep(limit) => compute.fail(format!(
-            "Postgres was not running {} s after the spec arrived (--pg-init-timeout); see the Postgres log lines above, or raise --pg-init-timeout",
-            limit.as_secs()
-        )),
-    }
-}
-
-/// The background work of Neon's flags: `--pg-init-timeout`'s deadline and
-/// the installed-extensions metric every
-/// `--installed-extensions-collection-interval`.
-fn spawn_neon_tasks(args: &Args, compute: &Arc<Compute<TokioEnv>>) {
-    if let Some(limit) = args.pg_init_timeout() {
-        tokio::spawn(enforce_pg_init_timeout(compute.clone(), limit));
-    }
-    let interval = Duration::from_secs(args.installed_extensions_collection_interval);
-    tokio::spawn(compute_ctl::installed_extensions::run(
-        compute.clone(),
-        interval,
-    ));
 }
 
 /// Resolves `-b`: a path is taken as is; a bare name is looked up in PATH and
@@ -214,13 +168,14 @@ fn load_auth(args: &Args) -> anyhow::Result<AuthSlot> {
     Ok(AuthSlot::with_rules(Some(auth), rules))
 }
 
-/// Runs the compute until it terminates or fails.
+/// Runs the compute until it terminates or fails: flags to a
+/// [`NodeConfig`], then [`compute_ctl::node`] does the wiring.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ctx = validation_context(&args);
     note_neon_only_flags(&args);
-    let mut params = params(&args)?;
+    let params = params(&args)?;
     let spec = initial_spec(&args, &ctx)?;
-    let source = match (&args.control_plane_uri, &args.compute_id) {
+    let spec_source = match (&args.control_plane_uri, &args.compute_id) {
         // Neon's variable: the control plane's credential for the spec pull.
         (Some(uri), Some(id)) => {
             Some(SpecSource::new(uri, id)?.with_token(std::env::var(CONTROL_PLANE_TOKEN_VAR).ok()))
@@ -228,104 +183,39 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let auth = load_auth(&args)?;
-    let env = TokioEnv::new();
     let autoscaling =
-        compute_ctl::cli::autoscaling(args.autoscaling, std::env::var_os("AUTOSCALING").as_deref());
-    let cgroup = if autoscaling {
-        let cg = Cgroup::locate(&env, &args.cgroup_root, &args.cgroup)
-            .await
-            .context("AUTOSCALING is set, but the vm-monitor cannot use its cgroup")?;
-        params.cgroup_procs = Some(cg.procs_path());
-        Some(cg)
-    } else {
-        None
+        compute_ctl::cli::autoscaling(args.autoscaling, std::env::var_os("AUTOSCALING").as_deref())
+            .then(|| Autoscaling {
+                cgroup_root: args.cgroup_root.clone(),
+                cgroup: args.cgroup.clone(),
+                addr: args.vm_monitor_addr,
+                meminfo: vm_monitor::MEMINFO.into(),
+            });
+    let config = NodeConfig {
+        params,
+        spec,
+        spec_source,
+        validation: ctx,
+        auth,
+        serve_limits: args.serve_limits(),
+        internal_http_port: args.internal_http_port(),
+        pg_init_timeout: args.pg_init_timeout(),
+        installed_extensions_interval: Some(Duration::from_secs(
+            args.installed_extensions_collection_interval,
+        )),
+        autoscaling,
+        terminated_linger: args.terminated_linger(),
+        http_drain_timeout: HTTP_DRAIN_TIMEOUT,
     };
-    // Listen before anything else happens, so that a busy port fails fast and
-    // the API is up before the first spec is applied.
-    let addr = params.http_addr;
-    let listener = env.bind(addr).await.with_context(|| {
-        format!(
-            "cannot listen on {addr} for the HTTP API; is another compute_ctl or another program using that port? pick a free one with --http-port"
-        )
-    })?;
-    tracing::info!(%addr, "HTTP API listening");
-    let vm_listener = match &cgroup {
-        Some(_) => {
-            let addr = args.vm_monitor_addr;
-            Some(env.bind(addr).await.with_context(|| {
-                format!("cannot listen on {addr} for the vm-monitor; is another program using that port? pick a free one with --vm-monitor-addr")
-            })?)
-        }
-        None => None,
-    };
-    let compute = Compute::new(env, params);
-    let signals = spawn_signal_handler(compute.clone())?;
+    let node = Node::bind(TokioEnv::new(), config).await?;
+    let stop = spawn_signal_handler(node.compute().clone())?;
     tracing::info!(
-        pgdata = %compute.params.pgdata.display(),
-        postgres = %compute.params.pgbin.display(),
+        pgdata = %node.compute().params.pgdata.display(),
+        postgres = %node.compute().params.pgbin.display(),
         pid = std::process::id(),
         "compute_ctl started"
     );
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve_with_limits(
-        listener,
-        http::router_with_auth(compute.clone(), auth.clone()),
-        args.serve_limits(),
-        async move {
-            let _ = http_stopped.await;
-        },
-    ));
-    if let Some(port) = args.internal_http_port() {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let listener = compute.env.bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr} for the internal HTTP API; pick a free port with --internal-http-port, or turn it off with --no-internal-http")
-        })?;
-        tracing::info!(%addr, "internal HTTP API listening (loopback only)");
-        tokio::spawn(http::serve::<TokioEnv>(
-            listener,
-            http::internal_router(compute.clone()),
-            std::future::pending(),
-        ));
-    }
-    tokio::spawn(monitor::run(compute.clone()));
-    spawn_neon_tasks(&args, &compute);
-    if let (Some(cg), Some(listener)) = (cgroup, vm_listener) {
-        let mon = VmMonitor::start(&compute, cg, vm_monitor::MEMINFO.into())
-            .await
-            .context("cannot start the vm-monitor")?;
-        tracing::info!(addr = %args.vm_monitor_addr, "vm-monitor listening (websocket at GET /monitor)");
-        tokio::spawn(async move {
-            if let Err(e) =
-                vm_monitor::serve::<TokioEnv>(listener, mon, std::future::pending()).await
-            {
-                tracing::error!(error = %e, "vm-monitor server stopped");
-            }
-        });
-    }
-    if let Some(spec) = spec {
-        compute
-            .submit_start_spec(spec)
-            .context("cannot accept the initial spec")?;
-    }
-    let fetcher = source.map(|s| tokio::spawn(fetch_into(compute.clone(), s, ctx, auth)));
-    let outcome = compute.run().await;
-    if let Some(f) = fetcher {
-        f.abort();
-    }
-    if outcome == RunOutcome::Terminated && !signals.received() {
-        linger(&compute, args.terminated_linger(), &signals).await;
-    }
-    // Stop accepting, and let the responses in flight be delivered.
-    let _ = stop_http.send(());
-    match timeout(&compute.env, HTTP_DRAIN_TIMEOUT, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-        Err(_) => tracing::warn!(
-            "HTTP requests still open {HTTP_DRAIN_TIMEOUT:?} after the compute stopped; exiting anyway"
-        ),
-    }
-    match outcome {
+    match node.run(stop).await? {
         RunOutcome::Terminated => {
             tracing::info!("terminated");
             Ok(ExitCode::SUCCESS)
@@ -340,83 +230,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// Neon's variable holding the bearer token of the spec pull.
 const CONTROL_PLANE_TOKEN_VAR: &str = "NEON_CONTROL_PLANE_TOKEN";
 
-/// After a terminate over HTTP: keep answering for `d` (Neon's control
-/// plane reads the `lsn` and may repeat the terminate), unless a signal
-/// asks us to go.
-async fn linger(compute: &Compute<TokioEnv>, d: Duration, signals: &Signals) {
-    // Nobody asked over HTTP (Postgres was stopped from outside): no one
-    // will read the lsn.
-    if d.is_zero() || compute.state().terminate_mode.is_none() {
-        return;
-    }
-    tracing::info!(
-        seconds = d.as_secs(),
-        "terminated; the HTTP API keeps answering a while (--terminated-linger-secs)"
-    );
-    tokio::select! {
-        biased;
-        () = signals.wait() => {}
-        () = compute.env.sleep(d) => {}
-    }
-}
-
-/// Fetches the spec from the control plane and submits it, unless a spec
-/// arrives another way first (or the compute is stopped); a fetch that gives
-/// up fails the compute. A key set sent with the spec replaces auth's.
-async fn fetch_into(
-    compute: Arc<Compute<TokioEnv>>,
-    source: SpecSource,
-    ctx: ValidationContext,
-    auth: AuthSlot,
-) {
-    tracing::info!(
-        url = source.url(),
-        "waiting for a spec from the control plane"
-    );
-    let mut rx = compute.subscribe();
-    let superseded = rx.wait_for(|st| st.status != ComputeStatus::Empty);
-    let policy = FetchPolicy::default();
-    tokio::select! {
-        biased;
-        _ = superseded => {}
-        fetched = compute_ctl::spec_source::fetch(&compute.env, &source, &ctx, &policy) => match fetched {
-            Ok(fetched) => {
-                if let Some(jwks) = &fetched.jwks {
-                    if let Err(e) = auth.set_jwks(jwks, compute.params.compute_id.clone()) {
-                        compute.fail(format!("the control plane's compute_ctl_config.jwks cannot be used: {e}"));
-                        return;
-                    }
-                }
-                if let Err(e) = compute.submit_start_spec(fetched.spec) {
-                    tracing::warn!(error = %e, "spec from the control plane not used");
-                }
-            }
-            Err(e) => compute.fail(format!("cannot get a spec from the control plane: {e}")),
-        },
-    }
-}
-
-/// Whether a stop signal came, and a way to wait for one.
-#[derive(Clone)]
-struct Signals(Arc<tokio::sync::watch::Sender<bool>>);
-
-impl Signals {
-    fn received(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    async fn wait(&self) {
-        let mut rx = self.0.subscribe();
-        let _ = rx.wait_for(|got| *got).await;
-    }
-}
-
 /// SIGTERM and SIGINT ask for a fast shutdown.
-fn spawn_signal_handler(compute: Arc<Compute<TokioEnv>>) -> anyhow::Result<Signals> {
+fn spawn_signal_handler(compute: Arc<Compute<TokioEnv>>) -> anyhow::Result<StopSignal> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
-    let signals = Signals(Arc::new(tokio::sync::watch::Sender::new(false)));
+    let signals = StopSignal::new();
     let seen = signals.clone();
     tokio::spawn(async move {
         loop {
@@ -426,7 +245,7 @@ fn spawn_signal_handler(compute: Arc<Compute<TokioEnv>>) -> anyhow::Result<Signa
                 _ = int.recv() => {}
             }
             tracing::info!("signal received: shutting down");
-            seen.0.send_replace(true);
+            seen.raise();
             let _ = compute.request_terminate(TerminateMode::Fast);
         }
     });

@@ -10,6 +10,8 @@
 //! [`vm_monitor`] the autoscaler-agent's peer under `AUTOSCALING`.
 //! [`config_envelope`] Neon's `-c/--config` file; [`installed_extensions`]
 //! Neon's metric of them.
+//! [`node`] wires one compute node (supervisor, APIs, monitors, spec
+//! delivery) for the binary and the simulator alike.
 //! [`storage`] safekeepers, the commit LSN and what a replica streams from.
 
 pub mod catalog;
@@ -22,6 +24,7 @@ pub mod installed_extensions;
 mod layering;
 pub mod metrics;
 pub mod monitor;
+pub mod node;
 pub mod params;
 pub mod pg;
 pub mod planted;

@@ -51,7 +51,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    /// The name used in `faults_fired` (what can explain a failure).
+    /// The name the fault ledger knows it by.
     pub fn name(&self) -> &'static str {
         match self {
             FaultKind::PartitionCplane { .. } | FaultKind::PartitionStorage => "partition",
@@ -69,7 +69,8 @@ impl FaultKind {
         }
     }
 
-    fn is_network(&self) -> bool {
+    /// Whether it delays or loses messages (or the host that answers them).
+    pub fn is_network(&self) -> bool {
         matches!(
             self,
             FaultKind::PartitionCplane { .. }
@@ -200,12 +201,7 @@ pub fn shrink(seed: u64, mut fails: impl FnMut(&Schedule) -> bool, budget: usize
 pub fn apply(sim: &mut turmoil::Sim<'_>, shared: &Shared, f: &Fault, start: bool) {
     let t = u64::try_from(sim.elapsed().as_micros()).unwrap_or(u64::MAX);
     if start {
-        let mut sh = shared.lock();
-        sh.faults_fired.insert(f.kind.name());
-        if f.kind.is_network() {
-            let end = (f.at_ms + f.for_ms) * 1000 + 1_000_000;
-            sh.net_fault_until = sh.net_fault_until.max(end);
-        }
+        shared.lock().ledger.record(f);
     }
     shared.event_at(
         t,

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use compute_ctl::spec::ComputeSpec;
-use compute_ctl::state::{ComputeStatus, Event, transition};
+use compute_ctl::state::ComputeStatus;
 
 use crate::shared::Shared;
 use crate::specgen::SpecShape;
@@ -82,10 +82,7 @@ pub fn check_notify(shared: &Shared, shape: &SpecShape, t0: u64, t1: u64, reload
                 r.catalog_statements
             ));
         }
-        let excused = {
-            let sh = shared.lock();
-            sh.faults_fired.contains("reload_fails") || sh.faults_fired.contains("pg_crash")
-        };
+        let excused = shared.lock().ledger.excuses_missing_reload();
         if shared.lock().reloads.len() == reloads_before && !excused {
             shared.violation(format!(
                 "skip-flag notify (op {op}) did not reload Postgres by SIGHUP"
@@ -103,43 +100,6 @@ pub fn check_resend(shared: &Shared, op: u64, t0: u64, t1: u64, reloads_before: 
             "re-send of applied operation {op} did work: {} statement(s), {reloads} reload(s)",
             stmts.len()
         ));
-    }
-}
-
-fn legal_path(from: ComputeStatus, to: ComputeStatus) -> bool {
-    // The watch channel may coalesce changes made without a yield in
-    // between; accept a path of up to three legal steps.
-    let mut frontier = vec![from];
-    for _ in 0..3 {
-        let mut next = Vec::new();
-        for s in &frontier {
-            for e in Event::ALL {
-                if let Ok(n) = transition(*s, e) {
-                    if n == to {
-                        return true;
-                    }
-                    next.push(n);
-                }
-            }
-        }
-        frontier = next;
-    }
-    false
-}
-
-/// Every observed status change is legal (per boot of the compute host).
-pub fn check_transitions(shared: &Shared) {
-    let statuses = shared.lock().statuses.clone();
-    for w in statuses.windows(2) {
-        let ((_, b0, s0), (t1, b1, s1)) = (w[0], w[1]);
-        if b0 == b1 && s0 != s1 && !legal_path(s0, s1) {
-            shared.violation(format!("illegal status transition {s0} -> {s1} at {t1} µs"));
-        }
-    }
-    if let Some((_, _, first)) = statuses.first() {
-        if *first != ComputeStatus::Empty {
-            shared.violation(format!("the compute started in status {first}, not empty"));
-        }
     }
 }
 
@@ -169,45 +129,6 @@ pub fn expected_catalog(
         .map(|d| (d.name.clone(), d.owner.clone()))
         .collect();
     (roles, dbs)
-}
-
-/// Fault kinds that can legitimately leave the compute Failed.
-pub const FAILURE_CAUSES: &[&str] = &[
-    "pg_crash",
-    "blocked_queries",
-    "hung_queries",
-    "slow_queries",
-    "storage_down",
-    "host_crash",
-    "reload_fails",
-    "partition",
-];
-
-/// The end state: settled, converged to the spec in effect or Failed for a reason.
-/// Storage invariants of every seed: the supervisor never restarts
-/// Postgres within a boot (a notify is a reload), and the replay LSN it
-/// reports never goes backwards.
-pub fn check_storage_final(shared: &Shared) {
-    let (spawns, replay) = {
-        let sh = shared.lock();
-        (sh.postmaster_spawns.clone(), sh.reported_replay.clone())
-    };
-    for (boot, n) in spawns {
-        if n > 1 {
-            shared.violation(format!(
-                "boot {boot} spawned {n} postmasters: Postgres was restarted"
-            ));
-        }
-    }
-    for w in replay.windows(2) {
-        if w[0].0 == w[1].0 && w[1].1 < w[0].1 {
-            shared.violation(format!(
-                "the reported replay LSN went backwards: {} -> {}",
-                compute_ctl::storage::Lsn(w[0].1),
-                compute_ctl::storage::Lsn(w[1].1)
-            ));
-        }
-    }
 }
 
 /// The commit LSN the supervisor recorded is what a majority of the
@@ -248,8 +169,8 @@ pub fn check_commit_lsn(shared: &Shared, total: usize) {
 /// How soon after a move's answer the replica must stream from the new source.
 pub const MOVE_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// The end state: settled, converged to the spec in effect or Failed for a reason.
 pub fn check_final(shared: &Shared) {
-    check_storage_final(shared);
     let (terminate_sent, terminate_answered) = {
         let sh = shared.lock();
         (sh.terminate_sent, sh.terminate_answered)
@@ -259,7 +180,7 @@ pub fn check_final(shared: &Shared) {
         return;
     };
     let st = compute.state();
-    let fired = shared.lock().faults_fired.clone();
+    let ledger = shared.lock().ledger.clone();
     match st.status {
         ComputeStatus::Running => {
             if terminate_answered {
@@ -276,15 +197,15 @@ pub fn check_final(shared: &Shared) {
             // not skip made it.
             let catalog_spec = shared.lock().catalog_spec.clone();
             if let Some(c) = catalog_spec {
-                check_catalog(shared, &c, &fired);
+                check_catalog(shared, &c);
             }
-            check_storage(shared, spec, &fired);
+            check_storage(shared, spec, &ledger);
         }
         ComputeStatus::Failed => {
             let reason = st.error.unwrap_or_default();
             if reason.trim().is_empty() {
                 shared.violation("failed without a reason");
-            } else if !FAILURE_CAUSES.iter().any(|c| fired.contains(c)) {
+            } else if ledger.explains_failure().is_none() {
                 shared.violation(format!(
                     "failed although no fault could explain it: {reason}"
                 ));
@@ -301,12 +222,7 @@ pub fn check_final(shared: &Shared) {
     }
 }
 
-fn check_catalog(
-    shared: &Shared,
-    spec: &ComputeSpec,
-    fired: &std::collections::BTreeSet<&'static str>,
-) {
-    let _ = fired;
+fn check_catalog(shared: &Shared, spec: &ComputeSpec) {
     let (want_roles, want_dbs) = expected_catalog(spec);
     let (have_roles, have_dbs) = {
         let sh = shared.lock();
@@ -342,12 +258,8 @@ fn check_catalog(
     }
 }
 
-fn check_storage(
-    shared: &Shared,
-    spec: &ComputeSpec,
-    fired: &std::collections::BTreeSet<&'static str>,
-) {
-    if fired.contains("reload_fails") {
+fn check_storage(shared: &Shared, spec: &ComputeSpec, ledger: &crate::ledger::FaultLedger) {
+    if ledger.excuses_stale_config() {
         return;
     }
     let Some(want) = spec.pageserver_connstring.as_deref() else {

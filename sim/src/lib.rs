@@ -3,11 +3,14 @@
 //! under turmoil, with a simulated Postgres, seeded faults and invariants.
 
 pub mod campaign;
+pub mod checkers;
 pub mod env;
+pub mod events;
 pub mod faults;
 pub mod fs;
 pub mod http;
 pub mod invariants;
+pub mod ledger;
 pub mod pg;
 pub mod procs;
 pub mod runner;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use compute_ctl::compute::Compute;
 use compute_ctl::spec::ComputeSpec;
-use compute_ctl::state::ComputeStatus;
 
 use crate::env::SimEnv;
 use crate::pg::catalog::CatalogModel;
@@ -102,17 +101,13 @@ pub struct SharedInner {
     pub basebackups: u64,
     /// The supervisor of the current boot of the compute host.
     pub compute: Option<Arc<Compute<SimEnv>>>,
-    /// Every status the watch channel showed, with its time (µs).
-    pub statuses: Vec<(u64, u64, ComputeStatus)>,
     /// Invariant violations, in the order they were found.
     pub violations: Vec<String>,
     /// Set when the fault schedule is over and everything was repaired.
     pub healed_at: Option<u64>,
-    /// Until when (µs) network faults were in force: a request started
-    /// before then may legitimately run into its deadline.
-    pub net_fault_until: u64,
-    /// Fault kinds that fired (they excuse a Failed compute or a stale config).
-    pub faults_fired: std::collections::BTreeSet<&'static str>,
+    /// The faults that fired: what excuses a failure, a lost request, a
+    /// missing reload or a stale config.
+    pub ledger: crate::ledger::FaultLedger,
     /// A terminate was sent: Terminated is an acceptable end.
     pub terminate_sent: bool,
     /// A terminate was answered: Terminated is the only acceptable end.
@@ -130,10 +125,10 @@ pub struct SharedInner {
     pub storage_wal: std::collections::BTreeMap<String, u64>,
     /// The simulated WAL receiver of a replica compute.
     pub receiver: Receiver,
-    /// Postmasters spawned, per boot of the compute host.
-    pub postmaster_spawns: std::collections::BTreeMap<u64, u64>,
-    /// Replay LSNs the supervisor reported (`ComputeState::replication`).
-    pub reported_replay: Vec<(u64, u64)>,
+    /// The last replay LSN the supervisor reported (`ComputeState::replication`).
+    pub last_replay: Option<u64>,
+    /// The invariants fed by the event log.
+    pub checkers: crate::checkers::Checkers,
     /// How far (bytes) a following storage stays behind; default 32 KiB.
     pub storage_lag: Option<u64>,
     /// Storages promoted (they stop following and write on timeline 2).
@@ -181,6 +176,32 @@ impl Shared {
     /// Appends a trace event at `t_us` (for the harness, outside any host).
     pub fn event_at(&self, t_us: u64, kind: &str, fields: serde_json::Value) {
         self.lock().trace.push(t_us, kind, fields);
+    }
+
+    /// Appends `ev` to the event log at the current simulated time: traced,
+    /// and seen by every checker.
+    pub fn emit(&self, ev: crate::events::Event) {
+        self.emit_at(now_us(), ev);
+    }
+
+    /// [`Shared::emit`] at `t_us` (for the harness, outside any host).
+    pub fn emit_at(&self, t_us: u64, ev: crate::events::Event) {
+        let mut sh = self.lock();
+        sh.trace.push_event(t_us, &ev);
+        let found = sh.checkers.on_event(t_us, &ev);
+        for what in found {
+            sh.trace
+                .push(t_us, "violation", serde_json::json!({"what": what}));
+            sh.violations.push(what);
+        }
+    }
+
+    /// Runs every checker's end-of-run check.
+    pub fn check_at_end(&self) {
+        let found = self.lock().checkers.at_end();
+        for what in found {
+            self.violation(what);
+        }
     }
 
     /// Records an invariant violation (and traces it).

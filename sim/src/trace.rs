@@ -40,6 +40,19 @@ impl Trace {
         self.lines.push(Value::Object(obj).to_string());
     }
 
+    /// Records a typed event of the log at `t_us`.
+    pub fn push_event(&mut self, t_us: u64, ev: &crate::events::Event) {
+        if self.off {
+            return;
+        }
+        let mut obj = Map::new();
+        obj.insert("t_us".into(), Value::from(t_us));
+        if let Ok(Value::Object(f)) = serde_json::to_value(ev) {
+            obj.extend(f);
+        }
+        self.lines.push(Value::Object(obj).to_string());
+    }
+
     pub fn lines(&self) -> &[String] {
         &self.lines
     }

@@ -1,5 +1,5 @@
-//! The turmoil world: hosts `compute` (the production supervisor on
-//! `SimEnv`, its HTTP router on a turmoil listener), `storage` (base-backup
+//! The turmoil world: hosts `compute` (the production node wiring,
+//! `compute_ctl::node`, on `SimEnv`: supervisor, HTTP API, monitors), `storage` (base-backup
 //! source) and `cplane` (the scenario driver, a client host).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -8,18 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use compute_ctl::compute::{Compute, ComputeParams, ConnTarget, RunOutcome};
-use compute_ctl::env::Net;
+use compute_ctl::compute::{Compute, ComputeParams, ConnTarget};
+use compute_ctl::http::{AuthSlot, ServeLimits};
+use compute_ctl::node::{Autoscaling, HTTP_DRAIN_TIMEOUT, Node, NodeConfig, StopSignal};
 use compute_ctl::spec::ComputeSpec;
 use compute_ctl::spec::ValidationContext;
-use compute_ctl::spec_source::{FetchPolicy, SpecSource, fetch_spec};
+use compute_ctl::spec_source::SpecSource;
 use compute_ctl::state::ComputeStatus;
-use compute_ctl::vm_monitor::{self, Cgroup, VmMonitor};
-use compute_ctl::{http, monitor};
-use serde_json::json;
+use compute_ctl::vm_monitor;
 
 use crate::env::SimEnv;
-use crate::shared::{Shared, now_us};
+use crate::events::Event;
+use crate::shared::Shared;
 
 pub const COMPUTE: &str = "compute";
 pub const STORAGE: &str = "storage";
@@ -118,8 +118,8 @@ pub fn build<'a>(seed: u64, max_latency: Duration) -> turmoil::Sim<'a> {
         .build()
 }
 
-/// Registers the `compute` host: one boot = one `Compute::run`, as the
-/// production binary does. A restarted host boots again with an empty disk.
+/// Registers the `compute` host: one boot = one `compute_ctl::node::run`,
+/// as the production binary does. A restarted host boots again with an empty disk.
 pub fn add_compute(
     sim: &mut turmoil::Sim<'_>,
     shared: Shared,
@@ -147,7 +147,49 @@ pub struct Boot {
     pub autoscaling: bool,
 }
 
-/// [`add_compute`] on the host called `host` (a fleet has many).
+/// What `compute_ctl` is started with in the simulated world: the flags'
+/// defaults (serve limits, a 5 s linger after a terminate, a 10 s drain),
+/// the spec from `-S` or from the control plane, auth off (no `--jwks`; a
+/// key set from the control plane turns it on, as in production).
+pub fn node_config(params: &ComputeParams, boot: &Boot) -> NodeConfig {
+    let spec_source = boot.fetch_spec_from_cplane.then(|| {
+        SpecSource::new(
+            &format!("http://{CPLANE}:{CPLANE_PORT}"),
+            params.compute_id.as_deref().unwrap_or("compute-sim"),
+        )
+        .expect("the control plane's URL is valid")
+    });
+    NodeConfig {
+        params: params.clone(),
+        spec: boot.launch_spec.clone(),
+        spec_source,
+        validation: ValidationContext {
+            superuser: params.conn.user.clone(),
+        },
+        auth: AuthSlot::new(None),
+        serve_limits: ServeLimits::default(),
+        internal_http_port: None,
+        // No --pg-init-timeout (Neon's default), and no installed-extensions
+        // metric: the simulated Postgres does not model pg_extension.
+        pg_init_timeout: None,
+        installed_extensions_interval: None,
+        autoscaling: boot.autoscaling.then(|| Autoscaling {
+            cgroup_root: PathBuf::from(CGROUP_ROOT),
+            cgroup: vm_monitor::DEFAULT_CGROUP.into(),
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), VM_MONITOR_PORT),
+            meminfo: vm_monitor::MEMINFO.into(),
+        }),
+        terminated_linger: TERMINATED_LINGER,
+        http_drain_timeout: HTTP_DRAIN_TIMEOUT,
+    }
+}
+
+/// `--terminated-linger-secs`' default.
+pub const TERMINATED_LINGER: Duration = Duration::from_secs(5);
+
+/// [`add_compute`] on the host called `host` (a fleet has many). Each boot
+/// runs [`compute_ctl::node`] on a fresh [`SimEnv`], as the production
+/// binary runs it on `TokioEnv`.
 pub fn add_compute_on(
     sim: &mut turmoil::Sim<'_>,
     host: &str,
@@ -156,18 +198,14 @@ pub fn add_compute_on(
     params: ComputeParams,
     boot: Boot,
 ) {
-    let Boot {
-        launch_spec,
-        fetch_spec_from_cplane,
-        autoscaling,
-    } = boot;
     let boots = Arc::new(AtomicU64::new(0));
     let host_name = host.to_string();
+    let boot_cfg = Arc::new(boot);
     sim.host(host, move || {
         let host_name = host_name.clone();
         let shared = shared.clone();
-        let params = params.clone();
-        let launch_spec = launch_spec.clone();
+        let config = node_config(&params, &boot_cfg);
+        let autoscaling = boot_cfg.autoscaling;
         let boot = boots.fetch_add(1, Ordering::Relaxed);
         async move {
             let env = SimEnv::new(
@@ -175,23 +213,12 @@ pub fn add_compute_on(
                 seed ^ boot.wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 epoch(),
             );
-            // As src/launch.rs under AUTOSCALING: find the cgroup, start
-            // Postgres in it, run the vm-monitor beside the API.
-            let mut params = params.clone();
-            let cgroup = if autoscaling {
+            if autoscaling {
+                // What the VM image provides.
                 provision_cgroup(&env)?;
-                let cg = Cgroup::locate(
-                    &env,
-                    std::path::Path::new(CGROUP_ROOT),
-                    vm_monitor::DEFAULT_CGROUP,
-                )
-                .await?;
-                params.cgroup_procs = Some(cg.procs_path());
-                Some(cg)
-            } else {
-                None
-            };
-            let compute = Compute::new(env.clone(), params.clone());
+            }
+            let node = Node::bind(env, config).await?;
+            let compute = node.compute().clone();
             {
                 let mut sh = shared.lock();
                 sh.compute = Some(compute.clone());
@@ -200,56 +227,13 @@ pub fn add_compute_on(
                 // A (re)booted host runs no postmaster yet.
                 sh.loaded_config = None;
             }
-            shared.event("boot", json!({"host": host_name, "boot": boot}));
+            shared.emit(Event::Boot {
+                host: host_name,
+                boot,
+            });
             observe_status(&compute, shared.clone(), boot);
-            if let Some(spec) = launch_spec {
-                // As `compute_ctl -S spec.json` does before serving.
-                compute.submit(spec)?;
-            }
-            // As the production binary (src/launch.rs) does: listen, serve
-            // the real router, run the activity monitor, fetch the spec.
-            let listener = env.bind(params.http_addr).await?;
-            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(http::serve::<SimEnv>(
-                listener,
-                http::router(compute.clone(), None),
-                async move {
-                    let _ = stop_rx.await;
-                },
-            ));
-            tokio::spawn(monitor::run(compute.clone()));
-            if let Some(cg) = cgroup {
-                let mon = VmMonitor::start(&compute, cg, vm_monitor::MEMINFO.into()).await?;
-                let listener = env
-                    .bind(SocketAddr::new(
-                        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                        VM_MONITOR_PORT,
-                    ))
-                    .await?;
-                tokio::spawn(vm_monitor::serve::<SimEnv>(
-                    listener,
-                    mon,
-                    std::future::pending(),
-                ));
-            }
-            let fetcher = fetch_spec_from_cplane.then(|| tokio::spawn(fetch_into(compute.clone())));
-            let outcome = compute.run().await;
-            if let Some(f) = fetcher {
-                f.abort();
-            }
-            let (kind, reason) = match &outcome {
-                RunOutcome::Terminated => ("terminated", String::new()),
-                RunOutcome::Failed(r) => ("failed", r.clone()),
-            };
-            shared.lock().supervisor_exited = true;
-            shared.event(
-                "supervisor_exit",
-                json!({"outcome": kind, "reason": reason}),
-            );
-            // The production binary exits here: answer what is in flight,
-            // close every connection, stop.
-            let _ = stop_tx.send(());
-            let _ = compute_ctl::env::timeout(&env, Duration::from_secs(1), server).await;
+            // Nobody sends the simulated process a signal.
+            let _ = node.run(StopSignal::new()).await?;
             Ok(())
         }
     });
@@ -260,12 +244,10 @@ fn observe_status(compute: &Arc<Compute<SimEnv>>, shared: Shared, boot: u64) {
     let mut rx = compute.subscribe();
     // The first status is recorded now, before anything can change it.
     let first = rx.borrow_and_update().status;
-    {
-        let t = now_us();
-        let mut sh = shared.lock();
-        sh.statuses.push((t, boot, first));
-        sh.trace.push(t, "status", json!({"status": first}));
-    }
+    shared.emit(Event::Status {
+        boot,
+        status: first,
+    });
     tokio::spawn(async move {
         let mut last = Some(first);
         loop {
@@ -274,10 +256,22 @@ fn observe_status(compute: &Arc<Compute<SimEnv>>, shared: Shared, boot: u64) {
             }
             let (status, applied) = {
                 let st = rx.borrow_and_update();
+                if st.supervisor_exited && !shared.lock().supervisor_exited {
+                    // The supervisor's loop returned: the binary is
+                    // lingering or draining, it applies nothing any more.
+                    shared.lock().supervisor_exited = true;
+                    shared.emit(Event::SupervisorExit {
+                        status: st.status,
+                        reason: st.error.clone().unwrap_or_default(),
+                    });
+                }
                 if let Some(replay) = st.replication.as_ref().and_then(|r| r.replay_lsn) {
-                    let mut sh = shared.lock();
-                    if sh.reported_replay.last().map(|(_, l)| *l) != Some(replay.0) {
-                        sh.reported_replay.push((boot, replay.0));
+                    let new = shared.lock().last_replay.replace(replay.0) != Some(replay.0);
+                    if new {
+                        shared.emit(Event::ReplayReported {
+                            boot,
+                            lsn: replay.0,
+                        });
                     }
                 }
                 let applied = (st.status == ComputeStatus::Running
@@ -291,10 +285,7 @@ fn observe_status(compute: &Arc<Compute<SimEnv>>, shared: Shared, boot: u64) {
                 shared.lock().catalog_spec = applied;
             }
             if last != Some(status) {
-                let t = now_us();
-                let mut sh = shared.lock();
-                sh.statuses.push((t, boot, status));
-                sh.trace.push(t, "status", json!({"status": status}));
+                shared.emit(Event::Status { boot, status });
                 last = Some(status);
             }
         }
@@ -330,34 +321,3 @@ pub fn add_storage2(sim: &mut turmoil::Sim<'_>, shared: Shared) {
 
 /// The control plane's spec endpoint (served by the `cplane` host).
 pub const CPLANE_PORT: u16 = 9090;
-
-/// As `fetch_into` in src/launch.rs: fetch the spec from the control plane
-/// unless a spec arrived by `/configure` first.
-async fn fetch_into(compute: Arc<Compute<SimEnv>>) {
-    let Ok(source) = SpecSource::new(
-        &format!("http://{CPLANE}:{CPLANE_PORT}"),
-        compute
-            .params
-            .compute_id
-            .as_deref()
-            .unwrap_or("compute-sim"),
-    ) else {
-        return;
-    };
-    let ctx = ValidationContext {
-        superuser: compute.params.conn.user.clone(),
-    };
-    let policy = FetchPolicy::default();
-    let mut rx = compute.subscribe();
-    let superseded = rx.wait_for(|st| st.status != compute_ctl::state::ComputeStatus::Empty);
-    tokio::select! {
-        biased;
-        _ = superseded => {}
-        fetched = fetch_spec(&compute.env, &source, &ctx, &policy) => match fetched {
-            Ok(spec) => {
-                let _ = compute.submit(spec);
-            }
-            Err(e) => compute.fail(format!("cannot get a spec from the control plane: {e}")),
-        },
-    }
-}

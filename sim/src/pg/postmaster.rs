@@ -26,11 +26,9 @@ pub fn spawn(env: &SimEnv, cmd: &CommandSpec) -> io::Result<SimChild> {
     let (exit_tx, exit_rx) = watch::channel(None);
     env.shared()
         .event("spawn", json!({"pid": pid, "cmd": cmd.display()}));
-    {
-        let mut sh = env.shared().lock();
-        let boot = sh.boot;
-        *sh.postmaster_spawns.entry(boot).or_default() += 1;
-    }
+    let boot = env.shared().lock().boot;
+    env.shared()
+        .emit(crate::events::Event::PostmasterSpawned { boot, pid });
     let env2 = env.clone();
     tokio::spawn(async move {
         let exit = run(&env2, pid, pgdata, signals).await;

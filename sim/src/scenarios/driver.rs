@@ -86,7 +86,7 @@ impl Driver {
         );
         let excused = {
             let sh = self.shared.lock();
-            t0 < sh.net_fault_until || sh.supervisor_exited
+            sh.ledger.excuses_lost_request(t0) || sh.supervisor_exited
         };
         if *out == Outcome::DeadlineExceeded && !excused {
             self.shared.violation(format!(
@@ -241,7 +241,7 @@ async fn lost_to_network_fault(shared: &Shared, t0: u64) {
         let sh = shared.lock();
         // A compute whose supervisor exited is gone: the real process
         // would refuse the connection at once.
-        if sh.supervisor_exited || (waited >= ABANDON_AFTER && t0 < sh.net_fault_until) {
+        if sh.supervisor_exited || (waited >= ABANDON_AFTER && sh.ledger.excuses_lost_request(t0)) {
             return;
         }
     }

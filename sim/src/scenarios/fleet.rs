@@ -121,7 +121,7 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
     let end = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
     for sh in &computes {
         sh.lock().end_us = end;
-        invariants::check_transitions(sh);
+        sh.check_at_end();
         invariants::check_final(sh);
     }
     drop(sim);

@@ -68,7 +68,10 @@ struct Agent {
 /// Whether a fault may explain what went wrong since `since`.
 fn excused(d: &Driver, since: u64, boot: u64) -> bool {
     let sh = d.shared.lock();
-    sh.net_fault_until > since || sh.boot != boot || sh.supervisor_exited || sh.compute.is_none()
+    sh.ledger.excuses_lost_request(since)
+        || sh.boot != boot
+        || sh.supervisor_exited
+        || sh.compute.is_none()
 }
 
 impl Agent {

@@ -91,7 +91,7 @@ fn check_reload_before_sql(d: &Driver, t0: u64, t1: u64) {
         .find(|s| s.t_us >= t0 && s.t_us <= t1 && s.kind == crate::shared::StmtKind::CatalogWrite)
         .map(|s| s.t_us);
     let reload = sh.reloads.iter().copied().find(|t| *t >= t0 && *t <= t1);
-    let reload_failed = sh.faults_fired.contains("reload_fails");
+    let reload_failed = sh.ledger.excuses_stale_config();
     drop(sh);
     match (reload, first_write) {
         (None, _) if !reload_failed => d.shared.violation("storage move applied without a reload"),

@@ -93,7 +93,7 @@ pub fn failover(mut d: Driver) -> Body {
         if ok {
             streams_from(&d, STORAGE2, invariants::MOVE_BOUND).await;
             let tli = d.shared.lock().receiver.timeline;
-            if tli != 2 && d.shared.lock().faults_fired.is_empty() {
+            if tli != 2 && !d.shared.lock().ledger.any() {
                 d.shared.violation(format!(
                     "after the failover the replica is on timeline {tli}, not 2"
                 ));
@@ -135,7 +135,7 @@ async fn streams_from(d: &Driver, host: &str, within: std::time::Duration) {
             let sh = d.shared.lock();
             (
                 sh.receiver.sender.clone(),
-                !sh.faults_fired.is_empty() || sh.net_fault_until > t0 || sh.supervisor_exited,
+                sh.ledger.any() || sh.ledger.excuses_lost_request(t0) || sh.supervisor_exited,
             )
         };
         if sender.as_deref() == Some(want.as_str()) {

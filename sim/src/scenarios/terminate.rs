@@ -28,7 +28,7 @@ pub fn during_configure(mut d: Driver) -> Body {
         if let Ok(c) = configure.await {
             d.shared.event("http_answer", serde_json::json!({"path": "/configure", "op": first.operation, "outcome": c.label()}));
             // The abandoned configure is answered (409 or 500), never left hanging.
-            let excused = d.shared.lock().net_fault_until > 0;
+            let excused = d.shared.lock().ledger.network_until() > 0;
             if c == crate::http::Outcome::DeadlineExceeded && !excused {
                 d.shared
                     .violation("the configure interrupted by /terminate was never answered");

@@ -1,0 +1,50 @@
+//! Invariants as checkers of the event log, in the manner of TigerBeetle's
+//! state checkers: each sees every [`Event`] as it is appended
+//! ([`Checker::on_event`]) and the final world ([`Checker::at_end`]), and
+//! reports violations with their real reason.
+
+use crate::events::Event;
+
+pub mod storage;
+pub mod transitions;
+
+/// One invariant over the event log.
+pub trait Checker: Send {
+    /// Sees `ev`, appended at `t_us`; pushes what it violates to `out`.
+    fn on_event(&mut self, t_us: u64, ev: &Event, out: &mut Vec<String>);
+    /// At the end of the run; pushes what is violated to `out`.
+    fn at_end(&mut self, out: &mut Vec<String>) {
+        let _ = out;
+    }
+}
+
+/// Every checker of a world, fed in a fixed order.
+pub struct Checkers(Vec<Box<dyn Checker>>);
+
+impl Default for Checkers {
+    fn default() -> Self {
+        Self(vec![
+            Box::new(transitions::Transitions::default()),
+            Box::new(storage::OnePostmasterPerBoot::default()),
+            Box::new(storage::ReplayMonotonic::default()),
+        ])
+    }
+}
+
+impl Checkers {
+    pub fn on_event(&mut self, t_us: u64, ev: &Event) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &mut self.0 {
+            c.on_event(t_us, ev, &mut out);
+        }
+        out
+    }
+
+    pub fn at_end(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &mut self.0 {
+            c.at_end(&mut out);
+        }
+        out
+    }
+}
