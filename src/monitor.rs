@@ -255,6 +255,8 @@ mod tests {
             shutdown_timeout: Duration::from_secs(1),
             activity_interval: Duration::from_secs(1),
             cgroup_procs: None,
+            advertise: None,
+            quorum_deadline: crate::params::DEFAULT_QUORUM_DEADLINE,
         };
         let compute = Compute::new(crate::env::TokioEnv::new(), params);
         let before = compute.state();

@@ -42,6 +42,8 @@ fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
             shutdown_timeout: Duration::from_secs(1),
             activity_interval: Duration::from_secs(1),
             cgroup_procs: None,
+            advertise: None,
+            quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
         },
     )
 }

@@ -2,6 +2,7 @@
 //! HTTP API and the binary call on it. The long-running loop that starts,
 //! reconfigures and stops Postgres is in [`supervisor`].
 
+mod durable;
 mod replication;
 mod supervisor;
 mod timings;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 
 pub use crate::env::ms;
 pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
+pub use durable::SafekeepersState;
 pub use supervisor::RunOutcome;
 pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
 
@@ -69,6 +71,9 @@ pub struct ComputeState {
     /// The last catalog apply, when a terminate or the postmaster's exit cut
     /// it short; cleared by the next apply that completes.
     pub catalog_interrupted: Option<CatalogInterrupted>,
+    /// A primary with safekeepers: each safekeeper's state and the quorum
+    /// (sampled every second once running). `None` otherwise.
+    pub safekeepers: Option<SafekeepersState>,
 }
 
 /// Why a spec was not accepted.
@@ -122,6 +127,7 @@ impl<E: Env> Compute<E> {
             terminate_lsn: None,
             replication: None,
             catalog_interrupted: None,
+            safekeepers: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);

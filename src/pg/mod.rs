@@ -14,14 +14,16 @@ mod stale;
 
 pub use conf::{
     DEFAULT_REPLICA_NAME, MANAGED_BEGIN, MANAGED_END, OVERRIDE_FILE, REPLICA_RETRY_INTERVAL,
-    RenderedConf, primary_conninfo, quote_conf_value, render_pg_hba, render_postgresql_conf,
-    render_postgresql_conf_as, render_value, write_config,
+    RenderedConf, primary_conninfo, quorum_names, quote_conf_value, render_pg_hba,
+    render_pg_hba_with, render_postgresql_conf, render_postgresql_conf_as, render_value,
+    write_config,
 };
 pub use connect::{APPLICATION_NAME, ConnectError, connect, session_options};
 pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use error::PgError;
 pub use pgdata::{
-    BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, redact_connstr,
+    BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, prepare_pgdata_from,
+    redact_connstr,
 };
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};

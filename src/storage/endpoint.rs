@@ -118,6 +118,90 @@ impl Endpoint {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// The libpq `key=value` form (for `pg_basebackup -d` and
+    /// `primary_conninfo`), with `application_name` when given. It carries
+    /// the password when the connection string had one: never log it, show
+    /// [`Endpoint::shown`].
+    pub fn conninfo(&self, application_name: Option<&str>) -> String {
+        let q = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut out = format!("host={} port={}", q(&self.host), self.port);
+        if let Some(u) = self.config.get_user() {
+            out.push_str(&format!(" user={}", q(u)));
+        }
+        if let Some(p) = self.config.get_password() {
+            out.push_str(&format!(" password={}", q(&String::from_utf8_lossy(p))));
+        }
+        if let Some(d) = self.config.get_dbname() {
+            out.push_str(&format!(" dbname={}", q(d)));
+        }
+        if let Some(a) = application_name {
+            out.push_str(&format!(" application_name={}", q(a)));
+        }
+        out
+    }
+
+    /// Runs `statements` one after the other (simple query protocol, each
+    /// its own transaction: `ALTER SYSTEM` refuses a transaction block) in
+    /// one new session, all within `within`.
+    pub async fn execute<E: Env>(
+        &self,
+        env: &E,
+        statements: &[&str],
+        within: Duration,
+    ) -> Result<(), SessionError> {
+        let addr = self.addr();
+        let attempt = async {
+            let (client, conn) = self.session(env).await?;
+            let mut result = Ok(());
+            for sql in statements {
+                if let Err(source) = client.simple_query(sql).await {
+                    result = Err(SessionError::Query {
+                        addr: addr.clone(),
+                        source,
+                    });
+                    break;
+                }
+            }
+            drop(client);
+            conn.abort();
+            result
+        };
+        match timeout(env, within, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Timeout {
+                addr,
+                after: within,
+            }),
+        }
+    }
+
+    /// A new session: TCP through the Env, then the startup handshake.
+    async fn session<E: Env>(
+        &self,
+        env: &E,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), SessionError> {
+        let addr = self.addr();
+        let stream =
+            env.connect(&self.host, self.port)
+                .await
+                .map_err(|source| SessionError::Tcp {
+                    addr: addr.clone(),
+                    source,
+                })?;
+        let (client, connection) = self
+            .config
+            .connect_raw(stream, tokio_postgres::NoTls)
+            .await
+            .map_err(|source| SessionError::Startup {
+                addr: addr.clone(),
+                source,
+            })?;
+        let conn = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((client, conn))
+    }
+
     /// Runs `sql` (simple query protocol) in a new session and returns the
     /// text columns of its first row, all within `within`.
     pub async fn query_row<E: Env>(
@@ -128,24 +212,7 @@ impl Endpoint {
     ) -> Result<Vec<Option<String>>, SessionError> {
         let addr = self.addr();
         let attempt = async {
-            let stream =
-                env.connect(&self.host, self.port)
-                    .await
-                    .map_err(|source| SessionError::Tcp {
-                        addr: addr.clone(),
-                        source,
-                    })?;
-            let (client, connection) = self
-                .config
-                .connect_raw(stream, tokio_postgres::NoTls)
-                .await
-                .map_err(|source| SessionError::Startup {
-                    addr: addr.clone(),
-                    source,
-                })?;
-            let conn = tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let (client, conn) = self.session(env).await?;
             let rows = client.simple_query(sql).await;
             drop(client);
             conn.abort();

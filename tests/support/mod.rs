@@ -11,6 +11,7 @@ pub mod neon;
 pub mod os;
 pub mod ports;
 pub mod postgres;
+pub mod safekeepers;
 pub mod storage;
 pub mod supervisor;
 
