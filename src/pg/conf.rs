@@ -602,7 +602,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            hba.contains("host    replication  \"cloud_admin\"  10.0.0.3/32    trust\n"),
+            hba.contains("host    replication  \"cloud_admin\" 10.0.0.3/32    trust\n"),
             "{hba}"
         );
         assert!(hba.contains("sk-1.local"));
