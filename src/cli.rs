@@ -235,6 +235,16 @@ pub struct Args {
     /// Where cgroupfs (v1 or v2) is mounted.
     #[arg(long, env = "COMPUTE_CTL_CGROUP_ROOT", default_value = crate::vm_monitor::DEFAULT_CGROUP_ROOT)]
     pub cgroup_root: PathBuf,
+
+    /// host:port where the safekeepers reach this compute's Postgres (their
+    /// primary_conninfo); default: the -C host and port.
+    #[arg(long, env = "COMPUTE_CTL_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<crate::params::AdvertiseAddr>,
+
+    /// Seconds a primary with safekeepers waits at start for a quorum of them
+    /// to stream from it; then it fails with each safekeeper's state.
+    #[arg(long, env = "COMPUTE_CTL_QUORUM_DEADLINE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub quorum_deadline_secs: u64,
 }
 
 /// Neon's default internal HTTP port.

@@ -46,6 +46,8 @@ fn params(args: &Args) -> anyhow::Result<ComputeParams> {
         shutdown_timeout: args.shutdown_timeout(),
         activity_interval: args.activity_interval(),
         cgroup_procs: None,
+        advertise: args.advertise_addr.clone(),
+        quorum_deadline: Duration::from_secs(args.quorum_deadline_secs),
     })
 }
 
@@ -175,6 +177,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     note_neon_only_flags(&args);
     let params = params(&args)?;
     let spec = initial_spec(&args, &ctx)?;
+    if let Some(s) = &spec {
+        let problems = compute_ctl::spec::validate_advertise(s, &params.advertised());
+        if !problems.is_empty() {
+            eprintln!(
+                "the spec cannot be used with this --advertise-addr: {}",
+                compute_ctl::spec::SpecProblem::join(&problems)
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     let spec_source = match (&args.control_plane_uri, &args.compute_id) {
         // Neon's variable: the control plane's credential for the spec pull.
         (Some(uri), Some(id)) => {

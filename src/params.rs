@@ -86,12 +86,94 @@ pub struct ComputeParams {
     pub activity_interval: Duration,
     /// Under AUTOSCALING: the `cgroup.procs` Postgres is started in.
     pub cgroup_procs: Option<PathBuf>,
+    /// Where the safekeepers reach this compute's Postgres
+    /// (`--advertise-addr`); `None`: the `-C` host and port.
+    pub advertise: Option<AdvertiseAddr>,
+    /// How long a primary with safekeepers waits for a quorum of them to
+    /// stream from it before the start fails (`--quorum-deadline`).
+    pub quorum_deadline: Duration,
 }
 
 impl ComputeParams {
     /// A program that lives beside the `postgres` binary.
     pub fn pg_tool(&self, name: &str) -> PathBuf {
         self.pgbin.with_file_name(name)
+    }
+
+    /// Where the safekeepers reach this compute: `--advertise-addr`, else
+    /// the `-C` host and port.
+    pub fn advertised(&self) -> AdvertiseAddr {
+        self.advertise.clone().unwrap_or_else(|| AdvertiseAddr {
+            host: self.conn.host.clone(),
+            port: self.conn.port,
+        })
+    }
+}
+
+/// The default of `--quorum-deadline`.
+pub const DEFAULT_QUORUM_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `host:port` where remote servers (the safekeepers) reach this compute's
+/// Postgres; a TCP address, never a Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertiseAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl AdvertiseAddr {
+    /// Whether only this machine can reach the host (`localhost`, 127/8, ::1).
+    pub fn is_loopback(&self) -> bool {
+        is_loopback_host(&self.host)
+    }
+}
+
+/// Whether `host` names this machine only (`localhost`, 127/8, `::1`).
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl std::fmt::Display for AdvertiseAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::str::FromStr for AdvertiseAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| {
+            format!(
+                "{s:?} {why}; expected host:port that the safekeepers can reach, e.g. 10.0.0.5:55432"
+            )
+        };
+        if s.starts_with('/') || s.starts_with('@') {
+            return Err(bad(
+                "is a Unix socket, which remote safekeepers cannot reach",
+            ));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("has no port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains(['/', ' ', '\'', '"']) {
+            return Err(bad("has no usable host"));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("has a bad port"))?;
+        Ok(Self {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -116,6 +198,26 @@ mod tests {
             (t.host.as_str(), t.port, t.dbname.as_str()),
             ("localhost", 6000, "postgres")
         );
+    }
+
+    #[test]
+    fn advertise_addr_is_a_tcp_host_and_port() {
+        let a: AdvertiseAddr = "10.0.0.5:55432".parse().unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("10.0.0.5", 55432));
+        assert!(!a.is_loopback());
+        let a: AdvertiseAddr = "[::1]:5432".parse().unwrap();
+        assert_eq!(a.host, "::1");
+        assert!(a.is_loopback());
+        assert_eq!(a.to_string(), "[::1]:5432");
+        assert!(
+            "localhost:1"
+                .parse::<AdvertiseAddr>()
+                .unwrap()
+                .is_loopback()
+        );
+        for bad in ["/tmp/.s.PGSQL.5432", "host", "host:0", "host:x", ":5432"] {
+            assert!(bad.parse::<AdvertiseAddr>().is_err(), "{bad}");
+        }
     }
 
     #[test]

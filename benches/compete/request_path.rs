@@ -124,6 +124,8 @@ impl InProcess {
             shutdown_timeout: Duration::from_secs(10),
             activity_interval: Duration::from_secs(3600),
             cgroup_procs: None,
+            advertise: None,
+            quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
         };
         let compute = Compute::new(TokioEnv::new(), params);
         tokio::spawn({

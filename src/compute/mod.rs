@@ -2,6 +2,7 @@
 //! HTTP API and the binary call on it. The long-running loop that starts,
 //! reconfigures and stops Postgres is in [`supervisor`].
 
+mod durable;
 mod replication;
 mod supervisor;
 mod timings;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 
 pub use crate::env::ms;
 pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
+pub use durable::SafekeepersState;
 pub use supervisor::RunOutcome;
 pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
 
@@ -73,6 +75,9 @@ pub struct ComputeState {
     /// control plane's pull), not by `POST /configure`: `/status` then shows
     /// Neon's order, `init` until Postgres runs, never `configuration_pending`.
     pub start_spec: bool,
+    /// A primary with safekeepers: each safekeeper's state and the quorum
+    /// (sampled every second once running). `None` otherwise.
+    pub safekeepers: Option<SafekeepersState>,
 }
 
 /// Why a spec was not accepted.
@@ -169,6 +174,7 @@ impl<E: Env> Compute<E> {
             replication: None,
             catalog_interrupted: None,
             start_spec: false,
+            safekeepers: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);

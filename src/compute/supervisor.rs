@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{CatalogInterrupted, Compute, ReconfigureTimings, TerminateMode, ms};
+use super::{CatalogInterrupted, Compute, ReconfigureTimings, TerminateMode, durable, ms};
 use crate::catalog;
 use crate::env::{Child, Env, ExitInfo, Signal, timeout};
 use crate::pg;
@@ -19,6 +19,10 @@ use crate::storage::{self, Lsn, ReplicationStatus};
 pub const SAFEKEEPER_TIMEOUT: Duration = std::time::Duration::from_secs(5);
 /// How long the storage may take to reach the commit LSN before the base backup.
 pub const WAIT_FOR_LSN_TIMEOUT: Duration = std::time::Duration::from_secs(60);
+
+/// The commit LSN, how long the sync took, and a primary with
+/// safekeepers' catch-up plan.
+type Synced = (Option<Lsn>, Duration, Option<storage::CatchUpPlan>);
 
 /// How the supervisor loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,13 +140,19 @@ impl<E: Env> Compute<E> {
                     if !started && self.state().postgres_started && self.streams() {
                         self.watch_replication();
                     }
+                    if !started && self.state().safekeepers.is_some() {
+                        self.watch_safekeepers();
+                    }
                     continue;
                 }
                 ComputeStatus::TerminationPending => {
                     let mode = self.state().terminate_mode.unwrap_or_default();
                     self.stop_postgres(&mut postmaster, mode).await;
                     let lsn = if self.state().postgres_started {
-                        self.last_lsn().await
+                        match self.quorum_flushed_lsn().await {
+                            Some(l) => Some(l.to_string()),
+                            None => self.last_lsn().await,
+                        }
                     } else {
                         None
                     };
@@ -281,10 +291,13 @@ impl<E: Env> Compute<E> {
     /// source). `Ok(None)` without safekeepers; `Err` is the failure reason.
     /// Also says how long the sync itself took (the wait for the storage
     /// counts as base backup time, as a pageserver waits for the LSN).
-    async fn sync_storage(&self, spec: &ComputeSpec) -> Result<(Option<Lsn>, Duration), String> {
+    /// A primary with safekeepers gets its catch-up plan instead of the
+    /// wait (`compute/durable.rs`).
+    async fn sync_storage(&self, spec: &ComputeSpec) -> Result<Synced, String> {
         if spec.safekeeper_connstrings.is_empty() {
-            return Ok((None, Duration::ZERO));
+            return Ok((None, Duration::ZERO, None));
         }
+        self.env.failpoint("start.sync_safekeepers");
         let t0 = self.env.now();
         let synced = storage::sync_safekeepers(
             &self.env,
@@ -297,16 +310,20 @@ impl<E: Env> Compute<E> {
         let commit = synced.commit_lsn;
         let took = self.env.now() - t0;
         tracing::info!(commit_lsn = %commit, answers = ?synced.answers, "safekeepers synced");
+        if durable::is_durable(spec) {
+            let plan = self.plan_catch_up(spec, &synced.answers).await?;
+            return Ok((Some(commit), took, Some(plan)));
+        }
         if spec.mode != ComputeMode::Primary && spec.mode != ComputeMode::Replica {
             // A static compute stops at its own LSN.
-            return Ok((Some(commit), took));
+            return Ok((Some(commit), took, None));
         }
         let Some(source) = spec
             .pageserver_connstring
             .as_deref()
             .filter(|c| !c.trim().is_empty())
         else {
-            return Ok((Some(commit), took));
+            return Ok((Some(commit), took, None));
         };
         let ep = storage::Endpoint::parse(source, &self.params.conn.user)
             .map_err(|e| format!("pageserver_connstring: {e}"))?;
@@ -315,7 +332,7 @@ impl<E: Env> Compute<E> {
             .await
             .map_err(|e| format!("the base backup must hold the commit LSN: {e}"))?;
         tracing::info!(storage = %ep.shown, %reached, commit_lsn = %commit, "the storage holds the commit LSN");
-        Ok((Some(commit), took))
+        Ok((Some(commit), took, None))
     }
 
     /// The first start: commit LSN, PGDATA at it, config, Postgres, catalog.
@@ -333,7 +350,7 @@ impl<E: Env> Compute<E> {
         let t0 = self.env.now();
 
         let synced = self.guarded(postmaster, self.sync_storage(&spec)).await?;
-        let (commit_lsn, sync_took) = match synced {
+        let (commit_lsn, sync_took, catch_up) = match synced {
             Ok(c) => c,
             Err(e) => {
                 self.fail(e);
@@ -343,16 +360,23 @@ impl<E: Env> Compute<E> {
         let t_synced = t0 + sync_took;
 
         self.env.failpoint("start.prepare_pgdata");
-        let prepared = self
-            .guarded(
-                postmaster,
-                pg::prepare_pgdata(&self.env, &self.params, &spec),
-            )
-            .await?;
+        let prepared = match &catch_up {
+            Some(plan) => {
+                self.guarded(postmaster, self.prepare_durable_pgdata(&spec, plan))
+                    .await?
+            }
+            None => self
+                .guarded(
+                    postmaster,
+                    pg::prepare_pgdata(&self.env, &self.params, &spec),
+                )
+                .await?
+                .map_err(|e| format!("preparing PGDATA failed: {e}")),
+        };
         let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
-                self.fail(format!("preparing PGDATA failed: {e}"));
+                self.fail(e);
                 return Ok(());
             }
         };
@@ -422,9 +446,31 @@ impl<E: Env> Compute<E> {
             self.fail(format!("Postgres did not become ready: {e}"));
             return Ok(());
         }
-        let t_started = self.env.now();
+        let t_ready = self.env.now();
         self.metrics
-            .observe_phase("start", "start_postgres", t_started - t_pgdata);
+            .observe_phase("start", "start_postgres", t_ready - t_pgdata);
+        let mut durable_took = durable::DurableTimings::default();
+        if let Some(plan) = &catch_up {
+            match self
+                .guarded(postmaster, self.promote_and_announce(&spec, plan))
+                .await?
+            {
+                Ok(t) => durable_took = t,
+                Err(e) => {
+                    self.fail(e);
+                    return Ok(());
+                }
+            }
+            for (label, took) in [
+                ("catch_up", durable_took.catch_up),
+                ("promote", durable_took.promote),
+                ("announce", durable_took.announce),
+                ("quorum", durable_took.quorum),
+            ] {
+                self.metrics.observe_phase("start", label, took);
+            }
+        }
+        let t_started = self.env.now();
 
         // A replica or static compute is read-only: its catalog is the storage's.
         if !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary {
@@ -449,7 +495,11 @@ impl<E: Env> Compute<E> {
                 st.startup.basebackup_bytes = backup.bytes;
             }
             st.startup.prepare_pgdata_ms = ms(t_pgdata - t0);
-            st.startup.start_postgres_ms = ms(t_started - t_pgdata);
+            st.startup.start_postgres_ms = ms(t_ready - t_pgdata);
+            st.startup.catch_up_ms = ms(durable_took.catch_up);
+            st.startup.promote_ms = ms(durable_took.promote);
+            st.startup.announce_ms = ms(durable_took.announce);
+            st.startup.quorum_ms = ms(durable_took.quorum);
             st.startup.config_ms = ms(t_done - t_started);
             st.startup.total_startup_ms = ms(t_done - t0 + wait_for_spec);
         });

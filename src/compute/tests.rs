@@ -18,6 +18,8 @@ fn compute() -> Arc<Compute<TokioEnv>> {
         shutdown_timeout: Duration::from_secs(1),
         activity_interval: Duration::from_secs(1),
         cgroup_procs: None,
+        advertise: None,
+        quorum_deadline: crate::params::DEFAULT_QUORUM_DEADLINE,
     };
     Compute::new(TokioEnv::new(), params)
 }

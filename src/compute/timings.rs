@@ -19,6 +19,13 @@ pub struct StartupTimings {
     pub start_postgres_ms: u64,
     pub config_ms: u64,
     pub total_startup_ms: u64,
+    /// A primary with safekeepers (0 otherwise): replaying up to the most
+    /// advanced safekeeper, the promotion onto a new timeline, pointing the
+    /// safekeepers at this compute, and waiting for a quorum to stream.
+    pub catch_up_ms: u64,
+    pub promote_ms: u64,
+    pub announce_ms: u64,
+    pub quorum_ms: u64,
 }
 
 /// How far a catalog apply got before a terminate request or the

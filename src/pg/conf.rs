@@ -277,7 +277,22 @@ pub fn render_postgresql_conf_as(
     text.push_str(MANAGED_BEGIN);
     text.push('\n');
     let mut spec_listen: Option<&str> = None;
+    let quorum = quorum_names(spec);
+    let mut spec_sync_commit: Option<&str> = None;
     for opt in spec.settings() {
+        if quorum.is_some() {
+            match opt.name.to_ascii_lowercase().as_str() {
+                "synchronous_standby_names" => {
+                    warnings.push("the spec's synchronous_standby_names is ignored: a primary with safekeepers waits for a majority of them".into());
+                    continue;
+                }
+                "synchronous_commit" => {
+                    spec_sync_commit = opt.value.as_deref();
+                    continue;
+                }
+                _ => {}
+            }
+        }
         render_setting(opt, conn, &mut text, &mut warnings, &mut spec_listen);
     }
     text.push_str(&format!("port = {}\n", conn.port));
@@ -296,6 +311,9 @@ pub fn render_postgresql_conf_as(
         "listen_addresses = {}\n",
         quote_conf_value(&listen)
     ));
+    if let Some(names) = &quorum {
+        render_quorum(names, spec_sync_commit, &mut text, &mut warnings);
+    }
     text.push_str(MANAGED_END);
     text.push('\n');
     text.push_str(&format!(
@@ -303,6 +321,48 @@ pub fn render_postgresql_conf_as(
         quote_conf_value(OVERRIDE_FILE)
     ));
     RenderedConf { text, warnings }
+}
+
+/// The safekeepers' names when `spec` is a primary with safekeepers (its
+/// commits then wait for a majority of them); `None` otherwise.
+pub fn quorum_names(spec: &ComputeSpec) -> Option<Vec<String>> {
+    if spec.mode != ComputeMode::Primary || spec.safekeeper_connstrings.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = spec
+        .safekeeper_connstrings
+        .iter()
+        .filter_map(|c| crate::storage::Endpoint::parse(c, "-").ok())
+        .map(|e| crate::storage::safekeeper_name(&e.host, e.port))
+        .collect();
+    Some(names)
+}
+
+/// `synchronous_standby_names = 'ANY q (...)'` and `synchronous_commit` at
+/// least `on` (the spec's `remote_apply` is kept; `off`, `local` and
+/// `remote_write` would acknowledge a commit no majority has flushed).
+fn render_quorum(
+    names: &[String],
+    spec_sync_commit: Option<&str>,
+    text: &mut String,
+    warnings: &mut Vec<String>,
+) {
+    text.push_str(&format!(
+        "synchronous_standby_names = {}\n",
+        quote_conf_value(&crate::storage::synchronous_standby_names(names))
+    ));
+    let commit = match spec_sync_commit.map(|v| v.trim().to_ascii_lowercase()) {
+        Some(v) if v == "remote_apply" => "remote_apply",
+        Some(v) if v == "on" || v == "true" || v == "yes" || v == "1" => "on",
+        Some(v) => {
+            warnings.push(format!(
+                "the spec's synchronous_commit = {v} is raised to on: a primary with safekeepers acknowledges a commit only once a majority flushed it"
+            ));
+            "on"
+        }
+        None => "on",
+    };
+    text.push_str(&format!("synchronous_commit = {commit}\n"));
 }
 
 /// Renders one `cluster.settings` entry into the managed block.
@@ -355,6 +415,17 @@ fn render_setting<'a>(
 
 /// Renders `pg_hba.conf` for the superuser `superuser`.
 pub fn render_pg_hba(superuser: &str) -> Result<String, PgError> {
+    render_pg_hba_with(superuser, &[])
+}
+
+/// `pg_hba.conf` that also lets the superuser stream WAL (replication
+/// only) to the safekeepers at `replication_hosts` (trusted like the
+/// loopback: the storage's own addresses). Hosts that are not a plain IP
+/// or host name are skipped.
+pub fn render_pg_hba_with(
+    superuser: &str,
+    replication_hosts: &[String],
+) -> Result<String, PgError> {
     if superuser.is_empty() || superuser.contains(['"', '\n', '\r', '\0']) {
         return Err(PgError::Config(format!(
             "the --connstr user {superuser:?} cannot be written to pg_hba.conf (empty, or contains a double quote or line break); use a plain role name such as cloud_admin"
@@ -371,6 +442,19 @@ pub fn render_pg_hba(superuser: &str) -> Result<String, PgError> {
         for net in ["127.0.0.1/32", "::1/128"] {
             t.push_str(&format!("host    {db:<12} {su:<13} {net:<14} trust\n"));
         }
+    }
+    let mut hosts: Vec<String> = replication_hosts
+        .iter()
+        .filter(|h| !crate::params::is_loopback_host(h))
+        .filter_map(|h| hba_address(h))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    if !hosts.is_empty() {
+        t.push_str("# The safekeepers stream WAL from this compute as the superuser.\n");
+    }
+    for h in hosts {
+        t.push_str(&format!("host    replication  {su:<13} {h:<14} trust\n"));
     }
     for net in ["0.0.0.0/0", "::/0"] {
         t.push_str(&format!("host    all          {su:<13} {net:<14} reject\n"));
@@ -391,6 +475,21 @@ pub fn render_pg_hba(superuser: &str) -> Result<String, PgError> {
     Ok(t)
 }
 
+/// A host as a `pg_hba.conf` address: an IP with its full mask, a host name
+/// as is; `None` for anything else.
+fn hba_address(host: &str) -> Option<String> {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    match h.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => Some(format!("{ip}/32")),
+        Ok(IpAddr::V6(ip)) => Some(format!("{ip}/128")),
+        Err(_) => (!h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-'))
+        .then(|| h.to_string()),
+    }
+}
+
 /// Writes `postgresql.conf` and `pg_hba.conf` into PGDATA atomically (temp
 /// file, rename; no fsync, since PGDATA never outlives a crash: see
 /// [`crate::env::Fs::write_atomic`]); warnings about overridden settings go
@@ -405,7 +504,13 @@ pub async fn write_config<E: Env>(
     for w in &conf.warnings {
         tracing::warn!("postgresql.conf: {w}");
     }
-    let hba = render_pg_hba(&params.conn.user)?;
+    let sk_hosts: Vec<String> = spec
+        .safekeeper_connstrings
+        .iter()
+        .filter_map(|c| crate::storage::Endpoint::parse(c, "-").ok())
+        .map(|e| e.host)
+        .collect();
+    let hba = render_pg_hba_with(&params.conn.user, &sk_hosts)?;
     for (name, data) in [("postgresql.conf", conf.text), ("pg_hba.conf", hba)] {
         let path = params.pgdata.join(name);
         // An unchanged file is not rewritten (pg_hba.conf never changes after
@@ -451,6 +556,60 @@ mod tests {
 
     fn settings(s: &[(&str, &str, &str)]) -> serde_json::Value {
         serde_json::json!({"settings": s.iter().map(|(n, v, t)| serde_json::json!({"name": n, "value": v, "vartype": t})).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn a_primary_with_safekeepers_waits_for_a_majority_from_the_first_commit() {
+        let sks = serde_json::json!(["127.0.0.1:7001", "127.0.0.1:7002", "10.0.0.3:7003"]);
+        let mut j = settings(&[
+            ("synchronous_commit", "off", "enum"),
+            ("synchronous_standby_names", "x", "string"),
+        ]);
+        let s = spec(serde_json::json!({"safekeeper_connstrings": sks, "cluster": j.clone()}));
+        let r = render_postgresql_conf(&s, &conn(55432));
+        assert!(r.text.contains(
+            "synchronous_standby_names = 'ANY 2 (\"sk_127_0_0_1_7001\", \"sk_127_0_0_1_7002\", \"sk_10_0_0_3_7003\")'\n"
+        ));
+        assert!(r.text.contains("synchronous_commit = on\n"));
+        assert!(!r.text.contains("synchronous_commit = off"));
+        assert!(!r.text.contains("= 'x'"));
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+        let managed = &r.text[r.text.find(MANAGED_BEGIN).unwrap()..];
+        assert!(
+            managed.contains("synchronous_commit"),
+            "after the spec's settings"
+        );
+        j["settings"][0]["value"] = "remote_apply".into();
+        let s = spec(serde_json::json!({"safekeeper_connstrings": sks, "cluster": j}));
+        assert!(
+            render_postgresql_conf(&s, &conn(1))
+                .text
+                .contains("synchronous_commit = remote_apply\n")
+        );
+        // A replica or a primary without safekeepers: no quorum.
+        let s = spec(serde_json::json!({"cluster": {}}));
+        assert!(
+            !render_postgresql_conf(&s, &conn(1))
+                .text
+                .contains("synchronous_standby_names")
+        );
+        let hba = render_pg_hba_with(
+            "cloud_admin",
+            &[
+                "10.0.0.3".into(),
+                "127.0.0.1".into(),
+                "sk-1.local".into(),
+                "bad host".into(),
+            ],
+        )
+        .unwrap();
+        assert!(
+            hba.contains("host    replication  \"cloud_admin\" 10.0.0.3/32    trust\n"),
+            "{hba}"
+        );
+        assert!(hba.contains("sk-1.local"));
+        assert!(!hba.contains("bad host"));
+        assert!(hba.find("10.0.0.3/32").unwrap() < hba.find("reject").unwrap());
     }
 
     #[test]

@@ -17,13 +17,16 @@ mod stale;
 pub use crate::spec::redact_connstr;
 pub use conf::{
     DEFAULT_REPLICA_NAME, MANAGED_BEGIN, MANAGED_END, OVERRIDE_FILE, REPLICA_RETRY_INTERVAL,
-    RenderedConf, primary_conninfo, quote_conf_value, render_pg_hba, render_postgresql_conf,
-    render_postgresql_conf_as, render_value, write_config,
+    RenderedConf, primary_conninfo, quorum_names, quote_conf_value, render_pg_hba,
+    render_pg_hba_with, render_postgresql_conf, render_postgresql_conf_as, render_value,
+    write_config,
 };
 pub use connect::{APPLICATION_NAME, ConnectError, connect, reload_via_sql, session_options};
 pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use error::{PgError, describe_error, is_unreachable};
-pub use pgdata::{BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata};
+pub use pgdata::{
+    BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, prepare_pgdata_from,
+};
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};
 pub use stale::{stop_stale_postmaster, stop_stale_tools};

@@ -89,6 +89,18 @@ pub async fn prepare_pgdata<E: Env>(
     params: &ComputeParams,
     spec: &ComputeSpec,
 ) -> Result<Prepared, PgError> {
+    prepare_pgdata_from(env, params, spec, None).await
+}
+
+/// [`prepare_pgdata`] with the base backup taken from `source` (a libpq
+/// connection string) instead of `pageserver_connstring`: a primary with
+/// safekeepers takes it from a safekeeper when its source is down.
+pub async fn prepare_pgdata_from<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+    source: Option<&str>,
+) -> Result<Prepared, PgError> {
     let pgdata = &params.pgdata;
     if pgdata.parent().is_none() || pgdata.as_os_str().is_empty() {
         return Err(PgError::Config(format!(
@@ -117,10 +129,10 @@ pub async fn prepare_pgdata<E: Env>(
             .await
             .map_err(io("cannot hand PGDATA to the postgres user"))?;
     }
-    match spec
+    match source.or(spec
         .pageserver_connstring
         .as_deref()
-        .filter(|c| !c.trim().is_empty())
+        .filter(|c| !c.trim().is_empty()))
     {
         Some(source) => {
             let end_lsn = base_backup(env, params, source, who).await?;

@@ -89,6 +89,28 @@ impl Endpoint {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+
+    /// The libpq `key=value` form (for `pg_basebackup -d` and
+    /// `primary_conninfo`), with `application_name` when given. It carries
+    /// the password when the connection string had one: never log it, show
+    /// [`Endpoint::shown`].
+    pub fn conninfo(&self, application_name: Option<&str>) -> String {
+        let q = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut out = format!("host={} port={}", q(&self.host), self.port);
+        if let Some(u) = self.config.get_user() {
+            out.push_str(&format!(" user={}", q(u)));
+        }
+        if let Some(p) = self.config.get_password() {
+            out.push_str(&format!(" password={}", q(&String::from_utf8_lossy(p))));
+        }
+        if let Some(d) = self.config.get_dbname() {
+            out.push_str(&format!(" dbname={}", q(d)));
+        }
+        if let Some(a) = application_name {
+            out.push_str(&format!(" application_name={}", q(a)));
+        }
+        out
+    }
 }
 
 /// A libpq connection string with its password replaced by `***`, for logs

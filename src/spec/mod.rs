@@ -18,7 +18,7 @@ pub use lsn::{Lsn, LsnParseError};
 pub use model::*;
 pub use validate::{
     MAX_NAME_BYTES, SpecProblem, ValidationContext, is_guc_name, is_md5_hex, mode_name, validate,
-    validate_change,
+    validate_advertise, validate_change,
 };
 
 /// Why a spec could not be turned into something we can apply.

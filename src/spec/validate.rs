@@ -164,14 +164,55 @@ fn check_storage(spec: &ComputeSpec, ctx: &ValidationContext, out: &mut Vec<Spec
             out.push(SpecProblem::new("$.pageserver_connstring", e.to_string()));
         }
     }
+    let mut seen: Vec<(String, usize)> = Vec::new();
     for (i, c) in spec.safekeeper_connstrings.iter().enumerate() {
-        if let Err(e) = Endpoint::parse(c, &ctx.superuser) {
-            out.push(SpecProblem::new(
+        match Endpoint::parse(c, &ctx.superuser) {
+            Err(e) => out.push(SpecProblem::new(
                 format!("$.safekeeper_connstrings[{i}]"),
                 e.to_string(),
-            ));
+            )),
+            Ok(ep) => {
+                let addr = format!("{}:{}", ep.host.to_ascii_lowercase(), ep.port);
+                match seen.iter().find(|(a, _)| *a == addr) {
+                    Some((_, j)) => out.push(SpecProblem::new(
+                        format!("$.safekeeper_connstrings[{i}]"),
+                        format!(
+                            "{addr} is also safekeeper_connstrings[{j}]: each safekeeper counts once towards the quorum; list it once"
+                        ),
+                    )),
+                    None => seen.push((addr, i)),
+                }
+            }
         }
     }
+}
+
+/// Whether the safekeepers of `spec` can reach this compute at
+/// `advertised` (where they stream WAL from): a loopback address only
+/// serves safekeepers on this machine.
+pub fn validate_advertise(
+    spec: &ComputeSpec,
+    advertised: &crate::params::AdvertiseAddr,
+) -> Vec<SpecProblem> {
+    if matches!(spec.mode, ComputeMode::Static(_)) || !advertised.is_loopback() {
+        return Vec::new();
+    }
+    spec.safekeeper_connstrings
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let ep = Endpoint::parse(c, "-").ok()?;
+            (!crate::params::is_loopback_host(&ep.host)).then(|| {
+                SpecProblem::new(
+                    format!("$.safekeeper_connstrings[{i}]"),
+                    format!(
+                        "the safekeeper {} is not on this machine, but this compute is advertised at the loopback address {advertised}, which it cannot reach; start compute_ctl with --advertise-addr host:port reachable from the safekeepers",
+                        ep.shown
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 /// `primary`, `replica` or `static`.

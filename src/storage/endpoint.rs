@@ -34,6 +34,70 @@ pub enum SessionError {
 }
 
 impl Endpoint {
+    /// Runs `statements` one after the other (simple query protocol, each
+    /// its own transaction: `ALTER SYSTEM` refuses a transaction block) in
+    /// one new session, all within `within`.
+    pub async fn execute<E: Env>(
+        &self,
+        env: &E,
+        statements: &[&str],
+        within: Duration,
+    ) -> Result<(), SessionError> {
+        let addr = self.addr();
+        let attempt = async {
+            let (client, conn) = self.session(env).await?;
+            let mut result = Ok(());
+            for sql in statements {
+                if let Err(source) = client.simple_query(sql).await {
+                    result = Err(SessionError::Query {
+                        addr: addr.clone(),
+                        source,
+                    });
+                    break;
+                }
+            }
+            drop(client);
+            conn.abort();
+            result
+        };
+        match timeout(env, within, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Timeout {
+                addr,
+                after: within,
+            }),
+        }
+    }
+
+    /// A new session: TCP through the Env, then the startup handshake
+    /// under the supervisor's application name.
+    async fn session<E: Env>(
+        &self,
+        env: &E,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), SessionError> {
+        let addr = self.addr();
+        let stream = env
+            .connect(&self.host, self.port)
+            .await
+            .map_err(|source| SessionError::Tcp {
+                addr: addr.clone(),
+                source,
+            })?;
+        let mut config = self.config.clone();
+        config.application_name(crate::pg::APPLICATION_NAME);
+        let (client, connection) = config
+            .connect_raw(stream, tokio_postgres::NoTls)
+            .await
+            .map_err(|source| SessionError::Startup {
+                addr: addr.clone(),
+                source,
+            })?;
+        let conn = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((client, conn))
+    }
+
     /// Runs `sql` (simple query protocol) in a new session and returns the
     /// text columns of its first row, all within `within`.
     pub async fn query_row<E: Env>(
@@ -44,25 +108,7 @@ impl Endpoint {
     ) -> Result<Vec<Option<String>>, SessionError> {
         let addr = self.addr();
         let attempt = async {
-            let stream =
-                env.connect(&self.host, self.port)
-                    .await
-                    .map_err(|source| SessionError::Tcp {
-                        addr: addr.clone(),
-                        source,
-                    })?;
-            let mut config = self.config.clone();
-            config.application_name(crate::pg::APPLICATION_NAME);
-            let (client, connection) = config
-                .connect_raw(stream, tokio_postgres::NoTls)
-                .await
-                .map_err(|source| SessionError::Startup {
-                    addr: addr.clone(),
-                    source,
-                })?;
-            let conn = tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let (client, conn) = self.session(env).await?;
             let rows = client.simple_query(sql).await;
             drop(client);
             conn.abort();

@@ -12,13 +12,22 @@
 //! ([`Endpoint`], parsed in `spec/`). This module sits below `compute/` and
 //! uses `pg/` (the session's application name), `spec/` and `params.rs` only.
 
+mod announce;
+mod catchup;
 mod endpoint;
+mod quorum;
 mod replication;
 mod safekeepers;
 mod wait;
 
 pub use crate::spec::{Lsn, LsnParseError};
+pub use announce::{AnnounceError, announce, conninfo_for, explain_absent};
+pub use catchup::{CatchUpPlan, PromoteError, Promoted, plan_catch_up, prepare_catch_up, promote};
 pub use endpoint::{Endpoint, EndpointError, SessionError};
+pub use quorum::{
+    QuorumStatus, STAT_REPLICATION_SQL, Safekeeper, SafekeeperStatus, Sender, parse_senders,
+    safekeeper_name, safekeepers, states_from_senders, synchronous_standby_names,
+};
 pub use replication::{REPLICATION_SQL, ReadReplication, ReplicationStatus, read_replication};
 pub use safekeepers::{
     NoQuorum, POSITION_SQL, SafekeeperAnswer, SyncOutcome, WalPosition, commit_lsn, majority,

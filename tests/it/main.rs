@@ -18,6 +18,7 @@ mod catalog_dry_run_http;
 mod catalog_options;
 mod catalog_render;
 mod crash_phases;
+mod durable_primary;
 mod e2e_container;
 mod fuzz;
 mod graceful_stop;

@@ -41,6 +41,8 @@ fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
             shutdown_timeout: Duration::from_secs(1),
             activity_interval: Duration::from_secs(1),
             cgroup_procs: None,
+            advertise: None,
+            quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
         },
     )
 }
@@ -280,7 +282,7 @@ fn the_checker_rejects_responses_that_do_not_match() {
     let status = json!({"status": "running", "start_time": "2026-11-25T18:00:00.000Z",
         "last_active": null, "error": null, "operation_uuid": null, "pending_restart": [],
         "tenant": null, "timeline": null, "ignored_spec_fields": [], "replication": null,
-        "catalog_interrupted": null});
+        "catalog_interrupted": null, "safekeepers": null, "quorum": null});
     let seen = |status: u16, ct: &'static str, body: &str| -> Result<(), String> {
         let body = body.to_string();
         let mut api2 = OpenApi::load();

@@ -252,10 +252,12 @@ async fn the_base_backup_waits_until_the_storage_reaches_the_commit_lsn() {
     a.exec("INSERT INTO t VALUES (1, 'committed before the start')")
         .await;
     let commit = a.wal_lsn().await;
-    // Safekeepers: A twice (a majority at A's flush LSN) and a dead one.
+    // Safekeepers: A under two names (a majority at A's flush LSN) and a
+    // dead one. A replica: a primary with safekeepers catches up from them
+    // itself (tests/durable_primary.rs).
     let dead = format!("127.0.0.1:{}", free_port());
-    let mut s = spec(json!("Primary"), &b.connstr(), "op-start");
-    s["safekeeper_connstrings"] = json!([a.connstr(), a.connstr(), dead]);
+    let mut s = spec(json!("Replica"), &b.connstr(), "op-start");
+    s["safekeeper_connstrings"] = json!([a.connstr(), format!("localhost:{}", a.port), dead]);
     let c = Compute::start(ComputeOpts::with_spec(s));
     c.wait_log("waiting for the storage to reach the commit LSN", WITHIN)
         .await;
@@ -269,7 +271,7 @@ async fn the_base_backup_waits_until_the_storage_reaches_the_commit_lsn() {
         Some("committed before the start")
     );
     let repl = c.status().await["replication"].clone();
-    assert_eq!(repl["mode"], "primary", "{repl}");
+    assert_eq!(repl["mode"], "replica", "{repl}");
     let got: u64 = lsn(repl["commit_lsn"].as_str().expect("commit_lsn"));
     assert!(
         got >= lsn(&commit),

@@ -29,7 +29,7 @@ use crate::env::Env;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiQuery};
 use crate::http::json_body::SpecJson;
-use crate::spec::{ComputeSpec, ValidationContext, validate, validate_change};
+use crate::spec::{ComputeSpec, ValidationContext, validate, validate_advertise, validate_change};
 use crate::state::ComputeStatus;
 
 /// The request body (Neon's `ConfigurationRequest`; unknown fields are ignored).
@@ -81,6 +81,7 @@ async fn apply<E: Env>(
         superuser: compute.params.conn.user.clone(),
     };
     let mut problems = validate(&req.spec, &ctx);
+    problems.extend(validate_advertise(&req.spec, &compute.params.advertised()));
     let current = compute.state();
     if let Some(running) = current.spec.as_deref().filter(|_| current.postgres_started) {
         problems.extend(validate_change(running, &req.spec));

@@ -46,6 +46,12 @@ pub struct StatusBody {
     /// How far the last catalog apply got when a terminate or the
     /// postmaster's exit cut it short; null otherwise.
     pub catalog_interrupted: Option<crate::compute::CatalogInterrupted>,
+    /// A primary with safekeepers: each safekeeper's `name`, `state`
+    /// (`streaming`, `catching_up`, `unreachable`, `diverged`), `reason`,
+    /// `flush_lsn` and `replay_lsn`; null otherwise.
+    pub safekeepers: Option<Vec<crate::storage::SafekeeperStatus>>,
+    /// The quorum commits wait for (`q of n`) and whether it holds now.
+    pub quorum: Option<crate::storage::QuorumStatus>,
 }
 
 impl StatusBody {
@@ -74,6 +80,8 @@ impl StatusBody {
             ignored_spec_fields: spec.map(|s| s.ignored_fields.clone()).unwrap_or_default(),
             replication: st.replication.clone(),
             catalog_interrupted: st.catalog_interrupted.clone(),
+            safekeepers: st.safekeepers.as_ref().map(|s| s.members.clone()),
+            quorum: st.safekeepers.as_ref().map(|s| s.quorum.clone()),
         }
     }
 }

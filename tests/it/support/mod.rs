@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod os;
 pub mod ports;
 pub mod postgres;
+pub mod safekeepers;
 pub mod storage;
 pub mod supervisor;
 

@@ -1,0 +1,381 @@
+//! A primary with safekeepers: the steps of its start that make an
+//! acknowledged commit survive the compute (ARCHITECTURE.md, "Storage"):
+//! catch up to the most advanced safekeeper, promote onto a new timeline,
+//! announce to every safekeeper, wait for a quorum to stream. Also the
+//! watcher that keeps `/status.safekeepers` current (and re-announces to a
+//! safekeeper that came back), and the `/terminate` LSN a quorum flushed.
+//! The supervisor only calls these.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde::Serialize;
+
+use super::{Compute, ms};
+use crate::env::Env;
+use crate::spec::{ComputeMode, ComputeSpec};
+use crate::storage::{
+    self, CatchUpPlan, Endpoint, Lsn, QuorumStatus, Safekeeper, SafekeeperAnswer, SafekeeperStatus,
+};
+
+/// How long one question to a safekeeper or our own Postgres may take.
+const ASK: Duration = Duration::from_secs(2);
+/// How long the new primary may take to replay up to the most advanced
+/// safekeeper before it promotes.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the quorum is checked while the start waits for it.
+const QUORUM_POLL: Duration = Duration::from_millis(50);
+/// How often a safekeeper without a WAL sender is announced to again.
+const REANNOUNCE_EVERY: Duration = Duration::from_secs(2);
+/// How often the watcher samples the safekeepers.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// The reason a safekeeper has until it is asked why it has no WAL sender.
+const ABSENT: &str = "no WAL sender on this compute";
+
+/// `/status.safekeepers` and `/status.quorum`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SafekeepersState {
+    pub members: Vec<SafekeeperStatus>,
+    pub quorum: QuorumStatus,
+}
+
+/// What the safekeeper phases of a start took.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct DurableTimings {
+    pub catch_up: Duration,
+    pub promote: Duration,
+    pub announce: Duration,
+    pub quorum: Duration,
+}
+
+/// Whether `spec` is a primary whose commits wait for safekeepers.
+pub(super) fn is_durable(spec: &ComputeSpec) -> bool {
+    spec.mode == ComputeMode::Primary && !spec.safekeeper_connstrings.is_empty()
+}
+
+impl<E: Env> Compute<E> {
+    /// Our own Postgres, as a storage endpoint (the `-C` target).
+    fn own_endpoint(&self) -> Result<Endpoint, String> {
+        let c = &self.params.conn;
+        Endpoint::parse(
+            &format!(
+                "host={} port={} user={} dbname={}",
+                c.host, c.port, c.user, c.dbname
+            ),
+            &c.user,
+        )
+        .map_err(|e| format!("the -C target cannot be used: {e}"))
+    }
+
+    fn safekeepers_of(&self, spec: &ComputeSpec) -> Result<Vec<Safekeeper>, String> {
+        storage::safekeepers(&spec.safekeeper_connstrings, &self.params.conn.user)
+            .map_err(|e| format!("safekeeper_connstrings: {e}"))
+    }
+
+    /// Step 2 of a durable start: the base backup source and the safekeeper
+    /// to catch up from, from the sync's answers.
+    pub(super) async fn plan_catch_up(
+        &self,
+        spec: &ComputeSpec,
+        answers: &[SafekeeperAnswer],
+    ) -> Result<CatchUpPlan, String> {
+        let sks = self.safekeepers_of(spec)?;
+        let name = self.params.compute_id.as_deref().unwrap_or("compute_ctl");
+        let plan = storage::plan_catch_up(
+            &self.env,
+            spec.pageserver_connstring.as_deref(),
+            &sks,
+            answers,
+            &self.params.conn.user,
+            name,
+        )
+        .await?;
+        tracing::info!(backup_from = %plan.backup_shown, catch_up_from = %plan.stream_shown, target = %plan.target, "catch-up planned: the new primary replays up to the most advanced safekeeper before it promotes");
+        Ok(plan)
+    }
+
+    /// Step 3: PGDATA from the planned source, as a standby of the most
+    /// advanced safekeeper.
+    pub(super) async fn prepare_durable_pgdata(
+        &self,
+        spec: &ComputeSpec,
+        plan: &CatchUpPlan,
+    ) -> Result<crate::pg::Prepared, String> {
+        let prepared = crate::pg::prepare_pgdata_from(
+            &self.env,
+            &self.params,
+            spec,
+            Some(&plan.backup_source),
+        )
+        .await
+        .map_err(|e| format!("preparing PGDATA failed: {e}"))?;
+        storage::prepare_catch_up(&self.env, &self.params.pgdata, plan)
+            .await
+            .map_err(|e| format!("preparing the catch-up of the new primary failed: {e}"))?;
+        Ok(prepared)
+    }
+
+    /// Steps 4 to 6, once Postgres accepts connections as a standby: replay
+    /// up to the plan's target, promote onto a new timeline, announce to
+    /// every safekeeper, wait (at most `--quorum-deadline`) for a quorum to
+    /// stream. `Err` is the failure reason, with each safekeeper's state.
+    pub(super) async fn promote_and_announce(
+        &self,
+        spec: &ComputeSpec,
+        plan: &CatchUpPlan,
+    ) -> Result<DurableTimings, String> {
+        let own = self.own_endpoint()?;
+        let sks = self.safekeepers_of(spec)?;
+        let mut t = DurableTimings::default();
+
+        self.env.failpoint("start.catch_up");
+        let t0 = self.env.now();
+        storage::wait_for_lsn(&self.env, &own, plan.target, CATCH_UP_TIMEOUT)
+            .await
+            .map_err(|e| {
+                format!(
+                    "the new primary did not replay the WAL of the most advanced safekeeper {} up to {}: {e}",
+                    plan.stream_shown, plan.target
+                )
+            })?;
+        t.catch_up = self.env.now() - t0;
+
+        self.env.failpoint("start.promote");
+        let t1 = self.env.now();
+        let promoted = storage::promote(&self.env, &own, Duration::from_secs(60))
+            .await
+            .map_err(|e| format!("promoting the new primary failed: {e}"))?;
+        t.promote = self.env.now() - t1;
+        tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
+
+        self.env.failpoint("start.announce");
+        let t2 = self.env.now();
+        let announced = self.announce_all(&sks).await;
+        for (sk, r) in sks.iter().zip(&announced) {
+            match r {
+                Ok(()) => {
+                    tracing::info!(safekeeper = %sk.endpoint.shown, name = %sk.name, "announced")
+                }
+                Err(e) => {
+                    tracing::warn!(safekeeper = %sk.endpoint.shown, error = %e, "cannot announce to a safekeeper; retried while it does not stream")
+                }
+            }
+        }
+        t.announce = self.env.now() - t2;
+
+        self.env.failpoint("start.quorum");
+        let t3 = self.env.now();
+        let deadline = t3 + self.params.quorum_deadline;
+        let mut next_announce = t3 + REANNOUNCE_EVERY;
+        loop {
+            let members = self
+                .sample_safekeepers(&own, &sks, promoted.timeline, promoted.fork_lsn, false)
+                .await;
+            let quorum = QuorumStatus::of(&members, promoted.timeline, promoted.fork_lsn);
+            let holds = quorum.holds;
+            let now = self.env.now();
+            if holds || now >= deadline {
+                let members = if holds {
+                    members
+                } else {
+                    self.sample_safekeepers(&own, &sks, promoted.timeline, promoted.fork_lsn, true)
+                        .await
+                };
+                let quorum = QuorumStatus::of(&members, promoted.timeline, promoted.fork_lsn);
+                let shown = describe(&members);
+                self.state.send_modify(|st| {
+                    st.safekeepers = Some(SafekeepersState {
+                        members,
+                        quorum: quorum.clone(),
+                    })
+                });
+                if !holds {
+                    return Err(format!(
+                        "no quorum of safekeepers streams from this primary within {:?} (--quorum-deadline): {} of {} needed, {} streaming; {shown}",
+                        self.params.quorum_deadline, quorum.need, quorum.total, quorum.streaming
+                    ));
+                }
+                break;
+            }
+            if now >= next_announce {
+                next_announce = now + REANNOUNCE_EVERY;
+                let absent: Vec<Safekeeper> = sks
+                    .iter()
+                    .zip(&members)
+                    .filter(|(_, m)| m.state != "streaming")
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                let _ = self.announce_all(&absent).await;
+            }
+            self.env.sleep(QUORUM_POLL).await;
+        }
+        t.quorum = self.env.now() - t3;
+        tracing::info!(
+            catch_up_ms = ms(t.catch_up),
+            promote_ms = ms(t.promote),
+            announce_ms = ms(t.announce),
+            quorum_ms = ms(t.quorum),
+            "a quorum of safekeepers streams from this primary"
+        );
+        Ok(t)
+    }
+
+    /// Points each of `sks` at this compute, in parallel.
+    async fn announce_all(&self, sks: &[Safekeeper]) -> Vec<Result<(), storage::AnnounceError>> {
+        let advertised = self.params.advertised();
+        let user = &self.params.conn.user;
+        join_all(sks.iter().map(|sk| {
+            let conninfo = storage::conninfo_for(&advertised, user, sk);
+            async move { storage::announce(&self.env, sk, &conninfo, ASK).await }
+        }))
+        .await
+    }
+
+    /// Each safekeeper's state: from our WAL senders, and for those without
+    /// one (when `explain`) from asking the safekeeper itself.
+    async fn sample_safekeepers(
+        &self,
+        own: &Endpoint,
+        sks: &[Safekeeper],
+        timeline: u32,
+        fork_lsn: Lsn,
+        explain: bool,
+    ) -> Vec<SafekeeperStatus> {
+        let senders = match own
+            .query_row(&self.env, storage::STAT_REPLICATION_SQL, ASK)
+            .await
+        {
+            Ok(row) => storage::parse_senders(&row.first().cloned().flatten().unwrap_or_default())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read pg_stat_replication");
+                    Vec::new()
+                }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read pg_stat_replication");
+                Vec::new()
+            }
+        };
+        let members = storage::states_from_senders(sks, &senders, ABSENT);
+        if !explain {
+            return members;
+        }
+        join_all(sks.iter().zip(members).map(|(sk, m)| async move {
+            if m.reason.as_deref() == Some(ABSENT) {
+                storage::explain_absent(&self.env, sk, timeline, fork_lsn, ASK).await
+            } else {
+                m
+            }
+        }))
+        .await
+    }
+
+    /// Starts the task that keeps `/status.safekeepers` current and
+    /// announces again to a safekeeper that does not stream (one that was
+    /// down at start and came back still points at the old primary).
+    pub(super) fn watch_safekeepers(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move { this.safekeepers_loop().await });
+    }
+
+    async fn safekeepers_loop(self: Arc<Self>) {
+        let Ok(own) = self.own_endpoint() else { return };
+        let mut diverged_logged: Vec<String> = Vec::new();
+        loop {
+            let st = self.state();
+            if st.supervisor_exited
+                || matches!(
+                    st.status,
+                    crate::state::ComputeStatus::TerminationPending
+                        | crate::state::ComputeStatus::Terminated
+                )
+            {
+                return;
+            }
+            let (Some(spec), Some(prev)) = (st.spec, st.safekeepers) else {
+                return;
+            };
+            let Ok(sks) = self.safekeepers_of(&spec) else {
+                return;
+            };
+            let (tli, fork) = (prev.quorum.timeline, prev.quorum.fork_lsn);
+            // A safekeeper without a WAL sender is pointed at us again (one
+            // question when it already is), then asked why.
+            let quick = self.sample_safekeepers(&own, &sks, tli, fork, false).await;
+            let absent: Vec<Safekeeper> = sks
+                .iter()
+                .zip(&quick)
+                .filter(|(_, m)| m.reason.as_deref() == Some(ABSENT))
+                .map(|(s, _)| s.clone())
+                .collect();
+            let members = if absent.is_empty() {
+                quick
+            } else {
+                let _ = self.announce_all(&absent).await;
+                self.sample_safekeepers(&own, &sks, tli, fork, true).await
+            };
+            for m in members.iter().filter(|m| m.state == "diverged") {
+                if !diverged_logged.contains(&m.name) {
+                    diverged_logged.push(m.name.clone());
+                    tracing::error!(safekeeper = %m.safekeeper, reason = ?m.reason, "a safekeeper diverged from this compute's timeline; compute_ctl never rewinds or re-clones it (the storage's job); the quorum goes on with the others");
+                }
+            }
+            let quorum = QuorumStatus::of(&members, tli, fork);
+            let next = SafekeepersState { members, quorum };
+            self.state.send_if_modified(|st| {
+                if st.safekeepers.as_ref() == Some(&next) {
+                    false
+                } else {
+                    st.safekeepers = Some(next);
+                    true
+                }
+            });
+            self.env.sleep(SAMPLE_EVERY).await;
+        }
+    }
+
+    /// `/terminate`'s `lsn` for a primary with safekeepers, once Postgres
+    /// stopped (a fast shutdown waits for its WAL senders): the highest
+    /// LSN a majority of the safekeepers flushed, where the next start
+    /// resumes. `None` without safekeepers or without a quorum's answer.
+    pub(super) async fn quorum_flushed_lsn(&self) -> Option<Lsn> {
+        let spec = self.state().spec?;
+        if !is_durable(&spec) {
+            return None;
+        }
+        match storage::sync_safekeepers(
+            &self.env,
+            &spec.safekeeper_connstrings,
+            &self.params.conn.user,
+            super::supervisor::SAFEKEEPER_TIMEOUT,
+        )
+        .await
+        {
+            Ok(s) => Some(s.commit_lsn),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell which LSN a quorum of safekeepers flushed; /terminate answers the shutdown checkpoint");
+                None
+            }
+        }
+    }
+}
+
+/// Each safekeeper's state on one line, for an error.
+fn describe(members: &[SafekeeperStatus]) -> String {
+    members
+        .iter()
+        .map(|m| {
+            format!(
+                "{} ({}): {}{}",
+                m.name,
+                m.safekeeper,
+                m.state,
+                m.reason
+                    .as_deref()
+                    .map(|r| format!(", {r}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

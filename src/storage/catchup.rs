@@ -1,0 +1,170 @@
+//! The catch-up of a new primary with safekeepers, before it takes writes:
+//! its data must hold every WAL record any reachable safekeeper flushed,
+//! or an acknowledged commit would be lost.
+//!
+//! The base backup comes from `pageserver_connstring` when it answers, else
+//! from the most advanced safekeeper. Either may be behind that safekeeper
+//! (and a backup of a standby ends at its `minRecoveryPoint`, which can lag
+//! what it replayed), so the compute does not rely on the backup's end: it
+//! starts as a standby of the most advanced safekeeper (`standby.signal`,
+//! `primary_conninfo` in `postgresql.auto.conf`: cascading replication
+//! sends what the safekeeper received), waits until it has replayed that
+//! safekeeper's flushed LSN, and only then promotes onto a new timeline
+//! ([`promote`]). No reachable safekeeper then has WAL past the fork point.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Endpoint, Lsn, Safekeeper, SafekeeperAnswer, wal_position};
+use crate::env::Env;
+
+/// How long the source may take to answer whether it is up.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the new primary's data comes from and up to where it must replay.
+#[derive(Debug, Clone)]
+pub struct CatchUpPlan {
+    /// `pg_basebackup -d` (libpq; may carry a password: never log it).
+    pub backup_source: String,
+    /// The backup source for messages, redacted.
+    pub backup_shown: String,
+    /// `primary_conninfo` of the catch-up: the most advanced safekeeper.
+    pub stream_from: String,
+    /// That safekeeper for messages, redacted.
+    pub stream_shown: String,
+    /// The highest LSN a reachable safekeeper flushed.
+    pub target: Lsn,
+}
+
+/// Picks the backup source and the safekeeper to catch up from, given the
+/// sync's `answers` (in the order of `safekeepers`).
+pub async fn plan_catch_up<E: Env>(
+    env: &E,
+    pageserver: Option<&str>,
+    safekeepers: &[Safekeeper],
+    answers: &[SafekeeperAnswer],
+    user: &str,
+    application_name: &str,
+) -> Result<CatchUpPlan, String> {
+    let mut best: Option<(usize, Lsn)> = None;
+    for (i, a) in answers.iter().enumerate() {
+        if let Some(l) = a.flush_lsn {
+            if best.is_none_or(|(_, b)| l > b) {
+                best = Some((i, l));
+            }
+        }
+    }
+    let Some((i, target)) = best else {
+        return Err("no safekeeper answered with a WAL position".into());
+    };
+    let Some(sk) = safekeepers.get(i) else {
+        return Err("the sync answered for an unknown safekeeper".into());
+    };
+    let stream_from = sk.endpoint.conninfo(Some(application_name));
+    let from_sk = (sk.endpoint.conninfo(None), sk.endpoint.shown.clone());
+    let (backup_source, backup_shown) = match pageserver.filter(|c| !c.trim().is_empty()) {
+        None => from_sk,
+        Some(c) => match Endpoint::parse(c, user) {
+            Err(e) => return Err(format!("pageserver_connstring: {e}")),
+            Ok(ep) => match wal_position(env, &ep, PROBE_TIMEOUT).await {
+                Ok(_) => (ep.conninfo(None), ep.shown.clone()),
+                Err(e) => {
+                    tracing::warn!(pageserver = %ep.shown, error = %e, safekeeper = %sk.endpoint.shown, "the base backup source does not answer; taking the backup from the most advanced safekeeper");
+                    from_sk
+                }
+            },
+        },
+    };
+    Ok(CatchUpPlan {
+        backup_source,
+        backup_shown,
+        stream_from,
+        stream_shown: sk.endpoint.shown.clone(),
+        target,
+    })
+}
+
+/// Makes the fresh PGDATA a standby of the most advanced safekeeper: the
+/// signal file and `primary_conninfo` in `postgresql.auto.conf` (which the
+/// base backup left empty), reset at promotion.
+pub async fn prepare_catch_up<E: Env>(
+    env: &E,
+    pgdata: &Path,
+    plan: &CatchUpPlan,
+) -> std::io::Result<()> {
+    let conninfo = crate::pg::quote_conf_value(&plan.stream_from);
+    let auto = format!(
+        "# Written by compute_ctl: this new primary first replays the WAL of the most\n\
+         # advanced safekeeper, then promotes; reset at promotion.\n\
+         primary_conninfo = {conninfo}\n\
+         wal_retrieve_retry_interval = '200ms'\n"
+    );
+    env.write_atomic(&pgdata.join("postgresql.auto.conf"), auto.as_bytes())
+        .await?;
+    env.write_atomic(&pgdata.join(crate::pg::STANDBY_SIGNAL), b"")
+        .await
+}
+
+/// Where a promotion left the new primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Promoted {
+    /// What it had replayed when promoted: where its timeline forks.
+    pub fork_lsn: Lsn,
+    /// Its new timeline.
+    pub timeline: u32,
+}
+
+/// Why a catch-up or a promotion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error("asking the new primary failed: {0}")]
+    Session(#[from] super::SessionError),
+    #[error("pg_promote() did not finish within {0:?}")]
+    NotPromoted(Duration),
+    #[error("after pg_promote() the new primary answered something unexpected: {0}")]
+    Unexpected(String),
+}
+
+/// Promotes our own Postgres (`own`) onto a new timeline and resets the
+/// catch-up's `primary_conninfo`.
+pub async fn promote<E: Env>(
+    env: &E,
+    own: &Endpoint,
+    within: Duration,
+) -> Result<Promoted, PromoteError> {
+    let before = wal_position(env, own, within).await?;
+    let secs = within.as_secs().max(1);
+    let row = own
+        .query_row(
+            env,
+            &format!("SELECT pg_promote(true, {secs})"),
+            within + Duration::from_secs(1),
+        )
+        .await?;
+    if row.first().cloned().flatten().as_deref() != Some("t") {
+        return Err(PromoteError::NotPromoted(within));
+    }
+    own.execute(
+        env,
+        &["ALTER SYSTEM RESET ALL", "SELECT pg_reload_conf()"],
+        within,
+    )
+    .await?;
+    let row = own
+        .query_row(
+            env,
+            "SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+            within,
+        )
+        .await?;
+    let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    if col(0) != "f" {
+        return Err(PromoteError::Unexpected("still in recovery".into()));
+    }
+    let timeline = u32::from_str_radix(&col(1), 16)
+        .map_err(|e| PromoteError::Unexpected(format!("timeline {:?}: {e}", col(1))))?;
+    Ok(Promoted {
+        fork_lsn: before.replayed,
+        timeline,
+    })
+}

@@ -1,0 +1,249 @@
+//! The durable primary on real Postgres 15: a primary compute with three
+//! safekeepers (streaming standbys of a bootstrap cluster that is then
+//! stopped) loses no acknowledged write. One set of servers serves the
+//! whole story, to keep the file's wall time small:
+//!
+//! 1. compute A starts (catch-up, promote, announce, quorum) and a client
+//!    writes one row per transaction; the pageserver safekeeper is killed
+//!    mid-stream and commits go on (2 of 3);
+//! 2. compute_ctl and every Postgres of A are killed with -9, the
+//!    pageserver safekeeper comes back behind;
+//! 3. compute B starts on a new PGDATA and port: every acknowledged row is
+//!    there and all three safekeepers stream from it, on a new timeline;
+//! 4. one safekeeper down: commits go on; two down: a commit waits, and is
+//!    acknowledged once one is back;
+//! 5. bad input (duplicate safekeepers, an unparsable connection string)
+//!    is a 400 naming the field, and nothing changes;
+//! 6. a fast terminate of B answers the LSN a quorum flushed, and compute
+//!    C resumes exactly there.
+
+// Tests may use the OS clock (clippy.toml is for the library).
+#![allow(clippy::disallowed_methods)]
+
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::safekeepers::Safekeepers;
+use crate::support::{fixture, wait_for};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// A primary with the three safekeepers, its base backup source the first.
+fn spec(sks: &Safekeepers, op: &str) -> Value {
+    let mut s = fixture("spec.json");
+    s["operation_uuid"] = op.into();
+    s["pageserver_connstring"] = sks.members[0].connstr().into();
+    s["safekeeper_connstrings"] = json!(sks.connstrings());
+    // A standby needs max_connections at least its primary's: the test
+    // safekeepers run with 40.
+    for setting in s["cluster"]["settings"].as_array_mut().unwrap() {
+        if setting["name"] == "max_connections" {
+            setting["value"] = "40".into();
+        }
+    }
+    s
+}
+
+/// Starts a compute with `spec` and waits until it runs; returns it with
+/// the time from its spawn to `running`.
+async fn start(spec: &Value) -> (Compute, Duration) {
+    let t0 = Instant::now();
+    let c = Compute::start(ComputeOpts::with_spec(spec.clone()));
+    c.wait_status("running", WITHIN).await;
+    (c, t0.elapsed())
+}
+
+/// Waits until `/status` shows every safekeeper streaming; returns it.
+async fn wait_all_streaming(c: &Compute) -> Value {
+    wait_for(WITHIN, "all three safekeepers to stream", || async {
+        let st = c.status().await;
+        let all = st["safekeepers"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3 && a.iter().all(|s| s["state"] == "streaming"));
+        all.then_some(st)
+    })
+    .await
+}
+
+/// Inserts `id` in its own transaction; true once acknowledged.
+async fn insert(client: &tokio_postgres::Client, id: i32) -> bool {
+    client
+        .execute("INSERT INTO acked VALUES ($1)", &[&id])
+        .await
+        .is_ok()
+}
+
+/// Every id in `acked`.
+async fn present(c: &Compute) -> BTreeSet<i32> {
+    let client = c.sql("postgres", "durable-test").await;
+    client
+        .query("SELECT id FROM acked", &[])
+        .await
+        .expect("read acked")
+        .iter()
+        .map(|r| r.get::<_, i32>(0))
+        .collect()
+}
+
+/// Kills compute_ctl and every Postgres process of its PGDATA with -9.
+fn kill_everything(c: &Compute) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    c.signal(Signal::SIGKILL);
+    for pid in c.postgres_processes() {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_and_move() {
+    need_postgres!();
+    let mut sks = Safekeepers::start().await;
+    let spec_a = spec(&sks, "a");
+
+    // 1. Compute A: quorum from the first commit.
+    let (a, took_a) = start(&spec_a).await;
+    let st = wait_all_streaming(&a).await;
+    assert_eq!(st["quorum"]["quorum"], "2 of 3", "{st}");
+    assert_eq!(st["quorum"]["holds"], true);
+    let tli_a = st["quorum"]["timeline"].as_u64().unwrap();
+    assert!(tli_a >= 2, "a start promotes onto a new timeline: {st}");
+    assert_eq!(
+        a.sql_value("SHOW synchronous_standby_names").await,
+        format!(
+            "ANY 2 (\"sk_127_0_0_1_{}\", \"sk_127_0_0_1_{}\", \"sk_127_0_0_1_{}\")",
+            sks.members[0].port, sks.members[1].port, sks.members[2].port
+        )
+    );
+    assert_eq!(a.sql_value("SHOW synchronous_commit").await, "on");
+    let metrics = a.get("/metrics.json").await.json();
+    eprintln!(
+        "start to running with the safekeeper steps: {} ms (spawn to running, as the test saw it); /metrics.json: {metrics}",
+        took_a.as_millis()
+    );
+
+    let client = a.sql("postgres", "writer").await;
+    let mut acked = BTreeSet::new();
+    for id in 0..100 {
+        assert!(
+            insert(&client, id).await,
+            "insert {id} with all safekeepers up"
+        );
+        acked.insert(id);
+    }
+    // The pageserver safekeeper goes down mid-stream: commits go on.
+    sks.kill(0);
+    for id in 100..200 {
+        assert!(
+            insert(&client, id).await,
+            "insert {id} with 2 of 3 safekeepers"
+        );
+        acked.insert(id);
+    }
+
+    // 2. Everything of A dies; the pageserver comes back behind.
+    kill_everything(&a);
+    a.wait_exit(WITHIN).await;
+    drop(client);
+    sks.restart(0).await;
+
+    // 3. Compute B on a new PGDATA and port.
+    let (b, took_b) = start(&spec(&sks, "b")).await;
+    let got = present(&b).await;
+    let missing: Vec<_> = acked.difference(&got).collect();
+    eprintln!(
+        "acknowledged rows written: {}, present after kill -9 and a move: {}, missing: {}; start to running: {} ms",
+        acked.len(),
+        acked.intersection(&got).count(),
+        missing.len(),
+        took_b.as_millis()
+    );
+    assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
+    let st = wait_all_streaming(&b).await;
+    let tli_b = st["quorum"]["timeline"].as_u64().unwrap();
+    assert!(tli_b > tli_a, "B forks a newer timeline than A: {st}");
+
+    // 4. One safekeeper down: commits go on. Two down: a commit waits.
+    let client = b.sql("postgres", "writer").await;
+    sks.kill(1);
+    assert!(insert(&client, 1000).await);
+    sks.kill(2);
+    let waiting = tokio::spawn(async move { (insert(&client, 1001).await, client) });
+    wait_for(WITHIN, "the commit to wait for the quorum", || async {
+        let w = b
+            .sql_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'writer' AND wait_event = 'SyncRep'")
+            .await;
+        (w == "1").then_some(())
+    })
+    .await;
+    assert!(!waiting.is_finished(), "no commit without a quorum");
+    wait_for(
+        WITHIN,
+        "/status to say the quorum does not hold",
+        || async {
+            let st = b.status().await;
+            (st["quorum"]["holds"] == false && st["quorum"]["streaming"] == 1).then_some(())
+        },
+    )
+    .await;
+    assert!(!waiting.is_finished(), "no commit without a quorum");
+    sks.restart(1).await;
+    let (ok, _client) = tokio::time::timeout(WITHIN, waiting)
+        .await
+        .expect("the commit is acknowledged once a second safekeeper is back")
+        .unwrap();
+    assert!(ok);
+    sks.restart(2).await;
+    wait_all_streaming(&b).await;
+
+    // 5. Bad input: 400 naming the field, nothing changed.
+    let before = b.sql_value("SHOW synchronous_standby_names").await;
+    let mut dup = spec(&sks, "dup");
+    dup["safekeeper_connstrings"] = json!([
+        sks.connstrings()[0],
+        sks.connstrings()[1],
+        sks.connstrings()[0]
+    ]);
+    let r = b.configure(&dup, None).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("$.safekeeper_connstrings[2]"), "{}", r.text);
+    let mut bad = spec(&sks, "bad");
+    bad["safekeeper_connstrings"][1] = "host=x port=notaport".into();
+    let r = b.configure(&bad, None).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("$.safekeeper_connstrings[1]"), "{}", r.text);
+    assert_eq!(b.sql_value("SHOW synchronous_standby_names").await, before);
+    assert_eq!(b.status().await["status"], "running");
+
+    // 6. Terminate answers what a quorum flushed; C resumes exactly there.
+    let r = b.terminate("fast", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Postgres has stopped once /terminate answers (compute_ctl itself
+    // lingers a few seconds for the control plane: not waited for).
+    let lsn = r.json()["lsn"].as_str().expect("an lsn").to_string();
+    let (c, _) = start(&spec(&sks, "c")).await;
+    let st = c.status().await;
+    assert_eq!(st["replication"]["commit_lsn"], lsn.as_str(), "{st}");
+    let got = present(&c).await;
+    assert!(got.contains(&1000) && got.contains(&1001) && acked.is_subset(&got));
+}
+
+#[tokio::test]
+async fn a_loopback_advertise_addr_with_a_remote_safekeeper_exits_2() {
+    need_postgres!();
+    let mut s = fixture("spec.json");
+    s["safekeeper_connstrings"] = json!(["10.1.2.3:5454"]);
+    s["pageserver_connstring"] = "host=127.0.0.1 port=1".into();
+    let c = Compute::start(ComputeOpts::with_spec(s));
+    let exit = c.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(2), "{}", c.log());
+    assert!(c.log().contains("--advertise-addr"), "{}", c.log());
+    assert!(
+        c.log().contains("$.safekeeper_connstrings[0]"),
+        "{}",
+        c.log()
+    );
+}
