@@ -2,7 +2,10 @@
 //! HTTP API and the binary call on it. The long-running loop that starts,
 //! reconfigures and stops Postgres is in [`supervisor`].
 
+mod config_check;
+mod deprecations;
 mod replication;
+mod source_major;
 mod supervisor;
 mod timings;
 
@@ -14,6 +17,8 @@ use tokio::sync::watch;
 
 pub use crate::env::ms;
 pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
+pub use config_check::ConfigRefused;
+pub use deprecations::deprecations;
 pub use supervisor::RunOutcome;
 pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
 
@@ -69,6 +74,11 @@ pub struct ComputeState {
     /// The last catalog apply, when a terminate or the postmaster's exit cut
     /// it short; cleared by the next apply that completes.
     pub catalog_interrupted: Option<CatalogInterrupted>,
+    /// The last configure whose config Postgres refused after the reload
+    /// (rolled back); cleared by the next configure that applies.
+    pub config_refused: Option<ConfigRefused>,
+    /// The major of the Postgres binary, once its settings catalogue was read.
+    pub pg_major: Option<u32>,
 }
 
 /// Why a spec was not accepted.
@@ -100,6 +110,8 @@ pub struct Compute<E: Env> {
     /// What a reconfigure compares against to report pending restarts; set
     /// once, when Postgres is started.
     restart_basis: std::sync::OnceLock<supervisor::RestartBasis>,
+    /// The settings of `params.pgbin`, read once (`None`: it could not be read).
+    settings_catalogue: tokio::sync::OnceCell<Option<Arc<crate::pg::SettingsCatalogue>>>,
 }
 
 impl<E: Env> Compute<E> {
@@ -122,6 +134,8 @@ impl<E: Env> Compute<E> {
             terminate_lsn: None,
             replication: None,
             catalog_interrupted: None,
+            config_refused: None,
+            pg_major: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);
@@ -131,6 +145,7 @@ impl<E: Env> Compute<E> {
             metrics,
             state: watch::Sender::new(state),
             restart_basis: std::sync::OnceLock::new(),
+            settings_catalogue: tokio::sync::OnceCell::new(),
         })
     }
 

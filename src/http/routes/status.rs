@@ -46,6 +46,15 @@ pub struct StatusBody {
     /// How far the last catalog apply got when a terminate or the
     /// postmaster's exit cut it short; null otherwise.
     pub catalog_interrupted: Option<crate::compute::CatalogInterrupted>,
+    /// The last configure whose config Postgres refused after the reload
+    /// (Postgres' error lines; the previous config was put back); null once
+    /// a configure applies.
+    pub config_refused: Option<crate::compute::ConfigRefused>,
+    /// What the running major deprecates in the spec in effect, once per
+    /// role (PostgreSQL 18: md5 passwords).
+    pub deprecations: Vec<String>,
+    /// The major of the Postgres binary; null until it was read.
+    pub pg_major: Option<u32>,
 }
 
 impl StatusBody {
@@ -66,6 +75,11 @@ impl StatusBody {
             ignored_spec_fields: spec.map(|s| s.ignored_fields.clone()).unwrap_or_default(),
             replication: st.replication.clone(),
             catalog_interrupted: st.catalog_interrupted.clone(),
+            config_refused: st.config_refused.clone(),
+            deprecations: spec
+                .map(|s| crate::compute::deprecations(s, st.pg_major))
+                .unwrap_or_default(),
+            pg_major: st.pg_major,
         }
     }
 }
