@@ -55,19 +55,42 @@ impl<E: Env> Compute<E> {
     }
 
     /// The settings of `spec` that the binary in use refuses, as spec
-    /// problems (JSON path; the message names the major).
+    /// problems (JSON path; the message names the major). A name that
+    /// `--describe-config` does not list is asked of Postgres once
+    /// (`pg::setting_exists`, remembered per name).
     pub async fn setting_problems(&self, spec: &ComputeSpec) -> Vec<SpecProblem> {
         let Some(catalogue) = self.settings_catalogue().await else {
             return Vec::new();
         };
-        catalogue
-            .check_spec(spec)
-            .into_iter()
-            .map(|r| SpecProblem {
+        let mut out = Vec::new();
+        for r in catalogue.check_spec(spec) {
+            if let Some(name) = &r.unlisted {
+                let known = self
+                    .unlisted_settings
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(name).copied());
+                let exists = match known {
+                    Some(e) => Some(e),
+                    None => {
+                        let e = pg::setting_exists(&self.env, &self.params, name).await;
+                        if let (Some(e), Ok(mut m)) = (e, self.unlisted_settings.lock()) {
+                            m.insert(name.clone(), e);
+                        }
+                        e
+                    }
+                };
+                // Refused only when Postgres confirms it does not know it.
+                if exists != Some(false) {
+                    continue;
+                }
+            }
+            out.push(SpecProblem {
                 path: r.path,
                 message: r.message,
-            })
-            .collect()
+            });
+        }
+        out
     }
 
     /// After the reload of `spec`: whether Postgres took its config. When

@@ -112,6 +112,8 @@ pub struct Compute<E: Env> {
     restart_basis: std::sync::OnceLock<supervisor::RestartBasis>,
     /// The settings of `params.pgbin`, read once (`None`: it could not be read).
     settings_catalogue: tokio::sync::OnceCell<Option<Arc<crate::pg::SettingsCatalogue>>>,
+    /// Names `--describe-config` does not list, and whether Postgres knows them.
+    unlisted_settings: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
 }
 
 impl<E: Env> Compute<E> {
@@ -146,6 +148,7 @@ impl<E: Env> Compute<E> {
             state: watch::Sender::new(state),
             restart_basis: std::sync::OnceLock::new(),
             settings_catalogue: tokio::sync::OnceCell::new(),
+            unlisted_settings: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 

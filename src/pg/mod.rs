@@ -34,6 +34,6 @@ pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};
 pub use settings_catalogue::{
     SettingDef, SettingKind, SettingRefusal, SettingsCatalogue, parse_major,
-    read_settings_catalogue,
+    read_settings_catalogue, setting_exists,
 };
 pub use stale::{stop_stale_postmaster, stop_stale_tools};

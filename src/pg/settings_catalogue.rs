@@ -66,6 +66,11 @@ pub struct SettingRefusal {
     /// JSON path of the spec field, e.g. `$.cluster.settings[2].value`.
     pub path: String,
     pub message: String,
+    /// The name, when the refusal is that `--describe-config` does not
+    /// list it: that listing leaves out settings marked "not in sample"
+    /// (`application_name`, developer settings), so such a name is
+    /// confirmed with [`setting_exists`] before it is refused.
+    pub unlisted: Option<String>,
 }
 
 impl SettingsCatalogue {
@@ -166,23 +171,25 @@ impl SettingsCatalogue {
                 continue;
             };
             if let Err(message) = self.check(&opt.name, value) {
-                let field = if self.get(&opt.name).is_none() {
-                    "name"
-                } else {
-                    "value"
-                };
+                let unlisted = self.get(&opt.name).is_none();
                 out.push(SettingRefusal {
-                    path: format!("$.cluster.settings[{i}].{field}"),
+                    path: format!(
+                        "$.cluster.settings[{i}].{}",
+                        if unlisted { "name" } else { "value" }
+                    ),
                     message,
+                    unlisted: unlisted.then(|| opt.name.to_ascii_lowercase()),
                 });
             }
         }
         if let Some(conf) = &spec.cluster.postgresql_conf {
             for (name, value) in super::conf_values(conf) {
                 if let Err(message) = self.check(&name, &value) {
+                    let unlisted = self.get(&name).is_none();
                     out.push(SettingRefusal {
                         path: "$.cluster.postgresql_conf".into(),
                         message,
+                        unlisted: unlisted.then_some(name),
                     });
                 }
             }
@@ -277,6 +284,31 @@ async fn run_postgres<E: Env>(
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether the binary knows `name`, asked of Postgres itself:
+/// `postgres -D PGDATA -C name` (it works beside a running server and reads
+/// only the config files). `None` when it cannot say (no PGDATA yet, the
+/// program cannot run): then Postgres judges the name when it loads it.
+pub async fn setting_exists<E: Env>(env: &E, params: &ComputeParams, name: &str) -> Option<bool> {
+    let who = env.postgres_identity().ok()?;
+    let mut cmd = CommandSpec::new(&params.pgbin)
+        .arg("-D")
+        .arg(params.pgdata.display().to_string())
+        .arg("-C")
+        .arg(name)
+        .run_as(who);
+    cmd.current_dir = Some("/".into());
+    let out = timeout(env, DESCRIBE_TIMEOUT, env.output(&cmd))
+        .await
+        .ok()?
+        .ok()?;
+    if out.status.success() {
+        return Some(true);
+    }
+    String::from_utf8_lossy(&out.stderr)
+        .contains("unrecognized configuration parameter")
+        .then_some(false)
 }
 
 /// The major of `postgres --version` output (`postgres (PostgreSQL) 17.11`).
