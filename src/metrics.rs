@@ -66,6 +66,8 @@ pub struct Metrics {
     phase_seconds: Family<PhaseLabel, Histogram>,
     statements: Family<StatementLabel, Counter>,
     http_requests: Family<HttpLabel, Counter>,
+    /// Configures whose config Postgres refused after the reload (rolled back).
+    config_refused: Counter,
     /// Tasks alive in the runtime, read when the metrics are encoded (a
     /// leak of tasks per request shows as growth here).
     tasks: Gauge,
@@ -112,6 +114,12 @@ impl Metrics {
             "HTTP API responses by route pattern, method and status code",
             http_requests.clone(),
         );
+        let config_refused = Counter::default();
+        registry.register(
+            "config_refused",
+            "Configures whose postgresql.conf Postgres refused after the reload (the previous one was put back)",
+            config_refused.clone(),
+        );
         let tasks = Gauge::default();
         registry.register(
             "runtime_alive_tasks",
@@ -134,8 +142,19 @@ impl Metrics {
             phase_seconds,
             statements,
             http_requests,
+            config_refused,
             tasks,
         }
+    }
+
+    /// Counts a configure whose config Postgres refused.
+    pub fn count_config_refused(&self) {
+        self.config_refused.inc();
+    }
+
+    /// Configures whose config Postgres refused so far.
+    pub fn config_refused(&self) -> u64 {
+        self.config_refused.get()
     }
 
     /// Marks `status` as the current one.

@@ -1,7 +1,8 @@
 //! The invariants checked on every seed.
 //!
-//! - A skip-flag notify issues ZERO SQL statements (catalog or otherwise),
-//!   reloads Postgres by signal, and its reconfigure finishes within
+//! - A skip-flag notify issues no catalog statement and no SQL reload, and
+//!   at most one statement at all: the `pg_file_settings` check after the
+//!   reload (issue 24); it reloads Postgres by signal, and its reconfigure finishes within
 //!   [`NOTIFY_BOUND`] of simulated time, whatever the number of roles.
 //! - Every status transition the watch channel shows is legal.
 //! - After the faults stop, the compute converges to the last accepted spec
@@ -57,6 +58,22 @@ pub fn check_notify(shared: &Shared, shape: &SpecShape, t0: u64, t1: u64, reload
             "skip-flag notify (op {op}) issued {} catalog/reload statement(s); first: {}",
             stmts.len(),
             first.chars().take(80).collect::<String>()
+        ));
+    }
+    let checks = shared
+        .lock()
+        .statements
+        .iter()
+        .filter(|s| {
+            s.application_name == compute_ctl::pg::APPLICATION_NAME
+                && s.t_us >= t0
+                && s.t_us <= t1
+                && s.sql == compute_ctl::pg::FILE_SETTINGS_QUERY
+        })
+        .count();
+    if checks > 1 {
+        shared.violation(format!(
+            "skip-flag notify (op {op}) read pg_file_settings {checks} times (one check after its reload)"
         ));
     }
     let Some(compute) = shared.compute() else {

@@ -23,13 +23,14 @@ pub use crate::spec::role_options::{RoleAttrs, RoleOptionError, parse_role_optio
 pub use model::Model;
 pub use ops::{DbOption, Op, RoleAttr, Secret};
 pub use plan::{
-    ExtensionTarget, PlanError, extension_targets, plan, plan_extensions, wanted_extensions,
+    ExtensionTarget, PlanError, extension_targets, plan, plan_extensions, stored_password,
+    wanted_extensions,
 };
 pub use preview::{PlannedStatement, Preview, READ_ONLY_SQL, preview};
 pub use render::{EXTENSIONS_MARKER, render, render_redacted};
 pub use snapshot::{
-    DatabaseInfo, EXTENSIONS_SQL, InstalledExtension, RoleInfo, SNAPSHOT_SQL, Snapshot,
-    SnapshotError, parse_extensions, parse_snapshot,
+    DatabaseInfo, EXTENSIONS_SQL, InstalledExtension, MemberGrant, RoleInfo, SNAPSHOT_SQL,
+    Snapshot, SnapshotError, parse_extensions, parse_snapshot,
 };
 
 use crate::env::Env;

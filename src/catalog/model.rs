@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::ops::{DbOption, Op, Secret};
-use super::snapshot::{DatabaseInfo, RoleInfo, Snapshot};
+use super::snapshot::{DatabaseInfo, MemberGrant, RoleInfo, Snapshot};
 use crate::spec::role_options::RoleAttrs;
 
 /// A role in the model.
@@ -21,6 +21,21 @@ pub struct ModelRole {
     pub attrs: RoleAttrs,
     /// The roles it is a member of.
     pub member_of: BTreeSet<String>,
+    /// Who granted each membership of `member_of`, where known (since
+    /// PostgreSQL 16 one grant per grantor; a membership of an older
+    /// snapshot has no entry). A membership ends when its last grant does.
+    pub grantors: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The grantors of each membership, from the snapshot's grants.
+fn grantors_of(r: &RoleInfo) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for g in &r.member_grants {
+        out.entry(g.role.clone())
+            .or_default()
+            .insert(g.grantor.clone());
+    }
+    out
 }
 
 /// A database in the model.
@@ -82,6 +97,7 @@ impl Model {
                             builtin: r.builtin,
                             attrs: r.attrs.clone(),
                             member_of: r.member_of.iter().cloned().collect(),
+                            grantors: grantors_of(r),
                         },
                     )
                 })
@@ -122,6 +138,16 @@ impl Model {
                     builtin: r.builtin,
                     attrs: r.attrs.clone(),
                     member_of: r.member_of.iter().cloned().collect(),
+                    member_grants: r
+                        .grantors
+                        .iter()
+                        .flat_map(|(role, by)| {
+                            by.iter().map(|g| MemberGrant {
+                                role: role.clone(),
+                                grantor: g.clone(),
+                            })
+                        })
+                        .collect(),
                 })
                 .collect(),
             databases: self
@@ -222,6 +248,7 @@ impl Model {
                         builtin: false,
                         attrs: role_attrs,
                         member_of: BTreeSet::new(),
+                        grantors: BTreeMap::new(),
                     },
                 );
             }
@@ -239,11 +266,39 @@ impl Model {
                         "granting {role:?} to {member:?} would make a membership loop"
                     ));
                 }
-                self.role_mut(member)?.member_of.insert(role.clone());
+                let grantor = self.current_user.clone();
+                let m = self.role_mut(member)?;
+                // A membership of an older snapshot has unknown grantors:
+                // it stays so (Postgres 15 says "already a member").
+                if m.member_of.insert(role.clone()) || m.grantors.contains_key(role) {
+                    m.grantors.entry(role.clone()).or_default().insert(grantor);
+                }
             }
-            Op::RevokeRole { role, member } => {
+            Op::RevokeRole {
+                role,
+                member,
+                granted_by,
+            } => {
                 self.role(role)?;
-                self.role_mut(member)?.member_of.remove(role);
+                let m = self.role_mut(member)?;
+                match granted_by {
+                    // Every grant (a snapshot without grantors, or 15).
+                    None => {
+                        m.member_of.remove(role);
+                        m.grantors.remove(role);
+                    }
+                    // That grantor's grant; Postgres warns and does nothing
+                    // when there is none.
+                    Some(g) => {
+                        if let Some(by) = m.grantors.get_mut(role) {
+                            by.remove(g);
+                            if by.is_empty() {
+                                m.grantors.remove(role);
+                                m.member_of.remove(role);
+                            }
+                        }
+                    }
+                }
             }
             Op::AlterRolePassword { name, password } => {
                 self.role(name)?;
@@ -271,6 +326,14 @@ impl Model {
                 for r in self.roles.values_mut() {
                     if r.member_of.remove(from) {
                         r.member_of.insert(to.clone());
+                    }
+                    if let Some(by) = r.grantors.remove(from) {
+                        r.grantors.insert(to.clone(), by);
+                    }
+                    for by in r.grantors.values_mut() {
+                        if by.remove(from) {
+                            by.insert(to.clone());
+                        }
                     }
                 }
                 for d in self.databases.values_mut() {
@@ -304,6 +367,22 @@ impl Model {
                 self.roles.remove(name);
                 for r in self.roles.values_mut() {
                     r.member_of.remove(name);
+                    r.grantors.remove(name);
+                    // Its grants go with it (Postgres drops the rows whose
+                    // grantor is the dropped role).
+                    for by in r.grantors.values_mut() {
+                        by.remove(name);
+                    }
+                    let gone: Vec<String> = r
+                        .grantors
+                        .iter()
+                        .filter(|(_, by)| by.is_empty())
+                        .map(|(g, _)| g.clone())
+                        .collect();
+                    for g in gone {
+                        r.grantors.remove(&g);
+                        r.member_of.remove(&g);
+                    }
                 }
             }
             Op::CreateDatabase {

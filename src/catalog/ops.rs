@@ -76,8 +76,16 @@ pub enum Op {
     AlterRoleAttributes { name: String, attrs: Vec<RoleAttr> },
     /// `GRANT "role" TO "member"`
     GrantRole { role: String, member: String },
-    /// `REVOKE "role" FROM "member"`
-    RevokeRole { role: String, member: String },
+    /// `REVOKE "role" FROM "member" [GRANTED BY "grantor"]`. Since
+    /// PostgreSQL 16 a membership holds one grant per grantor and a plain
+    /// `REVOKE` removes only the current user's, so the planner revokes the
+    /// grant of each grantor the snapshot shows.
+    RevokeRole {
+        role: String,
+        member: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        granted_by: Option<String>,
+    },
     /// `ALTER ROLE "name" WITH PASSWORD '...' | NULL`
     AlterRolePassword {
         name: String,

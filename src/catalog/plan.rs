@@ -397,10 +397,27 @@ pub fn plan(
     for (member, in_role) in &memberships {
         let have = p.model.roles[member].member_of.clone();
         for group in have.iter().filter(|g| !in_role.contains(g)) {
-            p.push(Op::RevokeRole {
-                role: group.clone(),
-                member: member.clone(),
-            })?;
+            // Each grantor's grant (16+ keeps one per grantor); a plain
+            // REVOKE where the snapshot does not say who granted it.
+            let grantors = p.model.roles[member]
+                .grantors
+                .get(group)
+                .cloned()
+                .unwrap_or_default();
+            if grantors.is_empty() {
+                p.push(Op::RevokeRole {
+                    role: group.clone(),
+                    member: member.clone(),
+                    granted_by: None,
+                })?;
+            }
+            for grantor in grantors {
+                p.push(Op::RevokeRole {
+                    role: group.clone(),
+                    member: member.clone(),
+                    granted_by: Some(grantor),
+                })?;
+            }
         }
     }
     for (member, in_role) in &memberships {

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use super::model::Model;
 use super::ops::{DbOption, Secret};
 use super::plan::{PlanError, database_options, plan, stored_password};
-use super::snapshot::{DatabaseInfo, RoleInfo, Snapshot};
+use super::snapshot::{DatabaseInfo, MemberGrant, RoleInfo, Snapshot};
 use crate::spec::role_options::{RoleAttrs, parse_role_options};
 use crate::spec::{Cluster, ComputeSpec, Database, DeltaAction, DeltaOp, GenericOption, Role};
 
@@ -80,17 +80,27 @@ fn role_options() -> impl Strategy<Value = Vec<(&'static str, String)>> {
 
 prop_compose! {
     fn snapshot()(
-        roles in prop::collection::btree_map(name(), (stored(), attrs(), prop::collection::btree_set(name(), 0..3)), 0..5),
+        roles in prop::collection::btree_map(name(), (stored(), attrs(), prop::collection::btree_set(name(), 0..3), any::<bool>()), 0..5),
         dbs in prop::collection::btree_map(name(), (0..8usize, any::<bool>(), any::<bool>(), prop::bool::weighted(0.8), prop::sample::select(vec![-1, 3])), 0..5),
     ) -> Snapshot {
-        let mut role_infos = vec![RoleInfo { name: SUPERUSER.into(), password: None, superuser: true, builtin: true, attrs: RoleAttrs::default(), member_of: vec![] }];
+        let mut role_infos = vec![RoleInfo { name: SUPERUSER.into(), password: None, superuser: true, builtin: true, attrs: RoleAttrs::default(), member_of: vec![], member_grants: vec![] }];
         let owners: Vec<String> = std::iter::once(SUPERUSER.to_string()).chain(roles.keys().cloned()).collect();
         let names: BTreeSet<String> = roles.keys().cloned().collect();
         // Memberships between existing roles, without loops (only in roles
         // that sort after the member).
-        role_infos.extend(roles.into_iter().map(|(name, (password, attrs, groups))| {
-            let member_of = groups.into_iter().filter(|g| names.contains(g) && *g > name).collect();
-            RoleInfo { name, password, superuser: false, builtin: false, attrs, member_of }
+        // Each granted by the superuser and, as 16+ keeps one grant per
+        // grantor, sometimes also by another role.
+        let other_grantor = names.iter().next().cloned();
+        role_infos.extend(roles.into_iter().map(|(name, (password, attrs, groups, two_grantors))| {
+            let member_of: Vec<String> = groups.into_iter().filter(|g| names.contains(g) && *g > name).collect();
+            let mut member_grants = Vec::new();
+            for g in &member_of {
+                member_grants.push(MemberGrant { role: g.clone(), grantor: SUPERUSER.into() });
+                if let Some(o) = other_grantor.as_ref().filter(|_| two_grantors) {
+                    member_grants.push(MemberGrant { role: g.clone(), grantor: o.clone() });
+                }
+            }
+            RoleInfo { name, password, superuser: false, builtin: false, attrs, member_of, member_grants }
         }));
         let mut databases = vec![DatabaseInfo { name: OWN_DB.into(), owner: SUPERUSER.into(), allow_connections: true, is_template: false, valid: true, connection_limit: -1, extensions_marker: None }];
         databases.extend(dbs.into_iter().map(|(name, (o, allow, template, valid, connection_limit))| DatabaseInfo {
@@ -337,6 +347,7 @@ fn rename_then_delete_composes_and_md5_is_set_again() {
                 builtin: true,
                 attrs: RoleAttrs::default(),
                 member_of: vec![],
+                member_grants: vec![],
             },
             RoleInfo {
                 name: "old".into(),
@@ -345,6 +356,7 @@ fn rename_then_delete_composes_and_md5_is_set_again() {
                 builtin: false,
                 attrs: RoleAttrs::default(),
                 member_of: vec![],
+                member_grants: vec![],
             },
         ],
         databases: vec![DatabaseInfo {

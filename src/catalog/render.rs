@@ -105,7 +105,16 @@ fn render_with(op: &Op, redact: bool) -> String {
             sql
         }
         Op::GrantRole { role, member } => format!("GRANT {} TO {}", q(role), q(member)),
-        Op::RevokeRole { role, member } => format!("REVOKE {} FROM {}", q(role), q(member)),
+        Op::RevokeRole {
+            role,
+            member,
+            granted_by: None,
+        } => format!("REVOKE {} FROM {}", q(role), q(member)),
+        Op::RevokeRole {
+            role,
+            member,
+            granted_by: Some(g),
+        } => format!("REVOKE {} FROM {} GRANTED BY {}", q(role), q(member), q(g)),
         Op::AlterRolePassword { name, password: p } => {
             format!(
                 "ALTER ROLE {} WITH PASSWORD {}",

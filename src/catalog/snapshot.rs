@@ -18,6 +18,12 @@ use crate::spec::role_options::RoleAttrs;
 /// A database with `datconnlimit = -2` is invalid (an interrupted
 /// `DROP DATABASE`, Postgres 15). Roles with an OID below 16384
 /// (`FirstNormalObjectId`) are built in (bootstrap superuser, `pg_*`).
+/// Memberships are read per grant (`member_grants`: role and grantor; since
+/// PostgreSQL 16 `pg_auth_members` keeps one row per grantor) and, once per
+/// role, as `member_of`. The membership PostgreSQL 16+ gives a `CREATEROLE`
+/// role in each role it creates (`ADMIN OPTION`, without `INHERIT` or `SET`:
+/// it confers no privileges) is not a membership a spec's `in_role` speaks
+/// of, so it is left out (read through `to_jsonb`, as 15 has no such columns).
 /// `valid_until` is read in UTC as `YYYY-MM-DDTHH:MM:SSZ` (null for
 /// never and for infinity), the form the planner writes. The marker is
 /// the database-wide value of `compute_ctl.extensions` in
@@ -30,10 +36,16 @@ pub const SNAPSHOT_SQL: &str = "SELECT pg_catalog.json_build_object(\
 'replication', a.rolreplication, 'bypassrls', a.rolbypassrls, 'inherit', a.rolinherit, \
 'connection_limit', a.rolconnlimit, 'valid_until', \
 pg_catalog.to_char(a.rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')), \
-'member_of', COALESCE(ms.member_of, '[]'::json)) ORDER BY a.rolname) \
+'member_of', COALESCE(ms.member_of, '[]'::json), \
+'member_grants', COALESCE(ms.member_grants, '[]'::json)) ORDER BY a.rolname) \
 FROM pg_catalog.pg_authid a LEFT JOIN (SELECT m.member, \
-pg_catalog.json_agg(g.rolname ORDER BY g.rolname) AS member_of FROM pg_catalog.pg_auth_members m \
-JOIN pg_catalog.pg_authid g ON g.oid = m.roleid GROUP BY m.member) ms ON ms.member = a.oid), '[]'::json), \
+pg_catalog.json_agg(DISTINCT g.rolname ORDER BY g.rolname) AS member_of, \
+pg_catalog.json_agg(pg_catalog.json_build_object('role', g.rolname, 'grantor', gr.rolname) \
+ORDER BY g.rolname, gr.rolname) AS member_grants FROM pg_catalog.pg_auth_members m \
+JOIN pg_catalog.pg_authid g ON g.oid = m.roleid JOIN pg_catalog.pg_authid gr ON gr.oid = m.grantor \
+WHERE NOT (m.admin_option AND (pg_catalog.to_jsonb(m) ->> 'inherit_option') = 'false' \
+AND (pg_catalog.to_jsonb(m) ->> 'set_option') = 'false') \
+GROUP BY m.member) ms ON ms.member = a.oid), '[]'::json), \
 'databases', COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_object(\
 'name', d.datname, 'owner', pg_catalog.pg_get_userbyid(d.datdba), \
 'allow_connections', d.datallowconn, 'is_template', d.datistemplate, \
@@ -63,9 +75,20 @@ pub struct RoleInfo {
     /// Absent (an older snapshot): the `CREATE ROLE ... LOGIN` defaults.
     #[serde(default)]
     pub attrs: RoleAttrs,
-    /// The roles it is a member of, by name.
+    /// The roles it is a member of, by name, each once.
     #[serde(default)]
     pub member_of: Vec<String>,
+    /// Each grant of those memberships with its grantor (several per
+    /// membership since PostgreSQL 16); absent in an older snapshot.
+    #[serde(default)]
+    pub member_grants: Vec<MemberGrant>,
+}
+
+/// One grant of a membership: `role` granted by `grantor`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MemberGrant {
+    pub role: String,
+    pub grantor: String,
 }
 
 /// A database as the catalog holds it.

@@ -3,7 +3,10 @@
 //! reconfigures and stops Postgres is in [`supervisor`].
 
 mod durable;
+mod config_check;
+mod deprecations;
 mod replication;
+mod source_major;
 mod supervisor;
 mod timings;
 
@@ -16,6 +19,8 @@ use tokio::sync::watch;
 pub use crate::env::ms;
 pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
 pub use durable::SafekeepersState;
+pub use config_check::ConfigRefused;
+pub use deprecations::deprecations;
 pub use supervisor::RunOutcome;
 pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
 
@@ -78,6 +83,11 @@ pub struct ComputeState {
     /// A primary with safekeepers: each safekeeper's state and the quorum
     /// (sampled every second once running). `None` otherwise.
     pub safekeepers: Option<SafekeepersState>,
+    /// The last configure whose config Postgres refused after the reload
+    /// (rolled back); cleared by the next configure that applies.
+    pub config_refused: Option<ConfigRefused>,
+    /// The major of the Postgres binary, once its settings catalogue was read.
+    pub pg_major: Option<u32>,
 }
 
 /// Why a spec was not accepted.
@@ -109,6 +119,10 @@ pub struct Compute<E: Env> {
     /// What a reconfigure compares against to report pending restarts; set
     /// once, when Postgres is started.
     restart_basis: std::sync::OnceLock<supervisor::RestartBasis>,
+    /// The settings of `params.pgbin`, read once (`None`: it could not be read).
+    settings_catalogue: tokio::sync::OnceCell<Option<Arc<crate::pg::SettingsCatalogue>>>,
+    /// Names `--describe-config` does not list, and whether Postgres knows them.
+    unlisted_settings: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
 }
 
 /// The activity monitor's view of the compute (the monitor sits below
@@ -175,6 +189,8 @@ impl<E: Env> Compute<E> {
             catalog_interrupted: None,
             start_spec: false,
             safekeepers: None,
+            config_refused: None,
+            pg_major: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);
@@ -184,6 +200,8 @@ impl<E: Env> Compute<E> {
             metrics,
             state: watch::Sender::new(state),
             restart_basis: std::sync::OnceLock::new(),
+            settings_catalogue: tokio::sync::OnceCell::new(),
+            unlisted_settings: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 

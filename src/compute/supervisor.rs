@@ -359,6 +359,11 @@ impl<E: Env> Compute<E> {
         };
         let t_synced = t0 + sync_took;
 
+        // A source of another major is refused before the copy (source_major.rs).
+        if let Err(e) = self.check_source_major(&spec).await {
+            self.fail(e);
+            return Ok(());
+        }
         self.env.failpoint("start.prepare_pgdata");
         let prepared = match &catch_up {
             Some(plan) => {
@@ -510,6 +515,7 @@ impl<E: Env> Compute<E> {
     /// A reconfigure of running Postgres: config, reload by signal, then
     /// (unless `skip_pg_catalog_updates`) the catalog.
     async fn reconfigure(&self, postmaster: &mut Option<Postmaster>) -> Result<(), Interrupted> {
+        let previous = self.state().spec;
         let Some((spec, generation)) = self.begin(Event::BeginReconfigure) else {
             return Ok(());
         };
@@ -540,6 +546,11 @@ impl<E: Env> Compute<E> {
             self.fail(format!(
                 "reloading Postgres (SIGHUP to pid {pid}) failed: {e}"
             ));
+            return Ok(());
+        }
+        // Did Postgres take it? (one pg_file_settings query; see config_check)
+        if let Err(reason) = self.verify_reload(&spec, previous.as_deref(), pid).await {
+            self.fail(reason);
             return Ok(());
         }
         let t_reloaded = self.env.now();

@@ -2,16 +2,20 @@
 //! config files ([`conf`]), the postmaster process ([`postmaster`]), which
 //! settings need a restart ([`restart`]), the supervisor's SQL sessions
 //! ([`connect`]), the HTTP API's probes ([`probe`]) and a postmaster left
-//! behind by a killed run ([`stale`]).
+//! behind by a killed run ([`stale`]),
+//! the settings the binary knows ([`settings_catalogue`]) and what Postgres
+//! refused of its config files after a reload ([`file_settings`]).
 
 mod conf;
 mod connect;
 mod controldata;
 mod error;
+mod file_settings;
 mod pgdata;
 mod postmaster;
 pub mod probe;
 mod restart;
+mod settings_catalogue;
 mod stale;
 
 pub use crate::spec::redact_connstr;
@@ -24,9 +28,16 @@ pub use conf::{
 pub use connect::{APPLICATION_NAME, ConnectError, connect, reload_via_sql, session_options};
 pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use error::{PgError, describe_error, is_unreachable};
+pub use file_settings::{
+    FILE_SETTINGS_QUERY, FileSettingsError, RefusedLine, refusals, refused_settings,
+};
 pub use pgdata::{
     BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, prepare_pgdata_from,
 };
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};
+pub use settings_catalogue::{
+    SettingDef, SettingKind, SettingRefusal, SettingsCatalogue, parse_major,
+    read_settings_catalogue, setting_exists,
+};
 pub use stale::{stop_stale_postmaster, stop_stale_tools};

@@ -156,6 +156,7 @@ async fn round_trip(
         &Op::RevokeRole {
             role: group.into(),
             member: role.into(),
+            granted_by: None,
         },
     )
     .await?;

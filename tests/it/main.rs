@@ -24,6 +24,7 @@ mod fuzz;
 mod graceful_stop;
 mod hostile_http;
 mod lifecycle;
+mod majors_smoke;
 mod neon_contract;
 mod neon_launch;
 mod openapi;

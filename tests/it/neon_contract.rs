@@ -362,7 +362,7 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
         .as_str()
         .expect("an lsn after a fast stop")
         .to_string();
-    let controldata = std::process::Command::new(format!("{}/pg_controldata", support::PG_BIN_DIR))
+    let controldata = std::process::Command::new(support::pg_tool("pg_controldata"))
         .arg("-D")
         .arg(&c.pgdata)
         .env("LC_ALL", "C")

@@ -129,8 +129,14 @@ impl CatalogModel {
             .roles
             .iter()
             .map(|(n, r)| {
+                // Each membership with its one grant, by the supervisor.
+                let grants: Vec<Value> = r
+                    .member_of
+                    .iter()
+                    .map(|g| json!({"role": g, "grantor": current_user}))
+                    .collect();
                 json!({"name": n, "password": r.password, "superuser": r.superuser, "builtin": r.builtin,
-                       "attrs": r.attrs, "member_of": r.member_of})
+                       "attrs": r.attrs, "member_of": r.member_of, "member_grants": grants})
             })
             .collect();
         let dbs: Vec<Value> = self

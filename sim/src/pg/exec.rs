@@ -46,6 +46,10 @@ pub enum Parsed {
     Extensions,
     SelectOne,
     Reload,
+    /// The supervisor's check after a reload (`pg::FILE_SETTINGS_QUERY`).
+    FileSettings,
+    /// `SHOW server_version_num`, asked of a base backup source.
+    ServerVersion,
     /// The activity monitor's poll of `pg_stat_activity`.
     Activity,
     /// The replication watcher's read of the WAL receiver.
@@ -76,7 +80,10 @@ impl Parsed {
             Parsed::Snapshot | Parsed::Extensions => StmtKind::CatalogRead,
             Parsed::Reload => StmtKind::Reload,
             Parsed::Activity | Parsed::Replication => StmtKind::Monitor,
-            Parsed::SelectOne | Parsed::Utility(_) => StmtKind::Other,
+            Parsed::SelectOne
+            | Parsed::FileSettings
+            | Parsed::ServerVersion
+            | Parsed::Utility(_) => StmtKind::Other,
         }
     }
 }
@@ -131,6 +138,9 @@ pub fn parse(stmt: &str, db: &str) -> Result<Parsed, PgErr> {
     if stmt == compute_ctl::monitor::activity_query() {
         return Ok(Parsed::Activity);
     }
+    if stmt == compute_ctl::pg::FILE_SETTINGS_QUERY {
+        return Ok(Parsed::FileSettings);
+    }
     if stmt == compute_ctl::storage::REPLICATION_SQL {
         return Ok(Parsed::Replication);
     }
@@ -141,6 +151,8 @@ pub fn parse(stmt: &str, db: &str) -> Result<Parsed, PgErr> {
     let norm = norm.trim();
     Ok(match norm {
         "select 1" => Parsed::SelectOne,
+        // compute_ctl asks a base backup source its major (the sim's is 15).
+        "show server_version_num" => Parsed::ServerVersion,
         "select pg_reload_conf()" | "select pg_catalog.pg_reload_conf()" => Parsed::Reload,
         "begin" => Parsed::Utility("BEGIN"),
         "commit" => Parsed::Utility("COMMIT"),
@@ -191,7 +203,18 @@ pub fn execute(
         Parsed::Snapshot => Ok(one_value("json_build_object", cat.snapshot_json(user))),
         Parsed::Extensions => Ok(one_value("coalesce", cat.extensions_json(db))),
         Parsed::SelectOne => Ok(one_value("?column?", "1".into())),
+        // The simulated server is a 15 (as `postgres --version` in procs.rs).
+        Parsed::ServerVersion => Ok(one_value("server_version_num", "150008".into())),
         Parsed::Reload => Ok(one_value("pg_reload_conf", "t".into())),
+        // The simulated postmaster takes every line of its config file
+        // (guc::parse_conf), so no line has an error.
+        Parsed::FileSettings => Ok(Reply::Rows {
+            columns: ["sourcefile", "sourceline", "name", "setting", "error"]
+                .map(String::from)
+                .to_vec(),
+            rows: Vec::new(),
+            tag: "SELECT 0".into(),
+        }),
         Parsed::Replication => Ok(Reply::Rows {
             columns: replication_columns(),
             rows: vec![vec![None; 7]],
@@ -255,7 +278,17 @@ fn apply(
             m.member_of.insert(role.clone());
             cmd("GRANT ROLE")
         }
-        Op::RevokeRole { role, member } => {
+        // One grant per membership, by the supervisor (what the sim's
+        // catalog records): revoking it, with or without GRANTED BY that
+        // user, ends the membership; another grantor's has nothing to revoke.
+        Op::RevokeRole {
+            role,
+            member,
+            granted_by,
+        } => {
+            if granted_by.as_deref().is_some_and(|g| g != user) {
+                return cmd("REVOKE ROLE");
+            }
             if !cat.roles.contains_key(role) {
                 return Err(no_role(role));
             }

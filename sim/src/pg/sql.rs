@@ -247,9 +247,18 @@ pub fn parse_op(sql: &str, database: &str) -> Result<Option<Op>, PgErr> {
                 }
             } else {
                 p.kw("FROM")?;
+                let member = p.ident()?;
+                let granted_by = if p.peek().is_some() {
+                    p.kw("GRANTED")?;
+                    p.kw("BY")?;
+                    Some(p.ident()?)
+                } else {
+                    None
+                };
                 Op::RevokeRole {
                     role,
-                    member: p.ident()?,
+                    member,
+                    granted_by,
                 }
             };
             p.end()?;
@@ -563,7 +572,13 @@ mod tests {
             (name(), prop::collection::vec(role_attr(), 1..4))
                 .prop_map(|(name, attrs)| Op::AlterRoleAttributes { name, attrs }),
             (name(), name()).prop_map(|(role, member)| Op::GrantRole { role, member }),
-            (name(), name()).prop_map(|(role, member)| Op::RevokeRole { role, member }),
+            (name(), name(), prop::option::of(name())).prop_map(|(role, member, granted_by)| {
+                Op::RevokeRole {
+                    role,
+                    member,
+                    granted_by,
+                }
+            }),
             (name(), prop::collection::vec(alter_db_option(), 1..4))
                 .prop_map(|(name, options)| Op::AlterDatabaseOptions { name, options }),
             (name(), literal())

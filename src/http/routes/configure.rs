@@ -86,6 +86,7 @@ async fn apply<E: Env>(
     if let Some(running) = current.spec.as_deref().filter(|_| current.postgres_started) {
         problems.extend(validate_change(running, &req.spec));
     }
+    problems.extend(compute.setting_problems(&req.spec).await);
     if !problems.is_empty() {
         return Err(ApiError::invalid_spec(problems));
     }

@@ -176,7 +176,8 @@ pub async fn dry_run<E: Env>(state: &AppState<E>, spec: &ComputeSpec) -> DryRunB
     let ctx = ValidationContext {
         superuser: compute.params.conn.user.clone(),
     };
-    let problems = validate(spec, &ctx);
+    let mut problems = validate(spec, &ctx);
+    problems.extend(compute.setting_problems(spec).await);
     let st = compute.state();
     let mut body = DryRunBody::validated(spec, Some(st.status)).with_problems(problems);
     if !body.valid {

@@ -52,6 +52,15 @@ pub struct StatusBody {
     pub safekeepers: Option<Vec<crate::storage::SafekeeperStatus>>,
     /// The quorum commits wait for (`q of n`) and whether it holds now.
     pub quorum: Option<crate::storage::QuorumStatus>,
+    /// The last configure whose config Postgres refused after the reload
+    /// (Postgres' error lines; the previous config was put back); null once
+    /// a configure applies.
+    pub config_refused: Option<crate::compute::ConfigRefused>,
+    /// What the running major deprecates in the spec in effect, once per
+    /// role (PostgreSQL 18: md5 passwords).
+    pub deprecations: Vec<String>,
+    /// The major of the Postgres binary; null until it was read.
+    pub pg_major: Option<u32>,
 }
 
 impl StatusBody {
@@ -82,6 +91,11 @@ impl StatusBody {
             catalog_interrupted: st.catalog_interrupted.clone(),
             safekeepers: st.safekeepers.as_ref().map(|s| s.members.clone()),
             quorum: st.safekeepers.as_ref().map(|s| s.quorum.clone()),
+            config_refused: st.config_refused.clone(),
+            deprecations: spec
+                .map(|s| crate::compute::deprecations(s, st.pg_major))
+                .unwrap_or_default(),
+            pg_major: st.pg_major,
         }
     }
 }

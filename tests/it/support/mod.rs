@@ -16,8 +16,8 @@ pub mod safekeepers;
 pub mod storage;
 pub mod supervisor;
 
-/// Returns from the calling test (loudly) where Postgres 15 is not
-/// installed; fails it instead when `COMPUTE_CTL_REQUIRE_POSTGRES=1` (set
+/// Returns from the calling test (loudly) where the Postgres of `PGBIN_DIR`
+/// (default Debian's 15) is not installed; fails it instead when `COMPUTE_CTL_REQUIRE_POSTGRES=1` (set
 /// by `.ci/run`), so that CI cannot pass without having run it.
 #[macro_export]
 macro_rules! need_postgres {
@@ -57,14 +57,40 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The Postgres 15 server binaries.
-pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+/// Debian's Postgres 15, the default major.
+pub const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 /// The superuser compute_ctl connects as.
 pub const SUPERUSER: &str = "cloud_admin";
 
+/// The server binaries the tests run: `$PGBIN_DIR` (as every `just` recipe;
+/// `scripts/install-pg.sh MAJOR` prints it), else Debian's 15.
+pub fn pg_bin_dir() -> PathBuf {
+    match std::env::var_os("PGBIN_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(DEFAULT_PG_BIN_DIR),
+    }
+}
+
+/// A program of [`pg_bin_dir`], e.g. `pg_tool("initdb")`.
+pub fn pg_tool(name: &str) -> PathBuf {
+    pg_bin_dir().join(name)
+}
+
 /// The `postgres` server binary.
 pub fn postgres_bin() -> PathBuf {
-    Path::new(PG_BIN_DIR).join("postgres")
+    pg_tool("postgres")
+}
+
+/// The major version of [`postgres_bin`] (`postgres --version`), e.g. 17.
+pub fn pg_major() -> u32 {
+    let out = std::process::Command::new(postgres_bin())
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("run {} --version: {e}", postgres_bin().display()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.split('.').next().and_then(|m| m.parse().ok()))
+        .unwrap_or_else(|| panic!("no major version in {text:?}"))
 }
 
 /// A file of the repository.

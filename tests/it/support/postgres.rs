@@ -16,7 +16,7 @@ use compute_ctl::compute::{ComputeParams, ConnTarget};
 
 use super::os::{create_postgres_dir, postgres_user, processes_in, stop_postgres_in, temp_dir};
 use super::ports::free_port;
-use super::{PG_BIN_DIR, SUPERUSER, query_value};
+use super::{SUPERUSER, pg_tool, query_value};
 
 /// A running Postgres.
 pub struct TestPostgres {
@@ -36,7 +36,7 @@ impl TestPostgres {
         for d in [&data, &sock] {
             create_postgres_dir(d);
         }
-        let out = Command::new(format!("{PG_BIN_DIR}/initdb"))
+        let out = Command::new(pg_tool("initdb"))
             .args(["-D", data.to_str().unwrap(), "-U", SUPERUSER])
             .args(["-E", "UTF8", "--locale=C", "--auth=trust", "--no-sync"])
             .uid(uid)
@@ -209,7 +209,7 @@ fn spawn(dir: &Path, port: u16, settings: &[(&str, &str)]) -> Child {
         .append(true)
         .open(dir.join("postgres.log"))
         .expect("log file");
-    let mut cmd = Command::new(format!("{PG_BIN_DIR}/postgres"));
+    let mut cmd = Command::new(pg_tool("postgres"));
     cmd.args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
         .args(["-c", "listen_addresses=127.0.0.1"])
         .arg("-c")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::os::{create_postgres_dir, postgres_user, temp_dir};
 use super::postgres::TestPostgres;
-use super::{PG_BIN_DIR, query_value, wait_for};
+use super::{pg_tool, query_value, wait_for};
 use std::os::unix::process::CommandExt;
 
 /// Settings of a storage cluster that replicas stream from: WAL kept long
@@ -34,7 +34,7 @@ impl TestPostgres {
         std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .expect("chmod 0700 the standby's data directory");
         let (uid, gid) = postgres_user();
-        let out = Command::new(format!("{PG_BIN_DIR}/pg_basebackup"))
+        let out = Command::new(pg_tool("pg_basebackup"))
             .args(["-D", data.to_str().unwrap(), "-d", &primary.connstr()])
             .args([
                 "-R",

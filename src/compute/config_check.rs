@@ -1,0 +1,164 @@
+//! A setting is checked before it is written and after it is loaded.
+//!
+//! Before: every setting of a spec against the catalogue of the binary in
+//! use (`pg::SettingsCatalogue`, read once); a refusal is a spec problem
+//! (400, nothing changes; the dry run lists it too).
+//!
+//! After every reload: one `pg_file_settings` query. When Postgres refused a
+//! line, the previous `postgresql.conf` is written back and Postgres reloaded
+//! again, so it keeps serving the config it had; the configure fails (500)
+//! with Postgres' own words, `/status` shows `config_refused`, the metric
+//! `compute_ctl_config_refused_total` counts it, and the next valid
+//! configure repairs it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::Compute;
+use crate::env::{Env, Signal};
+use crate::pg;
+use crate::spec::{ComputeSpec, SpecProblem};
+
+/// A configure whose config Postgres refused after the reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigRefused {
+    /// The refused spec's `operation_uuid`.
+    pub operation_uuid: Option<String>,
+    /// Postgres' own error lines, from `pg_file_settings`.
+    pub lines: Vec<String>,
+    /// Whether the previous `postgresql.conf` was written back and reloaded.
+    pub rolled_back: bool,
+}
+
+impl<E: Env> Compute<E> {
+    /// The settings of the binary in use, read at first need and kept
+    /// (`None` when `postgres --describe-config` cannot be run: then only
+    /// the check after the reload guards the config).
+    pub async fn settings_catalogue(&self) -> Option<Arc<pg::SettingsCatalogue>> {
+        self.settings_catalogue
+            .get_or_init(|| async {
+                match pg::read_settings_catalogue(&self.env, &self.params).await {
+                    Ok(c) => {
+                        tracing::info!(major = c.major, settings = c.len(), "settings catalogue read");
+                        self.state.send_modify(|st| st.pg_major = Some(c.major));
+                        Some(Arc::new(c))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the settings catalogue; settings are checked only after the reload");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
+    }
+
+    /// The settings of `spec` that the binary in use refuses, as spec
+    /// problems (JSON path; the message names the major). A name that
+    /// `--describe-config` does not list is asked of Postgres once
+    /// (`pg::setting_exists`, remembered per name).
+    pub async fn setting_problems(&self, spec: &ComputeSpec) -> Vec<SpecProblem> {
+        let Some(catalogue) = self.settings_catalogue().await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for r in catalogue.check_spec(spec) {
+            if let Some(name) = &r.unlisted {
+                let known = self
+                    .unlisted_settings
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(name).copied());
+                let exists = match known {
+                    Some(e) => Some(e),
+                    None => {
+                        let e = pg::setting_exists(&self.env, &self.params, name).await;
+                        if let (Some(e), Ok(mut m)) = (e, self.unlisted_settings.lock()) {
+                            m.insert(name.clone(), e);
+                        }
+                        e
+                    }
+                };
+                // Refused only when Postgres confirms it does not know it.
+                if exists != Some(false) {
+                    continue;
+                }
+            }
+            out.push(SpecProblem {
+                path: r.path,
+                message: r.message,
+            });
+        }
+        out
+    }
+
+    /// After the reload of `spec`: whether Postgres took its config. When
+    /// it refused a line, puts `previous` back (reloading again) and
+    /// returns the reason to fail the configure with.
+    pub(super) async fn verify_reload(
+        &self,
+        spec: &ComputeSpec,
+        previous: Option<&ComputeSpec>,
+        pid: u32,
+    ) -> Result<(), String> {
+        let contexts = self.restart_basis.get().map(|b| &b.contexts);
+        let refused = match pg::refused_settings(&self.env, &self.params, contexts).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(format!(
+                    "the new config was written and Postgres reloaded, but whether Postgres took it is unknown: {e}; send the configure again"
+                ));
+            }
+        };
+        if refused.is_empty() {
+            if self.state.borrow().config_refused.is_some() {
+                self.state.send_modify(|st| st.config_refused = None);
+            }
+            return Ok(());
+        }
+        let lines: Vec<String> = refused.iter().map(|l| l.to_string()).collect();
+        self.metrics.count_config_refused();
+        let rolled_back = match previous {
+            Some(prev) => match self.restore_config(prev, pid).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "putting the previous config back failed");
+                    false
+                }
+            },
+            None => false,
+        };
+        tracing::error!(?lines, rolled_back, "Postgres refused the new config");
+        self.state.send_modify(|st| {
+            st.config_refused = Some(ConfigRefused {
+                operation_uuid: spec.operation_uuid.clone(),
+                lines: lines.clone(),
+                rolled_back,
+            });
+            if rolled_back {
+                // The spec in effect is the one Postgres serves.
+                st.spec = previous.map(|p| Arc::new(p.clone()));
+            }
+        });
+        let after = if rolled_back {
+            "the previous postgresql.conf was put back and Postgres reloaded: it serves the previous config"
+        } else {
+            "the previous config could not be put back"
+        };
+        Err(format!(
+            "Postgres refused the new config: {}; {after}; fix the spec and send it again",
+            lines.join("; ")
+        ))
+    }
+
+    /// Writes `previous`'s config back and reloads Postgres.
+    async fn restore_config(&self, previous: &ComputeSpec, pid: u32) -> Result<(), String> {
+        pg::write_config(&self.env, &self.params, previous)
+            .await
+            .map_err(|e| format!("writing the previous config: {e}"))?;
+        self.env
+            .signal(pid, Signal::Hup)
+            .map_err(|e| format!("reloading Postgres (SIGHUP to pid {pid}): {e}"))
+    }
+}

@@ -1,0 +1,159 @@
+//! After a reload: did Postgres take the config file? One query of
+//! `pg_file_settings`, which parses the files on disk as the postmaster does
+//! on SIGHUP and says, per line, what it refused.
+//!
+//! Postgres refuses a whole file when one name is unknown ("contains errors;
+//! no changes were applied"), and applies the rest when a value is bad
+//! ("unaffected changes were applied"). Either way the row of the culprit
+//! has an `error`. `setting could not be applied` is also what a changed
+//! `postmaster`-context setting says before the restart: that is a pending
+//! restart (reported as such), not a refusal, so those rows are left out.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::SettingContexts;
+use super::connect::{ConnectError, connect};
+use crate::env::Env;
+use crate::params::ComputeParams;
+
+/// The statement timeout of the check's session.
+const CHECK_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the check may wait for its session.
+const CHECK_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The one query of the check; `seqno` keeps the file's order.
+pub const FILE_SETTINGS_QUERY: &str = "SELECT sourcefile, sourceline, name, setting, error \
+     FROM pg_catalog.pg_file_settings WHERE error IS NOT NULL ORDER BY seqno";
+
+/// The error text of a line Postgres parsed but did not apply.
+const NOT_APPLIED: &str = "setting could not be applied";
+
+/// One line of a config file that Postgres refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedLine {
+    pub file: Option<String>,
+    pub line: Option<i32>,
+    pub name: Option<String>,
+    pub value: Option<String>,
+    /// Postgres' own words (`unrecognized configuration parameter`, ...).
+    pub error: String,
+}
+
+impl std::fmt::Display for RefusedLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let file = self.file.as_deref().unwrap_or("?");
+        match self.line {
+            Some(l) => write!(f, "{file} line {l}: ")?,
+            None => write!(f, "{file}: ")?,
+        }
+        match (&self.name, &self.value) {
+            (Some(n), Some(v)) => write!(f, "{n} = '{v}': ")?,
+            (Some(n), None) => write!(f, "{n}: ")?,
+            _ => {}
+        }
+        f.write_str(&self.error)
+    }
+}
+
+/// Why the check could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSettingsError {
+    #[error("cannot open a session to read pg_file_settings: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("reading pg_file_settings failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+/// Keeps the refusals: every row with an error, except a changed setting
+/// that only a restart applies (`contexts` says which).
+pub fn refusals(rows: Vec<RefusedLine>, contexts: Option<&SettingContexts>) -> Vec<RefusedLine> {
+    rows.into_iter()
+        .filter(|r| {
+            let restart_only = r.error == NOT_APPLIED
+                && match (&r.name, contexts) {
+                    (Some(n), Some(c)) => c.needs_restart(n),
+                    _ => false,
+                };
+            !restart_only
+        })
+        .collect()
+}
+
+/// Reads what Postgres refuses of its config files now: one session, one
+/// query. Empty when it takes everything.
+pub async fn refused_settings<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    contexts: Option<&SettingContexts>,
+) -> Result<Vec<RefusedLine>, FileSettingsError> {
+    let client = connect(
+        env,
+        &params.conn,
+        CHECK_STATEMENT_TIMEOUT,
+        CHECK_CONNECT_TIMEOUT,
+    )
+    .await?;
+    // The simple protocol: one round trip, no prepared statement.
+    let messages = client.simple_query(FILE_SETTINGS_QUERY).await?;
+    let lines = messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(RefusedLine {
+                file: r.get(0).map(str::to_string),
+                line: r.get(1).and_then(|l| l.parse().ok()),
+                name: r.get(2).map(str::to_string),
+                value: r.get(3).map(str::to_string),
+                error: r.get(4).unwrap_or_default().to_string(),
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(refusals(lines, contexts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, error: &str) -> RefusedLine {
+        RefusedLine {
+            file: Some("/pgdata/postgresql.conf".into()),
+            line: Some(12),
+            name: Some(name.into()),
+            value: Some("x".into()),
+            error: error.into(),
+        }
+    }
+
+    #[test]
+    fn a_pending_restart_is_not_a_refusal() {
+        let contexts = SettingContexts::builtin();
+        let kept = refusals(
+            vec![
+                row("shared_buffers", NOT_APPLIED),
+                row("work_mem", NOT_APPLIED),
+                row(
+                    "old_snapshot_threshold",
+                    "unrecognized configuration parameter",
+                ),
+            ],
+            Some(&contexts),
+        );
+        let names: Vec<_> = kept.iter().map(|r| r.name.as_deref().unwrap()).collect();
+        assert_eq!(names, ["work_mem", "old_snapshot_threshold"]);
+    }
+
+    #[test]
+    fn a_refused_line_names_file_line_setting_and_postgres_words() {
+        assert_eq!(
+            row(
+                "old_snapshot_threshold",
+                "unrecognized configuration parameter"
+            )
+            .to_string(),
+            "/pgdata/postgresql.conf line 12: old_snapshot_threshold = 'x': unrecognized configuration parameter"
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! The settings the Postgres binary in use knows, from its own
+//! `postgres --describe-config` (read once per binary, no SQL), and the check
+//! of a spec's settings against them before anything is written.
+//!
+//! Each line of `--describe-config` is tab-separated: name, context, group,
+//! type (`BOOLEAN`, `INTEGER`, `REAL`, `STRING`, `ENUM`), boot value, min,
+//! max, descriptions. What it says is what is checked:
+//! - the name: a setting the binary does not have is refused (a name with a
+//!   dot is an extension's custom setting, which Postgres accepts in the file);
+//! - a boolean: Postgres' spellings (`on`, `off`, `true`, `yes`, `1`, their
+//!   unique prefixes);
+//! - an integer or real: a number, with an optional unit suffix; a number
+//!   without unit is in the setting's base unit, so it is checked against the
+//!   bounds. With a unit the bounds are not checked here (the base unit is not
+//!   printed), and an enum's values are not printed either: Postgres judges
+//!   those when it loads the file, and [`super::file_settings`] catches what it
+//!   refuses.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::PgError;
+use super::error::stderr_tail;
+use crate::env::{CommandSpec, Env, timeout};
+use crate::params::ComputeParams;
+use crate::spec::ComputeSpec;
+
+/// `postgres --describe-config` answers in milliseconds; this bounds a hang.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The units Postgres accepts after a number (memory and time).
+const UNITS: &[&str] = &[
+    "B", "kB", "MB", "GB", "TB", "us", "ms", "s", "min", "h", "d",
+];
+
+/// A setting's type as `--describe-config` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingKind {
+    Bool,
+    Integer,
+    Real,
+    String,
+    Enum,
+}
+
+/// What the binary says about one setting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingDef {
+    pub context: String,
+    pub kind: SettingKind,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// Every setting of one Postgres binary, by lower-case name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingsCatalogue {
+    /// The major version (`postgres --version`), to name in refusals.
+    pub major: u32,
+    settings: BTreeMap<String, SettingDef>,
+}
+
+/// One setting of a spec that the binary refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingRefusal {
+    /// JSON path of the spec field, e.g. `$.cluster.settings[2].value`.
+    pub path: String,
+    pub message: String,
+    /// The name, when the refusal is that `--describe-config` does not
+    /// list it: that listing leaves out settings marked "not in sample"
+    /// (`application_name`, developer settings), so such a name is
+    /// confirmed with [`setting_exists`] before it is refused.
+    pub unlisted: Option<String>,
+}
+
+impl SettingsCatalogue {
+    /// Parses `postgres --describe-config` of a binary of `major`.
+    pub fn parse(describe_config: &str, major: u32) -> Self {
+        let settings = describe_config
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                let kind = match *f.get(3)? {
+                    "BOOLEAN" => SettingKind::Bool,
+                    "INTEGER" => SettingKind::Integer,
+                    "REAL" => SettingKind::Real,
+                    "STRING" => SettingKind::String,
+                    "ENUM" => SettingKind::Enum,
+                    _ => return None,
+                };
+                let bound = |i: usize| f.get(i).and_then(|v| v.trim().parse::<f64>().ok());
+                Some((
+                    f[0].to_ascii_lowercase(),
+                    SettingDef {
+                        context: f[1].to_string(),
+                        kind,
+                        min: bound(5),
+                        max: bound(6),
+                    },
+                ))
+            })
+            .collect();
+        Self { major, settings }
+    }
+
+    /// How many settings the binary has.
+    pub fn len(&self) -> usize {
+        self.settings.len()
+    }
+
+    /// Whether the binary listed no setting at all.
+    pub fn is_empty(&self) -> bool {
+        self.settings.is_empty()
+    }
+
+    /// What the binary says about `name`.
+    pub fn get(&self, name: &str) -> Option<&SettingDef> {
+        self.settings.get(&name.to_ascii_lowercase())
+    }
+
+    /// Why this binary refuses `name = value`, or `Ok` (also for what it
+    /// cannot judge: enum values, bounds of a value with a unit).
+    pub fn check(&self, name: &str, value: &str) -> Result<(), String> {
+        let major = self.major;
+        if name.contains('.') {
+            return Ok(());
+        }
+        let Some(def) = self.get(name) else {
+            return Err(format!(
+                "PostgreSQL {major} has no setting \"{name}\" (`postgres --describe-config` of the binary in use does not list it); remove it, or set it only on a major that has it"
+            ));
+        };
+        let v = value.trim();
+        match def.kind {
+            SettingKind::String | SettingKind::Enum => Ok(()),
+            SettingKind::Bool if is_bool(v) => Ok(()),
+            SettingKind::Bool => Err(format!(
+                "PostgreSQL {major} refuses {name} = '{value}': it takes a Boolean (on, off, true, false, yes, no, 1, 0)"
+            )),
+            SettingKind::Integer | SettingKind::Real => {
+                let integer = def.kind == SettingKind::Integer;
+                let Some((number, unit)) = split_number(v, integer) else {
+                    return Err(format!(
+                        "PostgreSQL {major} refuses {name} = '{value}': it takes {}, optionally with a unit ({})",
+                        if integer { "an integer" } else { "a number" },
+                        UNITS.join(", ")
+                    ));
+                };
+                if !unit.is_empty() {
+                    return Ok(());
+                }
+                match (def.min, def.max) {
+                    (Some(min), _) if number < min => Err(format!(
+                        "PostgreSQL {major} refuses {name} = '{value}': below its minimum {min} (a number without unit is in the setting's base unit)"
+                    )),
+                    (_, Some(max)) if number > max => Err(format!(
+                        "PostgreSQL {major} refuses {name} = '{value}': above its maximum {max} (a number without unit is in the setting's base unit)"
+                    )),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Every setting of `spec` this binary refuses: `cluster.settings`
+    /// (path of the name or the value) and the verbatim `postgresql_conf`.
+    pub fn check_spec(&self, spec: &ComputeSpec) -> Vec<SettingRefusal> {
+        let mut out = Vec::new();
+        for (i, opt) in spec.settings().iter().enumerate() {
+            let Some(value) = opt.value.as_deref() else {
+                continue;
+            };
+            if let Err(message) = self.check(&opt.name, value) {
+                let unlisted = self.get(&opt.name).is_none();
+                out.push(SettingRefusal {
+                    path: format!(
+                        "$.cluster.settings[{i}].{}",
+                        if unlisted { "name" } else { "value" }
+                    ),
+                    message,
+                    unlisted: unlisted.then(|| opt.name.to_ascii_lowercase()),
+                });
+            }
+        }
+        if let Some(conf) = &spec.cluster.postgresql_conf {
+            for (name, value) in super::conf_values(conf) {
+                if let Err(message) = self.check(&name, &value) {
+                    let unlisted = self.get(&name).is_none();
+                    out.push(SettingRefusal {
+                        path: "$.cluster.postgresql_conf".into(),
+                        message,
+                        unlisted: unlisted.then_some(name),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Postgres' `parse_bool`: on/off, and unique prefixes of true/false/yes/no, 1/0.
+fn is_bool(v: &str) -> bool {
+    let v = v.to_ascii_lowercase();
+    if v.is_empty() {
+        return false;
+    }
+    matches!(v.as_str(), "on" | "off" | "of" | "1" | "0")
+        || ["true", "false", "yes", "no"]
+            .iter()
+            .any(|w| w.starts_with(v.as_str()))
+}
+
+/// A number (integer: decimal or 0x hex) and what follows it, which must be
+/// empty or one of [`UNITS`] after optional spaces.
+fn split_number(v: &str, integer: bool) -> Option<(f64, &str)> {
+    let end = v
+        .find(|c: char| !(c.is_ascii_hexdigit() || "+-.xXeE".contains(c)))
+        .unwrap_or(v.len());
+    // A unit may start with a hex digit (`B`, `d`): take the longest number prefix that parses.
+    (1..=end).rev().find_map(|cut| {
+        let (num, rest) = v.split_at(cut);
+        let unit = rest.trim_start();
+        if !(unit.is_empty() || UNITS.contains(&unit)) {
+            return None;
+        }
+        let number = if integer {
+            parse_int(num)?
+        } else {
+            num.parse::<f64>().ok().filter(|f| f.is_finite())?
+        };
+        Some((number, unit))
+    })
+}
+
+fn parse_int(s: &str) -> Option<f64> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let n = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16).ok()?,
+        // Postgres also accepts a fraction for an integer with a unit
+        // ("1.5GB"); without unit it rounds, so a real number is accepted.
+        None => match digits.parse::<i64>() {
+            Ok(n) => n,
+            Err(_) => return digits.parse::<f64>().ok().map(|f| if neg { -f } else { f }),
+        },
+    };
+    Some(if neg { -(n as f64) } else { n as f64 })
+}
+
+/// Runs `postgres ARGS` as the Postgres user and gives its stdout.
+async fn run_postgres<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    arg: &str,
+) -> Result<String, PgError> {
+    let who = env.postgres_identity().map_err(PgError::Identity)?;
+    let mut cmd = CommandSpec::new(&params.pgbin).arg(arg).run_as(who);
+    cmd.current_dir = Some("/".into());
+    let out = match timeout(env, DESCRIBE_TIMEOUT, env.output(&cmd)).await {
+        Err(_) => {
+            return Err(PgError::CommandTimeout {
+                command: cmd.display(),
+                after: DESCRIBE_TIMEOUT,
+            });
+        }
+        Ok(Err(source)) => {
+            return Err(PgError::Spawn {
+                command: cmd.display(),
+                source,
+            });
+        }
+        Ok(Ok(out)) => out,
+    };
+    if !out.status.success() {
+        return Err(PgError::Command {
+            command: cmd.display(),
+            status: out.status,
+            stderr: stderr_tail(&out.stderr),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether the binary knows `name`, asked of Postgres itself:
+/// `postgres -D PGDATA -C name` (it works beside a running server and reads
+/// only the config files). `None` when it cannot say (no PGDATA yet, the
+/// program cannot run): then Postgres judges the name when it loads it.
+pub async fn setting_exists<E: Env>(env: &E, params: &ComputeParams, name: &str) -> Option<bool> {
+    let who = env.postgres_identity().ok()?;
+    let mut cmd = CommandSpec::new(&params.pgbin)
+        .arg("-D")
+        .arg(params.pgdata.display().to_string())
+        .arg("-C")
+        .arg(name)
+        .run_as(who);
+    cmd.current_dir = Some("/".into());
+    let out = timeout(env, DESCRIBE_TIMEOUT, env.output(&cmd))
+        .await
+        .ok()?
+        .ok()?;
+    if out.status.success() {
+        return Some(true);
+    }
+    String::from_utf8_lossy(&out.stderr)
+        .contains("unrecognized configuration parameter")
+        .then_some(false)
+}
+
+/// The major of `postgres --version` output (`postgres (PostgreSQL) 17.11`).
+pub fn parse_major(version: &str) -> Option<u32> {
+    version
+        .split_whitespace()
+        .find_map(|w| w.split('.').next()?.parse().ok())
+}
+
+/// Reads the catalogue of the binary of `params` (`--version`, then
+/// `--describe-config`); an empty listing is an error, not an empty catalogue.
+pub async fn read_settings_catalogue<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+) -> Result<SettingsCatalogue, PgError> {
+    let version = run_postgres(env, params, "--version").await?;
+    let major = parse_major(&version).ok_or_else(|| {
+        PgError::Config(format!(
+            "`{} --version` printed no version: {version:?}",
+            params.pgbin.display()
+        ))
+    })?;
+    let listing = run_postgres(env, params, "--describe-config").await?;
+    let catalogue = SettingsCatalogue::parse(&listing, major);
+    if catalogue.is_empty() {
+        return Err(PgError::Config(format!(
+            "`{} --describe-config` listed no settings",
+            params.pgbin.display()
+        )));
+    }
+    Ok(catalogue)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &str = "enable_seqscan\tuser\tQuery Tuning\tBOOLEAN\tFALSE\t\t\tEnables.\t\n\
+        work_mem\tuser\tResource Usage / Memory\tINTEGER\t0\t64\t2147483647\tSets.\t\n\
+        log_min_messages\tsuperuser\tLogging\tENUM\twarning\t\t\tSets.\t\n\
+        seq_page_cost\tuser\tQuery Tuning\tREAL\t0\t0\t1.79769e+308\tSets.\t\n\
+        search_path\tuser\tClient\tSTRING\t\"$user\", public\t\t\tSets.\t\n\
+        io_method\tpostmaster\tResource Usage / I/O\tENUM\tworker\t\t\tSelects.\t\n";
+
+    fn cat() -> SettingsCatalogue {
+        SettingsCatalogue::parse(LISTING, 18)
+    }
+
+    #[test]
+    fn parses_kinds_and_bounds() {
+        let c = cat();
+        assert_eq!(c.len(), 6);
+        let w = c.get("WORK_MEM").unwrap();
+        assert_eq!(
+            (w.kind, w.min, w.max),
+            (SettingKind::Integer, Some(64.0), Some(2147483647.0))
+        );
+        assert_eq!(c.get("io_method").unwrap().context, "postmaster");
+    }
+
+    #[test]
+    fn unknown_names_are_refused_with_the_major_and_dotted_names_pass() {
+        let e = cat().check("old_snapshot_threshold", "10").unwrap_err();
+        assert!(
+            e.contains("PostgreSQL 18 has no setting \"old_snapshot_threshold\""),
+            "{e}"
+        );
+        assert!(cat().check("neon.timeline_id", "x").is_ok());
+        assert!(cat().check("pg_stat_statements.max", "x").is_ok());
+    }
+
+    #[test]
+    fn booleans_follow_parse_bool() {
+        for ok in ["on", "OFF", "true", "t", "fal", "yes", "n", "1", "0"] {
+            assert!(cat().check("enable_seqscan", ok).is_ok(), "{ok}");
+        }
+        for bad in ["maybe", "", "o", "2", "onn"] {
+            assert!(cat().check("enable_seqscan", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_checked_against_bounds_without_unit() {
+        let c = cat();
+        assert!(c.check("work_mem", "64").is_ok());
+        assert!(c.check("work_mem", "4MB").is_ok());
+        assert!(c.check("work_mem", "4 MB").is_ok());
+        assert!(c.check("work_mem", "1.5GB").is_ok());
+        assert!(c.check("work_mem", "0x100").is_ok());
+        let e = c.check("work_mem", "32").unwrap_err();
+        assert!(e.contains("below its minimum 64"), "{e}");
+        assert!(c.check("work_mem", "3000000000").is_err());
+        assert!(c.check("work_mem", "lots").is_err());
+        assert!(c.check("work_mem", "4XB").is_err());
+        assert!(c.check("seq_page_cost", "1.5").is_ok());
+        assert!(c.check("seq_page_cost", "-1").is_err());
+    }
+
+    #[test]
+    fn strings_and_enums_are_left_to_postgres() {
+        assert!(cat().check("search_path", "anything").is_ok());
+        assert!(cat().check("log_min_messages", "bogus").is_ok());
+    }
+
+    #[test]
+    fn the_major_comes_from_the_version_line() {
+        assert_eq!(parse_major("postgres (PostgreSQL) 17.11\n"), Some(17));
+        assert_eq!(
+            parse_major("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(parse_major("nothing"), None);
+    }
+}
