@@ -40,6 +40,11 @@ run: deps
 test: deps lint image-if-docker
     cargo test --workspace --all-targets
     just schemathesis
+    just k8s
+
+# Renders each Kubernetes overlay (deploy/kubernetes) and validates it offline: kubernetes-validate (strict) + scripts/check-k8s.py.
+k8s:
+    scripts/validate-k8s.sh
 
 # schemathesis against the live binary: Neon's contract (../shared/fixtures/neon or $COMPUTE_CTL_NEON_FIXTURES) and our openapi.yaml.
 schemathesis: deps
