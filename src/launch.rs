@@ -49,6 +49,8 @@ fn params(args: &Args) -> anyhow::Result<ComputeParams> {
         shutdown_timeout: args.shutdown_timeout(),
         activity_interval: args.activity_interval(),
         cgroup_procs: None,
+        max_ready_lag: args.max_ready_lag,
+        tls: args.tls_paths(),
     })
 }
 
@@ -192,6 +194,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ));
     }
     tokio::spawn(monitor::run(compute.clone()));
+    compute.watch_tls();
     if let (Some(cg), Some(listener)) = (cgroup, vm_listener) {
         let mon = VmMonitor::start(&compute, cg, vm_monitor::MEMINFO.into())
             .await

@@ -255,6 +255,8 @@ mod tests {
             shutdown_timeout: Duration::from_secs(1),
             activity_interval: Duration::from_secs(1),
             cgroup_procs: None,
+            max_ready_lag: None,
+            tls: None,
         };
         let compute = Compute::new(crate::env::TokioEnv::new(), params);
         let before = compute.state();

@@ -42,6 +42,8 @@ fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
             shutdown_timeout: Duration::from_secs(1),
             activity_interval: Duration::from_secs(1),
             cgroup_procs: None,
+            max_ready_lag: None,
+            tls: None,
         },
     )
 }

@@ -121,6 +121,8 @@ impl InProcess {
             shutdown_timeout: Duration::from_secs(10),
             activity_interval: Duration::from_secs(3600),
             cgroup_procs: None,
+            max_ready_lag: None,
+            tls: None,
         };
         let compute = Compute::new(TokioEnv::new(), params);
         tokio::spawn({

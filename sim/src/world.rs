@@ -95,6 +95,8 @@ pub fn params() -> ComputeParams {
         shutdown_timeout: Duration::from_secs(2),
         activity_interval: Duration::from_secs(5),
         cgroup_procs: None,
+        max_ready_lag: None,
+        tls: None,
     }
 }
 

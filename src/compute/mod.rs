@@ -5,6 +5,9 @@
 mod replication;
 mod supervisor;
 mod timings;
+mod tls;
+
+pub use tls::{TLS_POLL, TlsStatus};
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -69,6 +72,8 @@ pub struct ComputeState {
     /// The last catalog apply, when a terminate or the postmaster's exit cut
     /// it short; cleared by the next apply that completes.
     pub catalog_interrupted: Option<CatalogInterrupted>,
+    /// Postgres' TLS pair in force and the last refused rotation (`--tls-cert`).
+    pub tls: Option<TlsStatus>,
 }
 
 /// Why a spec was not accepted.
@@ -122,6 +127,7 @@ impl<E: Env> Compute<E> {
             terminate_lsn: None,
             replication: None,
             catalog_interrupted: None,
+            tls: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);

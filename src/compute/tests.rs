@@ -18,6 +18,8 @@ fn compute() -> Arc<Compute<TokioEnv>> {
         shutdown_timeout: Duration::from_secs(1),
         activity_interval: Duration::from_secs(1),
         cgroup_procs: None,
+        max_ready_lag: None,
+        tls: None,
     };
     Compute::new(TokioEnv::new(), params)
 }

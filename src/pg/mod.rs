@@ -11,6 +11,7 @@ mod pgdata;
 mod postmaster;
 mod restart;
 mod stale;
+mod tls;
 
 pub use conf::{
     DEFAULT_REPLICA_NAME, MANAGED_BEGIN, MANAGED_END, OVERRIDE_FILE, REPLICA_RETRY_INTERVAL,
@@ -25,4 +26,5 @@ pub use pgdata::{
 };
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};
-pub use stale::{stop_stale_postmaster, stop_stale_tools};
+pub use stale::{live_postmaster, stop_stale_postmaster, stop_stale_tools};
+pub use tls::{TLS_CONF, TLS_DIR, install_pair};

@@ -33,6 +33,8 @@ pub struct ComputeOpts {
     pub pgdata: Option<PathBuf>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Run compute_ctl itself as this uid/gid instead of root (as in a pod).
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl ComputeOpts {
@@ -54,6 +56,7 @@ impl ComputeOpts {
             pid1: false,
             pgdata: None,
             env: Vec::new(),
+            run_as: None,
         }
     }
 
@@ -363,6 +366,10 @@ fn spawn(
         .kill_on_drop(true);
     if let Some(spec) = &opts.spec {
         cmd.arg("--spec-json").arg(spec.to_string());
+    }
+    if let Some((uid, gid)) = opts.run_as {
+        // std drops root's supplementary groups before the uid change.
+        cmd.uid(uid).gid(gid);
     }
     cmd.spawn().expect("spawn compute_ctl")
 }

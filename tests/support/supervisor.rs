@@ -37,6 +37,8 @@ pub fn params(pgdata: PathBuf, port: u16) -> ComputeParams {
         shutdown_timeout: Duration::from_secs(10),
         activity_interval: Duration::from_secs(3600),
         cgroup_procs: None,
+        max_ready_lag: None,
+        tls: None,
     }
 }
 

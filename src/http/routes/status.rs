@@ -46,6 +46,9 @@ pub struct StatusBody {
     /// How far the last catalog apply got when a terminate or the
     /// postmaster's exit cut it short; null otherwise.
     pub catalog_interrupted: Option<crate::compute::CatalogInterrupted>,
+    /// Postgres' TLS pair in force and the last refused rotation (absent without --tls-cert).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::compute::TlsStatus>,
 }
 
 impl StatusBody {
@@ -66,6 +69,7 @@ impl StatusBody {
             ignored_spec_fields: spec.map(|s| s.ignored_fields.clone()).unwrap_or_default(),
             replication: st.replication.clone(),
             catalog_interrupted: st.catalog_interrupted.clone(),
+            tls: st.tls.clone(),
         }
     }
 }
