@@ -349,3 +349,38 @@ impl HeldPsql {
         line.unwrap_or_else(|| panic!("psql exited: {:?}", self.child.try_wait()))
     }
 }
+
+/// A start with an unusable pair (expired) fails before Postgres starts,
+/// naming the files and the check that failed.
+#[tokio::test]
+async fn an_expired_tls_pair_fails_the_start_with_the_reason() {
+    crate::need_postgres!();
+    let dir = temp_dir();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let mut opts = ComputeOpts::with_spec(fixture("spec.json"));
+    opts.args.extend([
+        "--tls-cert".to_string(),
+        cert_path.display().to_string(),
+        "--tls-key".to_string(),
+        key_path.display().to_string(),
+    ]);
+    let c = Compute::start(opts);
+    let exit = c.wait_exit(Duration::from_secs(60)).await;
+    assert!(!exit.success());
+    let log = c.log();
+    assert!(
+        log.contains("TLS (--tls-cert/--tls-key) cannot be used") && log.contains("expired"),
+        "{log}"
+    );
+    assert!(
+        c.postmaster_pid().is_none(),
+        "Postgres started with an expired pair"
+    );
+}
