@@ -30,8 +30,14 @@ RUN mkdir -p /etc/postgresql-common/createcluster.d \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15 ca-certificates \
  && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/*
 
-# The Unix socket directory Debian's Postgres uses, and a home for PGDATA.
-RUN install -d -m 2775 -o postgres -g postgres /var/run/postgresql \
+# The postgres user gets a fixed uid and gid, 999 (Debian picks the next free
+# system id), so that a pod can name it (deploy/kubernetes: runAsUser 999,
+# runAsNonRoot); its files follow. Then the Unix socket directory Debian's
+# Postgres uses, and a home for PGDATA.
+RUN old="$(id -u postgres):$(id -g postgres)" \
+ && groupmod -g 999 postgres && usermod -u 999 -g 999 postgres \
+ && find / -xdev \( -uid "${old%:*}" -o -gid "${old#*:}" \) -exec chown -h postgres:postgres {} + \
+ && install -d -m 2775 -o postgres -g postgres /var/run/postgresql \
  && install -d -m 0700 -o postgres -g postgres /var/lib/postgresql/compute
 
 COPY --from=build /usr/local/bin/compute_ctl /usr/local/bin/compute_ctl

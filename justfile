@@ -43,6 +43,7 @@ run: deps
 test: deps lint image-if-docker
     cargo test --workspace --all-targets
     just schemathesis
+    just k8s
     just test-smoke-majors
 
 # The version smoke on each of {{smoke_majors}} (the default major runs it in `cargo test`).
@@ -77,6 +78,10 @@ test-matrix:
         echo "== PostgreSQL $major: $(( $(date +%s) - start )) s"
     done
     exit $status
+
+# Renders each Kubernetes overlay (deploy/kubernetes) and validates it offline: kubernetes-validate (strict) + scripts/check-k8s.py.
+k8s:
+    scripts/validate-k8s.sh
 
 # schemathesis against the live binary: Neon's contract (../shared/fixtures/neon or $COMPUTE_CTL_NEON_FIXTURES) and our openapi.yaml.
 schemathesis: deps

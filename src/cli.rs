@@ -245,6 +245,37 @@ pub struct Args {
     /// to stream from it; then it fails with each safekeeper's state.
     #[arg(long, env = "COMPUTE_CTL_QUORUM_DEADLINE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub quorum_deadline_secs: u64,
+
+    // ---- Operating in a fleet: readiness, TLS (README "Deploying on Kubernetes", "TLS").
+    /// A replica lagging its source by more than this is not ready (`/ready`
+    /// answers 503 with the lag): WAL bytes received but not replayed
+    /// (16777216, 16MB) or the age of the last replayed transaction while
+    /// replay is behind (10s, 500ms). Off when not given.
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_MAX_READY_LAG",
+        help_heading = "Fleet operation"
+    )]
+    pub max_ready_lag: Option<crate::health::MaxLag>,
+
+    /// PEM certificate (leaf first, then its chain) Postgres serves TLS with
+    /// (`ssl = on`); watched, and a valid new one is applied by reload.
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_TLS_CERT",
+        requires = "tls_key",
+        help_heading = "Fleet operation"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_TLS_KEY",
+        requires = "tls_cert",
+        help_heading = "Fleet operation"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Neon's default internal HTTP port.
@@ -353,6 +384,14 @@ impl Args {
 
     pub fn terminated_linger(&self) -> Duration {
         Duration::from_secs(self.terminated_linger_secs)
+    }
+
+    /// `--tls-cert` and `--tls-key` (clap makes them come together).
+    pub fn tls_paths(&self) -> Option<crate::params::TlsPaths> {
+        Some(crate::params::TlsPaths {
+            cert_path: self.tls_cert.clone()?,
+            key_path: self.tls_key.clone()?,
+        })
     }
 
     pub fn activity_interval(&self) -> Duration {

@@ -48,6 +48,8 @@ fn params(args: &Args) -> anyhow::Result<ComputeParams> {
         cgroup_procs: None,
         advertise: args.advertise_addr.clone(),
         quorum_deadline: Duration::from_secs(args.quorum_deadline_secs),
+        max_ready_lag: args.max_ready_lag,
+        tls: args.tls_paths(),
     })
 }
 

@@ -230,6 +230,7 @@ where
             ));
         }
         tokio::spawn(crate::monitor::run(compute.clone()));
+        compute.watch_tls();
         if let Some(limit) = config.pg_init_timeout {
             tokio::spawn(enforce_pg_init_timeout(compute.clone(), limit));
         }

@@ -92,6 +92,18 @@ pub struct ComputeParams {
     /// How long a primary with safekeepers waits for a quorum of them to
     /// stream from it before the start fails (`--quorum-deadline`).
     pub quorum_deadline: Duration,
+    /// `--max-ready-lag`: how far a replica may lag and still be ready.
+    pub max_ready_lag: Option<crate::health::MaxLag>,
+    /// `--tls-cert`/`--tls-key`: the pair Postgres serves TLS with.
+    pub tls: Option<TlsPaths>,
+}
+
+/// Where a TLS certificate (PEM, leaf first) and its private key (PEM) are
+/// read from; Neon's `compute_ctl_config.tls` names the same two paths.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct TlsPaths {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
 }
 
 impl ComputeParams {

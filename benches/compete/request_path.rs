@@ -126,6 +126,8 @@ impl InProcess {
             cgroup_procs: None,
             advertise: None,
             quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
+            max_ready_lag: None,
+            tls: None,
         };
         let compute = Compute::new(TokioEnv::new(), params);
         tokio::spawn({

@@ -209,6 +209,18 @@ impl Fs for SimEnv {
         self.fs().create_dir_all(path)
     }
 
+    /// The simulated file system keeps no permission bits.
+    async fn set_mode(&self, path: &Path, _mode: u32) -> io::Result<()> {
+        if self.fs().exists(path) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} does not exist", path.display()),
+            ))
+        }
+    }
+
     async fn chown_recursive(&self, path: &Path, _who: RunAs) -> io::Result<()> {
         if self.fs().exists(path) {
             Ok(())

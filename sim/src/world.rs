@@ -97,6 +97,8 @@ pub fn params() -> ComputeParams {
         cgroup_procs: None,
         advertise: None,
         quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
+        max_ready_lag: None,
+        tls: None,
     }
 }
 

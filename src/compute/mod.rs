@@ -9,6 +9,9 @@ mod replication;
 mod source_major;
 mod supervisor;
 mod timings;
+mod tls;
+
+pub use tls::{TLS_POLL, TlsStatus};
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -88,6 +91,8 @@ pub struct ComputeState {
     pub config_refused: Option<ConfigRefused>,
     /// The major of the Postgres binary, once its settings catalogue was read.
     pub pg_major: Option<u32>,
+    /// Postgres' TLS pair in force and the last refused rotation (`--tls-cert`).
+    pub tls: Option<TlsStatus>,
 }
 
 /// Why a spec was not accepted.
@@ -191,6 +196,7 @@ impl<E: Env> Compute<E> {
             safekeepers: None,
             config_refused: None,
             pg_major: None,
+            tls: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);

@@ -424,6 +424,10 @@ impl<E: Env> Compute<E> {
             self.fail(format!("writing Postgres configuration failed: {e}"));
             return Ok(());
         }
+        if let Err(e) = self.install_tls_at_start().await {
+            self.fail(e);
+            return Ok(());
+        }
         let contexts = match pg::read_setting_contexts(&self.env, &self.params).await {
             Ok(c) => c,
             Err(e) => {

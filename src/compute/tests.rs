@@ -20,6 +20,8 @@ fn compute() -> Arc<Compute<TokioEnv>> {
         cgroup_procs: None,
         advertise: None,
         quorum_deadline: crate::params::DEFAULT_QUORUM_DEADLINE,
+        max_ready_lag: None,
+        tls: None,
     };
     Compute::new(TokioEnv::new(), params)
 }

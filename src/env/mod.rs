@@ -236,6 +236,8 @@ pub trait Fs: Send + Sync + 'static {
     /// Creates a directory (and parents) and sets its mode.
     fn create_dir_all(&self, path: &Path, mode: u32)
     -> impl Future<Output = io::Result<()>> + Send;
+    /// Sets the permission bits of a file (e.g. 0o600 for a private key).
+    fn set_mode(&self, path: &Path, mode: u32) -> impl Future<Output = io::Result<()>> + Send;
     /// Changes the owner of `path` and everything below it.
     fn chown_recursive(
         &self,

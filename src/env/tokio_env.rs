@@ -532,6 +532,10 @@ impl Fs for TokioEnv {
         tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).await
     }
 
+    async fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).await
+    }
+
     async fn chown_recursive(&self, path: &Path, who: RunAs) -> io::Result<()> {
         let mut stack = vec![path.to_path_buf()];
         while let Some(p) = stack.pop() {

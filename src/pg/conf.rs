@@ -500,7 +500,10 @@ pub async fn write_config<E: Env>(
     spec: &ComputeSpec,
 ) -> Result<(), PgError> {
     let name = params.compute_id.as_deref().unwrap_or(DEFAULT_REPLICA_NAME);
-    let conf = render_postgresql_conf_as(spec, &params.conn, name);
+    let mut conf = render_postgresql_conf_as(spec, &params.conn, name);
+    if params.tls.is_some() {
+        conf.text.push_str(super::TLS_CONF);
+    }
     for w in &conf.warnings {
         tracing::warn!("postgresql.conf: {w}");
     }

@@ -17,6 +17,7 @@ pub mod probe;
 mod restart;
 mod settings_catalogue;
 mod stale;
+mod tls;
 
 pub use crate::spec::redact_connstr;
 pub use conf::{
@@ -40,4 +41,5 @@ pub use settings_catalogue::{
     SettingDef, SettingKind, SettingRefusal, SettingsCatalogue, parse_major,
     read_settings_catalogue, setting_exists,
 };
-pub use stale::{stop_stale_postmaster, stop_stale_tools};
+pub use stale::{live_postmaster, stop_stale_postmaster, stop_stale_tools};
+pub use tls::{TLS_CONF, TLS_DIR, install_pair};

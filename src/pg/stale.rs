@@ -25,7 +25,7 @@ use crate::env::{Env, Signal};
 const POLL: Duration = Duration::from_millis(20);
 
 /// What `postmaster.pid` says, when it names a live postmaster of `pgdata`.
-async fn live_postmaster<E: Env>(env: &E, pgdata: &Path) -> Option<u32> {
+pub async fn live_postmaster<E: Env>(env: &E, pgdata: &Path) -> Option<u32> {
     let text = env.read(&pgdata.join("postmaster.pid")).await.ok()?;
     let text = String::from_utf8_lossy(&text);
     let pid: u32 = text.lines().next()?.trim().parse().ok()?;

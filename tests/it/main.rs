@@ -28,6 +28,7 @@ mod majors_smoke;
 mod neon_contract;
 mod neon_launch;
 mod openapi;
+mod ops;
 mod pending_restart;
 mod skip_flag;
 mod soak;

@@ -43,6 +43,8 @@ fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
             cgroup_procs: None,
             advertise: None,
             quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
+            max_ready_lag: None,
+            tls: None,
         },
     )
 }

@@ -1,7 +1,8 @@
 //! `GET /health` (the process is alive and serving) and `GET /ready`
-//! (status `running` and Postgres accepting connections, probed with a
-//! fresh supervisor session and `SELECT 1` under a short deadline:
-//! `pg::probe::ready`).
+//! (status `running`, a replica within `--max-ready-lag` of its source
+//! ([`crate::health::lag_verdict`]), and Postgres accepting connections,
+//! probed with a fresh supervisor session and `SELECT 1` under a short
+//! deadline: `pg::probe::ready`).
 
 use std::time::Duration;
 
@@ -52,6 +53,12 @@ pub async fn ready<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Prob
         return Err(unavailable(format!(
             "not ready: the compute is {status}, not running"
         )));
+    }
+    if let Some(max) = compute.params.max_ready_lag {
+        let replication = compute.subscribe().borrow().replication.clone();
+        if let Some(why) = crate::health::lag_verdict(max, replication.as_ref()) {
+            return Err(unavailable(format!("not ready: {why}")));
+        }
     }
     match pg::probe::ready(&compute.env, &compute.params.conn, READY_PROBE_TIMEOUT).await {
         Ok(()) => Ok(Json(ProbeBody {

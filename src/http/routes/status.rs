@@ -61,6 +61,9 @@ pub struct StatusBody {
     pub deprecations: Vec<String>,
     /// The major of the Postgres binary; null until it was read.
     pub pg_major: Option<u32>,
+    /// Postgres' TLS pair in force and the last refused rotation (absent without --tls-cert).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::compute::TlsStatus>,
 }
 
 impl StatusBody {
@@ -96,6 +99,7 @@ impl StatusBody {
                 .map(|s| crate::compute::deprecations(s, st.pg_major))
                 .unwrap_or_default(),
             pg_major: st.pg_major,
+            tls: st.tls.clone(),
         }
     }
 }

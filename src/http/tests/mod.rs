@@ -45,6 +45,8 @@ pub fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
         cgroup_procs: None,
         advertise: None,
         quorum_deadline: crate::params::DEFAULT_QUORUM_DEADLINE,
+        max_ready_lag: None,
+        tls: None,
     };
     Compute::new(TokioEnv::new(), params)
 }

@@ -36,6 +36,8 @@ pub struct ComputeOpts {
     /// A bearer token that [`Compute::get`], [`Compute::status`] and
     /// [`Compute::wait_status`] send (once a key set protects `/status`).
     pub token: Option<String>,
+    /// Run compute_ctl itself as this uid/gid instead of root (as in a pod).
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl ComputeOpts {
@@ -58,6 +60,7 @@ impl ComputeOpts {
             pgdata: None,
             env: Vec::new(),
             token: None,
+            run_as: None,
         }
     }
 
@@ -387,6 +390,10 @@ fn spawn(
         .kill_on_drop(true);
     if let Some(spec) = &opts.spec {
         cmd.arg("--spec-json").arg(spec.to_string());
+    }
+    if let Some((uid, gid)) = opts.run_as {
+        // std drops root's supplementary groups before the uid change.
+        cmd.uid(uid).gid(gid);
     }
     cmd.spawn().expect("spawn compute_ctl")
 }

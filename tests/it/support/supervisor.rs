@@ -39,6 +39,8 @@ pub fn params(pgdata: PathBuf, port: u16) -> ComputeParams {
         cgroup_procs: None,
         advertise: None,
         quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
+        max_ready_lag: None,
+        tls: None,
     }
 }
 

@@ -1,0 +1,190 @@
+//! Readiness beyond "Postgres answers": a replica that lags its source by
+//! more than `--max-ready-lag` is not ready (as Patroni and CloudNativePG
+//! gate replicas), so that a Service sends reads only to replicas that are
+//! close enough. Pure: the verdict is taken from the replication state the
+//! watcher keeps ([`crate::storage::ReplicationStatus`]).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::storage::ReplicationStatus;
+
+/// The most a replica may lag and still be ready: WAL bytes received but
+/// not replayed, or the age of the last replayed transaction while replay
+/// is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxLag {
+    Bytes(u64),
+    Time(Duration),
+}
+
+/// A `--max-ready-lag` value that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid lag {0:?}: give bytes (16777216, 64kB, 16MB, 1GB) or a time (500ms, 10s, 2min)")]
+pub struct MaxLagParseError(String);
+
+impl FromStr for MaxLag {
+    type Err = MaxLagParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let err = || MaxLagParseError(s.to_string());
+        let n: u64 = num.parse().map_err(|_| err())?;
+        let bytes = |mult: u64| n.checked_mul(mult).map(MaxLag::Bytes).ok_or_else(err);
+        match unit.trim() {
+            "" | "B" => Ok(MaxLag::Bytes(n)),
+            "kB" | "KB" | "KiB" => bytes(1 << 10),
+            "MB" | "MiB" => bytes(1 << 20),
+            "GB" | "GiB" => bytes(1 << 30),
+            "ms" => Ok(MaxLag::Time(Duration::from_millis(n))),
+            "s" => Ok(MaxLag::Time(Duration::from_secs(n))),
+            "min" => n
+                .checked_mul(60)
+                .map(|s| MaxLag::Time(Duration::from_secs(s)))
+                .ok_or_else(err),
+            _ => Err(err()),
+        }
+    }
+}
+
+impl fmt::Display for MaxLag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxLag::Bytes(b) => write!(f, "{b} bytes"),
+            MaxLag::Time(d) => write!(f, "{} ms", d.as_millis()),
+        }
+    }
+}
+
+/// Why a replica is not ready under `max`, or `None` when it is. A
+/// primary (no replication state, or mode `primary`) and a static compute
+/// (paused at its LSN by design) are never held back by lag. A replica
+/// whose lag cannot be told (not streaming, nothing read yet) is not ready:
+/// it serves data of unknown age.
+pub fn lag_verdict(max: MaxLag, replication: Option<&ReplicationStatus>) -> Option<String> {
+    let r = replication?;
+    if r.mode != "replica" {
+        return None;
+    }
+    if !r.streaming {
+        let why = r
+            .not_streaming_reason
+            .as_deref()
+            .unwrap_or("the WAL receiver is not streaming");
+        return Some(format!(
+            "the replica's lag is unknown (--max-ready-lag {max}): {why}"
+        ));
+    }
+    match max {
+        MaxLag::Bytes(limit) => match r.replay_lag_bytes {
+            None => Some(format!(
+                "the replica's replay lag is not known yet (--max-ready-lag {max})"
+            )),
+            Some(lag) if lag > limit => Some(format!(
+                "the replica lags its source by {lag} bytes of WAL not yet replayed (receive {}, replay {}), more than --max-ready-lag {max}",
+                shown(r.receive_lsn),
+                shown(r.replay_lsn)
+            )),
+            Some(_) => None,
+        },
+        MaxLag::Time(limit) => match r.replay_lag_ms {
+            None => Some(format!(
+                "the replica's replay lag is not known yet (--max-ready-lag {max})"
+            )),
+            Some(ms) if u128::from(ms) > limit.as_millis() => Some(format!(
+                "the replica's last replayed transaction is {ms} ms old while replay is behind (receive {}, replay {}), more than --max-ready-lag {max}",
+                shown(r.receive_lsn),
+                shown(r.replay_lsn)
+            )),
+            Some(_) => None,
+        },
+    }
+}
+
+fn shown<T: fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "unknown".to_string(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(streaming: bool, bytes: Option<u64>, ms: Option<u64>) -> ReplicationStatus {
+        ReplicationStatus {
+            mode: "replica".into(),
+            streaming,
+            replay_lag_bytes: bytes,
+            replay_lag_ms: ms,
+            not_streaming_reason: (!streaming).then(|| "the WAL receiver is starting".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn parses_bytes_and_times() {
+        assert_eq!("1048576".parse::<MaxLag>().unwrap(), MaxLag::Bytes(1 << 20));
+        assert_eq!("16MB".parse::<MaxLag>().unwrap(), MaxLag::Bytes(16 << 20));
+        assert_eq!("64kB".parse::<MaxLag>().unwrap(), MaxLag::Bytes(64 << 10));
+        assert_eq!(
+            "10s".parse::<MaxLag>().unwrap(),
+            MaxLag::Time(Duration::from_secs(10))
+        );
+        assert_eq!(
+            "2min".parse::<MaxLag>().unwrap(),
+            MaxLag::Time(Duration::from_secs(120))
+        );
+        assert_eq!(
+            "500ms".parse::<MaxLag>().unwrap(),
+            MaxLag::Time(Duration::from_millis(500))
+        );
+        for bad in [
+            "",
+            "MB",
+            "-1",
+            "10 parsecs",
+            "1.5s",
+            "99999999999999999999GB",
+        ] {
+            let e = bad.parse::<MaxLag>().unwrap_err().to_string();
+            assert!(e.contains("give bytes"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_replica_over_the_limit_is_not_ready_and_says_by_how_much() {
+        let max = MaxLag::Bytes(1000);
+        assert_eq!(
+            lag_verdict(max, Some(&replica(true, Some(1000), Some(5)))),
+            None
+        );
+        let why = lag_verdict(max, Some(&replica(true, Some(1001), Some(5)))).unwrap();
+        assert!(
+            why.contains("1001 bytes") && why.contains("1000 bytes"),
+            "{why}"
+        );
+        let max = MaxLag::Time(Duration::from_secs(2));
+        assert_eq!(
+            lag_verdict(max, Some(&replica(true, Some(9), Some(2000)))),
+            None
+        );
+        let why = lag_verdict(max, Some(&replica(true, Some(9), Some(2001)))).unwrap();
+        assert!(why.contains("2001 ms"), "{why}");
+    }
+
+    #[test]
+    fn unknown_lag_is_not_ready_but_primaries_and_static_computes_never_wait() {
+        let max = MaxLag::Bytes(1 << 20);
+        let why = lag_verdict(max, Some(&replica(false, None, None))).unwrap();
+        assert!(why.contains("unknown") && why.contains("starting"), "{why}");
+        assert!(lag_verdict(max, Some(&replica(true, None, None))).is_some());
+        assert_eq!(lag_verdict(max, None), None);
+        for mode in ["primary", "static"] {
+            let mut r = replica(false, Some(u64::MAX), Some(u64::MAX));
+            r.mode = mode.into();
+            assert_eq!(lag_verdict(max, Some(&r)), None, "{mode}");
+        }
+    }
+}
