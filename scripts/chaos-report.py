@@ -61,16 +61,17 @@ for f in sorted(out.glob("*.jsonl")):
             src = " (base backup)" if source == "BaseBackup" and phase == "start.prepare_pgdata" else (
                 " (initdb)" if phase == "start.prepare_pgdata" else "")
             inside = sum(1 for l in ls if l.get("landed") == "inside the phase")
+            at_end = sum(1 for l in ls if l.get("landed") == "at the phase's end")
             failed = [l for l in ls if not l["survived"]]
             rows.append({
                 "fault": f"kill -9 {who} in {phase}{src}",
                 "trials": len(ls),
                 "survived": sum(1 for l in ls if l["survived"]),
                 "lost_data": lost_sum(ls),
-                "detail": f"{inside} inside the phase, {len(ls) - inside} at its end; "
+                "detail": f"{inside} inside the phase, {at_end} at its end; "
                 + (f"converged p50 {conv[len(conv) // 2]} ms, max {conv[-1]} ms; " if conv else "")
                 + f"orphans {sum(l.get('orphans') or 0 for l in ls)}; "
-                + ", ".join(sorted({l['outcome'] for l in ls if 'outcome' in l}))
+                + ", ".join(sorted({l['outcome'] for l in ls if 'outcome' in l}) or ["no outcome"])
                 + "".join(f"; FAILED trial {l['trial']}: {l['failed']}" for l in failed),
             })
     elif f.stem == "hostile_http":
