@@ -35,3 +35,33 @@ pub enum Event {
     /// The fault schedule is over and everything was repaired.
     Healed,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::PgPhase;
+
+    #[test]
+    fn an_event_serialises_flat_with_its_name() {
+        let ev = Event::Fault {
+            kind: FaultKind::PgCrash {
+                phase: PgPhase::Reload,
+            },
+            start: true,
+            window_ms: (10, 60),
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ev": "fault", "kind": "pg_crash", "phase": "reload", "start": true, "window_ms": [10, 60]})
+        );
+        let st = Event::Status {
+            boot: 1,
+            status: ComputeStatus::Running,
+        };
+        assert_eq!(
+            serde_json::to_value(&st).unwrap(),
+            serde_json::json!({"ev": "status", "boot": 1, "status": "running"})
+        );
+    }
+}

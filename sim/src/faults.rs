@@ -12,7 +12,6 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::shared::{PgPhase, Shared};
 use crate::world::{COMPUTE, CPLANE, STORAGE};
@@ -203,10 +202,13 @@ pub fn apply(sim: &mut turmoil::Sim<'_>, shared: &Shared, f: &Fault, start: bool
     if start {
         shared.lock().ledger.record(f);
     }
-    shared.event_at(
+    shared.emit_at(
         t,
-        if start { "fault_start" } else { "fault_end" },
-        json!({"fault": f.kind}),
+        crate::events::Event::Fault {
+            kind: f.kind,
+            start,
+            window_ms: (f.at_ms, f.at_ms + f.for_ms),
+        },
     );
     match (f.kind, start) {
         (FaultKind::PartitionCplane { oneway: false }, true) => sim.partition(CPLANE, COMPUTE),

@@ -157,9 +157,8 @@ fn run_planted(
         if !healed && now >= heal_at {
             faults::heal(&mut sim, &shared);
             let t = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
-            let mut sh = shared.lock();
-            sh.healed_at = Some(t);
-            sh.trace.push(t, "healed", json!({}));
+            shared.lock().healed_at = Some(t);
+            shared.emit_at(t, crate::events::Event::Healed);
             healed = true;
         }
         match sim.step() {
