@@ -90,7 +90,7 @@ pub struct ComputeParams {
     /// (`--advertise-addr`); `None`: the `-C` host and port.
     pub advertise: Option<AdvertiseAddr>,
     /// How long a primary with safekeepers waits for a quorum of them to
-    /// stream from it before the start fails (`--quorum-deadline`).
+    /// stream from it before the start fails (`--quorum-deadline-secs`).
     pub quorum_deadline: Duration,
     /// `--max-ready-lag`: how far a replica may lag and still be ready.
     pub max_ready_lag: Option<crate::health::MaxLag>,
@@ -122,7 +122,7 @@ impl ComputeParams {
     }
 }
 
-/// The default of `--quorum-deadline`.
+/// The default of `--quorum-deadline-secs`.
 pub const DEFAULT_QUORUM_DEADLINE: Duration = Duration::from_secs(30);
 
 /// `host:port` where remote servers (the safekeepers) reach this compute's

@@ -118,7 +118,7 @@ impl<E: Env> Compute<E> {
 
     /// Steps 4 to 6, once Postgres accepts connections as a standby: replay
     /// up to the plan's target, promote onto a new timeline, announce to
-    /// every safekeeper, wait (at most `--quorum-deadline`) for a quorum to
+    /// every safekeeper, wait (at most `--quorum-deadline-secs`) for a quorum to
     /// stream. `Err` is the failure reason, with each safekeeper's state.
     pub(super) async fn promote_and_announce(
         &self,
@@ -192,7 +192,7 @@ impl<E: Env> Compute<E> {
                 });
                 if !holds {
                     return Err(format!(
-                        "no quorum of safekeepers streams from this primary within {:?} (--quorum-deadline): {} of {} needed, {} streaming; {shown}",
+                        "no quorum of safekeepers streams from this primary within {:?} (--quorum-deadline-secs): {} of {} needed, {} streaming; {shown}",
                         self.params.quorum_deadline, quorum.need, quorum.total, quorum.streaming
                     ));
                 }

@@ -332,8 +332,8 @@ pub fn quorum_names(spec: &ComputeSpec) -> Option<Vec<String>> {
     let names: Vec<String> = spec
         .safekeeper_connstrings
         .iter()
-        .filter_map(|c| crate::storage::Endpoint::parse(c, "-").ok())
-        .map(|e| crate::storage::safekeeper_name(&e.host, e.port))
+        .filter_map(|c| crate::spec::Endpoint::parse(c, "-").ok())
+        .map(|e| crate::spec::safekeeper_name(&e.host, e.port))
         .collect();
     Some(names)
 }
@@ -349,7 +349,7 @@ fn render_quorum(
 ) {
     text.push_str(&format!(
         "synchronous_standby_names = {}\n",
-        quote_conf_value(&crate::storage::synchronous_standby_names(names))
+        quote_conf_value(&crate::spec::synchronous_standby_names(names))
     ));
     let commit = match spec_sync_commit.map(|v| v.trim().to_ascii_lowercase()) {
         Some(v) if v == "remote_apply" => "remote_apply",
@@ -510,14 +510,14 @@ pub async fn write_config<E: Env>(
     let sk_hosts: Vec<String> = spec
         .safekeeper_connstrings
         .iter()
-        .filter_map(|c| crate::storage::Endpoint::parse(c, "-").ok())
+        .filter_map(|c| crate::spec::Endpoint::parse(c, "-").ok())
         .map(|e| e.host)
         .collect();
     let hba = render_pg_hba_with(&params.conn.user, &sk_hosts)?;
     for (name, data) in [("postgresql.conf", conf.text), ("pg_hba.conf", hba)] {
         let path = params.pgdata.join(name);
         // An unchanged file is not rewritten (pg_hba.conf never changes after
-        // start): a notify then costs one durable write, not two.
+        // start): a notify then writes one file, not two.
         if env
             .read(&path)
             .await

@@ -9,6 +9,7 @@ mod catalog_list;
 mod endpoint;
 mod lsn;
 mod model;
+mod quorum_names;
 pub mod role_options;
 mod validate;
 
@@ -16,6 +17,7 @@ pub use catalog_list::CatalogList;
 pub use endpoint::{Endpoint, EndpointError, redact_connstr};
 pub use lsn::{Lsn, LsnParseError};
 pub use model::*;
+pub use quorum_names::{majority, safekeeper_name, synchronous_standby_names};
 pub use validate::{
     MAX_NAME_BYTES, SpecProblem, ValidationContext, is_guc_name, is_md5_hex, mode_name, validate,
     validate_advertise, validate_change,

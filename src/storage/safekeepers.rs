@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::{Endpoint, Lsn, SessionError};
+pub use crate::spec::majority;
 use crate::env::Env;
 
 /// One round trip: whether the server is in recovery, how far its WAL is
@@ -58,11 +59,6 @@ pub async fn wal_position<E: Env>(
         flushed: lsn(1)?,
         replayed: lsn(2)?,
     })
-}
-
-/// How many of `total` make a majority.
-pub fn majority(total: usize) -> usize {
-    total / 2 + 1
 }
 
 /// The highest LSN that at least a majority of `total` safekeepers has

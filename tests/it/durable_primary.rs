@@ -100,7 +100,7 @@ fn kill_everything(c: &Compute) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_and_move() {
-    need_postgres!();
+    crate::need_postgres!();
     let mut sks = Safekeepers::start().await;
     let spec_a = spec(&sks, "a");
 
@@ -233,7 +233,7 @@ async fn acknowledged_writes_survive_kill_and_move() {
 
 #[tokio::test]
 async fn a_loopback_advertise_addr_with_a_remote_safekeeper_exits_2() {
-    need_postgres!();
+    crate::need_postgres!();
     let mut s = fixture("spec.json");
     s["safekeeper_connstrings"] = json!(["10.1.2.3:5454"]);
     s["pageserver_connstring"] = "host=127.0.0.1 port=1".into();

@@ -72,7 +72,7 @@ async fn show(c: &Compute, name: &str) -> String {
 
 #[tokio::test]
 async fn a_primary_on_this_major_starts_configures_refuses_bad_settings_and_terminates() {
-    need_postgres!();
+    crate::need_postgres!();
     let major = pg_major();
     let mut start = fixture("spec.json");
     start["operation_uuid"] = "smoke-start".into();
@@ -220,7 +220,7 @@ async fn a_primary_on_this_major_starts_configures_refuses_bad_settings_and_term
 
 #[tokio::test]
 async fn a_replica_on_this_major_moves_to_another_storage_without_restart() {
-    need_postgres!();
+    crate::need_postgres!();
     let a = TestPostgres::storage().await;
     a.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
         .await;

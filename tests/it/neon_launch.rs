@@ -24,7 +24,7 @@ use std::time::Duration;
 use crate::support::openapi::{OpenApi, Seen};
 use serde_json::{Value, json};
 use crate::support::compute::Reply;
-use crate::support::{PG_BIN_DIR, SUPERUSER, repo_file};
+use crate::support::{SUPERUSER, pg_bin_dir, repo_file};
 
 const ENDPOINT_ID: &str = "ep-neon-launch";
 const WITHIN: Duration = Duration::from_secs(60);
@@ -152,7 +152,7 @@ impl Endpoint {
             .arg("--config")
             .arg(self.path().join("config.json"))
             .arg("--pgbin")
-            .arg(Path::new(PG_BIN_DIR).join("postgres"))
+            .arg(pg_bin_dir().join("postgres"))
             .args(["--compute-id", ENDPOINT_ID])
             // neon_local adds `--dev` when started with it.
             .arg("--dev")
@@ -351,7 +351,7 @@ async fn neon_local_starts_reconfigures_and_stops_the_compute() {
     // /database_schema for any name: one pg_dump would read as a connection
     // string with --dbname, and one over Postgres' 63-byte limit.
     let odd = "dbname=postgres host=nowhere";
-    let c = support::connect(&support::connstr(ep.pg_port))
+    let c = crate::support::connect(&crate::support::connstr(ep.pg_port))
         .await
         .unwrap();
     c.batch_execute(&format!("CREATE DATABASE \"{odd}\""))
@@ -376,7 +376,7 @@ async fn neon_local_starts_reconfigures_and_stops_the_compute() {
     // neon_local's default stop: pg_ctl -D PGDATA -w -m fast stop, as the
     // owner of PGDATA; then compute_ctl exits, with 0.
     let (uid, gid) = crate::support::os::postgres_user();
-    let out = std::process::Command::new(Path::new(PG_BIN_DIR).join("pg_ctl"))
+    let out = std::process::Command::new(pg_bin_dir().join("pg_ctl"))
         .arg("-D")
         .arg(ep.pgdata())
         .args(["-w", "-m", "fast", "stop"])

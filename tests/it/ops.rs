@@ -200,7 +200,7 @@ fn psql_verify_full(port: u16, ca: &std::path::Path, sql: &str) -> Result<String
         "host=localhost port={port} user=cloud_admin dbname=postgres sslmode=verify-full sslrootcert={}",
         ca.display()
     );
-    let out = std::process::Command::new(std::path::Path::new(crate::support::PG_BIN_DIR).join("psql"))
+    let out = std::process::Command::new(crate::support::pg_bin_dir().join("psql"))
         .args([conn.as_str(), "-XAtc", sql])
         .output()
         .expect("run psql");
@@ -315,7 +315,7 @@ impl HeldPsql {
             ca.display()
         );
         let mut child =
-            tokio::process::Command::new(std::path::Path::new(crate::support::PG_BIN_DIR).join("psql"))
+            tokio::process::Command::new(crate::support::pg_bin_dir().join("psql"))
                 .args([conn.as_str(), "-XAtq", "-v", "ON_ERROR_STOP=1"])
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
