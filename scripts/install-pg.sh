@@ -52,7 +52,27 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libossp-uuid\.so\.16'; then
     apt_install libossp-uuid16
 fi
 
+# The server's loadable modules of these builds (libpqwalreceiver.so,
+# dblink.so, postgres_fdw.so) look for libpq in the build's /opt/postgresql/lib,
+# so they load Debian's libpq 15 instead of their own: a WAL receiver then
+# refuses the 16+ options (sslcertmode) that pg_basebackup -R writes into
+# primary_conninfo. Point them at their own lib directory (idempotent).
+fix_runpath() {
+    local so
+    command -v patchelf >/dev/null || apt_install patchelf
+    for so in "$1"/lib/*.so "$1"/lib/postgresql/*.so; do
+        [ -f "$so" ] || continue
+        if readelf -d "$so" 2>/dev/null | grep -q 'RUNPATH.*/opt/postgresql'; then
+            # Relative to the module, so the tree may move (staging -> final).
+            local rel='$ORIGIN'
+            [ "$(basename "$(dirname "$so")")" = postgresql ] && rel='$ORIGIN/..'
+            patchelf --set-rpath "$rel" "$so" || die "patchelf --set-rpath on $so failed"
+        fi
+    done
+}
+
 if [ -f "$stamp" ] && [ -x "$bin/postgres" ]; then
+    [ "$(id -u)" = 0 ] && fix_runpath "$dir"
     echo "$bin"
     exit 0
 fi
@@ -84,6 +104,7 @@ tar -xzf "$tarball" -C "$staging" --strip-components=1 --no-same-owner
 chown -R root:root "$staging"
 chmod -R u+rwX,go+rX,go-w "$staging"
 [ -x "$staging/bin/postgres" ] || die "postgresql-$version unpacked without bin/postgres"
+fix_runpath "$staging"
 touch "$staging/.installed-$version"
 rm -rf "$dir"
 mv "$staging" "$dir"

@@ -2,9 +2,9 @@
 //! HTTP API and the binary call on it. The long-running loop that starts,
 //! reconfigures and stops Postgres is in [`supervisor`].
 
-mod durable;
 mod config_check;
 mod deprecations;
+mod durable;
 mod replication;
 mod source_major;
 mod supervisor;
@@ -21,9 +21,9 @@ use tokio::sync::watch;
 
 pub use crate::env::ms;
 pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
-pub use durable::SafekeepersState;
 pub use config_check::ConfigRefused;
 pub use deprecations::deprecations;
+pub use durable::SafekeepersState;
 pub use supervisor::RunOutcome;
 pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
 

@@ -36,4 +36,3 @@ pub fn synchronous_standby_names(names: &[String]) -> String {
     let list: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
     format!("ANY {} ({})", majority(names.len()), list.join(", "))
 }
-

@@ -76,13 +76,13 @@ impl Endpoint {
         env: &E,
     ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), SessionError> {
         let addr = self.addr();
-        let stream = env
-            .connect(&self.host, self.port)
-            .await
-            .map_err(|source| SessionError::Tcp {
-                addr: addr.clone(),
-                source,
-            })?;
+        let stream =
+            env.connect(&self.host, self.port)
+                .await
+                .map_err(|source| SessionError::Tcp {
+                    addr: addr.clone(),
+                    source,
+                })?;
         let mut config = self.config.clone();
         config.application_name(crate::pg::APPLICATION_NAME);
         let (client, connection) = config

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{Endpoint, EndpointError, Lsn};
+use super::{Endpoint, EndpointError, Lsn, majority};
 pub use crate::spec::{safekeeper_name, synchronous_standby_names};
 
 /// One safekeeper: its parsed address and the name it streams under.

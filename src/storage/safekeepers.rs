@@ -13,8 +13,8 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::{Endpoint, Lsn, SessionError};
-pub use crate::spec::majority;
 use crate::env::Env;
+pub use crate::spec::majority;
 
 /// One round trip: whether the server is in recovery, how far its WAL is
 /// durable (flushed on a primary; received, else replayed, on a standby) and

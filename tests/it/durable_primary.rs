@@ -20,14 +20,13 @@
 // Tests may use the OS clock (clippy.toml is for the library).
 #![allow(clippy::disallowed_methods)]
 
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use crate::support::compute::{Compute, ComputeOpts};
 use crate::support::safekeepers::Safekeepers;
 use crate::support::{fixture, wait_for};
+use serde_json::{Value, json};
 
 const WITHIN: Duration = Duration::from_secs(60);
 

@@ -7,13 +7,12 @@
 //! words and a rollback), notify, reconfigure and terminate; and one replica
 //! moved between two storages.
 
-
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use crate::support::compute::{Compute, ComputeOpts};
 use crate::support::postgres::TestPostgres;
 use crate::support::{fixture, pg_major, query_value};
+use serde_json::{Value, json};
 
 const WITHIN: Duration = Duration::from_secs(30);
 /// A role and a database whose names need every kind of quoting.
@@ -257,6 +256,17 @@ async fn a_replica_on_this_major_moves_to_another_storage_without_restart() {
     )
     .await;
     a.exec("INSERT INTO t VALUES (2)").await;
+    // B itself must have row 2 before C can: a B that does not stream from
+    // A is the test's storage failing, not the compute (say which).
+    let b_has_it = crate::support::poll_until(WITHIN, || async {
+        (b.value("SELECT count(*) FROM t").await == "2").then_some(())
+    })
+    .await;
+    assert!(
+        b_has_it.is_some(),
+        "storage B (a standby of A) never replayed row 2 within {WITHIN:?}; its log:\n{}",
+        b.log()
+    );
     c.wait_until("row 2 through B", WITHIN, async |c| {
         match c.connect().await {
             Ok(client) => {

@@ -15,16 +15,15 @@
 // Tests may read the OS clock; clippy.toml is for the library.
 #![allow(clippy::disallowed_methods)]
 
-
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::openapi::{OpenApi, Seen};
-use serde_json::{Value, json};
 use crate::support::compute::Reply;
+use crate::support::openapi::{OpenApi, Seen};
 use crate::support::{SUPERUSER, pg_bin_dir, repo_file};
+use serde_json::{Value, json};
 
 const ENDPOINT_ID: &str = "ep-neon-launch";
 const WITHIN: Duration = Duration::from_secs(60);

@@ -1,15 +1,14 @@
 //! Operating compute_ctl as a platform runs it (`deploy/kubernetes`): as a
 //! non-root user, where it runs Postgres and its tools as itself.
 
-
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use serde_json::json;
 use crate::support::compute::{Compute, ComputeOpts};
 use crate::support::fixture;
 use crate::support::os::{create_postgres_dir, postgres_user, temp_dir, uid_of};
 use crate::support::postgres::TestPostgres;
+use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -314,14 +313,13 @@ impl HeldPsql {
             "host=localhost port={port} user=cloud_admin dbname=postgres sslmode=verify-full sslrootcert={}",
             ca.display()
         );
-        let mut child =
-            tokio::process::Command::new(crate::support::pg_bin_dir().join("psql"))
-                .args([conn.as_str(), "-XAtq", "-v", "ON_ERROR_STOP=1"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("spawn psql");
+        let mut child = tokio::process::Command::new(crate::support::pg_bin_dir().join("psql"))
+            .args([conn.as_str(), "-XAtq", "-v", "ON_ERROR_STOP=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn psql");
         let stdin = child.stdin.take().unwrap();
         let stdout = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
             child.stdout.take().unwrap(),
