@@ -57,13 +57,22 @@ impl<E: Env> Compute<E> {
     /// The settings of `spec` that the binary in use refuses, as spec
     /// problems (JSON path; the message names the major). A name that
     /// `--describe-config` does not list is asked of Postgres once
-    /// (`pg::setting_exists`, remembered per name).
-    pub async fn setting_problems(&self, spec: &ComputeSpec) -> Vec<SpecProblem> {
+    /// (`pg::setting_exists`, remembered per name). A setting that one of
+    /// `known` (validation's problems) already names is skipped: a malformed
+    /// name is reported once, not also as unknown to the major.
+    pub async fn setting_problems(
+        &self,
+        spec: &ComputeSpec,
+        known: &[SpecProblem],
+    ) -> Vec<SpecProblem> {
         let Some(catalogue) = self.settings_catalogue().await else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for r in catalogue.check_spec(spec) {
+            if known.iter().any(|k| k.path == r.path) {
+                continue;
+            }
             if let Some(name) = &r.unlisted {
                 let known = self
                     .unlisted_settings

@@ -14,16 +14,11 @@
 //! does. `port` is excluded: the `-C` connection string owns it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use super::PgError;
-use super::error::stderr_tail;
-use crate::env::{CommandSpec, Env, timeout};
+use crate::env::Env;
 use crate::params::ComputeParams;
 use crate::spec::ComputeSpec;
-
-/// `postgres --describe-config` answers in milliseconds; this bounds a hang.
-const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The settings that need a postmaster restart to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,38 +97,12 @@ pub async fn read_setting_contexts<E: Env>(
     env: &E,
     params: &ComputeParams,
 ) -> Result<SettingContexts, PgError> {
-    let who = env.postgres_identity().map_err(PgError::Identity)?;
-    let mut cmd = CommandSpec::new(&params.pgbin)
-        .arg("--describe-config")
-        .run_as(who);
-    cmd.current_dir = Some("/".into());
-    let out = match timeout(env, DESCRIBE_TIMEOUT, env.output(&cmd)).await {
-        Err(_) => {
-            return Err(PgError::CommandTimeout {
-                command: cmd.display(),
-                after: DESCRIBE_TIMEOUT,
-            });
-        }
-        Ok(Err(source)) => {
-            return Err(PgError::Spawn {
-                command: cmd.display(),
-                source,
-            });
-        }
-        Ok(Ok(out)) => out,
-    };
-    if !out.status.success() {
-        return Err(PgError::Command {
-            command: cmd.display(),
-            status: out.status,
-            stderr: stderr_tail(&out.stderr),
-        });
-    }
-    let contexts = SettingContexts::parse_describe_config(&String::from_utf8_lossy(&out.stdout));
+    let text = super::settings_catalogue::run_postgres(env, params, "--describe-config").await?;
+    let contexts = SettingContexts::parse_describe_config(&text);
     if contexts.postmaster.is_empty() {
         return Err(PgError::Config(format!(
-            "`{}` listed no postmaster-context settings",
-            cmd.display()
+            "`{} --describe-config` listed no postmaster-context settings",
+            params.pgbin.display()
         )));
     }
     Ok(contexts)

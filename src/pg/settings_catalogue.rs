@@ -252,8 +252,9 @@ fn parse_int(s: &str) -> Option<f64> {
     Some(if neg { -(n as f64) } else { n as f64 })
 }
 
-/// Runs `postgres ARGS` as the Postgres user and gives its stdout.
-async fn run_postgres<E: Env>(
+/// Runs `postgres ARG` as the Postgres user and gives its stdout (also
+/// `restart.rs`'s `--describe-config`).
+pub(super) async fn run_postgres<E: Env>(
     env: &E,
     params: &ComputeParams,
     arg: &str,

@@ -284,7 +284,8 @@ fn the_checker_rejects_responses_that_do_not_match() {
     let status = json!({"status": "running", "start_time": "2026-11-25T18:00:00.000Z",
         "last_active": null, "error": null, "operation_uuid": null, "pending_restart": [],
         "tenant": null, "timeline": null, "ignored_spec_fields": [], "replication": null,
-        "catalog_interrupted": null, "safekeepers": null, "quorum": null});
+        "catalog_interrupted": null, "safekeepers": null, "quorum": null,
+        "config_refused": null, "deprecations": [], "pg_major": 15});
     let seen = |status: u16, ct: &'static str, body: &str| -> Result<(), String> {
         let body = body.to_string();
         let mut api2 = OpenApi::load();

@@ -86,7 +86,8 @@ async fn apply<E: Env>(
     if let Some(running) = current.spec.as_deref().filter(|_| current.postgres_started) {
         problems.extend(validate_change(running, &req.spec));
     }
-    problems.extend(compute.setting_problems(&req.spec).await);
+    let refused = compute.setting_problems(&req.spec, &problems).await;
+    problems.extend(refused);
     if !problems.is_empty() {
         return Err(ApiError::invalid_spec(problems));
     }

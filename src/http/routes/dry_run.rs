@@ -177,7 +177,8 @@ pub async fn dry_run<E: Env>(state: &AppState<E>, spec: &ComputeSpec) -> DryRunB
         superuser: compute.params.conn.user.clone(),
     };
     let mut problems = validate(spec, &ctx);
-    problems.extend(compute.setting_problems(spec).await);
+    let refused = compute.setting_problems(spec, &problems).await;
+    problems.extend(refused);
     let st = compute.state();
     let mut body = DryRunBody::validated(spec, Some(st.status)).with_problems(problems);
     if !body.valid {
