@@ -7,7 +7,9 @@
 //! ("unaffected changes were applied"). Either way the row of the culprit
 //! has an `error`. `setting could not be applied` is also what a changed
 //! `postmaster`-context setting says before the restart: that is a pending
-//! restart (reported as such), not a refusal, so those rows are left out.
+//! restart (reported as such), not a refusal, so those rows are left out,
+//! with the name-less row Postgres adds for each of them (`parameter "x"
+//! cannot be changed without restarting the server`).
 
 use std::time::Duration;
 
@@ -29,6 +31,9 @@ pub const FILE_SETTINGS_QUERY: &str = "SELECT sourcefile, sourceline, name, sett
 
 /// The error text of a line Postgres parsed but did not apply.
 const NOT_APPLIED: &str = "setting could not be applied";
+/// The end of the name-less row Postgres adds beside a changed
+/// `postmaster`-context setting (`parameter "x" cannot be changed ...`).
+const NEEDS_RESTART: &str = "cannot be changed without restarting the server";
 
 /// One line of a config file that Postgres refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,7 +81,8 @@ pub fn refusals(rows: Vec<RefusedLine>, contexts: Option<&SettingContexts>) -> V
                     (Some(n), Some(c)) => c.needs_restart(n),
                     _ => false,
                 };
-            !restart_only
+            let restart_note = r.name.is_none() && r.error.ends_with(NEEDS_RESTART);
+            !restart_only && !restart_note
         })
         .collect()
 }
@@ -133,6 +139,13 @@ mod tests {
         let kept = refusals(
             vec![
                 row("shared_buffers", NOT_APPLIED),
+                RefusedLine {
+                    file: None,
+                    line: None,
+                    name: None,
+                    value: None,
+                    error: format!("parameter \"shared_buffers\" {NEEDS_RESTART}"),
+                },
                 row("work_mem", NOT_APPLIED),
                 row(
                     "old_snapshot_threshold",
