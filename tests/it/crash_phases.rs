@@ -314,7 +314,19 @@ async fn trial(
     let old_postmaster = c.postmaster_pid();
     let outcome = match cell.target {
         Target::Postgres => {
-            let Some(pid) = victim(&c, phase) else {
+            // A tool preparing PGDATA runs for only part of its phase (the
+            // source's version check and the stale-process sweep come
+            // first): the kill lands at the first moment from `delay` on
+            // that one runs, within the rest of the window.
+            let rest = window.saturating_sub(delay);
+            let found = match victim(&c, phase) {
+                Some(pid) => Some(pid),
+                None if phase.name == PREPARE_PGDATA.name => {
+                    support::poll_until(rest, || async { victim(&c, phase) }).await
+                }
+                None => None,
+            };
+            let Some(pid) = found else {
                 eprintln!(
                     "{} trial {n}: nothing to kill {delay:?} into the phase; another trial runs",
                     phase.name
