@@ -76,11 +76,28 @@ impl FaultLedger {
         self.fired("reload_fails") || self.fired("pg_crash")
     }
 
+    /// A notify between `t0_us` and `t1_us` may exceed its bound: after its
+    /// reload it asks Postgres one query (the `pg_file_settings` check of
+    /// issue 24), and a fault that held queries back overlapped it.
+    pub fn excuses_slow_notify(&self, t0_us: u64, t1_us: u64) -> bool {
+        self.windows.iter().any(|w| {
+            QUERY_DELAYS.contains(&w.kind.name()) && w.start_us <= t1_us && t0_us <= w.end_us
+        })
+    }
+
     /// The running Postgres may still hold an older config: a reload failed.
     pub fn excuses_stale_config(&self) -> bool {
         self.fired("reload_fails")
     }
 }
+
+/// Fault kinds that hold a query back (the notify's one check included).
+pub const QUERY_DELAYS: &[&str] = &[
+    "blocked_queries",
+    "hung_queries",
+    "slow_queries",
+    "pg_crash",
+];
 
 /// Fault kinds that can legitimately leave the compute Failed.
 pub const FAILURE_CAUSES: &[&str] = &[

@@ -95,7 +95,12 @@ pub fn params() -> ComputeParams {
         shutdown_timeout: Duration::from_secs(2),
         activity_interval: Duration::from_secs(5),
         cgroup_procs: None,
-        advertise: None,
+        // `--advertise-addr compute:55432`, as a deployment whose
+        // safekeepers run on other hosts must say where they reach it.
+        advertise: Some(compute_ctl::params::AdvertiseAddr {
+            host: COMPUTE.into(),
+            port: PG_PORT,
+        }),
         quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
         max_ready_lag: None,
         tls: None,
