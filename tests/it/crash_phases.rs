@@ -317,12 +317,20 @@ async fn trial(
             // A tool preparing PGDATA runs for only part of its phase (the
             // source's version check and the stale-process sweep come
             // first): the kill lands at the first moment from `delay` on
-            // that one runs, within the rest of the window.
-            let rest = window.saturating_sub(delay);
+            // that one runs, before compute_ctl reaches the phase's end
+            // (a loaded machine stretches the phase past its calibration).
             let found = match victim(&c, phase) {
                 Some(pid) => Some(pid),
                 None if phase.name == PREPARE_PGDATA.name => {
-                    support::poll_until(rest, || async { victim(&c, phase) }).await
+                    support::poll_until(Duration::from_secs(30), || async {
+                        match victim(&c, phase) {
+                            Some(pid) => Some(Some(pid)),
+                            None if stopped(&c) => Some(None),
+                            None => None,
+                        }
+                    })
+                    .await
+                    .flatten()
                 }
                 None => None,
             };

@@ -239,7 +239,9 @@ async fn notifies_and_reconfigures_under_client_load_stay_flat() {
         "live tasks grew from {tasks_mid} to {tasks_last}: {samples:?}"
     );
     let sessions_last = max(last, |s| s.supervisor_sessions as u64);
-    assert!(sessions_last <= 1, "supervisor sessions leak: {samples:?}");
+    // At most two at a time, neither kept: a notify's pg_file_settings
+    // check (issue 24) and an activity-monitor sample; a leak grows past it.
+    assert!(sessions_last <= 2, "supervisor sessions leak: {samples:?}");
     // Latency: a request late in the run costs what one in its middle did.
     // A cost that grows with the number of requests (a leak, a growing
     // list) breaks the CPU bound below at smoke size; the wall-time median
