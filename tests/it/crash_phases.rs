@@ -287,6 +287,7 @@ async fn trial(
     cal: &Calibration,
     rng: &mut rand::rngs::SmallRng,
     n: usize,
+    missed: usize,
 ) -> Option<Value> {
     let phase = cell.phase;
     let mut opts = ComputeOpts::with_spec(spec(&format!("crash-{n}-a"), 1, src));
@@ -305,7 +306,15 @@ async fn trial(
     };
     wait_stopped(&c, phase.name).await;
     let window = cal.window(phase);
-    let delay = window.mul_f64(rng.random_range(0.0..1.0));
+    // The tool preparing PGDATA runs in the early part of its phase (the
+    // backup's size and control data are read after it): each trial that
+    // found it already gone draws from the first half of the range before.
+    let narrow = if phase.name == PREPARE_PGDATA.name {
+        0.5f64.powi(missed as i32)
+    } else {
+        1.0
+    };
+    let delay = window.mul_f64(rng.random_range(0.0..1.0) * narrow);
     c.signal(Signal::SIGCONT);
     // Fault timing, not synchronisation: the point to hit is random.
     tokio::time::sleep(delay).await;
@@ -471,7 +480,7 @@ async fn campaign(cell: Cell) {
             "source": format!("{:?}", cell.source),
             "trial": n,
         });
-        let body = trial(&cell, src.as_ref(), &cal, &mut rng, n);
+        let body = trial(&cell, src.as_ref(), &cal, &mut rng, n, missed);
         match support::chaos::trial("crash_phases", identity, body).await {
             Some(_) => done += 1,
             None => {
