@@ -56,7 +56,7 @@ pub(super) fn is_durable(spec: &ComputeSpec) -> bool {
 
 impl<E: Env> Compute<E> {
     /// Our own Postgres, as a storage endpoint (the `-C` target).
-    fn own_endpoint(&self) -> Result<Endpoint, String> {
+    pub(super) fn own_endpoint(&self) -> Result<Endpoint, String> {
         let c = &self.params.conn;
         Endpoint::parse(
             &format!(
@@ -68,7 +68,7 @@ impl<E: Env> Compute<E> {
         .map_err(|e| format!("the -C target cannot be used: {e}"))
     }
 
-    fn safekeepers_of(&self, spec: &ComputeSpec) -> Result<Vec<Safekeeper>, String> {
+    pub(super) fn safekeepers_of(&self, spec: &ComputeSpec) -> Result<Vec<Safekeeper>, String> {
         storage::safekeepers(&spec.safekeeper_connstrings, &self.params.conn.user)
             .map_err(|e| format!("safekeeper_connstrings: {e}"))
     }
@@ -222,7 +222,10 @@ impl<E: Env> Compute<E> {
     }
 
     /// Points each of `sks` at this compute, in parallel.
-    async fn announce_all(&self, sks: &[Safekeeper]) -> Vec<Result<(), storage::AnnounceError>> {
+    pub(super) async fn announce_all(
+        &self,
+        sks: &[Safekeeper],
+    ) -> Vec<Result<(), storage::AnnounceError>> {
         let advertised = self.params.advertised();
         let user = &self.params.conn.user;
         join_all(sks.iter().map(|sk| {
@@ -234,7 +237,7 @@ impl<E: Env> Compute<E> {
 
     /// Each safekeeper's state: from our WAL senders, and for those without
     /// one (when `explain`) from asking the safekeeper itself.
-    async fn sample_safekeepers(
+    pub(super) async fn sample_safekeepers(
         &self,
         own: &Endpoint,
         sks: &[Safekeeper],
@@ -361,7 +364,7 @@ impl<E: Env> Compute<E> {
 }
 
 /// Each safekeeper's state on one line, for an error.
-fn describe(members: &[SafekeeperStatus]) -> String {
+pub(super) fn describe(members: &[SafekeeperStatus]) -> String {
     members
         .iter()
         .map(|m| {

@@ -6,6 +6,7 @@ mod config_check;
 mod deprecations;
 mod durable;
 mod replication;
+mod safekeeper_move;
 mod source_major;
 mod supervisor;
 mod timings;
@@ -104,6 +105,9 @@ pub enum SubmitError {
         "cannot configure a compute in status {0}; configure is allowed when empty, running, or failed with Postgres still running"
     )]
     WrongState(ComputeStatus),
+    /// The spec's safekeeper set is older than the one in effect.
+    #[error("{0}; nothing was changed")]
+    StaleSafekeepers(String),
 }
 
 /// What happened to an accepted spec.
@@ -272,10 +276,16 @@ impl<E: Env> Compute<E> {
         let mut out = Err(SubmitError::WrongState(ComputeStatus::Empty));
         let spec = Arc::new(spec);
         self.state.send_if_modified(|st| {
+            let stale = st
+                .spec
+                .as_deref()
+                .and_then(|running| crate::spec::stale_safekeepers(running, &spec));
             out = if st.status == ComputeStatus::Running
                 && same_operation(st.spec.as_deref(), &spec)
             {
                 Ok(Submitted::AlreadyApplied)
+            } else if let Some(why) = stale {
+                Err(SubmitError::StaleSafekeepers(why))
             } else {
                 // A failed reconfigure leaves Postgres running with the config
                 // it had (a write that failed changed nothing): a new spec may

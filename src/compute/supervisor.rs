@@ -6,7 +6,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{CatalogInterrupted, Compute, ReconfigureTimings, TerminateMode, durable, ms};
+use super::{
+    CatalogInterrupted, Compute, ReconfigureTimings, TerminateMode, durable, ms, safekeeper_move,
+};
 use crate::catalog;
 use crate::env::{Child, Env, ExitInfo, Signal, timeout};
 use crate::pg;
@@ -529,6 +531,29 @@ impl<E: Env> Compute<E> {
             skip_pg_catalog_updates: spec.skip_pg_catalog_updates,
             ..Default::default()
         };
+        let Some(pid) = postmaster.as_ref().map(|p| p.pid) else {
+            self.fail("Postgres is not running; cannot reload".into());
+            return Ok(());
+        };
+        // A primary moved to another safekeeper set passes through the
+        // joint quorum of both first (safekeeper_move.rs).
+        let t_begin = t0;
+        let mut t0 = t0;
+        if let Some(running) = previous
+            .as_deref()
+            .filter(|r| safekeeper_move::is_move(r, &spec))
+        {
+            match self.move_safekeepers(running, &spec, pid).await {
+                Ok(took) => timings.safekeeper_move_ms = ms(took),
+                Err(reason) => {
+                    self.state
+                        .send_modify(|st| st.spec = Some(Arc::new(running.clone())));
+                    self.fail(reason);
+                    return Ok(());
+                }
+            }
+            t0 = self.env.now();
+        }
         self.env.failpoint("reconfigure.write_config");
         if let Err(e) = pg::write_config(&self.env, &self.params, &spec).await {
             self.fail(format!("writing Postgres configuration failed: {e}"));
@@ -536,10 +561,6 @@ impl<E: Env> Compute<E> {
         }
         let t_written = self.env.now();
         timings.write_config_ms = ms(t_written - t0);
-        let Some(pid) = postmaster.as_ref().map(|p| p.pid) else {
-            self.fail("Postgres is not running; cannot reload".into());
-            return Ok(());
-        };
         self.env.failpoint("reconfigure.reload");
         let reloaded = if planted::active(Bug::ReloadViaSql) {
             pg::reload_via_sql(&self.env, &self.params.conn).await
@@ -594,9 +615,9 @@ impl<E: Env> Compute<E> {
             );
         }
         self.env.failpoint("reconfigure.done");
-        timings.total_ms = ms(self.env.now() - t0);
+        timings.total_ms = ms(self.env.now() - t_begin);
         self.metrics
-            .observe_phase("reconfigure", "total", self.env.now() - t0);
+            .observe_phase("reconfigure", "total", self.env.now() - t_begin);
         tracing::info!(?timings, "reconfigured");
         let _ = self.apply_event(Event::Reconfigured, |st| {
             st.applied_generation = generation;

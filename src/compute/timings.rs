@@ -57,4 +57,8 @@ pub struct ReconfigureTimings {
     pub total_ms: u64,
     /// Catalog statements executed (0 when the skip flag was set).
     pub catalog_statements: u64,
+    /// A move to another safekeeper set: the joint quorum, the announce and
+    /// the new set's catch-up, before the config is written (0 otherwise;
+    /// not part of `write_config_ms`).
+    pub safekeeper_move_ms: u64,
 }

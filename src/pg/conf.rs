@@ -46,7 +46,7 @@ use std::net::IpAddr;
 use super::PgError;
 use crate::env::Env;
 use crate::params::{ComputeParams, ConnTarget};
-use crate::spec::{ComputeMode, ComputeSpec, GenericOption, is_guc_name};
+use crate::spec::{ComputeMode, ComputeSpec, GenericOption, JointQuorum, is_guc_name};
 
 /// The override file included by the last line of `postgresql.conf`.
 pub const OVERRIDE_FILE: &str = "compute_ctl.override.conf";
@@ -228,6 +228,18 @@ pub fn render_postgresql_conf_as(
     conn: &ConnTarget,
     application_name: &str,
 ) -> RenderedConf {
+    render_conf(spec, conn, application_name, None)
+}
+
+/// [`render_postgresql_conf_as`], with the quorum of a safekeeper move in
+/// force instead of a majority of `spec`'s safekeepers (which are then the
+/// union of both sets, so that `pg_hba.conf` lets all of them stream).
+fn render_conf(
+    spec: &ComputeSpec,
+    conn: &ConnTarget,
+    application_name: &str,
+    joint: Option<&JointQuorum>,
+) -> RenderedConf {
     let mut text = String::new();
     let mut warnings = Vec::new();
     text.push_str(
@@ -312,7 +324,11 @@ pub fn render_postgresql_conf_as(
         quote_conf_value(&listen)
     ));
     if let Some(names) = &quorum {
-        render_quorum(names, spec_sync_commit, &mut text, &mut warnings);
+        let standby_names = match joint {
+            Some(j) => j.standby_names(),
+            None => crate::spec::synchronous_standby_names(names),
+        };
+        render_quorum(&standby_names, spec_sync_commit, &mut text, &mut warnings);
     }
     text.push_str(MANAGED_END);
     text.push('\n');
@@ -342,14 +358,14 @@ pub fn quorum_names(spec: &ComputeSpec) -> Option<Vec<String>> {
 /// least `on` (the spec's `remote_apply` is kept; `off`, `local` and
 /// `remote_write` would acknowledge a commit no majority has flushed).
 fn render_quorum(
-    names: &[String],
+    standby_names: &str,
     spec_sync_commit: Option<&str>,
     text: &mut String,
     warnings: &mut Vec<String>,
 ) {
     text.push_str(&format!(
         "synchronous_standby_names = {}\n",
-        quote_conf_value(&crate::spec::synchronous_standby_names(names))
+        quote_conf_value(standby_names)
     ));
     let commit = match spec_sync_commit.map(|v| v.trim().to_ascii_lowercase()) {
         Some(v) if v == "remote_apply" => "remote_apply",
@@ -499,8 +515,28 @@ pub async fn write_config<E: Env>(
     params: &ComputeParams,
     spec: &ComputeSpec,
 ) -> Result<(), PgError> {
+    write_config_with(env, params, spec, None).await
+}
+
+/// [`write_config`] during a safekeeper move: `spec` lists both sets'
+/// safekeepers (all may stream) and commits wait for `joint`.
+pub async fn write_config_joint<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+    joint: &JointQuorum,
+) -> Result<(), PgError> {
+    write_config_with(env, params, spec, Some(joint)).await
+}
+
+async fn write_config_with<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+    joint: Option<&JointQuorum>,
+) -> Result<(), PgError> {
     let name = params.compute_id.as_deref().unwrap_or(DEFAULT_REPLICA_NAME);
-    let mut conf = render_postgresql_conf_as(spec, &params.conn, name);
+    let mut conf = render_conf(spec, &params.conn, name, joint);
     if params.tls.is_some() {
         conf.text.push_str(super::TLS_CONF);
     }

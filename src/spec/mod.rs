@@ -11,13 +11,15 @@ mod lsn;
 mod model;
 mod quorum_names;
 pub mod role_options;
+mod safekeeper_generation;
 mod validate;
 
 pub use catalog_list::CatalogList;
 pub use endpoint::{Endpoint, EndpointError, redact_connstr};
 pub use lsn::{Lsn, LsnParseError};
 pub use model::*;
-pub use quorum_names::{majority, safekeeper_name, synchronous_standby_names};
+pub use quorum_names::{JointQuorum, majority, safekeeper_name, synchronous_standby_names};
+pub use safekeeper_generation::{same_members, stale_safekeepers};
 pub use validate::{
     MAX_NAME_BYTES, SpecProblem, ValidationContext, is_guc_name, is_md5_hex, mode_name, validate,
     validate_advertise, validate_change,

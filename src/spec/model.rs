@@ -41,6 +41,10 @@ pub struct ComputeSpec {
     pub pageserver_connection_info: Option<PageserverConnectionInfo>,
     #[serde(default)]
     pub safekeeper_connstrings: Vec<String>,
+    /// Neon's number of the safekeeper set's configuration: a set change
+    /// comes with a higher one, and an older one is refused (409).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safekeepers_generation: Option<u32>,
     #[serde(default)]
     pub tenant_id: Option<String>,
     #[serde(default)]

@@ -11,7 +11,9 @@
 //! 3. compute B starts on a new PGDATA and port: every acknowledged row is
 //!    there and all three safekeepers stream from it, on a new timeline;
 //! 4. one safekeeper down: commits go on; two down: a commit waits, and is
-//!    acknowledged once one is back;
+//!    acknowledged once one is back; then a notify moves B to another
+//!    safekeeper set under a writing client (joint quorum, no restart), and
+//!    a notify with an older safekeepers_generation gets 409;
 //! 5. bad input (duplicate safekeepers, an unparsable connection string)
 //!    is a 400 naming the field, and nothing changes;
 //! 6. a fast terminate of B answers the LSN a quorum flushed, and compute
@@ -21,9 +23,12 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::postgres::TestPostgres;
 use crate::support::safekeepers::Safekeepers;
 use crate::support::{fixture, wait_for};
 use serde_json::{Value, json};
@@ -198,9 +203,77 @@ async fn acknowledged_writes_survive_kill_and_move() {
     sks.restart(2).await;
     wait_all_streaming(&b).await;
 
+    // 4b. A notify moves B to another safekeeper set (member 2 is replaced
+    // by D, a clone of member 1) while a client writes: no restart, the new
+    // set's quorum in force at the answer, every acknowledged row kept.
+    let pid = b.postmaster_pid();
+    let d = TestPostgres::standby_of(&sks.members[1]).await;
+    let old_2 = std::mem::replace(&mut sks.members[2], d);
+    let writer = b.sql("postgres", "writer").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let during = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut ok = BTreeSet::new();
+            let mut id = 2000;
+            while !stop.load(Ordering::Relaxed) && id < 12_000 {
+                if insert(&writer, id).await {
+                    ok.insert(id);
+                }
+                id += 1;
+            }
+            ok
+        }
+    });
+    let mut moved = spec(&sks, "move");
+    moved["safekeepers_generation"] = 2.into();
+    moved["skip_pg_catalog_updates"] = true.into();
+    let r = b.configure(&moved, None).await;
+    stop.store(true, Ordering::Relaxed);
+    let written_during = during.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let metrics = b.get("/metrics.json").await.json();
+    let timings = &metrics["last_reconfigure"];
+    eprintln!(
+        "safekeeper move under load: {timings}; rows acknowledged during it: {}",
+        written_during.len()
+    );
+    assert_eq!(timings["operation_uuid"], "move", "{timings}");
+    assert!(
+        timings["safekeeper_move_ms"].as_u64().is_some(),
+        "{timings}"
+    );
+    acked.extend(written_during);
+    assert_eq!(
+        b.postmaster_pid(),
+        pid,
+        "a safekeeper move never restarts Postgres"
+    );
+    assert_eq!(
+        b.sql_value("SHOW synchronous_standby_names").await,
+        format!(
+            "ANY 2 (\"sk_127_0_0_1_{}\", \"sk_127_0_0_1_{}\", \"sk_127_0_0_1_{}\")",
+            sks.members[0].port, sks.members[1].port, sks.members[2].port
+        )
+    );
+    // At the answer a majority of the new set streams already.
+    let st = b.status().await;
+    assert_eq!(st["quorum"]["holds"], true, "{st}");
+    drop(old_2);
+    wait_all_streaming(&b).await;
+    // A notify delayed behind the move (an older generation) is refused.
+    let mut stale = spec(&sks, "stale");
+    stale["safekeepers_generation"] = 1.into();
+    stale["safekeeper_connstrings"][2] = "127.0.0.1:1".into();
+    let r = b.configure(&stale, None).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("older than the 2 in effect"), "{}", r.text);
+    assert_eq!(b.status().await["status"], "running");
+
     // 5. Bad input: 400 naming the field, nothing changed.
     let before = b.sql_value("SHOW synchronous_standby_names").await;
     let mut dup = spec(&sks, "dup");
+    dup["safekeepers_generation"] = 2.into();
     dup["safekeeper_connstrings"] = json!([
         sks.connstrings()[0],
         sks.connstrings()[1],
@@ -210,6 +283,7 @@ async fn acknowledged_writes_survive_kill_and_move() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("$.safekeeper_connstrings[2]"), "{}", r.text);
     let mut bad = spec(&sks, "bad");
+    bad["safekeepers_generation"] = 2.into();
     bad["safekeeper_connstrings"][1] = "host=x port=notaport".into();
     let r = b.configure(&bad, None).await;
     assert_eq!(r.status, 400, "{}", r.text);

@@ -9,6 +9,8 @@
 //! - any state but `empty`/`running` (or `failed` with Postgres still
 //!   running, after a failed reconfigure: a new spec may repair it): 412;
 //! - `operation_uuid` equal to the one in effect: 200 at once, no work;
+//! - a `safekeepers_generation` older than the one in effect, or a
+//!   safekeeper set change without a higher one: 409, nothing changes;
 //! - otherwise 200 + status once the spec is applied, 500 + error if the
 //!   compute failed, 409 if a terminate abandoned it.
 //!
@@ -127,6 +129,9 @@ async fn apply<E: Env>(
             StatusCode::PRECONDITION_FAILED,
             e.to_string(),
         )),
+        Err(e @ SubmitError::StaleSafekeepers(_)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
     }
 }
 

@@ -1,0 +1,203 @@
+//! A notify that moves a primary to another safekeeper set, with no
+//! restart and no acknowledged commit that only the old set holds.
+//!
+//! Two sets whose majorities need not meet (`abc` → `abd`: `ac` and `bd`)
+//! cannot be switched in one reload: a commit acknowledged by `a, c` just
+//! before the switch would be missing from a start that syncs `b, d`. So a
+//! move passes through the joint quorum of both sets (Neon's RFC 035, with
+//! Postgres' own `ANY k (...)`), as a consensus membership change does:
+//!
+//! 1. **joint**: `pg_hba.conf` lets both sets stream and commits wait for
+//!    `ANY k (old ∪ new)`, where every `k` of them hold a majority of
+//!    each set ([`JointQuorum`]); reload, and check that it is in force;
+//! 2. **announce** to the new members (the old ones stream already);
+//! 3. **catch up**: wait until a majority of the new set flushed our WAL up
+//!    to where it was once the joint quorum was in force. From then on the
+//!    new set alone holds every acknowledged commit;
+//! 4. the reconfigure goes on as any other: the new set's config, reload.
+//!
+//! Until the answer, a restart may sync the old set (every commit is on a
+//! majority of it); after it, the new set. A move that does not catch up
+//! within `--quorum-deadline-secs` puts the old config back (commits never
+//! stopped needing the old majority) and fails with every member's state.
+
+use std::time::Duration;
+
+use super::{Compute, durable::is_durable, ms};
+use crate::env::{Env, Signal};
+use crate::pg;
+use crate::spec::{ComputeSpec, JointQuorum, same_members};
+use crate::storage::{self, Lsn, Safekeeper};
+
+/// How long the joint config may take to be in force after the reload.
+const RELOAD_SEEN: Duration = Duration::from_secs(5);
+/// How often the catch-up of the new set is checked.
+const POLL: Duration = Duration::from_millis(20);
+/// One question to our own Postgres.
+const ASK: Duration = Duration::from_secs(2);
+
+/// Whether going from `running` to `new` moves a primary to another
+/// safekeeper set (both with safekeepers, different members).
+pub(super) fn is_move(running: &ComputeSpec, new: &ComputeSpec) -> bool {
+    is_durable(running)
+        && is_durable(new)
+        && !same_members(&running.safekeeper_connstrings, &new.safekeeper_connstrings)
+}
+
+impl<E: Env> Compute<E> {
+    /// Steps 1 to 3 of a move (see the module): on `Ok`, a majority of the
+    /// new set holds every commit this compute acknowledged, and the
+    /// caller writes the new set's config. `Err` is the failure reason,
+    /// after the old config was put back.
+    pub(super) async fn move_safekeepers(
+        &self,
+        running: &ComputeSpec,
+        new: &ComputeSpec,
+        pid: u32,
+    ) -> Result<Duration, String> {
+        let t0 = self.env.now();
+        let old_sks = self.safekeepers_of(running)?;
+        let new_sks = self.safekeepers_of(new)?;
+        let names = |s: &[Safekeeper]| s.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        let joint = JointQuorum::of(&names(&old_sks), &names(&new_sks));
+        // The union, new first: pg_hba.conf admits both sets.
+        let mut union = new.clone();
+        for (sk, conn) in old_sks.iter().zip(&running.safekeeper_connstrings) {
+            if !new_sks.iter().any(|n| n.name == sk.name) {
+                union.safekeeper_connstrings.push(conn.clone());
+            }
+        }
+        tracing::info!(from = ?names(&old_sks), to = ?names(&new_sks), joint = %joint.standby_names(), "moving to another safekeeper set through their joint quorum");
+
+        match self
+            .joint_phase(&union, &joint, &old_sks, &new_sks, pid)
+            .await
+        {
+            Ok(target) => {
+                let took = self.env.now() - t0;
+                tracing::info!(caught_up_to = %target, took_ms = ms(took), "a majority of the new safekeeper set holds every acknowledged commit");
+                Ok(took)
+            }
+            Err(reason) => {
+                let restored = match pg::write_config(&self.env, &self.params, running).await {
+                    Ok(()) => self.env.signal(pid, Signal::Hup).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let after = match restored {
+                    Ok(()) => {
+                        "the previous safekeeper set's config was put back (its majority still holds every commit); fix the new set and send the spec again".to_string()
+                    }
+                    Err(e) => format!("putting the previous config back failed too: {e}"),
+                };
+                Err(format!(
+                    "moving to the new safekeeper set failed: {reason}; {after}"
+                ))
+            }
+        }
+    }
+
+    /// Steps 1 to 3; `Ok` is the LSN the new set's majority reached.
+    async fn joint_phase(
+        &self,
+        union: &ComputeSpec,
+        joint: &JointQuorum,
+        old_sks: &[Safekeeper],
+        new_sks: &[Safekeeper],
+        pid: u32,
+    ) -> Result<Lsn, String> {
+        let own = self.own_endpoint()?;
+        self.env.failpoint("reconfigure.safekeepers_joint");
+        pg::write_config_joint(&self.env, &self.params, union, joint)
+            .await
+            .map_err(|e| format!("writing the joint config: {e}"))?;
+        self.env
+            .signal(pid, Signal::Hup)
+            .map_err(|e| format!("reloading Postgres (SIGHUP to pid {pid}): {e}"))?;
+        let want = joint.standby_names();
+        let seen_by = self.env.now() + RELOAD_SEEN;
+        loop {
+            let row = own
+                .query_row(&self.env, "SHOW synchronous_standby_names", ASK)
+                .await
+                .map_err(|e| format!("checking the joint config: {e}"))?;
+            if row.first().cloned().flatten().as_deref() == Some(want.as_str()) {
+                break;
+            }
+            if self.env.now() >= seen_by {
+                return Err(format!(
+                    "Postgres did not take the joint quorum {want} within {RELOAD_SEEN:?}"
+                ));
+            }
+            self.env.sleep(POLL).await;
+        }
+
+        self.env.failpoint("reconfigure.safekeepers_announce");
+        let fresh: Vec<Safekeeper> = new_sks
+            .iter()
+            .filter(|n| !old_sks.iter().any(|o| o.name == n.name))
+            .cloned()
+            .collect();
+        for (sk, r) in fresh.iter().zip(self.announce_all(&fresh).await) {
+            if let Err(e) = r {
+                tracing::warn!(safekeeper = %sk.endpoint.shown, error = %e, "cannot announce to a new safekeeper yet; retried while the move waits");
+            }
+        }
+
+        // Every commit acknowledged under the old quorum was flushed here
+        // before it was acknowledged, and the old quorum is out of force
+        // once the joint one is (checked above; a WAL sender re-reads its
+        // config before it handles the next reply): so our flush LSN now
+        // bounds them all.
+        let row = own
+            .query_row(&self.env, "SELECT pg_current_wal_flush_lsn()::text", ASK)
+            .await
+            .map_err(|e| format!("reading our flush LSN: {e}"))?;
+        let target: Lsn = row
+            .first()
+            .cloned()
+            .flatten()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("reading our flush LSN: {e}"))?;
+
+        self.env.failpoint("reconfigure.safekeepers_catch_up");
+        let deadline = self.env.now() + self.params.quorum_deadline;
+        let mut next_announce = self.env.now() + Duration::from_secs(2);
+        let (tli, fork) = self
+            .state()
+            .safekeepers
+            .map(|s| (s.quorum.timeline, s.quorum.fork_lsn))
+            .unwrap_or_default();
+        loop {
+            let members = self
+                .sample_safekeepers(&own, new_sks, tli, fork, false)
+                .await;
+            let reached: Vec<Lsn> = members.iter().filter_map(|m| m.flush_lsn).collect();
+            if storage::commit_lsn(new_sks.len(), &reached).is_some_and(|l| l >= target) {
+                return Ok(target);
+            }
+            let now = self.env.now();
+            if now >= deadline {
+                let members = self
+                    .sample_safekeepers(&own, new_sks, tli, fork, true)
+                    .await;
+                return Err(format!(
+                    "no majority of the new safekeeper set flushed up to {target} within {:?} (--quorum-deadline-secs): {}",
+                    self.params.quorum_deadline,
+                    super::durable::describe(&members)
+                ));
+            }
+            if now >= next_announce {
+                next_announce = now + Duration::from_secs(2);
+                let absent: Vec<Safekeeper> = new_sks
+                    .iter()
+                    .zip(&members)
+                    .filter(|(_, m)| m.state != "streaming")
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                let _ = self.announce_all(&absent).await;
+            }
+            self.env.sleep(POLL).await;
+        }
+    }
+}
