@@ -74,6 +74,27 @@ for f in sorted(out.glob("*.jsonl")):
                 + ", ".join(sorted({l['outcome'] for l in ls if 'outcome' in l}) or ["no outcome"])
                 + "".join(f"; FAILED trial {l['trial']}: {l['failed']}" for l in failed),
             })
+    elif f.stem == "crash_durable":
+        cells = {}
+        for l in lines:
+            cells.setdefault(l["phase"], []).append(l)
+        for phase, ls in sorted(cells.items()):
+            conv = sorted(l["converge_ms"] for l in ls if "converge_ms" in l)
+            inside = sum(1 for l in ls if l.get("landed") == "inside the phase")
+            at_end = sum(1 for l in ls if l.get("landed") == "at the phase's end")
+            during = sum(l.get("acknowledged_during_move") or 0 for l in ls)
+            failed = [l for l in ls if not l["survived"]]
+            rows.append({
+                "fault": f"kill -9 of the node in {phase} (durable primary)",
+                "trials": len(ls),
+                "survived": sum(1 for l in ls if l["survived"]),
+                "lost_data": lost_sum(ls),
+                "detail": f"{inside} inside the phase, {at_end} at its end; "
+                + (f"next start p50 {conv[len(conv) // 2]} ms, max {conv[-1]} ms; " if conv else "")
+                + f"acknowledged rows checked {max((l.get('acknowledged') or 0) for l in ls)}"
+                + (f", {during} acknowledged during the move" if phase.startswith("reconfigure.") else "")
+                + "".join(f"; FAILED trial {l['trial']}: {l['failed']}" for l in failed),
+            })
     elif f.stem == "hostile_http":
         for l in lines:
             if "cases" in l:

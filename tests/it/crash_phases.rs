@@ -33,7 +33,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::support::compute::{Compute, ComputeOpts};
-use crate::support::os::{alive, descendants, processes_in, program_of, state_of};
+use crate::support::failpoint::{stopped, wait_stopped};
+use crate::support::os::{alive, descendants, processes_in, program_of};
 use crate::support::postgres::TestPostgres;
 use crate::support::{md5_hex, wait_for};
 use compute_ctl::env::{Fs as _, TokioEnv};
@@ -197,25 +198,6 @@ impl Calibration {
     }
 }
 
-/// Whether compute_ctl is stopped at one of its failpoints.
-fn stopped(c: &Compute) -> bool {
-    state_of(c.pid as i32) == Some('T')
-}
-
-/// Waits until compute_ctl stops at a failpoint; fails if it exits first.
-async fn wait_stopped(c: &Compute, at: &str) {
-    wait_for(Duration::from_secs(90), at, || async {
-        if let Some(exit) = c.try_exit() {
-            panic!(
-                "compute_ctl exited ({exit}) before the failpoint {at}:\n{}",
-                c.log()
-            );
-        }
-        stopped(c).then_some(())
-    })
-    .await;
-}
-
 /// Every process of this compute: compute_ctl's descendants and whatever
 /// works in its PGDATA.
 fn processes_of(c: &Compute) -> BTreeSet<i32> {
@@ -298,8 +280,8 @@ async fn trial(
     let mut c = Compute::start(opts);
     let generation = if phase.reconfigure() {
         c.wait_status("running", Duration::from_secs(90)).await;
-        // In flight when the kill lands; its answer is not the point.
-        let _in_flight = c.spawn_configure(&spec(&format!("crash-{n}-b"), 2, src));
+        // In flight when the kill lands.
+        c.send_configure_into_fault(&spec(&format!("crash-{n}-b"), 2, src));
         2
     } else {
         1

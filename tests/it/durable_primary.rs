@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 const WITHIN: Duration = Duration::from_secs(60);
 
 /// A primary with the three safekeepers, its base backup source the first.
-fn spec(sks: &Safekeepers, op: &str) -> Value {
+pub(crate) fn spec(sks: &Safekeepers, op: &str) -> Value {
     let mut s = fixture("spec.json");
     s["operation_uuid"] = op.into();
     s["pageserver_connstring"] = sks.members[0].connstr().into();
@@ -53,7 +53,7 @@ fn spec(sks: &Safekeepers, op: &str) -> Value {
 
 /// Starts a compute with `spec` and waits until it runs; returns it with
 /// the time from its spawn to `running`.
-async fn start(spec: &Value) -> (Compute, Duration) {
+pub(crate) async fn start(spec: &Value) -> (Compute, Duration) {
     let t0 = Instant::now();
     let c = Compute::start(ComputeOpts::with_spec(spec.clone()));
     c.wait_status("running", WITHIN).await;
@@ -61,7 +61,7 @@ async fn start(spec: &Value) -> (Compute, Duration) {
 }
 
 /// Waits until `/status` shows every safekeeper streaming; returns it.
-async fn wait_all_streaming(c: &Compute) -> Value {
+pub(crate) async fn wait_all_streaming(c: &Compute) -> Value {
     wait_for(WITHIN, "all three safekeepers to stream", || async {
         let st = c.status().await;
         let all = st["safekeepers"]
@@ -73,7 +73,7 @@ async fn wait_all_streaming(c: &Compute) -> Value {
 }
 
 /// Inserts `id` in its own transaction; true once acknowledged.
-async fn insert(client: &tokio_postgres::Client, id: i32) -> bool {
+pub(crate) async fn insert(client: &tokio_postgres::Client, id: i32) -> bool {
     client
         .execute("INSERT INTO acked VALUES ($1)", &[&id])
         .await
@@ -81,7 +81,7 @@ async fn insert(client: &tokio_postgres::Client, id: i32) -> bool {
 }
 
 /// Every id in `acked`.
-async fn present(c: &Compute) -> BTreeSet<i32> {
+pub(crate) async fn present(c: &Compute) -> BTreeSet<i32> {
     let client = c.sql("postgres", "durable-test").await;
     client
         .query("SELECT id FROM acked", &[])
@@ -93,7 +93,7 @@ async fn present(c: &Compute) -> BTreeSet<i32> {
 }
 
 /// Kills compute_ctl and every Postgres process of its PGDATA with -9.
-fn kill_everything(c: &Compute) {
+pub(crate) fn kill_everything(c: &Compute) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     c.signal(Signal::SIGKILL);

@@ -17,6 +17,7 @@ mod catalog_dry_run;
 mod catalog_dry_run_http;
 mod catalog_options;
 mod catalog_render;
+mod crash_durable;
 mod crash_phases;
 mod durable_primary;
 mod e2e_container;

@@ -313,6 +313,18 @@ impl Compute {
         tokio::spawn(async move { Reply::read(req.send().await.expect("POST /configure")).await })
     }
 
+    /// `POST /configure {spec}` sent into a fault: its answer, if any, is
+    /// not the point (the compute may die before it gives one).
+    pub fn send_configure_into_fault(&self, spec: &Value) {
+        let req = self
+            .client
+            .post(self.url("/configure"))
+            .json(&serde_json::json!({ "spec": spec }));
+        tokio::spawn(async move {
+            let _ = req.send().await;
+        });
+    }
+
     /// `POST /terminate?mode=...`, with an optional bearer token.
     pub async fn terminate(&self, mode: &str, token: Option<&str>) -> Reply {
         let mut req = self
