@@ -128,6 +128,10 @@ impl Net for SimEnv {
     async fn bind(&self, addr: SocketAddr) -> io::Result<SimListener> {
         turmoil::net::TcpListener::bind(addr).await.map(SimListener)
     }
+
+    async fn resolve(&self, host: &str) -> io::Result<Vec<std::net::IpAddr>> {
+        Ok(vec![turmoil::lookup(host)])
+    }
 }
 
 /// A simulated child process: its exit is published on a watch channel.

@@ -10,7 +10,7 @@ mod tokio_env;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -41,6 +41,8 @@ pub trait Net: Send + Sync + 'static {
     ) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     /// Listens on `addr`.
     fn bind(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// The addresses `host` resolves to now (an IP address is itself).
+    fn resolve(&self, host: &str) -> impl Future<Output = io::Result<Vec<IpAddr>>> + Send;
 }
 
 /// An OS identity to run a child process as.

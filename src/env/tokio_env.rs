@@ -67,6 +67,16 @@ impl Net for TokioEnv {
     async fn bind(&self, addr: SocketAddr) -> io::Result<TcpListener> {
         TcpListener::bind(addr).await
     }
+
+    async fn resolve(&self, host: &str) -> io::Result<Vec<std::net::IpAddr>> {
+        let mut ips: Vec<std::net::IpAddr> = tokio::net::lookup_host((host, 0))
+            .await?
+            .map(|a| a.ip())
+            .collect();
+        ips.sort();
+        ips.dedup();
+        Ok(ips)
+    }
 }
 
 /// How many of a child's last output lines are kept for error messages.

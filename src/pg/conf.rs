@@ -506,6 +506,35 @@ fn hba_address(host: &str) -> Option<String> {
     }
 }
 
+/// The addresses `pg_hba.conf` lets stream WAL: each safekeeper's host as
+/// written and, for a name, every address it resolves to now. Postgres
+/// matches a name in `pg_hba.conf` against the reverse lookup of the
+/// client's address, which in Docker or Kubernetes is another name
+/// (`sk1.net`, `10-0-0-7.ns.pod...`) than the one in the spec, so a name
+/// alone would refuse the safekeeper. An address that changes later (a
+/// safekeeper rescheduled) is admitted by the next notify, which resolves
+/// again. A name that does not resolve keeps its name line only.
+async fn replication_addresses<E: Env>(env: &E, spec: &ComputeSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in spec
+        .safekeeper_connstrings
+        .iter()
+        .filter_map(|c| crate::spec::Endpoint::parse(c, "-").ok())
+    {
+        let host = e.host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<IpAddr>().is_err() && !crate::params::is_loopback_host(host) {
+            match env.resolve(host).await {
+                Ok(ips) => out.extend(ips.iter().map(IpAddr::to_string)),
+                Err(err) => {
+                    tracing::warn!(safekeeper = %host, error = %err, "cannot resolve a safekeeper's host name; pg_hba.conf names it only, which Postgres matches by reverse lookup")
+                }
+            }
+        }
+        out.push(e.host);
+    }
+    out
+}
+
 /// Writes `postgresql.conf` and `pg_hba.conf` into PGDATA atomically (temp
 /// file, rename; no fsync, since PGDATA never outlives a crash: see
 /// [`crate::env::Fs::write_atomic`]); warnings about overridden settings go
@@ -543,12 +572,7 @@ async fn write_config_with<E: Env>(
     for w in &conf.warnings {
         tracing::warn!("postgresql.conf: {w}");
     }
-    let sk_hosts: Vec<String> = spec
-        .safekeeper_connstrings
-        .iter()
-        .filter_map(|c| crate::spec::Endpoint::parse(c, "-").ok())
-        .map(|e| e.host)
-        .collect();
+    let sk_hosts = replication_addresses(env, spec).await;
     let hba = render_pg_hba_with(&params.conn.user, &sk_hosts)?;
     for (name, data) in [("postgresql.conf", conf.text), ("pg_hba.conf", hba)] {
         let path = params.pgdata.join(name);

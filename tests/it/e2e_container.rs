@@ -466,3 +466,109 @@ async fn sender(c: &Compute) -> String {
     )
     .await
 }
+
+/// The durable primary in containers (issue 21): three safekeepers (standby
+/// containers of a bootstrap storage that is then removed), a compute
+/// container that commits with their quorum, killed (`docker kill`), and a
+/// second compute container elsewhere on the network that holds every
+/// acknowledged row, with all three safekeepers streaming from it by their
+/// container names.
+#[tokio::test]
+async fn a_durable_primary_in_a_container_loses_no_acknowledged_row_when_killed() {
+    require_docker!("a_durable_primary_in_a_container_loses_no_acknowledged_row_when_killed");
+    let tag = std::process::id();
+    let network = format!("compute-ctl-e2e-durable-{tag}");
+    let boot = e2e_support::Storage::start(&network, &format!("boot-{tag}"), None).await;
+    boot.exec("CREATE TABLE acked (id int PRIMARY KEY); GRANT SELECT, INSERT ON acked TO PUBLIC; CHECKPOINT")
+        .await;
+    let mut sks = Vec::new();
+    for i in 0..3 {
+        sks.push(
+            e2e_support::Storage::start(&network, &format!("sk{i}-{tag}"), Some(&boot.name)).await,
+        );
+    }
+    for sk in &sks {
+        eventually(
+            "a safekeeper to hold the table",
+            e2e_support::START_TIMEOUT,
+            || async {
+                let c = sk.client().await?;
+                c.query_one("SELECT count(*) FROM acked", &[])
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await;
+    }
+    drop(boot);
+
+    let mut spec = start_spec();
+    spec["pageserver_connstring"] = json!(sks[0].connstr());
+    spec["safekeeper_connstrings"] = json!(
+        sks.iter()
+            .map(|s| format!("{}:5432", s.name))
+            .collect::<Vec<_>>()
+    );
+    // While it catches up the compute is a standby of a safekeeper, and a
+    // standby needs max_connections at least its primary's (100 here).
+    for s in spec["cluster"]["settings"].as_array_mut().unwrap() {
+        if s["name"] == "max_connections" {
+            s["value"] = json!("100");
+        }
+    }
+    let start = |name: String| {
+        let spec = spec.clone();
+        let network = network.clone();
+        async move {
+            let advertise = format!("{name}:5432");
+            Compute::start_on(&spec, &network, &name, &["--advertise-addr", &advertise]).await
+        }
+    };
+    let a = start(format!("durable-a-{tag}")).await;
+    let st = all_streaming(&a).await;
+    assert_eq!(st["quorum"]["holds"], true, "{st}");
+    let alice = alice(&a).await;
+    let mut acked = Vec::new();
+    for id in 0..50 {
+        alice
+            .execute("INSERT INTO acked VALUES ($1)", &[&id])
+            .await
+            .unwrap_or_else(|e| panic!("insert {id}: {e}"));
+        acked.push(id);
+    }
+    // The node dies: no shutdown, no checkpoint, no WAL sender drained.
+    e2e_support::docker(&["kill", a.container.id()])
+        .await
+        .expect("docker kill the compute");
+
+    let b = start(format!("durable-b-{tag}")).await;
+    let count = b
+        .psql_superuser(&format!(
+            "SELECT count(*) FROM acked WHERE id < {}",
+            acked.len()
+        ))
+        .await;
+    assert_eq!(count, acked.len().to_string(), "acknowledged rows lost");
+    let st = all_streaming(&b).await;
+    assert!(
+        st["quorum"]["timeline"].as_u64() > Some(1),
+        "the new compute forked a new timeline: {st}"
+    );
+}
+
+/// Waits until `/status` shows all three safekeepers streaming; returns it.
+async fn all_streaming(c: &Compute) -> Value {
+    eventually(
+        "every safekeeper to stream",
+        e2e_support::START_TIMEOUT,
+        || async {
+            let st = c.status().await?;
+            let n = st["safekeepers"].as_array().map_or(0, |a| {
+                a.iter().filter(|s| s["state"] == "streaming").count()
+            });
+            if n == 3 { Ok(st) } else { Err(st.to_string()) }
+        },
+    )
+    .await
+}
