@@ -260,6 +260,8 @@ pub struct Args {
 
     /// PEM certificate (leaf first, then its chain) Postgres serves TLS with
     /// (`ssl = on`); watched, and a valid new one is applied by reload.
+    /// `compute_ctl_config.tls` (`cert_path`, `key_path`) in --config does
+    /// the same; these flags win when both are given.
     #[arg(
         long,
         env = "COMPUTE_CTL_TLS_CERT",

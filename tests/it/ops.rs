@@ -373,11 +373,51 @@ async fn an_expired_tls_pair_fails_the_start_with_the_reason() {
     assert!(!exit.success());
     let log = c.log();
     assert!(
-        log.contains("TLS (--tls-cert/--tls-key) cannot be used") && log.contains("expired"),
+        log.contains("TLS (--tls-cert/--tls-key or compute_ctl_config.tls) cannot be used")
+            && log.contains("expired"),
         "{log}"
     );
     assert!(
         c.postmaster_pid().is_none(),
         "Postgres started with an expired pair"
     );
+}
+
+/// Neon's `compute_ctl_config.tls` in the `--config` envelope (as
+/// neon_local writes `config.json`) turns Postgres' TLS on as
+/// `--tls-cert`/`--tls-key` do: a libpq `verify-full` client of the test CA
+/// connects, and `/status.tls` names the envelope's files.
+#[tokio::test]
+async fn compute_ctl_config_tls_serves_postgres_tls() {
+    crate::need_postgres!();
+    let dir = temp_dir();
+    let pki = pki();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca = file("ca.pem", &pki.ca_pem);
+    let cert = file("tls.crt", &pki.cert_pem);
+    let key = file("tls.key", &pki.key_pem);
+    let config = file(
+        "config.json",
+        &json!({
+            "spec": fixture("spec.json"),
+            "compute_ctl_config": {
+                "jwks": {"keys": []},
+                "tls": {"key_path": key, "cert_path": cert},
+            },
+        })
+        .to_string(),
+    );
+    let c =
+        Compute::start(ComputeOpts::without_spec().args(["--config", config.to_str().unwrap()]));
+    c.wait_running().await;
+    let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    assert_eq!(psql_verify_full(c.pg_port, &ca, sql).as_deref(), Ok("t"));
+    let st = c.status().await;
+    assert_eq!(st["tls"]["cert_path"], cert.display().to_string(), "{st}");
+    assert_eq!(st["tls"]["key_path"], key.display().to_string(), "{st}");
+    assert!(st["tls"]["in_force"]["not_after"].is_i64(), "{st}");
 }
