@@ -278,6 +278,13 @@ pub struct Args {
         help_heading = "Fleet operation"
     )]
     pub tls_key: Option<PathBuf>,
+
+    /// Serve the HTTP API (--http-port) over TLS with the same certificate
+    /// pair (--tls-cert/--tls-key or compute_ctl_config.tls), rotated with
+    /// it: new connections get a valid new pair. The internal port stays
+    /// plain HTTP on loopback.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_TLS", help_heading = "Fleet operation")]
+    pub http_tls: bool,
 }
 
 /// Neon's default internal HTTP port.

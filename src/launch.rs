@@ -227,7 +227,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 addr: args.vm_monitor_addr,
                 meminfo: vm_monitor::MEMINFO.into(),
             });
+    let http_tls = match (&params.tls, args.http_tls) {
+        (_, false) => None,
+        (Some(paths), true) => Some(paths.clone()),
+        (None, true) => bail!(
+            "--http-tls needs a certificate pair: give --tls-cert and --tls-key, or compute_ctl_config.tls in --config"
+        ),
+    };
     let config = NodeConfig {
+        http_tls,
         params,
         spec,
         spec_source,
