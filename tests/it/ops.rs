@@ -80,6 +80,14 @@ async fn runs_postgres_as_itself_when_not_root() {
         .get(0);
     assert_eq!(roles, 1, "the spec's catalog was applied");
     assert_eq!(c.get("/ready").await.status, 200);
+    // Neon's downtime figures: a compute that started and runs had none.
+    let metrics = c.get("/metrics").await.text;
+    for line in [
+        "compute_pg_current_downtime_ms 0",
+        "compute_pg_downtime_ms_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
 
     // A notify: config rewritten by the same user, SIGHUP to its own postmaster.
     let postmaster = c.postmaster_pid();
