@@ -260,6 +260,8 @@ pub struct Args {
 
     /// PEM certificate (leaf first, then its chain) Postgres serves TLS with
     /// (`ssl = on`); watched, and a valid new one is applied by reload.
+    /// `compute_ctl_config.tls` (`cert_path`, `key_path`) in --config does
+    /// the same; these flags win when both are given.
     #[arg(
         long,
         env = "COMPUTE_CTL_TLS_CERT",
@@ -276,6 +278,13 @@ pub struct Args {
         help_heading = "Fleet operation"
     )]
     pub tls_key: Option<PathBuf>,
+
+    /// Serve the HTTP API (--http-port) over TLS with the same certificate
+    /// pair (--tls-cert/--tls-key or compute_ctl_config.tls), rotated with
+    /// it: new connections get a valid new pair. The internal port stays
+    /// plain HTTP on loopback.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_TLS", help_heading = "Fleet operation")]
+    pub http_tls: bool,
 }
 
 /// Neon's default internal HTTP port.

@@ -1,14 +1,16 @@
 //! Readiness beyond "Postgres answers": a replica that lags its source by
 //! more than `--max-ready-lag` is not ready (as Patroni and CloudNativePG
 //! gate replicas), so that a Service sends reads only to replicas that are
-//! close enough. Pure: the verdict is taken from the replication state the
-//! watcher keeps ([`crate::storage::ReplicationStatus`]).
+//! close enough; a primary with safekeepers whose quorum does not stream is
+//! not ready either (its commits would wait). Pure: the verdicts are taken
+//! from the state the watchers keep ([`crate::storage::ReplicationStatus`],
+//! [`crate::storage::QuorumStatus`]).
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::storage::ReplicationStatus;
+use crate::storage::{QuorumStatus, ReplicationStatus, SafekeeperStatus};
 
 /// The most a replica may lag and still be ready: WAL bytes received but
 /// not replayed, or the age of the last replayed transaction while replay
@@ -104,6 +106,38 @@ pub fn lag_verdict(max: MaxLag, replication: Option<&ReplicationStatus>) -> Opti
     }
 }
 
+/// Why a primary with safekeepers is not ready, or `None` when a quorum
+/// of them streams from it (or it has none: `quorum` is `None`). Its
+/// commits wait for the quorum (`synchronous_standby_names`), so without
+/// one a write would hang; the reason names each safekeeper that does not
+/// stream and why.
+pub fn quorum_verdict(quorum: Option<(&QuorumStatus, &[SafekeeperStatus])>) -> Option<String> {
+    let (q, members) = quorum?;
+    if q.holds {
+        return None;
+    }
+    let missing: Vec<String> = members
+        .iter()
+        .filter(|m| m.state != "streaming")
+        .map(|m| match &m.reason {
+            Some(why) => format!("{} ({}): {}: {why}", m.name, m.safekeeper, m.state),
+            None => format!("{} ({}): {}", m.name, m.safekeeper, m.state),
+        })
+        .collect();
+    Some(format!(
+        "the safekeeper quorum does not hold: {} of {} safekeepers stream, commits need {} ({}); not streaming: {}",
+        q.streaming,
+        q.total,
+        q.need,
+        q.quorum,
+        if missing.is_empty() {
+            "none reported yet".to_string()
+        } else {
+            missing.join("; ")
+        }
+    ))
+}
+
 fn shown<T: fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "unknown".to_string(), |v| v.to_string())
 }
@@ -172,6 +206,55 @@ mod tests {
         );
         let why = lag_verdict(max, Some(&replica(true, Some(9), Some(2001)))).unwrap();
         assert!(why.contains("2001 ms"), "{why}");
+    }
+
+    fn member(name: &str, state: &str, reason: Option<&str>) -> SafekeeperStatus {
+        SafekeeperStatus {
+            name: format!("sk_{name}"),
+            safekeeper: format!("host={name} port=5432"),
+            state: state.into(),
+            reason: reason.map(str::to_string),
+            flush_lsn: None,
+            replay_lsn: None,
+        }
+    }
+
+    #[test]
+    fn a_primary_without_its_safekeeper_quorum_is_not_ready_and_says_which_are_missing() {
+        let members = vec![
+            member("a", "streaming", None),
+            member("b", "unreachable", Some("connection refused")),
+            member("c", "catching_up", None),
+        ];
+        let q = QuorumStatus::of(&members, 2, crate::storage::Lsn(0));
+        assert!(!q.holds);
+        let why = quorum_verdict(Some((&q, &members))).unwrap();
+        assert!(
+            why.contains("1 of 3 safekeepers stream, commits need 2 (2 of 3)"),
+            "{why}"
+        );
+        assert!(
+            why.contains("sk_b (host=b port=5432): unreachable: connection refused"),
+            "{why}"
+        );
+        assert!(
+            why.contains("sk_c (host=c port=5432): catching_up"),
+            "{why}"
+        );
+        assert!(!why.contains("sk_a"), "{why}");
+
+        let members = vec![
+            member("a", "streaming", None),
+            member("b", "streaming", None),
+            member("c", "diverged", Some("past the fork")),
+        ];
+        let q = QuorumStatus::of(&members, 2, crate::storage::Lsn(0));
+        assert_eq!(quorum_verdict(Some((&q, &members))), None);
+        assert_eq!(
+            quorum_verdict(None),
+            None,
+            "no safekeepers: nothing to wait for"
+        );
     }
 
     #[test]

@@ -49,7 +49,29 @@ fn params(args: &Args) -> anyhow::Result<ComputeParams> {
         advertise: args.advertise_addr.clone(),
         quorum_deadline: Duration::from_secs(args.quorum_deadline_secs),
         max_ready_lag: args.max_ready_lag,
-        tls: args.tls_paths(),
+        tls: tls_paths(args)?,
+    })
+}
+
+/// The certificate pair of `--tls-cert`/`--tls-key`, else of `-c`'s
+/// `compute_ctl_config.tls` (Neon's field); the flags win when both are
+/// given.
+fn tls_paths(args: &Args) -> anyhow::Result<Option<compute_ctl::params::TlsPaths>> {
+    let from_config = config_envelope(args)?.and_then(|c| c.tls);
+    Ok(match (args.tls_paths(), from_config) {
+        (Some(flags), Some(config)) => {
+            if flags != config {
+                tracing::info!(
+                    cert = %flags.cert_path.display(),
+                    key = %flags.key_path.display(),
+                    ignored_cert = %config.cert_path.display(),
+                    ignored_key = %config.key_path.display(),
+                    "TLS: --tls-cert/--tls-key win over compute_ctl_config.tls of --config"
+                );
+            }
+            Some(flags)
+        }
+        (flags, config) => flags.or(config),
     })
 }
 
@@ -205,7 +227,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 addr: args.vm_monitor_addr,
                 meminfo: vm_monitor::MEMINFO.into(),
             });
+    let http_tls = match (&params.tls, args.http_tls) {
+        (_, false) => None,
+        (Some(paths), true) => Some(paths.clone()),
+        (None, true) => bail!(
+            "--http-tls needs a certificate pair: give --tls-cert and --tls-key, or compute_ctl_config.tls in --config"
+        ),
+    };
     let config = NodeConfig {
+        http_tls,
         params,
         spec,
         spec_source,

@@ -1,4 +1,12 @@
 //! Prometheus metrics of the supervisor (served by `GET /metrics`).
+//!
+//! Neon's downtime figures (`compute_pg_current_downtime_ms`,
+//! `compute_pg_downtime_ms_total`) count, from the first time the compute
+//! is `running`, the time it is neither running nor reconfiguring (`failed`:
+//! a failed reconfigure, a dead postmaster), until a terminate; a
+//! reconfigure (`configuration_pending`, `configuration`) keeps Postgres
+//! serving and is not downtime. Time comes from the clock the compute
+//! gives ([`Metrics::with_clock`], the Env's monotonic clock).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -6,6 +14,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::state::ComputeStatus;
 
@@ -55,6 +66,78 @@ struct StatementLabel {
     outcome: &'static str,
 }
 
+/// The monotonic clock the downtime figures are taken on (the Env's).
+pub type MetricsClock = Box<dyn Fn() -> Instant + Send + Sync>;
+
+/// Neon's downtime figures (see the module's docs).
+struct Downtime {
+    clock: Option<MetricsClock>,
+    state: Mutex<DownState>,
+    current_ms: Gauge,
+    total_ms: Counter,
+}
+
+#[derive(Default)]
+struct DownState {
+    /// The compute was `running` once.
+    has_run: bool,
+    /// When the downtime in progress began.
+    down_since: Option<Instant>,
+    /// Downtime of the intervals that ended.
+    ended: Duration,
+}
+
+impl Downtime {
+    fn on_status(&self, status: ComputeStatus) {
+        let Some(clock) = &self.clock else { return };
+        let now = clock();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if status == ComputeStatus::Running {
+            st.has_run = true;
+        }
+        let down = st.has_run
+            && !matches!(
+                status,
+                ComputeStatus::Running
+                    | ComputeStatus::ConfigurationPending
+                    | ComputeStatus::Configuration
+                    | ComputeStatus::TerminationPending
+                    | ComputeStatus::Terminated
+            );
+        match (down, st.down_since) {
+            (true, None) => st.down_since = Some(now),
+            (false, Some(since)) => {
+                st.ended += now.saturating_duration_since(since);
+                st.down_since = None;
+            }
+            _ => {}
+        }
+        self.publish(&st, now);
+    }
+
+    /// Brings both figures up to `now` (called before every scrape).
+    fn refresh(&self) {
+        let Some(clock) = &self.clock else { return };
+        let now = clock();
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.publish(&st, now);
+    }
+
+    fn publish(&self, st: &DownState, now: Instant) {
+        let current = st
+            .down_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.current_ms
+            .set(i64::try_from(ms(current)).unwrap_or(i64::MAX));
+        let total = ms(st.ended + current);
+        let counted = self.total_ms.get();
+        if total > counted {
+            self.total_ms.inc_by(total - counted);
+        }
+    }
+}
+
 /// The registry and the handles the supervisor updates.
 pub struct Metrics {
     registry: Registry,
@@ -71,6 +154,7 @@ pub struct Metrics {
     /// Tasks alive in the runtime, read when the metrics are encoded (a
     /// leak of tasks per request shows as growth here).
     tasks: Gauge,
+    downtime: Downtime,
 }
 
 fn phase_histogram() -> Histogram {
@@ -80,7 +164,18 @@ fn phase_histogram() -> Histogram {
 }
 
 impl Metrics {
+    /// Metrics without a clock: the downtime figures stay 0 (tests of
+    /// parts that do not track a compute's status).
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// Metrics whose downtime figures are taken on `clock`.
+    pub fn with_clock(clock: MetricsClock) -> Self {
+        Self::build(Some(clock))
+    }
+
+    fn build(clock: Option<MetricsClock>) -> Self {
         let mut registry = Registry::with_prefix("compute_ctl");
         let status = Family::<StatusLabel, Gauge>::default();
         registry.register(
@@ -133,6 +228,22 @@ impl Metrics {
             "Number of databases where the version of extension is installed",
             installed_extensions.clone(),
         );
+        let downtime = Downtime {
+            clock,
+            state: Mutex::new(DownState::default()),
+            current_ms: Gauge::default(),
+            total_ms: Counter::default(),
+        };
+        unprefixed.register(
+            "compute_pg_current_downtime_ms",
+            "Milliseconds of the downtime in progress (0 while running or reconfiguring), as Neon's",
+            downtime.current_ms.clone(),
+        );
+        unprefixed.register(
+            "compute_pg_downtime_ms",
+            "Milliseconds the compute was neither running nor reconfiguring since it first ran, as Neon's",
+            downtime.total_ms.clone(),
+        );
         Self {
             registry,
             unprefixed,
@@ -144,6 +255,7 @@ impl Metrics {
             http_requests,
             config_refused,
             tasks,
+            downtime,
         }
     }
 
@@ -170,6 +282,7 @@ impl Metrics {
                 })
                 .set(i64::from(s == status));
         }
+        self.downtime.on_status(status);
     }
 
     /// Replaces the installed-extensions figures (see
@@ -232,6 +345,7 @@ impl Metrics {
             let n = rt.metrics().num_alive_tasks();
             self.tasks.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        self.downtime.refresh();
         use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         let _ = encode_registry(&mut out, &self.registry);
@@ -270,5 +384,70 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    }
+
+    /// The value of the unlabelled sample `name` in `text`.
+    fn sample(text: &str, name: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the fake clock's origin
+    fn downtime_counts_time_neither_running_nor_reconfiguring_after_the_first_run() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let origin = Instant::now();
+        let elapsed = Arc::new(AtomicU64::new(0));
+        let clock = elapsed.clone();
+        let m = Metrics::with_clock(Box::new(move || {
+            origin + Duration::from_millis(clock.load(Ordering::SeqCst))
+        }));
+        let advance = |ms: u64| {
+            elapsed.fetch_add(ms, Ordering::SeqCst);
+        };
+        let figures = || {
+            let text = m.encode();
+            (
+                sample(&text, "compute_pg_current_downtime_ms"),
+                sample(&text, "compute_pg_downtime_ms_total"),
+            )
+        };
+        // A start is not downtime: nothing ran yet.
+        for s in [ComputeStatus::ConfigurationPending, ComputeStatus::Init] {
+            m.set_status(s);
+            advance(5_000);
+        }
+        assert_eq!(figures(), (0, 0));
+        m.set_status(ComputeStatus::Running);
+        advance(1_000);
+        assert_eq!(figures(), (0, 0));
+        // Failed: counted while it lasts, up to each scrape.
+        m.set_status(ComputeStatus::Failed);
+        advance(3_000);
+        assert_eq!(figures(), (3_000, 3_000));
+        advance(2_000);
+        assert_eq!(figures(), (5_000, 5_000));
+        // A new spec repairs it: a reconfigure is not downtime.
+        m.set_status(ComputeStatus::ConfigurationPending);
+        advance(4_000);
+        m.set_status(ComputeStatus::Configuration);
+        m.set_status(ComputeStatus::Running);
+        advance(10_000);
+        assert_eq!(figures(), (0, 5_000));
+        // Down again, then a terminate ends the count.
+        m.set_status(ComputeStatus::Failed);
+        advance(1_500);
+        m.set_status(ComputeStatus::TerminationPending);
+        advance(10_000);
+        m.set_status(ComputeStatus::Terminated);
+        assert_eq!(figures(), (0, 6_500));
+        // Neon's compute_ctl_up still names the status.
+        assert!(m.encode().contains(&format!(
+            "compute_ctl_up{{build_tag=\"{BUILD_TAG}\",status=\"terminated\"}} 1"
+        )));
     }
 }

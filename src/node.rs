@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub auth: AuthSlot,
     /// Limits of the external HTTP server.
     pub serve_limits: ServeLimits,
+    /// `--http-tls`: the external API over TLS with this pair, watched.
+    pub http_tls: Option<crate::params::TlsPaths>,
     /// The internal (loopback) API's port, if any.
     pub internal_http_port: Option<u16>,
     /// The vm-monitor, when autoscaling is on.
@@ -90,6 +92,8 @@ pub enum NodeError {
     VmMonitor(#[source] VmMonitorError),
     #[error("cannot accept the initial spec: {0}")]
     InitialSpec(#[source] SubmitError),
+    #[error("{0}")]
+    HttpTls(#[source] http::tls::HttpTlsError),
 }
 
 /// A stop request from outside (SIGTERM/SIGINT in production): seen by the
@@ -132,6 +136,7 @@ pub struct Node<E: Env> {
     external: E::Listener,
     internal: Option<E::Listener>,
     vm: Option<(Cgroup, E::Listener)>,
+    http_tls: Option<http::HttpTls>,
 }
 
 impl<E: Env> Node<E>
@@ -159,7 +164,15 @@ where
             addr,
             source,
         })?;
-        tracing::info!(%addr, "HTTP API listening");
+        let http_tls = match config.http_tls.clone() {
+            Some(paths) => Some(
+                http::HttpTls::load(&env, paths)
+                    .await
+                    .map_err(NodeError::HttpTls)?,
+            ),
+            None => None,
+        };
+        tracing::info!(%addr, tls = http_tls.is_some(), "HTTP API listening");
         let vm = match cgroup {
             Some((cg, addr)) => {
                 let l = env.bind(addr).await.map_err(|source| NodeError::Bind {
@@ -193,6 +206,7 @@ where
             external,
             internal,
             vm,
+            http_tls,
         })
     }
 
@@ -211,13 +225,18 @@ where
             external,
             internal,
             vm,
+            http_tls,
         } = self;
         let auth = config.auth;
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve_with_limits(
+        let tls_watcher = http_tls
+            .as_ref()
+            .map(|t| tokio::spawn(t.clone().watch(compute.env.clone())));
+        let server = tokio::spawn(http::serve_tls_with_limits(
             external,
             http::router_with_auth(compute.clone(), auth.clone()),
             config.serve_limits,
+            http_tls.map(|t| t.acceptor()),
             async move {
                 let _ = http_stopped.await;
             },
@@ -271,6 +290,9 @@ where
         }
         // Stop accepting, and let the responses in flight be delivered.
         let _ = stop_http.send(());
+        if let Some(w) = tls_watcher {
+            w.abort();
+        }
         let drain = config.http_drain_timeout;
         match timeout(&compute.env, drain, server).await {
             Ok(Ok(Ok(()))) => {}

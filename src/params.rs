@@ -94,7 +94,8 @@ pub struct ComputeParams {
     pub quorum_deadline: Duration,
     /// `--max-ready-lag`: how far a replica may lag and still be ready.
     pub max_ready_lag: Option<crate::health::MaxLag>,
-    /// `--tls-cert`/`--tls-key`: the pair Postgres serves TLS with.
+    /// `--tls-cert`/`--tls-key` (or `-c`'s `compute_ctl_config.tls`): the
+    /// pair Postgres serves TLS with.
     pub tls: Option<TlsPaths>,
 }
 

@@ -42,6 +42,22 @@ pub struct ValidPair {
     pub info: CertInfo,
 }
 
+impl ValidPair {
+    /// The pair as rustls serves it (ring's signing key), for the HTTP API
+    /// over TLS (`--http-tls`). Cannot fail for a pair [`validate`] made
+    /// but says why if it does.
+    pub fn certified_key(&self) -> Result<CertifiedKey, TlsError> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::NoCertificate(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| TlsError::NoKey(e.to_string()))?;
+        let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+            .map_err(|e| TlsError::Key(e.to_string()))?;
+        Ok(CertifiedKey::new(certs, signing))
+    }
+}
+
 /// What is shown of a certificate in force: never the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertInfo {
@@ -128,6 +144,9 @@ mod tests {
             v.info
         );
         assert_eq!(v.info.not_after, 1_800_000_000 + 30 * 86_400);
+        let served = v.certified_key().unwrap();
+        assert_eq!(served.cert.len(), 1);
+        assert!(served.keys_match().is_ok());
     }
 
     #[test]

@@ -177,6 +177,7 @@ pub fn node_config(params: &ComputeParams, boot: &Boot) -> NodeConfig {
         },
         auth: AuthSlot::new(None),
         serve_limits: ServeLimits::default(),
+        http_tls: None,
         internal_http_port: None,
         // No --pg-init-timeout (Neon's default), and no installed-extensions
         // metric: the simulated Postgres does not model pg_extension.

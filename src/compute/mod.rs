@@ -202,7 +202,8 @@ impl<E: Env> Compute<E> {
             pg_major: None,
             tls: None,
         };
-        let metrics = Metrics::new();
+        let clock = env.clone();
+        let metrics = Metrics::with_clock(Box::new(move || clock.now()));
         metrics.set_status(ComputeStatus::Empty);
         Arc::new(Self {
             env,

@@ -1,4 +1,5 @@
-//! Certificate rotation for Postgres' TLS (`--tls-cert`/`--tls-key`). At
+//! Certificate rotation for Postgres' TLS (`--tls-cert`/`--tls-key`, or
+//! `compute_ctl_config.tls` of `--config`). At
 //! start the pair must be valid ([`crate::tls::validate`]) or the start
 //! fails saying why. Then a watcher polls both files every [`TLS_POLL`] on
 //! the Env clock; when they differ from the pair in force (the copy in
@@ -59,10 +60,9 @@ impl<E: Env> Compute<E> {
         let Some(paths) = &self.params.tls else {
             return Ok(());
         };
-        let pair = self
-            .read_pair(paths)
-            .await
-            .map_err(|e| format!("TLS (--tls-cert/--tls-key) cannot be used: {e}"))?;
+        let pair = self.read_pair(paths).await.map_err(|e| {
+            format!("TLS (--tls-cert/--tls-key or compute_ctl_config.tls) cannot be used: {e}")
+        })?;
         pg::install_pair(&self.env, &self.params.pgdata, &pair)
             .await
             .map_err(|e| e.to_string())?;

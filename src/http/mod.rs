@@ -15,6 +15,7 @@ pub mod request_id;
 pub mod rfc3339;
 pub mod routes;
 mod serve;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -28,7 +29,8 @@ use axum::routing::{get, post};
 
 pub use auth::{Auth, AuthSlot};
 pub use error::ApiError;
-pub use serve::{ServeLimits, serve, serve_with_limits};
+pub use serve::{ServeLimits, serve, serve_tls_with_limits, serve_with_limits};
+pub use tls::HttpTls;
 
 use crate::compute::Compute;
 use crate::env::Env;

@@ -13,6 +13,10 @@
 //! - tower-http's body timeout: a request body that pauses longer than
 //!   `body_frame_timeout` between two frames fails (the handler answers 400).
 //!
+//! With `--http-tls` each connection first completes a TLS handshake
+//! (tokio-rustls, the pair of [`super::tls::HttpTls`]) within
+//! `header_read_timeout`, on the connection's own task.
+//!
 //! On `shutdown`, idle connections close and requests in flight finish
 //! (hyper's graceful shutdown of each connection).
 //!
@@ -27,9 +31,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::serve::Listener;
 use hyper::body::Incoming;
+use hyper::rt::Timer;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
@@ -79,9 +86,26 @@ pub async fn serve<E: Env>(
 
 /// [`serve`] with explicit limits.
 pub async fn serve_with_limits<L>(
+    listener: L,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: Listener,
+{
+    serve_tls_with_limits(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve_with_limits`], over TLS when `tls` is given (`--http-tls`): each
+/// accepted connection's handshake runs on its own task and must finish
+/// within `header_read_timeout` (a client that stalls it holds a slot no
+/// longer than one that stalls its request head).
+pub async fn serve_tls_with_limits<L>(
     mut listener: L,
     router: Router,
     limits: ServeLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
@@ -119,32 +143,35 @@ where
             drop(io);
             continue;
         };
-        let service = TowerToHyperService::new(
-            router
-                .clone()
-                .map_request(move |req: hyper::Request<Incoming>| {
-                    req.map(|b| Body::new(TimeoutBody::new(frame_timeout, b)))
-                })
-                .map_err(|e: Infallible| match e {}),
-        );
-        let conn = http
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
+        let http = http.clone();
+        let router = router.clone();
+        let tls = tls.clone();
         let mut stopping = stop_rx.clone();
         let open = open.clone();
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let ended = tokio::select! {
-                biased;
-                ended = conn.as_mut() => ended,
-                _ = stopping.changed() => {
-                    // Idle: closes now; busy: after the response in flight.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match tls {
+                None => serve_connection(&http, io, router, frame_timeout, stopping).await,
+                Some(acceptor) => {
+                    let handshake = tokio::select! {
+                        biased;
+                        _ = stopping.changed() => None,
+                        () = TokioTimer::new().sleep(handshake_timeout) => {
+                            tracing::debug!("TLS handshake not finished in time; connection closed");
+                            None
+                        }
+                        done = acceptor.accept(io) => match done {
+                            Ok(tls_io) => Some(tls_io),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                None
+                            }
+                        },
+                    };
+                    if let Some(tls_io) = handshake {
+                        serve_connection(&http, tls_io, router, frame_timeout, stopping).await;
+                    }
                 }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
             drop((slot, open));
         });
@@ -154,4 +181,39 @@ where
     drop(open);
     open_tx.closed().await;
     Ok(())
+}
+
+/// Serves one connection until it ends, or until shutdown is announced on
+/// `stopping` (then: idle closes now, busy after the response in flight).
+async fn serve_connection<I>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    router: Router,
+    frame_timeout: Duration,
+    mut stopping: watch::Receiver<()>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(
+        router
+            .map_request(move |req: hyper::Request<Incoming>| {
+                req.map(|b| Body::new(TimeoutBody::new(frame_timeout, b)))
+            })
+            .map_err(|e: Infallible| match e {}),
+    );
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        biased;
+        ended = conn.as_mut() => ended,
+        _ = stopping.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
 }

@@ -10,10 +10,11 @@
 //!    pageserver safekeeper comes back behind;
 //! 3. compute B starts on a new PGDATA and port: every acknowledged row is
 //!    there and all three safekeepers stream from it, on a new timeline;
-//! 4. one safekeeper down: commits go on; two down: a commit waits, and is
-//!    acknowledged once one is back; then a notify moves B to another
-//!    safekeeper set under a writing client (joint quorum, no restart), and
-//!    a notify with an older safekeepers_generation gets 409;
+//! 4. one safekeeper down: commits go on; two down: a commit waits (and
+//!    `/ready` is 503 naming the quorum), and is acknowledged once one is
+//!    back; then a notify moves B to another safekeeper set under a
+//!    writing client (joint quorum, no restart), and a notify with an older
+//!    safekeepers_generation gets 409;
 //! 5. bad input (duplicate safekeepers, an unparsable connection string)
 //!    is a 400 naming the field, and nothing changes;
 //! 6. a fast terminate of B answers the LSN a quorum flushed, and compute
@@ -193,6 +194,15 @@ async fn acknowledged_writes_survive_kill_and_move() {
         },
     )
     .await;
+    // Not ready while the quorum does not hold, saying why.
+    let r = b.get("/ready").await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(
+        r.text
+            .contains("safekeeper quorum does not hold: 1 of 3 safekeepers stream"),
+        "{}",
+        r.text
+    );
     assert!(!waiting.is_finished(), "no commit without a quorum");
     sks.restart(1).await;
     let (ok, _client) = tokio::time::timeout(WITHIN, waiting)
@@ -202,6 +212,8 @@ async fn acknowledged_writes_survive_kill_and_move() {
     assert!(ok);
     sks.restart(2).await;
     wait_all_streaming(&b).await;
+    let r = b.get("/ready").await;
+    assert_eq!(r.status, 200, "ready again with the quorum: {}", r.text);
 
     // 4b. A notify moves B to another safekeeper set (member 2 is replaced
     // by D, a clone of member 1) while a client writes: no restart, the new

@@ -80,6 +80,14 @@ async fn runs_postgres_as_itself_when_not_root() {
         .get(0);
     assert_eq!(roles, 1, "the spec's catalog was applied");
     assert_eq!(c.get("/ready").await.status, 200);
+    // Neon's downtime figures: a compute that started and runs had none.
+    let metrics = c.get("/metrics").await.text;
+    for line in [
+        "compute_pg_current_downtime_ms 0",
+        "compute_pg_downtime_ms_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
 
     // A notify: config rewritten by the same user, SIGHUP to its own postmaster.
     let postmaster = c.postmaster_pid();
@@ -373,11 +381,212 @@ async fn an_expired_tls_pair_fails_the_start_with_the_reason() {
     assert!(!exit.success());
     let log = c.log();
     assert!(
-        log.contains("TLS (--tls-cert/--tls-key) cannot be used") && log.contains("expired"),
+        log.contains("TLS (--tls-cert/--tls-key or compute_ctl_config.tls) cannot be used")
+            && log.contains("expired"),
         "{log}"
     );
     assert!(
         c.postmaster_pid().is_none(),
         "Postgres started with an expired pair"
     );
+}
+
+/// Neon's `compute_ctl_config.tls` in the `--config` envelope (as
+/// neon_local writes `config.json`) turns Postgres' TLS on as
+/// `--tls-cert`/`--tls-key` do: a libpq `verify-full` client of the test CA
+/// connects, and `/status.tls` names the envelope's files.
+#[tokio::test]
+async fn compute_ctl_config_tls_serves_postgres_tls() {
+    crate::need_postgres!();
+    let dir = temp_dir();
+    let pki = pki();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca = file("ca.pem", &pki.ca_pem);
+    let cert = file("tls.crt", &pki.cert_pem);
+    let key = file("tls.key", &pki.key_pem);
+    let config = file(
+        "config.json",
+        &json!({
+            "spec": fixture("spec.json"),
+            "compute_ctl_config": {
+                "jwks": {"keys": []},
+                "tls": {"key_path": key, "cert_path": cert},
+            },
+        })
+        .to_string(),
+    );
+    let c =
+        Compute::start(ComputeOpts::without_spec().args(["--config", config.to_str().unwrap()]));
+    c.wait_running().await;
+    let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    assert_eq!(psql_verify_full(c.pg_port, &ca, sql).as_deref(), Ok("t"));
+    let st = c.status().await;
+    assert_eq!(st["tls"]["cert_path"], cert.display().to_string(), "{st}");
+    assert_eq!(st["tls"]["key_path"], key.display().to_string(), "{st}");
+    assert!(st["tls"]["in_force"]["not_after"].is_i64(), "{st}");
+}
+
+/// What an HTTPS GET saw: the status, the body and the leaf certificate
+/// the server presented (DER).
+struct HttpsReply {
+    status: u16,
+    body: String,
+    leaf: Vec<u8>,
+}
+
+/// `GET path` over TLS on a new connection to 127.0.0.1:`port`, trusting
+/// only `ca_pem` and checking the name `localhost` (rustls, hyper).
+#[allow(clippy::disallowed_methods)] // a test bounds its wait on the OS clock
+async fn https_get(port: u16, ca_pem: &str, path: &str) -> Result<HttpsReply, String> {
+    use http_body_util::BodyExt;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        let leaf = tls.get_ref().1.peer_certificates().unwrap()[0]
+            .as_ref()
+            .to_vec();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("HTTP handshake: {e}"))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path)
+            .header("host", "localhost")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok(HttpsReply {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            leaf,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| "no answer within 10 s".to_string())?
+}
+
+fn leaf_der(cert_pem: &str) -> Vec<u8> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+/// `--http-tls`: the HTTP API answers /status over TLS with the pair of
+/// `--tls-cert`/`--tls-key` to a client that trusts the test CA (and checks
+/// the name), refuses plain HTTP, and after a rotation of the files a new
+/// connection is served the new certificate (the new CA's client
+/// verifies, the old CA's no longer does).
+#[tokio::test]
+async fn http_tls_serves_the_api_with_the_pair_and_rotates_it() {
+    crate::need_postgres!();
+    let dir = temp_dir();
+    let (old, new) = (pki(), pki());
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let cert = file("tls.crt", &old.cert_pem);
+    let key = file("tls.key", &old.key_pem);
+    let mut opts = ComputeOpts::with_spec(fixture("spec.json"));
+    opts.args.extend([
+        "--tls-cert".to_string(),
+        cert.display().to_string(),
+        "--tls-key".to_string(),
+        key.display().to_string(),
+        "--http-tls".to_string(),
+    ]);
+    let c = Compute::start(opts);
+    let port = c.http_port;
+    let running =
+        crate::support::wait_for(Duration::from_secs(60), "running over https", || async {
+            assert!(c.try_exit().is_none(), "compute_ctl exited:\n{}", c.log());
+            let r = https_get(port, &old.ca_pem, "/status").await.ok()?;
+            let st: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+            (r.status == 200 && st["status"] == "running").then_some(r)
+        })
+        .await;
+    assert_eq!(running.leaf, leaf_der(&old.cert_pem));
+    let ready = https_get(port, &old.ca_pem, "/ready").await.unwrap();
+    assert_eq!(ready.status, 200, "{}", ready.body);
+
+    // Plain HTTP on the same port gets no answer.
+    let plain = c.client.get(c.url("/status")).send().await;
+    assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
+    // A client of another CA does not verify the server.
+    let foreign = https_get(port, &new.ca_pem, "/status").await.err();
+    assert!(
+        foreign
+            .as_deref()
+            .is_some_and(|e| e.contains("TLS handshake")),
+        "{foreign:?}"
+    );
+
+    // Rotation: the new pair is served to new connections.
+    std::fs::write(&key, &new.key_pem).unwrap();
+    std::fs::write(&cert, &new.cert_pem).unwrap();
+    let rotated = crate::support::wait_for(WITHIN, "the new certificate served", || async {
+        https_get(port, &new.ca_pem, "/status").await.ok()
+    })
+    .await;
+    assert_eq!(rotated.leaf, leaf_der(&new.cert_pem));
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let stale = https_get(port, &old.ca_pem, "/status").await.err();
+    assert!(
+        stale
+            .as_deref()
+            .is_some_and(|e| e.contains("TLS handshake")),
+        "{stale:?}"
+    );
+    c.wait_log("HTTP API TLS pair rotated", WITHIN).await;
+}
+
+/// `--http-tls` without a certificate pair is refused at start, saying
+/// what to give.
+#[tokio::test]
+async fn http_tls_without_a_pair_fails_the_start() {
+    crate::need_postgres!();
+    let c = Compute::start(ComputeOpts::with_spec(fixture("spec.json")).args(["--http-tls"]));
+    let exit = c.wait_exit(Duration::from_secs(30)).await;
+    assert!(!exit.success());
+    let log = c.log();
+    assert!(log.contains("--http-tls needs a certificate pair"), "{log}");
 }

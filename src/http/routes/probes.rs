@@ -1,6 +1,7 @@
 //! `GET /health` (the process is alive and serving) and `GET /ready`
 //! (status `running`, a replica within `--max-ready-lag` of its source
-//! ([`crate::health::lag_verdict`]), and Postgres accepting connections,
+//! ([`crate::health::lag_verdict`]), a primary with safekeepers holding its
+//! quorum ([`crate::health::quorum_verdict`]), and Postgres accepting connections,
 //! probed with a fresh supervisor session and `SELECT 1` under a short
 //! deadline: `pg::probe::ready`).
 
@@ -59,6 +60,12 @@ pub async fn ready<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Prob
         if let Some(why) = crate::health::lag_verdict(max, replication.as_ref()) {
             return Err(unavailable(format!("not ready: {why}")));
         }
+    }
+    let quorum = compute.subscribe().borrow().safekeepers.clone();
+    if let Some(why) =
+        crate::health::quorum_verdict(quorum.as_ref().map(|s| (&s.quorum, &s.members[..])))
+    {
+        return Err(unavailable(format!("not ready: {why}")));
     }
     match pg::probe::ready(&compute.env, &compute.params.conn, READY_PROBE_TIMEOUT).await {
         Ok(()) => Ok(Json(ProbeBody {
