@@ -5,6 +5,7 @@
 mod config_check;
 mod deprecations;
 mod durable;
+mod promote;
 mod replication;
 mod source_major;
 mod supervisor;
@@ -24,6 +25,7 @@ pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
 pub use config_check::ConfigRefused;
 pub use deprecations::deprecations;
 pub use durable::SafekeepersState;
+pub use promote::{PromoteJob, PromoteOutcome, PromoteRefused, PromoteTicket, PromoteTimings};
 pub use supervisor::RunOutcome;
 pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
 
@@ -93,6 +95,8 @@ pub struct ComputeState {
     pub pg_major: Option<u32>,
     /// Postgres' TLS pair in force and the last refused rotation (`--tls-cert`).
     pub tls: Option<TlsStatus>,
+    /// The last `POST /promote` and its outcome (`promote.rs`).
+    pub promote: Option<PromoteJob>,
 }
 
 /// Why a spec was not accepted.
@@ -197,6 +201,7 @@ impl<E: Env> Compute<E> {
             config_refused: None,
             pg_major: None,
             tls: None,
+            promote: None,
         };
         let metrics = Metrics::new();
         metrics.set_status(ComputeStatus::Empty);
