@@ -325,6 +325,10 @@ impl<E: Env> Compute<E> {
         let st = rx
             .wait_for(|st| {
                 (st.applied_generation >= generation && st.status == ComputeStatus::Running)
+                    || st
+                        .promote
+                        .as_ref()
+                        .is_some_and(|j| j.generation == generation && j.outcome.is_some())
                     || matches!(
                         st.status,
                         ComputeStatus::Failed
@@ -335,6 +339,16 @@ impl<E: Env> Compute<E> {
             .await
             .map_err(|_| "the supervisor has stopped".to_string())?
             .clone();
+        // A promote that failed before the promotion leaves the replica
+        // running without applying its generation (`promote.rs`).
+        if let Some(PromoteOutcome::Failed(e)) = st
+            .promote
+            .as_ref()
+            .filter(|j| j.generation == generation)
+            .and_then(|j| j.outcome.clone())
+        {
+            return Err(e);
+        }
         match st.status {
             ComputeStatus::Running => Ok(st),
             ComputeStatus::Failed => Err(st.error.unwrap_or_else(|| "configuration failed".into())),

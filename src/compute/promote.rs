@@ -729,6 +729,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_configure_joined_to_a_promote_that_left_a_replica_is_answered() {
+        // /configure joins an in-flight operation by its operation_uuid.
+        let c = running("Replica".into());
+        let Ok(PromoteTicket::Wait(g)) =
+            c.submit_promote(spec("Primary".into(), "p"), lsn("0/10"), WAIT)
+        else {
+            panic!("not accepted")
+        };
+        let joined = tokio::spawn({
+            let c = c.clone();
+            async move { c.wait_applied(g).await }
+        });
+        c.apply_event(Event::BeginReconfigure, |st| {
+            st.pending = None;
+        })
+        .unwrap();
+        c.stay_replica(g, "replay did not reach it".into());
+        let e = crate::env::timeout(&c.env, Duration::from_secs(5), joined)
+            .await
+            .expect("the joined configure is answered, not left waiting")
+            .unwrap()
+            .unwrap_err();
+        assert!(e.contains("stays a replica"), "{e}");
+    }
+
+    #[tokio::test]
     async fn a_waiter_sees_the_outcome_or_the_abandon() {
         let c = running("Replica".into());
         let Ok(PromoteTicket::Wait(g)) =
