@@ -21,16 +21,74 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::compute::{Compute, ComputeOpts};
-use crate::support::durable::{WITHIN, insert, present, spec, start, wait_all_streaming};
 use crate::support::safekeepers::Safekeepers;
 use crate::support::{fixture, wait_for};
-use serde_json::json;
+use serde_json::{Value, json};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// A primary with the three safekeepers, its base backup source the first.
+pub(crate) fn spec(sks: &Safekeepers, op: &str) -> Value {
+    let mut s = fixture("spec.json");
+    s["operation_uuid"] = op.into();
+    s["pageserver_connstring"] = sks.members[0].connstr().into();
+    s["safekeeper_connstrings"] = json!(sks.connstrings());
+    // A standby needs max_connections at least its primary's: the test
+    // safekeepers run with 40.
+    for setting in s["cluster"]["settings"].as_array_mut().unwrap() {
+        if setting["name"] == "max_connections" {
+            setting["value"] = "40".into();
+        }
+    }
+    s
+}
+
+/// Starts a compute with `spec` and waits until it runs; returns it with
+/// the time from its spawn to `running`.
+pub(crate) async fn start(spec: &Value) -> (Compute, Duration) {
+    let t0 = Instant::now();
+    let c = Compute::start(ComputeOpts::with_spec(spec.clone()));
+    c.wait_status("running", WITHIN).await;
+    (c, t0.elapsed())
+}
+
+/// Waits until `/status` shows every safekeeper streaming; returns it.
+pub(crate) async fn wait_all_streaming(c: &Compute) -> Value {
+    wait_for(WITHIN, "all three safekeepers to stream", || async {
+        let st = c.status().await;
+        let all = st["safekeepers"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3 && a.iter().all(|s| s["state"] == "streaming"));
+        all.then_some(st)
+    })
+    .await
+}
+
+/// Inserts `id` in its own transaction; true once acknowledged.
+pub(crate) async fn insert(client: &tokio_postgres::Client, id: i32) -> bool {
+    client
+        .execute("INSERT INTO acked VALUES ($1)", &[&id])
+        .await
+        .is_ok()
+}
+
+/// Every id in `acked`.
+pub(crate) async fn present(c: &Compute) -> BTreeSet<i32> {
+    let client = c.sql("postgres", "durable-test").await;
+    client
+        .query("SELECT id FROM acked", &[])
+        .await
+        .expect("read acked")
+        .iter()
+        .map(|r| r.get::<_, i32>(0))
+        .collect()
+}
 
 /// Kills compute_ctl and every Postgres process of its PGDATA with -9.
-fn kill_everything(c: &Compute) {
+pub(crate) fn kill_everything(c: &Compute) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     c.signal(Signal::SIGKILL);

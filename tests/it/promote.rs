@@ -24,14 +24,16 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::durable_primary::{insert, present, spec, start, wait_all_streaming};
 use crate::support::compute::{Compute, Reply};
-use crate::support::durable::{WITHIN, insert, present, spec, start, wait_all_streaming};
 use crate::support::safekeepers::Safekeepers;
 use crate::support::wait_for;
+
+const WITHIN: Duration = Duration::from_secs(60);
 
 /// A replica of the safekeepers' data, streaming from the first one.
 fn replica_spec(sks: &Safekeepers) -> Value {

@@ -7,7 +7,6 @@
 pub mod chaos;
 pub mod compute;
 pub mod control_plane;
-pub mod durable;
 pub mod neon;
 pub mod openapi;
 pub mod os;
