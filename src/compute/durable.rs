@@ -149,9 +149,36 @@ impl<E: Env> Compute<E> {
         t.promote = self.env.now() - t1;
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
 
-        self.env.failpoint("start.announce");
+        (t.announce, t.quorum) = self
+            .announce_and_await_quorum(&own, &sks, promoted, ("start.announce", "start.quorum"))
+            .await?;
+        tracing::info!(
+            catch_up_ms = ms(t.catch_up),
+            promote_ms = ms(t.promote),
+            announce_ms = ms(t.announce),
+            quorum_ms = ms(t.quorum),
+            "a quorum of safekeepers streams from this primary"
+        );
+        Ok(t)
+    }
+
+    /// Steps 5 and 6 (also of `POST /promote`, `promote.rs`), once
+    /// `promoted` takes writes: points every safekeeper at this compute,
+    /// then waits (at most `--quorum-deadline-secs`) until a quorum streams
+    /// from it, announcing again to those that do not; records
+    /// `/status.safekeepers`. Returns how long each step took; `Err` is the
+    /// failure reason with each safekeeper's state. `failpoints` mark the
+    /// entry of each step.
+    pub(super) async fn announce_and_await_quorum(
+        &self,
+        own: &Endpoint,
+        sks: &[Safekeeper],
+        promoted: storage::Promoted,
+        failpoints: (&'static str, &'static str),
+    ) -> Result<(Duration, Duration), String> {
+        self.env.failpoint(failpoints.0);
         let t2 = self.env.now();
-        let announced = self.announce_all(&sks).await;
+        let announced = self.announce_all(sks).await;
         for (sk, r) in sks.iter().zip(&announced) {
             match r {
                 Ok(()) => {
@@ -162,15 +189,15 @@ impl<E: Env> Compute<E> {
                 }
             }
         }
-        t.announce = self.env.now() - t2;
+        let announce = self.env.now() - t2;
 
-        self.env.failpoint("start.quorum");
+        self.env.failpoint(failpoints.1);
         let t3 = self.env.now();
         let deadline = t3 + self.params.quorum_deadline;
         let mut next_announce = t3 + REANNOUNCE_EVERY;
         loop {
             let members = self
-                .sample_safekeepers(&own, &sks, promoted.timeline, promoted.fork_lsn, false)
+                .sample_safekeepers(own, sks, promoted.timeline, promoted.fork_lsn, false)
                 .await;
             let quorum = QuorumStatus::of(&members, promoted.timeline, promoted.fork_lsn);
             let holds = quorum.holds;
@@ -179,7 +206,7 @@ impl<E: Env> Compute<E> {
                 let members = if holds {
                     members
                 } else {
-                    self.sample_safekeepers(&own, &sks, promoted.timeline, promoted.fork_lsn, true)
+                    self.sample_safekeepers(own, sks, promoted.timeline, promoted.fork_lsn, true)
                         .await
                 };
                 let quorum = QuorumStatus::of(&members, promoted.timeline, promoted.fork_lsn);
@@ -210,15 +237,7 @@ impl<E: Env> Compute<E> {
             }
             self.env.sleep(QUORUM_POLL).await;
         }
-        t.quorum = self.env.now() - t3;
-        tracing::info!(
-            catch_up_ms = ms(t.catch_up),
-            promote_ms = ms(t.promote),
-            announce_ms = ms(t.announce),
-            quorum_ms = ms(t.quorum),
-            "a quorum of safekeepers streams from this primary"
-        );
-        Ok(t)
+        Ok((announce, self.env.now() - t3))
     }
 
     /// Points each of `sks` at this compute, in parallel.

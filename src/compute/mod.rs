@@ -5,6 +5,7 @@
 mod config_check;
 mod deprecations;
 mod durable;
+mod promote;
 mod replication;
 mod safekeeper_move;
 mod source_major;
@@ -25,6 +26,7 @@ pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
 pub use config_check::ConfigRefused;
 pub use deprecations::deprecations;
 pub use durable::SafekeepersState;
+pub use promote::{PromoteJob, PromoteOutcome, PromoteRefused, PromoteTicket, PromoteTimings};
 pub use supervisor::RunOutcome;
 pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
 
@@ -94,6 +96,8 @@ pub struct ComputeState {
     pub pg_major: Option<u32>,
     /// Postgres' TLS pair in force and the last refused rotation (`--tls-cert`).
     pub tls: Option<TlsStatus>,
+    /// The last `POST /promote` and its outcome (`promote.rs`).
+    pub promote: Option<PromoteJob>,
 }
 
 /// Why a spec was not accepted.
@@ -201,6 +205,7 @@ impl<E: Env> Compute<E> {
             config_refused: None,
             pg_major: None,
             tls: None,
+            promote: None,
         };
         let clock = env.clone();
         let metrics = Metrics::with_clock(Box::new(move || clock.now()));
@@ -331,6 +336,10 @@ impl<E: Env> Compute<E> {
         let st = rx
             .wait_for(|st| {
                 (st.applied_generation >= generation && st.status == ComputeStatus::Running)
+                    || st
+                        .promote
+                        .as_ref()
+                        .is_some_and(|j| j.generation == generation && j.outcome.is_some())
                     || matches!(
                         st.status,
                         ComputeStatus::Failed
@@ -341,6 +350,16 @@ impl<E: Env> Compute<E> {
             .await
             .map_err(|_| "the supervisor has stopped".to_string())?
             .clone();
+        // A promote that failed before the promotion leaves the replica
+        // running without applying its generation (`promote.rs`).
+        if let Some(PromoteOutcome::Failed(e)) = st
+            .promote
+            .as_ref()
+            .filter(|j| j.generation == generation)
+            .and_then(|j| j.outcome.clone())
+        {
+            return Err(e);
+        }
         match st.status {
             ComputeStatus::Running => Ok(st),
             ComputeStatus::Failed => Err(st.error.unwrap_or_else(|| "configuration failed".into())),

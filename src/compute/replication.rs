@@ -2,13 +2,14 @@
 //! WAL receiver does ([`storage::read_replication`]) into the state, so that
 //! `/status` answers from the watch channel at once. It samples every
 //! [`SAMPLE_INTERVAL`] and right after every applied spec (a move), and ends
-//! when the compute stops.
+//! when the compute stops or is promoted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Compute;
 use crate::env::Env;
+use crate::spec::ComputeMode;
 use crate::state::ComputeStatus;
 use crate::storage::{self, Endpoint, ReadReplication};
 
@@ -37,7 +38,10 @@ impl<E: Env> Compute<E> {
                 }
                 (st.spec.clone(), st.applied_generation)
             };
-            let Some(spec) = spec else { return };
+            // A promoted replica (`POST /promote`) has no WAL receiver to watch.
+            let Some(spec) = spec.filter(|s| s.mode != ComputeMode::Primary) else {
+                return;
+            };
             let upstream = spec
                 .pageserver_connstring
                 .as_deref()
@@ -53,7 +57,11 @@ impl<E: Env> Compute<E> {
             };
             storage::read_replication(&self.env, &what, &mut sample).await;
             self.state.send_if_modified(|st| {
-                if st.replication.as_ref() == Some(&sample) {
+                let promoted = st
+                    .spec
+                    .as_ref()
+                    .is_some_and(|s| s.mode == ComputeMode::Primary);
+                if promoted || st.replication.as_ref() == Some(&sample) {
                     false
                 } else {
                     st.replication = Some(sample);

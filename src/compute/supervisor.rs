@@ -44,7 +44,7 @@ pub(super) struct RestartBasis {
 
 /// How the postmaster ended, with its last output lines (to say why).
 #[derive(Debug, Clone)]
-struct PostmasterExit {
+pub(super) struct PostmasterExit {
     info: ExitInfo,
     last_lines: Vec<String>,
 }
@@ -63,8 +63,8 @@ impl PostmasterExit {
 
 /// The running postmaster: its pid and a channel that reports its exit.
 #[derive(Clone)]
-struct Postmaster {
-    pid: u32,
+pub(super) struct Postmaster {
+    pub(super) pid: u32,
     exit: watch::Receiver<Option<PostmasterExit>>,
 }
 
@@ -87,7 +87,7 @@ async fn postmaster_exit(pm: &mut Option<Postmaster>) -> PostmasterExit {
 }
 
 /// What interrupted a phase.
-enum Interrupted {
+pub(super) enum Interrupted {
     PostmasterExited(PostmasterExit),
     Terminate,
 }
@@ -121,7 +121,9 @@ impl<E: Env> Compute<E> {
             match status {
                 ComputeStatus::ConfigurationPending => {
                     let started = self.state().postgres_started;
-                    let result = if started {
+                    let result = if started && self.promote_requested() {
+                        self.promote(&mut postmaster).await
+                    } else if started {
                         self.reconfigure(&mut postmaster).await
                     } else {
                         self.start(created, &mut postmaster).await
@@ -200,7 +202,7 @@ impl<E: Env> Compute<E> {
     }
 
     /// Runs a phase, interrupted by postmaster exit or a terminate request.
-    async fn guarded<T>(
+    pub(super) async fn guarded<T>(
         &self,
         postmaster: &mut Option<Postmaster>,
         phase: impl std::future::Future<Output = T>,
@@ -226,7 +228,7 @@ impl<E: Env> Compute<E> {
     /// executed of planned, from the metrics' counters), so the partial state
     /// is known (counted per statement as each answer is read, so never more
     /// than ran); the next apply plans from what the catalog then holds.
-    async fn guarded_catalog(
+    pub(super) async fn guarded_catalog(
         &self,
         postmaster: &mut Option<Postmaster>,
         spec: &ComputeSpec,

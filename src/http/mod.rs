@@ -120,7 +120,8 @@ pub fn router_with_auth<E: Env>(compute: Arc<Compute<E>>, auth: AuthSlot) -> Rou
         .route("/hadron_liveness_probe", get(routes::neon::liveness::<E>))
         .route("/status", get(routes::status::get::<E>))
         .route("/metrics.json", get(routes::metrics::json::<E>))
-        // Neon-only routes: 501 on the methods Neon serves, 405 on others.
+        // Neon-only routes (Neon's storage extension): 501 on the methods
+        // Neon serves, 405 on others.
         .route(
             "/lfc/prewarm",
             get(routes::neon::not_applicable)
@@ -131,7 +132,7 @@ pub fn router_with_auth<E: Env>(compute: Arc<Compute<E>>, auth: AuthSlot) -> Rou
             "/lfc/offload",
             get(routes::neon::not_applicable).post(routes::neon::not_applicable),
         )
-        .route("/promote", post(routes::neon::not_applicable))
+        .route("/promote", post(routes::promote::post::<E>))
         .route_layer(from_fn_with_state(state.clone(), auth::require::<E>));
     Router::new()
         .route("/metrics", get(routes::metrics::text::<E>))

@@ -18,6 +18,7 @@ mod endpoint;
 mod quorum;
 mod replication;
 mod safekeepers;
+mod sync_rep;
 mod wait;
 
 pub use crate::spec::{Lsn, LsnParseError};
@@ -33,4 +34,5 @@ pub use safekeepers::{
     NoQuorum, POSITION_SQL, SafekeeperAnswer, SyncOutcome, WalPosition, commit_lsn, majority,
     sync_safekeepers, wal_position,
 };
+pub use sync_rep::{QuorumNotInForce, await_quorum_in_force};
 pub use wait::{WaitError, wait_for_lsn};

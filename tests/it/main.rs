@@ -31,6 +31,7 @@ mod neon_launch;
 mod openapi;
 mod ops;
 mod pending_restart;
+mod promote;
 mod skip_flag;
 mod soak;
 mod spec_source;

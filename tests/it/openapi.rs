@@ -240,7 +240,6 @@ async fn responses_without_postgres_match_the_document() {
         ("DELETE", "/lfc/prewarm"),
         ("GET", "/lfc/offload"),
         ("POST", "/lfc/offload"),
-        ("POST", "/promote"),
     ] {
         let req = Request::builder()
             .method(m)
@@ -249,6 +248,26 @@ async fn responses_without_postgres_match_the_document() {
             .unwrap();
         expect(check(&mut api, &app3, req).await, 501);
     }
+    // /promote: a terminated compute is no running replica (412); bad input 400.
+    let promote = |body: Value| post("/promote", Some("application/json"), body.to_string());
+    expect(
+        check(
+            &mut api,
+            &app3,
+            promote(json!({ "spec": spec("op-p"), "wal_flush_lsn": "0/16B3748" })),
+        )
+        .await,
+        412,
+    );
+    expect(
+        check(
+            &mut api,
+            &app3,
+            promote(json!({ "spec": spec("op-p"), "wal_flush_lsn": "nope" })),
+        )
+        .await,
+        400,
+    );
     // Neon's routes that need a running Postgres: 412 before it runs.
     expect(
         check(
@@ -396,14 +415,13 @@ fn ours_is_a_superset_of_neons_contract_on_the_shared_routes() {
     let neon = OpenApi::neon(&text);
     let ours = OpenApi::load();
     // Not shared: Neon's internal routes (on our internal listener, not in
-    // openapi.yaml) and the ones that need Neon's storage (501 here).
+    // openapi.yaml) and the local file cache's (501 here).
     let internal = [
         "/extensions",
         "/grants",
         "/extension_server",
         "/lfc/prewarm",
         "/lfc/offload",
-        "/promote",
     ];
     // Follows `$ref`s (and one `allOf`-free level of nesting) to an object's properties.
     fn props(doc: &Value, schema: &Value) -> Vec<(String, Value)> {
@@ -494,6 +512,6 @@ fn ours_is_a_superset_of_neons_contract_on_the_shared_routes() {
             }
         }
     }
-    // The 16 responses of the 9 operations both serve (Neon at 6a35a3e9).
-    assert!(checked >= 16, "only {checked} responses compared");
+    // The 18 responses of the 10 operations both serve (Neon at 6a35a3e9; /promote: 200 and 500).
+    assert!(checked >= 18, "only {checked} responses compared");
 }

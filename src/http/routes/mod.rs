@@ -10,6 +10,7 @@ pub mod internal;
 pub mod metrics;
 pub mod neon;
 pub mod probes;
+pub mod promote;
 pub mod status;
 pub mod terminate;
 

@@ -3,11 +3,11 @@
 //! - `GET /hadron_liveness_probe`: 200 `"ok"` when Postgres accepts a
 //!   session, 500 with the reason when it does not (as Neon's, it is meant
 //!   for a container's liveness probe, so it fails before the first spec).
-//! - `/lfc/prewarm`, `/lfc/offload`, `/promote` and `/autoscaling_metrics`:
-//!   Neon's local file cache, replica promotion and its file-cache metrics
-//!   belong to Neon's storage extension, which vanilla Postgres does not
-//!   have: 501 with a JSON error on the methods Neon serves (405 with
-//!   `Allow` on others), never a bare 404.
+//! - `/lfc/prewarm`, `/lfc/offload` and `/autoscaling_metrics`: Neon's
+//!   local file cache and its metrics belong to Neon's storage extension,
+//!   which vanilla Postgres does not have: 501 with a JSON error on the
+//!   methods Neon serves (405 with `Allow` on others), never a bare 404.
+//!   (`/promote` is served: `promote.rs`.)
 
 use std::time::Duration;
 
@@ -52,7 +52,7 @@ pub async fn not_applicable(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         format!(
-            "{method} {} is Neon-specific (local file cache, replica promotion or file-cache metrics of Neon's storage extension) and not applicable to vanilla Postgres; see README, \"Neon's routes\"",
+            "{method} {} is Neon-specific (the local file cache or its metrics, of Neon's storage extension) and not applicable to vanilla Postgres; see README, \"Neon's routes\"",
             uri.path()
         ),
     )

@@ -7,6 +7,7 @@ mod auth;
 mod configure;
 mod dry_run;
 mod errors;
+mod promote;
 
 use std::path::PathBuf;
 use std::sync::Arc;
