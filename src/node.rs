@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::compute::{Compute, ComputeParams, RunOutcome, SubmitError};
 use crate::env::{Env, timeout};
 use crate::http::{self, AuthSlot, ServeLimits};
+use crate::refresh::RefreshHandle;
 use crate::spec::{ComputeSpec, ValidationContext};
 use crate::spec_source::{FetchPolicy, SpecSource};
 use crate::state::ComputeStatus;
@@ -57,6 +58,10 @@ pub struct NodeConfig {
     /// `--installed-extensions-collection-interval`: how often Neon's
     /// installed-extensions metric is refreshed; `None` collects nothing.
     pub installed_extensions_interval: Option<Duration>,
+    /// `--refresh-after-secs`: a replica whose WAL receiver has not streamed
+    /// this long pulls its spec from the control plane again
+    /// (`crate::refresh`); `None` leaves it to `/refresh_configuration`.
+    pub refresh_after: Option<Duration>,
 }
 
 /// Where the vm-monitor finds its cgroup and where it listens.
@@ -222,10 +227,27 @@ where
                 let _ = http_stopped.await;
             },
         ));
+        // A configuration refresh needs a control plane to pull from, and
+        // someone to ask for it: the internal listener or the replica watcher.
+        let refresh = config
+            .spec_source
+            .clone()
+            .filter(|_| internal.is_some() || config.refresh_after.is_some())
+            .map(|source| {
+                let handle = RefreshHandle::new();
+                let task = tokio::spawn(crate::refresh::run(
+                    compute.clone(),
+                    handle.clone(),
+                    source,
+                    config.validation.clone(),
+                    config.refresh_after,
+                ));
+                (handle, task)
+            });
         if let Some(listener) = internal {
             tokio::spawn(http::serve::<E>(
                 listener,
-                http::internal_router(compute.clone()),
+                http::internal_router(compute.clone(), refresh.as_ref().map(|(h, _)| h.clone())),
                 std::future::pending(),
             ));
         }
@@ -265,6 +287,9 @@ where
         let outcome = compute.run().await;
         if let Some(f) = fetcher {
             f.abort();
+        }
+        if let Some((_, task)) = refresh {
+            task.abort();
         }
         if outcome == RunOutcome::Terminated && !stop.received() {
             linger(&compute, config.terminated_linger, &stop).await;

@@ -30,6 +30,7 @@ mod neon_launch;
 mod openapi;
 mod ops;
 mod pending_restart;
+mod refresh_configuration;
 mod skip_flag;
 mod soak;
 mod spec_source;
