@@ -243,3 +243,39 @@ async fn a_replica_moves_on_a_call_and_by_itself_when_its_source_is_gone() {
     let last = c.get("/metrics.json").await.json()["last_reconfigure"].clone();
     assert_eq!(last["catalog_statements"], 0, "{last}");
 }
+
+#[tokio::test]
+async fn a_refresh_pull_is_one_request_whatever_the_answer() {
+    use compute_ctl::env::TokioEnv;
+    use compute_ctl::spec::ValidationContext;
+    use compute_ctl::spec_source::{Answer, SpecFetchError, SpecSource, fetch_once};
+    let pull = async |reply: Reply| {
+        let cp = FakeControlPlane::start(vec![], reply).await;
+        let source = SpecSource::new(&cp.uri(), "compute-refresh").unwrap();
+        let got = fetch_once(
+            &TokioEnv::new(),
+            &source,
+            &ValidationContext::default(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(cp.requests(), 1, "one request, no retry, no polling");
+        got
+    };
+    assert!(matches!(
+        pull(attached(&fixture("spec_minimal.json"))).await,
+        Ok(Answer::Spec(_))
+    ));
+    assert!(matches!(
+        pull(Reply::Json(json!({"status": "empty", "spec": null}))).await,
+        Ok(Answer::NotYet)
+    ));
+    assert!(matches!(
+        pull(Reply::Status(503, "busy")).await,
+        Err(SpecFetchError::Unanswered { .. })
+    ));
+    assert!(matches!(
+        pull(Reply::Status(403, "not yours")).await,
+        Err(SpecFetchError::Rejected { status: 403, .. })
+    ));
+}
