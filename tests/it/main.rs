@@ -31,6 +31,7 @@ mod openapi;
 mod ops;
 mod pending_restart;
 mod refresh_configuration;
+mod setting_values;
 mod skip_flag;
 mod soak;
 mod spec_source;
