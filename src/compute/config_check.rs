@@ -112,32 +112,39 @@ impl<E: Env> Compute<E> {
             });
         }
         // Enum values and numbers with units: asked of the binary, once per
-        // (name, value) while this compute_ctl runs, so a notify that
-        // repeats its settings spawns nothing.
-        for j in catalogue.to_judge(spec) {
-            if known.iter().any(|k| k.path == j.path) {
-                continue;
-            }
-            let key = (j.name.clone(), j.value.clone());
-            let remembered = self
-                .judged_settings
+        // (name, value) while this compute_ctl runs (the new ones in
+        // parallel), so a notify that repeats its settings spawns nothing.
+        let judge: Vec<pg::SettingToJudge> = catalogue
+            .to_judge(spec)
+            .into_iter()
+            .filter(|j| !known.iter().any(|k| k.path == j.path))
+            .collect();
+        let remembered = |j: &pg::SettingToJudge| {
+            self.judged_settings
                 .lock()
                 .ok()
-                .and_then(|m| m.get(&key).cloned());
-            let verdict = match remembered {
-                Some(v) => v,
-                None => {
-                    let v = pg::judge_setting(&self.env, &self.params, &j.name, &j.value).await;
-                    if let Ok(mut m) = self.judged_settings.lock() {
-                        if m.len() >= JUDGED_CAP {
-                            m.clear();
-                        }
-                        m.insert(key, v.clone());
-                    }
-                    v
-                }
-            };
-            if let Some(Err(reason)) = verdict {
+                .and_then(|m| m.get(&(j.name.clone(), j.value.clone())).cloned())
+        };
+        let mut new: Vec<(String, String)> = judge
+            .iter()
+            .filter(|j| remembered(j).is_none())
+            .map(|j| (j.name.clone(), j.value.clone()))
+            .collect();
+        new.sort();
+        new.dedup();
+        let verdicts = futures::future::join_all(
+            new.iter()
+                .map(|(n, v)| pg::judge_setting(&self.env, &self.params, n, v)),
+        )
+        .await;
+        if let Ok(mut m) = self.judged_settings.lock() {
+            if m.len() + new.len() > JUDGED_CAP {
+                m.clear();
+            }
+            m.extend(new.into_iter().zip(verdicts));
+        }
+        for j in judge {
+            if let Some(Some(Err(reason))) = remembered(&j) {
                 out.push(SpecProblem {
                     path: j.path,
                     message: format!(
