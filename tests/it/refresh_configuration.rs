@@ -49,6 +49,15 @@ async fn refresh(c: &Compute, internal: u16) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap_or_default())
 }
 
+/// Waits until `/status` shows `op` applied and the compute running.
+async fn wait_operation(c: &Compute, op: &str) {
+    c.wait_until(&format!("{op} to be applied"), WITHIN, async |c| {
+        let st = c.status().await;
+        st["operation_uuid"] == op && st["status"] == "running"
+    })
+    .await;
+}
+
 async fn value(c: &Compute, sql: &str) -> String {
     c.sql_value(sql).await
 }
@@ -121,6 +130,9 @@ async fn a_primary_applies_moved_storage_as_a_notify_and_nothing_when_unchanged(
     })
     .await;
     assert!(cp.requests() > before);
+    // Postgres sees the new value at the SIGHUP; the supervisor's check
+    // after it ends the reconfigure.
+    wait_operation(&c, "op-2").await;
     assert_eq!(
         c.postmaster_pid(),
         Some(pid),
@@ -217,13 +229,17 @@ async fn a_replica_moves_on_a_call_and_by_itself_when_its_source_is_gone() {
     cp.set_reply(attached(&replica(&b, "op-b")));
     assert_eq!(refresh(&c, internal).await.0, 200);
     wait_streaming_from(&c, b.port).await;
+    wait_operation(&c, "op-b").await;
     assert_eq!(
         c.postmaster_pid(),
         Some(pid),
         "a move never restarts Postgres"
     );
-    let upstream = c.status().await["replication"]["upstream"].clone();
-    assert_eq!(upstream, b.connstr());
+    let b_conn = b.connstr();
+    c.wait_until("/status to name B as the upstream", WITHIN, async |c| {
+        c.status().await["replication"]["upstream"] == b_conn.as_str()
+    })
+    .await;
 
     // Back to A in the control plane, and B goes away: no call this time;
     // the replica notices it has not streamed for 2 s and pulls by itself.
@@ -231,6 +247,7 @@ async fn a_replica_moves_on_a_call_and_by_itself_when_its_source_is_gone() {
     let pulls = cp.requests();
     drop(b);
     wait_streaming_from(&c, a.port).await;
+    wait_operation(&c, "op-back").await;
     c.wait_log("has not streamed for --refresh-after-secs", WITHIN)
         .await;
     assert!(cp.requests() > pulls);
