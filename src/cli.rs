@@ -246,6 +246,18 @@ pub struct Args {
     #[arg(long, env = "COMPUTE_CTL_QUORUM_DEADLINE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub quorum_deadline_secs: u64,
 
+    /// With --control-plane-uri: a replica whose WAL receiver has not
+    /// streamed for this many seconds pulls its spec from the control plane
+    /// again and applies it if storage moved (as POST /refresh_configuration
+    /// does; a lost storage notification). 0 turns this off.
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_REFRESH_AFTER_SECS",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
+    pub refresh_after_secs: u64,
+
     // ---- Operating in a fleet: readiness, TLS (README "Deploying on Kubernetes", "TLS").
     /// A replica lagging its source by more than this is not ready (`/ready`
     /// answers 503 with the lag): WAL bytes received but not replayed
@@ -389,6 +401,11 @@ impl Args {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// `--refresh-after-secs`, `None` when 0.
+    pub fn refresh_after(&self) -> Option<Duration> {
+        (self.refresh_after_secs > 0).then(|| Duration::from_secs(self.refresh_after_secs))
     }
 
     pub fn terminated_linger(&self) -> Duration {
@@ -587,6 +604,19 @@ mod tests {
         let mut args = neon_local_args();
         args.extend(["-p", "http://cp"]);
         assert!(Args::try_parse_from(args).is_err());
+    }
+
+    #[test]
+    fn refresh_after_defaults_to_30s_and_0_turns_it_off() {
+        let base = ["compute_ctl", "-D", "/d", "-C", "postgresql://u@h/postgres"];
+        let a = Args::try_parse_from(base).unwrap();
+        assert_eq!(a.refresh_after(), Some(Duration::from_secs(30)));
+        let a =
+            Args::try_parse_from(base.into_iter().chain(["--refresh-after-secs", "2"])).unwrap();
+        assert_eq!(a.refresh_after(), Some(Duration::from_secs(2)));
+        let a =
+            Args::try_parse_from(base.into_iter().chain(["--refresh-after-secs", "0"])).unwrap();
+        assert_eq!(a.refresh_after(), None);
     }
 
     #[test]

@@ -247,6 +247,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         installed_extensions_interval: Some(Duration::from_secs(
             args.installed_extensions_collection_interval,
         )),
+        refresh_after: args.refresh_after(),
         autoscaling,
         terminated_linger: args.terminated_linger(),
         http_drain_timeout: HTTP_DRAIN_TIMEOUT,

@@ -29,6 +29,7 @@ pub mod node;
 pub mod params;
 pub mod pg;
 pub mod planted;
+pub mod refresh;
 pub mod spec;
 pub mod spec_source;
 pub mod state;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::compute::{Compute, ComputeParams, RunOutcome, SubmitError};
 use crate::env::{Env, timeout};
 use crate::http::{self, AuthSlot, ServeLimits};
+use crate::refresh::RefreshHandle;
 use crate::spec::{ComputeSpec, ValidationContext};
 use crate::spec_source::{FetchPolicy, SpecSource};
 use crate::state::ComputeStatus;
@@ -59,6 +60,10 @@ pub struct NodeConfig {
     /// `--installed-extensions-collection-interval`: how often Neon's
     /// installed-extensions metric is refreshed; `None` collects nothing.
     pub installed_extensions_interval: Option<Duration>,
+    /// `--refresh-after-secs`: a replica whose WAL receiver has not streamed
+    /// this long pulls its spec from the control plane again
+    /// (`crate::refresh`); `None` leaves it to `/refresh_configuration`.
+    pub refresh_after: Option<Duration>,
 }
 
 /// Where the vm-monitor finds its cgroup and where it listens.
@@ -94,6 +99,10 @@ pub enum NodeError {
     InitialSpec(#[source] SubmitError),
     #[error("{0}")]
     HttpTls(#[source] http::tls::HttpTlsError),
+    #[error(
+        "the launch spec's settings are refused by this Postgres binary, so Postgres was not started: {0}; fix the spec (or use a binary of the major it was written for)"
+    )]
+    SpecSettings(String),
 }
 
 /// A stop request from outside (SIGTERM/SIGINT in production): seen by the
@@ -227,6 +236,16 @@ where
             vm,
             http_tls,
         } = self;
+        // A launch spec's settings are checked as /configure checks them,
+        // before anything is served or started.
+        if let Some(spec) = &config.spec {
+            let problems = compute.setting_problems(spec, &[]).await;
+            if !problems.is_empty() {
+                return Err(NodeError::SpecSettings(crate::spec::SpecProblem::join(
+                    &problems,
+                )));
+            }
+        }
         let auth = config.auth;
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let tls_watcher = http_tls
@@ -241,10 +260,27 @@ where
                 let _ = http_stopped.await;
             },
         ));
+        // A configuration refresh needs a control plane to pull from, and
+        // someone to ask for it: the internal listener or the replica watcher.
+        let refresh = config
+            .spec_source
+            .clone()
+            .filter(|_| internal.is_some() || config.refresh_after.is_some())
+            .map(|source| {
+                let handle = RefreshHandle::new();
+                let task = tokio::spawn(crate::refresh::run(
+                    compute.clone(),
+                    handle.clone(),
+                    source,
+                    config.validation.clone(),
+                    config.refresh_after,
+                ));
+                (handle, task)
+            });
         if let Some(listener) = internal {
             tokio::spawn(http::serve::<E>(
                 listener,
-                http::internal_router(compute.clone()),
+                http::internal_router(compute.clone(), refresh.as_ref().map(|(h, _)| h.clone())),
                 std::future::pending(),
             ));
         }
@@ -284,6 +320,9 @@ where
         let outcome = compute.run().await;
         if let Some(f) = fetcher {
             f.abort();
+        }
+        if let Some((_, task)) = refresh {
+            task.abort();
         }
         if outcome == RunOutcome::Terminated && !stop.received() {
             linger(&compute, config.terminated_linger, &stop).await;

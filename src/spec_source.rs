@@ -72,6 +72,8 @@ pub enum SpecFetchError {
     },
     #[error("the control plane at {url} sent a spec that cannot be used: {source}")]
     BadSpec { url: String, source: SpecError },
+    #[error("the control plane at {url} did not answer: {reason}; compute_ctl asks again later")]
+    Unanswered { url: String, reason: String },
     #[error(
         "gave up fetching the spec from {url} after {attempts} failed attempt(s) over {elapsed:?}; last error: {last}"
     )]
@@ -271,6 +273,37 @@ pub async fn fetch<E: Env>(
         let pause = backoff(env, policy, failures).min(policy.give_up_after - elapsed);
         tracing::warn!(url = %source.url, attempt = failures, error = %failure, retry_in_ms = crate::env::ms(pause), "fetching the spec failed; retrying");
         env.sleep(pause).await;
+    }
+}
+
+/// One request, without retries or polling (a configuration refresh, whose
+/// caller paces its own attempts): the control plane's answer, `spec: null`
+/// included, or why there was none.
+pub async fn fetch_once<E: Env>(
+    env: &E,
+    source: &SpecSource,
+    ctx: &ValidationContext,
+    request_timeout: Duration,
+) -> Result<Answer, SpecFetchError> {
+    let unanswered = |reason: String| SpecFetchError::Unanswered {
+        url: source.url.clone(),
+        reason,
+    };
+    match timeout(env, request_timeout, get(env, source)).await {
+        Err(_) => Err(unanswered(format!("no answer within {request_timeout:?}"))),
+        Ok(Err(e)) => Err(unanswered(e)),
+        Ok(Ok((200, body))) => parse_answer(&body, ctx).map_err(|e| SpecFetchError::BadSpec {
+            url: source.url.clone(),
+            source: e,
+        }),
+        Ok(Ok((status, body))) if retryable(status) => {
+            Err(unanswered(format!("HTTP {status}: {}", body_text(&body))))
+        }
+        Ok(Ok((status, body))) => Err(SpecFetchError::Rejected {
+            url: source.url.clone(),
+            status,
+            body: body_text(&body),
+        }),
     }
 }
 

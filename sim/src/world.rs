@@ -183,6 +183,9 @@ pub fn node_config(params: &ComputeParams, boot: &Boot) -> NodeConfig {
         // metric: the simulated Postgres does not model pg_extension.
         pg_init_timeout: None,
         installed_extensions_interval: None,
+        // No configuration refresh: the scenarios' control plane delivers
+        // every move itself.
+        refresh_after: None,
         autoscaling: boot.autoscaling.then(|| Autoscaling {
             cgroup_root: PathBuf::from(CGROUP_ROOT),
             cgroup: vm_monitor::DEFAULT_CGROUP.into(),

@@ -1,8 +1,14 @@
 //! A setting is checked before it is written and after it is loaded.
 //!
 //! Before: every setting of a spec against the catalogue of the binary in
-//! use (`pg::SettingsCatalogue`, read once); a refusal is a spec problem
-//! (400, nothing changes; the dry run lists it too).
+//! use (`pg::SettingsCatalogue`, read once): names, Booleans, numbers
+//! without unit against their bounds; then what the listing does not say
+//! (an enum's values, a number with a unit: its units and range) asked of
+//! the binary itself (`pg::judge_setting`), once per (name, value). A
+//! refusal is a spec problem (400 naming the setting and, in Postgres'
+//! words, the allowed values, units or range; nothing changes; the dry run
+//! lists it too). A launch spec (`-S`, `--spec-json`, `-c`) goes through
+//! the same check before Postgres starts (`node.rs`).
 //!
 //! After every reload: one `pg_file_settings` query. When Postgres refused a
 //! line, the previous `postgresql.conf` is written back and Postgres reloaded
@@ -19,6 +25,12 @@ use super::Compute;
 use crate::env::{Env, Signal};
 use crate::pg;
 use crate::spec::{ComputeSpec, SpecProblem};
+
+/// The binary's verdicts on (name, value) pairs (`None`: it could not say).
+pub(super) type Judged = std::collections::BTreeMap<(String, String), Option<Result<(), String>>>;
+
+/// Verdicts remembered at most; then the memory starts again.
+const JUDGED_CAP: usize = 4096;
 
 /// A configure whose config Postgres refused after the reload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,6 +110,49 @@ impl<E: Env> Compute<E> {
                 path: r.path,
                 message: r.message,
             });
+        }
+        // Enum values and numbers with units: asked of the binary, once per
+        // (name, value) while this compute_ctl runs (the new ones in
+        // parallel), so a notify that repeats its settings spawns nothing.
+        let judge: Vec<pg::SettingToJudge> = catalogue
+            .to_judge(spec)
+            .into_iter()
+            .filter(|j| !known.iter().any(|k| k.path == j.path))
+            .collect();
+        let remembered = |j: &pg::SettingToJudge| {
+            self.judged_settings
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&(j.name.clone(), j.value.clone())).cloned())
+        };
+        let mut new: Vec<(String, String)> = judge
+            .iter()
+            .filter(|j| remembered(j).is_none())
+            .map(|j| (j.name.clone(), j.value.clone()))
+            .collect();
+        new.sort();
+        new.dedup();
+        let verdicts = futures::future::join_all(
+            new.iter()
+                .map(|(n, v)| pg::judge_setting(&self.env, &self.params, n, v)),
+        )
+        .await;
+        if let Ok(mut m) = self.judged_settings.lock() {
+            if m.len() + new.len() > JUDGED_CAP {
+                m.clear();
+            }
+            m.extend(new.into_iter().zip(verdicts));
+        }
+        for j in judge {
+            if let Some(Some(Err(reason))) = remembered(&j) {
+                out.push(SpecProblem {
+                    path: j.path,
+                    message: format!(
+                        "PostgreSQL {} refuses {} = '{}': {reason}",
+                        catalogue.major, j.name, j.value
+                    ),
+                });
+            }
         }
         out
     }

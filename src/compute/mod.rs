@@ -136,6 +136,9 @@ pub struct Compute<E: Env> {
     settings_catalogue: tokio::sync::OnceCell<Option<Arc<crate::pg::SettingsCatalogue>>>,
     /// Names `--describe-config` does not list, and whether Postgres knows them.
     unlisted_settings: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
+    /// What the binary said of (name, value) pairs only it can judge
+    /// (`config_check`: enum values, numbers with units).
+    judged_settings: std::sync::Mutex<config_check::Judged>,
 }
 
 /// The activity monitor's view of the compute (the monitor sits below
@@ -218,6 +221,7 @@ impl<E: Env> Compute<E> {
             restart_basis: std::sync::OnceLock::new(),
             settings_catalogue: tokio::sync::OnceCell::new(),
             unlisted_settings: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            judged_settings: std::sync::Mutex::new(config_check::Judged::new()),
         })
     }
 

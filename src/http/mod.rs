@@ -149,8 +149,12 @@ pub fn router_with_auth<E: Env>(compute: Arc<Compute<E>>, auth: AuthSlot) -> Rou
 
 /// The routes of the internal listener (`--internal-http-port`, loopback
 /// only, no auth, as Neon's internal server): `/extensions`, `/grants`,
-/// and 501 for Neon's `/extension_server/...` and `/refresh_configuration`.
-pub fn internal_router<E: Env>(compute: Arc<Compute<E>>) -> Router {
+/// `/refresh_configuration` (handed to `refresh`, `None` without a control
+/// plane), and 501 for Neon's `/extension_server/...`.
+pub fn internal_router<E: Env>(
+    compute: Arc<Compute<E>>,
+    refresh: Option<crate::refresh::RefreshHandle>,
+) -> Router {
     let state = AppState {
         compute,
         auth: AuthSlot::default(),
@@ -164,8 +168,9 @@ pub fn internal_router<E: Env>(compute: Arc<Compute<E>>) -> Router {
         )
         .route(
             "/refresh_configuration",
-            post(routes::internal::not_applicable),
+            post(routes::internal::refresh_configuration::<E>),
         )
+        .layer(axum::Extension(refresh))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn(error::json_errors))
         .layer(from_fn_with_state(state.clone(), observe::layer::<E>))

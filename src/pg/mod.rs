@@ -38,8 +38,8 @@ pub use pgdata::{
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};
 pub use settings_catalogue::{
-    SettingDef, SettingKind, SettingRefusal, SettingsCatalogue, parse_major,
-    read_settings_catalogue, setting_exists,
+    SettingDef, SettingKind, SettingRefusal, SettingToJudge, SettingsCatalogue, judge_setting,
+    parse_judgement, parse_major, read_settings_catalogue, setting_exists,
 };
 pub use stale::{live_postmaster, stop_stale_postmaster, stop_stale_tools};
 pub use tls::{TLS_CONF, TLS_DIR, install_pair};

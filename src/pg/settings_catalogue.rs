@@ -11,10 +11,15 @@
 //!   unique prefixes);
 //! - an integer or real: a number, with an optional unit suffix; a number
 //!   without unit is in the setting's base unit, so it is checked against the
-//!   bounds. With a unit the bounds are not checked here (the base unit is not
-//!   printed), and an enum's values are not printed either: Postgres judges
-//!   those when it loads the file, and [`super::file_settings`] catches what it
-//!   refuses.
+//!   bounds.
+//!
+//! What the listing does not say (an enum's values, a setting's units and
+//! base unit) is asked of the binary itself before anything is written
+//! ([`judge_setting`]: `postgres -C name -c name=value`, which parses the
+//! value exactly as the server would and says why it refuses it, with the
+//! allowed values or units, or the range); [`SettingsCatalogue::to_judge`]
+//! lists those settings. After the reload [`super::file_settings`] still
+//! catches anything Postgres refuses.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -162,6 +167,51 @@ impl SettingsCatalogue {
         }
     }
 
+    /// Whether `name = value` is one the listing cannot judge but the
+    /// binary can ([`judge_setting`]): an enum's value, or a number with a
+    /// unit (its units and base unit are not listed).
+    pub fn needs_binary(&self, name: &str, value: &str) -> bool {
+        let Some(def) = self.get(name).filter(|_| !name.contains('.')) else {
+            return false;
+        };
+        let v = value.trim();
+        match def.kind {
+            SettingKind::Enum => true,
+            SettingKind::Integer | SettingKind::Real => {
+                split_number(v, def.kind == SettingKind::Integer)
+                    .is_some_and(|(_, unit)| !unit.is_empty())
+            }
+            SettingKind::Bool | SettingKind::String => false,
+        }
+    }
+
+    /// The settings of `spec` that [`check`](Self::check) lets through but
+    /// that only the binary can judge ([`needs_binary`](Self::needs_binary)),
+    /// with the JSON path each is reported at.
+    pub fn to_judge(&self, spec: &ComputeSpec) -> Vec<SettingToJudge> {
+        let mut out = Vec::new();
+        let mut consider = |path: String, name: &str, value: &str| {
+            if self.check(name, value).is_ok() && self.needs_binary(name, value) {
+                out.push(SettingToJudge {
+                    path,
+                    name: name.to_ascii_lowercase(),
+                    value: value.trim().to_string(),
+                });
+            }
+        };
+        for (i, opt) in spec.settings().iter().enumerate() {
+            if let Some(value) = opt.value.as_deref() {
+                consider(format!("$.cluster.settings[{i}].value"), &opt.name, value);
+            }
+        }
+        if let Some(conf) = &spec.cluster.postgresql_conf {
+            for (name, value) in super::conf_values(conf) {
+                consider("$.cluster.postgresql_conf".into(), &name, &value);
+            }
+        }
+        out
+    }
+
     /// Every setting of `spec` this binary refuses: `cluster.settings`
     /// (path of the name or the value) and the verbatim `postgresql_conf`.
     pub fn check_spec(&self, spec: &ComputeSpec) -> Vec<SettingRefusal> {
@@ -196,6 +246,16 @@ impl SettingsCatalogue {
         }
         out
     }
+}
+
+/// A setting whose value only the binary can judge ([`judge_setting`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingToJudge {
+    /// JSON path of the spec field.
+    pub path: String,
+    /// Lower case.
+    pub name: String,
+    pub value: String,
 }
 
 /// Postgres' `parse_bool`: on/off, and unique prefixes of true/false/yes/no, 1/0.
@@ -312,6 +372,65 @@ pub async fn setting_exists<E: Env>(env: &E, params: &ComputeParams, name: &str)
         .then_some(false)
 }
 
+/// What the binary says of `name = value`, asked as `postgres -C name -c
+/// name=value` (as the Postgres user; `-C` first, so no data directory is
+/// needed): the `-c` value is parsed like a config line before anything
+/// else, so a value it refuses stops it with Postgres' own reason and hint
+/// (the allowed values, the units, the range). `Some(Ok)` it takes the
+/// value, `Some(Err(reason))` it refuses it, `None` it cannot say (the
+/// program did not run): then Postgres judges the value when it loads it.
+pub async fn judge_setting<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    name: &str,
+    value: &str,
+) -> Option<Result<(), String>> {
+    let who = env.postgres_identity().ok()?;
+    let mut cmd = CommandSpec::new(&params.pgbin)
+        .arg("-C")
+        .arg(name)
+        .arg("-c")
+        .arg(format!("{name}={value}"))
+        .run_as(who);
+    cmd.current_dir = Some("/".into());
+    let out = timeout(env, DESCRIBE_TIMEOUT, env.output(&cmd))
+        .await
+        .ok()?
+        .ok()?;
+    parse_judgement(
+        &String::from_utf8_lossy(&out.stderr),
+        name,
+        out.status.success(),
+    )
+}
+
+/// Reads [`judge_setting`]'s answer: Postgres' FATAL line about this
+/// parameter (with its HINT) is a refusal; exiting well, or stopping only
+/// because it has no data directory, is a yes; anything else, no answer.
+pub fn parse_judgement(stderr: &str, name: &str, success: bool) -> Option<Result<(), String>> {
+    let about = format!("parameter \"{}\"", name.to_ascii_lowercase());
+    let text_after = |line: &str, tag: &str| {
+        line.split_once(tag)
+            .map(|(_, rest)| rest.trim().to_string())
+    };
+    let mut lines = stderr.lines();
+    while let Some(line) = lines.next() {
+        let Some(fatal) = text_after(line, "FATAL:") else {
+            continue;
+        };
+        if !fatal.to_ascii_lowercase().contains(&about) {
+            continue;
+        }
+        let hint = lines.next().and_then(|l| text_after(l, "HINT:"));
+        return Some(Err(match hint {
+            Some(h) => format!("{fatal}; {h}"),
+            None => fatal,
+        }));
+    }
+    (success || stderr.contains("does not know where to find the server configuration file"))
+        .then_some(Ok(()))
+}
+
 /// The major of `postgres --version` output (`postgres (PostgreSQL) 17.11`).
 pub fn parse_major(version: &str) -> Option<u32> {
     version
@@ -409,9 +528,78 @@ mod tests {
     }
 
     #[test]
-    fn strings_and_enums_are_left_to_postgres() {
-        assert!(cat().check("search_path", "anything").is_ok());
-        assert!(cat().check("log_min_messages", "bogus").is_ok());
+    fn strings_pass_and_enums_and_units_are_left_to_the_binary() {
+        let c = cat();
+        assert!(c.check("search_path", "anything").is_ok());
+        assert!(!c.needs_binary("search_path", "anything"));
+        assert!(c.check("log_min_messages", "bogus").is_ok());
+        assert!(c.needs_binary("log_min_messages", "bogus"));
+        assert!(c.needs_binary("work_mem", "4MB"));
+        assert!(!c.needs_binary("work_mem", "4096"), "bounds checked here");
+        assert!(!c.needs_binary("enable_seqscan", "on"));
+        assert!(!c.needs_binary("neon.x", "1"));
+        let spec: ComputeSpec = serde_json::from_value(serde_json::json!({
+            "format_version": 1.0,
+            "cluster": {
+                "settings": [
+                    {"name": "Log_Min_Messages", "value": "bogus", "vartype": "enum"},
+                    {"name": "work_mem", "value": "32", "vartype": "integer"},
+                    {"name": "seq_page_cost", "value": "2", "vartype": "real"}
+                ],
+                "postgresql_conf": "io_method = 'io_uring'\nwork_mem = '8MB'\n"
+            }
+        }))
+        .unwrap();
+        let judged: Vec<(String, String, String)> = c
+            .to_judge(&spec)
+            .into_iter()
+            .map(|j| (j.path, j.name, j.value))
+            .collect();
+        assert_eq!(
+            judged,
+            [
+                (
+                    "$.cluster.settings[0].value".into(),
+                    "log_min_messages".into(),
+                    "bogus".into()
+                ),
+                (
+                    "$.cluster.postgresql_conf".into(),
+                    "io_method".into(),
+                    "io_uring".into()
+                ),
+                (
+                    "$.cluster.postgresql_conf".into(),
+                    "work_mem".into(),
+                    "8MB".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_binary_s_refusal_is_read_with_its_hint() {
+        let enum_refusal = "2026-12-03 19:43:53.485 GMT [27078] FATAL:  invalid value for parameter \"wal_level\": \"bogus\"\n\
+            2026-12-03 19:43:53.485 GMT [27078] HINT:  Available values: minimal, replica, logical.\n";
+        assert_eq!(
+            parse_judgement(enum_refusal, "wal_level", false),
+            Some(Err("invalid value for parameter \"wal_level\": \"bogus\"; Available values: minimal, replica, logical.".into()))
+        );
+        let range = "2026-12-03 19:43:53.711 GMT [27090] FATAL:  0 8kB is outside the valid range for parameter \"shared_buffers\" (16 .. 1073741823)\n";
+        assert_eq!(
+            parse_judgement(range, "Shared_Buffers", false),
+            Some(Err("0 8kB is outside the valid range for parameter \"shared_buffers\" (16 .. 1073741823)".into()))
+        );
+        let taken = "postgres does not know where to find the server configuration file.\nYou must specify the --config-file or -D invocation option or set the PGDATA environment variable.\n";
+        assert_eq!(parse_judgement(taken, "wal_level", false), Some(Ok(())));
+        assert_eq!(parse_judgement("", "wal_level", true), Some(Ok(())));
+        // Another parameter's trouble, or a crash, says nothing of this one.
+        let other = "FATAL:  invalid value for parameter \"work_mem\": \"x\"\n";
+        assert_eq!(parse_judgement(other, "wal_level", false), None);
+        assert_eq!(
+            parse_judgement("Segmentation fault", "wal_level", false),
+            None
+        );
     }
 
     #[test]

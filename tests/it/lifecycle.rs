@@ -264,7 +264,9 @@ async fn a_missing_postgres_binary_fails_with_a_message_naming_it() {
 }
 
 #[tokio::test]
-async fn a_bad_setting_fails_with_postgres_own_words() {
+async fn a_bad_setting_in_the_launch_spec_fails_before_postgres_starts() {
+    // Issue 24: the launch spec's settings are checked as /configure checks
+    // them, before Postgres starts (it used to start and exit on the value).
     let mut spec = quickstart_spec();
     spec["cluster"]["settings"]
         .as_array_mut()
@@ -275,14 +277,12 @@ async fn a_bad_setting_fails_with_postgres_own_words() {
     assert!(!status.success());
     let log = c.log();
     assert!(
-        log.contains("Postgres exited during start-up (exit code 1)"),
+        log.contains("refuses work_mem = 'banana'") && log.contains("$.cluster.settings["),
         "{log}"
     );
-    assert!(
-        log.contains(r#"invalid value for parameter \"work_mem\": \"banana\""#)
-            || log.contains(r#"invalid value for parameter "work_mem": "banana""#),
-        "{log}"
-    );
+    assert!(log.contains("Postgres was not started"), "{log}");
+    assert!(!log.contains("Postgres exited during start-up"), "{log}");
+    assert_eq!(c.postmaster_pid(), None);
 }
 
 #[tokio::test]

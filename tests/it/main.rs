@@ -32,6 +32,8 @@ mod openapi;
 mod ops;
 mod pending_restart;
 mod promote;
+mod refresh_configuration;
+mod setting_values;
 mod skip_flag;
 mod soak;
 mod spec_source;

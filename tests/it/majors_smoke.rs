@@ -135,18 +135,35 @@ async fn a_primary_on_this_major_starts_configures_refuses_bad_settings_and_term
     assert_eq!(st["status"], "running");
     assert_eq!(st["operation_uuid"], "smoke-start", "nothing changed");
 
-    // Defect 1, after loading: a value only Postgres can judge (an enum)
-    // is refused by Postgres; the previous config comes back, 500 with
+    // An enum's value the binary refuses: a 400 naming the setting and the
+    // allowed values (asked of `postgres -C` before anything is written).
+    let bad_enum = with_setting(
+        &start,
+        "smoke-enum",
+        setting("log_min_messages", "bogus", "enum"),
+    );
+    let r = c.configure(&bad_enum, None).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("log_min_messages") && r.text.contains("Available values:"),
+        "{}",
+        r.text
+    );
+    assert_eq!(c.status().await["operation_uuid"], "smoke-start");
+
+    // Defect 1, after loading: a value only the running server can judge
+    // (a string its check hook refuses: a time zone it does not have) is
+    // refused by Postgres; the previous config comes back, 500 with
     // Postgres' words, /status and the metric say so.
-    let before = show(&c, "log_min_messages").await;
+    let before = show(&c, "timezone").await;
     let refused = with_setting(
         &start,
         "smoke-refused",
-        setting("log_min_messages", "bogus", "enum"),
+        setting("timezone", "Mars/Olympus_Mons", "string"),
     );
     let r = c.configure(&refused, None).await;
     assert_eq!(r.status, 500, "{}", r.text);
-    assert!(r.text.contains("log_min_messages"), "{}", r.text);
+    assert!(r.text.to_lowercase().contains("timezone"), "{}", r.text);
     assert!(
         r.text.contains("setting could not be applied"),
         "{}",
@@ -164,10 +181,10 @@ async fn a_primary_on_this_major_starts_configures_refuses_bad_settings_and_term
     );
     let conf = std::fs::read_to_string(c.pgdata.join("postgresql.conf")).unwrap();
     assert!(
-        !conf.contains("bogus"),
+        !conf.contains("Olympus"),
         "the previous postgresql.conf is back:\n{conf}"
     );
-    assert_eq!(show(&c, "log_min_messages").await, before);
+    assert_eq!(show(&c, "timezone").await, before);
     let metrics = c.get("/metrics").await.text;
     assert!(
         metrics.contains("compute_ctl_config_refused_total 1"),

@@ -9,17 +9,22 @@
 //! - `POST /grants` `{database, schema, privileges, role}`: `GRANT
 //!   privileges ON SCHEMA schema TO role` (privileges `USAGE` and `CREATE`,
 //!   as Neon's); answers the request.
-//! - `/extension_server/{*filename}` and `/refresh_configuration`: Neon's
-//!   remote extension storage and configuration refresh: 501.
+//! - `POST /refresh_configuration`: pull the spec from the control plane
+//!   again and apply it if it moves storage (`crate::refresh`). As Neon's,
+//!   it answers 200 (no body) once the request is handed over, without
+//!   waiting for the pull; 412 without `--control-plane-uri`, or when the
+//!   compute is in no state to apply a spec (empty, stopping, or failed
+//!   without Postgres).
+//! - `/extension_server/{*filename}`: Neon's remote extension storage: 501.
 //!
-//! 412 unless the compute is running, 400 for a bad request, 500 with
-//! Postgres' reason when the statement fails.
+//! `/extensions` and `/grants`: 412 unless the compute is running, 400 for
+//! a bad request, 500 with Postgres' reason when the statement fails.
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::quote::{quote_ident, quote_literal};
@@ -27,6 +32,7 @@ use crate::env::{Env, timeout};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiJson};
 use crate::pg;
+use crate::refresh::{self, RefreshHandle};
 
 /// Bounds one request's SQL.
 pub const INTERNAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -166,12 +172,32 @@ pub async fn grants<E: Env>(
     Ok((StatusCode::CREATED, Json(req)))
 }
 
-/// Neon's internal routes that need Neon's storage or control plane.
+/// `POST /refresh_configuration`: hands a refresh request to the refresher
+/// (`None`: no control plane to pull from).
+pub async fn refresh_configuration<E: Env>(
+    State(state): State<AppState<E>>,
+    Extension(handle): Extension<Option<RefreshHandle>>,
+) -> Result<StatusCode, ApiError> {
+    let Some(handle) = handle else {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "no control plane to refresh the configuration from: compute_ctl was started without --control-plane-uri and --compute-id; deliver specs with POST /configure instead",
+        ));
+    };
+    if let Some(why) = refresh::refusal(&state.compute.subscribe().borrow()) {
+        return Err(ApiError::new(StatusCode::PRECONDITION_FAILED, why));
+    }
+    handle.request();
+    tracing::info!("configuration refresh requested");
+    Ok(StatusCode::OK)
+}
+
+/// Neon's internal routes that need Neon's storage.
 pub async fn not_applicable(uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         format!(
-            "{} is Neon-specific (remote extension storage / configuration refresh) and not applicable here; see README, \"Neon's routes\"",
+            "{} is Neon-specific (remote extension storage) and not applicable here; see README, \"Neon's routes\"",
             uri.path()
         ),
     )

@@ -20,7 +20,7 @@ pub enum Reply {
 
 struct Inner {
     script: Vec<Reply>,
-    then: Reply,
+    then: Mutex<Reply>,
     requests: AtomicUsize,
     ids: Mutex<Vec<String>>,
 }
@@ -35,7 +35,11 @@ pub struct FakeControlPlane {
 async fn spec(State(inner): State<Arc<Inner>>, Path(id): Path<String>) -> Response {
     let n = inner.requests.fetch_add(1, Ordering::SeqCst);
     inner.ids.lock().unwrap().push(id);
-    match inner.script.get(n).unwrap_or(&inner.then).clone() {
+    let reply = match inner.script.get(n) {
+        Some(r) => r.clone(),
+        None => inner.then.lock().unwrap().clone(),
+    };
+    match reply {
         Reply::Status(code, body) => (StatusCode::from_u16(code).unwrap(), body).into_response(),
         Reply::Json(v) => axum::Json(v).into_response(),
     }
@@ -46,7 +50,7 @@ impl FakeControlPlane {
     pub async fn start(script: Vec<Reply>, then: Reply) -> Self {
         let inner = Arc::new(Inner {
             script,
-            then,
+            then: Mutex::new(then),
             requests: AtomicUsize::new(0),
             ids: Mutex::new(Vec::new()),
         });
@@ -69,6 +73,12 @@ impl FakeControlPlane {
     /// The base URI to pass as `--control-plane-uri`.
     pub fn uri(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Answers `reply` from now on, once the script is used up (a spec
+    /// that changed in the control plane).
+    pub fn set_reply(&self, reply: Reply) {
+        *self.inner.then.lock().unwrap() = reply;
     }
 
     /// How many spec requests were served.

@@ -1,0 +1,110 @@
+//! Issue 24's leftovers: a setting's value is checked against the binary
+//! in use before anything is written. What `--describe-config` does not
+//! list (an enum's values, a number's units and the range of a value with
+//! a unit) is asked of the binary itself; a refusal is a 400 naming the
+//! setting and, in Postgres' words, what it takes. A launch spec (`-S`) goes
+//! through the same check before Postgres starts.
+#![allow(clippy::disallowed_methods)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::fixture;
+
+fn with_setting(op: &str, name: &str, value: &str, vartype: &str) -> Value {
+    let mut s = fixture("spec.json");
+    s["operation_uuid"] = op.into();
+    s["cluster"]["settings"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": name, "value": value, "vartype": vartype}));
+    s
+}
+
+#[tokio::test]
+async fn enum_values_units_and_ranges_are_refused_before_anything_is_written() {
+    crate::need_postgres!();
+    let mut start = fixture("spec.json");
+    start["operation_uuid"] = "op-start".into();
+    let c = Compute::start(ComputeOpts::with_spec(start));
+    c.wait_running().await;
+    let conf = std::fs::read_to_string(c.pgdata.join("postgresql.conf")).unwrap();
+    let n = fixture("spec.json")["cluster"]["settings"]
+        .as_array()
+        .unwrap()
+        .len();
+    let path = format!("$.cluster.settings[{n}].value");
+    for (name, value, vartype, says) in [
+        (
+            "log_min_messages",
+            "chatty",
+            "enum",
+            "Available values: debug5",
+        ),
+        (
+            "work_mem",
+            "4ms",
+            "string",
+            "Valid units for this parameter are",
+        ),
+        ("work_mem", "32kB", "string", "outside the valid range"),
+    ] {
+        let spec = with_setting("op-bad", name, value, vartype);
+        let r = c.configure(&spec, None).await;
+        assert_eq!(r.status, 400, "{name} = {value}: {}", r.text);
+        let body = r.json();
+        let problem = body["problems"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["path"] == path.as_str()))
+            .unwrap_or_else(|| panic!("no problem at {path}: {body}"));
+        let message = problem["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("refuses {name} = '{value}'")) && message.contains(says),
+            "{message}"
+        );
+        // The dry run reports the same problem.
+        let r = c
+            .client
+            .post(c.url("/configure?dry_run=true"))
+            .json(&json!({ "spec": spec }))
+            .send()
+            .await
+            .expect("dry run");
+        let dry: Value = r.json().await.expect("dry run body");
+        assert_eq!(dry["valid"], false, "{dry}");
+        assert!(dry.to_string().contains(says), "{dry}");
+    }
+    // Nothing was written, and a good value still goes through.
+    assert_eq!(
+        std::fs::read_to_string(c.pgdata.join("postgresql.conf")).unwrap(),
+        conf
+    );
+    assert_eq!(c.status().await["operation_uuid"], "op-start");
+    let ok = with_setting("op-good", "log_min_messages", "notice", "enum");
+    let r = c.configure(&ok, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(c.sql_value("SHOW log_min_messages").await, "notice");
+}
+
+#[tokio::test]
+async fn a_spec_file_with_a_bad_value_fails_before_postgres_starts() {
+    crate::need_postgres!();
+    let spec = with_setting("op-file", "wal_level", "archive-ish", "enum");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("spec.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let c = Compute::start(ComputeOpts::without_spec().args(["-S", file.to_str().unwrap()]));
+    let status = c.wait_exit(Duration::from_secs(30)).await;
+    assert!(!status.success());
+    let log = c.log();
+    assert!(
+        log.contains("refuses wal_level = 'archive-ish'")
+            && log.contains("Available values: minimal, replica, logical")
+            && log.contains("Postgres was not started"),
+        "{log}"
+    );
+    assert!(!c.pgdata.join("PG_VERSION").exists(), "PGDATA was not made");
+    assert_eq!(c.postmaster_pid(), None);
+}
