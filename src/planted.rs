@@ -23,15 +23,30 @@ pub enum Bug {
     /// The vm-monitor accepts a downscale without the 100 MiB buffer above
     /// current usage.
     DownscaleWithoutBuffer,
+    /// A primary with safekeepers acknowledges a commit before a majority
+    /// flushed it (`pg/conf.rs` renders `synchronous_commit = local`).
+    AckBeforeQuorum,
+    /// The catch-up of a new primary with safekeepers picks the least
+    /// advanced safekeeper that answered (its base backup source when there
+    /// is no pageserver, and the LSN it replays to before promoting), not
+    /// the most advanced one (`storage/catchup.rs`).
+    BackupBehindSafekeepers,
+    /// The new primary with safekeepers starts writing on the timeline of
+    /// its base backup: no `standby.signal`, no `pg_promote()` onto a new
+    /// timeline (`storage/catchup.rs`).
+    SkipTimelineSwitch,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 8] = [
         Bug::CatalogDespiteSkipFlag,
         Bug::ReloadViaSql,
         Bug::NoStatementTimeout,
         Bug::NonIdempotentApply,
         Bug::DownscaleWithoutBuffer,
+        Bug::AckBeforeQuorum,
+        Bug::BackupBehindSafekeepers,
+        Bug::SkipTimelineSwitch,
     ];
 }
 

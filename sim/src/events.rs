@@ -34,6 +34,44 @@ pub enum Event {
     },
     /// The fault schedule is over and everything was repaired.
     Healed,
+    /// The client load saw its commit `id` acknowledged at `lsn`.
+    CommitAcked { id: u64, lsn: u64 },
+    /// A safekeeper flushed a batch: its WAL now ends at `lsn` on `tli`,
+    /// with `chain`; the batch extended the chain `prev` and held the
+    /// commits `ids` (see `crate::wal`).
+    SafekeeperFlushed {
+        name: String,
+        lsn: u64,
+        tli: u32,
+        prev: u64,
+        chain: u64,
+        ids: Vec<u64>,
+    },
+    /// The storage re-cloned a diverged safekeeper from another one: its
+    /// WAL now ends at `lsn` with `chain` and holds the commits `ids`.
+    SafekeeperRecloned {
+        name: String,
+        lsn: u64,
+        chain: u64,
+        ids: Vec<u64>,
+    },
+    /// A safekeeper answered `POSITION_SQL` (the sync of a start) during
+    /// compute boot `boot`.
+    PositionAnswered { name: String, boot: u64, lsn: u64 },
+    /// A primary with `safekeepers` safekeepers became `running` on
+    /// `timeline`, writing from `fork_lsn` on.
+    ComputeStarted {
+        host: String,
+        boot: u64,
+        timeline: u32,
+        fork_lsn: u64,
+        safekeepers: usize,
+    },
+    /// The client sent its read-back to the primary of `boot`: every
+    /// commit acknowledged so far must be in its answer.
+    ReadbackSent { boot: u64 },
+    /// The client read back the commits a running primary holds.
+    Readback { boot: u64, ids: Vec<u64> },
 }
 
 #[cfg(test)]

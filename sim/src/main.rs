@@ -59,7 +59,8 @@ struct Args {
     shrink: bool,
     /// Plant a known bug (CatalogDespiteSkipFlag, ReloadViaSql,
     /// NoStatementTimeout, NonIdempotentApply,
-    /// DownscaleWithoutBuffer); needs a build with
+    /// DownscaleWithoutBuffer, AckBeforeQuorum, BackupBehindSafekeepers,
+    /// SkipTimelineSwitch); needs a build with
     /// compute_ctl's `planted-bugs` feature (the sim's tests have it).
     #[arg(long)]
     plant: Option<String>,

@@ -169,7 +169,11 @@ async fn initdb(env: &SimEnv, cmd: &CommandSpec) -> ProcessOutput {
         return exited(1, "", format!("initdb: error: {e}\n"));
     }
     let superuser = arg_value(&cmd.args, "-U", "--username").unwrap_or_else(|| "postgres".into());
-    env.shared().lock().catalog.reset(&superuser);
+    {
+        let mut sh = env.shared().lock();
+        sh.catalog.reset(&superuser);
+        sh.wal.compute = crate::wal::ComputeWal::default();
+    }
     exited(0, "Success.\n", "")
 }
 
@@ -300,6 +304,15 @@ async fn basebackup(env: &SimEnv, cmd: &CommandSpec) -> ProcessOutput {
     }
     if let Err(e) = lay_out_pgdata(env, &pgdata) {
         return exited(1, "", format!("pg_basebackup: error: {e}\n"));
+    }
+    // The copy holds the source's WAL as it is now (`crate::wal`).
+    {
+        let mut sh = env.shared().lock();
+        let wal = sh.wal.source(&host).cloned().unwrap_or_default();
+        sh.wal.compute = crate::wal::ComputeWal {
+            wal,
+            ..Default::default()
+        };
     }
     exited(0, "", "")
 }

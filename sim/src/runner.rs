@@ -41,10 +41,12 @@ impl SeedReport {
     }
 }
 
-/// The scenario seed `seed` runs when none is named: seeds go round the list.
+/// The scenario seed `seed` runs when none is named: seeds go round the
+/// rotation ([`scenarios::rotation`]: every scenario but the durable-primary
+/// ones, which are named with `--scenario` and have their own smoke).
 pub fn scenario_for(seed: u64) -> &'static Scenario {
-    let all = scenarios::ALL;
-    &all[usize::try_from(seed % all.len() as u64).unwrap_or(0)]
+    let all = scenarios::rotation();
+    all[usize::try_from(seed % all.len() as u64).unwrap_or(0)]
 }
 
 /// Whether a run records its JSONL trace. The checks are the same either
@@ -110,6 +112,14 @@ fn run_planted(
     let mut sim = world::build(seed, Duration::from_millis(2));
     world::add_storage(&mut sim, shared.clone());
     let launch = (scenario.launch)(seed);
+    // A durable-primary scenario makes its own faults (kills, partitions).
+    let schedule = match launch.durable {
+        Some(_) => Schedule::default(),
+        None => schedule,
+    };
+    if let Some(delays) = launch.durable {
+        world::add_durable_safekeepers(&mut sim, shared.clone(), delays);
+    }
     if launch.two_storages {
         world::add_storage2(&mut sim, shared.clone());
         world::add_safekeepers(&mut sim, shared.clone());
@@ -153,6 +163,14 @@ fn run_planted(
             faults::apply(&mut sim, &shared, &schedule.faults[i], start);
             fired += u64::from(start);
             next += 1;
+        }
+        let asked: Vec<(String, bool)> = std::mem::take(&mut shared.lock().host_actions);
+        for (host, crash) in asked {
+            if crash {
+                sim.crash(host.as_str());
+            } else if !sim.is_host_running(host.as_str()) {
+                sim.bounce(host.as_str());
+            }
         }
         if !healed && now >= heal_at {
             faults::heal(&mut sim, &shared);

@@ -137,6 +137,11 @@ pub struct SharedInner {
     pub safekeeper_acks: Vec<(String, u64)>,
     /// Client-side round trip (µs) of every answered skip-flag notify.
     pub notify_round_trips_us: Vec<u64>,
+    /// The WAL of a primary with safekeepers and of its safekeepers.
+    pub wal: crate::wal::WalWorld,
+    /// Hosts a scenario asks the runner to crash (`true`) or boot again
+    /// (`false`), done before the next step.
+    pub host_actions: Vec<(String, bool)>,
 }
 
 /// What the simulated WAL receiver does (what `pg_stat_wal_receiver` shows).

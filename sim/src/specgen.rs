@@ -27,6 +27,9 @@ pub struct SpecShape {
     pub storage: u8,
     /// `safekeeper_connstrings` (`host:port`).
     pub safekeepers: Vec<String>,
+    /// No `pageserver_connstring`: a primary with safekeepers takes its
+    /// base backup from the most advanced safekeeper.
+    pub no_pageserver: bool,
     /// Role options by role name: (option, value).
     pub role_options: BTreeMap<String, Vec<(String, String)>>,
     /// Extensions by database name: (extension, schema).
@@ -93,6 +96,7 @@ impl SpecShape {
             replica: false,
             storage: 0,
             safekeepers: Vec::new(),
+            no_pageserver: false,
             role_options: BTreeMap::new(),
             extensions: BTreeMap::new(),
         }
@@ -220,7 +224,7 @@ impl SpecShape {
             format_version: 1.0,
             mode: if self.replica { "Replica" } else { "Primary" },
             operation_uuid: self.operation_uuid(),
-            pageserver_connstring: self.pageserver_connstring(),
+            pageserver_connstring: (!self.no_pageserver).then(|| self.pageserver_connstring()),
             safekeeper_connstrings: &self.safekeepers,
             skip_pg_catalog_updates: self.skip_catalog,
             tenant_id: "3aa8fcc61f6d357410b7de754b1d9001",
@@ -269,7 +273,8 @@ struct WireSpec<'a> {
     format_version: f64,
     mode: &'static str,
     operation_uuid: String,
-    pageserver_connstring: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pageserver_connstring: Option<String>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     safekeeper_connstrings: &'a [String],
     skip_pg_catalog_updates: bool,

@@ -34,6 +34,11 @@ pub async fn serve(
         loop {
             SimClock.sleep(STREAM_EVERY).await;
             let mut sh = ticker.lock();
+            if sh.wal.enabled && name == crate::world::STORAGE {
+                // The pageserver of a primary with safekeepers (`crate::wal`).
+                sh.wal.ingest_pageserver();
+                continue;
+            }
             let promoted = sh.promoted.contains(name);
             let next = match follows.filter(|_| !promoted) {
                 None => sh.storage_wal.get(name).copied().unwrap_or(0x0100_0000) + WAL_STEP,
@@ -103,6 +108,11 @@ pub async fn safekeeper(shared: Shared, name: &'static str, lag: u64) -> turmoil
         loop {
             SimClock.sleep(STREAM_EVERY).await;
             let mut sh = ticker.lock();
+            if sh.wal.enabled && name == crate::world::STORAGE {
+                // The pageserver of a primary with safekeepers (`crate::wal`).
+                sh.wal.ingest_pageserver();
+                continue;
+            }
             let up = sh
                 .storage_wal
                 .get(crate::world::STORAGE)
@@ -146,7 +156,11 @@ async fn serve_position(
             Frontend::Query(sql) if sql == compute_ctl::storage::POSITION_SQL => {
                 let wal = {
                     let mut sh = shared.lock();
-                    let wal = sh.storage_wal.get(name).copied().unwrap_or(0);
+                    let wal = if sh.wal.enabled && !ack {
+                        sh.wal.pageserver.end()
+                    } else {
+                        sh.storage_wal.get(name).copied().unwrap_or(0)
+                    };
                     if ack {
                         sh.safekeeper_acks.push((name.to_string(), wal));
                     }

@@ -257,6 +257,7 @@ fn observe_status(compute: &Arc<Compute<SimEnv>>, shared: Shared, boot: u64) {
     let mut rx = compute.subscribe();
     // The first status is recorded now, before anything can change it.
     let first = rx.borrow_and_update().status;
+    let compute = compute.clone();
     shared.emit(Event::Status {
         boot,
         status: first,
@@ -299,9 +300,37 @@ fn observe_status(compute: &Arc<Compute<SimEnv>>, shared: Shared, boot: u64) {
             }
             if last != Some(status) {
                 shared.emit(Event::Status { boot, status });
+                if status == ComputeStatus::Running && last != Some(ComputeStatus::Running) {
+                    emit_started(&shared, &compute, boot);
+                }
                 last = Some(status);
             }
         }
+    });
+}
+
+/// A primary with safekeepers became `running`: where its WAL forked.
+fn emit_started(shared: &Shared, compute: &Arc<Compute<SimEnv>>, boot: u64) {
+    let Some(spec) = compute.state().spec else {
+        return;
+    };
+    let (enabled, timeline, fork) = {
+        let sh = shared.lock();
+        let c = &sh.wal.compute;
+        (sh.wal.enabled, c.wal.tli, c.primary_since)
+    };
+    if !enabled
+        || spec.safekeeper_connstrings.is_empty()
+        || spec.mode != compute_ctl::spec::ComputeMode::Primary
+    {
+        return;
+    }
+    shared.emit(Event::ComputeStarted {
+        host: COMPUTE.to_string(),
+        boot,
+        timeline,
+        fork_lsn: fork.unwrap_or(0),
+        safekeepers: spec.safekeeper_connstrings.len(),
     });
 }
 
@@ -323,6 +352,32 @@ pub fn add_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared) {
             crate::storage::safekeeper(shared.clone(), name, lag)
         });
     }
+}
+
+/// Registers the safekeeper hosts of a primary with safekeepers
+/// ([`crate::safekeeper`]: streaming standbys with a WAL), each with its
+/// flush delay (its lag behind the compute), and turns the WAL model on.
+pub fn add_durable_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared, delays_ms: [u64; 3]) {
+    shared.lock().wal.enabled = true;
+    for ((name, _), delay) in SAFEKEEPERS.into_iter().zip(delays_ms) {
+        shared
+            .lock()
+            .wal
+            .safekeepers
+            .entry(name.to_string())
+            .or_default()
+            .flush_delay_ms = delay;
+        let shared = shared.clone();
+        sim.host(name, move || crate::safekeeper::serve(shared.clone(), name));
+    }
+}
+
+/// The connection strings of the safekeeper hosts, as a spec lists them.
+pub fn safekeeper_connstrings() -> Vec<String> {
+    SAFEKEEPERS
+        .iter()
+        .map(|(h, _)| format!("{h}:{}", crate::storage::SAFEKEEPER_PORT))
+        .collect()
 }
 
 /// Registers the `storage2` host, which follows `storage`.

@@ -108,3 +108,60 @@ fn a_failing_schedule_shrinks_and_still_fails() {
         "without the bug the shrunk schedule passes"
     );
 }
+
+/// The first seed (of 1,000) of `scenario` whose run catches `bug`, with
+/// its violations: the durable-primary bugs only show where a primary has
+/// safekeepers, so their search stays in that scenario.
+fn first_catch_in(bug: Bug, scenario: &str) -> Option<(u64, String)> {
+    let s = sim::scenarios::find(scenario).expect("a known scenario");
+    (0..1000).find_map(|seed| {
+        let report = runner::run_with(seed, s, faults::schedule(seed), Some(bug), Tracing::Off);
+        (!report.passed()).then(|| (seed, report.violations.join("; ")))
+    })
+}
+
+fn assert_caught_in(bug: Bug, scenario: &str, expect: &[&str]) {
+    let (seed, why) = first_catch_in(bug, scenario)
+        .unwrap_or_else(|| panic!("{bug:?} survived 1,000 seeds of {scenario}"));
+    eprintln!("{bug:?} caught by seed {seed} of {scenario}: {why}");
+    assert!(seed < 1000);
+    for e in expect {
+        assert!(
+            why.contains(e),
+            "{bug:?} caught for an unexpected reason (no {e:?}): {why}"
+        );
+    }
+}
+
+#[test]
+fn an_acknowledgement_before_the_quorum_is_caught() {
+    assert_caught_in(
+        Bug::AckBeforeQuorum,
+        "durable_kill_and_move",
+        &["was acknowledged without a majority flush", "2 needed"],
+    );
+}
+
+#[test]
+fn a_catch_up_behind_the_most_advanced_safekeeper_is_caught() {
+    assert_caught_in(
+        Bug::BackupBehindSafekeepers,
+        "durable_kill_and_move",
+        &[
+            "a start left a reachable safekeeper diverged",
+            "where timeline",
+        ],
+    );
+}
+
+#[test]
+fn a_start_without_a_timeline_switch_is_caught() {
+    assert_caught_in(
+        Bug::SkipTimelineSwitch,
+        "durable_kill_and_move",
+        &[
+            "two WAL histories mixed on safekeeper",
+            "does not continue its own",
+        ],
+    );
+}

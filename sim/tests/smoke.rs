@@ -23,10 +23,40 @@ fn two_hundred_seeds_over_all_scenarios_pass() {
     }
     assert_eq!(
         scenarios.len(),
-        sim::scenarios::ALL.len(),
-        "every scenario ran"
+        sim::scenarios::rotation().len(),
+        "every scenario of the rotation ran"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The durable-primary scenarios (not in the rotation): their first seeds.
+#[test]
+fn durable_primary_scenarios_pass() {
+    const SEEDS: u64 = 12;
+    let mut failures = Vec::new();
+    for name in sim::scenarios::DURABLE {
+        let scenario = sim::scenarios::find(name).expect("a listed scenario");
+        for seed in 0..SEEDS {
+            let report = runner::run_with(
+                seed,
+                scenario,
+                sim::faults::schedule(seed),
+                None,
+                runner::Tracing::Off,
+            );
+            if !report.passed() {
+                failures.push(format!(
+                    "seed {seed} ({name}): {:?}\n  replay: {}",
+                    report.violations,
+                    report.replay()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // And a seed replays to the same trace.
+    let s = sim::scenarios::find(sim::scenarios::DURABLE[0]).expect("listed");
+    assert_eq!(runner::run(3, s).trace, runner::run(3, s).trace);
 }
 
 fn traces_of_a_separate_process(seeds: u64, path: &std::path::Path) -> Vec<u8> {

@@ -378,6 +378,11 @@ fn render_quorum(
         }
         None => "on",
     };
+    let commit = if crate::planted::active(crate::planted::Bug::AckBeforeQuorum) {
+        "local"
+    } else {
+        commit
+    };
     text.push_str(&format!("synchronous_commit = {commit}\n"));
 }
 

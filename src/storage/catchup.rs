@@ -49,7 +49,8 @@ pub async fn plan_catch_up<E: Env>(
     let mut best: Option<(usize, Lsn)> = None;
     for (i, a) in answers.iter().enumerate() {
         if let Some(l) = a.flush_lsn {
-            if best.is_none_or(|(_, b)| l > b) {
+            let behind = crate::planted::active(crate::planted::Bug::BackupBehindSafekeepers);
+            if best.is_none_or(|(_, b)| if behind { l < b } else { l > b }) {
                 best = Some((i, l));
             }
         }
@@ -101,6 +102,9 @@ pub async fn prepare_catch_up<E: Env>(
     );
     env.write_atomic(&pgdata.join("postgresql.auto.conf"), auto.as_bytes())
         .await?;
+    if crate::planted::active(crate::planted::Bug::SkipTimelineSwitch) {
+        return Ok(());
+    }
     env.write_atomic(&pgdata.join(crate::pg::STANDBY_SIGNAL), b"")
         .await
 }
@@ -133,14 +137,20 @@ pub async fn promote<E: Env>(
     within: Duration,
 ) -> Result<Promoted, PromoteError> {
     let before = wal_position(env, own, within).await?;
+    // The planted SkipTimelineSwitch takes a primary (no standby.signal) as promoted.
+    let skip =
+        crate::planted::active(crate::planted::Bug::SkipTimelineSwitch) && !before.in_recovery;
     let secs = within.as_secs().max(1);
-    let row = own
-        .query_row(
+    let row = if skip {
+        vec![Some("t".to_string())]
+    } else {
+        own.query_row(
             env,
             &format!("SELECT pg_promote(true, {secs})"),
             within + Duration::from_secs(1),
         )
-        .await?;
+        .await?
+    };
     if row.first().cloned().flatten().as_deref() != Some("t") {
         return Err(PromoteError::NotPromoted(within));
     }

@@ -5,6 +5,10 @@
 
 use crate::events::Event;
 
+pub mod acked;
+pub mod fork;
+pub mod history;
+pub mod quorum_ack;
 pub mod storage;
 pub mod transitions;
 
@@ -27,6 +31,10 @@ impl Default for Checkers {
             Box::new(transitions::Transitions::default()),
             Box::new(storage::OnePostmasterPerBoot::default()),
             Box::new(storage::ReplayMonotonic::default()),
+            Box::new(acked::AckedNeverLost::default()),
+            Box::new(quorum_ack::AckNeedsMajority::default()),
+            Box::new(fork::NoneLeftPastTheFork::default()),
+            Box::new(history::OneHistoryPerSafekeeper::default()),
         ])
     }
 }

@@ -3,6 +3,8 @@
 //! catalog renderer's SQL dialect.
 
 pub mod catalog;
+pub mod catchup;
+pub mod durable;
 pub mod exec;
 pub mod guc;
 pub mod ops;

@@ -57,9 +57,17 @@ fn killed(s: i32) -> ExitInfo {
     }
 }
 
+/// `postgresql.conf`, then `postgresql.auto.conf` (`ALTER SYSTEM`; its
+/// lines win, as Postgres reads it last).
 fn read_conf(env: &SimEnv, pgdata: &Path) -> io::Result<String> {
     let bytes = env.fs().read(&pgdata.join("postgresql.conf"))?;
-    String::from_utf8(bytes).map_err(|_| io::Error::other("postgresql.conf is not UTF-8"))
+    let mut conf =
+        String::from_utf8(bytes).map_err(|_| io::Error::other("postgresql.conf is not UTF-8"))?;
+    if let Ok(auto) = env.fs().read(&pgdata.join("postgresql.auto.conf")) {
+        conf.push('\n');
+        conf.push_str(&String::from_utf8_lossy(&auto));
+    }
+    Ok(conf)
 }
 
 fn take_crash(env: &SimEnv, phase: PgPhase) -> bool {
@@ -134,12 +142,28 @@ async fn run(
             .cloned()
             .unwrap_or_default(),
     );
-    if standby {
+    {
+        // The WAL model (`crate::wal`): a standby until promoted, no WAL
+        // senders yet.
+        let mut sh = env.shared().lock();
+        let c = &mut sh.wal.compute;
+        c.in_recovery = standby;
+        c.primary_since = (!standby).then(|| c.wal.end());
+        c.senders.clear();
+    }
+    if standby && super::catchup::names_safekeeper(&conninfo_rx.borrow()) {
+        tokio::spawn(super::catchup::run(
+            env.clone(),
+            conninfo_rx,
+            stop_rx.clone(),
+        ));
+    } else if standby {
         tokio::spawn(receiver::run(env.clone(), conninfo_rx, stop_rx.clone()));
     }
     let server = Server {
         env: env.clone(),
         pid,
+        pgdata: pgdata.clone(),
         stopping: stop_rx,
     };
     let exit = loop {
@@ -166,13 +190,31 @@ async fn run(
             },
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    tokio::spawn(session::serve(stream, server.clone()));
+                    tokio::spawn(serve_connection(stream, server.clone()));
                 }
             }
         }
     };
     let _ = stop_tx.send(true);
     exit
+}
+
+/// A client session, or (sniffed by the first byte: a startup packet
+/// begins with its length) a safekeeper's WAL stream (`crate::walstream`).
+async fn serve_connection(mut stream: turmoil::net::TcpStream, server: Server) {
+    let mut first = [0u8; 1];
+    if matches!(stream.peek(&mut first).await, Ok(1)) && first[0] != 0 {
+        let shared = server.env.shared().clone();
+        crate::walstream::serve(
+            shared,
+            stream,
+            crate::walstream::Upstream::Compute,
+            server.stopping.clone(),
+        )
+        .await;
+        return;
+    }
+    session::serve(stream, server).await;
 }
 
 /// SIGHUP: re-read postgresql.conf (or, under the reload-failure fault, log

@@ -21,6 +21,7 @@ use crate::shared::{PgPhase, StatementRecord, StmtKind, now_us};
 pub struct Server {
     pub env: SimEnv,
     pub pid: u32,
+    pub pgdata: std::path::PathBuf,
     /// Becomes true when the postmaster stops: sessions end.
     pub stopping: watch::Receiver<bool>,
 }
@@ -189,6 +190,13 @@ async fn query(ctx: &QueryCtx<'_>, sql: &str, out: &mut Out) {
 }
 
 async fn statement(ctx: &QueryCtx<'_>, sql: &str, multi: bool) -> (StmtKind, Result<Reply, PgErr>) {
+    if let Some(d) = super::durable::parse(sql) {
+        let server = ctx.server;
+        return (
+            StmtKind::Other,
+            super::durable::run(&server.env, &server.pgdata, d).await,
+        );
+    }
     match exec::parse(sql, ctx.db) {
         Ok(parsed) => (parsed.kind(), run_parsed(ctx, &parsed, multi).await),
         Err(e) => (StmtKind::Invalid, Err(e)),

@@ -25,6 +25,7 @@ pub fn with_spec(seed: u64) -> Launch {
         fetch_from_cplane: false,
         autoscaling: false,
         two_storages: false,
+        durable: None,
     }
 }
 
@@ -34,6 +35,7 @@ pub fn fetching(_: u64) -> Launch {
         fetch_from_cplane: true,
         autoscaling: false,
         two_storages: false,
+        durable: None,
     }
 }
 

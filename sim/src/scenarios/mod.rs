@@ -3,6 +3,7 @@
 
 mod cold_start;
 mod driver;
+pub mod durable;
 pub mod fleet;
 mod load;
 mod memory;
@@ -43,6 +44,10 @@ pub struct Launch {
     pub autoscaling: bool,
     /// A second storage host (`storage2`, following `storage`).
     pub two_storages: bool,
+    /// A primary with safekeepers: the streaming safekeeper hosts
+    /// (`crate::safekeeper`) with these flush delays (ms), the WAL model
+    /// on, and no fault schedule (the scenario makes its own faults).
+    pub durable: Option<[u64; 3]>,
 }
 
 fn plain(_: u64) -> Launch {
@@ -135,12 +140,35 @@ pub const ALL: &[Scenario] = &[
         launch: memory::autoscaled,
     },
     Scenario {
+        name: "durable_kill_and_move",
+        about: "a primary with 3 safekeepers under a commit load, killed and started again on a fresh disk, safekeepers running ahead and cut off: no acknowledged commit lost",
+        run: durable::kill_and_move,
+        launch: durable::launch,
+    },
+    Scenario {
+        name: "durable_pageserver_down",
+        about: "a primary with safekeepers: the pageserver down while commits continue, a start from a safekeeper, then from the pageserver behind",
+        run: durable::pageserver_down,
+        launch: durable::launch,
+    },
+    Scenario {
         name: fleet::NAME,
         about: "one control plane, 50 computes on separate hosts, a shard-split storm notifying all at once",
         run: fleet::body,
         launch: fleet::launch,
     },
 ];
+
+/// The durable-primary scenarios (`durable.rs`): they bring their own
+/// faults instead of the seed's schedule.
+pub const DURABLE: &[&str] = &["durable_kill_and_move", "durable_pageserver_down"];
+
+/// The scenarios that seeds go round when none is named: all but
+/// [`DURABLE`] (so that adding those kept every other scenario's seeds,
+/// and the seeds that catch each planted bug, as they were).
+pub fn rotation() -> Vec<&'static Scenario> {
+    ALL.iter().filter(|s| !DURABLE.contains(&s.name)).collect()
+}
 
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {

@@ -1,0 +1,189 @@
+//! What the simulated Postgres of a primary with safekeepers answers: the
+//! statements compute_ctl's durable start sends its own Postgres
+//! (`POSITION_SQL` while it catches up, `pg_promote()`, `ALTER SYSTEM
+//! RESET ALL`, the timeline read, `STAT_REPLICATION_SQL`) and the client
+//! load's commits and read-back, over the WAL model of [`crate::wal`].
+//!
+//! A commit (`INSERT INTO acked VALUES (id) RETURNING lsn`) writes a record
+//! and returns only once [`crate::wal::commit_acknowledged`] holds for the
+//! loaded `synchronous_commit` / `synchronous_standby_names`, as a backend
+//! waits in `SyncRepWaitForLSN`; a read-only (recovering) server refuses it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use compute_ctl::env::Clock;
+use compute_ctl::storage::{Lsn, POSITION_SQL, STAT_REPLICATION_SQL};
+
+use super::catalog::PgErr;
+use super::exec::Reply;
+use crate::env::SimEnv;
+
+/// The statements of this module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durable {
+    Position,
+    Promote,
+    ResetAll,
+    Timeline,
+    StatReplication,
+    /// A client commit with its id.
+    Commit(u64),
+    /// The client's read-back of every commit it holds.
+    ReadAcked,
+}
+
+/// The client's commit statement for `id`.
+pub fn commit_sql(id: u64) -> String {
+    format!("INSERT INTO acked VALUES ({id}) RETURNING lsn")
+}
+
+/// The client's read-back.
+pub const READ_ACKED_SQL: &str = "SELECT string_agg(id::text, ',') FROM acked";
+
+const TIMELINE_SQL: &str =
+    "SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)";
+
+pub fn parse(sql: &str) -> Option<Durable> {
+    if sql == POSITION_SQL {
+        return Some(Durable::Position);
+    }
+    if sql == STAT_REPLICATION_SQL {
+        return Some(Durable::StatReplication);
+    }
+    if sql == TIMELINE_SQL {
+        return Some(Durable::Timeline);
+    }
+    if sql == READ_ACKED_SQL {
+        return Some(Durable::ReadAcked);
+    }
+    if sql.eq_ignore_ascii_case("ALTER SYSTEM RESET ALL") {
+        return Some(Durable::ResetAll);
+    }
+    if sql.starts_with("SELECT pg_promote(") {
+        return Some(Durable::Promote);
+    }
+    let id = sql
+        .strip_prefix("INSERT INTO acked VALUES (")?
+        .strip_suffix(") RETURNING lsn")?;
+    id.parse().ok().map(Durable::Commit)
+}
+
+fn row(cols: &[&str], vals: Vec<Option<String>>) -> Reply {
+    Reply::Rows {
+        columns: cols.iter().map(|c| c.to_string()).collect(),
+        rows: vec![vals],
+        tag: "SELECT 1".into(),
+    }
+}
+
+fn lsn(v: u64) -> Option<String> {
+    Some(Lsn(v).to_string())
+}
+
+/// How often a waiting commit looks at its WAL senders again.
+const SYNC_POLL: Duration = Duration::from_millis(5);
+
+pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr> {
+    let shared = env.shared();
+    match d {
+        Durable::Position => {
+            let sh = shared.lock();
+            let c = &sh.wal.compute;
+            let end = c.wal.end();
+            let r = if c.in_recovery { "t" } else { "f" };
+            Ok(row(
+                &["pg_is_in_recovery", "flushed", "replayed"],
+                vec![Some(r.into()), lsn(end), lsn(end)],
+            ))
+        }
+        Durable::Promote => {
+            let (tli, fork) = {
+                let mut sh = shared.lock();
+                let c = &mut sh.wal.compute;
+                if !c.in_recovery {
+                    return Err(PgErr::new("55000", "recovery is not in progress"));
+                }
+                c.in_recovery = false;
+                let (tli, fork) = c.wal.promote();
+                c.primary_since = Some(fork);
+                (tli, fork)
+            };
+            shared.event(
+                "pg_promoted",
+                serde_json::json!({"timeline": tli, "fork_lsn": Lsn(fork).to_string()}),
+            );
+            Ok(row(&["pg_promote"], vec![Some("t".into())]))
+        }
+        Durable::ResetAll => {
+            env.fs()
+                .write(&pgdata.join("postgresql.auto.conf"), b"")
+                .map_err(|e| {
+                    PgErr::new(
+                        "58030",
+                        format!("could not write postgresql.auto.conf: {e}"),
+                    )
+                })?;
+            Ok(Reply::Command {
+                tag: "ALTER SYSTEM".into(),
+                write: false,
+            })
+        }
+        Durable::Timeline => {
+            let sh = shared.lock();
+            let c = &sh.wal.compute;
+            Ok(row(
+                &["pg_is_in_recovery", "substr"],
+                vec![
+                    Some(if c.in_recovery { "t" } else { "f" }.into()),
+                    Some(format!("{:08X}", c.wal.tli)),
+                ],
+            ))
+        }
+        Durable::StatReplication => {
+            let sh = shared.lock();
+            let senders: Vec<serde_json::Value> = sh
+                .wal
+                .compute
+                .senders
+                .iter()
+                .map(|(name, s)| {
+                    let l = Lsn(s.flush).to_string();
+                    serde_json::json!({"name": name, "state": "streaming", "flush": l, "replay": l})
+                })
+                .collect();
+            Ok(row(
+                &["coalesce"],
+                vec![Some(serde_json::Value::Array(senders).to_string())],
+            ))
+        }
+        Durable::ReadAcked => {
+            let ids = shared.lock().wal.compute.wal.ids();
+            let joined: Vec<String> = ids.iter().map(u64::to_string).collect();
+            Ok(row(&["string_agg"], vec![Some(joined.join(","))]))
+        }
+        Durable::Commit(id) => {
+            let at = {
+                let mut sh = shared.lock();
+                if sh.wal.compute.in_recovery {
+                    return Err(PgErr::new(
+                        "25006",
+                        "cannot execute INSERT in a read-only transaction",
+                    ));
+                }
+                sh.wal.compute.wal.append(id).lsn
+            };
+            loop {
+                let acked = {
+                    let sh = shared.lock();
+                    let conf = super::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
+                    crate::wal::commit_acknowledged(&conf, &sh.wal.compute.senders, at)
+                };
+                if acked {
+                    return Ok(row(&["lsn"], vec![lsn(at)]));
+                }
+                env.sleep(SYNC_POLL).await;
+            }
+        }
+    }
+}

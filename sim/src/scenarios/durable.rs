@@ -1,0 +1,299 @@
+//! A primary with safekeepers (issue 21) under a client load that writes
+//! one commit per transaction and records each acknowledged one
+//! ([`Event::CommitAcked`]). The compute host is killed and booted again
+//! with an empty disk (a move: a fresh PGDATA, the same address), and after
+//! every start the client reads back what the new primary holds
+//! ([`Event::Readback`]). The checkers (`checkers/{acked,quorum_ack,fork,
+//! history}.rs`) judge the event log. These scenarios bring their own
+//! faults (kills, partitions of compute and safekeepers, the pageserver
+//! down) instead of the seed's schedule.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use compute_ctl::env::Clock;
+use rand::Rng;
+
+use super::{Body, Driver, Launch, base_shape};
+use crate::env::SimClock;
+use crate::events::Event;
+use crate::pg::durable::{READ_ACKED_SQL, commit_sql};
+use crate::shared::Shared;
+use crate::specgen::SpecShape;
+use crate::world::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
+
+/// The safekeepers' flush delays: one quick, one average, one slow.
+pub fn launch(seed: u64) -> Launch {
+    let j = |k: u64| (seed.wrapping_mul(0x9E37_79B9) >> (8 * k)) % 20;
+    Launch {
+        durable: Some([j(0), 10 + 2 * j(1), 30 + 4 * j(2)]),
+        ..Launch::default()
+    }
+}
+
+/// Stops the commit load when dropped.
+pub struct Commits(Arc<AtomicBool>);
+
+impl Drop for Commits {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How long the client waits for one commit (it may wait for a quorum).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn connect() -> Option<tokio_postgres::Client> {
+    let stream = crate::walstream::connect(COMPUTE, PG_PORT).await?;
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.user(SUPERUSER)
+        .dbname("postgres")
+        .application_name(super::LOAD_APPLICATION);
+    let (client, conn) = cfg.connect_raw(stream, tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(client)
+}
+
+fn first_value(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    msgs.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
+}
+
+/// `clients` sessions, each committing one row per transaction.
+pub fn start_commits(shared: &Shared, clients: usize) -> Commits {
+    let stop = Arc::new(AtomicBool::new(false));
+    for i in 0..clients {
+        let (stop, shared) = (stop.clone(), shared.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(client) = connect().await {
+                    commit_loop(&shared, &client, &stop, i).await;
+                }
+                SimClock.sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+    Commits(stop)
+}
+
+async fn commit_loop(
+    shared: &Shared,
+    client: &tokio_postgres::Client,
+    stop: &AtomicBool,
+    i: usize,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let id = {
+            let mut sh = shared.lock();
+            sh.wal.next_commit += 1;
+            sh.wal.next_commit
+        };
+        let sql = commit_sql(id);
+        let answer =
+            compute_ctl::env::timeout(&SimClock, COMMIT_TIMEOUT, client.simple_query(&sql)).await;
+        let Ok(Ok(msgs)) = answer else {
+            // Unknown outcome: not acknowledged.
+            return;
+        };
+        let lsn = first_value(&msgs)
+            .and_then(|l| l.parse::<compute_ctl::storage::Lsn>().ok())
+            .map_or(0, |l| l.0);
+        shared.emit(Event::CommitAcked { id, lsn });
+        SimClock
+            .sleep(Duration::from_millis(20 + 10 * (i as u64 % 3)))
+            .await;
+    }
+}
+
+/// Reads back what the running primary holds (a few tries).
+async fn readback(shared: &Shared) {
+    for _ in 0..5 {
+        if let Some(client) = connect().await {
+            let boot = shared.lock().boot;
+            shared.emit(Event::ReadbackSent { boot });
+            let answer = compute_ctl::env::timeout(
+                &SimClock,
+                Duration::from_secs(2),
+                client.simple_query(READ_ACKED_SQL),
+            )
+            .await;
+            if let Ok(Ok(msgs)) = answer {
+                let ids = first_value(&msgs)
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                shared.emit(Event::Readback { boot, ids });
+                return;
+            }
+        }
+        SimClock.sleep(Duration::from_millis(200)).await;
+    }
+    shared.violation("the client could not read back the commits of the running primary");
+}
+
+fn host_action(d: &Driver, host: &str, crash: bool) {
+    d.shared.lock().host_actions.push((host.to_string(), crash));
+    d.shared.event(
+        if crash { "host_crash" } else { "host_boot" },
+        serde_json::json!({"host": host}),
+    );
+}
+
+fn sk(i: usize) -> &'static str {
+    SAFEKEEPERS[i % SAFEKEEPERS.len()].0
+}
+
+/// The spec of a primary with the three safekeepers.
+fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
+    let mut s = base_shape(d, 4);
+    s.deltas.clear();
+    s.safekeepers = crate::world::safekeeper_connstrings();
+    s.no_pageserver = no_pageserver;
+    s
+}
+
+/// Configures a freshly booted compute with `spec` until it answers 200
+/// (the host may not listen yet); then reads back its commits.
+async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
+    d.intent = Some(spec.clone());
+    for _ in 0..20 {
+        match d.configure(spec).await.status() {
+            Some(200) => {
+                readback(&d.shared).await;
+                return true;
+            }
+            Some(_) => return false,
+            None => d.pause(100, 200).await,
+        }
+    }
+    false
+}
+
+/// Kills the compute and boots it again (a move to a fresh host), with
+/// `cut` partitioned from it during the start; configures it.
+async fn kill_and_start(d: &mut Driver, spec: &SpecShape, cut: Option<usize>) {
+    host_action(d, COMPUTE, true);
+    d.pause(50, 300).await;
+    for (name, _) in SAFEKEEPERS {
+        turmoil::repair(COMPUTE, name);
+    }
+    if let Some(c) = cut {
+        turmoil::partition(COMPUTE, sk(c));
+    }
+    host_action(d, COMPUTE, false);
+    let spec = d.stamp(spec.clone());
+    start(d, &spec).await;
+    d.pause(200, 600).await;
+    if let Some(c) = cut {
+        turmoil::repair(COMPUTE, sk(c));
+    }
+    reclone_diverged(d);
+}
+
+/// The storage's job, which compute_ctl never does: a safekeeper that can
+/// never follow the running primary (its WAL goes past the fork on an
+/// older timeline) is re-cloned from the most advanced safekeeper that
+/// streams. Without it a diverged safekeeper stays so for good, and one
+/// more cut off leaves no quorum.
+fn reclone_diverged(d: &Driver) {
+    let recloned: Vec<Event> = {
+        let mut sh = d.shared.lock();
+        let w = &mut sh.wal;
+        if w.compute.in_recovery {
+            return;
+        }
+        let diverged: Vec<String> = w
+            .safekeepers
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    w.compute.wal.can_stream(s.wal.tli, s.wal.end()),
+                    Err(crate::wal::Refusal::Diverged { .. }
+                        | crate::wal::Refusal::UnknownTimeline { .. })
+                )
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        let donor = w
+            .safekeepers
+            .iter()
+            .filter(|(n, _)| !diverged.contains(n))
+            .max_by_key(|(_, s)| s.wal.end())
+            .map(|(_, s)| s.wal.clone());
+        let Some(donor) = donor else { return };
+        diverged
+            .into_iter()
+            .filter_map(|n| {
+                let sk = w.safekeepers.get_mut(&n)?;
+                sk.wal = donor.clone();
+                Some(Event::SafekeeperRecloned {
+                    name: n,
+                    lsn: donor.end(),
+                    chain: donor.chain(),
+                    ids: donor.ids(),
+                })
+            })
+            .collect()
+    };
+    for ev in recloned {
+        d.shared.emit(ev);
+    }
+}
+
+pub fn kill_and_move(mut d: Driver) -> Body {
+    Box::pin(async move {
+        let no_pageserver = d.rng.random_bool(0.7);
+        let spec = durable_shape(&mut d, no_pageserver);
+        start(&mut d, &spec).await;
+        let _commits = start_commits(&d.shared, d.rng.random_range(1..=2));
+        for _ in 0..d.rng.random_range(2..=3) {
+            d.pause(300, 900).await;
+            // Sometimes one safekeeper runs ahead: the compute loses the
+            // other two for a while, commits stall and only it gets WAL.
+            let ahead = d.rng.random_bool(0.5).then(|| d.rng.random_range(0..3));
+            if let Some(a) = ahead {
+                turmoil::partition(COMPUTE, sk(a + 1));
+                turmoil::partition(COMPUTE, sk(a + 2));
+                d.pause(100, 400).await;
+            }
+            // The new host cannot reach the one ahead (or another) during its start.
+            let cut = match ahead {
+                Some(a) if d.rng.random_bool(0.7) => Some(a),
+                _ => d.rng.random_bool(0.3).then(|| d.rng.random_range(0..3)),
+            };
+            kill_and_start(&mut d, &spec, cut).await;
+        }
+        d.pause(300, 800).await;
+        readback(&d.shared).await;
+        d.converge().await;
+    })
+}
+
+pub fn pageserver_down(mut d: Driver) -> Body {
+    Box::pin(async move {
+        let spec = durable_shape(&mut d, false);
+        start(&mut d, &spec).await;
+        let _commits = start_commits(&d.shared, d.rng.random_range(1..=2));
+        d.pause(200, 600).await;
+        host_action(&d, STORAGE, true);
+        // Commits go on: they wait for the safekeepers, not the pageserver.
+        d.pause(300, 1000).await;
+        // A start while it is down takes the backup from a safekeeper.
+        kill_and_start(&mut d, &spec, None).await;
+        host_action(&d, STORAGE, false);
+        d.pause(500, 1500).await;
+        // And from the pageserver again once it is back (behind: the
+        // compute catches up from the most advanced safekeeper).
+        let cut = d.rng.random_bool(0.3).then(|| d.rng.random_range(0..3));
+        kill_and_start(&mut d, &spec, cut).await;
+        d.pause(300, 800).await;
+        readback(&d.shared).await;
+        d.converge().await;
+    })
+}
