@@ -129,7 +129,7 @@ impl<E: Env> Compute<E> {
         let sks = self.safekeepers_of(spec)?;
         let mut t = DurableTimings::default();
 
-        self.env.failpoint("start.catch_up");
+        self.phase("start.catch_up");
         let t0 = self.env.now();
         storage::wait_for_lsn(&self.env, &own, plan.target, CATCH_UP_TIMEOUT)
             .await
@@ -141,7 +141,7 @@ impl<E: Env> Compute<E> {
             })?;
         t.catch_up = self.env.now() - t0;
 
-        self.env.failpoint("start.promote");
+        self.phase("start.promote");
         let t1 = self.env.now();
         let promoted = storage::promote(&self.env, &own, Duration::from_secs(60))
             .await
@@ -149,7 +149,7 @@ impl<E: Env> Compute<E> {
         t.promote = self.env.now() - t1;
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
 
-        self.env.failpoint("start.announce");
+        self.phase("start.announce");
         let t2 = self.env.now();
         let announced = self.announce_all(&sks).await;
         for (sk, r) in sks.iter().zip(&announced) {
@@ -164,7 +164,7 @@ impl<E: Env> Compute<E> {
         }
         t.announce = self.env.now() - t2;
 
-        self.env.failpoint("start.quorum");
+        self.phase("start.quorum");
         let t3 = self.env.now();
         let deadline = t3 + self.params.quorum_deadline;
         let mut next_announce = t3 + REANNOUNCE_EVERY;

@@ -10,6 +10,7 @@ mod source_major;
 mod supervisor;
 mod timings;
 mod tls;
+mod trace;
 
 pub use tls::{TLS_POLL, TlsStatus};
 
@@ -128,6 +129,8 @@ pub struct Compute<E: Env> {
     settings_catalogue: tokio::sync::OnceCell<Option<Arc<crate::pg::SettingsCatalogue>>>,
     /// Names `--describe-config` does not list, and whether Postgres knows them.
     unlisted_settings: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
+    /// The spans of the operation under way (exported over OpenTelemetry).
+    spans: trace::Spans,
 }
 
 /// The activity monitor's view of the compute (the monitor sits below
@@ -208,6 +211,7 @@ impl<E: Env> Compute<E> {
             restart_basis: std::sync::OnceLock::new(),
             settings_catalogue: tokio::sync::OnceCell::new(),
             unlisted_settings: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            spans: trace::Spans::default(),
         })
     }
 
@@ -294,6 +298,8 @@ impl<E: Env> Compute<E> {
                         st.status = next;
                         st.generation += 1;
                         st.pending = Some(spec.clone());
+                        // Before the supervisor can see the spec.
+                        self.spans.keep_parent();
                         st.error = None;
                         Ok(Submitted::Accepted(st.generation))
                     }
