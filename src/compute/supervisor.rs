@@ -120,7 +120,7 @@ impl<E: Env> Compute<E> {
             match status {
                 ComputeStatus::ConfigurationPending => {
                     let started = self.state().postgres_started;
-                    let op = self.spans.operation(!started, &self.state());
+                    let op = self.spans.operation(!started, &self.state.borrow());
                     let result = if started {
                         self.reconfigure(&mut postmaster)
                             .instrument(op.span.clone())
@@ -130,7 +130,7 @@ impl<E: Env> Compute<E> {
                             .instrument(op.span.clone())
                             .await
                     };
-                    self.spans.finish(&op, &self.state());
+                    self.spans.finish(&op, &self.state.borrow());
                     match result {
                         Ok(()) => {}
                         Err(Interrupted::Terminate) => continue,
