@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 /// The modules of each layer, bottom first.
 const LAYERS: &[&[&str]] = &[
-    &["env", "params", "state", "planted", "metrics", "spec"],
+    &[
+        "env", "params", "state", "planted", "metrics", "spec", "spans",
+    ],
     &["pg"],
     &["catalog", "storage"],
     &["monitor"],

@@ -13,6 +13,7 @@
 //! [`node`] wires one compute node (supervisor, APIs, monitors, spec
 //! delivery) for the binary and the simulator alike.
 //! [`storage`] safekeepers, the commit LSN and what a replica streams from.
+//! [`spans`] the spans exported over OpenTelemetry (when the binary installs an exporter).
 
 pub mod catalog;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod params;
 pub mod pg;
 pub mod planted;
 pub mod refresh;
+pub mod spans;
 pub mod spec;
 pub mod spec_source;
 pub mod state;

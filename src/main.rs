@@ -10,15 +10,16 @@ use compute_ctl::spec::{ComputeSpec, SpecError, validate};
 
 mod launch;
 mod pid1;
+mod telemetry;
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = &args.validate_spec {
-        init_logging(args.log_format);
+        init_logging(args.log_format, None);
         return validate_file(path, &args);
     }
     if let Some(path) = &args.plan {
-        init_logging(args.log_format);
+        init_logging(args.log_format, None);
         return plan_file(path, &args);
     }
     // First, while there is only one thread: as PID 1, become init + supervisor.
@@ -26,7 +27,6 @@ fn main() -> ExitCode {
         eprintln!("compute_ctl: cannot set up as PID 1 (init and supervisor): {e:#}");
         return ExitCode::FAILURE;
     }
-    init_logging(args.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,6 +37,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Traces only when an OTLP endpoint is set (telemetry.rs); the batch
+    // task is spawned on the runtime.
+    let installed = {
+        let _in_runtime = rt.enter();
+        telemetry::install(args.compute_id.as_deref())
+    };
+    let (telemetry, tracer, otel_error) = match installed {
+        Ok(Some((t, tracer))) => (Some(t), Some(tracer), None),
+        Ok(None) => (None, None, None),
+        Err(e) => (None, None, Some(e)),
+    };
+    if tracer.is_some() {
+        compute_ctl::spans::set_exported();
+    }
+    init_logging(args.log_format, tracer);
+    if let Some(e) = otel_error {
+        tracing::warn!("{e:#}; running without traces: fix or unset the variable");
+    }
+    if let Some(t) = &telemetry {
+        tracing::info!(
+            variable = t.endpoint.0,
+            endpoint = %t.endpoint.1,
+            "exporting traces over OTLP/HTTP"
+        );
+    }
     let code = match rt.block_on(launch::run(args)) {
         Ok(code) => code,
         Err(e) => {
@@ -44,23 +69,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
+    // The spans of the last operations, before the runtime that exports them stops.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
     // Do not wait for stray tasks (e.g. a log forwarder on a pipe that a
     // dying Postgres child still holds): the outcome is decided.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// The log on stderr (`RUST_LOG`, default `info`) and, when traces are
+/// exported, the OpenTelemetry layer beside it (`telemetry::layer`). The
+/// exported spans' target (`compute_ctl::spans`) is off in the filter
+/// unless they are exported: then no layer sees them and a span site costs
+/// one cached interest check. When they are exported, the log's lines show
+/// the operation's span around them.
+fn init_logging(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let spans = if tracer.is_some() { "info" } else { "off" };
+    if let Ok(d) = format!("{}={spans}", compute_ctl::spans::TARGET).parse() {
+        filter = filter.add_directive(d);
+    }
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(tracer.map(telemetry::layer))
+        .init();
 }
 
 /// `--validate-spec FILE`: prints every problem; exit 0 valid, 2 invalid, 1 unreadable.

@@ -104,7 +104,7 @@ impl<S: tracing::Subscriber> Layer<S> for Clock {
 /// Installs the clock (once per process): compute_ctl's info events only.
 fn install_clock() {
     let filter = tracing_subscriber::filter::filter_fn(|m| {
-        m.target().starts_with("compute_ctl") && *m.level() <= tracing::Level::INFO
+        m.is_event() && m.target().starts_with("compute_ctl") && *m.level() <= tracing::Level::INFO
     });
     let _ = tracing_subscriber::registry()
         .with(Clock.with_filter(filter))

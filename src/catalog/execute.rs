@@ -256,6 +256,9 @@ pub async fn run_ops<E: Env>(
     tick: Tick<'_>,
 ) -> RunOutcome {
     let depth = if pipelined { PIPELINE_DEPTH } else { 1 };
+    let span = tracing::info_span!(target: crate::spans::TARGET, "catalog.batch",
+        db.name = database, statements = ops.len(), pipelined,
+        executed = tracing::field::Empty, failed = tracing::field::Empty);
     // Collected first: concrete futures keep the whole thing `Send`.
     let futs: Vec<_> = ops
         .iter()
@@ -280,6 +283,8 @@ pub async fn run_ops<E: Env>(
             }
         }
     }
+    span.record("executed", out.executed);
+    span.record("failed", out.failed);
     out
 }
 

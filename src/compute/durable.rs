@@ -129,7 +129,7 @@ impl<E: Env> Compute<E> {
         let sks = self.safekeepers_of(spec)?;
         let mut t = DurableTimings::default();
 
-        self.env.failpoint("start.catch_up");
+        self.phase("start.catch_up");
         let t0 = self.env.now();
         storage::wait_for_lsn(&self.env, &own, plan.target, CATCH_UP_TIMEOUT)
             .await
@@ -141,7 +141,7 @@ impl<E: Env> Compute<E> {
             })?;
         t.catch_up = self.env.now() - t0;
 
-        self.env.failpoint("start.promote");
+        self.phase("start.promote");
         let t1 = self.env.now();
         let promoted = storage::promote(&self.env, &own, Duration::from_secs(60))
             .await
@@ -176,7 +176,7 @@ impl<E: Env> Compute<E> {
         promoted: storage::Promoted,
         failpoints: (&'static str, &'static str),
     ) -> Result<(Duration, Duration), String> {
-        self.env.failpoint(failpoints.0);
+        self.phase(failpoints.0);
         let t2 = self.env.now();
         let announced = self.announce_all(sks).await;
         for (sk, r) in sks.iter().zip(&announced) {
@@ -191,7 +191,7 @@ impl<E: Env> Compute<E> {
         }
         let announce = self.env.now() - t2;
 
-        self.env.failpoint(failpoints.1);
+        self.phase(failpoints.1);
         let t3 = self.env.now();
         let deadline = t3 + self.params.quorum_deadline;
         let mut next_announce = t3 + REANNOUNCE_EVERY;

@@ -12,6 +12,7 @@ mod source_major;
 mod supervisor;
 mod timings;
 mod tls;
+mod trace;
 
 pub use tls::{TLS_POLL, TlsStatus};
 
@@ -139,6 +140,8 @@ pub struct Compute<E: Env> {
     /// What the binary said of (name, value) pairs only it can judge
     /// (`config_check`: enum values, numbers with units).
     judged_settings: std::sync::Mutex<config_check::Judged>,
+    /// The spans of the operation under way (exported over OpenTelemetry).
+    spans: trace::Spans,
 }
 
 /// The activity monitor's view of the compute (the monitor sits below
@@ -222,6 +225,7 @@ impl<E: Env> Compute<E> {
             settings_catalogue: tokio::sync::OnceCell::new(),
             unlisted_settings: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             judged_settings: std::sync::Mutex::new(config_check::Judged::new()),
+            spans: trace::Spans::default(),
         })
     }
 
@@ -314,6 +318,8 @@ impl<E: Env> Compute<E> {
                         st.status = next;
                         st.generation += 1;
                         st.pending = Some(spec.clone());
+                        // Before the supervisor can see the spec.
+                        self.spans.keep_parent();
                         st.error = None;
                         Ok(Submitted::Accepted(st.generation))
                     }

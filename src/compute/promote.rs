@@ -299,7 +299,7 @@ impl<E: Env> Compute<E> {
         let t0 = self.env.now();
 
         // 1. Replay reaches the old primary's last LSN.
-        self.env.failpoint("promote.lsn_wait");
+        self.phase("promote.lsn_wait");
         let waited = self
             .guarded(
                 postmaster,
@@ -315,7 +315,7 @@ impl<E: Env> Compute<E> {
         let Some(pid) = postmaster.as_ref().map(|p| p.pid) else {
             return Ok(Err(Unchanged("Postgres is not running".into())));
         };
-        self.env.failpoint("promote.write_config");
+        self.phase("promote.write_config");
         if let Err(e) = pg::write_config(&self.env, &self.params, spec).await {
             return Ok(Err(Unchanged(format!(
                 "writing the primary's Postgres configuration failed: {e}"
@@ -341,7 +341,7 @@ impl<E: Env> Compute<E> {
         if !sks.is_empty() {
             let names: Vec<String> = sks.iter().map(|s| s.name.clone()).collect();
             let expected = storage::synchronous_standby_names(&names);
-            self.env.failpoint("promote.quorum_in_force");
+            self.phase("promote.quorum_in_force");
             let in_force = self
                 .guarded(
                     postmaster,
@@ -354,7 +354,7 @@ impl<E: Env> Compute<E> {
                 ))));
             }
         }
-        self.env.failpoint("promote.pg_promote");
+        self.phase("promote.pg_promote");
         let promoted = self
             .guarded(
                 postmaster,
@@ -407,7 +407,7 @@ impl<E: Env> Compute<E> {
         }
         let t3 = self.env.now();
         if !spec.skip_pg_catalog_updates {
-            self.env.failpoint("promote.catalog");
+            self.phase("promote.catalog");
             if let Err(e) = self.guarded_catalog(postmaster, spec, "promote").await? {
                 return Ok(Err(Primary(format!(
                     "promoted onto timeline {}, but applying the spec to the catalog failed: {e}",
@@ -415,7 +415,7 @@ impl<E: Env> Compute<E> {
                 ))));
             }
         }
-        self.env.failpoint("promote.done");
+        self.phase("promote.done");
         let t4 = self.env.now();
         for (phase, took) in [
             ("lsn_wait", t1 - t0),

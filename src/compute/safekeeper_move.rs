@@ -106,7 +106,7 @@ impl<E: Env> Compute<E> {
         pid: u32,
     ) -> Result<Lsn, String> {
         let own = self.own_endpoint()?;
-        self.env.failpoint("reconfigure.safekeepers_joint");
+        self.phase("reconfigure.safekeepers_joint");
         pg::write_config_joint(&self.env, &self.params, union, joint)
             .await
             .map_err(|e| format!("writing the joint config: {e}"))?;
@@ -131,7 +131,7 @@ impl<E: Env> Compute<E> {
             self.env.sleep(POLL).await;
         }
 
-        self.env.failpoint("reconfigure.safekeepers_announce");
+        self.phase("reconfigure.safekeepers_announce");
         let fresh: Vec<Safekeeper> = new_sks
             .iter()
             .filter(|n| !old_sks.iter().any(|o| o.name == n.name))
@@ -160,7 +160,7 @@ impl<E: Env> Compute<E> {
             .parse()
             .map_err(|e| format!("reading our flush LSN: {e}"))?;
 
-        self.env.failpoint("reconfigure.safekeepers_catch_up");
+        self.phase("reconfigure.safekeepers_catch_up");
         let deadline = self.env.now() + self.params.quorum_deadline;
         let mut next_announce = self.env.now() + Duration::from_secs(2);
         let (tli, fork) = self

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{
     CatalogInterrupted, Compute, ReconfigureTimings, TerminateMode, durable, ms, safekeeper_move,
@@ -121,13 +122,21 @@ impl<E: Env> Compute<E> {
             match status {
                 ComputeStatus::ConfigurationPending => {
                     let started = self.state().postgres_started;
+                    let op = self.spans.operation(!started, &self.state.borrow());
                     let result = if started && self.promote_requested() {
-                        self.promote(&mut postmaster).await
+                        self.promote(&mut postmaster)
+                            .instrument(op.span.clone())
+                            .await
                     } else if started {
-                        self.reconfigure(&mut postmaster).await
+                        self.reconfigure(&mut postmaster)
+                            .instrument(op.span.clone())
+                            .await
                     } else {
-                        self.start(created, &mut postmaster).await
+                        self.start(created, &mut postmaster)
+                            .instrument(op.span.clone())
+                            .await
                     };
+                    self.spans.finish(&op, &self.state.borrow());
                     match result {
                         Ok(()) => {}
                         Err(Interrupted::Terminate) => continue,
@@ -239,7 +248,8 @@ impl<E: Env> Compute<E> {
         let out = self
             .guarded(
                 postmaster,
-                catalog::apply(&self.env, &self.params, spec, &self.metrics, operation),
+                catalog::apply(&self.env, &self.params, spec, &self.metrics, operation)
+                    .instrument(self.spans.current_phase()),
             )
             .await;
         if let Err(why) = &out {
@@ -301,7 +311,7 @@ impl<E: Env> Compute<E> {
         if spec.safekeeper_connstrings.is_empty() {
             return Ok((None, Duration::ZERO, None));
         }
-        self.env.failpoint("start.sync_safekeepers");
+        self.phase("start.sync_safekeepers");
         let t0 = self.env.now();
         let synced = storage::sync_safekeepers(
             &self.env,
@@ -368,7 +378,7 @@ impl<E: Env> Compute<E> {
             self.fail(e);
             return Ok(());
         }
-        self.env.failpoint("start.prepare_pgdata");
+        self.phase("start.prepare_pgdata");
         let prepared = match &catch_up {
             Some(plan) => {
                 self.guarded(postmaster, self.prepare_durable_pgdata(&spec, plan))
@@ -423,7 +433,7 @@ impl<E: Env> Compute<E> {
         self.metrics
             .observe_phase("start", "prepare_pgdata", t_pgdata - t0);
 
-        self.env.failpoint("start.write_config");
+        self.phase("start.write_config");
         if let Err(e) = pg::write_config(&self.env, &self.params, &spec).await {
             self.fail(format!("writing Postgres configuration failed: {e}"));
             return Ok(());
@@ -443,7 +453,7 @@ impl<E: Env> Compute<E> {
             contexts,
             started_with: spec.clone(),
         });
-        self.env.failpoint("start.start_postgres");
+        self.phase("start.start_postgres");
         match pg::spawn_postgres(&self.env, &self.params).await {
             Ok(child) => *postmaster = Some(self.watch_postmaster(child)),
             Err(e) => {
@@ -487,14 +497,14 @@ impl<E: Env> Compute<E> {
 
         // A replica or static compute is read-only: its catalog is the storage's.
         if !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary {
-            self.env.failpoint("start.catalog");
+            self.phase("start.catalog");
             let applied = self.guarded_catalog(postmaster, &spec, "start").await?;
             if let Err(e) = applied {
                 self.fail(format!("applying the spec to the catalog failed: {e}"));
                 return Ok(());
             }
         }
-        self.env.failpoint("start.done");
+        self.phase("start.done");
         let t_done = self.env.now();
         self.metrics
             .observe_phase("start", "config", t_done - t_started);
@@ -556,14 +566,14 @@ impl<E: Env> Compute<E> {
             }
             t0 = self.env.now();
         }
-        self.env.failpoint("reconfigure.write_config");
+        self.phase("reconfigure.write_config");
         if let Err(e) = pg::write_config(&self.env, &self.params, &spec).await {
             self.fail(format!("writing Postgres configuration failed: {e}"));
             return Ok(());
         }
         let t_written = self.env.now();
         timings.write_config_ms = ms(t_written - t0);
-        self.env.failpoint("reconfigure.reload");
+        self.phase("reconfigure.reload");
         let reloaded = if planted::active(Bug::ReloadViaSql) {
             pg::reload_via_sql(&self.env, &self.params.conn).await
         } else {
@@ -590,7 +600,7 @@ impl<E: Env> Compute<E> {
         // A replica never runs the catalog, whatever the flag.
         let catalog_allowed = !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary;
         if catalog_allowed || planted::active(Bug::CatalogDespiteSkipFlag) {
-            self.env.failpoint("reconfigure.catalog");
+            self.phase("reconfigure.catalog");
             let applied = self
                 .guarded_catalog(postmaster, &spec, "reconfigure")
                 .await?;
@@ -616,7 +626,7 @@ impl<E: Env> Compute<E> {
                 "settings changed that take effect only after a restart"
             );
         }
-        self.env.failpoint("reconfigure.done");
+        self.phase("reconfigure.done");
         timings.total_ms = ms(self.env.now() - t_begin);
         self.metrics
             .observe_phase("reconfigure", "total", self.env.now() - t_begin);

@@ -4,8 +4,9 @@
 //! [`router`] is generic over [`Env`] and does no I/O of its own: production
 //! serves it on a tokio listener, the simulator on a turmoil one, both
 //! through [`serve`]. Layers, outermost first: request id ([`request_id`]),
-//! metrics and access log ([`observe`]), JSON errors ([`error`]), body limit;
-//! the protected routes add JWT auth ([`auth`]).
+//! metrics and access log ([`observe`]), JSON errors ([`error`]), body limit,
+//! the W3C trace context ([`trace_context`]: the request's span, when spans
+//! are exported); the protected routes add JWT auth ([`auth`]).
 
 pub mod auth;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod rfc3339;
 pub mod routes;
 mod serve;
 pub mod tls;
+pub mod trace_context;
 
 #[cfg(test)]
 mod tests;
@@ -140,6 +142,7 @@ pub fn router_with_auth<E: Env>(compute: Arc<Compute<E>>, auth: AuthSlot) -> Rou
         .route("/health", get(routes::probes::health::<E>))
         .route("/ready", get(routes::probes::ready::<E>))
         .merge(protected)
+        .layer(from_fn(trace_context::layer))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn(error::json_errors))
         .layer(from_fn_with_state(state.clone(), observe::layer::<E>))

@@ -39,5 +39,6 @@ mod soak;
 mod spec_source;
 mod storage;
 mod storage_faults;
+mod tracing_otlp;
 mod validate_spec_cli;
 mod vm_monitor;
