@@ -108,6 +108,29 @@ pub struct TlsPaths {
 }
 
 impl ComputeParams {
+    /// Parameters of a compute whose Postgres can never start (the binary
+    /// does not exist) and never answers (`127.0.0.1:1`), for unit tests
+    /// of what the supervisor does without one.
+    #[cfg(test)]
+    pub fn unstartable() -> Self {
+        ComputeParams {
+            pgdata: PathBuf::from("/nonexistent/pgdata"),
+            pgbin: PathBuf::from("/nonexistent/postgres"),
+            conn: ConnTarget::parse("postgresql://cloud_admin@127.0.0.1:1/postgres")
+                .expect("a valid connection string"),
+            http_addr: "127.0.0.1:0".parse().expect("a valid address"),
+            compute_id: None,
+            ready_timeout: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(1),
+            activity_interval: Duration::from_secs(1),
+            cgroup_procs: None,
+            advertise: None,
+            quorum_deadline: DEFAULT_QUORUM_DEADLINE,
+            max_ready_lag: None,
+            tls: None,
+        }
+    }
+
     /// A program that lives beside the `postgres` binary.
     pub fn pg_tool(&self, name: &str) -> PathBuf {
         self.pgbin.with_file_name(name)

@@ -377,22 +377,8 @@ mod tests {
 
     #[test]
     fn a_refresh_is_refused_only_where_nothing_could_apply_it() {
-        use crate::compute::{ComputeParams, ConnTarget};
-        let params = ComputeParams {
-            pgdata: "/nonexistent/pgdata".into(),
-            pgbin: "/nonexistent/postgres".into(),
-            conn: ConnTarget::parse("postgresql://cloud_admin@127.0.0.1:1/postgres").unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            compute_id: None,
-            ready_timeout: Duration::from_secs(1),
-            shutdown_timeout: Duration::from_secs(1),
-            activity_interval: Duration::from_secs(1),
-            cgroup_procs: None,
-            advertise: None,
-            quorum_deadline: crate::params::DEFAULT_QUORUM_DEADLINE,
-            max_ready_lag: None,
-            tls: None,
-        };
+        use crate::compute::ComputeParams;
+        let params = ComputeParams::unstartable();
         let compute = Compute::new(crate::env::TokioEnv::new(), params);
         let mut st = compute.state();
         let refused = |st: &ComputeState| refusal(st).is_some();

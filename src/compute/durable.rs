@@ -227,17 +227,28 @@ impl<E: Env> Compute<E> {
             }
             if now >= next_announce {
                 next_announce = now + REANNOUNCE_EVERY;
-                let absent: Vec<Safekeeper> = sks
-                    .iter()
-                    .zip(&members)
-                    .filter(|(_, m)| m.state != "streaming")
-                    .map(|(s, _)| s.clone())
-                    .collect();
-                let _ = self.announce_all(&absent).await;
+                self.announce_not_streaming(sks, &members).await;
             }
             self.env.sleep(QUORUM_POLL).await;
         }
         Ok((announce, self.env.now() - t3))
+    }
+
+    /// Points again at this compute each of `sks` whose state in `members`
+    /// (in the same order) is not `streaming`; a failure is retried by the
+    /// caller's next round.
+    pub(super) async fn announce_not_streaming(
+        &self,
+        sks: &[Safekeeper],
+        members: &[SafekeeperStatus],
+    ) {
+        let absent: Vec<Safekeeper> = sks
+            .iter()
+            .zip(members)
+            .filter(|(_, m)| m.state != "streaming")
+            .map(|(s, _)| s.clone())
+            .collect();
+        let _ = self.announce_all(&absent).await;
     }
 
     /// Points each of `sks` at this compute, in parallel.

@@ -563,28 +563,13 @@ fn not_caught_up(e: WaitError, previous: &ComputeSpec) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::*;
-    use crate::compute::{ComputeParams, ConnTarget, Submitted};
+    use crate::compute::{ComputeParams, Submitted};
     use crate::env::TokioEnv;
 
     fn compute() -> Arc<Compute<TokioEnv>> {
-        let params = ComputeParams {
-            pgdata: PathBuf::from("/nonexistent/pgdata"),
-            pgbin: PathBuf::from("/nonexistent/postgres"),
-            conn: ConnTarget::parse("postgresql://cloud_admin@127.0.0.1:1/postgres").unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            compute_id: None,
-            ready_timeout: Duration::from_secs(1),
-            shutdown_timeout: Duration::from_secs(1),
-            activity_interval: Duration::from_secs(1),
-            cgroup_procs: None,
-            advertise: None,
-            quorum_deadline: crate::params::DEFAULT_QUORUM_DEADLINE,
-            max_ready_lag: None,
-            tls: None,
-        };
+        let params = ComputeParams::unstartable();
         Compute::new(TokioEnv::new(), params)
     }
 

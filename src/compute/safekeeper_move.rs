@@ -189,13 +189,7 @@ impl<E: Env> Compute<E> {
             }
             if now >= next_announce {
                 next_announce = now + Duration::from_secs(2);
-                let absent: Vec<Safekeeper> = new_sks
-                    .iter()
-                    .zip(&members)
-                    .filter(|(_, m)| m.state != "streaming")
-                    .map(|(s, _)| s.clone())
-                    .collect();
-                let _ = self.announce_all(&absent).await;
+                self.announce_not_streaming(new_sks, &members).await;
             }
             self.env.sleep(POLL).await;
         }

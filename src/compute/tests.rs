@@ -1,6 +1,5 @@
 //! The supervisor's shared-state operations (no Postgres needed).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
@@ -8,21 +7,7 @@ use crate::env::TokioEnv;
 use crate::spec::ComputeSpec;
 
 fn compute() -> Arc<Compute<TokioEnv>> {
-    let params = ComputeParams {
-        pgdata: PathBuf::from("/nonexistent/pgdata"),
-        pgbin: PathBuf::from("/nonexistent/postgres"),
-        conn: ConnTarget::parse("postgresql://cloud_admin@127.0.0.1:1/postgres").unwrap(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        compute_id: None,
-        ready_timeout: Duration::from_secs(1),
-        shutdown_timeout: Duration::from_secs(1),
-        activity_interval: Duration::from_secs(1),
-        cgroup_procs: None,
-        advertise: None,
-        quorum_deadline: crate::params::DEFAULT_QUORUM_DEADLINE,
-        max_ready_lag: None,
-        tls: None,
-    };
+    let params = ComputeParams::unstartable();
     Compute::new(TokioEnv::new(), params)
 }
 

@@ -255,23 +255,11 @@ async fn trial(story: &mut Story, phase: Phase, n: usize, next: Option<Phase>) -
     })
 }
 
-fn seed() -> u64 {
-    std::env::var("COMPUTE_CTL_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-        })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_when_the_node_dies_in_any_phase_of_a_durable_start_or_move()
 {
     crate::need_postgres!();
-    let seed = seed();
+    let seed = chaos::seed();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let plan: Vec<Phase> = if chaos::full() {
         let mut all = Vec::new();

@@ -54,18 +54,6 @@ fn trials() -> usize {
     if support::chaos::full() { 20 } else { 1 }
 }
 
-fn seed() -> u64 {
-    std::env::var("COMPUTE_CTL_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-        })
-}
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Target {
     /// The postmaster, or during PGDATA preparation the initdb or
@@ -439,7 +427,7 @@ async fn calibration(source: Source) -> Calibration {
 
 async fn campaign(cell: Cell) {
     crate::need_postgres!();
-    let seed = seed();
+    let seed = support::chaos::seed();
     eprintln!(
         "crash cell {:?} in {} ({:?}): seed {seed} (COMPUTE_CTL_CHAOS_SEED={seed} replays its delays)",
         cell.target, cell.phase.name, cell.source

@@ -38,16 +38,8 @@ pub fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
             user: "cloud_admin".into(),
             dbname: "postgres".into(),
         },
-        http_addr: "127.0.0.1:0".parse().unwrap(),
         compute_id: Some(COMPUTE_ID.into()),
-        ready_timeout: Duration::from_secs(1),
-        shutdown_timeout: Duration::from_secs(1),
-        activity_interval: Duration::from_secs(1),
-        cgroup_procs: None,
-        advertise: None,
-        quorum_deadline: crate::params::DEFAULT_QUORUM_DEADLINE,
-        max_ready_lag: None,
-        tls: None,
+        ..ComputeParams::unstartable()
     };
     Compute::new(TokioEnv::new(), params)
 }

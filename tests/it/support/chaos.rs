@@ -17,6 +17,20 @@ pub fn full() -> bool {
     std::env::var("COMPUTE_CTL_CHAOS_SCALE").as_deref() == Ok("full")
 }
 
+/// The seed of a campaign's random fault points: `COMPUTE_CTL_CHAOS_SEED`
+/// (to replay a run; the suites print theirs), else the clock's seconds.
+pub fn seed() -> u64 {
+    std::env::var("COMPUTE_CTL_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("the clock is after 1970")
+                .as_secs()
+        })
+}
+
 /// Appends `line` to `DIR/<suite>.jsonl` when a report is asked for.
 pub fn report(suite: &str, line: &Value) {
     let Ok(dir) = std::env::var("COMPUTE_CTL_CHAOS_REPORT") else {
