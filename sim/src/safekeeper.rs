@@ -203,6 +203,12 @@ fn answer(shared: &Shared, name: &str, sql: &str) -> Answer {
             vec![Some("t".into()), lsn(end), lsn(end)],
         )));
     }
+    if sql == compute_ctl::storage::NEWEST_TIMELINE_SQL {
+        return Ok(Some((
+            vec!["max"],
+            vec![Some(format!("{:08X}", sk.wal.tli))],
+        )));
+    }
     if sql == "SELECT pg_is_in_recovery(), current_setting('primary_conninfo')" {
         return Ok(Some((
             vec!["pg_is_in_recovery", "current_setting"],

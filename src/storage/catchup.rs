@@ -46,16 +46,17 @@ pub async fn plan_catch_up<E: Env>(
     user: &str,
     application_name: &str,
 ) -> Result<CatchUpPlan, String> {
-    let mut best: Option<(usize, Lsn)> = None;
-    for (i, a) in answers.iter().enumerate() {
-        if let Some(l) = a.flush_lsn {
-            let behind = crate::planted::active(crate::planted::Bug::BackupBehindSafekeepers);
-            if best.is_none_or(|(_, b)| if behind { l < b } else { l > b }) {
-                best = Some((i, l));
+    // Each answering safekeeper's newest timeline, asked in parallel.
+    let timelines =
+        futures::future::join_all(safekeepers.iter().zip(answers).map(|(sk, a)| async move {
+            match a.flush_lsn {
+                Some(_) => newest_timeline(env, &sk.endpoint).await,
+                None => 0,
             }
-        }
-    }
-    let Some((i, target)) = best else {
+        }))
+        .await;
+    let behind = crate::planted::active(crate::planted::Bug::BackupBehindSafekeepers);
+    let Some((i, target)) = most_advanced(answers, &timelines, behind) else {
         return Err("no safekeeper answered with a WAL position".into());
     };
     let Some(sk) = safekeepers.get(i) else {
@@ -83,6 +84,60 @@ pub async fn plan_catch_up<E: Env>(
         stream_shown: sk.endpoint.shown.clone(),
         target,
     })
+}
+
+/// The newest timeline a server holds WAL or a history file of (the first
+/// 8 hex digits of the names in `pg_wal`): what its WAL follows. Its WAL
+/// receiver's `received_tli` is gone once the primary it followed died,
+/// which is exactly when a start asks.
+pub const NEWEST_TIMELINE_SQL: &str = "SELECT max(substr(f, 1, 8)) FROM pg_ls_dir('pg_wal') f \
+     WHERE f ~ '^[0-9A-F]{8}([0-9A-F]{16}|\\.history)$'";
+
+/// [`NEWEST_TIMELINE_SQL`] of `ep`; 0 when it cannot say (then its LSN
+/// alone ranks it).
+async fn newest_timeline<E: Env>(env: &E, ep: &Endpoint) -> u32 {
+    match ep.query_row(env, NEWEST_TIMELINE_SQL, PROBE_TIMEOUT).await {
+        Ok(row) => row
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|h| u32::from_str_radix(&h, 16).ok())
+            .unwrap_or(0),
+        Err(e) => {
+            tracing::warn!(safekeeper = %ep.shown, error = %e, "cannot read a safekeeper's timeline; ranking it by its LSN alone");
+            0
+        }
+    }
+}
+
+/// The safekeeper to catch up from: the newest timeline first, then the
+/// highest flushed LSN on it. By LSN alone, a safekeeper that stayed on an
+/// older timeline with WAL past a later fork (diverged: it was down when a
+/// primary forked, then came back) would win over the ones that hold the
+/// newer timeline's acknowledged commits, and the new primary would follow
+/// the old history and lose them. `behind`: the planted bug that picks the
+/// least advanced. `(index, flushed LSN)`; `None` if none answered.
+fn most_advanced(
+    answers: &[SafekeeperAnswer],
+    timelines: &[u32],
+    behind: bool,
+) -> Option<(usize, Lsn)> {
+    let mut best: Option<(usize, u32, Lsn)> = None;
+    for (i, a) in answers.iter().enumerate() {
+        let Some(l) = a.flush_lsn else { continue };
+        let tli = timelines.get(i).copied().unwrap_or(0);
+        let better = |(_, bt, bl): (usize, u32, Lsn)| {
+            if behind {
+                (tli, l) < (bt, bl)
+            } else {
+                (tli, l) > (bt, bl)
+            }
+        };
+        if best.is_none_or(better) {
+            best = Some((i, tli, l));
+        }
+    }
+    best.map(|(i, _, l)| (i, l))
 }
 
 /// Makes the fresh PGDATA a standby of the most advanced safekeeper: the
@@ -177,4 +232,43 @@ pub async fn promote<E: Env>(
         fork_lsn: before.replayed,
         timeline,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(lsn: Option<u64>) -> SafekeeperAnswer {
+        SafekeeperAnswer {
+            safekeeper: "sk".into(),
+            flush_lsn: lsn.map(Lsn),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_diverged_safekeeper_further_on_an_older_timeline_is_not_the_source() {
+        // sk0 stayed on timeline 2 up to 100; sk1 and sk2 hold timeline 3,
+        // forked at 80, with acknowledged commits up to 90.
+        let answers = [answer(Some(100)), answer(Some(90)), answer(Some(85))];
+        assert_eq!(
+            most_advanced(&answers, &[2, 3, 3], false),
+            Some((1, Lsn(90)))
+        );
+        // By LSN alone (no timeline known) the old history would win.
+        assert_eq!(
+            most_advanced(&answers, &[0, 0, 0], false),
+            Some((0, Lsn(100)))
+        );
+    }
+
+    #[test]
+    fn on_one_timeline_the_highest_lsn_wins_and_the_silent_are_skipped() {
+        let answers = [answer(None), answer(Some(70)), answer(Some(75))];
+        assert_eq!(
+            most_advanced(&answers, &[0, 3, 3], false),
+            Some((2, Lsn(75)))
+        );
+        assert_eq!(most_advanced(&[answer(None)], &[0], false), None);
+    }
 }

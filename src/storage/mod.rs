@@ -23,7 +23,10 @@ mod wait;
 
 pub use crate::spec::{Lsn, LsnParseError};
 pub use announce::{AnnounceError, announce, conninfo_for, explain_absent};
-pub use catchup::{CatchUpPlan, PromoteError, Promoted, plan_catch_up, prepare_catch_up, promote};
+pub use catchup::{
+    CatchUpPlan, NEWEST_TIMELINE_SQL, PromoteError, Promoted, plan_catch_up, prepare_catch_up,
+    promote,
+};
 pub use endpoint::{Endpoint, EndpointError, SessionError};
 pub use quorum::{
     QuorumStatus, STAT_REPLICATION_SQL, Safekeeper, SafekeeperStatus, Sender, parse_senders,
