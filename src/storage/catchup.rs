@@ -116,7 +116,7 @@ async fn newest_timeline<E: Env>(env: &E, ep: &Endpoint) -> u32 {
 /// primary forked, then came back) would win over the ones that hold the
 /// newer timeline's acknowledged commits, and the new primary would follow
 /// the old history and lose them. `behind`: the planted bug that picks the
-/// least advanced. `(index, flushed LSN)`; `None` if none answered.
+/// lowest LSN. `(index, flushed LSN)`; `None` if none answered.
 fn most_advanced(
     answers: &[SafekeeperAnswer],
     timelines: &[u32],
@@ -125,7 +125,12 @@ fn most_advanced(
     let mut best: Option<(usize, u32, Lsn)> = None;
     for (i, a) in answers.iter().enumerate() {
         let Some(l) = a.flush_lsn else { continue };
-        let tli = timelines.get(i).copied().unwrap_or(0);
+        // The planted bug ranks by LSN alone, as before timelines counted.
+        let tli = if behind {
+            0
+        } else {
+            timelines.get(i).copied().unwrap_or(0)
+        };
         let better = |(_, bt, bl): (usize, u32, Lsn)| {
             if behind {
                 (tli, l) < (bt, bl)
