@@ -73,6 +73,18 @@ pub(crate) async fn wait_all_streaming(c: &Compute) -> Value {
     .await
 }
 
+/// Waits until the `writer` session's commit waits for the quorum
+/// (`wait_event = 'SyncRep'`).
+pub(crate) async fn commit_waits_for_the_quorum(c: &Compute) {
+    wait_for(WITHIN, "the commit to wait for the quorum", || async {
+        let w = c
+            .sql_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'writer' AND wait_event = 'SyncRep'")
+            .await;
+        (w == "1").then_some(())
+    })
+    .await;
+}
+
 /// Inserts `id` in its own transaction; true once acknowledged.
 pub(crate) async fn insert(client: &tokio_postgres::Client, id: i32) -> bool {
     client
@@ -177,13 +189,7 @@ async fn acknowledged_writes_survive_kill_and_move() {
     assert!(insert(&client, 1000).await);
     sks.kill(2);
     let waiting = tokio::spawn(async move { (insert(&client, 1001).await, client) });
-    wait_for(WITHIN, "the commit to wait for the quorum", || async {
-        let w = b
-            .sql_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'writer' AND wait_event = 'SyncRep'")
-            .await;
-        (w == "1").then_some(())
-    })
-    .await;
+    commit_waits_for_the_quorum(&b).await;
     assert!(!waiting.is_finished(), "no commit without a quorum");
     wait_for(
         WITHIN,

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::durable_primary::{insert, present, spec, start, wait_all_streaming};
+use crate::durable_primary::{
+    commit_waits_for_the_quorum, insert, present, spec, start, wait_all_streaming,
+};
 use crate::support::compute::{Compute, Reply};
 use crate::support::safekeepers::Safekeepers;
 use crate::support::wait_for;
@@ -186,13 +188,7 @@ async fn a_promoted_replica_loses_no_acknowledged_row() {
     sks.kill(1);
     sks.kill(2);
     let waiting = tokio::spawn(async move { (insert(&client, 1001).await, client) });
-    wait_for(WITHIN, "the commit to wait for the quorum", || async {
-        let w = r
-            .sql_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'writer' AND wait_event = 'SyncRep'")
-            .await;
-        (w == "1").then_some(())
-    })
-    .await;
+    commit_waits_for_the_quorum(&r).await;
     assert!(!waiting.is_finished(), "no commit without a quorum");
     sks.restart(1).await;
     let (ok, _client) = tokio::time::timeout(WITHIN, waiting)
