@@ -315,7 +315,22 @@ pub async fn database_extensions<E: Env>(
     t: super::ExtensionTarget,
     tick: Tick<'_>,
 ) -> (usize, RunOutcome) {
-    let database = t.database.clone();
+    let marker = t.marker_op();
+    extensions_in(env, target, &t.database, &t.wanted, Some(marker), tick).await
+}
+
+/// Creates or updates `wanted` in `database` (a session opened here, the
+/// installed ones read first, planned by [`super::plan_extensions`]), then
+/// runs `marker` if given; returns how many statements it planned and how
+/// they went.
+pub async fn extensions_in<E: Env>(
+    env: &E,
+    target: &ConnTarget,
+    database: &str,
+    wanted: &[crate::spec::Extension],
+    marker: Option<Op>,
+    tick: Tick<'_>,
+) -> (usize, RunOutcome) {
     let failed = |e| {
         (
             0,
@@ -325,14 +340,14 @@ pub async fn database_extensions<E: Env>(
             },
         )
     };
-    let client = match open(env, &target.with_dbname(&database)).await {
+    let client = match open(env, &target.with_dbname(database)).await {
         Ok(c) => c,
         Err(e) => return failed(e),
     };
     let installed = match query_text(
         env,
         &client,
-        &database,
+        database,
         "installed extensions",
         super::EXTENSIONS_SQL,
     )
@@ -342,11 +357,11 @@ pub async fn database_extensions<E: Env>(
         Ok(i) => i,
         Err(e) => return failed(e),
     };
-    let mut ops = super::plan_extensions(&database, &installed, &t.wanted);
-    ops.push(t.marker_op());
+    let mut ops = super::plan_extensions(database, &installed, wanted);
+    ops.extend(marker);
     (
         ops.len(),
-        run_ops(env, &client, &database, &ops, false, tick).await,
+        run_ops(env, &client, database, &ops, false, tick).await,
     )
 }
 

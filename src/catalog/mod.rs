@@ -21,7 +21,7 @@ mod plan_props;
 
 pub use crate::spec::role_options::{RoleAttrs, RoleOptionError, parse_role_options};
 pub use model::Model;
-pub use ops::{DbOption, Op, RoleAttr, Secret};
+pub use ops::{DbOption, Op, RoleAttr, SchemaPrivilege, Secret};
 pub use plan::{
     ExtensionTarget, PlanError, extension_targets, plan, plan_extensions, stored_password,
     wanted_extensions,

@@ -447,6 +447,15 @@ impl Model {
                     }
                 }
             }
+            // Schema privileges are not part of the model (no spec field
+            // grants them): Postgres refuses only an unknown role (the
+            // quoted "public" is a role name, not the PUBLIC keyword).
+            Op::GrantSchemaPrivileges { database, role, .. } => {
+                self.connectable(database)?;
+                if !self.roles.contains_key(role) {
+                    return Err(format!("role {role:?} does not exist"));
+                }
+            }
             Op::SetExtensionsMarker { database, value } => {
                 self.connectable(database)?;
                 if let Some(d) = self.databases.get_mut(database) {

@@ -149,6 +149,42 @@ pub enum Op {
     /// extensions it now has, so that the next snapshot shows whether the
     /// database needs a visit (see `super::plan::extension_targets`).
     SetExtensionsMarker { database: String, value: String },
+    /// `GRANT USAGE, CREATE ON SCHEMA "schema" TO "role"`, inside
+    /// `database` (the internal listener's `POST /grants`).
+    GrantSchemaPrivileges {
+        database: String,
+        schema: String,
+        privileges: Vec<SchemaPrivilege>,
+        role: String,
+    },
+}
+
+/// A privilege `POST /grants` may grant on a schema (Neon grants these two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SchemaPrivilege {
+    Usage,
+    Create,
+}
+
+impl SchemaPrivilege {
+    /// Every privilege, in the order they are rendered.
+    pub const ALL: [SchemaPrivilege; 2] = [SchemaPrivilege::Usage, SchemaPrivilege::Create];
+
+    /// Its SQL keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            SchemaPrivilege::Usage => "USAGE",
+            SchemaPrivilege::Create => "CREATE",
+        }
+    }
+
+    /// Parses a keyword in any case; `None` for any other privilege.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.keyword().eq_ignore_ascii_case(s))
+    }
 }
 
 impl Op {
@@ -160,7 +196,8 @@ impl Op {
             | Op::CreateExtension { database, .. }
             | Op::SetExtensionSchema { database, .. }
             | Op::UpdateExtension { database, .. }
-            | Op::SetExtensionsMarker { database, .. } => Some(database),
+            | Op::SetExtensionsMarker { database, .. }
+            | Op::GrantSchemaPrivileges { database, .. } => Some(database),
             _ => None,
         }
     }
@@ -187,6 +224,7 @@ impl Op {
             Op::SetExtensionSchema { .. } => "set_extension_schema",
             Op::UpdateExtension { .. } => "update_extension",
             Op::SetExtensionsMarker { .. } => "set_extensions_marker",
+            Op::GrantSchemaPrivileges { .. } => "grant_schema_privileges",
         }
     }
 }

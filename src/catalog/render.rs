@@ -181,6 +181,20 @@ fn render_with(op: &Op, redact: bool) -> String {
                 quote_literal(version)
             )
         }
+        Op::GrantSchemaPrivileges {
+            schema,
+            privileges,
+            role,
+            ..
+        } => {
+            let privileges: Vec<&str> = privileges.iter().map(|p| p.keyword()).collect();
+            format!(
+                "GRANT {} ON SCHEMA {} TO {}",
+                privileges.join(", "),
+                q(schema),
+                q(role)
+            )
+        }
         Op::SetExtensionsMarker { database, value } => format!(
             "ALTER DATABASE {} SET {EXTENSIONS_MARKER} TO {}",
             q(database),
@@ -200,6 +214,7 @@ impl std::fmt::Display for Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ops::SchemaPrivilege;
 
     #[test]
     fn renders_hostile_names_and_options() {
@@ -267,6 +282,16 @@ mod tests {
             member: "m".into(),
         };
         assert_eq!(render(&grant), r#"GRANT "g""" TO "m""#);
+        let schema = Op::GrantSchemaPrivileges {
+            database: "d".into(),
+            schema: "s\"".into(),
+            privileges: vec![SchemaPrivilege::Usage, SchemaPrivilege::Create],
+            role: "r".into(),
+        };
+        assert_eq!(
+            render(&schema),
+            r#"GRANT USAGE, CREATE ON SCHEMA "s""" TO "r""#
+        );
         let db = Op::AlterDatabaseOptions {
             name: "d".into(),
             options: vec![

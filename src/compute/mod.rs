@@ -5,6 +5,7 @@
 mod config_check;
 mod deprecations;
 mod durable;
+mod internal_ops;
 mod promote;
 mod replication;
 mod safekeeper_move;

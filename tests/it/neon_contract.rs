@@ -285,8 +285,25 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     api.check("GET", "/insights", &r);
     assert_eq!(r.json()["pg_stat_statements"], json!([]));
 
-    // The internal listener (loopback, no auth): install an extension, grant on a schema.
+    // The internal listener (loopback, no auth): install an extension, move
+    // it to another version, grant on a schema.
     let internal = |path: &str| format!("http://127.0.0.1:{internal_port}{path}");
+    let old = json!({"extension": "pg_stat_statements", "database": "postgres", "version": "1.9"});
+    let r = Reply::read(
+        c.client
+            .post(internal("/extensions"))
+            .json(&old)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        c.sql_value("SELECT extversion || ' in ' || extnamespace::regnamespace FROM pg_extension WHERE extname = 'pg_stat_statements'")
+            .await,
+        "1.9 in public"
+    );
     let ext = json!({"extension": "pg_stat_statements", "database": "postgres", "version": "1.10"});
     let r = Reply::read(
         c.client
@@ -348,6 +365,25 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.text);
+    // A role Postgres does not know: 500 with Postgres' own reason.
+    let ghost = json!({"database": "postgres", "schema": "public", "privileges": ["usage"], "role": "nobody_here"});
+    let r = Reply::read(
+        c.client
+            .post(internal("/grants"))
+            .json(&ghost)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"nobody_here\" does not exist")),
+        "{}",
+        r.text
+    );
 
     // The catalog, in Neon's shape.
     let r = send(&c, "GET", "/dbs_and_roles", None, true).await;

@@ -27,11 +27,10 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::quote::{quote_ident, quote_literal};
+use crate::catalog::SchemaPrivilege;
 use crate::env::{Env, timeout};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiJson};
-use crate::pg;
 use crate::refresh::{self, RefreshHandle};
 
 /// Bounds one request's SQL.
@@ -61,9 +60,6 @@ pub struct GrantsRequest {
     pub role: String,
 }
 
-/// The schema privileges Neon grants.
-pub const SCHEMA_PRIVILEGES: &[&str] = &["USAGE", "CREATE"];
-
 fn running<E: Env>(state: &AppState<E>) -> Result<(), ApiError> {
     let status = state.compute.subscribe().borrow().status;
     super::require_running(status, "retry once it runs")
@@ -79,30 +75,12 @@ fn name_ok(what: &str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Runs `sql` in `database` as the supervisor.
-async fn exec<E: Env>(state: &AppState<E>, database: &str, sql: &str) -> Result<(), ApiError> {
-    let compute = &state.compute;
-    let target = compute.params.conn.with_dbname(database);
-    let work = async {
-        let client = pg::connect(&compute.env, &target, INTERNAL_TIMEOUT, INTERNAL_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
-        client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| pg::describe_error(&e))
-    };
-    match timeout(&compute.env, INTERNAL_TIMEOUT, work).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(reason)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{sql} failed in database {database:?}: {reason}"),
-        )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{sql} in database {database:?}: {e}"),
-        )),
-    }
+/// A catalog failure of an internal request: 500 with Postgres' reason.
+fn failed(what: &str, database: &str, e: crate::catalog::CatalogError) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{what} in database {database:?} failed: {e}"),
+    )
 }
 
 /// `POST /extensions`.
@@ -116,15 +94,12 @@ pub async fn extensions<E: Env>(
     if req.version.is_empty() || req.version.contains('\0') {
         return Err(ApiError::bad_request("version must be a non-empty string"));
     }
-    let ext = quote_ident(&req.extension);
-    let version = quote_literal(&req.version);
-    // Creates it at that version (in `public`, as a user's session would:
-    // the supervisor's own sessions pin search_path to pg_catalog), or moves
-    // an installed one to it.
-    let sql = format!(
-        "SET search_path TO public; CREATE EXTENSION IF NOT EXISTS {ext} WITH VERSION {version}; ALTER EXTENSION {ext} UPDATE TO {version}"
-    );
-    exec(&state, &req.database, &sql).await?;
+    let work = state
+        .compute
+        .install_extension(&req.database, &req.extension, &req.version);
+    bounded(&state, work)
+        .await?
+        .map_err(|e| failed("installing the extension", &req.database, e))?;
     tracing::info!(extension = %req.extension, database = %req.database, version = %req.version, "extension installed");
     // 201, as Neon's.
     Ok((
@@ -147,29 +122,46 @@ pub async fn grants<E: Env>(
     name_ok("role", &req.role)?;
     let mut privileges = Vec::new();
     for p in &req.privileges {
-        let up = p.to_ascii_uppercase();
-        if !SCHEMA_PRIVILEGES.contains(&up.as_str()) {
+        let Some(privilege) = SchemaPrivilege::parse(p) else {
+            let names: Vec<&str> = SchemaPrivilege::ALL.iter().map(|p| p.keyword()).collect();
             return Err(ApiError::bad_request(format!(
                 "privilege {p:?} cannot be granted on a schema here; use {}",
-                SCHEMA_PRIVILEGES.join(" or ")
+                names.join(" or ")
             )));
+        };
+        if !privileges.contains(&privilege) {
+            privileges.push(privilege);
         }
-        privileges.push(up);
     }
     if privileges.is_empty() {
         return Err(ApiError::bad_request(
             "privileges is empty; name USAGE and/or CREATE",
         ));
     }
-    let sql = format!(
-        "GRANT {} ON SCHEMA {} TO {}",
-        privileges.join(", "),
-        quote_ident(&req.schema),
-        quote_ident(&req.role)
-    );
-    exec(&state, &req.database, &sql).await?;
-    tracing::info!(%sql, database = %req.database, "granted");
+    let work =
+        state
+            .compute
+            .grant_schema_privileges(&req.database, &req.schema, privileges, &req.role);
+    bounded(&state, work)
+        .await?
+        .map_err(|e| failed("the schema grant", &req.database, e))?;
+    tracing::info!(database = %req.database, schema = %req.schema, role = %req.role, "schema privileges granted");
     Ok((StatusCode::CREATED, Json(req)))
+}
+
+/// Bounds an internal request's catalog work by [`INTERNAL_TIMEOUT`].
+async fn bounded<E: Env, T>(
+    state: &AppState<E>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, ApiError> {
+    timeout(&state.compute.env, INTERNAL_TIMEOUT, work)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the request's catalog work: {e} (is a lock held? see pg_locks)"),
+            )
+        })
 }
 
 /// `POST /refresh_configuration`: hands a refresh request to the refresher
