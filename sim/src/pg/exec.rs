@@ -450,6 +450,14 @@ fn apply(
             }
             cmd("ALTER DATABASE")
         }
+        // Schema privileges are not modelled (no spec field grants them);
+        // an unknown role is refused as Postgres refuses it.
+        Op::GrantSchemaPrivileges { role, .. } => {
+            if !cat.roles.contains_key(role) {
+                return Err(no_role(role));
+            }
+            cmd("GRANT")
+        }
         Op::SetExtensionsMarker { database, value } => {
             let d = cat
                 .databases
