@@ -126,9 +126,9 @@ pub enum Submitted {
 
 /// The supervisor of one compute.
 pub struct Compute<E: Env> {
-    pub env: E,
-    pub params: ComputeParams,
-    pub metrics: Metrics,
+    env: E,
+    params: ComputeParams,
+    metrics: Metrics,
     state: watch::Sender<ComputeState>,
     /// What a reconfigure compares against to report pending restarts; set
     /// once, when Postgres is started.
@@ -227,6 +227,23 @@ impl<E: Env> Compute<E> {
             judged_settings: std::sync::Mutex::new(config_check::Judged::new()),
             spans: trace::Spans::default(),
         })
+    }
+
+    /// The environment every effect of this compute goes through.
+    pub fn env(&self) -> &E {
+        &self.env
+    }
+
+    /// What is not in the spec (paths, the `-C` target, timeouts); fixed
+    /// once the compute is made.
+    pub fn params(&self) -> &ComputeParams {
+        &self.params
+    }
+
+    /// The compute's metrics (`/metrics`), for the edges that count into
+    /// them or render them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A copy of the current state.

@@ -364,7 +364,7 @@ async fn auth_rejections_match_the_document() {
     .unwrap();
     let app = router(c.clone(), Some(auth));
     let exp = c
-        .env
+        .env()
         .wall_clock()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

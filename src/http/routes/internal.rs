@@ -82,9 +82,9 @@ fn name_ok(what: &str, v: &str) -> Result<(), ApiError> {
 /// Runs `sql` in `database` as the supervisor.
 async fn exec<E: Env>(state: &AppState<E>, database: &str, sql: &str) -> Result<(), ApiError> {
     let compute = &state.compute;
-    let target = compute.params.conn.with_dbname(database);
+    let target = compute.params().conn.with_dbname(database);
     let work = async {
-        let client = pg::connect(&compute.env, &target, INTERNAL_TIMEOUT, INTERNAL_TIMEOUT)
+        let client = pg::connect(compute.env(), &target, INTERNAL_TIMEOUT, INTERNAL_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
         client
@@ -92,7 +92,7 @@ async fn exec<E: Env>(state: &AppState<E>, database: &str, sql: &str) -> Result<
             .await
             .map_err(|e| pg::describe_error(&e))
     };
-    match timeout(&compute.env, INTERNAL_TIMEOUT, work).await {
+    match timeout(compute.env(), INTERNAL_TIMEOUT, work).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
