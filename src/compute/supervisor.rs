@@ -234,27 +234,25 @@ impl<E: Env> Compute<E> {
 
     /// The catalog apply as a guarded phase. When a terminate or a
     /// postmaster exit interrupts it, the log says how far it got (statements
-    /// executed of planned, from the metrics' counters), so the partial state
-    /// is known (counted per statement as each answer is read, so never more
-    /// than ran); the next apply plans from what the catalog then holds.
+    /// executed of planned, from its progress handle, counted per statement
+    /// as each answer is read, so never more than ran), so the partial state
+    /// is known; the next apply plans from what the catalog then holds.
     pub(super) async fn guarded_catalog(
         &self,
         postmaster: &mut Option<Postmaster>,
         spec: &ComputeSpec,
         operation: &'static str,
     ) -> Result<Result<catalog::CatalogReport, catalog::CatalogError>, Interrupted> {
-        let planned0 = self.metrics.statements(operation, "planned");
-        let executed0 = self.metrics.statements(operation, "executed");
+        let progress = catalog::Progress::new(&self.metrics, operation);
         let out = self
             .guarded(
                 postmaster,
-                catalog::apply(&self.env, &self.params, spec, &self.metrics, operation)
+                catalog::apply(&self.env, &self.params, spec, &progress)
                     .instrument(self.spans.current_phase()),
             )
             .await;
         if let Err(why) = &out {
-            let planned = self.metrics.statements(operation, "planned") - planned0;
-            let executed = self.metrics.statements(operation, "executed") - executed0;
+            let (planned, executed) = (progress.planned(), progress.executed());
             let (by, cause) = match why {
                 Interrupted::Terminate => ("a terminate request", "terminate"),
                 Interrupted::PostmasterExited(_) => ("the postmaster's exit", "postmaster_exit"),
