@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::compute::{Compute, ComputeParams, RunOutcome, SubmitError};
+use crate::compute::{Compute, ComputeParams, FailReason, RunOutcome, SubmitError};
 use crate::env::{Env, timeout};
 use crate::http::{self, AuthSlot, ServeLimits};
 use crate::refresh::RefreshHandle;
@@ -400,7 +400,7 @@ async fn fetch_into<E: Env>(
             Ok(fetched) => {
                 if let Some(jwks) = &fetched.jwks {
                     if let Err(e) = auth.set_jwks(jwks, compute.params().compute_id.clone()) {
-                        compute.fail(format!("the control plane's compute_ctl_config.jwks cannot be used: {e}"));
+                        compute.fail(FailReason::SpecSource(format!("the control plane's compute_ctl_config.jwks cannot be used: {e}")));
                         return;
                     }
                 }
@@ -408,7 +408,7 @@ async fn fetch_into<E: Env>(
                     tracing::warn!(error = %e, "spec from the control plane not used");
                 }
             }
-            Err(e) => compute.fail(format!("cannot get a spec from the control plane: {e}")),
+            Err(e) => compute.fail(FailReason::SpecSource(format!("cannot get a spec from the control plane: {e}"))),
         },
     }
 }
@@ -433,9 +433,9 @@ async fn enforce_pg_init_timeout<E: Env>(compute: Arc<Compute<E>>, limit: Durati
     tokio::select! {
         biased;
         _ = started => {}
-        () = compute.env().sleep(limit) => compute.fail(format!(
+        () = compute.env().sleep(limit) => compute.fail(FailReason::InitTimeout(format!(
             "Postgres was not running {} s after the spec arrived (--pg-init-timeout); see the Postgres log lines above, or raise --pg-init-timeout",
             limit.as_secs()
-        )),
+        ))),
     }
 }

@@ -211,6 +211,12 @@ async fn responses_without_postgres_match_the_document() {
     let (_c2, app2, run2) = running(&dir2);
     expect(check(&mut api, &app2, configure(spec("op-3"))).await, 500);
     let _ = run2.await.unwrap();
+    // Its /status says what failed, by kind too.
+    let (code, body) = check(&mut api, &app2, get("/status")).await;
+    expect((code, body.clone()), 200);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["status"], "failed", "{body}");
+    assert_eq!(status["failure_kind"], "initdb", "{body}");
     // 412: failed accepts no configure.
     expect(check(&mut api, &app2, configure(spec("op-4"))).await, 412);
 
@@ -293,6 +299,22 @@ async fn responses_without_postgres_match_the_document() {
         seen,
         [200, 201, 400, 404, 405, 409, 412, 413, 500, 501, 503]
     );
+}
+
+/// `/status.failure_kind` declares exactly the kinds the library names.
+#[test]
+fn failure_kinds_are_declared() {
+    let api = OpenApi::load();
+    let declared: Vec<Value> = api.doc["components"]["schemas"]["FailureKind"]["enum"]
+        .as_array()
+        .expect("FailureKind lists its values")
+        .clone();
+    let mut want: Vec<Value> = compute_ctl::compute::FailReason::KINDS
+        .iter()
+        .map(|k| Value::from(*k))
+        .collect();
+    want.push(Value::Null);
+    assert_eq!(declared, want);
 }
 
 /// The checker itself catches drift: undeclared codes, wrong content types,

@@ -72,7 +72,9 @@ async fn one_configure_at_a_time_others_409_status_stays_fast() {
         rx.try_recv().is_err(),
         "the accepted configure must still be waiting"
     );
-    c.fail("injected failure".into());
+    c.fail(crate::compute::FailReason::WriteConfig(
+        "injected failure".into(),
+    ));
     let (what, r) = timeout(c.env(), DEADLINE, rx.recv())
         .await
         .unwrap()
@@ -104,7 +106,7 @@ async fn a_duplicate_joins_the_operation_in_flight() {
     let other = configure_body(spec("op-other"));
     let r = send(&app, request(Method::POST, "/configure", Some(&other))).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    c.fail("injected".into());
+    c.fail(crate::compute::FailReason::WriteConfig("injected".into()));
     let first = timeout(c.env(), DEADLINE, first).await.unwrap().unwrap();
     let second = timeout(c.env(), DEADLINE, second).await.unwrap();
     for r in [first, second] {
