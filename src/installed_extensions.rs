@@ -37,9 +37,9 @@ pub enum CollectError {
 
 /// Counts the installed extensions of every database that accepts connections.
 pub async fn collect<E: Env>(compute: &Compute<E>) -> Result<Counts, CollectError> {
-    let conn = &compute.params.conn;
+    let conn = &compute.params().conn;
     let work = async {
-        let client = pg::connect(&compute.env, conn, QUERY_TIMEOUT, QUERY_TIMEOUT).await?;
+        let client = pg::connect(compute.env(), conn, QUERY_TIMEOUT, QUERY_TIMEOUT).await?;
         let rows = client
             .query(
                 "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn \
@@ -55,7 +55,7 @@ pub async fn collect<E: Env>(compute: &Compute<E>) -> Result<Counts, CollectErro
         let mut counts = Counts::new();
         for db in databases {
             let client = pg::connect(
-                &compute.env,
+                compute.env(),
                 &conn.with_dbname(&db),
                 QUERY_TIMEOUT,
                 QUERY_TIMEOUT,
@@ -78,7 +78,7 @@ pub async fn collect<E: Env>(compute: &Compute<E>) -> Result<Counts, CollectErro
         Ok(counts)
     };
     // One deadline per database, plus the listing.
-    match timeout(&compute.env, QUERY_TIMEOUT * 4, work).await {
+    match timeout(compute.env(), QUERY_TIMEOUT * 4, work).await {
         Ok(r) => r,
         Err(_) => Err(CollectError::Timeout(QUERY_TIMEOUT * 4)),
     }
@@ -106,7 +106,7 @@ pub async fn run<E: Env>(compute: Arc<Compute<E>>, interval: Duration) {
         match collect(&compute).await {
             Ok(counts) => {
                 failing = false;
-                compute.metrics.set_installed_extensions(&counts);
+                compute.metrics().set_installed_extensions(&counts);
             }
             Err(e) if !failing => {
                 failing = true;
@@ -123,7 +123,7 @@ pub async fn run<E: Env>(compute: Arc<Compute<E>>, interval: Duration) {
         tokio::select! {
             biased;
             _ = stopping => return,
-            () = compute.env.sleep(interval) => {}
+            () = compute.env().sleep(interval) => {}
         }
     }
 }

@@ -255,8 +255,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let node = Node::bind(TokioEnv::new(), config).await?;
     let stop = spawn_signal_handler(node.compute().clone())?;
     tracing::info!(
-        pgdata = %node.compute().params.pgdata.display(),
-        postgres = %node.compute().params.pgbin.display(),
+        pgdata = %node.compute().params().pgdata.display(),
+        postgres = %node.compute().params().pgbin.display(),
         pid = std::process::id(),
         "compute_ctl started"
     );

@@ -320,13 +320,6 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// The catalog statements of `operation` with `outcome` counted so far.
-    pub fn statements(&self, operation: &'static str, outcome: &'static str) -> u64 {
-        self.statements
-            .get_or_create(&StatementLabel { operation, outcome })
-            .get()
-    }
-
     /// Counts one HTTP response; `route` is the matched route pattern (never
     /// the raw path, so unknown paths cannot blow up the label space).
     pub fn count_http_request(&self, route: &str, method: &str, code: u16) {

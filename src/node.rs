@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::compute::{Compute, ComputeParams, RunOutcome, SubmitError};
+use crate::compute::{Compute, ComputeParams, FailReason, RunOutcome, SubmitError};
 use crate::env::{Env, timeout};
 use crate::http::{self, AuthSlot, ServeLimits};
 use crate::refresh::RefreshHandle;
@@ -250,7 +250,7 @@ where
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let tls_watcher = http_tls
             .as_ref()
-            .map(|t| tokio::spawn(t.clone().watch(compute.env.clone())));
+            .map(|t| tokio::spawn(t.clone().watch(compute.env().clone())));
         let server = tokio::spawn(http::serve_tls_with_limits(
             external,
             http::router_with_auth(compute.clone(), auth.clone()),
@@ -333,7 +333,7 @@ where
             w.abort();
         }
         let drain = config.http_drain_timeout;
-        match timeout(&compute.env, drain, server).await {
+        match timeout(compute.env(), drain, server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
@@ -373,7 +373,7 @@ async fn linger<E: Env>(compute: &Compute<E>, d: Duration, stop: &StopSignal) {
     tokio::select! {
         biased;
         () = stop.wait() => {}
-        () = compute.env.sleep(d) => {}
+        () = compute.env().sleep(d) => {}
     }
 }
 
@@ -396,11 +396,11 @@ async fn fetch_into<E: Env>(
     tokio::select! {
         biased;
         _ = superseded => {}
-        fetched = crate::spec_source::fetch(&compute.env, &source, &ctx, &policy) => match fetched {
+        fetched = crate::spec_source::fetch(compute.env(), &source, &ctx, &policy) => match fetched {
             Ok(fetched) => {
                 if let Some(jwks) = &fetched.jwks {
-                    if let Err(e) = auth.set_jwks(jwks, compute.params.compute_id.clone()) {
-                        compute.fail(format!("the control plane's compute_ctl_config.jwks cannot be used: {e}"));
+                    if let Err(e) = auth.set_jwks(jwks, compute.params().compute_id.clone()) {
+                        compute.fail(FailReason::SpecSource(format!("the control plane's compute_ctl_config.jwks cannot be used: {e}")));
                         return;
                     }
                 }
@@ -408,7 +408,7 @@ async fn fetch_into<E: Env>(
                     tracing::warn!(error = %e, "spec from the control plane not used");
                 }
             }
-            Err(e) => compute.fail(format!("cannot get a spec from the control plane: {e}")),
+            Err(e) => compute.fail(FailReason::SpecSource(format!("cannot get a spec from the control plane: {e}"))),
         },
     }
 }
@@ -433,9 +433,9 @@ async fn enforce_pg_init_timeout<E: Env>(compute: Arc<Compute<E>>, limit: Durati
     tokio::select! {
         biased;
         _ = started => {}
-        () = compute.env.sleep(limit) => compute.fail(format!(
+        () = compute.env().sleep(limit) => compute.fail(FailReason::InitTimeout(format!(
             "Postgres was not running {} s after the spec arrived (--pg-init-timeout); see the Postgres log lines above, or raise --pg-init-timeout",
             limit.as_secs()
-        )),
+        ))),
     }
 }

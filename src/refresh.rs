@@ -227,7 +227,7 @@ pub async fn refresher<E: Env>(
         tokio::select! {
             biased;
             () = until_ended(compute) => return,
-            () = compute.env.sleep(pause) => {}
+            () = compute.env().sleep(pause) => {}
         }
         if !requests.has_changed().unwrap_or(false) {
             // Nobody asked again during the pause: the next request is a new episode.
@@ -242,7 +242,8 @@ pub async fn refresh_once<E: Env>(
     source: &SpecSource,
     ctx: &ValidationContext,
 ) -> Outcome {
-    let mut spec = match spec_source::fetch_once(&compute.env, source, ctx, REQUEST_TIMEOUT).await {
+    let mut spec = match spec_source::fetch_once(compute.env(), source, ctx, REQUEST_TIMEOUT).await
+    {
         Ok(Answer::Spec(fetched)) => fetched.spec,
         Ok(Answer::NotYet) => return Outcome::NoSpec,
         Err(e) => return Outcome::Failed(e.to_string()),
@@ -261,7 +262,7 @@ pub async fn refresh_once<E: Env>(
     if spec.operation_uuid.is_some() && spec.operation_uuid == running.operation_uuid {
         spec.operation_uuid = None;
     }
-    let mut problems = crate::spec::validate_advertise(&spec, &compute.params.advertised());
+    let mut problems = crate::spec::validate_advertise(&spec, &compute.params().advertised());
     if st.postgres_started {
         problems.extend(crate::spec::validate_change(running, &spec));
     }
@@ -288,7 +289,7 @@ pub async fn refresh_once<E: Env>(
 /// a new spec) asks for a refresh, every [`WATCH_INTERVAL`] while it lasts;
 /// the refresher's pauses pace the pulls.
 pub async fn watch_replica<E: Env>(compute: &Compute<E>, handle: &RefreshHandle, after: Duration) {
-    let env = &compute.env;
+    let env = compute.env();
     let mut rx = compute.subscribe();
     let mut last_streamed = None;
     let mut seen_generation = None;

@@ -174,7 +174,7 @@ pub async fn stages(
         user: SUPERUSER.into(),
         dbname: "postgres".into(),
     };
-    let mut params = c.compute.params.clone();
+    let mut params = c.compute.params().clone();
     params.pgdata = scratch.path("pgdata");
     std::fs::create_dir_all(&params.pgdata)?;
     let env = TokioEnv::new();

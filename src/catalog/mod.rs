@@ -33,6 +33,8 @@ pub use snapshot::{
     Snapshot, SnapshotError, parse_extensions, parse_snapshot,
 };
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::env::Env;
 use crate::metrics::Metrics;
 use crate::params::ComputeParams;
@@ -88,35 +90,75 @@ pub enum CatalogError {
     },
 }
 
-/// Counts statements into the report and the metrics.
-struct Tally<'a> {
+/// How far an apply got, counted as it runs: statements planned, and
+/// statements whose answers were read (each committed on its own). The
+/// counts also go to the metrics, labelled with the operation. The caller
+/// keeps the handle, so it still knows how far the apply got when it stops
+/// waiting for it (a terminate, the postmaster's exit).
+pub struct Progress<'a> {
     metrics: &'a Metrics,
     operation: &'static str,
+    planned: AtomicU64,
+    executed: AtomicU64,
+}
+
+impl<'a> Progress<'a> {
+    /// A handle for an apply of `operation` ("start", "reconfigure",
+    /// "promote"), counting into `metrics` too.
+    pub fn new(metrics: &'a Metrics, operation: &'static str) -> Self {
+        Self {
+            metrics,
+            operation,
+            planned: AtomicU64::new(0),
+            executed: AtomicU64::new(0),
+        }
+    }
+
+    /// Statements planned so far (per-database extension work is planned as
+    /// each database is visited).
+    pub fn planned(&self) -> u64 {
+        self.planned.load(Ordering::Relaxed)
+    }
+
+    /// Statements whose answers were read so far.
+    pub fn executed(&self) -> u64 {
+        self.executed.load(Ordering::Relaxed)
+    }
+
+    fn count_planned(&self, n: u64) {
+        self.planned.fetch_add(n, Ordering::Relaxed);
+        self.metrics.count_statements(self.operation, "planned", n);
+    }
+
+    /// One statement answered (see [`execute::Tick`]).
+    fn count_executed(&self) {
+        self.executed.fetch_add(1, Ordering::Relaxed);
+        self.metrics.count_statements(self.operation, "executed", 1);
+    }
+}
+
+/// Counts statements into the report and the progress handle.
+struct Tally<'p, 'm> {
+    progress: &'p Progress<'m>,
     report: CatalogReport,
 }
 
-impl Tally<'_> {
+impl Tally<'_, '_> {
     fn planned(&mut self, n: usize) {
         self.report.planned += n as u64;
-        self.metrics
-            .count_statements(self.operation, "planned", n as u64);
+        self.progress.count_planned(n as u64);
     }
 
-    /// Adds an outcome (its executed statements were counted in the
-    /// metrics as they ran); returns its error.
+    /// Adds an outcome (its executed statements were counted as they
+    /// ran); returns its error.
     fn outcome(&mut self, o: execute::RunOutcome) -> Option<CatalogError> {
         self.report.executed += o.executed;
         self.report.failed += o.failed;
-        self.metrics
-            .count_statements(self.operation, "failed", o.failed);
+        self.progress
+            .metrics
+            .count_statements(self.progress.operation, "failed", o.failed);
         o.error
     }
-}
-
-/// Counts one statement of `operation` in the metrics as it runs (see
-/// [`execute::Tick`]).
-fn ticker(metrics: &Metrics, operation: &'static str) -> impl Fn() + Sync {
-    move || metrics.count_statements(operation, "executed", 1)
 }
 
 /// Reads what the catalog holds now (for `GET /dbs_and_roles`): one
@@ -139,13 +181,13 @@ pub async fn read_snapshot<E: Env>(
 
 /// Brings roles, databases and extensions in line with the spec: one
 /// snapshot, one plan, then its statements; then the extensions of each
-/// database. `operation` ("start" or "reconfigure") labels the metrics.
+/// database. `progress` counts how far it got as it runs (and labels the
+/// metrics with its operation).
 pub async fn apply<E: Env>(
     env: &E,
     params: &ComputeParams,
     spec: &ComputeSpec,
-    metrics: &Metrics,
-    operation: &'static str,
+    progress: &Progress<'_>,
 ) -> Result<CatalogReport, CatalogError> {
     let own_db = params.conn.dbname.as_str();
     let main = execute::open(env, &params.conn).await?;
@@ -161,19 +203,18 @@ pub async fn apply<E: Env>(
     let ops = plan(&snapshot, spec, own_db)?;
     let concurrency = execute::concurrency(spec.reconfigure_concurrency, snapshot.max_connections);
     let mut tally = Tally {
-        metrics,
-        operation,
+        progress,
         report: CatalogReport::default(),
     };
     tally.planned(ops.len());
     tracing::info!(
-        operation,
+        operation = progress.operation,
         statements = ops.len(),
         concurrency,
         "catalog plan"
     );
 
-    let tick = ticker(tally.metrics, tally.operation);
+    let tick = || progress.count_executed();
     let tick: execute::Tick<'_> = &tick;
     for (kind, run) in execute::runs(&ops) {
         let error = match kind {
@@ -229,9 +270,10 @@ async fn apply_extensions<E: Env>(
     snapshot: &Snapshot,
     ops: &[Op],
     concurrency: usize,
-    tally: &mut Tally<'_>,
+    tally: &mut Tally<'_, '_>,
 ) -> Result<(), CatalogError> {
-    let tick = ticker(tally.metrics, tally.operation);
+    let progress = tally.progress;
+    let tick = || progress.count_executed();
     let tick: execute::Tick<'_> = &tick;
     let mut model = Model::from_snapshot(snapshot);
     for op in ops {

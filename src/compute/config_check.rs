@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::Compute;
+use super::{Compute, FailReason};
 use crate::env::{Env, Signal};
 use crate::pg;
 use crate::spec::{ComputeSpec, SpecProblem};
@@ -165,14 +165,14 @@ impl<E: Env> Compute<E> {
         spec: &ComputeSpec,
         previous: Option<&ComputeSpec>,
         pid: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), FailReason> {
         let contexts = self.restart_basis.get().map(|b| &b.contexts);
         let refused = match pg::refused_settings(&self.env, &self.params, contexts).await {
             Ok(r) => r,
             Err(e) => {
-                return Err(format!(
+                return Err(FailReason::Reload(format!(
                     "the new config was written and Postgres reloaded, but whether Postgres took it is unknown: {e}; send the configure again"
-                ));
+                )));
             }
         };
         if refused.is_empty() {
@@ -210,10 +210,10 @@ impl<E: Env> Compute<E> {
         } else {
             "the previous config could not be put back"
         };
-        Err(format!(
+        Err(FailReason::ConfigRefused(format!(
             "Postgres refused the new config: {}; {after}; fix the spec and send it again",
             lines.join("; ")
-        ))
+        )))
     }
 
     /// Writes `previous`'s config back and reloads Postgres.

@@ -12,7 +12,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde::Serialize;
 
-use super::{Compute, ms};
+use super::phase::{Phase, Stage};
+use super::phase_run::Stop;
+use super::{Compute, FailReason, ms};
 use crate::env::Env;
 use crate::spec::{ComputeMode, ComputeSpec};
 use crate::storage::{
@@ -40,15 +42,6 @@ pub struct SafekeepersState {
     pub quorum: QuorumStatus,
 }
 
-/// What the safekeeper phases of a start took.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct DurableTimings {
-    pub catch_up: Duration,
-    pub promote: Duration,
-    pub announce: Duration,
-    pub quorum: Duration,
-}
-
 /// Whether `spec` is a primary whose commits wait for safekeepers.
 pub(super) fn is_durable(spec: &ComputeSpec) -> bool {
     spec.mode == ComputeMode::Primary && !spec.safekeeper_connstrings.is_empty()
@@ -56,7 +49,7 @@ pub(super) fn is_durable(spec: &ComputeSpec) -> bool {
 
 impl<E: Env> Compute<E> {
     /// Our own Postgres, as a storage endpoint (the `-C` target).
-    pub(super) fn own_endpoint(&self) -> Result<Endpoint, String> {
+    pub(super) fn own_endpoint(&self) -> Result<Endpoint, FailReason> {
         let c = &self.params.conn;
         Endpoint::parse(
             &format!(
@@ -65,12 +58,12 @@ impl<E: Env> Compute<E> {
             ),
             &c.user,
         )
-        .map_err(|e| format!("the -C target cannot be used: {e}"))
+        .map_err(|e| FailReason::Connstr(format!("the -C target cannot be used: {e}")))
     }
 
-    pub(super) fn safekeepers_of(&self, spec: &ComputeSpec) -> Result<Vec<Safekeeper>, String> {
+    pub(super) fn safekeepers_of(&self, spec: &ComputeSpec) -> Result<Vec<Safekeeper>, FailReason> {
         storage::safekeepers(&spec.safekeeper_connstrings, &self.params.conn.user)
-            .map_err(|e| format!("safekeeper_connstrings: {e}"))
+            .map_err(|e| FailReason::Connstr(format!("safekeeper_connstrings: {e}")))
     }
 
     /// Step 2 of a durable start: the base backup source and the safekeeper
@@ -79,7 +72,7 @@ impl<E: Env> Compute<E> {
         &self,
         spec: &ComputeSpec,
         answers: &[SafekeeperAnswer],
-    ) -> Result<CatchUpPlan, String> {
+    ) -> Result<CatchUpPlan, FailReason> {
         let sks = self.safekeepers_of(spec)?;
         let name = self.params.compute_id.as_deref().unwrap_or("compute_ctl");
         let plan = storage::plan_catch_up(
@@ -90,7 +83,8 @@ impl<E: Env> Compute<E> {
             &self.params.conn.user,
             name,
         )
-        .await?;
+        .await
+        .map_err(FailReason::BackupSource)?;
         tracing::info!(backup_from = %plan.backup_shown, catch_up_from = %plan.stream_shown, target = %plan.target, "catch-up planned: the new primary replays up to the most advanced safekeeper before it promotes");
         Ok(plan)
     }
@@ -101,7 +95,7 @@ impl<E: Env> Compute<E> {
         &self,
         spec: &ComputeSpec,
         plan: &CatchUpPlan,
-    ) -> Result<crate::pg::Prepared, String> {
+    ) -> Result<crate::pg::Prepared, FailReason> {
         let prepared = crate::pg::prepare_pgdata_from(
             &self.env,
             &self.params,
@@ -109,89 +103,107 @@ impl<E: Env> Compute<E> {
             Some(&plan.backup_source),
         )
         .await
-        .map_err(|e| format!("preparing PGDATA failed: {e}"))?;
+        .map_err(|e| FailReason::BaseBackup(e.to_string()))?;
         storage::prepare_catch_up(&self.env, &self.params.pgdata, plan)
             .await
-            .map_err(|e| format!("preparing the catch-up of the new primary failed: {e}"))?;
+            .map_err(|e| {
+                FailReason::CatchUp(format!(
+                    "preparing the catch-up of the new primary failed: {e}"
+                ))
+            })?;
         Ok(prepared)
     }
 
     /// Steps 4 to 6, once Postgres accepts connections as a standby: replay
     /// up to the plan's target, promote onto a new timeline, announce to
     /// every safekeeper, wait (at most `--quorum-deadline-secs`) for a quorum to
-    /// stream. `Err` is the failure reason, with each safekeeper's state.
+    /// stream. A failure's reason has each safekeeper's state.
     pub(super) async fn promote_and_announce(
         &self,
         spec: &ComputeSpec,
         plan: &CatchUpPlan,
-    ) -> Result<DurableTimings, String> {
+    ) -> Result<(), Stop> {
         let own = self.own_endpoint()?;
         let sks = self.safekeepers_of(spec)?;
-        let mut t = DurableTimings::default();
 
-        self.phase("start.catch_up");
-        let t0 = self.env.now();
-        storage::wait_for_lsn(&self.env, &own, plan.target, CATCH_UP_TIMEOUT)
-            .await
-            .map_err(|e| {
-                format!(
-                    "the new primary did not replay the WAL of the most advanced safekeeper {} up to {}: {e}",
-                    plan.stream_shown, plan.target
-                )
-            })?;
-        t.catch_up = self.env.now() - t0;
-
-        self.phase("start.promote");
-        let t1 = self.env.now();
-        let promoted = storage::promote(&self.env, &own, Duration::from_secs(60))
-            .await
-            .map_err(|e| format!("promoting the new primary failed: {e}"))?;
-        t.promote = self.env.now() - t1;
+        self.phase(Phase::StartCatchUp, async {
+            storage::wait_for_lsn(&self.env, &own, plan.target, CATCH_UP_TIMEOUT)
+                .await
+                .map_err(|e| {
+                    FailReason::CatchUp(format!(
+                        "the new primary did not replay the WAL of the most advanced safekeeper {} up to {}: {e}",
+                        plan.stream_shown, plan.target
+                    ))
+                })
+        })
+        .await?;
+        let promoted = self
+            .phase(Phase::StartPromote, async {
+                storage::promote(&self.env, &own, Duration::from_secs(60))
+                    .await
+                    .map_err(|e| {
+                        FailReason::Promote(format!("promoting the new primary failed: {e}"))
+                    })
+            })
+            .await?;
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
 
-        (t.announce, t.quorum) = self
-            .announce_and_await_quorum(&own, &sks, promoted, ("start.announce", "start.quorum"))
-            .await?;
+        self.announce_and_await_quorum(
+            &own,
+            &sks,
+            promoted,
+            (Phase::StartAnnounce, Phase::StartQuorum),
+        )
+        .await?;
         tracing::info!(
-            catch_up_ms = ms(t.catch_up),
-            promote_ms = ms(t.promote),
-            announce_ms = ms(t.announce),
-            quorum_ms = ms(t.quorum),
+            catch_up_ms = ms(self.took(Stage::CatchUp)),
+            promote_ms = ms(self.took(Stage::Promote)),
+            announce_ms = ms(self.took(Stage::Announce)),
+            quorum_ms = ms(self.took(Stage::Quorum)),
             "a quorum of safekeepers streams from this primary"
         );
-        Ok(t)
+        Ok(())
     }
 
     /// Steps 5 and 6 (also of `POST /promote`, `promote.rs`), once
-    /// `promoted` takes writes: points every safekeeper at this compute,
-    /// then waits (at most `--quorum-deadline-secs`) until a quorum streams
-    /// from it, announcing again to those that do not; records
-    /// `/status.safekeepers`. Returns how long each step took; `Err` is the
-    /// failure reason with each safekeeper's state. `failpoints` mark the
-    /// entry of each step.
+    /// `promoted` takes writes, as the `phases` given: points every
+    /// safekeeper at this compute, then waits (at most
+    /// `--quorum-deadline-secs`) until a quorum streams from it, announcing
+    /// again to those that do not; records `/status.safekeepers`. A
+    /// failure's reason has each safekeeper's state.
     pub(super) async fn announce_and_await_quorum(
         &self,
         own: &Endpoint,
         sks: &[Safekeeper],
         promoted: storage::Promoted,
-        failpoints: (&'static str, &'static str),
-    ) -> Result<(Duration, Duration), String> {
-        self.phase(failpoints.0);
-        let t2 = self.env.now();
-        let announced = self.announce_all(sks).await;
-        for (sk, r) in sks.iter().zip(&announced) {
-            match r {
-                Ok(()) => {
-                    tracing::info!(safekeeper = %sk.endpoint.shown, name = %sk.name, "announced")
-                }
-                Err(e) => {
-                    tracing::warn!(safekeeper = %sk.endpoint.shown, error = %e, "cannot announce to a safekeeper; retried while it does not stream")
+        phases: (Phase, Phase),
+    ) -> Result<(), Stop> {
+        self.phase(phases.0, async {
+            let announced = self.announce_all(sks).await;
+            for (sk, r) in sks.iter().zip(&announced) {
+                match r {
+                    Ok(()) => {
+                        tracing::info!(safekeeper = %sk.endpoint.shown, name = %sk.name, "announced")
+                    }
+                    Err(e) => {
+                        tracing::warn!(safekeeper = %sk.endpoint.shown, error = %e, "cannot announce to a safekeeper; retried while it does not stream")
+                    }
                 }
             }
-        }
-        let announce = self.env.now() - t2;
+            Ok(())
+        })
+        .await?;
+        self.phase(phases.1, self.await_quorum(own, sks, promoted))
+            .await
+    }
 
-        self.phase(failpoints.1);
+    /// Step 6: until a quorum streams, or `--quorum-deadline-secs` passed.
+    async fn await_quorum(
+        &self,
+        own: &Endpoint,
+        sks: &[Safekeeper],
+        promoted: storage::Promoted,
+    ) -> Result<(), FailReason> {
         let t3 = self.env.now();
         let deadline = t3 + self.params.quorum_deadline;
         let mut next_announce = t3 + REANNOUNCE_EVERY;
@@ -218,12 +230,12 @@ impl<E: Env> Compute<E> {
                     })
                 });
                 if !holds {
-                    return Err(format!(
+                    return Err(FailReason::Quorum(format!(
                         "no quorum of safekeepers streams from this primary within {:?} (--quorum-deadline-secs): {} of {} needed, {} streaming; {shown}",
                         self.params.quorum_deadline, quorum.need, quorum.total, quorum.streaming
-                    ));
+                    )));
                 }
-                break;
+                return Ok(());
             }
             if now >= next_announce {
                 next_announce = now + REANNOUNCE_EVERY;
@@ -231,7 +243,6 @@ impl<E: Env> Compute<E> {
             }
             self.env.sleep(QUORUM_POLL).await;
         }
-        Ok((announce, self.env.now() - t3))
     }
 
     /// Points again at this compute each of `sks` whose state in `members`

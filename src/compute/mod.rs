@@ -5,11 +5,16 @@
 mod config_check;
 mod deprecations;
 mod durable;
+mod failure;
 mod internal_ops;
+mod phase;
+mod phase_run;
 mod promote;
+mod reconfigure;
 mod replication;
 mod safekeeper_move;
 mod source_major;
+mod start;
 mod supervisor;
 mod timings;
 mod tls;
@@ -28,6 +33,8 @@ pub use crate::params::{ComputeParams, ConnTarget, ConnstrError};
 pub use config_check::ConfigRefused;
 pub use deprecations::deprecations;
 pub use durable::SafekeepersState;
+pub use failure::FailReason;
+pub use phase::{Operation, Part, Phase, Stage};
 pub use promote::{PromoteJob, PromoteOutcome, PromoteRefused, PromoteTicket, PromoteTimings};
 pub use supervisor::RunOutcome;
 pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
@@ -52,8 +59,10 @@ pub enum TerminateMode {
 #[derive(Debug, Clone)]
 pub struct ComputeState {
     pub status: ComputeStatus,
-    /// Why the compute is Failed.
+    /// Why the compute is Failed (`failure`'s words).
     pub error: Option<String>,
+    /// Why the compute is Failed, typed (`/status.failure_kind` is its kind).
+    pub failure: Option<FailReason>,
     pub start_time: SystemTime,
     /// Last time a client (not the supervisor) was seen active.
     pub last_active: Option<SystemTime>,
@@ -127,9 +136,9 @@ pub enum Submitted {
 
 /// The supervisor of one compute.
 pub struct Compute<E: Env> {
-    pub env: E,
-    pub params: ComputeParams,
-    pub metrics: Metrics,
+    env: E,
+    params: ComputeParams,
+    metrics: Metrics,
     state: watch::Sender<ComputeState>,
     /// What a reconfigure compares against to report pending restarts; set
     /// once, when Postgres is started.
@@ -143,6 +152,10 @@ pub struct Compute<E: Env> {
     judged_settings: std::sync::Mutex<config_check::Judged>,
     /// The spans of the operation under way (exported over OpenTelemetry).
     spans: trace::Spans,
+    /// The running postmaster; set and cleared by the supervisor loop only.
+    postmaster: watch::Sender<Option<supervisor::Postmaster>>,
+    /// The phases of the operation under way and how long they took.
+    phases: std::sync::Mutex<timings::PhaseClock>,
 }
 
 /// The activity monitor's view of the compute (the monitor sits below
@@ -192,6 +205,7 @@ impl<E: Env> Compute<E> {
         let state = ComputeState {
             status: ComputeStatus::Empty,
             error: None,
+            failure: None,
             start_time: env.wall_clock(),
             last_active: None,
             spec: None,
@@ -227,7 +241,26 @@ impl<E: Env> Compute<E> {
             unlisted_settings: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             judged_settings: std::sync::Mutex::new(config_check::Judged::new()),
             spans: trace::Spans::default(),
+            postmaster: watch::Sender::new(None),
+            phases: std::sync::Mutex::new(timings::PhaseClock::default()),
         })
+    }
+
+    /// The environment every effect of this compute goes through.
+    pub fn env(&self) -> &E {
+        &self.env
+    }
+
+    /// What is not in the spec (paths, the `-C` target, timeouts); fixed
+    /// once the compute is made.
+    pub fn params(&self) -> &ComputeParams {
+        &self.params
+    }
+
+    /// The compute's metrics (`/metrics`), for the edges that count into
+    /// them or render them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A copy of the current state.
@@ -322,6 +355,7 @@ impl<E: Env> Compute<E> {
                         // Before the supervisor can see the spec.
                         self.spans.keep_parent();
                         st.error = None;
+                        st.failure = None;
                         Ok(Submitted::Accepted(st.generation))
                     }
                     None if st.status.is_configuring() => Err(SubmitError::Busy(st.status)),
@@ -423,9 +457,27 @@ impl<E: Env> Compute<E> {
     }
 
     /// Sets Failed with a reason (a no-op when already stopping).
-    pub fn fail(&self, reason: String) {
-        tracing::error!(%reason, "compute failed");
-        let _ = self.apply_event(Event::Fail, |st| st.error = Some(reason));
+    pub fn fail(&self, reason: FailReason) {
+        self.record_failure(reason, false);
+    }
+
+    /// The one place a [`FailReason`] becomes the failed status (and, for
+    /// a promote under way, its outcome): `/status.error` shows its words,
+    /// `/status.failure_kind` its kind.
+    fn record_failure(&self, reason: FailReason, promote: bool) {
+        let text = reason.to_string();
+        tracing::error!(reason = %text, kind = reason.kind(), "compute failed");
+        let _ = self.apply_event(Event::Fail, |st| {
+            if let Some(job) = st
+                .promote
+                .as_mut()
+                .filter(|j| promote && j.outcome.is_none())
+            {
+                job.outcome = Some(PromoteOutcome::Failed(text.clone()));
+            }
+            st.error = Some(text);
+            st.failure = Some(reason);
+        });
     }
 }
 

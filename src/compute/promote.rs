@@ -37,8 +37,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::supervisor::{Interrupted, Postmaster};
-use super::{Compute, durable, ms};
+use super::phase::{Operation, Part, Phase, Stage};
+use super::phase_run::Stop;
+use super::{Compute, FailReason, durable, ms};
 use crate::env::{Env, Signal};
 use crate::pg;
 use crate::spec::{ComputeMode, ComputeSpec, mode_name};
@@ -173,6 +174,7 @@ impl<E: Env> Compute<E> {
             st.generation += 1;
             st.pending = Some(spec.clone());
             st.error = None;
+            st.failure = None;
             st.promote = Some(PromoteJob {
                 generation: st.generation,
                 wal_flush_lsn,
@@ -237,11 +239,10 @@ impl<E: Env> Compute<E> {
     }
 
     /// Runs the accepted promote (see the module docs); called by the
-    /// supervisor loop, which owns the postmaster.
-    pub(super) async fn promote(
-        self: &Arc<Self>,
-        postmaster: &mut Option<Postmaster>,
-    ) -> Result<(), Interrupted> {
+    /// supervisor loop, which owns the postmaster. A failure that leaves a
+    /// replica ends the promote with the compute `running`; one that leaves
+    /// a primary is returned (`failed`).
+    pub(super) async fn promote(self: &Arc<Self>) -> Result<(), Stop> {
         let mut taken = None;
         let _ = self.apply_event(Event::BeginReconfigure, |st| {
             // The replica's spec stays in effect until pg_promote() succeeds.
@@ -252,11 +253,12 @@ impl<E: Env> Compute<E> {
             };
         });
         let Some((spec, job, previous)) = taken else {
-            self.fail("a promote was accepted without its spec; send it again".into());
-            return Ok(());
+            return Err(FailReason::PromoteWithoutSpec.into());
         };
         let generation = job.generation;
-        match self.run_promote(postmaster, &spec, &job, &previous).await? {
+        self.begin_phases();
+        let mut moved = Moved::Unchanged;
+        let reason = match self.run_promote(&spec, &job, &previous, &mut moved).await {
             Ok(timings) => {
                 let pending_restart = self
                     .restart_basis
@@ -271,174 +273,181 @@ impl<E: Env> Compute<E> {
                         j.outcome = Some(PromoteOutcome::Completed(timings));
                     }
                 });
+                return Ok(());
             }
-            Err(Failure::Unchanged(reason)) => self.stay_replica(generation, reason),
-            Err(Failure::ConfigLoaded(reason)) => {
-                let pid = postmaster.as_ref().map(|p| p.pid);
-                self.back_to_replica(generation, &previous, pid, reason)
-                    .await;
+            Err(Stop::Failed(reason)) => reason,
+            Err(interrupted) => return Err(interrupted),
+        };
+        match moved {
+            Moved::Unchanged => {
+                self.stay_replica(generation, &reason);
+                Ok(())
             }
-            Err(Failure::Primary(reason)) => self.promote_failed(generation, reason),
+            Moved::ConfigLoaded => self.back_to_replica(generation, &previous, reason).await,
+            Moved::Primary => {
+                tracing::error!(%reason, "promote failed");
+                Err(reason.into())
+            }
         }
-        Ok(())
     }
 
-    /// The steps; `Err(Failure)` says how far the compute moved.
+    /// The steps; `moved` says how far the compute moved when one fails.
     async fn run_promote(
         self: &Arc<Self>,
-        postmaster: &mut Option<Postmaster>,
         spec: &Arc<ComputeSpec>,
         job: &PromoteJob,
         previous: &ComputeSpec,
-    ) -> Result<Result<PromoteTimings, Failure>, Interrupted> {
-        use Failure::{ConfigLoaded, Primary, Unchanged};
-        let own = match self.own_endpoint() {
-            Ok(o) => o,
-            Err(e) => return Ok(Err(Unchanged(e))),
-        };
+        moved: &mut Moved,
+    ) -> Result<PromoteTimings, Stop> {
+        let own = self.own_endpoint()?;
         let t0 = self.env.now();
 
         // 1. Replay reaches the old primary's last LSN.
-        self.phase("promote.lsn_wait");
-        let waited = self
-            .guarded(
-                postmaster,
-                storage::wait_for_lsn(&self.env, &own, job.wal_flush_lsn, job.lsn_wait),
-            )
-            .await?;
-        if let Err(e) = waited {
-            return Ok(Err(Unchanged(not_caught_up(e, previous))));
-        }
-        let t1 = self.env.now();
+        self.phase(Phase::PromoteLsnWait, async {
+            storage::wait_for_lsn(&self.env, &own, job.wal_flush_lsn, job.lsn_wait)
+                .await
+                .map_err(|e| FailReason::LsnWait(not_caught_up(e, previous)))
+        })
+        .await?;
 
         // 2. The primary's config (with the quorum in force), then pg_promote().
-        let Some(pid) = postmaster.as_ref().map(|p| p.pid) else {
-            return Ok(Err(Unchanged("Postgres is not running".into())));
+        let Some(pid) = self.postmaster_pid() else {
+            return Err(FailReason::PostgresNotRunning.into());
         };
-        self.phase("promote.write_config");
-        if let Err(e) = pg::write_config(&self.env, &self.params, spec).await {
-            return Ok(Err(Unchanged(format!(
-                "writing the primary's Postgres configuration failed: {e}"
-            ))));
-        }
-        if let Err(e) = self.env.signal(pid, Signal::Hup) {
-            return Ok(Err(ConfigLoaded(format!(
-                "reloading Postgres (SIGHUP to pid {pid}) failed: {e}"
-            ))));
-        }
-        if let Err(reason) = self.verify_reload(spec, Some(previous), pid).await {
-            // Refused: verify_reload put the replica's config back.
-            return Ok(Err(Unchanged(reason)));
-        }
-        let sks = if durable::is_durable(spec) {
-            match self.safekeepers_of(spec) {
-                Ok(s) => s,
-                Err(e) => return Ok(Err(ConfigLoaded(e))),
-            }
-        } else {
-            Vec::new()
-        };
+        let sks = self
+            .phase(
+                Phase::PromoteWriteConfig,
+                self.load_primary_config(spec, previous, pid, moved),
+            )
+            .await?;
         if !sks.is_empty() {
             let names: Vec<String> = sks.iter().map(|s| s.name.clone()).collect();
             let expected = storage::synchronous_standby_names(&names);
-            self.phase("promote.quorum_in_force");
-            let in_force = self
-                .guarded(
-                    postmaster,
-                    storage::await_quorum_in_force(&self.env, &own, &expected, RELOAD_WITHIN),
-                )
-                .await?;
-            if let Err(e) = in_force {
-                return Ok(Err(ConfigLoaded(format!(
-                    "the quorum could not be put in force before the promotion: {e}"
-                ))));
-            }
+            self.phase(Phase::PromoteQuorumInForce, async {
+                storage::await_quorum_in_force(&self.env, &own, &expected, RELOAD_WITHIN)
+                    .await
+                    .map_err(|e| {
+                        FailReason::Quorum(format!(
+                            "the quorum could not be put in force before the promotion: {e}"
+                        ))
+                    })
+            })
+            .await?;
         }
-        self.phase("promote.pg_promote");
         let promoted = self
-            .guarded(
-                postmaster,
-                storage::promote(&self.env, &own, PG_PROMOTE_WITHIN),
+            .phase(
+                Phase::PromotePgPromote,
+                self.pg_promote(&own, spec, job.wal_flush_lsn, moved),
             )
             .await?;
-        let promoted = match promoted {
-            Ok(p) => p,
-            Err(e) => {
-                let reason = format!("pg_promote() failed: {e}");
-                if self.in_recovery(&own).await {
-                    return Ok(Err(ConfigLoaded(reason)));
-                }
-                self.now_primary(spec, job.wal_flush_lsn);
-                return Ok(Err(Primary(format!(
-                    "{reason}; Postgres left recovery all the same: the compute is a primary now, check it"
-                ))));
-            }
-        };
-        let t2 = self.env.now();
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, wal_flush_lsn = %job.wal_flush_lsn, "promoted onto a new timeline");
-        self.now_primary(spec, job.wal_flush_lsn);
 
         // 3. Announce, quorum, catalog.
-        let (mut announce, mut quorum) = (Duration::ZERO, Duration::ZERO);
+        let after = |stop: Stop| match stop {
+            Stop::Failed(cause) => Stop::Failed(FailReason::AfterPromotion {
+                timeline: promoted.timeline,
+                cause: Box::new(cause),
+            }),
+            interrupted => interrupted,
+        };
         if !sks.is_empty() {
             let streamed = self
-                .guarded(
-                    postmaster,
-                    self.announce_and_await_quorum(
-                        &own,
-                        &sks,
-                        promoted,
-                        ("promote.announce", "promote.quorum"),
-                    ),
+                .announce_and_await_quorum(
+                    &own,
+                    &sks,
+                    promoted,
+                    (Phase::PromoteAnnounce, Phase::PromoteQuorum),
                 )
                 .await;
             if self.state.borrow().safekeepers.is_some() {
                 self.watch_safekeepers();
             }
-            match streamed? {
-                Ok((a, q)) => (announce, quorum) = (a, q),
-                Err(e) => {
-                    return Ok(Err(Primary(format!(
-                        "promoted onto timeline {}, but {e}; its commits wait until a quorum streams",
-                        promoted.timeline
-                    ))));
-                }
-            }
+            streamed.map_err(after)?;
         }
-        let t3 = self.env.now();
         if !spec.skip_pg_catalog_updates {
-            self.phase("promote.catalog");
-            if let Err(e) = self.guarded_catalog(postmaster, spec, "promote").await? {
-                return Ok(Err(Primary(format!(
-                    "promoted onto timeline {}, but applying the spec to the catalog failed: {e}",
-                    promoted.timeline
-                ))));
+            self.catalog_pass(Phase::PromoteCatalog, spec)
+                .await
+                .map_err(after)?;
+        }
+        self.done(Phase::PromoteDone);
+        let clock = self.finish_phases(Operation::Promote, self.env.now() - t0);
+        Ok(PromoteTimings {
+            lsn_wait_time_ms: ms(clock.stage(Stage::LsnWait)),
+            pg_promote_time_ms: ms(clock.stage(Stage::PgPromote)),
+            reconfigure_time_ms: ms(clock.stage(Stage::PromoteReconfigure)),
+            announce_time_ms: ms(clock.part(Part::Announce)),
+            quorum_time_ms: ms(clock.part(Part::Quorum)),
+            catalog_time_ms: ms(clock.part(Part::Catalog)),
+            timeline: promoted.timeline,
+        })
+    }
+
+    /// The primary's config written, reloaded and checked; then its
+    /// safekeepers (none without).
+    async fn load_primary_config(
+        &self,
+        spec: &ComputeSpec,
+        previous: &ComputeSpec,
+        pid: u32,
+        moved: &mut Moved,
+    ) -> Result<Vec<storage::Safekeeper>, FailReason> {
+        pg::write_config(&self.env, &self.params, spec)
+            .await
+            .map_err(|e| {
+                FailReason::WriteConfig(format!(
+                    "writing the primary's Postgres configuration failed: {e}"
+                ))
+            })?;
+        *moved = Moved::ConfigLoaded;
+        self.env.signal(pid, Signal::Hup).map_err(|e| {
+            FailReason::Reload(format!(
+                "reloading Postgres (SIGHUP to pid {pid}) failed: {e}"
+            ))
+        })?;
+        if let Err(reason) = self.verify_reload(spec, Some(previous), pid).await {
+            // Refused: verify_reload put the replica's config back.
+            *moved = Moved::Unchanged;
+            return Err(reason);
+        }
+        if durable::is_durable(spec) {
+            self.safekeepers_of(spec)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// `pg_promote()`; once Postgres left recovery (even when the call
+    /// failed), the request's spec is in effect.
+    async fn pg_promote(
+        &self,
+        own: &storage::Endpoint,
+        spec: &Arc<ComputeSpec>,
+        wal_flush_lsn: Lsn,
+        moved: &mut Moved,
+    ) -> Result<storage::Promoted, FailReason> {
+        match storage::promote(&self.env, own, PG_PROMOTE_WITHIN).await {
+            Ok(promoted) => {
+                self.now_primary(spec, wal_flush_lsn);
+                *moved = Moved::Primary;
+                Ok(promoted)
+            }
+            Err(e) => {
+                let reason = format!("pg_promote() failed: {e}");
+                if self.in_recovery(own).await {
+                    return Err(FailReason::Promote(reason));
+                }
+                self.now_primary(spec, wal_flush_lsn);
+                *moved = Moved::Primary;
+                Err(FailReason::Promote(format!(
+                    "{reason}; Postgres left recovery all the same: the compute is a primary now, check it"
+                )))
             }
         }
-        self.phase("promote.done");
-        let t4 = self.env.now();
-        for (phase, took) in [
-            ("lsn_wait", t1 - t0),
-            ("pg_promote", t2 - t1),
-            ("reconfigure", t4 - t2),
-            ("total", t4 - t0),
-        ] {
-            self.metrics.observe_phase("promote", phase, took);
-        }
-        Ok(Ok(PromoteTimings {
-            lsn_wait_time_ms: ms(t1 - t0),
-            pg_promote_time_ms: ms(t2 - t1),
-            reconfigure_time_ms: ms(t4 - t2),
-            announce_time_ms: ms(announce),
-            quorum_time_ms: ms(quorum),
-            catalog_time_ms: ms(t4 - t3),
-            timeline: promoted.timeline,
-        }))
     }
 
     /// The promote failed before anything changed (or was put back): the
     /// compute is `running` as the replica it was.
-    fn stay_replica(&self, generation: u64, reason: String) {
+    fn stay_replica(&self, generation: u64, reason: &dyn std::fmt::Display) {
         let reason = format!("{reason}; the compute stays a replica");
         tracing::warn!(%reason, "promote failed");
         let _ = self.apply_event(Event::Reconfigured, |st| {
@@ -449,16 +458,15 @@ impl<E: Env> Compute<E> {
     }
 
     /// Puts the replica's config back (the primary's was loaded), then
-    /// [`Self::stay_replica`].
+    /// [`Self::stay_replica`]; when that fails, the compute is `failed`.
     async fn back_to_replica(
         &self,
         generation: u64,
         previous: &ComputeSpec,
-        pid: Option<u32>,
-        reason: String,
-    ) {
+        reason: FailReason,
+    ) -> Result<(), Stop> {
         let put_back = match pg::write_config(&self.env, &self.params, previous).await {
-            Ok(()) => match pid {
+            Ok(()) => match self.postmaster_pid() {
                 Some(pid) => self
                     .env
                     .signal(pid, Signal::Hup)
@@ -468,27 +476,22 @@ impl<E: Env> Compute<E> {
             Err(e) => Err(format!("writing it: {e}")),
         };
         match put_back {
-            Ok(()) => self.stay_replica(
-                generation,
-                format!("{reason}; the replica's config was put back"),
-            ),
-            Err(e) => self.promote_failed(
-                generation,
-                format!("{reason}; putting the replica's config back failed ({e}): check Postgres"),
-            ),
-        }
-    }
-
-    /// The promote failed and the compute cannot be called the replica it
-    /// was: `failed`, with Postgres running (a configure may repair it).
-    fn promote_failed(&self, generation: u64, reason: String) {
-        tracing::error!(%reason, "promote failed");
-        let _ = self.apply_event(Event::Fail, |st| {
-            st.error = Some(reason.clone());
-            if let Some(j) = st.promote.as_mut().filter(|j| j.generation == generation) {
-                j.outcome = Some(PromoteOutcome::Failed(reason));
+            Ok(()) => {
+                self.stay_replica(
+                    generation,
+                    &format_args!("{reason}; the replica's config was put back"),
+                );
+                Ok(())
             }
-        });
+            Err(error) => {
+                let reason = FailReason::NotPutBack {
+                    cause: Box::new(reason),
+                    error,
+                };
+                tracing::error!(%reason, "promote failed");
+                Err(reason.into())
+            }
+        }
     }
 
     /// Postgres left recovery: the request's spec is in effect from now
@@ -523,15 +526,16 @@ impl<E: Env> Compute<E> {
     }
 }
 
-/// How far a failed promote moved the compute.
-enum Failure {
-    /// Nothing changed (or Postgres put the replica's config back itself).
-    Unchanged(String),
+/// How far a promote moved the compute (what a failure leaves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moved {
+    /// Nothing changed (or the replica's config was put back already).
+    Unchanged,
     /// The primary's config is loaded but Postgres is still in recovery:
     /// the replica's config goes back.
-    ConfigLoaded(String),
+    ConfigLoaded,
     /// Postgres left recovery: a primary now.
-    Primary(String),
+    Primary,
 }
 
 /// Why replay did not reach `wal_flush_lsn`, with both LSNs.
@@ -673,7 +677,7 @@ mod tests {
             st.pending = None;
         })
         .unwrap();
-        c.stay_replica(g, "replay did not reach it".into());
+        c.stay_replica(g, &"replay did not reach it");
         let st = c.state();
         assert_eq!(st.status, ComputeStatus::Running);
         assert_eq!(st.spec.unwrap().mode, ComputeMode::Replica);
@@ -730,7 +734,7 @@ mod tests {
             st.pending = None;
         })
         .unwrap();
-        c.stay_replica(g, "replay did not reach it".into());
+        c.stay_replica(g, &"replay did not reach it");
         let e = crate::env::timeout(&c.env, Duration::from_secs(5), joined)
             .await
             .expect("the joined configure is answered, not left waiting")

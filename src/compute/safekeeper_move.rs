@@ -23,11 +23,13 @@
 
 use std::time::Duration;
 
-use super::{Compute, durable::is_durable, ms};
+use super::phase::Phase;
+use super::phase_run::Stop;
+use super::{Compute, FailReason, durable::is_durable, ms};
 use crate::env::{Env, Signal};
 use crate::pg;
 use crate::spec::{ComputeSpec, JointQuorum, same_members};
-use crate::storage::{self, Lsn, Safekeeper};
+use crate::storage::{self, Endpoint, Lsn, Safekeeper};
 
 /// How long the joint config may take to be in force after the reload.
 const RELOAD_SEEN: Duration = Duration::from_secs(5);
@@ -45,16 +47,16 @@ pub(super) fn is_move(running: &ComputeSpec, new: &ComputeSpec) -> bool {
 }
 
 impl<E: Env> Compute<E> {
-    /// Steps 1 to 3 of a move (see the module): on `Ok`, a majority of the
-    /// new set holds every commit this compute acknowledged, and the
-    /// caller writes the new set's config. `Err` is the failure reason,
-    /// after the old config was put back.
+    /// Steps 1 to 3 of a move (see the module), one phase each: once this
+    /// returns `Ok`, a majority of the new set holds every commit this
+    /// compute acknowledged, and the caller writes the new set's config. A
+    /// failure is reported after the old config was put back.
     pub(super) async fn move_safekeepers(
         &self,
         running: &ComputeSpec,
         new: &ComputeSpec,
         pid: u32,
-    ) -> Result<Duration, String> {
+    ) -> Result<(), Stop> {
         let t0 = self.env.now();
         let old_sks = self.safekeepers_of(running)?;
         let new_sks = self.safekeepers_of(new)?;
@@ -69,69 +71,92 @@ impl<E: Env> Compute<E> {
         }
         tracing::info!(from = ?names(&old_sks), to = ?names(&new_sks), joint = %joint.standby_names(), "moving to another safekeeper set through their joint quorum");
 
-        match self
-            .joint_phase(&union, &joint, &old_sks, &new_sks, pid)
-            .await
-        {
+        let moved = async {
+            let own = self.own_endpoint()?;
+            self.phase(
+                Phase::ReconfigureSafekeepersJoint,
+                self.joint_in_force(&own, &union, &joint, pid),
+            )
+            .await?;
+            let target = self
+                .phase(
+                    Phase::ReconfigureSafekeepersAnnounce,
+                    self.announce_new(&own, &old_sks, &new_sks),
+                )
+                .await?;
+            self.phase(
+                Phase::ReconfigureSafekeepersCatchUp,
+                self.new_set_catch_up(&own, &new_sks, target),
+            )
+            .await?;
+            Ok::<_, Stop>(target)
+        };
+        let reason = match moved.await {
             Ok(target) => {
-                let took = self.env.now() - t0;
-                tracing::info!(caught_up_to = %target, took_ms = ms(took), "a majority of the new safekeeper set holds every acknowledged commit");
-                Ok(took)
+                tracing::info!(caught_up_to = %target, took_ms = ms(self.env.now() - t0), "a majority of the new safekeeper set holds every acknowledged commit");
+                return Ok(());
             }
-            Err(reason) => {
-                let restored = match pg::write_config(&self.env, &self.params, running).await {
-                    Ok(()) => self.env.signal(pid, Signal::Hup).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                let after = match restored {
-                    Ok(()) => {
-                        "the previous safekeeper set's config was put back (its majority still holds every commit); fix the new set and send the spec again".to_string()
-                    }
-                    Err(e) => format!("putting the previous config back failed too: {e}"),
-                };
-                Err(format!(
-                    "moving to the new safekeeper set failed: {reason}; {after}"
-                ))
+            Err(Stop::Failed(reason)) => reason,
+            Err(interrupted) => return Err(interrupted),
+        };
+        let restored = match pg::write_config(&self.env, &self.params, running).await {
+            Ok(()) => self.env.signal(pid, Signal::Hup).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let after = match restored {
+            Ok(()) => {
+                "the previous safekeeper set's config was put back (its majority still holds every commit); fix the new set and send the spec again".to_string()
             }
-        }
+            Err(e) => format!("putting the previous config back failed too: {e}"),
+        };
+        Err(FailReason::SafekeeperMove(format!(
+            "moving to the new safekeeper set failed: {reason}; {after}"
+        ))
+        .into())
     }
 
-    /// Steps 1 to 3; `Ok` is the LSN the new set's majority reached.
-    async fn joint_phase(
+    /// Step 1: the joint config written, reloaded, and shown in force.
+    async fn joint_in_force(
         &self,
+        own: &Endpoint,
         union: &ComputeSpec,
         joint: &JointQuorum,
-        old_sks: &[Safekeeper],
-        new_sks: &[Safekeeper],
         pid: u32,
-    ) -> Result<Lsn, String> {
-        let own = self.own_endpoint()?;
-        self.phase("reconfigure.safekeepers_joint");
+    ) -> Result<(), FailReason> {
+        let failed = FailReason::SafekeeperMove;
         pg::write_config_joint(&self.env, &self.params, union, joint)
             .await
-            .map_err(|e| format!("writing the joint config: {e}"))?;
+            .map_err(|e| failed(format!("writing the joint config: {e}")))?;
         self.env
             .signal(pid, Signal::Hup)
-            .map_err(|e| format!("reloading Postgres (SIGHUP to pid {pid}): {e}"))?;
+            .map_err(|e| failed(format!("reloading Postgres (SIGHUP to pid {pid}): {e}")))?;
         let want = joint.standby_names();
         let seen_by = self.env.now() + RELOAD_SEEN;
         loop {
             let row = own
                 .query_row(&self.env, "SHOW synchronous_standby_names", ASK)
                 .await
-                .map_err(|e| format!("checking the joint config: {e}"))?;
+                .map_err(|e| failed(format!("checking the joint config: {e}")))?;
             if row.first().cloned().flatten().as_deref() == Some(want.as_str()) {
-                break;
+                return Ok(());
             }
             if self.env.now() >= seen_by {
-                return Err(format!(
+                return Err(failed(format!(
                     "Postgres did not take the joint quorum {want} within {RELOAD_SEEN:?}"
-                ));
+                )));
             }
             self.env.sleep(POLL).await;
         }
+    }
 
-        self.phase("reconfigure.safekeepers_announce");
+    /// Step 2: the new members pointed at this compute; returns our flush
+    /// LSN, which bounds every commit acknowledged so far.
+    async fn announce_new(
+        &self,
+        own: &Endpoint,
+        old_sks: &[Safekeeper],
+        new_sks: &[Safekeeper],
+    ) -> Result<Lsn, FailReason> {
         let fresh: Vec<Safekeeper> = new_sks
             .iter()
             .filter(|n| !old_sks.iter().any(|o| o.name == n.name))
@@ -148,19 +173,26 @@ impl<E: Env> Compute<E> {
         // once the joint one is (checked above; a WAL sender re-reads its
         // config before it handles the next reply): so our flush LSN now
         // bounds them all.
+        let failed = |e: String| FailReason::SafekeeperMove(format!("reading our flush LSN: {e}"));
         let row = own
             .query_row(&self.env, "SELECT pg_current_wal_flush_lsn()::text", ASK)
             .await
-            .map_err(|e| format!("reading our flush LSN: {e}"))?;
-        let target: Lsn = row
-            .first()
+            .map_err(|e| failed(e.to_string()))?;
+        row.first()
             .cloned()
             .flatten()
             .unwrap_or_default()
-            .parse()
-            .map_err(|e| format!("reading our flush LSN: {e}"))?;
+            .parse::<Lsn>()
+            .map_err(|e| failed(e.to_string()))
+    }
 
-        self.phase("reconfigure.safekeepers_catch_up");
+    /// Step 3: until a majority of the new set flushed up to `target`.
+    async fn new_set_catch_up(
+        &self,
+        own: &Endpoint,
+        new_sks: &[Safekeeper],
+        target: Lsn,
+    ) -> Result<(), FailReason> {
         let deadline = self.env.now() + self.params.quorum_deadline;
         let mut next_announce = self.env.now() + Duration::from_secs(2);
         let (tli, fork) = self
@@ -170,22 +202,20 @@ impl<E: Env> Compute<E> {
             .unwrap_or_default();
         loop {
             let members = self
-                .sample_safekeepers(&own, new_sks, tli, fork, false)
+                .sample_safekeepers(own, new_sks, tli, fork, false)
                 .await;
             let reached: Vec<Lsn> = members.iter().filter_map(|m| m.flush_lsn).collect();
             if storage::commit_lsn(new_sks.len(), &reached).is_some_and(|l| l >= target) {
-                return Ok(target);
+                return Ok(());
             }
             let now = self.env.now();
             if now >= deadline {
-                let members = self
-                    .sample_safekeepers(&own, new_sks, tli, fork, true)
-                    .await;
-                return Err(format!(
+                let members = self.sample_safekeepers(own, new_sks, tli, fork, true).await;
+                return Err(FailReason::SafekeeperMove(format!(
                     "no majority of the new safekeeper set flushed up to {target} within {:?} (--quorum-deadline-secs): {}",
                     self.params.quorum_deadline,
                     super::durable::describe(&members)
-                ));
+                )));
             }
             if now >= next_announce {
                 next_announce = now + Duration::from_secs(2);

@@ -3,7 +3,7 @@
 //! this the copy runs to the end and Postgres then refuses the data
 //! directory).
 
-use super::Compute;
+use super::{Compute, FailReason};
 use crate::env::Env;
 use crate::spec::ComputeSpec;
 use crate::storage::Endpoint;
@@ -31,7 +31,7 @@ impl<E: Env> Compute<E> {
     /// backup source of another major. Nothing to check without a source;
     /// when the source or the binary cannot say its version, the copy
     /// itself will tell (logged).
-    pub(super) async fn check_source_major(&self, spec: &ComputeSpec) -> Result<(), String> {
+    pub(super) async fn check_source_major(&self, spec: &ComputeSpec) -> Result<(), FailReason> {
         let local = self.settings_catalogue().await.map(|c| c.major);
         let Some(connstr) = spec
             .pageserver_connstring
@@ -44,7 +44,7 @@ impl<E: Env> Compute<E> {
             return Ok(());
         };
         let ep = Endpoint::parse(connstr, &self.params.conn.user)
-            .map_err(|e| format!("pageserver_connstring: {e}"))?;
+            .map_err(|e| FailReason::Connstr(format!("pageserver_connstring: {e}")))?;
         let row = match ep
             .query_row(&self.env, "SHOW server_version_num", VERSION_TIMEOUT)
             .await
@@ -70,7 +70,7 @@ impl<E: Env> Compute<E> {
             &ep.shown,
             &self.params.pgbin.display().to_string(),
         ) {
-            Some(why) => Err(why),
+            Some(why) => Err(FailReason::SourceMajor(why)),
             None => Ok(()),
         }
     }

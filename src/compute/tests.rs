@@ -72,7 +72,9 @@ fn specs_without_operation_uuid_are_never_deduplicated() {
 fn a_failed_reconfigure_accepts_a_repairing_spec_while_postgres_runs() {
     let c = compute();
     c.state.send_modify(|st| st.postgres_started = true);
-    c.fail("writing Postgres configuration failed: No space left on device".into());
+    c.fail(FailReason::WriteConfig(
+        "writing Postgres configuration failed: No space left on device".into(),
+    ));
     assert_eq!(c.submit(spec("repair")), Ok(Submitted::Accepted(1)));
     assert_eq!(c.state().status, ComputeStatus::ConfigurationPending);
     assert_eq!(c.state().error, None);
@@ -83,7 +85,7 @@ fn a_failed_reconfigure_accepts_a_repairing_spec_while_postgres_runs() {
         st.postgres_started = true;
         st.supervisor_exited = true;
     });
-    c.fail("the postmaster died".into());
+    c.fail(FailReason::PostgresExited("the postmaster died".into()));
     assert_eq!(
         c.submit(spec("late")),
         Err(SubmitError::WrongState(ComputeStatus::Failed))
@@ -93,7 +95,7 @@ fn a_failed_reconfigure_accepts_a_repairing_spec_while_postgres_runs() {
 #[test]
 fn failed_and_terminating_computes_refuse_specs() {
     let c = compute();
-    c.fail("boom".into());
+    c.fail(FailReason::Catalog("boom".into()));
     assert_eq!(
         c.submit(spec("a")),
         Err(SubmitError::WrongState(ComputeStatus::Failed))
@@ -136,7 +138,7 @@ async fn waiters_see_failure_with_its_reason() {
         tokio::spawn(async move { c.wait_applied(g).await })
     };
     c.begin(Event::BeginStart).unwrap();
-    c.fail("disk full".into());
+    c.fail(FailReason::WriteConfig("disk full".into()));
     assert_eq!(waiter.await.unwrap().unwrap_err(), "disk full");
 }
 
@@ -155,7 +157,7 @@ async fn terminate_with_no_postgres_reaches_terminated() {
 #[tokio::test]
 async fn terminate_after_the_supervisor_gave_up_is_answered_at_once() {
     let c = compute();
-    c.fail("storage is down".into());
+    c.fail(FailReason::SafekeeperSync("storage is down".into()));
     assert_eq!(c.run().await, RunOutcome::Failed("storage is down".into()));
     assert_eq!(
         c.request_terminate(TerminateMode::Fast),

@@ -1,7 +1,8 @@
 //! The spans of the supervisor's operations (see `crate::spans`). Each start
 //! and reconfigure is a span, a child of the span that was current when its
 //! spec was submitted (the HTTP request, which continues the caller's
-//! `traceparent`), and each phase is a span inside it, named as the phase.
+//! `traceparent`), and each phase is a span inside it, named as the phase
+//! (`Compute::phase` in `phase_run.rs` runs its work inside it).
 //!
 //! Without an exporter every function here returns at its first check
 //! (`spans::exported`): no lock, no span.
@@ -11,8 +12,8 @@ use std::sync::{Mutex, MutexGuard};
 use tracing::Span;
 use tracing::field::Empty;
 
-use super::{Compute, ComputeState};
-use crate::env::Env;
+use super::ComputeState;
+use super::phase::Phase;
 use crate::spans::{self, TARGET};
 use crate::state::ComputeStatus;
 
@@ -21,8 +22,6 @@ use crate::state::ComputeStatus;
 pub(super) struct Spans {
     /// The span current when the pending spec was submitted.
     parent: Mutex<Option<Span>>,
-    /// The phase under way.
-    phase: Mutex<Option<Span>>,
 }
 
 fn lock(m: &Mutex<Option<Span>>) -> MutexGuard<'_, Option<Span>> {
@@ -81,13 +80,12 @@ impl Spans {
         }
     }
 
-    /// Ends phase spans left open and records how `op` ended: its phase
-    /// durations when it applied, else the error.
+    /// Records how `op` ended: its phase durations when it applied, else
+    /// the error.
     pub(super) fn finish(&self, op: &Operation, st: &ComputeState) {
         if op.span.is_disabled() {
             return;
         }
-        lock(&self.phase).take();
         let span = &op.span;
         if st.applied_generation >= op.generation && st.status == ComputeStatus::Running {
             span.record("otel.status_code", "ok");
@@ -130,36 +128,13 @@ impl Spans {
         }
     }
 
-    /// Ends the phase under way and opens `name`'s (none for `*.done`).
-    fn phase(&self, name: &'static str) {
-        if !spans::exported() {
-            return;
-        }
-        let mut slot = lock(&self.phase);
-        // The phase before ends first: phases follow each other.
-        drop(slot.take());
-        *slot = name.split_once('.').filter(|(_, p)| *p != "done").map(
-            |(operation, phase)| {
-                tracing::info_span!(target: TARGET, "phase", otel.name = name, operation, phase)
-            },
-        );
-    }
-
-    /// The phase under way (for the work that runs inside it).
-    pub(super) fn current_phase(&self) -> Span {
-        if !spans::exported() {
+    /// The span of `phase`, a child of the operation's (none for `*.done`):
+    /// it lasts as long as the phase's work.
+    pub(super) fn phase(&self, phase: Phase) -> Span {
+        if !spans::exported() || phase.is_done() {
             return Span::none();
         }
-        lock(&self.phase).clone().unwrap_or_else(Span::none)
-    }
-}
-
-impl<E: Env> Compute<E> {
-    /// Enters phase `name` of a start or a reconfigure
-    /// (`reconfigure.reload`, ...): the crash campaign's failpoint, and
-    /// the phase's span.
-    pub(super) fn phase(&self, name: &'static str) {
-        self.env.failpoint(name);
-        self.spans.phase(name);
+        tracing::info_span!(target: TARGET, "phase", otel.name = phase.name(),
+            operation = phase.operation().name(), phase = phase.step())
     }
 }

@@ -444,7 +444,7 @@ pub async fn require<E: Env>(
     let Some(auth) = state.auth.get() else {
         return next.run(req).await;
     };
-    match auth.authorize(req.headers(), state.compute.env.wall_clock()) {
+    match auth.authorize(req.headers(), state.compute.env().wall_clock()) {
         Ok(grant) => {
             tracing::debug!(?grant, "authorized");
             next.run(req).await

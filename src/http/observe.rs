@@ -42,7 +42,7 @@ pub async fn layer<E: Env>(State(state): State<AppState<E>>, req: Request, next:
         uri = %req.uri(),
         status = tracing::field::Empty
     );
-    let env = &state.compute.env;
+    let env = state.compute.env();
     let t0 = env.now();
     let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let code = resp.status().as_u16();
@@ -50,7 +50,7 @@ pub async fn layer<E: Env>(State(state): State<AppState<E>>, req: Request, next:
     let _entered = span.enter();
     state
         .compute
-        .metrics
+        .metrics()
         .count_http_request(&route, method, code);
     let elapsed_ms = crate::compute::ms(env.now() - t0);
     // Polling (GET 2xx) is frequent; keep it out of the default log level.

@@ -43,7 +43,7 @@ pub async fn layer<E: Env>(
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable(v))
         .map(str::to_string)
-        .unwrap_or_else(|| generate(&state.compute.env));
+        .unwrap_or_else(|| generate(state.compute.env()));
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
         "http",

@@ -103,7 +103,7 @@ impl<E: Env> VmMonitor<E> {
         cgroup: Cgroup,
         meminfo: PathBuf,
     ) -> Result<Arc<Self>, VmMonitorError> {
-        let env = compute.env.clone();
+        let env = compute.env().clone();
         let mem_total = env
             .read(&meminfo)
             .await
@@ -203,7 +203,7 @@ async fn find_file_cache<E: Env>(mon: Arc<VmMonitor<E>>, compute: Arc<Compute<E>
     {
         return;
     }
-    let state = match filecache::detect(&compute.env, &compute.params.conn).await {
+    let state = match filecache::detect(compute.env(), &compute.params().conn).await {
         Ok(None) => {
             tracing::info!(
                 "vm-monitor: pg_settings has no neon.file_cache_size_limit: this is vanilla Postgres, which has no file cache; only the cgroup's memory is managed"

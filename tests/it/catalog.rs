@@ -39,8 +39,7 @@ async fn apply(
         &TokioEnv::new(),
         &pg.params(),
         spec,
-        &Metrics::new(),
-        "start",
+        &catalog::Progress::new(&Metrics::new(), "start"),
     )
     .await
 }
@@ -62,9 +61,14 @@ async fn neon_fixture_applies_with_hostile_names_and_converges() {
     exec(&pg, "postgres", "CREATE DATABASE zenith_test").await;
     exec(&pg, "postgres", r#"CREATE DATABASE "DB""#).await;
     let metrics = Metrics::new();
-    let report = catalog::apply(&TokioEnv::new(), &pg.params(), &spec, &metrics, "start")
-        .await
-        .expect("first apply");
+    let report = catalog::apply(
+        &TokioEnv::new(),
+        &pg.params(),
+        &spec,
+        &catalog::Progress::new(&metrics, "start"),
+    )
+    .await
+    .expect("first apply");
     assert!(report.executed > 0 && report.failed == 0, "{report:?}");
     assert_eq!(report.planned, report.executed);
 
@@ -385,8 +389,7 @@ async fn a_failing_statement_names_it_keeps_earlier_work_and_a_rerun_converges()
         &TokioEnv::new(),
         &pg.params(),
         &bad,
-        &metrics,
-        "reconfigure",
+        &catalog::Progress::new(&metrics, "reconfigure"),
     )
     .await
     .expect_err("an unknown locale fails");

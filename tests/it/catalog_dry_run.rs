@@ -76,8 +76,7 @@ async fn apply(pg: &TestPostgres, spec: &ComputeSpec) -> catalog::CatalogReport 
         &TokioEnv::new(),
         &pg.params(),
         spec,
-        &Metrics::new(),
-        "reconfigure",
+        &catalog::Progress::new(&Metrics::new(), "reconfigure"),
     )
     .await
     .unwrap_or_else(|e| panic!("apply: {e}"))

@@ -28,8 +28,7 @@ async fn apply(pg: &TestPostgres, spec: &ComputeSpec) -> catalog::CatalogReport 
         &TokioEnv::new(),
         &pg.params(),
         spec,
-        &Metrics::new(),
-        "reconfigure",
+        &catalog::Progress::new(&Metrics::new(), "reconfigure"),
     )
     .await
     .unwrap_or_else(|e| panic!("apply: {e}"))
@@ -155,8 +154,7 @@ async fn a_superuser_option_or_membership_is_refused_before_any_statement() {
         &TokioEnv::new(),
         &pg.params(),
         &escalate,
-        &Metrics::new(),
-        "start",
+        &catalog::Progress::new(&Metrics::new(), "start"),
     )
     .await
     .expect_err("membership in a superuser role");

@@ -211,6 +211,12 @@ async fn responses_without_postgres_match_the_document() {
     let (_c2, app2, run2) = running(&dir2);
     expect(check(&mut api, &app2, configure(spec("op-3"))).await, 500);
     let _ = run2.await.unwrap();
+    // Its /status says what failed, by kind too.
+    let (code, body) = check(&mut api, &app2, get("/status")).await;
+    expect((code, body.clone()), 200);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["status"], "failed", "{body}");
+    assert_eq!(status["failure_kind"], "initdb", "{body}");
     // 412: failed accepts no configure.
     expect(check(&mut api, &app2, configure(spec("op-4"))).await, 412);
 
@@ -295,6 +301,22 @@ async fn responses_without_postgres_match_the_document() {
     );
 }
 
+/// `/status.failure_kind` declares exactly the kinds the library names.
+#[test]
+fn failure_kinds_are_declared() {
+    let api = OpenApi::load();
+    let declared: Vec<Value> = api.doc["components"]["schemas"]["FailureKind"]["enum"]
+        .as_array()
+        .expect("FailureKind lists its values")
+        .clone();
+    let mut want: Vec<Value> = compute_ctl::compute::FailReason::KINDS
+        .iter()
+        .map(|k| Value::from(*k))
+        .collect();
+    want.push(Value::Null);
+    assert_eq!(declared, want);
+}
+
 /// The checker itself catches drift: undeclared codes, wrong content types,
 /// missing or extra fields, wrong enum values.
 #[test]
@@ -364,7 +386,7 @@ async fn auth_rejections_match_the_document() {
     .unwrap();
     let app = router(c.clone(), Some(auth));
     let exp = c
-        .env
+        .env()
         .wall_clock()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -348,7 +348,7 @@ pub fn pressure(mut d: Driver) -> Body {
             }
             usage += step;
             if let Some(c) = d.shared.compute() {
-                world::write_cgroup_usage(&c.env, usage);
+                world::write_cgroup_usage(c.env(), usage);
             }
             model.record(t, usage);
             if agent.is_none() {

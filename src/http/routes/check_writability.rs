@@ -41,7 +41,8 @@ pub async fn post<E: Env>(State(state): State<AppState<E>>) -> Result<Response, 
             ),
         ));
     }
-    match pg::probe::write_health_check(&compute.env, &compute.params.conn, CHECK_TIMEOUT).await {
+    match pg::probe::write_health_check(compute.env(), &compute.params().conn, CHECK_TIMEOUT).await
+    {
         Ok(()) => Ok(text_true()),
         Err(e) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -80,10 +80,13 @@ async fn apply<E: Env>(
 ) -> Result<Json<StatusBody>, ApiError> {
     let compute = &state.compute;
     let ctx = ValidationContext {
-        superuser: compute.params.conn.user.clone(),
+        superuser: compute.params().conn.user.clone(),
     };
     let mut problems = validate(&req.spec, &ctx);
-    problems.extend(validate_advertise(&req.spec, &compute.params.advertised()));
+    problems.extend(validate_advertise(
+        &req.spec,
+        &compute.params().advertised(),
+    ));
     let current = compute.state();
     if let Some(running) = current.spec.as_deref().filter(|_| current.postgres_started) {
         problems.extend(validate_change(running, &req.spec));
@@ -97,7 +100,7 @@ async fn apply<E: Env>(
         // Before the spec is accepted: a bad key set changes nothing.
         state
             .auth
-            .set_jwks(jwks, compute.params.compute_id.clone())
+            .set_jwks(jwks, compute.params().compute_id.clone())
             .map_err(|e| {
                 ApiError::bad_request(format!(
                     "compute_ctl_config.jwks cannot be used: {e}; nothing was changed"

@@ -86,8 +86,8 @@ pub async fn get<E: Env>(
     }
     let lookup = async {
         let client = pg::connect(
-            &compute.env,
-            &compute.params.conn,
+            compute.env(),
+            &compute.params().conn,
             LOOKUP_TIMEOUT,
             LOOKUP_TIMEOUT,
         )
@@ -106,7 +106,7 @@ pub async fn get<E: Env>(
                 (code, pg::describe_error(&e))
             })
     };
-    match timeout(&compute.env, LOOKUP_TIMEOUT, lookup).await {
+    match timeout(compute.env(), LOOKUP_TIMEOUT, lookup).await {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => return Err(not_found()),
         Ok(Err((StatusCode::SERVICE_UNAVAILABLE, reason))) => {
@@ -128,14 +128,14 @@ pub async fn get<E: Env>(
             ));
         }
     }
-    let who = compute.env.postgres_identity().map_err(|e| {
+    let who = compute.env().postgres_identity().map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot find the Postgres OS user: {e}"),
         )
     })?;
-    let conn = &compute.params.conn;
-    let cmd = CommandSpec::new(compute.params.pg_tool("pg_dump"))
+    let conn = &compute.params().conn;
+    let cmd = CommandSpec::new(compute.params().pg_tool("pg_dump"))
         .args([
             "--schema-only",
             "--no-password",
@@ -152,13 +152,13 @@ pub async fn get<E: Env>(
         .env("PGCONNECT_TIMEOUT", "10")
         .env("PGAPPNAME", pg::APPLICATION_NAME)
         .run_as(who);
-    let dump = compute.env.spawn_streaming(&cmd).map_err(|e| {
+    let dump = compute.env().spawn_streaming(&cmd).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot run pg_dump: {e}"),
         )
     })?;
-    stream_dump(&compute.env, dump, cmd.display()).await
+    stream_dump(compute.env(), dump, cmd.display()).await
 }
 
 /// Reads the first chunk before answering, so that a pg_dump that fails at

@@ -99,14 +99,14 @@ pub async fn get<E: Env>(State(state): State<AppState<E>>) -> Result<Json<DbsAnd
             ),
         ));
     }
-    let read = catalog::read_snapshot(&compute.env, &compute.params.conn);
+    let read = catalog::read_snapshot(compute.env(), &compute.params().conn);
     let unavailable = |reason: String| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("cannot read the catalog: {reason}; retry once Postgres is healthy"),
         )
     };
-    match timeout(&compute.env, SNAPSHOT_TIMEOUT, read).await {
+    match timeout(compute.env(), SNAPSHOT_TIMEOUT, read).await {
         Ok(Ok(snapshot)) => Ok(Json(snapshot.into())),
         Ok(Err(e)) => Err(unavailable(e.to_string())),
         Err(e) => Err(unavailable(e.to_string())),

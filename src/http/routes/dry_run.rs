@@ -174,7 +174,7 @@ pub fn settings_diff(
 pub async fn dry_run<E: Env>(state: &AppState<E>, spec: &ComputeSpec) -> DryRunBody {
     let compute = &state.compute;
     let ctx = ValidationContext {
-        superuser: compute.params.conn.user.clone(),
+        superuser: compute.params().conn.user.clone(),
     };
     let mut problems = validate(spec, &ctx);
     let refused = compute.setting_problems(spec, &problems).await;
@@ -184,7 +184,7 @@ pub async fn dry_run<E: Env>(state: &AppState<E>, spec: &ComputeSpec) -> DryRunB
     if !body.valid {
         return body;
     }
-    body.settings = settings_diff(st.spec.as_deref(), spec, &compute.params.conn);
+    body.settings = settings_diff(st.spec.as_deref(), spec, &compute.params().conn);
     let running = st.postgres_started && !st.supervisor_exited;
     if let Some((contexts, started_with)) = compute.restart_basis() {
         body.restart_required = pg::pending_restart(contexts, started_with, spec);
@@ -208,7 +208,7 @@ pub async fn dry_run<E: Env>(state: &AppState<E>, spec: &ComputeSpec) -> DryRunB
         ));
         return body;
     }
-    match catalog::preview(&compute.env, &compute.params.conn, spec).await {
+    match catalog::preview(compute.env(), &compute.params().conn, spec).await {
         Ok(p) => body.with_catalog(p),
         Err(e) => {
             body.catalog.error = Some(e.to_string());

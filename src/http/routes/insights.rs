@@ -32,7 +32,8 @@ pub async fn get<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Insigh
     let compute = &state.compute;
     let status = compute.subscribe().borrow().status;
     super::require_running(status, "ask again once it runs")?;
-    match pg::probe::statement_insights(&compute.env, &compute.params.conn, INSIGHTS_TIMEOUT).await
+    match pg::probe::statement_insights(compute.env(), &compute.params().conn, INSIGHTS_TIMEOUT)
+        .await
     {
         Ok(rows) => Ok(Json(Insights {
             pg_stat_statements: rows,

@@ -154,7 +154,7 @@ async fn bounded<E: Env, T>(
     state: &AppState<E>,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, ApiError> {
-    timeout(&state.compute.env, INTERNAL_TIMEOUT, work)
+    timeout(state.compute.env(), INTERNAL_TIMEOUT, work)
         .await
         .map_err(|e| {
             ApiError::new(

@@ -27,7 +27,7 @@ pub async fn text<E: Env>(State(state): State<AppState<E>>, headers: HeaderMap) 
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
     let ct = if openmetrics { OPENMETRICS } else { PLAIN_TEXT };
-    let mut resp = state.compute.metrics.encode().into_response();
+    let mut resp = state.compute.metrics().encode().into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     resp

@@ -29,12 +29,12 @@ pub async fn liveness<E: Env>(
 ) -> Result<Json<&'static str>, ApiError> {
     let compute = &state.compute;
     let probe = pg::connect(
-        &compute.env,
-        &compute.params.conn,
+        compute.env(),
+        &compute.params().conn,
         LIVENESS_TIMEOUT,
         LIVENESS_TIMEOUT,
     );
-    match timeout(&compute.env, LIVENESS_TIMEOUT, probe).await {
+    match timeout(compute.env(), LIVENESS_TIMEOUT, probe).await {
         Ok(Ok(_client)) => Ok(Json("ok")),
         Ok(Err(e)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

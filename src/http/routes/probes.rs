@@ -55,7 +55,7 @@ pub async fn ready<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Prob
             "not ready: the compute is {status}, not running"
         )));
     }
-    if let Some(max) = compute.params.max_ready_lag {
+    if let Some(max) = compute.params().max_ready_lag {
         let replication = compute.subscribe().borrow().replication.clone();
         if let Some(why) = crate::health::lag_verdict(max, replication.as_ref()) {
             return Err(unavailable(format!("not ready: {why}")));
@@ -67,7 +67,7 @@ pub async fn ready<E: Env>(State(state): State<AppState<E>>) -> Result<Json<Prob
     {
         return Err(unavailable(format!("not ready: {why}")));
     }
-    match pg::probe::ready(&compute.env, &compute.params.conn, READY_PROBE_TIMEOUT).await {
+    match pg::probe::ready(compute.env(), &compute.params().conn, READY_PROBE_TIMEOUT).await {
         Ok(()) => Ok(Json(ProbeBody {
             ok: true,
             status: wire_status,

@@ -95,10 +95,13 @@ pub async fn post<E: Env>(
         ));
     }
     let ctx = ValidationContext {
-        superuser: compute.params.conn.user.clone(),
+        superuser: compute.params().conn.user.clone(),
     };
     let mut spec_problems = validate(&req.spec, &ctx);
-    spec_problems.extend(validate_advertise(&req.spec, &compute.params.advertised()));
+    spec_problems.extend(validate_advertise(
+        &req.spec,
+        &compute.params().advertised(),
+    ));
     let refused = compute.setting_problems(&req.spec, &spec_problems).await;
     spec_problems.extend(refused);
     problems.extend(spec_problems.into_iter().map(|p| SpecProblem {

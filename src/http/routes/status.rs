@@ -29,6 +29,9 @@ pub struct StatusBody {
     pub last_active: Option<SystemTime>,
     /// Why the compute failed (status `failed`).
     pub error: Option<String>,
+    /// What failed, as a stable name (`FailReason::kind`: `base_backup`,
+    /// `quorum`, `catalog`, ...); null unless `failed`.
+    pub failure_kind: Option<&'static str>,
     /// `operation_uuid` of the spec in effect (or being applied).
     pub operation_uuid: Option<String>,
     /// Settings that changed but take effect only after a restart.
@@ -85,6 +88,7 @@ impl StatusBody {
             start_time: st.start_time,
             last_active: st.last_active,
             error: st.error.clone(),
+            failure_kind: st.failure.as_ref().map(crate::compute::FailReason::kind),
             operation_uuid: spec.and_then(|s| s.operation_uuid.clone()),
             pending_restart: st.pending_restart.clone(),
             tenant: spec.and_then(|s| s.tenant_id.clone()),

@@ -58,7 +58,7 @@ fn sign(key: Key, claims: &Value) -> String {
 }
 
 fn now_secs(c: &crate::compute::Compute<crate::env::TokioEnv>) -> u64 {
-    c.env
+    c.env()
         .wall_clock()
         .duration_since(UNIX_EPOCH)
         .unwrap()

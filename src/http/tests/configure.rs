@@ -45,7 +45,7 @@ async fn one_configure_at_a_time_others_409_status_stays_fast() {
     // Everything but the accepted configure answers without the supervisor.
     let mut conflicts = 0;
     for _ in 0..(CONFIGURES - 1 + STATUSES) {
-        let (what, r) = timeout(&c.env, DEADLINE, rx.recv())
+        let (what, r) = timeout(c.env(), DEADLINE, rx.recv())
             .await
             .expect("a request hung: deadlock?")
             .unwrap();
@@ -72,8 +72,13 @@ async fn one_configure_at_a_time_others_409_status_stays_fast() {
         rx.try_recv().is_err(),
         "the accepted configure must still be waiting"
     );
-    c.fail("injected failure".into());
-    let (what, r) = timeout(&c.env, DEADLINE, rx.recv()).await.unwrap().unwrap();
+    c.fail(crate::compute::FailReason::WriteConfig(
+        "injected failure".into(),
+    ));
+    let (what, r) = timeout(c.env(), DEADLINE, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(what, "configure");
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(r.error(), "injected failure");
@@ -101,9 +106,9 @@ async fn a_duplicate_joins_the_operation_in_flight() {
     let other = configure_body(spec("op-other"));
     let r = send(&app, request(Method::POST, "/configure", Some(&other))).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    c.fail("injected".into());
-    let first = timeout(&c.env, DEADLINE, first).await.unwrap().unwrap();
-    let second = timeout(&c.env, DEADLINE, second).await.unwrap();
+    c.fail(crate::compute::FailReason::WriteConfig("injected".into()));
+    let first = timeout(c.env(), DEADLINE, first).await.unwrap().unwrap();
+    let second = timeout(c.env(), DEADLINE, second).await.unwrap();
     for r in [first, second] {
         assert_eq!(
             (r.status, r.error()),
@@ -140,7 +145,7 @@ async fn failed_first_start_is_500_and_abandoned_clients_do_not_wedge_it() {
         async move { c.run().await }
     });
     wait_until(&c, "failed", |st| st.status == ComputeStatus::Failed).await;
-    let outcome = timeout(&c.env, DEADLINE, run).await.unwrap().unwrap();
+    let outcome = timeout(c.env(), DEADLINE, run).await.unwrap().unwrap();
     assert!(
         matches!(outcome, crate::compute::RunOutcome::Failed(_)),
         "{outcome:?}"
@@ -160,7 +165,7 @@ async fn failed_first_configure_answers_500_with_the_reason() {
     let (c, app, run) = running(&dir);
     let body = configure_body(spec("op-500"));
     let r = timeout(
-        &c.env,
+        c.env(),
         DEADLINE,
         send(&app, request(Method::POST, "/configure", Some(&body))),
     )
@@ -168,7 +173,7 @@ async fn failed_first_configure_answers_500_with_the_reason() {
     .unwrap();
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
     assert_eq!(Some(r.error()), c.state().error);
-    let _ = timeout(&c.env, DEADLINE, run).await.unwrap();
+    let _ = timeout(c.env(), DEADLINE, run).await.unwrap();
 }
 
 #[tokio::test]
@@ -176,7 +181,7 @@ async fn terminate_waits_for_terminated_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let (c, app, run) = running(&dir);
     let r = timeout(
-        &c.env,
+        c.env(),
         DEADLINE,
         send(
             &app,
@@ -199,6 +204,6 @@ async fn terminate_waits_for_terminated_and_is_idempotent() {
         (r.status, r.json()["status"].as_str()),
         (StatusCode::CREATED, Some("terminated"))
     );
-    let outcome = timeout(&c.env, DEADLINE, run).await.unwrap().unwrap();
+    let outcome = timeout(c.env(), DEADLINE, run).await.unwrap().unwrap();
     assert_eq!(outcome, crate::compute::RunOutcome::Terminated);
 }

@@ -143,7 +143,7 @@ pub async fn wait_until(
 ) {
     let mut rx = compute.subscribe();
     let waited = crate::env::timeout(
-        &compute.env,
+        compute.env(),
         Duration::from_secs(10),
         rx.wait_for(|st| cond(st)),
     )
