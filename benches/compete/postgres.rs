@@ -86,6 +86,7 @@ impl ByHand {
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C.UTF-8",
+            "--data-checksums",
             "--no-sync",
         ]);
         c.stdout(Stdio::null());

@@ -4,7 +4,11 @@
 //!
 //! - **initdb** when the spec has no `pageserver_connstring`: superuser named
 //!   after the `-C` user, UTF8, locale C (always available, even in minimal
-//!   images), trust auth (pg_hba.conf is replaced by ours right after).
+//!   images), trust auth (pg_hba.conf is replaced by ours right after),
+//!   data checksums on. initdb turns them on by default only from 18; the
+//!   flag is explicit so that a fresh PGDATA is the same on every major (a
+//!   torn or corrupted page is an error, not silently wrong data). A base
+//!   backup keeps its source's setting: checksums are fixed per cluster.
 //! - **base backup** with `pg_basebackup` from the spec's
 //!   `pageserver_connstring` (a libpq connection string; our stand-in for
 //!   "get a base backup from storage"). The source must know the `-C`
@@ -213,12 +217,10 @@ fn pg_command(params: &ComputeParams, tool: &str, who: Option<RunAs>) -> Command
     cmd
 }
 
-async fn initdb<E: Env>(
-    env: &E,
-    params: &ComputeParams,
-    who: Option<RunAs>,
-) -> Result<(), PgError> {
-    let cmd = pg_command(params, "initdb", who)
+/// The initdb of a fresh PGDATA; `--data-checksums` on every major (the
+/// default only from 18).
+fn initdb_command(params: &ComputeParams, who: Option<RunAs>) -> CommandSpec {
+    pg_command(params, "initdb", who)
         .arg("-D")
         .arg(params.pgdata.display().to_string())
         .args(["-U", params.conn.user.as_str()])
@@ -226,9 +228,18 @@ async fn initdb<E: Env>(
             "--encoding=UTF8",
             "--locale=C",
             "--auth=trust",
+            "--data-checksums",
             "--no-sync",
             "--no-instructions",
-        ]);
+        ])
+}
+
+async fn initdb<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    who: Option<RunAs>,
+) -> Result<(), PgError> {
+    let cmd = initdb_command(params, who);
     run(env, &cmd, cmd.display(), INITDB_TIMEOUT).await?;
     Ok(())
 }
@@ -310,6 +321,23 @@ pub(super) async fn run<E: Env>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initdb_turns_data_checksums_on_on_every_major() {
+        let params = ComputeParams::unstartable();
+        let cmd = initdb_command(&params, None);
+        assert_eq!(cmd.program, Path::new("/nonexistent/initdb"));
+        assert!(
+            cmd.args.iter().any(|a| a == "--data-checksums"),
+            "{}",
+            cmd.display()
+        );
+        assert!(
+            !cmd.args.iter().any(|a| a == "--no-data-checksums"),
+            "{}",
+            cmd.display()
+        );
+    }
 
     #[test]
     fn the_wal_end_point_is_read_from_verbose_output() {

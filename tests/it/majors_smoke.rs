@@ -5,7 +5,9 @@
 //! settings defects of issue 24 (an unknown setting is a 400 naming the
 //! major; a value Postgres refuses after the reload is a 500 with its own
 //! words and a rollback), notify, reconfigure and terminate; and one replica
-//! moved between two storages.
+//! moved between two storages. Per major: data checksums on after initdb
+//! (the default only from 18), a base backup keeping its source's setting,
+//! and 18's `io_method` (unknown before 18; a restart pending on 18).
 
 use std::time::Duration;
 
@@ -103,6 +105,11 @@ async fn a_primary_on_this_major_starts_configures_refuses_bad_settings_and_term
         .expect("the hostile database exists")
         .get::<_, String>(0);
     assert_eq!(owner, HOSTILE_ROLE);
+    assert_eq!(
+        show(&c, "data_checksums").await,
+        "on",
+        "a fresh PGDATA has data checksums on {major} (initdb's default only from 18)"
+    );
 
     // Defect 1, before writing: a setting this major lacks is a 400 that
     // names the JSON path and the major; the dry run says the same.
@@ -228,6 +235,7 @@ async fn a_primary_on_this_major_starts_configures_refuses_bad_settings_and_term
     assert_eq!(dry["statement_count"], 0, "{dry}");
 
     memberships_with_several_grantors_converge(&c, &reconf, major).await;
+    io_method_on_this_major(&c, &start, major).await;
 
     let r = c.terminate("fast", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -248,6 +256,14 @@ async fn a_replica_on_this_major_moves_to_another_storage_without_restart() {
     let c = Compute::start(ComputeOpts::with_spec(start.clone()));
     c.wait_running().await;
     let pid = c.postmaster_pid().expect("a postmaster");
+    // Checksums are fixed per cluster: a base backup keeps its source's
+    // (the test storage's initdb takes the major's default: off before 18).
+    let source_checksums = a.value("SHOW data_checksums").await;
+    assert_eq!(
+        source_checksums,
+        if pg_major() >= 18 { "on" } else { "off" }
+    );
+    assert_eq!(show(&c, "data_checksums").await, source_checksums);
     let mut moved = start.clone();
     moved["operation_uuid"] = "replica-move".into();
     moved["skip_pg_catalog_updates"] = true.into();
@@ -376,4 +392,77 @@ async fn memberships_with_several_grantors_converge(c: &Compute, base: &Value, m
         if major >= 16 { "1" } else { "0" },
         "the creator's admin option stays on {major}"
     );
+}
+
+/// Whether the binaries of `PGBIN_DIR` were built with io_uring (18's
+/// `io_method = io_uring`), as `pg_config --configure` says.
+fn built_with_liburing() -> bool {
+    let out = std::process::Command::new(crate::support::pg_tool("pg_config"))
+        .arg("--configure")
+        .output()
+        .expect("run pg_config --configure");
+    String::from_utf8_lossy(&out.stdout).contains("--with-liburing")
+}
+
+/// 18's `io_method`: before 18 an unknown setting (400 naming the major);
+/// on 18 a postmaster setting, so a change is a pending restart (the
+/// postmaster keeps running with the old value), and `io_uring` is refused
+/// with the values the build has when it was built without liburing.
+async fn io_method_on_this_major(c: &Compute, base: &Value, major: u32) {
+    let notify = |op: &str, value: &str| {
+        let mut s = with_setting(base, op, setting("io_method", value, "enum"));
+        s["skip_pg_catalog_updates"] = true.into();
+        s
+    };
+    let in_effect = c.status().await["operation_uuid"].clone();
+    let index = base["cluster"]["settings"].as_array().unwrap().len();
+    if major < 18 {
+        let r = c.configure(&notify("smoke-io-method", "sync"), None).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(
+            r.text
+                .contains(&format!("PostgreSQL {major} has no setting"))
+                && r.text.contains("io_method")
+                && r.text
+                    .contains(&format!("$.cluster.settings[{index}].name")),
+            "{}",
+            r.text
+        );
+        assert_eq!(c.status().await["operation_uuid"], in_effect);
+        return;
+    }
+    let pid = c.postmaster_pid().expect("a postmaster");
+    assert_eq!(show(c, "io_method").await, "worker", "18's default");
+    let uring = notify("smoke-io-uring", "io_uring");
+    let r = c.configure(&uring, None).await;
+    if built_with_liburing() {
+        assert_eq!(r.status, 200, "{}", r.text);
+    } else {
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(
+            r.text.contains(&format!(
+                "PostgreSQL {major} refuses io_method = 'io_uring'"
+            )) && r.text.contains("Available values: sync, worker"),
+            "{}",
+            r.text
+        );
+        assert_eq!(c.status().await["operation_uuid"], in_effect);
+    }
+    let r = c.configure(&notify("smoke-io-sync", "sync"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let st = c.status().await;
+    assert_eq!(st["pending_restart"], json!(["io_method"]), "{st}");
+    assert_eq!(st["config_refused"], Value::Null, "{st}");
+    assert_eq!(
+        show(c, "io_method").await,
+        "worker",
+        "a postmaster setting waits for the restart"
+    );
+    assert_eq!(c.postmaster_pid(), Some(pid), "no restart behind our back");
+    let mut back = base.clone();
+    back["operation_uuid"] = "smoke-io-back".into();
+    back["skip_pg_catalog_updates"] = true.into();
+    let r = c.configure(&back, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(c.status().await["pending_restart"], json!([]));
 }
