@@ -412,6 +412,41 @@ fn a_running_compute_cannot_change_its_mode() {
     assert_eq!(validate_change(&spec(b), &spec(moved)), vec![]);
 }
 
+#[test]
+fn a_running_primary_neither_gains_its_first_safekeepers_nor_loses_all() {
+    let plain = valid();
+    let mut durable = valid();
+    durable["safekeeper_connstrings"] = serde_json::json!(["127.0.0.1:1", "127.0.0.1:2"]);
+    let mut moved = durable.clone();
+    moved["safekeeper_connstrings"][1] = "127.0.0.1:3".into();
+    for (running, new, why) in [
+        (&plain, &durable, "started without safekeepers"),
+        (&durable, &plain, "silently drop"),
+    ] {
+        let p = validate_change(&spec(running.clone()), &spec(new.clone()));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "$.safekeeper_connstrings");
+        assert!(p[0].message.contains(why), "{p:?}");
+        assert!(
+            p[0].message.contains("restart") || p[0].message.contains("terminate"),
+            "says what to do: {p:?}"
+        );
+    }
+    // A move to another set, or no safekeepers before and after, is fine.
+    assert_eq!(
+        validate_change(&spec(durable.clone()), &spec(moved)),
+        vec![]
+    );
+    assert_eq!(validate_change(&spec(plain.clone()), &spec(plain)), vec![]);
+    // A replica's safekeepers are only the sync of its start: no rule.
+    let mut replica = durable.clone();
+    replica["mode"] = "Replica".into();
+    replica["pageserver_connstring"] = "host=storage".into();
+    let mut bare = replica.clone();
+    bare["safekeeper_connstrings"] = serde_json::json!([]);
+    assert_eq!(validate_change(&spec(replica), &spec(bare)), vec![]);
+}
+
 proptest::proptest! {
     /// The branch-free `is_md5_hex` says what `all` would: exactly 32 bytes,
     /// each an ASCII hex digit (strings drawn near the boundary: 31 to 33

@@ -13,7 +13,9 @@
 //!   `pageserver_connstring`; a static LSN must be `X/Y` hex; storage
 //!   connection strings must parse (libpq URL, key=value, or `host:port`).
 //! - [`validate_change`]: a running compute cannot change `mode` (that is a
-//!   new Postgres, not a reload of this one).
+//!   new Postgres, not a reload of this one), and a running primary cannot
+//!   gain its first safekeepers or lose all of them (durability is decided
+//!   at a start, from a sync of the safekeepers).
 //! - Names are at most 63 bytes (`NAMEDATALEN - 1`); Postgres would silently
 //!   truncate longer ones, which breaks idempotence.
 
@@ -225,10 +227,14 @@ pub fn mode_name(mode: &ComputeMode) -> &'static str {
 }
 
 /// What a running compute cannot take from a new spec: a `mode` change
-/// (Postgres would have to start again as another kind of server).
+/// (Postgres would have to start again as another kind of server), and a
+/// primary's safekeepers going from none to some or from some to none. A
+/// primary becomes durable only at a start, from a sync of its safekeepers
+/// (a reload would make every commit wait for standbys that never followed
+/// it), and removing them all would silently drop the quorum guarantee.
 pub fn validate_change(running: &ComputeSpec, new: &ComputeSpec) -> Vec<SpecProblem> {
     if running.mode == new.mode {
-        return Vec::new();
+        return durability_change(running, new).into_iter().collect();
     }
     let show = |m: &ComputeMode| match m {
         ComputeMode::Static(l) => format!("static at {l}"),
@@ -242,6 +248,27 @@ pub fn validate_change(running: &ComputeSpec, new: &ComputeSpec) -> Vec<SpecProb
             show(&new.mode)
         ),
     )]
+}
+
+/// A primary that would gain its first safekeepers, or lose all of them,
+/// by a reload.
+fn durability_change(running: &ComputeSpec, new: &ComputeSpec) -> Option<SpecProblem> {
+    if running.mode != ComputeMode::Primary {
+        return None;
+    }
+    let message = match (
+        running.safekeeper_connstrings.is_empty(),
+        new.safekeeper_connstrings.is_empty(),
+    ) {
+        (true, false) => {
+            "the running primary was started without safekeepers (it is ephemeral); a primary becomes durable only at a start, from a sync of its safekeepers, not by a reload: restart this compute with the spec, or start a new compute with it"
+        }
+        (false, true) => {
+            "the running primary's commits wait for a quorum of its safekeepers; an empty list would silently drop that guarantee: name the safekeepers (a different set moves the compute to it), or terminate this compute and start one without safekeepers if it is meant to be ephemeral"
+        }
+        _ => return None,
+    };
+    Some(SpecProblem::new("$.safekeeper_connstrings", message))
 }
 
 /// `duplicates`: whether some role name occurs twice (then each later

@@ -86,12 +86,15 @@ pub async fn plan_catch_up<E: Env>(
     })
 }
 
-/// The newest timeline a server holds WAL or a history file of (the first
-/// 8 hex digits of the names in `pg_wal`): what its WAL follows. Its WAL
+/// The newest timeline a server holds WAL of (the first 8 hex digits of
+/// the segment names in `pg_wal`): what its WAL follows. Its WAL
 /// receiver's `received_tli` is gone once the primary it followed died,
-/// which is exactly when a start asks.
+/// which is exactly when a start asks. History files do not count: a
+/// standby's WAL receiver fetches every history file of the primary it
+/// connects to, also when it cannot follow that timeline (its WAL is past
+/// the fork), so a diverged safekeeper holds the newest history file too.
 pub const NEWEST_TIMELINE_SQL: &str = "SELECT max(substr(f, 1, 8)) FROM pg_ls_dir('pg_wal') f \
-     WHERE f ~ '^[0-9A-F]{8}([0-9A-F]{16}|\\.history)$'";
+     WHERE f ~ '^[0-9A-F]{24}$'";
 
 /// [`NEWEST_TIMELINE_SQL`] of `ep`; 0 when it cannot say (then its LSN
 /// alone ranks it).

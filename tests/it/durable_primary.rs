@@ -15,8 +15,8 @@
 //!    back; then a notify moves B to another safekeeper set under a
 //!    writing client (joint quorum, no restart), and a notify with an older
 //!    safekeepers_generation gets 409;
-//! 5. bad input (duplicate safekeepers, an unparsable connection string)
-//!    is a 400 naming the field, and nothing changes;
+//! 5. bad input (duplicate safekeepers, an unparsable connection string,
+//!    no safekeepers left) is a 400 naming the field, and nothing changes;
 //! 6. a fast terminate of B answers the LSN a quorum flushed, and compute
 //!    C resumes exactly there.
 
@@ -29,9 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::ports::free_port;
 use crate::support::postgres::TestPostgres;
 use crate::support::safekeepers::Safekeepers;
-use crate::support::{fixture, wait_for};
+use crate::support::{fixture, fixture_op, wait_for};
 use serde_json::{Value, json};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -308,6 +309,11 @@ async fn acknowledged_writes_survive_kill_and_move() {
     assert!(r.text.contains("$.safekeeper_connstrings[1]"), "{}", r.text);
     assert_eq!(b.sql_value("SHOW synchronous_standby_names").await, before);
     assert_eq!(b.status().await["status"], "running");
+    // Removing every safekeeper would silently drop the quorum: refused.
+    let mut none = spec(&sks, "none");
+    none["safekeepers_generation"] = 3.into();
+    none["safekeeper_connstrings"] = json!([]);
+    refused_and_untouched(&b, &none, "silently drop that guarantee").await;
 
     // 6. Terminate answers what a quorum flushed; C resumes exactly there.
     let r = b.terminate("fast", None).await;
@@ -320,6 +326,49 @@ async fn acknowledged_writes_survive_kill_and_move() {
     assert_eq!(st["replication"]["commit_lsn"], lsn.as_str(), "{st}");
     let got = present(&c).await;
     assert!(got.contains(&1000) && got.contains(&1001) && acked.is_subset(&got));
+}
+
+/// A `/configure` of `spec` that `c` must refuse by its safekeepers: 400
+/// naming `$.safekeeper_connstrings` with `why`, the dry run reporting the
+/// same problem, and Postgres untouched (same postmaster, same config,
+/// same operation in effect).
+async fn refused_and_untouched(c: &Compute, spec: &Value, why: &str) {
+    let pid = c.postmaster_pid();
+    let names = c.sql_value("SHOW synchronous_standby_names").await;
+    let op = c.status().await["operation_uuid"].clone();
+    let r = c.configure(spec, None).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("$.safekeeper_connstrings") && error.contains(why),
+        "{error}"
+    );
+    let dry = c.dry_run(spec).await;
+    assert_eq!(dry.status, 200, "{}", dry.text);
+    let problems = dry.json()["problems"].clone();
+    let found = problems.as_array().is_some_and(|p| {
+        p.iter().any(|p| {
+            p["path"] == "$.safekeeper_connstrings"
+                && p["message"].as_str().is_some_and(|m| m.contains(why))
+        })
+    });
+    assert!(found, "the dry run reports it: {problems}");
+    assert_eq!(c.postmaster_pid(), pid, "Postgres is not restarted");
+    assert_eq!(c.sql_value("SHOW synchronous_standby_names").await, names);
+    let st = c.status().await;
+    assert_eq!(st["status"], "running", "{st}");
+    assert_eq!(st["operation_uuid"], op, "{st}");
+}
+
+#[tokio::test]
+async fn a_running_primary_becomes_durable_only_at_a_start() {
+    crate::need_postgres!();
+    let c = Compute::start(ComputeOpts::with_spec(fixture_op("spec.json", "plain")));
+    c.wait_running().await;
+    let mut durable = fixture_op("spec.json", "durable");
+    durable["safekeeper_connstrings"] = json!([format!("127.0.0.1:{}", free_port())]);
+    refused_and_untouched(&c, &durable, "restart this compute with the spec").await;
+    assert_eq!(c.sql_value("SHOW synchronous_standby_names").await, "");
 }
 
 #[tokio::test]

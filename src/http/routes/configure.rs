@@ -1,8 +1,9 @@
 //! `POST /configure`: deliver the first spec (from `empty`) or reconfigure
 //! (from `running`), and wait for the outcome.
 //!
-//! - invalid spec, or a `mode` change on a running compute: 400 listing
-//!   every problem; nothing changes;
+//! - invalid spec, or a `mode` change on a running compute, or a running
+//!   primary gaining its first safekeepers or losing all of them: 400
+//!   listing every problem; nothing changes;
 //! - another configure in flight: 409, unless it is the *same* operation
 //!   (`operation_uuid`), in which case this request waits for it too, so a
 //!   retried or duplicated request gets the outcome of the original;
@@ -31,7 +32,9 @@ use crate::env::Env;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiQuery};
 use crate::http::json_body::SpecJson;
-use crate::spec::{ComputeSpec, ValidationContext, validate, validate_advertise, validate_change};
+use crate::spec::{
+    ComputeSpec, SpecProblem, ValidationContext, validate, validate_advertise, validate_change,
+};
 use crate::state::ComputeStatus;
 
 /// The request body (Neon's `ConfigurationRequest`; unknown fields are ignored).
@@ -74,23 +77,30 @@ pub async fn post<E: Env>(
     apply(state, req).await.into_response()
 }
 
+/// What is wrong with `spec` for this compute, before anything is read
+/// from Postgres (the dry run reports the same): the spec's own problems,
+/// its safekeepers against the advertised address, and what the running
+/// compute cannot take by a reload (a `mode` change, a primary gaining its
+/// first safekeepers or losing all of them).
+pub(super) fn spec_problems<E: Env>(compute: &Compute<E>, spec: &ComputeSpec) -> Vec<SpecProblem> {
+    let ctx = ValidationContext {
+        superuser: compute.params().conn.user.clone(),
+    };
+    let mut problems = validate(spec, &ctx);
+    problems.extend(validate_advertise(spec, &compute.params().advertised()));
+    let current = compute.state();
+    if let Some(running) = current.spec.as_deref().filter(|_| current.postgres_started) {
+        problems.extend(validate_change(running, spec));
+    }
+    problems
+}
+
 async fn apply<E: Env>(
     state: AppState<E>,
     req: ConfigureRequest,
 ) -> Result<Json<StatusBody>, ApiError> {
     let compute = &state.compute;
-    let ctx = ValidationContext {
-        superuser: compute.params().conn.user.clone(),
-    };
-    let mut problems = validate(&req.spec, &ctx);
-    problems.extend(validate_advertise(
-        &req.spec,
-        &compute.params().advertised(),
-    ));
-    let current = compute.state();
-    if let Some(running) = current.spec.as_deref().filter(|_| current.postgres_started) {
-        problems.extend(validate_change(running, &req.spec));
-    }
+    let mut problems = spec_problems(compute, &req.spec);
     let refused = compute.setting_problems(&req.spec, &problems).await;
     problems.extend(refused);
     if !problems.is_empty() {

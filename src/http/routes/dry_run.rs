@@ -173,10 +173,7 @@ pub fn settings_diff(
 /// Makes the dry run of `spec`.
 pub async fn dry_run<E: Env>(state: &AppState<E>, spec: &ComputeSpec) -> DryRunBody {
     let compute = &state.compute;
-    let ctx = ValidationContext {
-        superuser: compute.params().conn.user.clone(),
-    };
-    let mut problems = validate(spec, &ctx);
+    let mut problems = super::configure::spec_problems(compute, spec);
     let refused = compute.setting_problems(spec, &problems).await;
     problems.extend(refused);
     let st = compute.state();

@@ -291,6 +291,21 @@ impl Compute {
         .await
     }
 
+    /// `POST /configure?dry_run=true {spec}` (with [`ComputeOpts::token`]).
+    pub async fn dry_run(&self, spec: &Value) -> Reply {
+        let req = self
+            .client
+            .post(self.url("/configure?dry_run=true"))
+            .json(&serde_json::json!({ "spec": spec }));
+        Reply::read(
+            self.authed(req)
+                .send()
+                .await
+                .expect("POST /configure?dry_run=true"),
+        )
+        .await
+    }
+
     /// `POST /configure {spec}`, with an optional bearer token.
     pub async fn configure(&self, spec: &Value, token: Option<&str>) -> Reply {
         let mut req = self
