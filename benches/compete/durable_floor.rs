@@ -96,13 +96,12 @@ impl Cluster {
             "--no-manifest",
         ]);
         postgres::run(c)?;
-        let me = Self {
+        Ok(Self {
             port,
             pgdata,
             _scratch: scratch,
             running: false,
-        };
-        Ok(me)
+        })
     }
 
     /// A started standby of `source`, streaming under `app`.
