@@ -40,6 +40,16 @@ pub struct Plan {
     pub neighbour_chunk_mib: usize,
     /// The neighbour stops by itself after this long, whatever happens.
     pub neighbour_secs: u64,
+    /// Pairs (ours, by hand) of the durable start.
+    pub durable_starts: usize,
+    /// Rounds of the commit load (each: ours, by hand, local commit).
+    pub durable_load_rounds: usize,
+    /// Transactions of one load run (split among its clients) ...
+    pub durable_load_tx: usize,
+    /// ... or this long, whichever comes first.
+    pub durable_load_secs: f64,
+    /// Safekeeper moves under a writer.
+    pub durable_moves: usize,
 }
 
 impl Plan {
@@ -62,6 +72,11 @@ impl Plan {
             neighbour_reps: 61,
             neighbour_chunk_mib: 8,
             neighbour_secs: 300,
+            durable_starts: 5,
+            durable_load_rounds: 4,
+            durable_load_tx: 4_000,
+            durable_load_secs: 3.0,
+            durable_moves: 6,
         }
     }
 
@@ -82,6 +97,11 @@ impl Plan {
             neighbour_reps: 2,
             neighbour_chunk_mib: 1,
             neighbour_secs: 30,
+            durable_starts: 1,
+            durable_load_rounds: 1,
+            durable_load_tx: 40,
+            durable_load_secs: 1.0,
+            durable_moves: 1,
         }
     }
 }

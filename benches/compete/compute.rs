@@ -24,11 +24,29 @@ pub struct Compute {
 impl Compute {
     /// Starts compute_ctl with `spec` and returns once it is spawned.
     pub fn spawn(spec: &Value, pg_port: u16, http_port: u16) -> anyhow::Result<Self> {
+        Self::spawn_env(spec, pg_port, http_port, &[])
+    }
+
+    /// [`Compute::spawn`] with environment changes: `(name, Some(value))`
+    /// sets a variable, `(name, None)` removes it.
+    pub fn spawn_env(
+        spec: &Value,
+        pg_port: u16,
+        http_port: u16,
+        vars: &[(&str, Option<&str>)],
+    ) -> anyhow::Result<Self> {
         let scratch = Scratch::new("compute")?;
         let spec_path = scratch.path("spec.json");
         std::fs::write(&spec_path, serde_json::to_vec(spec)?)?;
         let pgdata = scratch.path("pgdata");
-        let child = Command::new(env!("CARGO_BIN_EXE_compute_ctl"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_compute_ctl"));
+        for (name, value) in vars {
+            match value {
+                Some(v) => command.env(name, v),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command
             .arg("-D")
             .arg(&pgdata)
             .args([

@@ -9,6 +9,8 @@
 mod alloc;
 mod cases;
 mod compute;
+mod durable;
+mod durable_floor;
 mod memory;
 mod neighbour;
 mod plot;
@@ -23,6 +25,7 @@ mod stages;
 mod stats;
 mod storage;
 mod throughput;
+mod tracing_cost;
 
 /// Counts allocations, for the request-path suite's allocations per role.
 #[global_allocator]
@@ -136,6 +139,13 @@ async fn run(plan: cases::Plan, full: bool) -> anyhow::Result<Vec<CaseResult>> {
     if selected("memory") {
         all.extend(memory::memory(plan).await?);
     }
+    // `durable` writes the rows durable_start, durable_commit, durable_move.
+    if selected("durable") {
+        all.extend(durable::durable(plan).await?);
+    }
+    if selected("tracing_cost") {
+        all.extend(tracing_cost::tracing_cost(plan).await?);
+    }
     if full && selected("sim_throughput") {
         all.extend(throughput::sim_throughput()?);
     }
@@ -157,8 +167,14 @@ fn smoke_checks(results: &[CaseResult]) -> anyhow::Result<()> {
         "cold_start",
         "status_under_load",
         "storage",
+        "durable_start",
+        "durable_commit",
+        "durable_move",
+        "tracing_cost",
     ] {
-        let runs = if suite == "prefix_headline" || suite == "notify_neighbour" {
+        let runs = if suite.starts_with("durable_") {
+            selected("durable")
+        } else if suite == "prefix_headline" || suite == "notify_neighbour" {
             selected("notify_reconfigure")
         } else if suite == "notify_stages" {
             selected("request_path")
@@ -192,6 +208,20 @@ fn smoke_checks(results: &[CaseResult]) -> anyhow::Result<()> {
             moved.extra["postmaster_restarts"] == 0,
             "a move restarted Postgres: {}",
             moved.extra
+        );
+    }
+    if let Some(moved) = results.iter().find(|r| r.suite == "durable_move") {
+        anyhow::ensure!(
+            moved.extra["postmaster_restarts"] == 0,
+            "a safekeeper move restarted Postgres: {}",
+            moved.extra
+        );
+    }
+    if let Some(t) = results.iter().find(|r| r.suite == "tracing_cost") {
+        anyhow::ensure!(
+            t.extra["otlp_posts_received"].as_u64() > Some(0),
+            "the exporting compute exported nothing: {}",
+            t.extra
         );
     }
     Ok(())
