@@ -72,6 +72,22 @@ pub enum Event {
     ReadbackSent { boot: u64 },
     /// The client read back the commits a running primary holds.
     Readback { boot: u64, ids: Vec<u64> },
+    /// The control plane sent the primary of `boot` a notify (`op`) that
+    /// moves it from the safekeepers `from` to `to` (host names).
+    SafekeeperMoveSent {
+        boot: u64,
+        op: u64,
+        from: Vec<String>,
+        to: Vec<String>,
+        generation: Option<u32>,
+    },
+    /// That notify's answer (`status`: the HTTP status, none when it got
+    /// none): with 200, a restart syncs `to` from now on.
+    SafekeeperMoveAnswered {
+        boot: u64,
+        op: u64,
+        status: Option<u16>,
+    },
 }
 
 #[cfg(test)]

@@ -307,8 +307,13 @@ async fn basebackup(env: &SimEnv, cmd: &CommandSpec) -> ProcessOutput {
     }
     // The copy holds the source's WAL as it is now (`crate::wal`).
     {
+        let world = env.shared().lock().storage_world.clone();
+        let wal = match world {
+            Some(w) => w.lock().wal.source(&host).cloned(),
+            None => env.shared().lock().wal.source(&host).cloned(),
+        }
+        .unwrap_or_default();
         let mut sh = env.shared().lock();
-        let wal = sh.wal.source(&host).cloned().unwrap_or_default();
         sh.wal.compute = crate::wal::ComputeWal {
             wal,
             ..Default::default()

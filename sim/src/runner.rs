@@ -117,13 +117,36 @@ fn run_planted(
         Some(_) => Schedule::default(),
         None => schedule,
     };
-    if let Some(delays) = launch.durable {
+    if let Some(delays) = &launch.durable {
         world::add_durable_safekeepers(&mut sim, shared.clone(), delays);
     }
     if launch.two_storages {
         world::add_storage2(&mut sim, shared.clone());
         world::add_safekeepers(&mut sim, shared.clone());
     }
+    let second = launch.second_compute.then(|| {
+        let r = Shared::new();
+        if tracing == Tracing::Off {
+            r.lock().trace = crate::trace::Trace::off();
+        }
+        r.lock().catalog.reset(world::SUPERUSER);
+        r.lock().wal.enabled = true;
+        r.lock().storage_world = Some(shared.clone());
+        shared.lock().second_compute = Some(r.clone());
+        world::add_compute_on(
+            &mut sim,
+            world::REPLICA,
+            r.clone(),
+            seed ^ 0x5EC0_4D00,
+            world::params_on(world::REPLICA),
+            world::Boot {
+                launch_spec: None,
+                fetch_spec_from_cplane: false,
+                autoscaling: false,
+            },
+        );
+        r
+    });
     world::add_compute(
         &mut sim,
         shared.clone(),
@@ -192,6 +215,17 @@ fn run_planted(
     shared.lock().end_us = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
     shared.check_at_end();
     crate::invariants::check_final(&shared);
+    if let Some(r) = second {
+        // Its own checkers (transitions, one postmaster per boot, ...),
+        // reported as this world's; then the two records let go of each other.
+        r.check_at_end();
+        let found = std::mem::take(&mut r.lock().violations);
+        for what in found {
+            shared.violation(format!("{}: {what}", world::REPLICA));
+        }
+        r.lock().storage_world = None;
+        shared.lock().second_compute = None;
+    }
     // Drop the world (and the tasks holding `shared`) before reading out.
     drop(sim);
     let sh = shared.lock();

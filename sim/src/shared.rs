@@ -142,6 +142,13 @@ pub struct SharedInner {
     /// Hosts a scenario asks the runner to crash (`true`) or boot again
     /// (`false`), done before the next step.
     pub host_actions: Vec<(String, bool)>,
+    /// A second compute host's record ([`crate::world::REPLICA`], the
+    /// promote scenario): its own Postgres, catalog, config and WAL, with
+    /// the storage of this world ([`SharedInner::storage_world`]).
+    pub second_compute: Option<Shared>,
+    /// Set on a second compute's record: the world whose safekeepers and
+    /// pageserver its base backup copies (`wal.source`).
+    pub storage_world: Option<Shared>,
 }
 
 /// What the simulated WAL receiver does (what `pg_stat_wal_receiver` shows).

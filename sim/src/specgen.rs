@@ -30,6 +30,11 @@ pub struct SpecShape {
     /// No `pageserver_connstring`: a primary with safekeepers takes its
     /// base backup from the most advanced safekeeper.
     pub no_pageserver: bool,
+    /// `pageserver_connstring` naming this server instead of a storage
+    /// host (a replica that follows a safekeeper).
+    pub upstream: Option<String>,
+    /// Neon's `safekeepers_generation` (none: not sent).
+    pub safekeepers_generation: Option<u32>,
     /// Role options by role name: (option, value).
     pub role_options: BTreeMap<String, Vec<(String, String)>>,
     /// Extensions by database name: (extension, schema).
@@ -97,6 +102,8 @@ impl SpecShape {
             storage: 0,
             safekeepers: Vec::new(),
             no_pageserver: false,
+            upstream: None,
+            safekeepers_generation: None,
             role_options: BTreeMap::new(),
             extensions: BTreeMap::new(),
         }
@@ -151,6 +158,9 @@ impl SpecShape {
 
     /// The pageserver connection string of this spec (storage "location").
     pub fn pageserver_connstring(&self) -> String {
+        if let Some(u) = &self.upstream {
+            return u.clone();
+        }
         format!(
             "host={} port={} options=-cshard={}",
             if self.storage == 1 {
@@ -226,6 +236,7 @@ impl SpecShape {
             operation_uuid: self.operation_uuid(),
             pageserver_connstring: (!self.no_pageserver).then(|| self.pageserver_connstring()),
             safekeeper_connstrings: &self.safekeepers,
+            safekeepers_generation: self.safekeepers_generation,
             skip_pg_catalog_updates: self.skip_catalog,
             tenant_id: "3aa8fcc61f6d357410b7de754b1d9001",
             timeline_id: "de200bd42b49cc1814412c7e592dd6e9",
@@ -277,6 +288,8 @@ struct WireSpec<'a> {
     pageserver_connstring: Option<String>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     safekeeper_connstrings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    safekeepers_generation: Option<u32>,
     skip_pg_catalog_updates: bool,
     tenant_id: &'static str,
     timeline_id: &'static str,

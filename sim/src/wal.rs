@@ -260,6 +260,8 @@ pub struct ComputeWal {
     pub primary_since: Option<u64>,
     /// Its WAL senders by `application_name`.
     pub senders: BTreeMap<String, Sender>,
+    /// A smart or fast shutdown began: no new transaction commits.
+    pub shutting_down: bool,
 }
 
 /// One safekeeper: a streaming standby whose WAL is durable.
@@ -290,6 +292,12 @@ pub struct WalWorld {
     pub next_commit: u64,
     /// The next walsender connection's number.
     pub next_conn: u64,
+    /// The safekeeper sets whose majorities the storage counts as the
+    /// commit LSN (the control plane tells it, as Neon's storage
+    /// controller does): each must hold a record for the pageserver to
+    /// ingest it; both sets while a move runs. Empty: every safekeeper
+    /// host is one set.
+    pub quorum_sets: Vec<Vec<String>>,
 }
 
 impl WalWorld {
@@ -315,12 +323,19 @@ impl WalWorld {
                 if r.lsn <= best_lsn {
                     break;
                 }
-                let holders = self
-                    .safekeepers
-                    .values()
-                    .filter(|o| chain_at(&o.wal, r.lsn) == Some(r.chain))
-                    .count();
-                if holders >= need {
+                let holds = |o: &SafekeeperWal| chain_at(&o.wal, r.lsn) == Some(r.chain);
+                let committed = if self.quorum_sets.is_empty() {
+                    self.safekeepers.values().filter(|o| holds(o)).count() >= need
+                } else {
+                    self.quorum_sets.iter().all(|set| {
+                        let held = set
+                            .iter()
+                            .filter(|m| self.safekeepers.get(*m).is_some_and(holds))
+                            .count();
+                        held >= compute_ctl::storage::majority(set.len())
+                    })
+                };
+                if committed {
                     best = Some(&sk.wal);
                     best_lsn = r.lsn;
                     break;

@@ -26,6 +26,8 @@ pub const STORAGE: &str = "storage";
 /// A second storage that follows the first (a replica's other source).
 pub const STORAGE2: &str = "storage2";
 pub const CPLANE: &str = "cplane";
+/// A second compute host (a replica to promote).
+pub const REPLICA: &str = "replica";
 pub const HTTP_PORT: u16 = 3080;
 pub const PG_PORT: u16 = 55432;
 pub const SUPERUSER: &str = "cloud_admin";
@@ -105,6 +107,17 @@ pub fn params() -> ComputeParams {
         max_ready_lag: None,
         tls: None,
     }
+}
+
+/// [`params`] of a compute on `host` (it advertises that host).
+pub fn params_on(host: &str) -> ComputeParams {
+    let mut p = params();
+    p.advertise = Some(compute_ctl::params::AdvertiseAddr {
+        host: host.into(),
+        port: PG_PORT,
+    });
+    p.compute_id = Some(format!("{host}-sim"));
+    p
 }
 
 /// Simulated time per step of the world: messages between hosts are
@@ -354,12 +367,21 @@ pub fn add_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared) {
     }
 }
 
+/// The hosts of the durable-primary scenarios' safekeepers: the first
+/// three are the set a primary starts with; the others are where a
+/// safekeeper move goes.
+pub const DURABLE_SAFEKEEPERS: [&str; 6] = ["sk1", "sk2", "sk3", "sk4", "sk5", "sk6"];
+
 /// Registers the safekeeper hosts of a primary with safekeepers
-/// ([`crate::safekeeper`]: streaming standbys with a WAL), each with its
-/// flush delay (its lag behind the compute), and turns the WAL model on.
-pub fn add_durable_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared, delays_ms: [u64; 3]) {
+/// ([`crate::safekeeper`]: streaming standbys with a WAL), one per delay
+/// (at most [`DURABLE_SAFEKEEPERS`]), each with its flush delay (its lag
+/// behind the compute), and turns the WAL model on.
+pub fn add_durable_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared, delays_ms: &[u64]) {
     shared.lock().wal.enabled = true;
-    for ((name, _), delay) in SAFEKEEPERS.into_iter().zip(delays_ms) {
+    for (name, delay) in DURABLE_SAFEKEEPERS
+        .into_iter()
+        .zip(delays_ms.iter().copied())
+    {
         shared
             .lock()
             .wal
@@ -370,6 +392,11 @@ pub fn add_durable_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared, delay
         let shared = shared.clone();
         sim.host(name, move || crate::safekeeper::serve(shared.clone(), name));
     }
+}
+
+/// The connection string of safekeeper host `name`, as a spec lists it.
+pub fn safekeeper_connstring(name: &str) -> String {
+    format!("{name}:{}", crate::storage::SAFEKEEPER_PORT)
 }
 
 /// The connection strings of the safekeeper hosts, as a spec lists them.

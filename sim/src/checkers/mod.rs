@@ -8,6 +8,7 @@ use crate::events::Event;
 pub mod acked;
 pub mod fork;
 pub mod history;
+pub mod move_restart;
 pub mod quorum_ack;
 pub mod storage;
 pub mod transitions;
@@ -35,6 +36,7 @@ impl Default for Checkers {
             Box::new(quorum_ack::AckNeedsMajority::default()),
             Box::new(fork::NoneLeftPastTheFork::default()),
             Box::new(history::OneHistoryPerSafekeeper::default()),
+            Box::new(move_restart::MoveNeverRestarts::default()),
         ])
     }
 }

@@ -31,6 +31,15 @@ pub enum Durable {
     Commit(u64),
     /// The client's read-back of every commit it holds.
     ReadAcked,
+    /// `SHOW synchronous_standby_names`: the value the last (re)load took,
+    /// which the commits wait by (a safekeeper move checks its joint
+    /// quorum is in force; a promote, the primary's quorum).
+    ShowStandbyNames,
+    /// `SELECT pg_current_wal_flush_lsn()::text` (a safekeeper move's target).
+    FlushLsn,
+    /// `CHECKPOINT` (a restartpoint on a standby): the simulated server
+    /// reads a reload at once, so it only answers.
+    Checkpoint,
 }
 
 /// The client's commit statement for `id`.
@@ -59,6 +68,15 @@ pub fn parse(sql: &str) -> Option<Durable> {
     }
     if sql.eq_ignore_ascii_case("ALTER SYSTEM RESET ALL") {
         return Some(Durable::ResetAll);
+    }
+    if sql.eq_ignore_ascii_case("SHOW synchronous_standby_names") {
+        return Some(Durable::ShowStandbyNames);
+    }
+    if sql == "SELECT pg_current_wal_flush_lsn()::text" {
+        return Some(Durable::FlushLsn);
+    }
+    if sql.eq_ignore_ascii_case("CHECKPOINT") {
+        return Some(Durable::Checkpoint);
     }
     if sql.starts_with("SELECT pg_promote(") {
         return Some(Durable::Promote);
@@ -157,6 +175,30 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
                 vec![Some(serde_json::Value::Array(senders).to_string())],
             ))
         }
+        Durable::ShowStandbyNames => {
+            let sh = shared.lock();
+            let conf = super::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
+            let v = conf
+                .get("synchronous_standby_names")
+                .cloned()
+                .unwrap_or_default();
+            Ok(row(&["synchronous_standby_names"], vec![Some(v)]))
+        }
+        Durable::FlushLsn => {
+            let sh = shared.lock();
+            let c = &sh.wal.compute;
+            if c.in_recovery {
+                return Err(PgErr::new(
+                    "55000",
+                    "recovery is in progress: WAL control functions cannot be executed during recovery",
+                ));
+            }
+            Ok(row(&["pg_current_wal_flush_lsn"], vec![lsn(c.wal.end())]))
+        }
+        Durable::Checkpoint => Ok(Reply::Command {
+            tag: "CHECKPOINT".into(),
+            write: false,
+        }),
         Durable::ReadAcked => {
             let ids = shared.lock().wal.compute.wal.ids();
             let joined: Vec<String> = ids.iter().map(u64::to_string).collect();
@@ -169,6 +211,12 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
                     return Err(PgErr::new(
                         "25006",
                         "cannot execute INSERT in a read-only transaction",
+                    ));
+                }
+                if sh.wal.compute.shutting_down {
+                    return Err(PgErr::new(
+                        "57P01",
+                        "terminating connection due to administrator command",
                     ));
                 }
                 sh.wal.compute.wal.append(id).lsn

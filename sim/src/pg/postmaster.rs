@@ -150,6 +150,7 @@ async fn run(
         c.in_recovery = standby;
         c.primary_since = (!standby).then(|| c.wal.end());
         c.senders.clear();
+        c.shutting_down = false;
     }
     if standby && super::catchup::names_safekeeper(&conninfo_rx.borrow()) {
         tokio::spawn(super::catchup::run(
@@ -184,7 +185,10 @@ async fn run(
                         });
                     }
                 }
-                Some(Signal::Int | Signal::Term) => break code(0),
+                Some(Signal::Int | Signal::Term) => {
+                    drain_senders(env).await;
+                    break code(0);
+                }
                 Some(Signal::Quit) => break code(0),
                 Some(Signal::Kill) | None => break killed(9),
             },
@@ -197,6 +201,28 @@ async fn run(
     };
     let _ = stop_tx.send(true);
     exit
+}
+
+/// A smart or fast shutdown: backends stop writing, then the WAL senders
+/// send what is left and wait
+/// until their standbys flushed it (Postgres' `WalSndDone`), each given up
+/// after [`crate::walstream::SILENCE`] (`wal_sender_timeout`).
+async fn drain_senders(env: &SimEnv) {
+    // Backends are told to stop first: no commit writes WAL from now on.
+    env.shared().lock().wal.compute.shutting_down = true;
+    let until = env.now() + crate::walstream::SILENCE;
+    while env.now() < until {
+        let drained = {
+            let sh = env.shared().lock();
+            let c = &sh.wal.compute;
+            let end = c.wal.end();
+            c.in_recovery || c.senders.values().all(|s| s.flush >= end)
+        };
+        if drained {
+            return;
+        }
+        env.sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// A client session, or (sniffed by the first byte: a startup packet

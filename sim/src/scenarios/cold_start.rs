@@ -26,6 +26,7 @@ pub fn with_spec(seed: u64) -> Launch {
         autoscaling: false,
         two_storages: false,
         durable: None,
+        second_compute: false,
     }
 }
 
@@ -36,6 +37,7 @@ pub fn fetching(_: u64) -> Launch {
         autoscaling: false,
         two_storages: false,
         durable: None,
+        second_compute: false,
     }
 }
 

@@ -27,7 +27,7 @@ use crate::world::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
 pub fn launch(seed: u64) -> Launch {
     let j = |k: u64| (seed.wrapping_mul(0x9E37_79B9) >> (8 * k)) % 20;
     Launch {
-        durable: Some([j(0), 10 + 2 * j(1), 30 + 4 * j(2)]),
+        durable: Some(vec![j(0), 10 + 2 * j(1), 30 + 4 * j(2)]),
         ..Launch::default()
     }
 }
@@ -44,8 +44,8 @@ impl Drop for Commits {
 /// How long the client waits for one commit (it may wait for a quorum).
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
 
-async fn connect() -> Option<tokio_postgres::Client> {
-    let stream = crate::walstream::connect(COMPUTE, PG_PORT).await?;
+async fn connect(host: &str) -> Option<tokio_postgres::Client> {
+    let stream = crate::walstream::connect(host, PG_PORT).await?;
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(SUPERUSER)
         .dbname("postgres")
@@ -66,12 +66,17 @@ fn first_value(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
 
 /// `clients` sessions, each committing one row per transaction.
 pub fn start_commits(shared: &Shared, clients: usize) -> Commits {
+    start_commits_on(shared, clients, COMPUTE)
+}
+
+/// [`start_commits`] to the primary on `host`.
+pub fn start_commits_on(shared: &Shared, clients: usize, host: &'static str) -> Commits {
     let stop = Arc::new(AtomicBool::new(false));
     for i in 0..clients {
         let (stop, shared) = (stop.clone(), shared.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                if let Some(client) = connect().await {
+                if let Some(client) = connect(host).await {
                     commit_loop(&shared, &client, &stop, i).await;
                 }
                 SimClock.sleep(Duration::from_millis(100)).await;
@@ -111,9 +116,14 @@ async fn commit_loop(
 }
 
 /// Reads back what the running primary holds (a few tries).
-async fn readback(shared: &Shared) {
+pub(super) async fn readback(shared: &Shared) {
+    readback_on(shared, COMPUTE).await;
+}
+
+/// [`readback`] from the primary on `host`.
+pub(super) async fn readback_on(shared: &Shared, host: &str) {
     for _ in 0..5 {
-        if let Some(client) = connect().await {
+        if let Some(client) = connect(host).await {
             let boot = shared.lock().boot;
             shared.emit(Event::ReadbackSent { boot });
             let answer = compute_ctl::env::timeout(
@@ -137,7 +147,7 @@ async fn readback(shared: &Shared) {
     shared.violation("the client could not read back the commits of the running primary");
 }
 
-fn host_action(d: &Driver, host: &str, crash: bool) {
+pub(super) fn host_action(d: &Driver, host: &str, crash: bool) {
     d.shared.lock().host_actions.push((host.to_string(), crash));
     d.shared.event(
         if crash { "host_crash" } else { "host_boot" },
@@ -150,7 +160,7 @@ fn sk(i: usize) -> &'static str {
 }
 
 /// The spec of a primary with the three safekeepers.
-fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
+pub(super) fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
     let mut s = base_shape(d, 4);
     s.deltas.clear();
     s.safekeepers = crate::world::safekeeper_connstrings();
@@ -160,7 +170,7 @@ fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
 
 /// Configures a freshly booted compute with `spec` until it answers 200
 /// (the host may not listen yet); then reads back its commits.
-async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
+pub(super) async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
     d.intent = Some(spec.clone());
     for _ in 0..20 {
         match d.configure(spec).await.status() {
@@ -201,7 +211,7 @@ async fn kill_and_start(d: &mut Driver, spec: &SpecShape, cut: Option<usize>) {
 /// older timeline) is re-cloned from the most advanced safekeeper that
 /// streams. Without it a diverged safekeeper stays so for good, and one
 /// more cut off leaves no quorum.
-fn reclone_diverged(d: &Driver) {
+pub(super) fn reclone_diverged(d: &Driver) {
     let recloned: Vec<Event> = {
         let mut sh = d.shared.lock();
         let w = &mut sh.wal;

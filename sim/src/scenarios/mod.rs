@@ -8,8 +8,10 @@ pub mod fleet;
 mod load;
 mod memory;
 mod notify;
+pub mod promote;
 mod reconfigure;
 mod replica;
+pub mod safekeeper_move;
 mod terminate;
 
 use std::future::Future;
@@ -45,9 +47,13 @@ pub struct Launch {
     /// A second storage host (`storage2`, following `storage`).
     pub two_storages: bool,
     /// A primary with safekeepers: the streaming safekeeper hosts
-    /// (`crate::safekeeper`) with these flush delays (ms), the WAL model
-    /// on, and no fault schedule (the scenario makes its own faults).
-    pub durable: Option<[u64; 3]>,
+    /// (`crate::safekeeper`, [`crate::world::DURABLE_SAFEKEEPERS`], one per
+    /// delay) with these flush delays (ms), the WAL model on, and no fault
+    /// schedule (the scenario makes its own faults).
+    pub durable: Option<Vec<u64>>,
+    /// A second compute host, [`crate::world::REPLICA`], with its own
+    /// record (`SharedInner::second_compute`) over this world's storage.
+    pub second_compute: bool,
 }
 
 fn plain(_: u64) -> Launch {
@@ -152,6 +158,18 @@ pub const ALL: &[Scenario] = &[
         launch: durable::launch,
     },
     Scenario {
+        name: "durable_safekeeper_move",
+        about: "a primary with safekeepers moved to another set by notify (one member replaced or a whole new set, a member lagging or cut off, sometimes killed mid-move; a stale generation gets 409), then killed and started from the set in effect: no acknowledged commit lost, no postmaster restart",
+        run: safekeeper_move::body,
+        launch: safekeeper_move::launch,
+    },
+    Scenario {
+        name: "durable_promote",
+        about: "a replica on a second host follows a safekeeper while the primary commits; the primary is terminated, the replica promoted to its lsn, the load commits there: no acknowledged commit lost",
+        run: promote::body,
+        launch: promote::launch,
+    },
+    Scenario {
         name: fleet::NAME,
         about: "one control plane, 50 computes on separate hosts, a shard-split storm notifying all at once",
         run: fleet::body,
@@ -161,7 +179,12 @@ pub const ALL: &[Scenario] = &[
 
 /// The durable-primary scenarios (`durable.rs`): they bring their own
 /// faults instead of the seed's schedule.
-pub const DURABLE: &[&str] = &["durable_kill_and_move", "durable_pageserver_down"];
+pub const DURABLE: &[&str] = &[
+    "durable_kill_and_move",
+    "durable_pageserver_down",
+    "durable_safekeeper_move",
+    "durable_promote",
+];
 
 /// The scenarios that seeds go round when none is named: all but
 /// [`DURABLE`] (so that adding those kept every other scenario's seeds,

@@ -1,0 +1,333 @@
+//! A primary with three safekeepers under the commit load is moved to
+//! another safekeeper set by notify (`/configure` with
+//! `skip_pg_catalog_updates`, a changed `safekeeper_connstrings` and a
+//! higher `safekeepers_generation`): one member replaced (`abc` -> `abd`) or
+//! a whole new set, sometimes with a member lagging or cut off during the
+//! move, sometimes with the compute killed in the middle of it. A stale
+//! generation gets 409 and changes nothing. Then the compute is killed and
+//! started again from the set the control plane last had confirmed, and the
+//! client reads back every acknowledged commit.
+//!
+//! The product side is `compute/safekeeper_move.rs` (the joint quorum).
+//! The checkers: `acked`, `quorum_ack` (the majority of the set a restart
+//! would sync), `fork`, `history`, and `move_restart` (a move never
+//! restarts the postmaster), fed by [`Event::SafekeeperMoveSent`] and
+//! [`Event::SafekeeperMoveAnswered`].
+
+use std::time::Duration;
+
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+use super::durable::{
+    durable_shape, host_action, readback, reclone_diverged, start, start_commits,
+};
+use super::{Body, Driver, Launch};
+use crate::env::SimClock;
+use crate::events::Event;
+use crate::http::Outcome;
+use crate::shared::now_us;
+use crate::specgen::SpecShape;
+use crate::world::{COMPUTE, DURABLE_SAFEKEEPERS, safekeeper_connstring};
+
+/// How long the control plane waits for the answer of a move whose
+/// compute it killed.
+const KILLED_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Six safekeeper hosts (the first three the starting set), each with a
+/// flush delay from the seed: some quick, some slow.
+pub fn launch(seed: u64) -> Launch {
+    let j = |k: u64| (seed.wrapping_mul(0x9E37_79B9) >> (7 * k)) % 20;
+    Launch {
+        durable: Some((0..6).map(|k| j(k) * (1 + k % 3) * 2).collect()),
+        ..Launch::default()
+    }
+}
+
+fn names(set: &[&'static str]) -> Vec<String> {
+    set.iter().map(|s| s.to_string()).collect()
+}
+
+fn with_set(d: &mut Driver, spec: &SpecShape, set: &[&'static str], generation: u32) -> SpecShape {
+    let mut s = spec.clone();
+    s.safekeepers = set.iter().map(|h| safekeeper_connstring(h)).collect();
+    s.safekeepers_generation = Some(generation);
+    s.skip_catalog = true;
+    d.stamp(s)
+}
+
+/// The storage's commit LSN counts the majorities of `sets` (see
+/// `crate::wal::WalWorld::quorum_sets`).
+fn storage_counts(d: &Driver, sets: &[&[&'static str]]) {
+    d.shared.lock().wal.quorum_sets = sets.iter().map(|s| names(s)).collect();
+}
+
+/// The world the scenario runs in.
+struct Move {
+    /// The set the control plane last had confirmed.
+    set: Vec<&'static str>,
+    /// Hosts never used yet.
+    fresh: Vec<&'static str>,
+    generation: u32,
+    spec: SpecShape,
+}
+
+fn repair_all() {
+    for h in DURABLE_SAFEKEEPERS {
+        turmoil::repair(COMPUTE, h);
+    }
+}
+
+/// Kills the compute and starts it again from `m.spec` (its set), with
+/// `cut` partitioned from it during the start.
+async fn kill_and_start(d: &mut Driver, m: &Move, cut: Option<&'static str>) {
+    host_action(d, COMPUTE, true);
+    d.pause(50, 300).await;
+    repair_all();
+    if let Some(c) = cut {
+        turmoil::partition(COMPUTE, c);
+    }
+    host_action(d, COMPUTE, false);
+    let spec = d.stamp(m.spec.clone());
+    start(d, &spec).await;
+    d.pause(200, 600).await;
+    if let Some(c) = cut {
+        turmoil::repair(COMPUTE, c);
+    }
+    reclone_diverged(d);
+}
+
+/// One move of `m` to a new set; `kill` kills the compute while the move
+/// runs (then the control plane starts it again from the set it had).
+async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
+    // The new set: one member replaced by a fresh host, or (if three fresh
+    // hosts are left, sometimes) a whole new set.
+    let whole = m.fresh.len() >= 3 && d.rng.random_bool(0.4);
+    let mut new: Vec<&'static str> = if whole {
+        m.fresh.drain(..3).collect()
+    } else {
+        let mut keep = m.set.clone();
+        keep.shuffle(&mut d.rng);
+        keep.truncate(2);
+        keep.push(m.fresh.remove(0));
+        keep
+    };
+    new.sort_unstable();
+    let old = m.set.clone();
+    // A member of either set lagging or cut off while the move runs (one
+    // only, so that a quorum of each set stays reachable).
+    let union: Vec<&'static str> = old
+        .iter()
+        .chain(new.iter().filter(|n| !old.contains(n)))
+        .copied()
+        .collect();
+    let trouble = d
+        .rng
+        .random_bool(0.5)
+        .then(|| union[d.rng.random_range(0..union.len())]);
+    let cut = trouble.is_some() && d.rng.random_bool(0.5);
+    let mut slowed = None;
+    if let Some(t) = trouble {
+        if cut {
+            turmoil::partition(COMPUTE, t);
+        } else {
+            let mut sh = d.shared.lock();
+            if let Some(sk) = sh.wal.safekeepers.get_mut(t) {
+                slowed = Some((t, sk.flush_delay_ms));
+                sk.flush_delay_ms += 150;
+            }
+        }
+    }
+
+    let generation = m.generation + 1;
+    let spec = with_set(d, &m.spec, &new, generation);
+    let boot = d.shared.lock().boot;
+    d.shared.emit(Event::SafekeeperMoveSent {
+        boot,
+        op: spec.operation,
+        from: names(&old),
+        to: names(&new),
+        generation: Some(generation),
+    });
+    storage_counts(d, &[&old, &new]);
+    let t0 = now_us();
+    let out = if kill {
+        // The control plane's request races the kill: the answer may be lost.
+        let shared = d.shared.clone();
+        let body = spec.configure_body();
+        let req = tokio::spawn(async move {
+            super::driver::post_configure_abandoning(&shared, body, t0).await
+        });
+        d.pause(5, 400).await;
+        host_action(d, COMPUTE, true);
+        // A crashed host answers nothing: the control plane gives up.
+        match compute_ctl::env::timeout(&SimClock, KILLED_ANSWER_WAIT, req).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => Outcome::Transport(e.to_string()),
+            Err(_) => Outcome::Transport("abandoned: the compute was killed".into()),
+        }
+    } else {
+        d.configure(&spec).await
+    };
+    let status = out.status();
+    d.shared.emit(Event::SafekeeperMoveAnswered {
+        boot,
+        op: spec.operation,
+        status,
+    });
+    if let Some(c) = trouble.filter(|_| cut) {
+        turmoil::repair(COMPUTE, c);
+    }
+    if let Some((t, delay)) = slowed {
+        if let Some(sk) = d.shared.lock().wal.safekeepers.get_mut(t) {
+            sk.flush_delay_ms = delay;
+        }
+    }
+    if status == Some(200) {
+        m.set = new;
+        m.generation = generation;
+        m.spec = spec;
+        storage_counts(d, &[&m.set]);
+        if !kill {
+            check_in_effect(d, &m.spec, "after the move's 200");
+            // A notify: no catalog session, no SQL reload.
+            let stmts = crate::invariants::supervisor_statements(&d.shared, t0, now_us());
+            if let Some(first) = stmts.first() {
+                d.shared.violation(format!(
+                    "the safekeeper move (op {}) issued {} catalog/reload statement(s); first: {first}",
+                    m.spec.operation,
+                    stmts.len()
+                ));
+            }
+        }
+    } else {
+        storage_counts(d, &[&m.set]);
+        if !kill {
+            d.shared.violation(format!(
+                "the safekeeper move (op {}) from {old:?} to {new:?} was not answered 200: {}",
+                spec.operation,
+                out.label()
+            ));
+        }
+    }
+    if kill {
+        // A start from the set the control plane had confirmed.
+        d.pause(50, 300).await;
+        repair_all();
+        host_action(d, COMPUTE, false);
+        let s = d.stamp(m.spec.clone());
+        start(d, &s).await;
+        d.pause(200, 600).await;
+        reclone_diverged(d);
+    }
+}
+
+/// The compute's spec in effect is `want` (its operation and its set).
+fn check_in_effect(d: &Driver, want: &SpecShape, when: &str) {
+    let Some(compute) = d.shared.compute() else {
+        return;
+    };
+    let st = compute.state();
+    let have = st.spec.as_ref().map(|s| {
+        (
+            s.operation_uuid.clone(),
+            s.safekeeper_connstrings.clone(),
+            s.safekeepers_generation,
+        )
+    });
+    let expected = (
+        Some(want.operation_uuid()),
+        want.safekeepers.clone(),
+        want.safekeepers_generation,
+    );
+    if have.as_ref() != Some(&expected) {
+        d.shared.violation(format!(
+            "{when}: the spec in effect is {have:?}, not {expected:?}"
+        ));
+    }
+}
+
+/// A notify with an older `safekeepers_generation` naming another set:
+/// 409, and nothing changes (spec in effect, no reload).
+async fn stale_generation(d: &mut Driver, m: &Move) {
+    let older = m.generation.saturating_sub(1);
+    let mut other: Vec<&'static str> = DURABLE_SAFEKEEPERS[..3].to_vec();
+    if other == m.set {
+        other = DURABLE_SAFEKEEPERS[3..].to_vec();
+    }
+    let stale = with_set(d, &m.spec, &other, older);
+    let (reloads, boot) = {
+        let sh = d.shared.lock();
+        (sh.reloads.len(), sh.boot)
+    };
+    d.shared.emit(Event::SafekeeperMoveSent {
+        boot,
+        op: stale.operation,
+        from: names(&m.set),
+        to: names(&other),
+        generation: Some(older),
+    });
+    let out = d.configure(&stale).await;
+    d.shared.emit(Event::SafekeeperMoveAnswered {
+        boot,
+        op: stale.operation,
+        status: out.status(),
+    });
+    if out.status() != Some(409) {
+        d.shared.violation(format!(
+            "a notify with the stale safekeepers_generation {older} (in effect: {}) got {}, not 409",
+            m.generation,
+            out.label()
+        ));
+    }
+    check_in_effect(d, &m.spec, "after a stale safekeepers_generation");
+    let now = d.shared.lock().reloads.len();
+    if now != reloads {
+        d.shared.violation(format!(
+            "a notify with a stale safekeepers_generation reloaded Postgres ({} reload(s))",
+            now - reloads
+        ));
+    }
+}
+
+pub fn body(mut d: Driver) -> Body {
+    Box::pin(async move {
+        let no_pageserver = d.rng.random_bool(0.5);
+        let mut first = durable_shape(&mut d, no_pageserver);
+        let set: Vec<&'static str> = DURABLE_SAFEKEEPERS[..3].to_vec();
+        first.safekeepers = set.iter().map(|h| safekeeper_connstring(h)).collect();
+        first.safekeepers_generation = Some(1);
+        let mut m = Move {
+            set,
+            fresh: DURABLE_SAFEKEEPERS[3..].to_vec(),
+            generation: 1,
+            spec: first.clone(),
+        };
+        storage_counts(&d, &[&m.set]);
+        start(&mut d, &first).await;
+        let _commits = start_commits(&d.shared, d.rng.random_range(1..=2));
+        let moves = d.rng.random_range(1..=2);
+        for i in 0..moves {
+            if m.fresh.is_empty() {
+                break;
+            }
+            d.pause(300, 900).await;
+            let kill = d.rng.random_bool(0.25);
+            move_once(&mut d, &mut m, kill).await;
+            if i == 0 && !kill {
+                stale_generation(&mut d, &m).await;
+            }
+        }
+        d.pause(300, 900).await;
+        // A kill and a start from the set in effect, sometimes with one
+        // member cut off during the start.
+        let cut = d
+            .rng
+            .random_bool(0.3)
+            .then(|| m.set[d.rng.random_range(0..m.set.len())]);
+        kill_and_start(&mut d, &m, cut).await;
+        d.pause(300, 800).await;
+        readback(&d.shared).await;
+        d.converge().await;
+    })
+}
