@@ -190,8 +190,7 @@ fn run_planted(
     }
     let simulated = sim.elapsed();
     shared.lock().end_us = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
-    shared.check_at_end();
-    crate::invariants::check_final(&shared);
+    shared.finish();
     // Drop the world (and the tasks holding `shared`) before reading out.
     drop(sim);
     let sh = shared.lock();

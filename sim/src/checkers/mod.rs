@@ -6,11 +6,19 @@
 use crate::events::Event;
 
 pub mod acked;
+pub mod commit_lsn;
+pub mod converged;
+pub mod dry_run;
 pub mod fork;
 pub mod history;
+pub mod notify;
+pub mod plan;
 pub mod quorum_ack;
+pub mod reload_first;
+pub mod resend;
 pub mod storage;
 pub mod transitions;
+pub mod window;
 
 /// One invariant over the event log.
 pub trait Checker: Send {
@@ -35,6 +43,14 @@ impl Default for Checkers {
             Box::new(quorum_ack::AckNeedsMajority::default()),
             Box::new(fork::NoneLeftPastTheFork::default()),
             Box::new(history::OneHistoryPerSafekeeper::default()),
+            Box::new(notify::SkipFlagNotify::default()),
+            Box::new(resend::ResendDoesNothing::default()),
+            Box::new(commit_lsn::CommitLsnIsMajority::default()),
+            Box::new(dry_run::DryRunChangesNothing::default()),
+            Box::new(plan::PlanMatchesApply::default()),
+            Box::new(reload_first::ReloadBeforeSql::default()),
+            // Last: its end-of-run verdict follows every other one.
+            Box::new(converged::Converged::default()),
         ])
     }
 }
