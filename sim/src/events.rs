@@ -6,7 +6,21 @@
 use compute_ctl::state::ComputeStatus;
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::faults::FaultKind;
+pub use crate::observed::{Request, Seen, WorldEnd};
+use crate::shared::StmtKind;
+
+/// How a reload was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadVia {
+    /// SIGHUP to the postmaster (what the supervisor must do).
+    Signal,
+    /// `SELECT pg_reload_conf()` (what it must not).
+    Sql,
+}
 
 /// One thing that happened in the world.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,13 +87,15 @@ pub enum Event {
     /// The client read back the commits a running primary holds.
     Readback { boot: u64, ids: Vec<u64> },
     /// The control plane sent the primary of `boot` a notify (`op`) that
-    /// moves it from the safekeepers `from` to `to` (host names).
+    /// moves it from the safekeepers `from` to `to` (host names); `killed`:
+    /// the host is killed while the notify is in flight.
     SafekeeperMoveSent {
         boot: u64,
         op: u64,
         from: Vec<String>,
         to: Vec<String>,
         generation: Option<u32>,
+        killed: bool,
     },
     /// That notify's answer (`status`: the HTTP status, none when it got
     /// none): with 200, a restart syncs `to` from now on.
@@ -88,6 +104,72 @@ pub enum Event {
         op: u64,
         status: Option<u16>,
     },
+    /// The simulated Postgres received a statement (client load excluded).
+    #[serde(rename = "sql")]
+    Statement {
+        /// The session's `application_name`.
+        app: Arc<str>,
+        db: Arc<str>,
+        kind: StmtKind,
+        sql: Arc<str>,
+        ok: bool,
+    },
+    /// Postgres re-read (or failed to re-read) its config: on SIGHUP, or
+    /// asked by `SELECT pg_reload_conf()` (which a sim Postgres answers
+    /// without re-reading).
+    #[serde(rename = "pg_reload")]
+    Reload {
+        via: ReloadVia,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'static str>,
+    },
+    /// A safekeeper answered the position query of a sync with its flush
+    /// LSN (the storage host's safekeepers, not `crate::safekeeper`'s).
+    SafekeeperAcked { name: String, lsn: u64 },
+    /// The control plane sent request `req`; `seen` is the compute host
+    /// just before (left out of the trace).
+    #[serde(rename = "http_send")]
+    RequestSent {
+        req: u64,
+        kind: Request,
+        path: String,
+        op: u64,
+        #[serde(skip)]
+        seen: Option<Box<Seen>>,
+    },
+    /// Request `req` ended with `outcome` (an HTTP status, or why not);
+    /// its window runs from its [`Event::RequestSent`] to now, and `seen`
+    /// is the compute host right after.
+    #[serde(rename = "http_answer")]
+    Answered {
+        req: u64,
+        kind: Request,
+        path: String,
+        op: u64,
+        outcome: String,
+        code: Option<u16>,
+        ms: u64,
+        #[serde(skip)]
+        seen: Option<Box<Seen>>,
+    },
+    /// A replica's first configure was answered 200 and its supervisor
+    /// reports `commit` as the commit LSN of its `safekeepers`.
+    #[serde(rename = "commit_lsn")]
+    CommitLsnReported { commit: u64, safekeepers: usize },
+    /// The apply in `window_us` (the same boot, applied, right after a dry
+    /// run of the same spec) should have sent the statements `predicted`
+    /// (database, redacted SQL).
+    PlanApplied {
+        window_us: (u64, u64),
+        predicted: Vec<(String, String)>,
+    },
+    /// A reconfigure that moved storage and changed the catalog was
+    /// answered 200 on the same running Postgres in `window_us`.
+    StorageMoveApplied { window_us: (u64, u64) },
+    /// The run is over: the world as it ends.
+    #[serde(rename = "end")]
+    End(Box<WorldEnd>),
 }
 
 #[cfg(test)]

@@ -213,8 +213,7 @@ fn run_planted(
     }
     let simulated = sim.elapsed();
     shared.lock().end_us = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
-    shared.check_at_end();
-    crate::invariants::check_final(&shared);
+    shared.finish();
     if let Some(r) = second {
         // Its own checkers (transitions, one postmaster per boot, ...),
         // reported as this world's; then the two records let go of each other.

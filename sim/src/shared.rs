@@ -20,17 +20,6 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// One statement the simulated Postgres received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatementRecord {
-    pub t_us: u64,
-    pub db: String,
-    pub application_name: String,
-    pub sql: String,
-    pub kind: StmtKind,
-    pub ok: bool,
-}
-
 /// What a statement was, for the invariants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,11 +79,8 @@ pub enum PgPhase {
 #[derive(Default)]
 pub struct SharedInner {
     pub trace: Trace,
-    pub statements: Vec<StatementRecord>,
     pub catalog: CatalogModel,
     pub knobs: Knobs,
-    /// Times (µs) at which a postmaster re-read its config after SIGHUP.
-    pub reloads: Vec<u64>,
     /// The config text the running postmaster last loaded.
     pub loaded_config: Option<String>,
     /// Base backups served by storage.
@@ -108,10 +94,6 @@ pub struct SharedInner {
     /// The faults that fired: what excuses a failure, a lost request, a
     /// missing reload or a stale config.
     pub ledger: crate::ledger::FaultLedger,
-    /// A terminate was sent: Terminated is an acceptable end.
-    pub terminate_sent: bool,
-    /// A terminate was answered: Terminated is the only acceptable end.
-    pub terminate_answered: bool,
     /// The supervisor of the current boot has exited (the production
     /// binary would be gone: requests to it cannot be answered).
     pub supervisor_exited: bool,
@@ -133,8 +115,8 @@ pub struct SharedInner {
     pub storage_lag: Option<u64>,
     /// Storages promoted (they stop following and write on timeline 2).
     pub promoted: std::collections::BTreeSet<String>,
-    /// Flush LSNs the safekeepers answered, in order: (host, lsn).
-    pub safekeeper_acks: Vec<(String, u64)>,
+    /// The id of the next control-plane request (`Event::RequestSent`).
+    pub next_req: u64,
     /// Client-side round trip (µs) of every answered skip-flag notify.
     pub notify_round_trips_us: Vec<u64>,
     /// The WAL of a primary with safekeepers and of its safekeepers.
@@ -206,6 +188,15 @@ impl Shared {
                 .push(t_us, "violation", serde_json::json!({"what": what}));
             sh.violations.push(what);
         }
+    }
+
+    /// Ends the run: logs the world as it ends ([`crate::events::Event::End`],
+    /// at `end_us`), then runs every checker's end-of-run check.
+    pub fn finish(&self) {
+        let end = crate::observed::WorldEnd::take(self);
+        let t = self.lock().end_us;
+        self.emit_at(t, crate::events::Event::End(end));
+        self.check_at_end();
     }
 
     /// Runs every checker's end-of-run check.

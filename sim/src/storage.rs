@@ -155,17 +155,19 @@ async fn serve_position(
         match wire::read_message(&mut stream).await? {
             Frontend::Query(sql) if sql == compute_ctl::storage::POSITION_SQL => {
                 let wal = {
-                    let mut sh = shared.lock();
-                    let wal = if sh.wal.enabled && !ack {
+                    let sh = shared.lock();
+                    if sh.wal.enabled && !ack {
                         sh.wal.pageserver.end()
                     } else {
                         sh.storage_wal.get(name).copied().unwrap_or(0)
-                    };
-                    if ack {
-                        sh.safekeeper_acks.push((name.to_string(), wal));
                     }
-                    wal
                 };
+                if ack {
+                    shared.emit(crate::events::Event::SafekeeperAcked {
+                        name: name.to_string(),
+                        lsn: wal,
+                    });
+                }
                 let lsn = Some(compute_ctl::storage::Lsn(wal).to_string());
                 out.row_description(&["in_recovery".into(), "flushed".into(), "replayed".into()]);
                 out.data_row(&[Some("f".into()), lsn.clone(), lsn]);

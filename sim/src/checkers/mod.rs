@@ -6,12 +6,21 @@
 use crate::events::Event;
 
 pub mod acked;
+pub mod commit_lsn;
+pub mod converged;
+pub mod dry_run;
 pub mod fork;
 pub mod history;
+pub mod move_reload;
 pub mod move_restart;
+pub mod notify;
+pub mod plan;
 pub mod quorum_ack;
+pub mod reload_first;
+pub mod resend;
 pub mod storage;
 pub mod transitions;
+pub mod window;
 
 /// One invariant over the event log.
 pub trait Checker: Send {
@@ -36,7 +45,16 @@ impl Default for Checkers {
             Box::new(quorum_ack::AckNeedsMajority::default()),
             Box::new(fork::NoneLeftPastTheFork::default()),
             Box::new(history::OneHistoryPerSafekeeper::default()),
+            Box::new(notify::SkipFlagNotify::default()),
+            Box::new(resend::ResendDoesNothing::default()),
+            Box::new(commit_lsn::CommitLsnIsMajority::default()),
+            Box::new(dry_run::DryRunChangesNothing::default()),
+            Box::new(plan::PlanMatchesApply::default()),
+            Box::new(reload_first::ReloadBeforeSql::default()),
             Box::new(move_restart::MoveNeverRestarts::default()),
+            Box::new(move_reload::MoveIsANotify::default()),
+            // Last: its end-of-run verdict follows every other one.
+            Box::new(converged::Converged::default()),
         ])
     }
 }

@@ -50,6 +50,7 @@ mod tests {
             from: vec!["sk1".into(), "sk2".into(), "sk3".into()],
             to: vec!["sk1".into(), "sk2".into(), "sk4".into()],
             generation: Some(2),
+            killed: false,
         }
     }
 

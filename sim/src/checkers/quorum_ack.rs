@@ -123,6 +123,7 @@ mod tests {
                 from: set(&["sk1", "sk2", "sk3"]),
                 to: set(&["sk1", "sk2", "sk4"]),
                 generation: Some(2),
+                killed: false,
             },
             &mut out,
         );

@@ -15,6 +15,7 @@ use super::guc::parse_conf;
 use super::receiver;
 use super::session::{self, Server};
 use crate::env::{SimChild, SimEnv};
+use crate::events::{Event, ReloadVia};
 use crate::procs::arg_value;
 use crate::shared::PgPhase;
 use compute_ctl::env::Clock;
@@ -249,14 +250,17 @@ fn reload(env: &SimEnv, pgdata: &Path) {
     let fails = env.shared().knobs().reload_fails;
     match read_conf(env, pgdata) {
         Ok(conf) if !fails => {
-            let t = crate::shared::now_us();
-            let mut sh = env.shared().lock();
-            sh.reloads.push(t);
-            sh.loaded_config = Some(conf);
-            sh.trace.push(t, "pg_reload", json!({"ok": true}));
+            env.shared().lock().loaded_config = Some(conf);
+            env.shared().emit(Event::Reload {
+                via: ReloadVia::Signal,
+                ok: true,
+                error: None,
+            });
         }
-        _ => env
-            .shared()
-            .event("pg_reload", json!({"ok": false, "error": "configuration file contains errors; unaffected changes were applied"})),
+        _ => env.shared().emit(Event::Reload {
+            via: ReloadVia::Signal,
+            ok: false,
+            error: Some("configuration file contains errors; unaffected changes were applied"),
+        }),
     }
 }

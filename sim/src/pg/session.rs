@@ -14,7 +14,8 @@ use super::catalog::PgErr;
 use super::exec::{self, Reply};
 use super::wire::{self, Frontend, Out};
 use crate::env::SimEnv;
-use crate::shared::{PgPhase, StatementRecord, StmtKind, now_us};
+use crate::events::{Event, ReloadVia};
+use crate::shared::{PgPhase, StmtKind, now_us};
 
 /// What a session knows about its server.
 #[derive(Clone)]
@@ -154,18 +155,25 @@ async fn query(ctx: &QueryCtx<'_>, sql: &str, out: &mut Out) {
         // supervisor's statements, and load would dominate the trace.
         if ctx.app != crate::scenarios::LOAD_APPLICATION {
             let t = now_us();
-            let mut sh = env.shared().lock();
-            sh.statements.push(StatementRecord {
-                t_us: t,
-                db: ctx.db.to_string(),
-                application_name: ctx.app.to_string(),
-                sql: stmt.to_string(),
-                kind,
-                ok,
-            });
-            if sh.trace.is_on() {
-                let fields = serde_json::json!({"app": ctx.app, "db": ctx.db, "kind": kind, "sql": stmt, "ok": ok});
-                sh.trace.push(t, "sql", fields);
+            env.shared().emit_at(
+                t,
+                Event::Statement {
+                    app: ctx.app.into(),
+                    db: ctx.db.into(),
+                    kind,
+                    sql: stmt.into(),
+                    ok,
+                },
+            );
+            if kind == StmtKind::Reload {
+                env.shared().emit_at(
+                    t,
+                    Event::Reload {
+                        via: ReloadVia::Sql,
+                        ok,
+                        error: None,
+                    },
+                );
             }
         }
         match outcome {

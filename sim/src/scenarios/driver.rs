@@ -1,18 +1,18 @@
 //! The control plane's side of a scenario: sends specs over real HTTP,
-//! checks the per-request invariants (skip-flag notify, re-sends, deadlines)
-//! and, once the fault schedule is over, drives the compute to its final
-//! state for the convergence checks.
+//! logs each request's send and answer as events (the per-request checkers
+//! judge them: skip-flag notify, re-sends, dry runs), checks deadlines and,
+//! once the fault schedule is over, drives the compute to its final state
+//! for the convergence checks.
 
 use std::time::Duration;
 
 use compute_ctl::env::Clock;
 use compute_ctl::state::ComputeStatus;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
-use serde_json::json;
 
 use crate::env::SimClock;
+use crate::events::{Event, Request, Seen};
 use crate::http::{self, Outcome};
-use crate::invariants;
 use crate::shared::{Shared, now_us};
 use crate::specgen::SpecShape;
 use crate::world::{COMPUTE, HTTP_PORT};
@@ -68,22 +68,24 @@ impl Driver {
 
     /// `POST /configure` with `shape`; checks the deadline invariant.
     pub async fn configure(&mut self, shape: &SpecShape) -> Outcome {
-        let t0 = now_us();
-        self.shared.event(
-            "http_send",
-            json!({"path": "/configure", "op": shape.operation, "skip": shape.skip_catalog}),
-        );
-        let out = post_configure_abandoning(&self.shared, shape.configure_body(), t0).await;
-        self.answered("/configure", shape.operation, t0, &out);
+        self.configure_as(shape, Request::Configure).await
+    }
+
+    /// [`Driver::configure`] of a request the checkers judge as `kind`.
+    async fn configure_as(&mut self, shape: &SpecShape, kind: Request) -> Outcome {
+        let sent = send(&self.shared, kind, "/configure", shape.operation);
+        let out = post_configure_abandoning(&self.shared, shape.configure_body(), sent.t0).await;
+        self.answered("/configure", shape.operation, sent.t0, &out);
+        answer(&self.shared, &sent, &out);
         out
     }
 
+    /// A re-send of `shape`, already applied: checked to do no work.
+    pub async fn resend(&mut self, shape: &SpecShape) -> Outcome {
+        self.configure_as(shape, Request::Resend).await
+    }
+
     fn answered(&self, path: &str, op: u64, t0: u64, out: &Outcome) {
-        let t1 = now_us();
-        self.shared.event(
-            "http_answer",
-            json!({"path": path, "op": op, "outcome": out.label(), "ms": (t1 - t0) / 1000}),
-        );
         let excused = {
             let sh = self.shared.lock();
             sh.ledger.excuses_lost_request(t0) || sh.supervisor_exited
@@ -100,13 +102,7 @@ impl Driver {
     /// bounded time.
     pub async fn notify(&mut self, shape: &SpecShape) -> Outcome {
         debug_assert!(shape.skip_catalog);
-        let t0 = now_us();
-        let reloads_before = self.shared.lock().reloads.len();
-        let out = self.configure(shape).await;
-        if out.status() == Some(200) {
-            invariants::check_notify(&self.shared, shape, t0, now_us(), reloads_before);
-        }
-        out
+        self.configure_as(shape, Request::Notify).await
     }
 
     /// `POST /configure?dry_run=true` with `shape`, checked to change
@@ -114,10 +110,7 @@ impl Driver {
     /// answered 200 with a plan.
     pub async fn dry_run(&mut self, shape: &SpecShape) -> Option<Vec<(String, String)>> {
         const PATH: &str = "/configure?dry_run=true";
-        let t0 = now_us();
-        let before = invariants::DryRunBefore::take(&self.shared);
-        self.shared
-            .event("http_send", json!({"path": PATH, "op": shape.operation}));
+        let sent = send(&self.shared, Request::DryRun, PATH, shape.operation);
         let out = http::request(
             COMPUTE,
             HTTP_PORT,
@@ -127,8 +120,8 @@ impl Driver {
             CONFIGURE_DEADLINE,
         )
         .await;
-        self.answered(PATH, shape.operation, t0, &out);
-        invariants::check_dry_run(&self.shared, &before, t0, now_us());
+        self.answered(PATH, shape.operation, sent.t0, &out);
+        answer(&self.shared, &sent, &out);
         let Outcome::Answer(200, body) = out else {
             return None;
         };
@@ -158,11 +151,11 @@ impl Driver {
 
     /// `POST /terminate?mode=...`.
     pub async fn terminate(&mut self, mode: &str) -> Outcome {
-        let t0 = now_us();
         let path = format!("/terminate?mode={mode}");
-        self.shared.event("http_send", json!({"path": path}));
+        let sent = send(&self.shared, Request::Terminate, &path, 0);
         let out = http::request(COMPUTE, HTTP_PORT, "POST", &path, None, QUICK_DEADLINE).await;
-        self.answered("/terminate", 0, t0, &out);
+        self.answered("/terminate", 0, sent.t0, &out);
+        answer(&self.shared, &sent, &out);
         out
     }
 
@@ -257,4 +250,74 @@ pub async fn post_configure(body: String) -> Outcome {
         CONFIGURE_DEADLINE,
     )
     .await
+}
+
+/// A request of the control plane in flight.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub req: u64,
+    /// When it was sent (µs): its window opens here.
+    pub t0: u64,
+    kind: Request,
+    path: String,
+    op: u64,
+}
+
+/// Logs that the control plane sends `path` (a `kind` request of
+/// operation `op`) to the compute of `shared` now.
+pub fn send(shared: &Shared, kind: Request, path: &str, op: u64) -> Sent {
+    let t0 = now_us();
+    let req = {
+        let mut sh = shared.lock();
+        sh.next_req += 1;
+        sh.next_req
+    };
+    let seen = (kind == Request::DryRun).then(|| Seen::take(shared, true));
+    shared.emit_at(
+        t0,
+        Event::RequestSent {
+            req,
+            kind,
+            path: path.to_string(),
+            op,
+            seen,
+        },
+    );
+    Sent {
+        req,
+        t0,
+        kind,
+        path: path.to_string(),
+        op,
+    }
+}
+
+/// Logs how `sent` ended, now, with what the checkers of its kind read of
+/// the compute host; an answered notify's round trip is measured.
+pub fn answer(shared: &Shared, sent: &Sent, out: &Outcome) {
+    let t1 = now_us();
+    let seen = match sent.kind {
+        Request::Notify => Some(Seen::take(shared, false)),
+        Request::DryRun => Some(Seen::take(shared, true)),
+        _ => None,
+    };
+    if sent.kind == Request::Notify && out.status() == Some(200) {
+        shared
+            .lock()
+            .notify_round_trips_us
+            .push(t1.saturating_sub(sent.t0));
+    }
+    shared.emit_at(
+        t1,
+        Event::Answered {
+            req: sent.req,
+            kind: sent.kind,
+            path: sent.path.clone(),
+            op: sent.op,
+            outcome: out.label(),
+            code: out.status(),
+            ms: t1.saturating_sub(sent.t0) / 1000,
+            seen,
+        },
+    );
 }

@@ -9,8 +9,8 @@
 //! itself is the stress (faults are the other scenarios' business).
 //!
 //! Invariants, per compute: every notify is answered 200 and does no
-//! catalog work and reloads by SIGHUP (the single-compute `check_notify`),
-//! the compute converges to its notified spec (`check_final`), its status
+//! catalog work and reloads by SIGHUP (the single-compute notify checker),
+//! the compute converges to its notified spec (the convergence checker), its status
 //! changes are legal; and over the fleet the simulated p99 of the notify
 //! round trip (client side) stays within [`P99_BOUND`].
 
@@ -20,8 +20,9 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde_json::json;
 
 use super::{Body, Driver, Launch};
+use crate::checkers::notify::NOTIFY_BOUND;
+use crate::events::Request;
 use crate::http::{self, Outcome};
-use crate::invariants;
 use crate::shared::{Shared, now_us};
 use crate::specgen::SpecShape;
 use crate::world::{self, CPLANE, HTTP_PORT, TICK};
@@ -35,14 +36,13 @@ pub const COMPUTES: usize = 50;
 ///
 /// The hosts share nothing but the control plane's sending host, so a
 /// storm must cost each compute what one notify costs: the supervisor's
-/// skip-flag reconfigure is bounded by [`invariants::NOTIFY_BOUND`] whatever
+/// skip-flag reconfigure is bounded by [`NOTIFY_BOUND`] whatever
 /// the catalog; the HTTP exchange around it (connect, request, answer) is
 /// delivered at world-step boundaries, at most [`TICK`] per message, and
 /// takes four messages. A p99 above this means notifies queue behind each
 /// other somewhere (they must not).
-pub const P99_BOUND: Duration = Duration::from_millis(
-    invariants::NOTIFY_BOUND.as_millis() as u64 + 4 * TICK.as_millis() as u64,
-);
+pub const P99_BOUND: Duration =
+    Duration::from_millis(NOTIFY_BOUND.as_millis() as u64 + 4 * TICK.as_millis() as u64);
 
 /// Host name of compute `k`.
 pub fn host(k: usize) -> String {
@@ -121,8 +121,7 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
     let end = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
     for sh in &computes {
         sh.lock().end_us = end;
-        sh.check_at_end();
-        invariants::check_final(sh);
+        sh.finish();
     }
     drop(sim);
     let mut violations = cplane.lock().violations.clone();
@@ -181,25 +180,23 @@ async fn storm(seed: u64, cplane: &Shared, computes: &[Shared]) {
         next.pageserver += 1;
         next.skip_catalog = true;
         next.operation += 1;
-        let reloads = computes[k].lock().reloads.len();
+        let sent = super::driver::send(&computes[k], Request::Notify, "/configure", next.operation);
         let body = next.configure_body();
         let to = host(k);
-        notifies.push((
-            next,
-            reloads,
-            tokio::spawn(async move {
-                let out = post(to, body).await;
-                (out, now_us())
-            }),
-        ));
+        let sh = computes[k].clone();
+        notifies.push(tokio::spawn(async move {
+            let out = post(to, body).await;
+            // Judged as it is answered (the notify checker of compute k).
+            super::driver::answer(&sh, &sent, &out);
+            (out, now_us())
+        }));
     }
     let mut round_trips = Vec::new();
-    for (k, (shape, reloads, h)) in notifies.into_iter().enumerate() {
+    for (k, h) in notifies.into_iter().enumerate() {
         let (out, t1) = h
             .await
             .unwrap_or_else(|_| (Outcome::Transport("task failed".into()), now_us()));
         if out.status() == Some(200) {
-            invariants::check_notify(&computes[k], &shape, t0, t1, reloads);
             round_trips.push(t1 - t0);
         } else {
             computes[k].violation(format!("storm notify answered {}", out.label()));

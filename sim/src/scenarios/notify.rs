@@ -3,10 +3,10 @@
 
 use rand::Rng;
 
+use super::driver::{answer, send};
 use super::{Body, Driver, base_shape, load};
+use crate::events::Request;
 use crate::http::Outcome;
-use crate::invariants;
-use crate::shared::now_us;
 use crate::specgen::SpecShape;
 
 /// Cold start, then the first configure until it is applied.
@@ -52,29 +52,22 @@ pub fn shard_split_burst(mut d: Driver) -> Body {
         let mut handles = Vec::new();
         for _ in 0..n {
             let next = moved(&mut d, &cur);
-            let t0 = now_us();
-            let reloads = d.shared.lock().reloads.len();
+            let sent = send(&d.shared, Request::Notify, "/configure", next.operation);
             let body = next.configure_body();
-            let spec = next.clone();
             let shared = d.shared.clone();
             handles.push(tokio::spawn(async move {
                 // As `Driver::configure`: a request a network fault may have
                 // swallowed is given up, and the re-sends below land it.
-                let out = super::driver::post_configure_abandoning(&shared, body, t0).await;
-                (spec, t0, reloads, out)
+                let out = super::driver::post_configure_abandoning(&shared, body, sent.t0).await;
+                (sent, out)
             }));
             cur = next;
             d.pause(0, 3).await;
         }
         for h in handles {
-            if let Ok((spec, t0, reloads, out)) = h.await {
-                d.shared.event(
-                    "http_answer",
-                    serde_json::json!({"path": "/configure", "op": spec.operation, "outcome": out.label()}),
-                );
-                if out.status() == Some(200) {
-                    invariants::check_notify(&d.shared, &spec, t0, now_us(), reloads);
-                }
+            // Judged when the control plane reads the answer.
+            if let Ok((sent, out)) = h.await {
+                answer(&d.shared, &sent, &out);
             }
         }
         // The control plane keeps re-sending its latest notify until it lands.
@@ -92,9 +85,7 @@ pub fn duplicated_reordered(mut d: Driver) -> Body {
         let out = d.notify(&first).await;
         if out.status() == Some(200) {
             // A duplicate of an applied notify does no work.
-            let t0 = now_us();
-            let reloads = d.shared.lock().reloads.len();
-            let dup = d.configure(&first).await;
+            let dup = d.resend(&first).await;
             if let Outcome::Answer(code, _) = dup {
                 if code != 200 {
                     d.shared.violation(format!(
@@ -102,7 +93,6 @@ pub fn duplicated_reordered(mut d: Driver) -> Body {
                         first.operation
                     ));
                 }
-                invariants::check_resend(&d.shared, first.operation, t0, now_us(), reloads);
             }
         }
         // Two newer notifies sent in reverse order: the later one (newer)

@@ -94,7 +94,6 @@ pub fn body(mut d: Driver) -> Body {
             }
         }
 
-        d.shared.lock().terminate_sent = true;
         let lsn = match d.terminate("fast").await {
             Outcome::Answer(200, body) => serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
@@ -105,7 +104,6 @@ pub fn body(mut d: Driver) -> Body {
                 None
             }
         };
-        d.shared.lock().terminate_answered = true;
         drop(commits);
         let Some(lsn) = lsn else {
             d.shared.violation(

@@ -5,6 +5,7 @@ use rand::Rng;
 use serde_json::json;
 
 use super::{Body, Driver, base_shape};
+use crate::events::Event;
 use crate::shared::now_us;
 use crate::specgen::SpecShape;
 
@@ -76,30 +77,12 @@ pub fn storage_and_catalog(mut d: Driver) -> Body {
             c.state().last_reconfigure.and_then(|r| r.operation_uuid) == Some(next.operation_uuid())
         });
         if running && out.status() == Some(200) && boot == d.shared.lock().boot && reconfigured {
-            check_reload_before_sql(&d, t0, now_us());
+            d.shared.emit(Event::StorageMoveApplied {
+                window_us: (t0, now_us()),
+            });
         }
         d.converge().await;
     })
-}
-
-/// In `[t0, t1]`, Postgres re-read its config before the first catalog write.
-fn check_reload_before_sql(d: &Driver, t0: u64, t1: u64) {
-    let sh = d.shared.lock();
-    let first_write = sh
-        .statements
-        .iter()
-        .find(|s| s.t_us >= t0 && s.t_us <= t1 && s.kind == crate::shared::StmtKind::CatalogWrite)
-        .map(|s| s.t_us);
-    let reload = sh.reloads.iter().copied().find(|t| *t >= t0 && *t <= t1);
-    let reload_failed = sh.ledger.excuses_stale_config();
-    drop(sh);
-    match (reload, first_write) {
-        (None, _) if !reload_failed => d.shared.violation("storage move applied without a reload"),
-        (Some(r), Some(w)) if w < r => d.shared.violation(format!(
-            "catalog SQL at {w} µs ran before the reload at {r} µs (storage move must reload first)"
-        )),
-        _ => {}
-    }
 }
 
 /// A dry run, then the apply of the same spec: role options and
@@ -133,7 +116,10 @@ pub fn dry_run_then_apply(mut d: Driver) -> Body {
             c.state().last_reconfigure.and_then(|r| r.operation_uuid) == Some(next.operation_uuid())
         });
         if out.status() == Some(200) && applied && boot == d.shared.lock().boot {
-            crate::invariants::check_plan_matches(&d.shared, &predicted, t0, now_us());
+            d.shared.emit(Event::PlanApplied {
+                window_us: (t0, now_us()),
+                predicted,
+            });
         }
         d.converge().await;
     })

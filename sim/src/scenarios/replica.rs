@@ -2,16 +2,18 @@
 //! `storage` and is moved between `storage` and `storage2` (which follows
 //! the first, a little behind) by skip-flag notifies under client reads.
 //! After each move's answer it must stream from the new source within
-//! [`invariants::MOVE_BOUND`] of simulated time (unless faults excuse it);
+//! [`MOVE_BOUND`] of simulated time (unless faults excuse it);
 //! every seed also checks that no postmaster was restarted and that the
 //! reported replay LSN never went backwards.
 
 use rand::Rng;
 
 use super::{Body, Driver, Launch, base_shape, load};
-use crate::invariants;
 use crate::shared::now_us;
 use crate::world::{STORAGE, STORAGE2};
+
+/// How soon after a move's answer the replica must stream from the new source.
+pub const MOVE_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub fn two_storages(_: u64) -> Launch {
     Launch {
@@ -35,7 +37,7 @@ pub fn move_under_load(mut d: Driver) -> Body {
             let out = d.notify(&next).await;
             if out.status() == Some(200) {
                 let host = if next.storage == 1 { STORAGE2 } else { STORAGE };
-                streams_from(&d, host, invariants::MOVE_BOUND).await;
+                streams_from(&d, host, MOVE_BOUND).await;
             }
             cur = next;
         }
@@ -59,7 +61,17 @@ async fn started(d: &mut Driver) -> crate::specgen::SpecShape {
     }
     d.intent = Some(cur.clone());
     if d.configure(&cur).await.status() == Some(200) {
-        invariants::check_commit_lsn(&d.shared, cur.safekeepers.len());
+        let commit = d
+            .shared
+            .compute()
+            .and_then(|c| c.state().replication)
+            .and_then(|r| r.commit_lsn);
+        if let Some(commit) = commit {
+            d.shared.emit(crate::events::Event::CommitLsnReported {
+                commit: commit.0,
+                safekeepers: cur.safekeepers.len(),
+            });
+        }
     }
     turmoil::repair(crate::world::COMPUTE, crate::world::SAFEKEEPERS[2].0);
     cur
@@ -91,7 +103,7 @@ pub fn failover(mut d: Driver) -> Body {
         d.pause(0, 300).await;
         let (_next, ok) = move_to(&mut d, &cur, 1).await;
         if ok {
-            streams_from(&d, STORAGE2, invariants::MOVE_BOUND).await;
+            streams_from(&d, STORAGE2, MOVE_BOUND).await;
             let tli = d.shared.lock().receiver.timeline;
             if tli != 2 && !d.shared.lock().ledger.any() {
                 d.shared.violation(format!(
@@ -114,12 +126,7 @@ pub fn lagging(mut d: Driver) -> Body {
         let (_next, ok) = move_to(&mut d, &cur, 1).await;
         if ok {
             // It may not stream from behind; it must once storage2 caught up.
-            streams_from(
-                &d,
-                STORAGE2,
-                invariants::MOVE_BOUND + std::time::Duration::from_secs(3),
-            )
-            .await;
+            streams_from(&d, STORAGE2, MOVE_BOUND + std::time::Duration::from_secs(3)).await;
         }
         d.converge().await;
     })

@@ -3,7 +3,9 @@
 use rand::Rng;
 use std::time::Duration;
 
+use super::driver::{answer, send};
 use super::{Body, Driver, base_shape};
+use crate::events::Request;
 
 pub fn during_configure(mut d: Driver) -> Body {
     Box::pin(async move {
@@ -12,6 +14,7 @@ pub fn during_configure(mut d: Driver) -> Body {
         // Slow statements so that the terminate lands mid-configure.
         d.shared.lock().knobs.query_delay = Duration::from_millis(d.rng.random_range(1..=30));
         let body = first.configure_body();
+        let sent = send(&d.shared, Request::Configure, "/configure", first.operation);
         let configure = tokio::spawn(super::driver::post_configure(body));
         d.pause(1, 400).await;
         let mode = if d.rng.random_bool(0.5) {
@@ -19,14 +22,11 @@ pub fn during_configure(mut d: Driver) -> Body {
         } else {
             "immediate"
         };
-        d.shared.lock().terminate_sent = true;
         let out = d.terminate(mode).await;
         d.shared.lock().knobs.query_delay = Duration::ZERO;
-        if out.status() == Some(200) {
-            d.shared.lock().terminate_answered = true;
-        }
+        let terminate_answered = out.status() == Some(200);
         if let Ok(c) = configure.await {
-            d.shared.event("http_answer", serde_json::json!({"path": "/configure", "op": first.operation, "outcome": c.label()}));
+            answer(&d.shared, &sent, &c);
             // The abandoned configure is answered (409 or 500), never left hanging.
             let excused = d.shared.lock().ledger.network_until() > 0;
             if c == crate::http::Outcome::DeadlineExceeded && !excused {
@@ -35,11 +35,11 @@ pub fn during_configure(mut d: Driver) -> Body {
             }
         }
         d.healed().await;
-        if d.shared.lock().terminate_answered && d.shared.lock().loaded_config.is_some() {
+        if terminate_answered && d.shared.lock().loaded_config.is_some() {
             d.shared
                 .violation("Postgres still runs after /terminate answered");
         }
-        if !d.shared.lock().terminate_answered {
+        if !terminate_answered {
             d.converge().await;
         }
     })

@@ -1,0 +1,141 @@
+//! What the harness observes of the world and puts into the event log for
+//! the checkers: the compute's state as a request is sent or answered
+//! ([`Seen`]) and the world at the end of a run ([`WorldEnd`]). The large
+//! parts (catalog, specs, config text) ride along as [`Snap`]s, which the
+//! trace leaves out.
+
+use std::sync::Arc;
+
+use compute_ctl::spec::ComputeSpec;
+use compute_ctl::state::ComputeStatus;
+use serde::Serialize;
+
+use crate::pg::catalog::CatalogModel;
+use crate::shared::Shared;
+
+/// A shared snapshot carried by an event: compared by identity, left out
+/// of the trace (its size would dominate it).
+#[derive(Debug, Clone)]
+pub struct Snap<T>(pub Arc<T>);
+
+impl<T> PartialEq for Snap<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T> Eq for Snap<T> {}
+
+impl<T> std::ops::Deref for Snap<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What a control-plane request is, for the checkers that judge its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// `POST /configure` (no per-request check beyond its deadline).
+    Configure,
+    /// A skip-flag `/configure` (a storage notification).
+    Notify,
+    /// A re-send of an operation already applied.
+    Resend,
+    /// `POST /configure?dry_run=true`.
+    DryRun,
+    /// `POST /terminate`.
+    Terminate,
+}
+
+/// The last reconfigure as the supervisor reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReconfigureSeen {
+    pub operation_uuid: Option<String>,
+    pub total_ms: u64,
+    pub catalog_statements: u64,
+}
+
+/// The supervisor's state as the harness read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateSeen {
+    pub status: ComputeStatus,
+    pub generation: u64,
+    pub applied_generation: u64,
+    pub last_reconfigure: Option<ReconfigureSeen>,
+}
+
+/// The compute host when a request was sent or answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Which boot of the compute host was current.
+    pub boot: u64,
+    /// None before the host first booted.
+    pub state: Option<StateSeen>,
+    /// The storage's catalog (only where a checker compares it: dry runs).
+    pub catalog: Option<Snap<CatalogModel>>,
+}
+
+impl Seen {
+    /// Reads the compute host of `shared`, with its catalog if `catalog`.
+    pub fn take(shared: &Shared, catalog: bool) -> Box<Self> {
+        let state = shared.compute().map(|c| {
+            let st = c.state();
+            StateSeen {
+                status: st.status,
+                generation: st.generation,
+                applied_generation: st.applied_generation,
+                last_reconfigure: st.last_reconfigure.map(|r| ReconfigureSeen {
+                    operation_uuid: r.operation_uuid,
+                    total_ms: r.total_ms,
+                    catalog_statements: r.catalog_statements,
+                }),
+            }
+        });
+        let sh = shared.lock();
+        Box::new(Self {
+            boot: sh.boot,
+            state,
+            catalog: catalog.then(|| Snap(Arc::new(sh.catalog.clone()))),
+        })
+    }
+}
+
+/// The world at the end of a run: what the convergence checks judge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorldEnd {
+    /// None: the compute host never booted.
+    pub status: Option<ComputeStatus>,
+    pub error: Option<String>,
+    /// The spec in effect.
+    #[serde(skip)]
+    pub spec: Option<Snap<ComputeSpec>>,
+    /// A spec was still pending.
+    pub pending: bool,
+    /// The last spec applied without the skip flag: what the catalog must hold.
+    #[serde(skip)]
+    pub catalog_spec: Option<Snap<ComputeSpec>>,
+    /// The storage's catalog.
+    #[serde(skip)]
+    pub catalog: Snap<CatalogModel>,
+    /// The config text the running postmaster last loaded.
+    #[serde(skip)]
+    pub loaded_config: Option<String>,
+}
+
+impl WorldEnd {
+    pub fn take(shared: &Shared) -> Box<Self> {
+        let st = shared.compute().map(|c| c.state());
+        let sh = shared.lock();
+        Box::new(Self {
+            status: st.as_ref().map(|s| s.status),
+            error: st.as_ref().and_then(|s| s.error.clone()),
+            spec: st.as_ref().and_then(|s| s.spec.clone()).map(Snap),
+            pending: st.as_ref().is_some_and(|s| s.pending.is_some()),
+            catalog_spec: sh.catalog_spec.clone().map(Snap),
+            catalog: Snap(Arc::new(sh.catalog.clone())),
+            loaded_config: sh.loaded_config.clone(),
+        })
+    }
+}
