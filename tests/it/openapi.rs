@@ -323,7 +323,7 @@ fn failure_kinds_are_declared() {
 fn the_checker_rejects_responses_that_do_not_match() {
     let mut api = OpenApi::load();
     let status = json!({"status": "running", "start_time": "2026-11-25T18:00:00.000Z",
-        "last_active": null, "error": null, "operation_uuid": null, "pending_restart": [],
+        "last_active": null, "error": null, "failure_kind": null, "operation_uuid": null, "pending_restart": [],
         "tenant": null, "timeline": null, "ignored_spec_fields": [], "replication": null,
         "catalog_interrupted": null, "safekeepers": null, "quorum": null,
         "config_refused": null, "deprecations": [], "pg_major": 15});

@@ -240,8 +240,12 @@ async fn notifies_and_reconfigures_under_client_load_stay_flat() {
     );
     let sessions_last = max(last, |s| s.supervisor_sessions as u64);
     // At most two at a time, neither kept: a notify's pg_file_settings
-    // check (issue 24) and an activity-monitor sample; a leak grows past it.
-    assert!(sessions_last <= 2, "supervisor sessions leak: {samples:?}");
+    // check (issue 24) and an activity-monitor sample. pg_stat_activity also
+    // lists a backend whose client has closed until its process has exited,
+    // which under a loaded machine lags (3 seen in a full `just test`): two
+    // such on top. A leak grows past it: one session kept per reconfigure is
+    // 20 by the last third even at smoke size (30 reconfigures).
+    assert!(sessions_last <= 4, "supervisor sessions leak: {samples:?}");
     // Latency: a request late in the run costs what one in its middle did.
     // A cost that grows with the number of requests (a leak, a growing
     // list) breaks the CPU bound below at smoke size; the wall-time median
