@@ -40,7 +40,7 @@ fn durable_primary_scenarios_pass() {
             let report = runner::run_with(
                 seed,
                 scenario,
-                sim::faults::schedule(seed),
+                runner::schedule_for(seed, scenario),
                 None,
                 runner::Tracing::Off,
             );
