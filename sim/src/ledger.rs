@@ -84,6 +84,13 @@ impl FaultLedger {
         names
     }
 
+    /// A safekeeper fault's window overlapped `[t0_us, t1_us]`.
+    pub fn safekeeper_fault_during(&self, t0_us: u64, t1_us: u64) -> bool {
+        self.windows
+            .iter()
+            .any(|w| w.kind.safekeeper().is_some() && w.start_us <= t1_us && t0_us <= w.end_us)
+    }
+
     /// A notify may answer 200 without a SIGHUP having taken effect: the
     /// reload failed or Postgres crashed.
     pub fn excuses_missing_reload(&self) -> bool {

@@ -187,15 +187,12 @@ pub const DURABLE: &[&str] = &[
     "durable_promote",
 ];
 
-/// Durable-primary scenarios that get no fault schedule yet. The promote:
-/// with a safekeeper down or cut off while the old primary switches
-/// timeline, the replica (following that safekeeper) is promoted onto a
-/// timeline whose history lacks the old primary's, or onto the old
-/// primary's own timeline number; the safekeepers then refuse it (no
-/// quorum) or mix two histories. Until that is resolved (in the product's
-/// promote or in the simulated replica's timeline following), the seeds
-/// that show it are replayed with `--faults` (see ARCHITECTURE.md).
-pub const QUIET: &[&str] = &["durable_promote"];
+/// Scenarios that get no fault schedule (`faults::FaultSet::Quiet`), for
+/// one whose faults show a known bug not yet fixed, if its seeds must be
+/// green meanwhile. None now: the two seeds of 2,000 of `durable_promote`
+/// that mix two histories on a safekeeper show a product bug and are left
+/// visible (see ARCHITECTURE.md, "Safekeeper move and promote").
+pub const QUIET: &[&str] = &[];
 
 /// The scenarios that seeds go round when none is named: all but
 /// [`DURABLE`] (so that adding those kept every other scenario's seeds,
