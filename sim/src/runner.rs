@@ -58,12 +58,12 @@ pub enum Tracing {
 }
 
 /// Which faults `scenario`'s schedules draw from: a durable primary's
-/// safekeepers where its world has them (`Launch::durable`), else the
+/// safekeepers where its world has them (`Topology::durable`), else the
 /// compute's.
 pub fn fault_set(seed: u64, scenario: &Scenario) -> FaultSet {
     if scenarios::QUIET.contains(&scenario.name) {
         FaultSet::Quiet
-    } else if (scenario.launch)(seed).durable.is_some() {
+    } else if (scenario.topology)(seed).durable.is_some() {
         FaultSet::Safekeepers
     } else {
         FaultSet::Compute
@@ -135,15 +135,15 @@ fn run_planted(
     shared.lock().catalog.reset(world::SUPERUSER);
     let mut sim = world::build(seed, Duration::from_millis(2));
     world::add_storage(&mut sim, shared.clone());
-    let launch = (scenario.launch)(seed);
-    if let Some(delays) = &launch.durable {
+    let topology = (scenario.topology)(seed);
+    if let Some(delays) = &topology.durable {
         world::add_durable_safekeepers(&mut sim, shared.clone(), delays);
     }
-    if launch.two_storages {
+    if topology.two_storages {
         world::add_storage2(&mut sim, shared.clone());
         world::add_safekeepers(&mut sim, shared.clone());
     }
-    let second = launch.second_compute.then(|| {
+    let second = topology.second_compute.then(|| {
         let r = Shared::new();
         if tracing == Tracing::Off {
             r.lock().trace = crate::trace::Trace::off();
@@ -171,9 +171,9 @@ fn run_planted(
         shared.clone(),
         seed,
         world::params(),
-        launch.spec.map(|s| s.spec()),
-        launch.fetch_from_cplane,
-        launch.autoscaling,
+        topology.spec.map(|s| s.spec()),
+        topology.fetch_from_cplane,
+        topology.autoscaling,
     );
     let driver_shared = shared.clone();
     let run_scenario = scenario.run;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use compute_ctl::env::Clock;
 use rand::Rng;
 
-use super::{Body, Driver, Launch, base_shape};
+use super::{Body, Driver, Topology, base_shape};
 use crate::env::SimClock;
 use crate::events::Event;
 use crate::pg::durable::{READ_ACKED_SQL, commit_sql};
@@ -25,11 +25,11 @@ use crate::specgen::SpecShape;
 use crate::world::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
 
 /// The safekeepers' flush delays: one quick, one average, one slow.
-pub fn launch(seed: u64) -> Launch {
+pub fn topology(seed: u64) -> Topology {
     let j = |k: u64| (seed.wrapping_mul(0x9E37_79B9) >> (8 * k)) % 20;
-    Launch {
+    Topology {
         durable: Some(vec![j(0), 10 + 2 * j(1), 30 + 4 * j(2)]),
-        ..Launch::default()
+        ..Topology::default()
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::json;
 use super::durable::{
     durable_shape, host_action, readback_on, start, start_commits, start_commits_on,
 };
-use super::{Body, Driver, Launch};
+use super::{Body, Driver, Topology};
 use crate::http::{self, Outcome};
 use crate::shared::now_us;
 use crate::storage::SAFEKEEPER_PORT;
@@ -28,11 +28,11 @@ use crate::world::{COMPUTE, HTTP_PORT, REPLICA, SAFEKEEPERS};
 /// replay and for a quorum).
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// The durable launch, and the replica's host.
-pub fn launch(seed: u64) -> Launch {
-    Launch {
+/// The durable topology, and the replica's host.
+pub fn topology(seed: u64) -> Topology {
+    Topology {
         second_compute: true,
-        ..super::durable::launch(seed)
+        ..super::durable::topology(seed)
     }
 }
 
