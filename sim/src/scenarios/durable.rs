@@ -178,27 +178,30 @@ pub(super) fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
 pub(super) async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
     d.intent = Some(spec.clone());
     for _ in 0..3 {
-        match configure_until_answered(d, spec).await {
-            Some(200) => {
-                readback(&d.shared).await;
-                return true;
-            }
-            Some(_) if failed_on_a_fault(d) => {
-                d.healed().await;
-                host_action(d, COMPUTE, true);
-                d.pause(50, 300).await;
-                host_action(d, COMPUTE, false);
-            }
-            _ => return false,
+        if configure_until_answered(d, spec).await == Some(200) {
+            readback(&d.shared).await;
+            return true;
         }
+        // Answered or not (a supervisor that stopped on the failure
+        // answers no configure), a start that failed on a fault is
+        // started again.
+        if !failed_on_a_fault(d) {
+            return false;
+        }
+        d.healed().await;
+        host_action(d, COMPUTE, true);
+        d.pause(50, 300).await;
+        host_action(d, COMPUTE, false);
     }
     false
 }
 
+/// Configures until the compute answers, or failed on a fault, or 20 tries.
 async fn configure_until_answered(d: &mut Driver, spec: &SpecShape) -> Option<u16> {
     for _ in 0..20 {
         match d.configure(spec).await.status() {
             Some(s) => return Some(s),
+            None if failed_on_a_fault(d) => return None,
             None => d.pause(100, 200).await,
         }
     }
