@@ -14,7 +14,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde::{Deserialize, Serialize};
 
 use crate::shared::{PgPhase, Shared};
-use crate::world::{COMPUTE, CPLANE, STORAGE};
+use crate::world::{COMPUTE, CPLANE, DURABLE_SAFEKEEPERS, STORAGE};
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,13 +47,22 @@ pub enum FaultKind {
     HostCrash,
     /// Postgres takes this much longer to start.
     SlowStart { delay_ms: u64 },
+    /// Safekeeper host `sk` (`world::DURABLE_SAFEKEEPERS[sk]`, one of the
+    /// set a durable primary starts with) crashes; it is restarted when the
+    /// fault ends (its WAL is durable).
+    SafekeeperDown { sk: u8 },
+    /// The compute cannot reach safekeeper host `sk` (nor it the compute).
+    SafekeeperPartition { sk: u8 },
+    /// Safekeeper `sk` takes `delay_ms` longer to flush each batch (it lags).
+    SafekeeperLag { sk: u8, delay_ms: u64 },
 }
 
 impl FaultKind {
     /// The name the fault ledger knows it by.
     pub fn name(&self) -> &'static str {
         match self {
-            FaultKind::PartitionCplane { .. } | FaultKind::PartitionStorage => "partition",
+            FaultKind::PartitionCplane { .. } => "partition_cplane",
+            FaultKind::PartitionStorage => "partition_storage",
             FaultKind::HoldCplane => "hold",
             FaultKind::LatencySpike { .. } => "latency",
             FaultKind::Loss => "loss",
@@ -65,6 +74,41 @@ impl FaultKind {
             FaultKind::StorageDown => "storage_down",
             FaultKind::HostCrash => "host_crash",
             FaultKind::SlowStart { .. } => "slow_start",
+            FaultKind::SafekeeperDown { .. } => "safekeeper_down",
+            FaultKind::SafekeeperPartition { .. } => "safekeeper_partition",
+            FaultKind::SafekeeperLag { .. } => "safekeeper_lag",
+        }
+    }
+
+    /// Every [`FaultKind::name`].
+    pub const NAMES: &[&str] = &[
+        "partition_cplane",
+        "partition_storage",
+        "hold",
+        "latency",
+        "loss",
+        "pg_crash",
+        "slow_queries",
+        "blocked_queries",
+        "hung_queries",
+        "reload_fails",
+        "storage_down",
+        "host_crash",
+        "slow_start",
+        "safekeeper_down",
+        "safekeeper_partition",
+        "safekeeper_lag",
+    ];
+
+    /// The safekeeper host a safekeeper fault acts on.
+    pub fn safekeeper(&self) -> Option<&'static str> {
+        match self {
+            FaultKind::SafekeeperDown { sk }
+            | FaultKind::SafekeeperPartition { sk }
+            | FaultKind::SafekeeperLag { sk, .. } => {
+                DURABLE_SAFEKEEPERS.get(usize::from(*sk)).copied()
+            }
+            _ => None,
         }
     }
 
@@ -155,6 +199,74 @@ pub fn schedules() -> impl Strategy<Value = Schedule> {
     })
 }
 
+/// A safekeeper fault before its target is chosen.
+#[derive(Debug, Clone, Copy)]
+enum SkFault {
+    Down,
+    Partition,
+    Lag(u64),
+}
+
+impl SkFault {
+    fn on(self, sk: u8) -> FaultKind {
+        match self {
+            SkFault::Down => FaultKind::SafekeeperDown { sk },
+            SkFault::Partition => FaultKind::SafekeeperPartition { sk },
+            SkFault::Lag(delay_ms) => FaultKind::SafekeeperLag { sk, delay_ms },
+        }
+    }
+}
+
+/// How many safekeepers (of the three a durable primary starts with) a
+/// schedule may fault: one, so that a majority stays (what the durable
+/// invariants need to mean something), or now and then two, so that a
+/// majority goes down at times (which must end in a failure the ledger
+/// explains or a later convergence).
+pub const SAFEKEEPER_TARGETS: u8 = 3;
+
+/// The strategy of a durable-primary scenario's schedules
+/// ([`FaultSet::Safekeepers`]): safekeepers down, cut off from the
+/// compute or lagging; about a fifth of the seeds get no fault.
+pub fn safekeeper_schedules() -> impl Strategy<Value = Schedule> {
+    let kind = prop_oneof![
+        Just(SkFault::Down),
+        Just(SkFault::Partition),
+        (50u64..500).prop_map(SkFault::Lag),
+    ];
+    let targets = (
+        0..SAFEKEEPER_TARGETS,
+        prop::option::weighted(0.25, 1..SAFEKEEPER_TARGETS),
+    );
+    (
+        targets,
+        prop::collection::vec((0..WINDOW_MS, 50u64..1_500, any::<bool>(), kind), 0..=3),
+    )
+        .prop_map(|((first, other), raw)| {
+            let second = other.map_or(first, |o| (first + o) % SAFEKEEPER_TARGETS);
+            let mut faults: Vec<Fault> = raw
+                .into_iter()
+                .map(|(at_ms, for_ms, pick, k)| Fault {
+                    at_ms,
+                    for_ms,
+                    kind: k.on(if pick { second } else { first }),
+                })
+                .collect();
+            faults.sort_by_key(|f| f.at_ms);
+            Schedule { faults }
+        })
+}
+
+/// Which faults a scenario's schedules draw from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultSet {
+    /// [`schedules`]: the compute, its links, storage, the control plane.
+    Compute,
+    /// [`safekeeper_schedules`]: a durable primary's safekeepers.
+    Safekeepers,
+    /// No faults (a scenario the schedule does not reach yet).
+    Quiet,
+}
+
 /// A proptest runner whose randomness is the seed.
 fn runner(seed: u64) -> TestRunner {
     let mut bytes = [0u8; 32];
@@ -166,22 +278,48 @@ fn runner(seed: u64) -> TestRunner {
     )
 }
 
-/// The value tree of `seed`'s schedule (its current value is the schedule).
-pub fn tree(seed: u64) -> impl ValueTree<Value = Schedule> {
-    schedules()
-        .new_tree(&mut runner(seed))
-        .expect("the schedule strategy never rejects")
+/// The value tree of `seed`'s schedule from `set` (its current value is
+/// the schedule).
+pub fn tree(seed: u64, set: FaultSet) -> Box<dyn ValueTree<Value = Schedule>> {
+    let mut r = runner(seed);
+    let tree: Result<Box<dyn ValueTree<Value = Schedule>>, _> = match set {
+        FaultSet::Compute => schedules()
+            .new_tree(&mut r)
+            .map(|t| Box::new(t) as Box<dyn ValueTree<Value = Schedule>>),
+        FaultSet::Safekeepers => safekeeper_schedules()
+            .new_tree(&mut r)
+            .map(|t| Box::new(t) as Box<dyn ValueTree<Value = Schedule>>),
+        FaultSet::Quiet => Just(Schedule::default())
+            .new_tree(&mut r)
+            .map(|t| Box::new(t) as Box<dyn ValueTree<Value = Schedule>>),
+    };
+    tree.expect("the schedule strategies never reject")
 }
 
-/// The schedule of `seed`.
+/// The schedule of `seed` ([`FaultSet::Compute`]).
 pub fn schedule(seed: u64) -> Schedule {
-    tree(seed).current()
+    schedule_of(seed, FaultSet::Compute)
+}
+
+/// The schedule of `seed` from `set`.
+pub fn schedule_of(seed: u64, set: FaultSet) -> Schedule {
+    tree(seed, set).current()
 }
 
 /// Shrinks a failing schedule: proptest's simplify/complicate walk, keeping
 /// the smallest schedule for which `fails` still holds.
-pub fn shrink(seed: u64, mut fails: impl FnMut(&Schedule) -> bool, budget: usize) -> Schedule {
-    let mut t = tree(seed);
+pub fn shrink(seed: u64, fails: impl FnMut(&Schedule) -> bool, budget: usize) -> Schedule {
+    shrink_of(seed, FaultSet::Compute, fails, budget)
+}
+
+/// [`shrink`] of a schedule from `set`.
+pub fn shrink_of(
+    seed: u64,
+    set: FaultSet,
+    mut fails: impl FnMut(&Schedule) -> bool,
+    budget: usize,
+) -> Schedule {
+    let mut t = tree(seed, set);
     let mut best = t.current();
     for _ in 0..budget {
         if fails(&t.current()) {
@@ -245,7 +383,40 @@ pub fn apply(sim: &mut turmoil::Sim<'_>, shared: &Shared, f: &Fault, start: bool
         (FaultKind::StorageDown, false) => sim.bounce(STORAGE),
         (FaultKind::HostCrash, true) => sim.crash(COMPUTE),
         (FaultKind::HostCrash, false) => sim.bounce(COMPUTE),
+        (FaultKind::SafekeeperDown { .. }, s) => {
+            if let Some(sk) = safekeeper_here(shared, &f.kind) {
+                if s {
+                    sim.crash(sk);
+                } else if !sim.is_host_running(sk) {
+                    sim.bounce(sk);
+                }
+            }
+        }
+        (FaultKind::SafekeeperPartition { .. }, s) => {
+            if let Some(sk) = safekeeper_here(shared, &f.kind) {
+                if s {
+                    sim.partition(COMPUTE, sk);
+                } else {
+                    sim.repair(COMPUTE, sk);
+                }
+            }
+        }
+        (FaultKind::SafekeeperLag { delay_ms, .. }, s) => {
+            if let Some(sk) = safekeeper_here(shared, &f.kind) {
+                if let Some(w) = shared.lock().wal.safekeepers.get_mut(sk) {
+                    w.fault_delay_ms = if s { delay_ms } else { 0 };
+                }
+            }
+        }
     }
+}
+
+/// The safekeeper host a safekeeper fault acts on, if this world has it
+/// (a durable primary's: `world::add_durable_safekeepers`); a world
+/// without it ignores the fault.
+fn safekeeper_here(shared: &Shared, kind: &FaultKind) -> Option<&'static str> {
+    let sk = kind.safekeeper()?;
+    shared.lock().wal.safekeepers.contains_key(sk).then_some(sk)
 }
 
 /// Repairs everything at the end of the fault window.
@@ -256,5 +427,79 @@ pub fn heal(sim: &mut turmoil::Sim<'_>, shared: &Shared) {
     shared.lock().knobs = Default::default();
     if !sim.is_host_running(STORAGE) {
         sim.bounce(STORAGE);
+    }
+    // A safekeeper fault's own end already undid it; this catches one that
+    // overlapped another on the same host. Partitions the scenario made
+    // itself are left alone.
+    let sks: Vec<String> = {
+        let mut sh = shared.lock();
+        sh.wal
+            .safekeepers
+            .iter_mut()
+            .map(|(name, w)| {
+                w.fault_delay_ms = 0;
+                name.clone()
+            })
+            .collect()
+    };
+    for sk in sks {
+        if !sim.is_host_running(sk.as_str()) {
+            sim.bounce(sk.as_str());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_name_is_listed() {
+        let kinds = [
+            FaultKind::PartitionCplane { oneway: false },
+            FaultKind::PartitionStorage,
+            FaultKind::HoldCplane,
+            FaultKind::LatencySpike { max_ms: 1 },
+            FaultKind::Loss,
+            FaultKind::PgCrash {
+                phase: PgPhase::Query,
+            },
+            FaultKind::SlowQueries { delay_ms: 1 },
+            FaultKind::BlockedQueries,
+            FaultKind::HungQueries,
+            FaultKind::ReloadFails,
+            FaultKind::StorageDown,
+            FaultKind::HostCrash,
+            FaultKind::SlowStart { delay_ms: 1 },
+            FaultKind::SafekeeperDown { sk: 0 },
+            FaultKind::SafekeeperPartition { sk: 0 },
+            FaultKind::SafekeeperLag { sk: 0, delay_ms: 1 },
+        ];
+        let names: Vec<&str> = kinds.iter().map(FaultKind::name).collect();
+        assert_eq!(names, FaultKind::NAMES);
+    }
+
+    #[test]
+    fn a_safekeeper_schedule_faults_at_most_two_of_the_three() {
+        for seed in 0..200 {
+            let s = schedule_of(seed, FaultSet::Safekeepers);
+            let mut hosts: Vec<&str> = s
+                .faults
+                .iter()
+                .filter_map(|f| f.kind.safekeeper())
+                .collect();
+            assert_eq!(hosts.len(), s.faults.len(), "{s:?}");
+            hosts.sort_unstable();
+            hosts.dedup();
+            assert!(hosts.len() <= 2, "{s:?}");
+            assert!(s.heal_at() <= WINDOW_MS + 1_500);
+        }
+        // The compute's schedules are what they were (seeds keep their faults).
+        assert!((0..200).all(|seed| {
+            schedule(seed)
+                .faults
+                .iter()
+                .all(|f| f.kind.safekeeper().is_none())
+        }));
     }
 }

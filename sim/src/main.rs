@@ -218,13 +218,14 @@ fn run_seed(setup: &Setup, seed: u64) -> (SeedRecord, String) {
     let scenario = setup.only.unwrap_or_else(|| runner::scenario_for(seed));
     let schedule = match &setup.faults {
         Some(s) => s.clone(),
-        None => sim::faults::schedule(seed),
+        None => runner::schedule_for(seed, scenario),
     };
     let report = runner::run_with(seed, scenario, schedule, setup.bug, setup.tracing);
     let replay = replay(&report, setup.bug);
     let shrunk = (setup.shrink && !report.passed()).then(|| {
-        let minimal = sim::faults::shrink(
+        let minimal = sim::faults::shrink_of(
             report.seed,
+            runner::fault_set(report.seed, scenario),
             |s| {
                 !runner::run_with(report.seed, scenario, s.clone(), setup.bug, Tracing::Off)
                     .passed()

@@ -108,6 +108,9 @@ pub struct WorldEnd {
     /// None: the compute host never booted.
     pub status: Option<ComputeStatus>,
     pub error: Option<String>,
+    /// What a Failed compute failed on (`FailReason::kind`,
+    /// `/status.failure_kind`): what the fault ledger matches to a cause.
+    pub failure_kind: Option<&'static str>,
     /// The spec in effect.
     #[serde(skip)]
     pub spec: Option<Snap<ComputeSpec>>,
@@ -131,6 +134,10 @@ impl WorldEnd {
         Box::new(Self {
             status: st.as_ref().map(|s| s.status),
             error: st.as_ref().and_then(|s| s.error.clone()),
+            failure_kind: st
+                .as_ref()
+                .and_then(|s| s.failure.as_ref())
+                .map(compute_ctl::compute::FailReason::kind),
             spec: st.as_ref().and_then(|s| s.spec.clone()).map(Snap),
             pending: st.as_ref().is_some_and(|s| s.pending.is_some()),
             catalog_spec: sh.catalog_spec.clone().map(Snap),

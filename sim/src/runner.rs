@@ -6,7 +6,7 @@ use std::time::Duration;
 use compute_ctl::planted::Bug;
 use serde_json::json;
 
-use crate::faults::{self, Schedule};
+use crate::faults::{self, FaultSet, Schedule};
 use crate::scenarios::{self, Scenario};
 use crate::shared::Shared;
 use crate::world;
@@ -57,9 +57,33 @@ pub enum Tracing {
     Off,
 }
 
+/// Which faults `scenario`'s schedules draw from: a durable primary's
+/// safekeepers where its world has them (`Topology::durable`), else the
+/// compute's.
+pub fn fault_set(seed: u64, scenario: &Scenario) -> FaultSet {
+    if scenarios::QUIET.contains(&scenario.name) {
+        FaultSet::Quiet
+    } else if (scenario.topology)(seed).durable.is_some() {
+        FaultSet::Safekeepers
+    } else {
+        FaultSet::Compute
+    }
+}
+
+/// `seed`'s own fault schedule for `scenario`.
+pub fn schedule_for(seed: u64, scenario: &Scenario) -> Schedule {
+    faults::schedule_of(seed, fault_set(seed, scenario))
+}
+
 /// Runs `scenario` with `seed`'s own fault schedule, traced.
 pub fn run(seed: u64, scenario: &'static Scenario) -> SeedReport {
-    run_with(seed, scenario, faults::schedule(seed), None, Tracing::On)
+    run_with(
+        seed,
+        scenario,
+        schedule_for(seed, scenario),
+        None,
+        Tracing::On,
+    )
 }
 
 /// Runs `scenario` with `seed`, an explicit fault schedule and optionally a
@@ -111,20 +135,15 @@ fn run_planted(
     shared.lock().catalog.reset(world::SUPERUSER);
     let mut sim = world::build(seed, Duration::from_millis(2));
     world::add_storage(&mut sim, shared.clone());
-    let launch = (scenario.launch)(seed);
-    // A durable-primary scenario makes its own faults (kills, partitions).
-    let schedule = match launch.durable {
-        Some(_) => Schedule::default(),
-        None => schedule,
-    };
-    if let Some(delays) = &launch.durable {
+    let topology = (scenario.topology)(seed);
+    if let Some(delays) = &topology.durable {
         world::add_durable_safekeepers(&mut sim, shared.clone(), delays);
     }
-    if launch.two_storages {
+    if topology.two_storages {
         world::add_storage2(&mut sim, shared.clone());
         world::add_safekeepers(&mut sim, shared.clone());
     }
-    let second = launch.second_compute.then(|| {
+    let second = topology.second_compute.then(|| {
         let r = Shared::new();
         if tracing == Tracing::Off {
             r.lock().trace = crate::trace::Trace::off();
@@ -152,9 +171,9 @@ fn run_planted(
         shared.clone(),
         seed,
         world::params(),
-        launch.spec.map(|s| s.spec()),
-        launch.fetch_from_cplane,
-        launch.autoscaling,
+        topology.spec.map(|s| s.spec()),
+        topology.fetch_from_cplane,
+        topology.autoscaling,
     );
     let driver_shared = shared.clone();
     let run_scenario = scenario.run;

@@ -144,7 +144,7 @@ async fn stream_from(
                     let sk = sh.wal.safekeepers.get_mut(name);
                     sk.map_or(0, |s| {
                         s.streaming = true;
-                        s.flush_delay_ms
+                        s.flush_delay_ms + s.fault_delay_ms
                     })
                 };
                 if delay > 0 {

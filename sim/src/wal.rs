@@ -276,6 +276,8 @@ pub struct SafekeeperWal {
     pub streaming: bool,
     /// How long it takes to flush what it received (its lag).
     pub flush_delay_ms: u64,
+    /// The extra flush delay of a `SafekeeperLag` fault while it lasts.
+    pub fault_delay_ms: u64,
 }
 
 /// Every WAL holder of the world.

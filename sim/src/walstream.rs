@@ -151,6 +151,11 @@ pub async fn serve(
         }
         Ok(None) => {}
     }
+    // The timeline this stream serves: once the upstream moves to another
+    // one, the stream ends and the standby reconnects for the new history
+    // (Postgres ends a cascading walsender at its server's timeline switch,
+    // and every one of them at a promotion).
+    let streamed_tli = wal_of(&shared.lock(), up).map(|w| w.tli).ok();
     let mut sent = lsn;
     let mut last_heard = SimClock.now();
     let mut last_said = SimClock.now();
@@ -178,6 +183,7 @@ pub async fn serve(
                 let batch: Vec<Record> = {
                     let sh = shared.lock();
                     match wal_of(&sh, up) {
+                        Ok(wal) if Some(wal.tli) != streamed_tli => break,
                         Ok(wal) => wal.after(sent).iter().take(BATCH).copied().collect(),
                         Err(_) => break,
                     }

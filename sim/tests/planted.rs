@@ -115,7 +115,13 @@ fn a_failing_schedule_shrinks_and_still_fails() {
 fn first_catch_in(bug: Bug, scenario: &str) -> Option<(u64, String)> {
     let s = sim::scenarios::find(scenario).expect("a known scenario");
     (0..1000).find_map(|seed| {
-        let report = runner::run_with(seed, s, faults::schedule(seed), Some(bug), Tracing::Off);
+        let report = runner::run_with(
+            seed,
+            s,
+            runner::schedule_for(seed, s),
+            Some(bug),
+            Tracing::Off,
+        );
         (!report.passed()).then(|| (seed, report.violations.join("; ")))
     })
 }

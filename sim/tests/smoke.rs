@@ -36,14 +36,16 @@ fn durable_primary_scenarios_pass() {
     let mut failures = Vec::new();
     for name in sim::scenarios::DURABLE {
         let scenario = sim::scenarios::find(name).expect("a listed scenario");
+        let mut fired = 0;
         for seed in 0..SEEDS {
             let report = runner::run_with(
                 seed,
                 scenario,
-                sim::faults::schedule(seed),
+                runner::schedule_for(seed, scenario),
                 None,
                 runner::Tracing::Off,
             );
+            fired += report.faults_fired;
             if !report.passed() {
                 failures.push(format!(
                     "seed {seed} ({name}): {:?}\n  replay: {}",
@@ -51,6 +53,13 @@ fn durable_primary_scenarios_pass() {
                     report.replay()
                 ));
             }
+        }
+        // Their schedules reach the safekeepers.
+        if !sim::scenarios::QUIET.contains(name) {
+            assert!(
+                fired > 0,
+                "no safekeeper fault fired in {SEEDS} seeds of {name}"
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

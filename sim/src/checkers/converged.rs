@@ -1,6 +1,7 @@
 //! The end state: settled, converged to the spec in effect (the catalog
 //! as the last spec without the skip flag made it, the running config on
-//! the spec's storage) or Failed for a reason a fault explains, Terminated
+//! the spec's storage) or Failed on something a fault that fired can
+//! cause (`ledger::FAILURE_CAUSES`, by the failure's kind), Terminated
 //! only if asked, never running after a terminate was answered.
 
 use std::collections::BTreeMap;
@@ -81,10 +82,15 @@ impl Converged {
                 let reason = end.error.clone().unwrap_or_default();
                 if reason.trim().is_empty() {
                     out.push("failed without a reason".into());
-                } else if self.ledger.explains_failure().is_none() {
-                    out.push(format!(
-                        "failed although no fault could explain it: {reason}"
-                    ));
+                } else {
+                    let kind = end.failure_kind.unwrap_or("unknown");
+                    if self.ledger.explains_failure(kind).is_none() {
+                        out.push(format!(
+                            "failed although no fault could explain it: a {kind} failure, which only {:?} can cause, after the faults {:?}: {reason}",
+                            crate::ledger::causes_of(kind),
+                            self.ledger.fired_names()
+                        ));
+                    }
                 }
             }
             ComputeStatus::Terminated => {

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 
-use super::{Body, Driver, Launch, base_shape};
+use super::{Body, Driver, Topology, base_shape};
 use crate::specgen::SpecShape;
 use crate::world::CPLANE_PORT;
 
@@ -19,8 +19,8 @@ fn first_shape(seed: u64) -> SpecShape {
     s
 }
 
-pub fn with_spec(seed: u64) -> Launch {
-    Launch {
+pub fn with_spec(seed: u64) -> Topology {
+    Topology {
         spec: Some(first_shape(seed)),
         fetch_from_cplane: false,
         autoscaling: false,
@@ -30,8 +30,8 @@ pub fn with_spec(seed: u64) -> Launch {
     }
 }
 
-pub fn fetching(_: u64) -> Launch {
-    Launch {
+pub fn fetching(_: u64) -> Topology {
+    Topology {
         spec: None,
         fetch_from_cplane: true,
         autoscaling: false,

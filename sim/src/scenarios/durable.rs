@@ -4,9 +4,10 @@
 //! with an empty disk (a move: a fresh PGDATA, the same address), and after
 //! every start the client reads back what the new primary holds
 //! ([`Event::Readback`]). The checkers (`checkers/{acked,quorum_ack,fork,
-//! history}.rs`) judge the event log. These scenarios bring their own
-//! faults (kills, partitions of compute and safekeepers, the pageserver
-//! down) instead of the seed's schedule.
+//! history}.rs`) judge the event log. These scenarios make the faults
+//! they test (kills, a safekeeper run ahead and cut off, the pageserver
+//! down); the seed's schedule adds random safekeeper faults
+//! (`faults::safekeeper_schedules`: down, cut off, lagging).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use compute_ctl::env::Clock;
 use rand::Rng;
 
-use super::{Body, Driver, Launch, base_shape};
+use super::{Body, Driver, Topology, base_shape};
 use crate::env::SimClock;
 use crate::events::Event;
 use crate::pg::durable::{READ_ACKED_SQL, commit_sql};
@@ -24,11 +25,11 @@ use crate::specgen::SpecShape;
 use crate::world::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
 
 /// The safekeepers' flush delays: one quick, one average, one slow.
-pub fn launch(seed: u64) -> Launch {
+pub fn topology(seed: u64) -> Topology {
     let j = |k: u64| (seed.wrapping_mul(0x9E37_79B9) >> (8 * k)) % 20;
-    Launch {
+    Topology {
         durable: Some(vec![j(0), 10 + 2 * j(1), 30 + 4 * j(2)]),
-        ..Launch::default()
+        ..Topology::default()
     }
 }
 
@@ -169,20 +170,56 @@ pub(super) fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
 }
 
 /// Configures a freshly booted compute with `spec` until it answers 200
-/// (the host may not listen yet); then reads back its commits.
+/// (the host may not listen yet); then reads back its commits. A start
+/// that failed on something a fault of the schedule explains (a
+/// safekeeper down during the base backup or the sync, ...) is started
+/// again once the faults are over, on a fresh host, as a control plane
+/// would; a failure no fault explains stays for the checkers.
 pub(super) async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
     d.intent = Some(spec.clone());
+    for _ in 0..3 {
+        if configure_until_answered(d, spec).await == Some(200) {
+            readback(&d.shared).await;
+            return true;
+        }
+        // Answered or not (a supervisor that stopped on the failure
+        // answers no configure), a start that failed on a fault is
+        // started again.
+        if !failed_on_a_fault(d) {
+            return false;
+        }
+        d.healed().await;
+        host_action(d, COMPUTE, true);
+        d.pause(50, 300).await;
+        host_action(d, COMPUTE, false);
+    }
+    false
+}
+
+/// Configures until the compute answers, or failed on a fault, or 20 tries.
+async fn configure_until_answered(d: &mut Driver, spec: &SpecShape) -> Option<u16> {
     for _ in 0..20 {
         match d.configure(spec).await.status() {
-            Some(200) => {
-                readback(&d.shared).await;
-                return true;
-            }
-            Some(_) => return false,
+            Some(s) => return Some(s),
+            None if failed_on_a_fault(d) => return None,
             None => d.pause(100, 200).await,
         }
     }
-    false
+    None
+}
+
+/// The compute is Failed on something a fault that fired can cause.
+fn failed_on_a_fault(d: &Driver) -> bool {
+    let Some(compute) = d.shared.compute() else {
+        return false;
+    };
+    let st = compute.state();
+    let kind = st
+        .failure
+        .as_ref()
+        .map(compute_ctl::compute::FailReason::kind);
+    st.status == compute_ctl::state::ComputeStatus::Failed
+        && kind.is_some_and(|k| d.shared.lock().ledger.explains_failure(k).is_some())
 }
 
 /// Kills the compute and boots it again (a move to a fresh host), with
@@ -272,11 +309,10 @@ pub fn kill_and_move(mut d: Driver) -> Body {
                 turmoil::partition(COMPUTE, sk(a + 2));
                 d.pause(100, 400).await;
             }
-            // The new host cannot reach the one ahead (or another) during its start.
-            let cut = match ahead {
-                Some(a) if d.rng.random_bool(0.7) => Some(a),
-                _ => d.rng.random_bool(0.3).then(|| d.rng.random_range(0..3)),
-            };
+            // The new host cannot reach the one ahead during its start (a
+            // safekeeper cut off at random is the schedule's
+            // `safekeeper_partition`).
+            let cut = ahead.filter(|_| d.rng.random_bool(0.7));
             kill_and_start(&mut d, &spec, cut).await;
         }
         d.pause(300, 800).await;
@@ -300,8 +336,7 @@ pub fn pageserver_down(mut d: Driver) -> Body {
         d.pause(500, 1500).await;
         // And from the pageserver again once it is back (behind: the
         // compute catches up from the most advanced safekeeper).
-        let cut = d.rng.random_bool(0.3).then(|| d.rng.random_range(0..3));
-        kill_and_start(&mut d, &spec, cut).await;
+        kill_and_start(&mut d, &spec, None).await;
         d.pause(300, 800).await;
         readback(&d.shared).await;
         d.converge().await;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde_json::json;
 
-use super::{Body, Driver, Launch};
+use super::{Body, Driver, Topology};
 use crate::checkers::notify::NOTIFY_BOUND;
 use crate::events::Request;
 use crate::http::{self, Outcome};
@@ -50,8 +50,8 @@ pub fn host(k: usize) -> String {
 }
 
 /// The runner builds this scenario's world itself ([`run`]).
-pub fn launch(_: u64) -> Launch {
-    Launch::default()
+pub fn topology(_: u64) -> Topology {
+    Topology::default()
 }
 
 /// Not called: the fleet's control plane runs inside [`run`].

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Body, Driver, Launch, base_shape, load};
+use super::{Body, Driver, Topology, base_shape, load};
 use crate::env::SimClock;
 use crate::shared::now_us;
 use crate::world::{self, COMPUTE, VM_MONITOR_PORT};
@@ -43,10 +43,10 @@ const SERVE_DEADLINE: Duration = Duration::from_secs(2);
 const TICK_US: u64 = 100_000;
 
 /// The compute runs with `AUTOSCALING` set.
-pub fn autoscaled(_: u64) -> Launch {
-    Launch {
+pub fn autoscaled(_: u64) -> Topology {
+    Topology {
         autoscaling: true,
-        ..Launch::default()
+        ..Topology::default()
     }
 }
 

@@ -31,13 +31,16 @@ pub struct Scenario {
     pub name: &'static str,
     pub about: &'static str,
     pub run: fn(Driver) -> Body,
-    /// How the compute is launched.
-    pub launch: fn(u64) -> Launch,
+    /// The hosts of its world and how the compute starts, per seed.
+    pub topology: fn(u64) -> Topology,
 }
 
-/// How the compute process is started.
+/// What hosts a scenario's world has (storages, safekeepers, a second
+/// compute) and how its compute process starts (spec at launch, fetched
+/// from the control plane, autoscaling); the runner builds the world from
+/// it, and its safekeepers decide the fault set (`runner::fault_set`).
 #[derive(Debug, Clone, Default)]
-pub struct Launch {
+pub struct Topology {
     /// `compute_ctl -S spec.json`.
     pub spec: Option<SpecShape>,
     /// `--control-plane-uri http://cplane:9090 --compute-id ...`.
@@ -48,16 +51,17 @@ pub struct Launch {
     pub two_storages: bool,
     /// A primary with safekeepers: the streaming safekeeper hosts
     /// (`crate::safekeeper`, [`crate::world::DURABLE_SAFEKEEPERS`], one per
-    /// delay) with these flush delays (ms), the WAL model on, and no fault
-    /// schedule (the scenario makes its own faults).
+    /// delay) with these flush delays (ms), the WAL model on, and the
+    /// safekeeper faults as the seed's schedule
+    /// (`faults::safekeeper_schedules`) beside the scenario's own.
     pub durable: Option<Vec<u64>>,
     /// A second compute host, [`crate::world::REPLICA`], with its own
     /// record (`SharedInner::second_compute`) over this world's storage.
     pub second_compute: bool,
 }
 
-fn plain(_: u64) -> Launch {
-    Launch::default()
+fn plain(_: u64) -> Topology {
+    Topology::default()
 }
 
 pub const ALL: &[Scenario] = &[
@@ -65,126 +69,133 @@ pub const ALL: &[Scenario] = &[
         name: "cold_start_from_cplane",
         about: "cold start: the compute fetches its spec from the control plane (after a few spec: null polls)",
         run: cold_start::from_cplane,
-        launch: cold_start::fetching,
+        topology: cold_start::fetching,
     },
     Scenario {
         name: "cold_start_launch_spec",
         about: "cold start with the spec given at launch (compute_ctl -S)",
         run: cold_start::launch_spec,
-        launch: cold_start::with_spec,
+        topology: cold_start::with_spec,
     },
     Scenario {
         name: "cold_start_configure",
         about: "cold start from Empty with the spec delivered by POST /configure",
         run: cold_start::configure,
-        launch: plain,
+        topology: plain,
     },
     Scenario {
         name: "notify_after_migration",
         about: "repeated skip-flag notifies (new pageserver_connstring) under client load",
         run: notify::after_migration,
-        launch: plain,
+        topology: plain,
     },
     Scenario {
         name: "reconfigure_catalog",
         about: "reconfigure with catalog changes (new roles, passwords, renames, dropped database)",
         run: reconfigure::catalog_changes,
-        launch: plain,
+        topology: plain,
     },
     Scenario {
         name: "dry_run_then_apply",
         about: "a dry run (role options, memberships, extension moves) changes nothing; the apply then sends exactly its plan",
         run: reconfigure::dry_run_then_apply,
-        launch: plain,
+        topology: plain,
     },
     Scenario {
         name: "storage_move_and_catalog",
         about: "one spec moves storage and changes the catalog: reload before SQL",
         run: reconfigure::storage_and_catalog,
-        launch: plain,
+        topology: plain,
     },
     Scenario {
         name: "shard_split_burst",
         about: "a burst of concurrent notifies, as after a shard split",
         run: notify::shard_split_burst,
-        launch: plain,
+        topology: plain,
     },
     Scenario {
         name: "duplicated_reordered_notifies",
         about: "duplicated and reordered notifies: re-sends do no work, the latest wins",
         run: notify::duplicated_reordered,
-        launch: plain,
+        topology: plain,
     },
     Scenario {
         name: "replica_move_under_load",
         about: "a Replica compute moved between two storages (the second follows the first) under client reads",
         run: replica::move_under_load,
-        launch: replica::two_storages,
+        topology: replica::two_storages,
     },
     Scenario {
         name: "replica_storage_failover",
         about: "the replica's storage is cut off, the second storage is promoted onto timeline 2, a notify moves the replica there",
         run: replica::failover,
-        launch: replica::two_storages,
+        topology: replica::two_storages,
     },
     Scenario {
         name: "replica_move_to_lagging_storage",
         about: "a move to a storage behind the replica: no stream from behind, replay never goes back, streams once it caught up",
         run: replica::lagging,
-        launch: replica::two_storages,
+        topology: replica::two_storages,
     },
     Scenario {
         name: "terminate_during_configure",
         about: "POST /terminate while a configure is in flight",
         run: terminate::during_configure,
-        launch: plain,
+        topology: plain,
     },
     Scenario {
         name: "memory_pressure",
         about: "autoscaling: load grows the cgroup, an agent answers late, drops, downscales under pressure",
         run: memory::pressure,
-        launch: memory::autoscaled,
+        topology: memory::autoscaled,
     },
     Scenario {
         name: "durable_kill_and_move",
         about: "a primary with 3 safekeepers under a commit load, killed and started again on a fresh disk, safekeepers running ahead and cut off: no acknowledged commit lost",
         run: durable::kill_and_move,
-        launch: durable::launch,
+        topology: durable::topology,
     },
     Scenario {
         name: "durable_pageserver_down",
         about: "a primary with safekeepers: the pageserver down while commits continue, a start from a safekeeper, then from the pageserver behind",
         run: durable::pageserver_down,
-        launch: durable::launch,
+        topology: durable::topology,
     },
     Scenario {
         name: "durable_safekeeper_move",
         about: "a primary with safekeepers moved to another set by notify (one member replaced or a whole new set, a member lagging or cut off, sometimes killed mid-move; a stale generation gets 409), then killed and started from the set in effect: no acknowledged commit lost, no postmaster restart",
         run: safekeeper_move::body,
-        launch: safekeeper_move::launch,
+        topology: safekeeper_move::topology,
     },
     Scenario {
         name: "durable_promote",
         about: "a replica on a second host follows a safekeeper while the primary commits; the primary is terminated, the replica promoted to its lsn, the load commits there: no acknowledged commit lost",
         run: promote::body,
-        launch: promote::launch,
+        topology: promote::topology,
     },
     Scenario {
         name: fleet::NAME,
         about: "one control plane, 50 computes on separate hosts, a shard-split storm notifying all at once",
         run: fleet::body,
-        launch: fleet::launch,
+        topology: fleet::topology,
     },
 ];
 
-/// The durable-primary scenarios (`durable.rs`): they bring their own
-/// faults instead of the seed's schedule.
+/// The durable-primary scenarios (`durable.rs`): out of the rotation,
+/// with their own smoke; their schedules fault the safekeepers.
 pub const DURABLE: &[&str] = &[
     "durable_kill_and_move",
     "durable_pageserver_down",
     "durable_safekeeper_move",
     "durable_promote",
 ];
+
+/// Scenarios that get no fault schedule (`faults::FaultSet::Quiet`), for
+/// one whose faults show a known bug not yet fixed, if its seeds must be
+/// green meanwhile. None now: the two seeds of 2,000 of `durable_promote`
+/// that mix two histories on a safekeeper show a product bug and are left
+/// visible (see ARCHITECTURE.md, "Safekeeper move and promote").
+pub const QUIET: &[&str] = &[];
 
 /// The scenarios that seeds go round when none is named: all but
 /// [`DURABLE`] (so that adding those kept every other scenario's seeds,

@@ -8,17 +8,17 @@
 
 use rand::Rng;
 
-use super::{Body, Driver, Launch, base_shape, load};
+use super::{Body, Driver, Topology, base_shape, load};
 use crate::shared::now_us;
 use crate::world::{STORAGE, STORAGE2};
 
 /// How soon after a move's answer the replica must stream from the new source.
 pub const MOVE_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
 
-pub fn two_storages(_: u64) -> Launch {
-    Launch {
+pub fn two_storages(_: u64) -> Topology {
+    Topology {
         two_storages: true,
-        ..Launch::default()
+        ..Topology::default()
     }
 }
 

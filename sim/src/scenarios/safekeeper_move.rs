@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use super::durable::{
     durable_shape, host_action, readback, reclone_diverged, start, start_commits,
 };
-use super::{Body, Driver, Launch};
+use super::{Body, Driver, Topology};
 use crate::env::SimClock;
 use crate::events::Event;
 use crate::http::Outcome;
@@ -37,11 +37,11 @@ const KILLED_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// Six safekeeper hosts (the first three the starting set), each with a
 /// flush delay from the seed: some quick, some slow.
-pub fn launch(seed: u64) -> Launch {
+pub fn topology(seed: u64) -> Topology {
     let j = |k: u64| (seed.wrapping_mul(0x9E37_79B9) >> (7 * k)) % 20;
-    Launch {
+    Topology {
         durable: Some((0..6).map(|k| j(k) * (1 + k % 3) * 2).collect()),
-        ..Launch::default()
+        ..Topology::default()
     }
 }
 
