@@ -78,6 +78,19 @@ fn run_kind(op: &Op) -> RunKind {
     }
 }
 
+/// How many databases of a per-database `run` may run at once. `REASSIGN
+/// OWNED` and `DROP OWNED` also act on shared objects (the role's
+/// privileges on and ownership of databases, tablespaces, parameters), so
+/// two of them in different databases update the same shared catalog rows
+/// and one fails with "tuple concurrently updated" (seen on 16): a run with
+/// either goes one database at a time.
+pub fn per_database_concurrency(run: &[Op], concurrency: usize) -> usize {
+    let shared = run
+        .iter()
+        .any(|op| matches!(op, Op::ReassignOwned { .. } | Op::DropOwned { .. }));
+    if shared { 1 } else { concurrency }
+}
+
 /// Whether `op` creates a database from a template that an op of `run`
 /// creates (so it must wait for it).
 fn depends_on(op: &Op, run: &[Op]) -> bool {
@@ -428,6 +441,7 @@ mod tests {
                 (RunKind::Concurrent, 1)
             ]
         );
+        assert_eq!(per_database_concurrency(&ops[..4], 8), 1, "drops go one database at a time");
         let groups = by_database(&ops[..4]);
         assert_eq!(groups.len(), 2);
         assert_eq!(

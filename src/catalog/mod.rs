@@ -223,7 +223,8 @@ pub async fn apply<E: Env>(
                     .into_iter()
                     .map(|(db, ops)| execute::database_ops(env, &params.conn, db, ops, tick))
                     .collect();
-                let outcomes = execute::bounded(jobs, concurrency).await;
+                let at_once = execute::per_database_concurrency(run, concurrency);
+                let outcomes = execute::bounded(jobs, at_once).await;
                 let mut first = None;
                 for o in outcomes {
                     let e = tally.outcome(o);
