@@ -12,9 +12,12 @@
 //!
 //! The steps, each timed for Neon's `PromoteState`:
 //! 1. `lsn_wait`: wait (at most the request's deadline) until replay
-//!    reaches `wal_flush_lsn`, the old primary's `/terminate` `lsn`. If it
-//!    does not, nothing was changed: the compute stays a working replica,
-//!    `running`, and the answer names both LSNs.
+//!    reaches `wal_flush_lsn`, the old primary's `/terminate` `lsn`, and
+//!    check that no reachable safekeeper of the request's spec holds WAL of
+//!    a newer timeline than the replica's ([`storage::newer_timeline`]:
+//!    promoting would reuse that timeline's number). If either fails,
+//!    nothing was changed: the compute stays a working replica, `running`,
+//!    and the answer says what to do (the LSNs, or the safekeeper to follow).
 //! 2. `pg_promote`: `postgresql.conf` as the primary of the request's spec
 //!    (for a primary with safekeepers, `synchronous_standby_names` for a
 //!    majority of them), SIGHUP, the reload checked as a configure's; then,
@@ -302,11 +305,19 @@ impl<E: Env> Compute<E> {
         let own = self.own_endpoint()?;
         let t0 = self.env.now();
 
-        // 1. Replay reaches the old primary's last LSN.
+        // 1. Replay reaches the old primary's last LSN, on the newest
+        // timeline a safekeeper holds (`storage::newer_timeline`).
         self.phase(Phase::PromoteLsnWait, async {
             storage::wait_for_lsn(&self.env, &own, job.wal_flush_lsn, job.lsn_wait)
                 .await
-                .map_err(|e| FailReason::LsnWait(not_caught_up(e, previous)))
+                .map_err(|e| FailReason::LsnWait(not_caught_up(e, previous)))?;
+            if durable::is_durable(spec) {
+                let sks = self.safekeepers_of(spec)?;
+                if let Some(newer) = storage::newer_timeline(&self.env, &own, &sks).await {
+                    return Err(FailReason::LsnWait(newer.to_string()));
+                }
+            }
+            Ok(())
         })
         .await?;
 

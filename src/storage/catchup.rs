@@ -98,7 +98,7 @@ pub const NEWEST_TIMELINE_SQL: &str = "SELECT max(substr(f, 1, 8)) FROM pg_ls_di
 
 /// [`NEWEST_TIMELINE_SQL`] of `ep`; 0 when it cannot say (then its LSN
 /// alone ranks it).
-async fn newest_timeline<E: Env>(env: &E, ep: &Endpoint) -> u32 {
+pub(super) async fn newest_timeline<E: Env>(env: &E, ep: &Endpoint) -> u32 {
     match ep.query_row(env, NEWEST_TIMELINE_SQL, PROBE_TIMEOUT).await {
         Ok(row) => row
             .first()

@@ -15,6 +15,7 @@
 mod announce;
 mod catchup;
 mod endpoint;
+mod newer_timeline;
 mod quorum;
 mod replication;
 mod safekeepers;
@@ -28,6 +29,7 @@ pub use catchup::{
     promote,
 };
 pub use endpoint::{Endpoint, EndpointError, SessionError};
+pub use newer_timeline::{NewerTimeline, newer_timeline};
 pub use quorum::{
     QuorumStatus, STAT_REPLICATION_SQL, Safekeeper, SafekeeperStatus, Sender, parse_senders,
     safekeeper_name, safekeepers, states_from_senders, synchronous_standby_names,

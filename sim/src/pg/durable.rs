@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use compute_ctl::env::Clock;
-use compute_ctl::storage::{Lsn, POSITION_SQL, STAT_REPLICATION_SQL};
+use compute_ctl::storage::{Lsn, NEWEST_TIMELINE_SQL, POSITION_SQL, STAT_REPLICATION_SQL};
 
 use super::catalog::PgErr;
 use super::exec::Reply;
@@ -26,6 +26,9 @@ pub enum Durable {
     Promote,
     ResetAll,
     Timeline,
+    /// `NEWEST_TIMELINE_SQL` (a promote asks its own Postgres what
+    /// timeline its WAL follows, as the safekeepers are asked).
+    NewestTimeline,
     StatReplication,
     /// A client commit with its id.
     Commit(u64),
@@ -62,6 +65,9 @@ pub fn parse(sql: &str) -> Option<Durable> {
     }
     if sql == TIMELINE_SQL {
         return Some(Durable::Timeline);
+    }
+    if sql == NEWEST_TIMELINE_SQL {
+        return Some(Durable::NewestTimeline);
     }
     if sql == READ_ACKED_SQL {
         return Some(Durable::ReadAcked);
@@ -114,6 +120,10 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
                 &["pg_is_in_recovery", "flushed", "replayed"],
                 vec![Some(r.into()), lsn(end), lsn(end)],
             ))
+        }
+        Durable::NewestTimeline => {
+            let tli = shared.lock().wal.compute.wal.tli;
+            Ok(row(&["max"], vec![Some(format!("{tli:08X}"))]))
         }
         Durable::Promote => {
             let (tli, fork) = {

@@ -1,0 +1,100 @@
+//! Before a replica's `pg_promote()`: is a safekeeper's WAL on a timeline
+//! newer than the replica's own?
+//!
+//! Postgres promotes onto the timeline after the newest one whose history
+//! file it holds. A replica that followed a safekeeper which never saw a
+//! later timeline (it was cut off while the old primary ran on it) would
+//! promote onto that timeline's number again, and the safekeepers that hold
+//! the old primary's WAL of that number (unacknowledged WAL past the fork
+//! included) would take the new primary's WAL after it: two histories
+//! under one timeline, which nothing downstream can tell apart. So the
+//! promote is refused while a reachable safekeeper is on a newer timeline:
+//! the replica stays a replica and the answer names that safekeeper, to
+//! follow before promoting again. A safekeeper that does not answer cannot
+//! be judged (the quorum's own checks still hold).
+
+use super::catchup::newest_timeline;
+use super::{Endpoint, Safekeeper};
+use crate::env::Env;
+
+/// A safekeeper whose WAL follows a newer timeline than the replica's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewerTimeline {
+    /// Its name (as in `synchronous_standby_names`).
+    pub safekeeper: String,
+    pub timeline: u32,
+    /// The replica's own.
+    pub own: u32,
+}
+
+impl std::fmt::Display for NewerTimeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "safekeeper {} holds WAL of timeline {}, newer than this replica's timeline {}: promoting now would reuse a timeline number the old primary wrote on; point the replica at {} (its upstream), let it follow, then send the promote again",
+            self.safekeeper, self.timeline, self.own, self.safekeeper
+        )
+    }
+}
+
+/// The first of `safekeepers` (asked in parallel) on a timeline newer than
+/// `own`'s; `None` when there is none, or when the replica's own timeline
+/// cannot be read (then nothing can be compared).
+pub async fn newer_timeline<E: Env>(
+    env: &E,
+    own: &Endpoint,
+    safekeepers: &[Safekeeper],
+) -> Option<NewerTimeline> {
+    let mine = newest_timeline(env, own).await;
+    if mine == 0 {
+        return None;
+    }
+    let theirs = futures::future::join_all(
+        safekeepers
+            .iter()
+            .map(|sk| newest_timeline(env, &sk.endpoint)),
+    )
+    .await;
+    first_newer(mine, safekeepers, &theirs)
+}
+
+fn first_newer(own: u32, safekeepers: &[Safekeeper], theirs: &[u32]) -> Option<NewerTimeline> {
+    safekeepers
+        .iter()
+        .zip(theirs)
+        .filter(|(_, t)| **t > own)
+        .max_by_key(|(_, t)| **t)
+        .map(|(sk, t)| NewerTimeline {
+            safekeeper: sk.name.clone(),
+            timeline: *t,
+            own,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sks(n: usize) -> Vec<Safekeeper> {
+        (1..=n)
+            .map(|i| Safekeeper {
+                name: format!("sk{i}"),
+                endpoint: Endpoint::parse(&format!("host=sk{i} port=5432"), "cloud_admin").unwrap(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_safekeeper_on_the_newest_timeline_is_named_and_silent_or_older_ones_are_not() {
+        let s = sks(3);
+        // sk1 never saw timeline 2, sk2 did not answer (0), sk3 holds it.
+        let newer = first_newer(1, &s, &[1, 0, 2]).expect("sk3 is newer");
+        assert_eq!(newer.safekeeper, "sk3");
+        assert_eq!((newer.timeline, newer.own), (2, 1));
+        assert!(newer.to_string().contains("point the replica at sk3"));
+        // The replica on the newest timeline: nothing to refuse.
+        assert_eq!(first_newer(2, &s, &[1, 0, 2]), None);
+        // Two newer: the newest is the one to follow.
+        assert_eq!(first_newer(1, &s, &[2, 3, 2]).unwrap().safekeeper, "sk2");
+    }
+}
