@@ -441,7 +441,11 @@ mod tests {
                 (RunKind::Concurrent, 1)
             ]
         );
-        assert_eq!(per_database_concurrency(&ops[..4], 8), 1, "drops go one database at a time");
+        assert_eq!(
+            per_database_concurrency(&ops[..4], 8),
+            1,
+            "drops go one database at a time"
+        );
         let groups = by_database(&ops[..4]);
         assert_eq!(groups.len(), 2);
         assert_eq!(
