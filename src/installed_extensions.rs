@@ -89,13 +89,8 @@ pub async fn run<E: Env>(compute: Arc<Compute<E>>, interval: Duration) {
     let mut rx = compute.subscribe();
     let mut failing = false;
     loop {
-        let running = rx.wait_for(|st| {
-            st.status == ComputeStatus::Running
-                || matches!(
-                    st.status,
-                    ComputeStatus::TerminationPending | ComputeStatus::Terminated
-                )
-        });
+        let running =
+            rx.wait_for(|st| st.status == ComputeStatus::Running || st.status.is_terminating());
         let status = match running.await {
             Ok(st) => st.status,
             Err(_) => return,
@@ -114,12 +109,7 @@ pub async fn run<E: Env>(compute: Arc<Compute<E>>, interval: Duration) {
             }
             Err(_) => {}
         }
-        let stopping = rx.wait_for(|st| {
-            matches!(
-                st.status,
-                ComputeStatus::TerminationPending | ComputeStatus::Terminated
-            )
-        });
+        let stopping = rx.wait_for(|st| st.status.is_terminating());
         tokio::select! {
             biased;
             _ = stopping => return,

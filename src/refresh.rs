@@ -136,11 +136,7 @@ pub fn refusal(st: &ComputeState) -> Option<String> {
 }
 
 fn ended(st: &ComputeState) -> bool {
-    st.supervisor_exited
-        || matches!(
-            st.status,
-            ComputeStatus::TerminationPending | ComputeStatus::Terminated
-        )
+    st.supervisor_exited || st.status.is_terminating()
 }
 
 /// Completes once the compute stops.

@@ -86,6 +86,12 @@ impl ComputeStatus {
             Self::ConfigurationPending | Self::Configuration | Self::Init
         )
     }
+
+    /// Whether a terminate was accepted (pending or done): work in flight
+    /// stops, nothing new starts.
+    pub fn is_terminating(self) -> bool {
+        matches!(self, Self::TerminationPending | Self::Terminated)
+    }
 }
 
 impl std::fmt::Display for ComputeStatus {

@@ -184,14 +184,7 @@ impl<E: Env + Send + Sync + 'static> crate::monitor::Watched for Compute<E> {
         let mut rx = self.subscribe();
         async move {
             // An error: the compute is gone, which ends the monitor too.
-            let _ = rx
-                .wait_for(|st| {
-                    matches!(
-                        st.status,
-                        ComputeStatus::TerminationPending | ComputeStatus::Terminated
-                    )
-                })
-                .await;
+            let _ = rx.wait_for(|st| st.status.is_terminating()).await;
         }
     }
 

@@ -18,7 +18,6 @@ use super::{CatalogInterrupted, Compute, FailReason};
 use crate::catalog;
 use crate::env::Env;
 use crate::spec::ComputeSpec;
-use crate::state::ComputeStatus;
 
 /// Why an operation ended before it applied.
 pub(super) enum Stop {
@@ -94,12 +93,7 @@ impl<E: Env> Compute<E> {
     /// Runs `work` until a terminate request or the postmaster's exit.
     pub(super) async fn guarded<T>(&self, work: impl Future<Output = T>) -> Result<T, Interrupted> {
         let mut rx = self.subscribe();
-        let terminate = rx.wait_for(|st| {
-            matches!(
-                st.status,
-                ComputeStatus::TerminationPending | ComputeStatus::Terminated
-            )
-        });
+        let terminate = rx.wait_for(|st| st.status.is_terminating());
         tokio::select! {
             biased;
             exit = self.postmaster_exit() => Err(Interrupted::PostmasterExited(exit)),

@@ -10,7 +10,6 @@ use std::time::Duration;
 use super::Compute;
 use crate::env::Env;
 use crate::spec::ComputeMode;
-use crate::state::ComputeStatus;
 use crate::storage::{self, Endpoint, ReadReplication};
 
 /// How often the replication state is read while nothing happens.
@@ -28,12 +27,7 @@ impl<E: Env> Compute<E> {
         loop {
             let (spec, seen) = {
                 let st = rx.borrow_and_update();
-                if st.supervisor_exited
-                    || matches!(
-                        st.status,
-                        ComputeStatus::TerminationPending | ComputeStatus::Terminated
-                    )
-                {
+                if st.supervisor_exited || st.status.is_terminating() {
                     return;
                 }
                 (st.spec.clone(), st.applied_generation)
@@ -76,10 +70,7 @@ impl<E: Env> Compute<E> {
                 _ = rx.wait_for(|st| {
                     st.applied_generation != seen
                         || st.supervisor_exited
-                        || matches!(
-                            st.status,
-                            ComputeStatus::TerminationPending | ComputeStatus::Terminated
-                        )
+                        || st.status.is_terminating()
                 }) => {}
                 () = self.env.sleep(SAMPLE_INTERVAL) => {}
             }

@@ -17,7 +17,6 @@ use super::Compute;
 use crate::env::{Env, Signal};
 use crate::params::TlsPaths;
 use crate::pg;
-use crate::state::ComputeStatus;
 use crate::tls::{CertInfo, ValidPair, validate};
 
 /// How often the certificate files are looked at.
@@ -98,12 +97,7 @@ impl<E: Env> Compute<E> {
         loop {
             self.env.sleep(TLS_POLL).await;
             let st = self.state();
-            if st.supervisor_exited
-                || matches!(
-                    st.status,
-                    ComputeStatus::TerminationPending | ComputeStatus::Terminated
-                )
-            {
+            if st.supervisor_exited || st.status.is_terminating() {
                 return;
             }
             if st.tls.is_none() {

@@ -13,7 +13,6 @@ use crate::catalog::{self, Snapshot};
 use crate::env::{Env, timeout};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::state::ComputeStatus;
 
 /// How long reading the catalog may take.
 pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,12 +85,7 @@ pub async fn get<E: Env>(State(state): State<AppState<E>>) -> Result<Json<DbsAnd
         let st = rx.borrow();
         (st.status, st.postgres_started)
     };
-    if !started
-        || matches!(
-            status,
-            ComputeStatus::TerminationPending | ComputeStatus::Terminated
-        )
-    {
+    if !started || status.is_terminating() {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
             format!(
