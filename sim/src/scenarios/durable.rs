@@ -210,7 +210,14 @@ async fn configure_until_answered(d: &mut Driver, spec: &SpecShape) -> Option<u1
 
 /// The compute is Failed on something a fault that fired can cause.
 fn failed_on_a_fault(d: &Driver) -> bool {
-    let Some(compute) = d.shared.compute() else {
+    is_failed_on_a_fault(d, &d.shared)
+}
+
+/// The compute host of `host` (this world's, or its second compute's
+/// record) is Failed on something a fault of this world that fired can
+/// cause.
+pub(super) fn is_failed_on_a_fault(d: &Driver, host: &Shared) -> bool {
+    let Some(compute) = host.compute() else {
         return false;
     };
     let st = compute.state();

@@ -16,7 +16,8 @@ use rand::Rng;
 use serde_json::json;
 
 use super::durable::{
-    durable_shape, host_action, readback_on, start, start_commits, start_commits_on,
+    durable_shape, host_action, is_failed_on_a_fault, readback_on, start, start_commits,
+    start_commits_on,
 };
 use super::{Body, Driver, Topology};
 use crate::http::{self, Outcome};
@@ -39,15 +40,7 @@ pub fn topology(seed: u64) -> Topology {
 /// The replica is Failed on something a fault that fired can cause.
 fn replica_failed_on_a_fault(d: &Driver) -> bool {
     let r = d.shared.lock().second_compute.clone();
-    let Some(st) = r.and_then(|r| r.compute()).map(|c| c.state()) else {
-        return false;
-    };
-    let kind = st
-        .failure
-        .as_ref()
-        .map(compute_ctl::compute::FailReason::kind);
-    st.status == compute_ctl::state::ComputeStatus::Failed
-        && kind.is_some_and(|k| d.shared.lock().ledger.explains_failure(k).is_some())
+    r.is_some_and(|r| is_failed_on_a_fault(d, &r))
 }
 
 fn promote_body(spec: &serde_json::Value, lsn: &str) -> String {
