@@ -114,14 +114,7 @@ impl Cluster {
 
     /// Appends to postgresql.conf, with this cluster's port.
     pub fn append_conf(&self, extra: &str) -> anyhow::Result<()> {
-        let conf = self.pgdata.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf)?;
-        text.push_str(&format!(
-            "\nport = {}\nlisten_addresses = '127.0.0.1'\n{extra}\n",
-            self.port
-        ));
-        std::fs::write(&conf, text)?;
-        Ok(())
+        postgres::append_conf(&self.pgdata, self.port, extra)
     }
 
     pub fn start(&mut self) -> anyhow::Result<()> {

@@ -104,14 +104,7 @@ impl ByHand {
 
     /// Appends settings to postgresql.conf (as compute_ctl would write them).
     pub fn configure(&self, extra: &str) -> anyhow::Result<()> {
-        let conf = self.pgdata.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf)?;
-        text.push_str(&format!(
-            "\nport = {}\nlisten_addresses = '127.0.0.1'\n{extra}\n",
-            self.port
-        ));
-        std::fs::write(&conf, text)?;
-        Ok(())
+        append_conf(&self.pgdata, self.port, extra)
     }
 
     /// `pg_ctl start -w`, timed.
@@ -290,4 +283,16 @@ pub async fn wait_visible_fresh(
             bail!("{name} still {seen:?}, not {value:?}, after {limit:?}");
         }
     }
+}
+
+/// Appends `extra` to `pgdata`'s postgresql.conf, with `port` and loopback
+/// as the listen address.
+pub fn append_conf(pgdata: &std::path::Path, port: u16, extra: &str) -> anyhow::Result<()> {
+    let conf = pgdata.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf)?;
+    text.push_str(&format!(
+        "\nport = {port}\nlisten_addresses = '127.0.0.1'\n{extra}\n"
+    ));
+    std::fs::write(&conf, text)?;
+    Ok(())
 }
