@@ -151,6 +151,8 @@ pub struct Metrics {
     http_requests: Family<HttpLabel, Counter>,
     /// Configures whose config Postgres refused after the reload (rolled back).
     config_refused: Counter,
+    /// `postgres` processes run to judge a setting's value or learn its unit.
+    settings_judged_by_binary: Counter,
     /// Tasks alive in the runtime, read when the metrics are encoded (a
     /// leak of tasks per request shows as growth here).
     tasks: Gauge,
@@ -215,6 +217,12 @@ impl Metrics {
             "Configures whose postgresql.conf Postgres refused after the reload (the previous one was put back)",
             config_refused.clone(),
         );
+        let settings_judged_by_binary = Counter::default();
+        registry.register(
+            "settings_judged_by_binary",
+            "postgres processes run to judge a spec setting's value or learn a setting's unit (a notify that repeats its settings, or sets plain numbers with units, runs none)",
+            settings_judged_by_binary.clone(),
+        );
         let tasks = Gauge::default();
         registry.register(
             "runtime_alive_tasks",
@@ -254,6 +262,7 @@ impl Metrics {
             statements,
             http_requests,
             config_refused,
+            settings_judged_by_binary,
             tasks,
             downtime,
         }
@@ -267,6 +276,11 @@ impl Metrics {
     /// Configures whose config Postgres refused so far.
     pub fn config_refused(&self) -> u64 {
         self.config_refused.get()
+    }
+
+    /// Counts `n` runs of the binary to judge settings.
+    pub fn count_settings_judged_by_binary(&self, n: usize) {
+        self.settings_judged_by_binary.inc_by(n as u64);
     }
 
     /// Marks `status` as the current one.

@@ -114,11 +114,35 @@ impl<E: Env> Compute<E> {
         // Enum values and numbers with units: asked of the binary, once per
         // (name, value) while this compute_ctl runs (the new ones in
         // parallel), so a notify that repeats its settings spawns nothing.
+        // A plain number with a unit of a setting whose base unit is known
+        // is judged here (`pg::BaseUnit`): a notify that sets a new
+        // `work_mem` spawns nothing either.
+        let unit_of = |name: &str| {
+            self.setting_units
+                .lock()
+                .ok()
+                .and_then(|m| m.get(name).copied())
+        };
         let judge: Vec<pg::SettingToJudge> = catalogue
             .to_judge(spec)
             .into_iter()
             .filter(|j| !known.iter().any(|k| k.path == j.path))
+            .filter(|j| {
+                let taken = match (unit_of(&j.name), catalogue.get(&j.name)) {
+                    (Some(Some(unit)), Some(def)) => unit.accepts(def, &j.value),
+                    _ => false,
+                };
+                !taken
+            })
             .collect();
+        let mut learn: Vec<(&str, &pg::SettingDef)> = judge
+            .iter()
+            .filter(|j| unit_of(&j.name).is_none())
+            .filter_map(|j| Some((j.name.as_str(), catalogue.get(&j.name)?)))
+            .filter(|(_, def)| pg::BaseUnit::probe(def).is_some())
+            .collect();
+        learn.sort_unstable_by_key(|(n, _)| *n);
+        learn.dedup_by_key(|(n, _)| *n);
         let remembered = |j: &pg::SettingToJudge| {
             self.judged_settings
                 .lock()
@@ -132,11 +156,23 @@ impl<E: Env> Compute<E> {
             .collect();
         new.sort();
         new.dedup();
-        let verdicts = futures::future::join_all(
-            new.iter()
-                .map(|(n, v)| pg::judge_setting(&self.env, &self.params, n, v)),
+        let (verdicts, units) = futures::future::join(
+            futures::future::join_all(
+                new.iter()
+                    .map(|(n, v)| pg::judge_setting(&self.env, &self.params, n, v)),
+            ),
+            futures::future::join_all(
+                learn
+                    .iter()
+                    .map(|(n, def)| pg::learn_base_unit(&self.env, &self.params, n, def)),
+            ),
         )
         .await;
+        self.metrics
+            .count_settings_judged_by_binary(new.len() + learn.len());
+        if let Ok(mut m) = self.setting_units.lock() {
+            m.extend(learn.iter().map(|(n, _)| n.to_string()).zip(units));
+        }
         if let Ok(mut m) = self.judged_settings.lock() {
             if m.len() + new.len() > JUDGED_CAP {
                 m.clear();

@@ -150,6 +150,10 @@ pub struct Compute<E: Env> {
     /// What the binary said of (name, value) pairs only it can judge
     /// (`config_check`: enum values, numbers with units).
     judged_settings: std::sync::Mutex<config_check::Judged>,
+    /// The base unit of integer settings met in specs (`None`: it takes
+    /// none, or the binary could not say), learnt once per name.
+    setting_units:
+        std::sync::Mutex<std::collections::BTreeMap<String, Option<crate::pg::BaseUnit>>>,
     /// The spans of the operation under way (exported over OpenTelemetry).
     spans: trace::Spans,
     /// The running postmaster; set and cleared by the supervisor loop only.
@@ -233,6 +237,7 @@ impl<E: Env> Compute<E> {
             settings_catalogue: tokio::sync::OnceCell::new(),
             unlisted_settings: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             judged_settings: std::sync::Mutex::new(config_check::Judged::new()),
+            setting_units: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             spans: trace::Spans::default(),
             postmaster: watch::Sender::new(None),
             phases: std::sync::Mutex::new(timings::PhaseClock::default()),

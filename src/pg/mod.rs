@@ -3,7 +3,8 @@
 //! settings need a restart ([`restart`]), the supervisor's SQL sessions
 //! ([`connect`]), the HTTP API's probes ([`probe`]) and a postmaster left
 //! behind by a killed run ([`stale`]),
-//! the settings the binary knows ([`settings_catalogue`]) and what Postgres
+//! the settings the binary knows ([`settings_catalogue`], their base units:
+//! [`setting_units`]) and what Postgres
 //! refused of its config files after a reload ([`file_settings`]).
 
 mod conf;
@@ -15,6 +16,7 @@ mod pgdata;
 mod postmaster;
 pub mod probe;
 mod restart;
+mod setting_units;
 mod settings_catalogue;
 mod stale;
 mod tls;
@@ -37,9 +39,10 @@ pub use pgdata::{
 };
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};
+pub use setting_units::BaseUnit;
 pub use settings_catalogue::{
     SettingDef, SettingKind, SettingRefusal, SettingToJudge, SettingsCatalogue, judge_setting,
-    parse_judgement, parse_major, read_settings_catalogue, setting_exists,
+    learn_base_unit, parse_judgement, parse_major, read_settings_catalogue, setting_exists,
 };
 pub use stale::{live_postmaster, stop_stale_postmaster, stop_stale_tools};
 pub use tls::{TLS_CONF, TLS_DIR, install_pair};

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use super::PgError;
 use super::error::stderr_tail;
+use super::setting_units::BaseUnit;
 use crate::env::{CommandSpec, Env, timeout};
 use crate::params::ComputeParams;
 use crate::spec::ComputeSpec;
@@ -385,23 +386,50 @@ pub async fn judge_setting<E: Env>(
     name: &str,
     value: &str,
 ) -> Option<Result<(), String>> {
+    let out = show_setting_as(env, params, name, value).await?;
+    parse_judgement(
+        &String::from_utf8_lossy(&out.stderr),
+        name,
+        out.status.success(),
+    )
+}
+
+/// The base unit of the integer setting `name`, learnt from the binary's
+/// refusal of a value below its minimum (see `setting_units.rs`); `None`
+/// when it takes no unit or the binary cannot say.
+pub async fn learn_base_unit<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    name: &str,
+    def: &SettingDef,
+) -> Option<BaseUnit> {
+    let probe = BaseUnit::probe(def)?;
+    let out = show_setting_as(env, params, name, &probe.to_string()).await?;
+    BaseUnit::learn(probe, name, &String::from_utf8_lossy(&out.stderr))
+}
+
+/// `postgres -C name -c name=value` as the Postgres user (`-C` first, so
+/// no data directory is needed), its messages in the C locale (they are
+/// read); `None` when it could not be run.
+async fn show_setting_as<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    name: &str,
+    value: &str,
+) -> Option<crate::env::ProcessOutput> {
     let who = env.postgres_identity().ok()?;
     let mut cmd = CommandSpec::new(&params.pgbin)
         .arg("-C")
         .arg(name)
         .arg("-c")
         .arg(format!("{name}={value}"))
+        .env("LC_ALL", "C")
         .run_as(who);
     cmd.current_dir = Some("/".into());
-    let out = timeout(env, DESCRIBE_TIMEOUT, env.output(&cmd))
+    timeout(env, DESCRIBE_TIMEOUT, env.output(&cmd))
         .await
         .ok()?
-        .ok()?;
-    parse_judgement(
-        &String::from_utf8_lossy(&out.stderr),
-        name,
-        out.status.success(),
-    )
+        .ok()
 }
 
 /// Reads [`judge_setting`]'s answer: Postgres' FATAL line about this

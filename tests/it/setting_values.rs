@@ -86,6 +86,37 @@ async fn enum_values_units_and_ranges_are_refused_before_anything_is_written() {
     let r = c.configure(&ok, None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(c.sql_value("SHOW log_min_messages").await, "notice");
+    // The refusals above taught compute_ctl work_mem's unit: a notify with a
+    // new plain value runs no `postgres` process to judge it, and takes.
+    let judged = || async {
+        let m = c.get("/metrics").await.text;
+        m.lines()
+            .find_map(|l| l.strip_prefix("compute_ctl_settings_judged_by_binary_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no settings_judged_by_binary counter in {m}"))
+    };
+    let before = judged().await;
+    for (op, value) in [("op-mem-1", "5MB"), ("op-mem-2", "6145kB")] {
+        let mut spec = with_setting(op, "work_mem", value, "string");
+        spec["skip_pg_catalog_updates"] = true.into();
+        let r = c.configure(&spec, None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(c.sql_value("SHOW work_mem").await, value);
+    }
+    assert_eq!(
+        judged().await,
+        before,
+        "a plain work_mem value was judged by a postgres process"
+    );
+    // One the binary must judge (a fraction Postgres rounds) still is.
+    let r = c
+        .configure(
+            &with_setting("op-mem-3", "work_mem", "1.5MB", "string"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(judged().await, before + 1);
 }
 
 #[tokio::test]
