@@ -203,7 +203,14 @@ impl<E: Env> Compute<E> {
         pid: u32,
     ) -> Result<(), FailReason> {
         let contexts = self.restart_basis.get().map(|b| &b.contexts);
-        let refused = match pg::refused_settings(&self.env, &self.params, contexts).await {
+        let refused = match pg::refused_settings(
+            &self.env,
+            &self.params,
+            &self.check_session,
+            contexts,
+        )
+        .await
+        {
             Ok(r) => r,
             Err(e) => {
                 return Err(FailReason::Reload(format!(

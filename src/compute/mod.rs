@@ -154,6 +154,8 @@ pub struct Compute<E: Env> {
     /// none, or the binary could not say), learnt once per name.
     setting_units:
         std::sync::Mutex<std::collections::BTreeMap<String, Option<crate::pg::BaseUnit>>>,
+    /// The session the check after every reload runs on, held open.
+    check_session: crate::pg::HeldSession,
     /// The spans of the operation under way (exported over OpenTelemetry).
     spans: trace::Spans,
     /// The running postmaster; set and cleared by the supervisor loop only.
@@ -238,6 +240,7 @@ impl<E: Env> Compute<E> {
             unlisted_settings: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             judged_settings: std::sync::Mutex::new(config_check::Judged::new()),
             setting_units: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            check_session: crate::pg::HeldSession::default(),
             spans: trace::Spans::default(),
             postmaster: watch::Sender::new(None),
             phases: std::sync::Mutex::new(timings::PhaseClock::default()),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::SettingContexts;
-use super::connect::{ConnectError, connect};
+use super::held_session::{HeldSession, HeldSessionError};
 use crate::env::Env;
 use crate::params::ComputeParams;
 
@@ -65,10 +65,8 @@ impl std::fmt::Display for RefusedLine {
 /// Why the check could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum FileSettingsError {
-    #[error("cannot open a session to read pg_file_settings: {0}")]
-    Connect(#[from] ConnectError),
     #[error("reading pg_file_settings failed: {0}")]
-    Query(#[from] tokio_postgres::Error),
+    Session(#[from] HeldSessionError),
 }
 
 /// Keeps the refusals: every row with an error, except a changed setting
@@ -92,17 +90,18 @@ pub fn refusals(rows: Vec<RefusedLine>, contexts: Option<&SettingContexts>) -> V
 pub async fn refused_settings<E: Env>(
     env: &E,
     params: &ComputeParams,
+    session: &HeldSession,
     contexts: Option<&SettingContexts>,
 ) -> Result<Vec<RefusedLine>, FileSettingsError> {
-    let client = connect(
-        env,
-        &params.conn,
-        CHECK_STATEMENT_TIMEOUT,
-        CHECK_CONNECT_TIMEOUT,
-    )
-    .await?;
-    // The simple protocol: one round trip, no prepared statement.
-    let messages = client.simple_query(FILE_SETTINGS_QUERY).await?;
+    let messages = session
+        .simple_query(
+            env,
+            &params.conn,
+            FILE_SETTINGS_QUERY,
+            CHECK_STATEMENT_TIMEOUT,
+            CHECK_CONNECT_TIMEOUT,
+        )
+        .await?;
     let lines = messages
         .iter()
         .filter_map(|m| match m {

@@ -1,7 +1,7 @@
 //! Postgres itself, through the Env seam: PGDATA preparation ([`pgdata`]),
 //! config files ([`conf`]), the postmaster process ([`postmaster`]), which
 //! settings need a restart ([`restart`]), the supervisor's SQL sessions
-//! ([`connect`]), the HTTP API's probes ([`probe`]) and a postmaster left
+//! ([`connect`], the one held across reconfigures: [`held_session`]), the HTTP API's probes ([`probe`]) and a postmaster left
 //! behind by a killed run ([`stale`]),
 //! the settings the binary knows ([`settings_catalogue`], their base units:
 //! [`setting_units`]) and what Postgres
@@ -12,6 +12,7 @@ mod connect;
 mod controldata;
 mod error;
 mod file_settings;
+mod held_session;
 mod pgdata;
 mod postmaster;
 pub mod probe;
@@ -34,6 +35,7 @@ pub use error::{PgError, describe_error, is_unreachable};
 pub use file_settings::{
     FILE_SETTINGS_QUERY, FileSettingsError, RefusedLine, refusals, refused_settings,
 };
+pub use held_session::{HeldSession, HeldSessionError};
 pub use pgdata::{
     BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, prepare_pgdata_from,
 };

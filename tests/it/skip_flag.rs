@@ -131,12 +131,36 @@ async fn skip_flag_does_no_catalog_work_at_start_and_on_reconfigure() {
     );
     assert_eq!(
         supervisor_sessions(&pgdata),
-        after_apply + 1,
-        "a reconfigure with the flag opens one supervisor session, its pg_file_settings check:\n{}",
+        after_apply,
+        "a reconfigure with the flag opens no supervisor session (its pg_file_settings check runs on the held one):\n{}",
         pg_log(&pgdata)
     );
 
     // The same spec without the flag changes the password.
+    // Postgres ends the held session (an operator's pg_terminate_backend):
+    // the next notify notices, opens one new session for its check, and
+    // applies.
+    let admin = support::connect(&format!(
+        "host=127.0.0.1 port={port} user=cloud_admin dbname=postgres application_name=admin"
+    ))
+    .await
+    .expect("admin session");
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM (SELECT pid \
+             FROM pg_stat_activity WHERE application_name = 'compute_ctl' OFFSET 0) held",
+            &[],
+        )
+        .await
+        .expect("terminate the held session")
+        .get(0);
+    assert_eq!(ended, 1, "one held supervisor session between reconfigures");
+    let before = supervisor_sessions(&pgdata);
+    sup.apply(spec("op-3b", true, "second", "16MB")).await;
+    let (_, wm) = observe(port, &pgdata, "probe4b").await;
+    assert_eq!(wm, "16MB");
+    assert_eq!(supervisor_sessions(&pgdata), before + 1);
+
     sup.apply(spec("op-4", false, "second", "12MB")).await;
     let (pw, _) = observe(port, &pgdata, "probe5").await;
     assert_eq!(pw, Some(format!("md5{}", md5_hex("second", "alice"))));
