@@ -190,10 +190,14 @@ impl<E: Env> Compute<E> {
                 FailReason::WriteConfig(format!("writing Postgres configuration failed: {e}"))
             })?;
         self.install_tls_at_start().await.map_err(FailReason::Tls)?;
-        let contexts = match pg::read_setting_contexts(&self.env, &self.params).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read parameter contexts; pending restarts are judged from a built-in list");
+        // The listing read at launch (a second `--describe-config` cost a
+        // start 25 ms).
+        let contexts = match self.settings_catalogue().await.map(|c| c.contexts()) {
+            Some(c) if !c.is_empty() => c,
+            _ => {
+                tracing::warn!(
+                    "the binary's setting contexts are unknown (its settings catalogue could not be read); pending restarts are judged from a built-in list"
+                );
                 pg::SettingContexts::builtin()
             }
         };

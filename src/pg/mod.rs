@@ -40,7 +40,7 @@ pub use pgdata::{
     BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, prepare_pgdata_from,
 };
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
-pub use restart::{SettingContexts, conf_values, pending_restart, read_setting_contexts};
+pub use restart::{SettingContexts, conf_values, pending_restart};
 pub use setting_units::BaseUnit;
 pub use settings_catalogue::{
     SettingDef, SettingKind, SettingRefusal, SettingToJudge, SettingsCatalogue, judge_setting,

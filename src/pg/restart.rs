@@ -15,9 +15,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::PgError;
-use crate::env::Env;
-use crate::params::ComputeParams;
 use crate::spec::ComputeSpec;
 
 /// The settings that need a postmaster restart to change.
@@ -64,48 +61,43 @@ const BUILTIN_POSTMASTER: &[&str] = &[
 ];
 
 impl SettingContexts {
-    /// Parses the output of `postgres --describe-config`.
-    pub fn parse_describe_config(out: &str) -> Self {
-        let postmaster = out
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split('\t');
-                match (f.next(), f.next()) {
-                    (Some(name), Some("postmaster")) => Some(name.to_ascii_lowercase()),
-                    _ => None,
-                }
-            })
+    /// The settings of postmaster context among `names_and_contexts`
+    /// (`SettingsCatalogue::contexts`: the listing read once at launch).
+    pub fn from_contexts<'a>(
+        names_and_contexts: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        let postmaster = names_and_contexts
+            .into_iter()
+            .filter(|(_, context)| *context == "postmaster")
+            .map(|(name, _)| name.to_ascii_lowercase())
             .collect();
         Self { postmaster }
     }
 
-    /// The built-in list, for when `--describe-config` is unavailable.
+    /// Parses the output of `postgres --describe-config`.
+    #[cfg(test)]
+    pub fn parse_describe_config(out: &str) -> Self {
+        Self::from_contexts(out.lines().filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?, f.next()?))
+        }))
+    }
+
     pub fn builtin() -> Self {
         Self {
             postmaster: BUILTIN_POSTMASTER.iter().map(|s| s.to_string()).collect(),
         }
     }
 
+    /// Whether no setting is known to need a restart.
+    pub fn is_empty(&self) -> bool {
+        self.postmaster.is_empty()
+    }
+
     /// Whether changing `name` needs a restart.
     pub fn needs_restart(&self, name: &str) -> bool {
         self.postmaster.contains(&name.to_ascii_lowercase())
     }
-}
-
-/// Runs `postgres --describe-config` (as the Postgres user) and parses it.
-pub async fn read_setting_contexts<E: Env>(
-    env: &E,
-    params: &ComputeParams,
-) -> Result<SettingContexts, PgError> {
-    let text = super::settings_catalogue::run_postgres(env, params, "--describe-config").await?;
-    let contexts = SettingContexts::parse_describe_config(&text);
-    if contexts.postmaster.is_empty() {
-        return Err(PgError::Config(format!(
-            "`{} --describe-config` listed no postmaster-context settings",
-            params.pgbin.display()
-        )));
-    }
-    Ok(contexts)
 }
 
 /// Settings whose value differs between the spec Postgres runs with

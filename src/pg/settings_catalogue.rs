@@ -119,6 +119,16 @@ impl SettingsCatalogue {
         self.settings.is_empty()
     }
 
+    /// Which settings need a restart (postmaster context), from this same
+    /// listing: no second `--describe-config` at start.
+    pub fn contexts(&self) -> super::SettingContexts {
+        super::SettingContexts::from_contexts(
+            self.settings
+                .iter()
+                .map(|(name, def)| (name.as_str(), def.context.as_str())),
+        )
+    }
+
     /// What the binary says about `name`.
     pub fn get(&self, name: &str) -> Option<&SettingDef> {
         self.settings.get(&name.to_ascii_lowercase())
@@ -472,14 +482,19 @@ pub async fn read_settings_catalogue<E: Env>(
     env: &E,
     params: &ComputeParams,
 ) -> Result<SettingsCatalogue, PgError> {
-    let version = run_postgres(env, params, "--version").await?;
+    // Both at once: each is a process start, and a start waits for them.
+    let (version, listing) = futures::future::join(
+        run_postgres(env, params, "--version"),
+        run_postgres(env, params, "--describe-config"),
+    )
+    .await;
+    let (version, listing) = (version?, listing?);
     let major = parse_major(&version).ok_or_else(|| {
         PgError::Config(format!(
             "`{} --version` printed no version: {version:?}",
             params.pgbin.display()
         ))
     })?;
-    let listing = run_postgres(env, params, "--describe-config").await?;
     let catalogue = SettingsCatalogue::parse(&listing, major);
     if catalogue.is_empty() {
         return Err(PgError::Config(format!(
