@@ -204,32 +204,37 @@ pub async fn promote<E: Env>(
     let skip =
         crate::planted::active(crate::planted::Bug::SkipTimelineSwitch) && !before.in_recovery;
     let secs = within.as_secs().max(1);
-    let row = if skip {
-        vec![Some("t".to_string())]
+    let promote_sql = format!("SELECT pg_promote(true, {secs})");
+    // One session for the promotion and what follows it (a new session per
+    // statement cost a start a backend fork and an authentication each).
+    let mut statements = vec![
+        promote_sql.as_str(),
+        "ALTER SYSTEM RESET ALL",
+        "SELECT pg_reload_conf()",
+        "SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+    ];
+    if skip {
+        statements.remove(0);
+    }
+    // Nothing after a promotion that did not happen: a replica left
+    // running keeps its `ALTER SYSTEM` settings.
+    let mut first = !skip;
+    let mut rows = own
+        .first_rows_while(env, &statements, within + Duration::from_secs(1), |row| {
+            let promoted = !std::mem::take(&mut first)
+                || row.first().cloned().flatten().as_deref() == Some("t");
+            promoted
+        })
+        .await?;
+    let promoted = if skip {
+        Some("t".to_string())
     } else {
-        own.query_row(
-            env,
-            &format!("SELECT pg_promote(true, {secs})"),
-            within + Duration::from_secs(1),
-        )
-        .await?
+        rows.remove(0).first().cloned().flatten()
     };
-    if row.first().cloned().flatten().as_deref() != Some("t") {
+    if promoted.as_deref() != Some("t") {
         return Err(PromoteError::NotPromoted(within));
     }
-    own.execute(
-        env,
-        &["ALTER SYSTEM RESET ALL", "SELECT pg_reload_conf()"],
-        within,
-    )
-    .await?;
-    let row = own
-        .query_row(
-            env,
-            "SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
-            within,
-        )
-        .await?;
+    let row = rows.pop().filter(|_| rows.len() == 2).unwrap_or_default();
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     if col(0) != "f" {
         return Err(PromoteError::Unexpected("still in recovery".into()));

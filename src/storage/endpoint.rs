@@ -43,17 +43,53 @@ impl Endpoint {
         statements: &[&str],
         within: Duration,
     ) -> Result<(), SessionError> {
+        self.first_rows(env, statements, within).await.map(|_| ())
+    }
+
+    /// [`execute`](Self::execute), returning the text columns of each
+    /// statement's first row (empty for a statement that returns none).
+    pub async fn first_rows<E: Env>(
+        &self,
+        env: &E,
+        statements: &[&str],
+        within: Duration,
+    ) -> Result<Vec<Vec<Option<String>>>, SessionError> {
+        self.first_rows_while(env, statements, within, |_| true)
+            .await
+    }
+
+    /// [`first_rows`](Self::first_rows), stopping after the first
+    /// statement whose first row `go_on` does not like (the rows so far).
+    pub async fn first_rows_while<E: Env>(
+        &self,
+        env: &E,
+        statements: &[&str],
+        within: Duration,
+        mut go_on: impl FnMut(&[Option<String>]) -> bool,
+    ) -> Result<Vec<Vec<Option<String>>>, SessionError> {
         let addr = self.addr();
         let attempt = async {
             let (client, conn) = self.session(env).await?;
-            let mut result = Ok(());
+            let mut result = Ok(Vec::with_capacity(statements.len()));
             for sql in statements {
-                if let Err(source) = client.simple_query(sql).await {
-                    result = Err(SessionError::Query {
-                        addr: addr.clone(),
-                        source,
-                    });
-                    break;
+                match client.simple_query(sql).await {
+                    Ok(messages) => {
+                        let row = first_row(&messages).unwrap_or_default();
+                        let stop = !go_on(&row);
+                        if let Ok(rows) = &mut result {
+                            rows.push(row);
+                        }
+                        if stop {
+                            break;
+                        }
+                    }
+                    Err(source) => {
+                        result = Err(SessionError::Query {
+                            addr: addr.clone(),
+                            source,
+                        });
+                        break;
+                    }
                 }
             }
             drop(client);
@@ -116,19 +152,10 @@ impl Endpoint {
                 addr: addr.clone(),
                 source,
             })?;
-            rows.iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                        (0..r.len())
-                            .map(|i| r.get(i).map(str::to_string))
-                            .collect::<Vec<_>>(),
-                    ),
-                    _ => None,
-                })
-                .ok_or_else(|| SessionError::Unexpected {
-                    addr: addr.clone(),
-                    what: "no row".into(),
-                })
+            first_row(&rows).ok_or_else(|| SessionError::Unexpected {
+                addr: addr.clone(),
+                what: "no row".into(),
+            })
         };
         match timeout(env, within, attempt).await {
             Ok(r) => r,
@@ -138,4 +165,16 @@ impl Endpoint {
             }),
         }
     }
+}
+
+/// The text columns of the first row among `messages`.
+fn first_row(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<Vec<Option<String>>> {
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+            (0..r.len())
+                .map(|i| r.get(i).map(str::to_string))
+                .collect::<Vec<_>>(),
+        ),
+        _ => None,
+    })
 }
