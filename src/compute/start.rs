@@ -189,6 +189,11 @@ impl<E: Env> Compute<E> {
             .map_err(|e| {
                 FailReason::WriteConfig(format!("writing Postgres configuration failed: {e}"))
             })?;
+        pg::write_override_placeholder(&self.env, &self.params)
+            .await
+            .map_err(|e| {
+                FailReason::WriteConfig(format!("writing Postgres configuration failed: {e}"))
+            })?;
         self.install_tls_at_start().await.map_err(FailReason::Tls)?;
         // The listing read at launch (a second `--describe-config` cost a
         // start 25 ms).

@@ -601,9 +601,56 @@ async fn write_config_with<E: Env>(
     Ok(())
 }
 
+/// What a fresh `compute_ctl.override.conf` holds.
+pub const OVERRIDE_PLACEHOLDER: &str = "# Local overrides of postgresql.conf: compute_ctl includes this file last\n\
+     # and never writes it once it exists. PGDATA is recreated on every start.\n";
+
+/// Creates an empty [`OVERRIDE_FILE`] (a comment) unless one exists. An
+/// absent file costs every Postgres process a `skipping missing
+/// configuration file` log line at every reload, which compute_ctl then
+/// reads and forwards: eight lines per notify on an idle compute.
+pub async fn write_override_placeholder<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+) -> Result<(), PgError> {
+    let path = params.pgdata.join(OVERRIDE_FILE);
+    if env.exists(&path).await {
+        return Ok(());
+    }
+    env.write_atomic(&path, OVERRIDE_PLACEHOLDER.as_bytes())
+        .await
+        .map_err(|source| PgError::Io {
+            what: "cannot write",
+            path,
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_override_placeholder_is_written_once_and_an_operators_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = ComputeParams {
+            pgdata: dir.path().to_path_buf(),
+            ..ComputeParams::unstartable()
+        };
+        let env = crate::env::TokioEnv::new();
+        let path = dir.path().join(OVERRIDE_FILE);
+        write_override_placeholder(&env, &params).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            OVERRIDE_PLACEHOLDER
+        );
+        std::fs::write(&path, "work_mem = '8MB'\n").unwrap();
+        write_override_placeholder(&env, &params).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "work_mem = '8MB'\n"
+        );
+    }
 
     fn conn(port: u16) -> ConnTarget {
         ConnTarget::parse(&format!(

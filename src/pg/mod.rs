@@ -27,7 +27,7 @@ pub use conf::{
     DEFAULT_REPLICA_NAME, MANAGED_BEGIN, MANAGED_END, OVERRIDE_FILE, REPLICA_RETRY_INTERVAL,
     RenderedConf, primary_conninfo, quorum_names, quote_conf_value, render_pg_hba,
     render_pg_hba_with, render_postgresql_conf, render_postgresql_conf_as, render_value,
-    write_config, write_config_joint,
+    write_config, write_config_joint, write_override_placeholder,
 };
 pub use connect::{APPLICATION_NAME, ConnectError, connect, reload_via_sql, session_options};
 pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};

@@ -50,7 +50,16 @@ async fn starts_from_the_fixture_spec_and_show_returns_its_values() {
         conf.lines().last(),
         Some("include_if_exists = 'compute_ctl.override.conf'")
     );
+    // The included file exists from the start: no Postgres process logs
+    // `skipping missing configuration file` at each reload.
+    let overrides = std::fs::read_to_string(c.pgdata.join("compute_ctl.override.conf")).unwrap();
+    assert!(overrides.starts_with("# Local overrides"), "{overrides}");
     assert!(c.log().contains("source=initdb"), "{}", c.log());
+    assert!(
+        !c.log().contains("skipping missing configuration file"),
+        "{}",
+        c.log()
+    );
 }
 
 #[tokio::test]
