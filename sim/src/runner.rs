@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::faults::{self, FaultSet, Schedule};
 use crate::scenarios::{self, Scenario};
-use crate::shared::Shared;
 use crate::world;
+use crate::world::shared::Shared;
 
 /// The result of one seed.
 #[derive(Debug, Clone)]
@@ -202,7 +202,7 @@ fn run_planted(
         let now = sim.elapsed();
         while next < actions.len() && Duration::from_millis(actions[next].0) <= now {
             let (_, start, i) = actions[next];
-            faults::apply(&mut sim, &shared, &schedule.faults[i], start);
+            world::inject::apply(&mut sim, &shared, &schedule.faults[i], start);
             fired += u64::from(start);
             next += 1;
         }
@@ -215,7 +215,7 @@ fn run_planted(
             }
         }
         if !healed && now >= heal_at {
-            faults::heal(&mut sim, &shared);
+            world::inject::heal(&mut sim, &shared);
             let t = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
             shared.lock().healed_at = Some(t);
             shared.emit_at(t, crate::events::Event::Healed);

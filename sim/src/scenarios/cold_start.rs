@@ -80,7 +80,7 @@ pub fn from_cplane(mut d: Driver) -> Body {
         let addr = std::net::SocketAddr::from(([0, 0, 0, 0], CPLANE_PORT));
         match turmoil::net::TcpListener::bind(addr)
             .await
-            .map(crate::env::SimListener)
+            .map(crate::world::env::SimListener)
         {
             Ok(listener) => {
                 let router = spec_server(shape, not_yet);

@@ -10,11 +10,11 @@ use compute_ctl::env::Clock;
 use compute_ctl::state::ComputeStatus;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::env::SimClock;
 use crate::events::{Event, Request, Seen};
 use crate::http::{self, Outcome};
-use crate::shared::{Shared, now_us};
 use crate::specgen::SpecShape;
+use crate::world::env::SimClock;
+use crate::world::shared::{Shared, now_us};
 use crate::world::{COMPUTE, HTTP_PORT};
 
 /// Client-side deadline of `POST /configure`: the supervisor's own bounds

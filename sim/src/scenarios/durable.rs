@@ -17,11 +17,11 @@ use compute_ctl::env::Clock;
 use rand::Rng;
 
 use super::{Body, Driver, Topology, base_shape};
-use crate::env::SimClock;
 use crate::events::Event;
-use crate::pg::durable::{READ_ACKED_SQL, commit_sql};
-use crate::shared::Shared;
 use crate::specgen::SpecShape;
+use crate::world::env::SimClock;
+use crate::world::pg::durable::{READ_ACKED_SQL, commit_sql};
+use crate::world::shared::Shared;
 use crate::world::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
 
 /// The safekeepers' flush delays: one quick, one average, one slow.
@@ -46,7 +46,7 @@ impl Drop for Commits {
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn connect(host: &str) -> Option<tokio_postgres::Client> {
-    let stream = crate::walstream::connect(host, PG_PORT).await?;
+    let stream = crate::world::walstream::connect(host, PG_PORT).await?;
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(SUPERUSER)
         .dbname("postgres")

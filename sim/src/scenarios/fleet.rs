@@ -23,8 +23,8 @@ use super::{Body, Driver, Topology};
 use crate::checkers::notify::NOTIFY_BOUND;
 use crate::events::Request;
 use crate::http::{self, Outcome};
-use crate::shared::{Shared, now_us};
 use crate::specgen::SpecShape;
+use crate::world::shared::{Shared, now_us};
 use crate::world::{self, CPLANE, HTTP_PORT, TICK};
 
 pub const NAME: &str = "fleet_shard_split_storm";

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use compute_ctl::env::Clock;
 
-use crate::env::SimClock;
+use crate::world::env::SimClock;
 use crate::world::{COMPUTE, PG_PORT, SUPERUSER};
 
 /// Stops the load when dropped.

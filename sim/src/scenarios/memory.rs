@@ -29,8 +29,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Body, Driver, Topology, base_shape, load};
-use crate::env::SimClock;
-use crate::shared::now_us;
+use crate::world::env::SimClock;
+use crate::world::shared::now_us;
 use crate::world::{self, COMPUTE, VM_MONITOR_PORT};
 
 const MIB: u64 = rules::MIB;

@@ -17,10 +17,8 @@ mod terminate;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use crate::names::LOAD_APPLICATION;
 pub use driver::Driver;
-
-/// The `application_name` of the client load's sessions.
-pub const LOAD_APPLICATION: &str = "load";
 
 use crate::specgen::SpecShape;
 
@@ -50,7 +48,7 @@ pub struct Topology {
     /// A second storage host (`storage2`, following `storage`).
     pub two_storages: bool,
     /// A primary with safekeepers: the streaming safekeeper hosts
-    /// (`crate::safekeeper`, [`crate::world::DURABLE_SAFEKEEPERS`], one per
+    /// (`crate::world::safekeeper`, [`crate::world::DURABLE_SAFEKEEPERS`], one per
     /// delay) with these flush delays (ms), the WAL model on, and the
     /// safekeeper faults as the seed's schedule
     /// (`faults::safekeeper_schedules`) beside the scenario's own.

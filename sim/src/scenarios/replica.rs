@@ -9,7 +9,7 @@
 use rand::Rng;
 
 use super::{Body, Driver, Topology, base_shape, load};
-use crate::shared::now_us;
+use crate::world::shared::now_us;
 use crate::world::{STORAGE, STORAGE2};
 
 /// How soon after a move's answer the replica must stream from the new source.
@@ -53,7 +53,7 @@ async fn started(d: &mut Driver) -> crate::specgen::SpecShape {
     cur.deltas.clear();
     cur.safekeepers = crate::world::SAFEKEEPERS
         .iter()
-        .map(|(h, _)| format!("{h}:{}", crate::storage::SAFEKEEPER_PORT))
+        .map(|(h, _)| format!("{h}:{}", crate::world::storage::SAFEKEEPER_PORT))
         .collect();
     // Sometimes one safekeeper is cut off: a majority of 2 still commits.
     if d.rng.random_bool(0.3) {
@@ -136,7 +136,7 @@ pub fn lagging(mut d: Driver) -> Body {
 async fn streams_from(d: &Driver, host: &str, within: std::time::Duration) {
     let t0 = now_us();
     let bound = u64::try_from(within.as_micros()).unwrap_or(u64::MAX);
-    let want = format!("{host}:{}", crate::procs::STORAGE_PORT);
+    let want = format!("{host}:{}", crate::world::procs::STORAGE_PORT);
     loop {
         let (sender, excused) = {
             let sh = d.shared.lock();

@@ -24,11 +24,11 @@ use super::durable::{
     durable_shape, host_action, readback, reclone_diverged, start, start_commits,
 };
 use super::{Body, Driver, Topology};
-use crate::env::SimClock;
 use crate::events::Event;
 use crate::http::Outcome;
-use crate::shared::now_us;
 use crate::specgen::SpecShape;
+use crate::world::env::SimClock;
+use crate::world::shared::now_us;
 use crate::world::{COMPUTE, DURABLE_SAFEKEEPERS, safekeeper_connstring};
 
 /// How long the control plane waits for the answer of a move whose

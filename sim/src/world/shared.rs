@@ -9,43 +9,17 @@ use std::time::Duration;
 use compute_ctl::compute::Compute;
 use compute_ctl::spec::ComputeSpec;
 
-use crate::env::SimEnv;
-use crate::pg::catalog::CatalogModel;
 use crate::trace::Trace;
+use crate::world::env::SimEnv;
+use crate::world::pg::catalog::CatalogModel;
+
+pub use crate::pgmodel::{PgPhase, StmtKind};
 
 /// Simulated time since the start of the world, in microseconds.
 pub fn now_us() -> u64 {
     turmoil::sim_elapsed()
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-/// What a statement was, for the invariants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StmtKind {
-    /// DDL on roles, databases, extensions.
-    CatalogWrite,
-    /// The catalog snapshot queries.
-    CatalogRead,
-    /// `SELECT pg_reload_conf()`.
-    Reload,
-    /// The activity monitor's `pg_stat_activity` poll.
-    Monitor,
-    /// Anything else (readiness probes, client load).
-    Other,
-    /// Not understood.
-    Invalid,
-}
-
-impl StmtKind {
-    /// Catalog work or a reload through SQL: what a skip-flag notify must not do.
-    pub fn is_notify_forbidden(self) -> bool {
-        matches!(
-            self,
-            StmtKind::CatalogWrite | StmtKind::CatalogRead | StmtKind::Reload
-        )
-    }
 }
 
 /// Fault knobs read by the simulated processes.
@@ -65,15 +39,6 @@ pub struct Knobs {
     pub reload_fails: bool,
     /// The next postmaster to reach this phase crashes there.
     pub crash_pg_at: Option<PgPhase>,
-}
-
-/// Where a planted Postgres crash happens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PgPhase {
-    Startup,
-    Query,
-    Reload,
 }
 
 #[derive(Default)]

@@ -13,9 +13,9 @@ use turmoil::net::TcpStream;
 use super::catalog::PgErr;
 use super::exec::{self, Reply};
 use super::wire::{self, Frontend, Out};
-use crate::env::SimEnv;
 use crate::events::{Event, ReloadVia};
-use crate::shared::{PgPhase, StmtKind, now_us};
+use crate::world::env::SimEnv;
+use crate::world::shared::{PgPhase, StmtKind, now_us};
 
 /// What a session knows about its server.
 #[derive(Clone)]
@@ -153,7 +153,7 @@ async fn query(ctx: &QueryCtx<'_>, sql: &str, out: &mut Out) {
         let ok = outcome.is_ok();
         // Client load is not logged: the invariants look at the
         // supervisor's statements, and load would dominate the trace.
-        if ctx.app != crate::scenarios::LOAD_APPLICATION {
+        if ctx.app != crate::names::LOAD_APPLICATION {
             let t = now_us();
             env.shared().emit_at(
                 t,

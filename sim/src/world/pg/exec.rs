@@ -6,7 +6,7 @@
 use super::catalog::{CatalogModel, DbRow, PgErr, RoleRow};
 use super::ops::{DbOption, EXTENSIONS_SQL, Op, SNAPSHOT_SQL};
 use super::sql;
-use crate::shared::StmtKind;
+use crate::world::shared::StmtKind;
 
 /// The columns of the supervisor's `REPLICATION_SQL` (`storage::replication`).
 pub fn replication_columns() -> Vec<String> {

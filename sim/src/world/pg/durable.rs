@@ -17,7 +17,7 @@ use compute_ctl::storage::{Lsn, NEWEST_TIMELINE_SQL, POSITION_SQL, STAT_REPLICAT
 
 use super::catalog::PgErr;
 use super::exec::Reply;
-use crate::env::SimEnv;
+use crate::world::env::SimEnv;
 
 /// The statements of this module.
 #[derive(Debug, Clone, PartialEq, Eq)]
