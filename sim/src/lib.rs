@@ -8,6 +8,7 @@ pub mod events;
 pub mod faults;
 pub mod http;
 pub mod ledger;
+pub mod log;
 pub mod names;
 pub mod observed;
 pub mod pgmodel;

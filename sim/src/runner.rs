@@ -129,7 +129,7 @@ fn run_planted(
     }
     let shared = Shared::new();
     if tracing == Tracing::Off {
-        shared.lock().trace = crate::trace::Trace::off();
+        shared.lock().log.trace = crate::trace::Trace::off();
     }
     // The storage's durable catalog: what initdb left when the timeline was created.
     shared.lock().catalog.reset(world::SUPERUSER);
@@ -146,7 +146,7 @@ fn run_planted(
     let second = topology.second_compute.then(|| {
         let r = Shared::new();
         if tracing == Tracing::Off {
-            r.lock().trace = crate::trace::Trace::off();
+            r.lock().log.trace = crate::trace::Trace::off();
         }
         r.lock().catalog.reset(world::SUPERUSER);
         r.lock().wal.enabled = true;
@@ -182,7 +182,7 @@ fn run_planted(
         run_scenario(driver).await;
         Ok(())
     });
-    shared.lock().trace.push(
+    shared.lock().log.trace.push(
         0,
         "seed",
         json!({"seed": seed, "scenario": scenario.name, "faults": schedule}),
@@ -237,7 +237,7 @@ fn run_planted(
         // Its own checkers (transitions, one postmaster per boot, ...),
         // reported as this world's; then the two records let go of each other.
         r.check_at_end();
-        let found = std::mem::take(&mut r.lock().violations);
+        let found = std::mem::take(&mut r.lock().log.violations);
         for what in found {
             shared.violation(format!("{}: {what}", world::REPLICA));
         }
@@ -251,10 +251,10 @@ fn run_planted(
         seed,
         scenario: scenario.name,
         schedule,
-        violations: sh.violations.clone(),
+        violations: sh.log.violations.clone(),
         simulated,
         faults_fired: fired,
         slowest_notify_us: sh.notify_round_trips_us.iter().copied().max(),
-        trace: sh.trace.to_jsonl(),
+        trace: sh.log.trace.to_jsonl(),
     }
 }

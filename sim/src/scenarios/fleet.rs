@@ -73,7 +73,7 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
     let computes: Vec<Shared> = (0..COMPUTES).map(|_| Shared::new()).collect();
     for sh in std::iter::once(&cplane).chain(&computes) {
         if !tracing {
-            sh.lock().trace = crate::trace::Trace::off();
+            sh.lock().log.trace = crate::trace::Trace::off();
         }
     }
     let mut sim = world::build(seed, Duration::from_millis(2));
@@ -93,7 +93,7 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
             },
         );
     }
-    cplane.lock().trace.push(
+    cplane.lock().log.trace.push(
         0,
         "seed",
         json!({"seed": seed, "scenario": NAME, "computes": COMPUTES}),
@@ -124,16 +124,16 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
         sh.finish();
     }
     drop(sim);
-    let mut violations = cplane.lock().violations.clone();
+    let mut violations = cplane.lock().log.violations.clone();
     let mut slowest = None;
     for (k, sh) in computes.iter().enumerate() {
         let s = sh.lock();
-        violations.extend(s.violations.iter().map(|v| format!("{}: {v}", host(k))));
+        violations.extend(s.log.violations.iter().map(|v| format!("{}: {v}", host(k))));
         slowest = slowest.max(s.notify_round_trips_us.iter().copied().max());
     }
-    let mut trace = cplane.lock().trace.to_jsonl();
+    let mut trace = cplane.lock().log.trace.to_jsonl();
     for sh in &computes {
-        trace.push_str(&sh.lock().trace.to_jsonl());
+        trace.push_str(&sh.lock().log.trace.to_jsonl());
     }
     FleetOutcome {
         violations,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use compute_ctl::compute::Compute;
 use compute_ctl::spec::ComputeSpec;
 
-use crate::trace::Trace;
+use crate::log::EventLog;
 use crate::world::env::SimEnv;
 use crate::world::pg::catalog::CatalogModel;
 
@@ -43,7 +43,8 @@ pub struct Knobs {
 
 #[derive(Default)]
 pub struct SharedInner {
-    pub trace: Trace,
+    /// The event log: trace, checkers, violations.
+    pub log: EventLog,
     pub catalog: CatalogModel,
     pub knobs: Knobs,
     /// The config text the running postmaster last loaded.
@@ -52,8 +53,6 @@ pub struct SharedInner {
     pub basebackups: u64,
     /// The supervisor of the current boot of the compute host.
     pub compute: Option<Arc<Compute<SimEnv>>>,
-    /// Invariant violations, in the order they were found.
-    pub violations: Vec<String>,
     /// Set when the fault schedule is over and everything was repaired.
     pub healed_at: Option<u64>,
     /// The faults that fired: what excuses a failure, a lost request, a
@@ -74,8 +73,6 @@ pub struct SharedInner {
     pub receiver: Receiver,
     /// The last replay LSN the supervisor reported (`ComputeState::replication`).
     pub last_replay: Option<u64>,
-    /// The invariants fed by the event log.
-    pub checkers: crate::checkers::Checkers,
     /// How far (bytes) a following storage stays behind; default 32 KiB.
     pub storage_lag: Option<u64>,
     /// Storages promoted (they stop following and write on timeline 2).
@@ -129,12 +126,12 @@ impl Shared {
     /// Appends a trace event at the current simulated time.
     pub fn event(&self, kind: &str, fields: serde_json::Value) {
         let t = now_us();
-        self.lock().trace.push(t, kind, fields);
+        self.lock().log.trace.push(t, kind, fields);
     }
 
     /// Appends a trace event at `t_us` (for the harness, outside any host).
     pub fn event_at(&self, t_us: u64, kind: &str, fields: serde_json::Value) {
-        self.lock().trace.push(t_us, kind, fields);
+        self.lock().log.trace.push(t_us, kind, fields);
     }
 
     /// Appends `ev` to the event log at the current simulated time: traced,
@@ -145,14 +142,7 @@ impl Shared {
 
     /// [`Shared::emit`] at `t_us` (for the harness, outside any host).
     pub fn emit_at(&self, t_us: u64, ev: crate::events::Event) {
-        let mut sh = self.lock();
-        sh.trace.push_event(t_us, &ev);
-        let found = sh.checkers.on_event(t_us, &ev);
-        for what in found {
-            sh.trace
-                .push(t_us, "violation", serde_json::json!({"what": what}));
-            sh.violations.push(what);
-        }
+        self.lock().log.append(t_us, &ev);
     }
 
     /// Ends the run: logs the world as it ends ([`crate::events::Event::End`],
@@ -166,7 +156,7 @@ impl Shared {
 
     /// Runs every checker's end-of-run check.
     pub fn check_at_end(&self) {
-        let found = self.lock().checkers.at_end();
+        let found = self.lock().log.at_end();
         for what in found {
             self.violation(what);
         }
@@ -176,10 +166,7 @@ impl Shared {
     pub fn violation(&self, what: impl Into<String>) {
         let what = what.into();
         let t = now_us().max(self.lock().end_us);
-        let mut sh = self.lock();
-        sh.trace
-            .push(t, "violation", serde_json::json!({"what": what}));
-        sh.violations.push(what);
+        self.lock().log.violation(t, what);
     }
 
     pub fn compute(&self) -> Option<Arc<Compute<SimEnv>>> {

@@ -76,7 +76,7 @@ fn take_crash(env: &SimEnv, phase: PgPhase) -> bool {
     if sh.knobs.crash_pg_at == Some(phase) {
         sh.knobs.crash_pg_at = None;
         let t = crate::world::shared::now_us();
-        sh.trace.push(
+        sh.log.trace.push(
             t,
             "fault_fired",
             json!({"fault": "pg_crash", "phase": phase}),
