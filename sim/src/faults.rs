@@ -45,7 +45,7 @@ pub enum FaultKind {
     HostCrash,
     /// Postgres takes this much longer to start.
     SlowStart { delay_ms: u64 },
-    /// Safekeeper host `sk` (`world::DURABLE_SAFEKEEPERS[sk]`, one of the
+    /// Safekeeper host `sk` (`names::DURABLE_SAFEKEEPERS[sk]`, one of the
     /// set a durable primary starts with) crashes; it is restarted when the
     /// fault ends (its WAL is durable).
     SafekeeperDown { sk: u8 },

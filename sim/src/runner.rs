@@ -7,6 +7,7 @@ use compute_ctl::planted::Bug;
 use serde_json::json;
 
 use crate::faults::{self, FaultSet, Schedule};
+use crate::names;
 use crate::scenarios::{self, Scenario};
 use crate::world;
 use crate::world::shared::Shared;
@@ -132,7 +133,7 @@ fn run_planted(
         shared.lock().log.trace = crate::trace::Trace::off();
     }
     // The storage's durable catalog: what initdb left when the timeline was created.
-    shared.lock().catalog.reset(world::SUPERUSER);
+    shared.lock().catalog.reset(names::SUPERUSER);
     let mut sim = world::build(seed, Duration::from_millis(2));
     world::add_storage(&mut sim, shared.clone());
     let topology = (scenario.topology)(seed);
@@ -148,16 +149,16 @@ fn run_planted(
         if tracing == Tracing::Off {
             r.lock().log.trace = crate::trace::Trace::off();
         }
-        r.lock().catalog.reset(world::SUPERUSER);
+        r.lock().catalog.reset(names::SUPERUSER);
         r.lock().wal.enabled = true;
         r.lock().storage_world = Some(shared.clone());
         shared.lock().second_compute = Some(r.clone());
         world::add_compute_on(
             &mut sim,
-            world::REPLICA,
+            names::REPLICA,
             r.clone(),
             seed ^ 0x5EC0_4D00,
-            world::params_on(world::REPLICA),
+            world::params_on(names::REPLICA),
             world::Boot {
                 launch_spec: None,
                 fetch_spec_from_cplane: false,
@@ -177,7 +178,7 @@ fn run_planted(
     );
     let driver_shared = shared.clone();
     let run_scenario = scenario.run;
-    sim.client(world::CPLANE, async move {
+    sim.client(names::CPLANE, async move {
         let driver = scenarios::Driver::new(driver_shared.clone(), seed);
         run_scenario(driver).await;
         Ok(())
@@ -239,7 +240,7 @@ fn run_planted(
         r.check_at_end();
         let found = std::mem::take(&mut r.lock().log.violations);
         for what in found {
-            shared.violation(format!("{}: {what}", world::REPLICA));
+            shared.violation(format!("{}: {what}", names::REPLICA));
         }
         r.lock().storage_world = None;
         shared.lock().second_compute = None;

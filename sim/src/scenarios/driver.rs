@@ -12,10 +12,10 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 use crate::events::{Event, Request, Seen};
 use crate::http::{self, Outcome};
+use crate::names::{COMPUTE, HTTP_PORT};
 use crate::specgen::SpecShape;
 use crate::world::env::SimClock;
 use crate::world::shared::{Shared, now_us};
-use crate::world::{COMPUTE, HTTP_PORT};
 
 /// Client-side deadline of `POST /configure`: the supervisor's own bounds
 /// (ready timeout 10 s, catalog connect 10 s, server-side statement_timeout

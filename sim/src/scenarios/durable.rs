@@ -18,11 +18,11 @@ use rand::Rng;
 
 use super::{Body, Driver, Topology, base_shape};
 use crate::events::Event;
+use crate::names::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
 use crate::specgen::SpecShape;
 use crate::world::env::SimClock;
 use crate::world::pg::durable::{READ_ACKED_SQL, commit_sql};
 use crate::world::shared::Shared;
-use crate::world::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
 
 /// The safekeepers' flush delays: one quick, one average, one slow.
 pub fn topology(seed: u64) -> Topology {
@@ -50,7 +50,7 @@ async fn connect(host: &str) -> Option<tokio_postgres::Client> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(SUPERUSER)
         .dbname("postgres")
-        .application_name(super::LOAD_APPLICATION);
+        .application_name(crate::names::LOAD_APPLICATION);
     let (client, conn) = cfg.connect_raw(stream, tokio_postgres::NoTls).await.ok()?;
     tokio::spawn(async move {
         let _ = conn.await;

@@ -23,9 +23,10 @@ use super::{Body, Driver, Topology};
 use crate::checkers::notify::NOTIFY_BOUND;
 use crate::events::Request;
 use crate::http::{self, Outcome};
+use crate::names::{self, CPLANE, HTTP_PORT};
 use crate::specgen::SpecShape;
 use crate::world::shared::{Shared, now_us};
-use crate::world::{self, CPLANE, HTTP_PORT, TICK};
+use crate::world::{self, TICK};
 
 pub const NAME: &str = "fleet_shard_split_storm";
 
@@ -79,7 +80,7 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
     let mut sim = world::build(seed, Duration::from_millis(2));
     world::add_storage(&mut sim, Shared::new());
     for (k, sh) in computes.iter().enumerate() {
-        sh.lock().catalog.reset(world::SUPERUSER);
+        sh.lock().catalog.reset(names::SUPERUSER);
         world::add_compute_on(
             &mut sim,
             &host(k),

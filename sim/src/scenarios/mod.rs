@@ -17,7 +17,6 @@ mod terminate;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use crate::names::LOAD_APPLICATION;
 pub use driver::Driver;
 
 use crate::specgen::SpecShape;
@@ -48,12 +47,12 @@ pub struct Topology {
     /// A second storage host (`storage2`, following `storage`).
     pub two_storages: bool,
     /// A primary with safekeepers: the streaming safekeeper hosts
-    /// (`crate::world::safekeeper`, [`crate::world::DURABLE_SAFEKEEPERS`], one per
+    /// (`crate::world::safekeeper`, [`crate::names::DURABLE_SAFEKEEPERS`], one per
     /// delay) with these flush delays (ms), the WAL model on, and the
     /// safekeeper faults as the seed's schedule
     /// (`faults::safekeeper_schedules`) beside the scenario's own.
     pub durable: Option<Vec<u64>>,
-    /// A second compute host, [`crate::world::REPLICA`], with its own
+    /// A second compute host, [`crate::names::REPLICA`], with its own
     /// record (`SharedInner::second_compute`) over this world's storage.
     pub second_compute: bool,
 }

@@ -26,10 +26,11 @@ use super::durable::{
 use super::{Body, Driver, Topology};
 use crate::events::Event;
 use crate::http::Outcome;
+use crate::names::{COMPUTE, DURABLE_SAFEKEEPERS};
 use crate::specgen::SpecShape;
 use crate::world::env::SimClock;
+use crate::world::safekeeper_connstring;
 use crate::world::shared::now_us;
-use crate::world::{COMPUTE, DURABLE_SAFEKEEPERS, safekeeper_connstring};
 
 /// How long the control plane waits for the answer of a move whose
 /// compute it killed.

@@ -32,9 +32,9 @@ use crate::events::Event;
 use crate::world::env::SimEnv;
 use crate::world::shared::Shared;
 
-pub use crate::names::{
-    COMPUTE, CPLANE, CPLANE_PORT, DURABLE_SAFEKEEPERS, HTTP_PORT, PG_PORT, REPLICA, SAFEKEEPERS,
-    STORAGE, STORAGE2, SUPERUSER, VM_MONITOR_PORT,
+use crate::names::{
+    COMPUTE, CPLANE, CPLANE_PORT, DURABLE_SAFEKEEPERS, HTTP_PORT, PG_PORT, SAFEKEEPERS, STORAGE,
+    STORAGE2, SUPERUSER, VM_MONITOR_PORT,
 };
 
 /// The compute's `MemTotal` under autoscaling: 4 GiB.
@@ -394,14 +394,14 @@ pub fn add_durable_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared, delay
 
 /// The connection string of safekeeper host `name`, as a spec lists it.
 pub fn safekeeper_connstring(name: &str) -> String {
-    format!("{name}:{}", crate::world::storage::SAFEKEEPER_PORT)
+    format!("{name}:{}", crate::names::SAFEKEEPER_PORT)
 }
 
 /// The connection strings of the safekeeper hosts, as a spec lists them.
 pub fn safekeeper_connstrings() -> Vec<String> {
     SAFEKEEPERS
         .iter()
-        .map(|(h, _)| format!("{h}:{}", crate::world::storage::SAFEKEEPER_PORT))
+        .map(|(h, _)| format!("{h}:{}", crate::names::SAFEKEEPER_PORT))
         .collect()
 }
 

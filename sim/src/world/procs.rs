@@ -11,7 +11,7 @@ use compute_ctl::env::{Clock, CommandSpec, ExitInfo, ProcessOutput, Signal};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-pub use crate::names::STORAGE_PORT;
+use crate::names::STORAGE_PORT;
 use crate::world::env::{SimChild, SimEnv};
 
 /// Running simulated processes by pid.
@@ -125,7 +125,7 @@ pub async fn output(env: &SimEnv, cmd: &CommandSpec) -> io::Result<ProcessOutput
         "initdb" => Ok(initdb(env, cmd).await),
         "pg_basebackup" => Ok(basebackup(env, cmd).await),
         "postgres" if cmd.args.iter().any(|a| a == "--describe-config") => {
-            Ok(exited(0, crate::world::pg::guc::describe_config(), ""))
+            Ok(exited(0, crate::pgmodel::guc::describe_config(), ""))
         }
         "postgres" if cmd.args.iter().any(|a| a == "--version" || a == "-V") => {
             Ok(exited(0, "postgres (PostgreSQL) 15.8\n", ""))

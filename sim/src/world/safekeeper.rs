@@ -17,10 +17,10 @@ use compute_ctl::env::Clock;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::events::Event;
+use crate::names::SAFEKEEPER_PORT;
 use crate::world::env::SimClock;
 use crate::world::pg::wire::{self, Frontend, Out};
 use crate::world::shared::Shared;
-pub use crate::world::storage::SAFEKEEPER_PORT;
 use crate::world::walstream::{self, Msg, Upstream};
 
 /// How long a WAL receiver waits before it tries again

@@ -9,11 +9,11 @@ use std::time::Duration;
 use compute_ctl::compute::Compute;
 use compute_ctl::spec::ComputeSpec;
 
-use crate::log::EventLog;
-use crate::world::env::SimEnv;
-use crate::world::pg::catalog::CatalogModel;
+use crate::pgmodel::PgPhase;
 
-pub use crate::pgmodel::{PgPhase, StmtKind};
+use crate::log::EventLog;
+use crate::pgmodel::catalog::CatalogModel;
+use crate::world::env::SimEnv;
 
 /// Simulated time since the start of the world, in microseconds.
 pub fn now_us() -> u64 {
@@ -86,7 +86,7 @@ pub struct SharedInner {
     /// Hosts a scenario asks the runner to crash (`true`) or boot again
     /// (`false`), done before the next step.
     pub host_actions: Vec<(String, bool)>,
-    /// A second compute host's record ([`crate::world::REPLICA`], the
+    /// A second compute host's record ([`crate::names::REPLICA`], the
     /// promote scenario): its own Postgres, catalog, config and WAL, with
     /// the storage of this world ([`SharedInner::storage_world`]).
     pub second_compute: Option<Shared>,

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-pub use crate::names::SAFEKEEPER_PORT;
+use crate::names::SAFEKEEPER_PORT;
+use crate::names::STORAGE_PORT;
 use crate::world::env::SimClock;
-use crate::world::procs::STORAGE_PORT;
 use crate::world::shared::Shared;
 use compute_ctl::env::Clock;
 
@@ -35,7 +35,7 @@ pub async fn serve(
         loop {
             SimClock.sleep(STREAM_EVERY).await;
             let mut sh = ticker.lock();
-            if sh.wal.enabled && name == crate::world::STORAGE {
+            if sh.wal.enabled && name == crate::names::STORAGE {
                 // The pageserver of a primary with safekeepers (`crate::wal`).
                 sh.wal.ingest_pageserver();
                 continue;
@@ -106,14 +106,14 @@ pub async fn safekeeper(shared: Shared, name: &'static str, lag: u64) -> turmoil
         loop {
             SimClock.sleep(STREAM_EVERY).await;
             let mut sh = ticker.lock();
-            if sh.wal.enabled && name == crate::world::STORAGE {
+            if sh.wal.enabled && name == crate::names::STORAGE {
                 // The pageserver of a primary with safekeepers (`crate::wal`).
                 sh.wal.ingest_pageserver();
                 continue;
             }
             let up = sh
                 .storage_wal
-                .get(crate::world::STORAGE)
+                .get(crate::names::STORAGE)
                 .copied()
                 .unwrap_or(0);
             let own = sh.storage_wal.get(name).copied().unwrap_or(0);

@@ -18,8 +18,7 @@ const RETRY: Duration = Duration::from_millis(200);
 /// Whether `conninfo` names a safekeeper (the durable catch-up) rather
 /// than a storage host (a replica's WAL receiver).
 pub fn names_safekeeper(conninfo: &str) -> bool {
-    walstream::upstream_of(conninfo)
-        .is_some_and(|(_, p, _)| p == crate::world::storage::SAFEKEEPER_PORT)
+    walstream::upstream_of(conninfo).is_some_and(|(_, p, _)| p == crate::names::SAFEKEEPER_PORT)
 }
 
 /// Runs until the postmaster stops or is promoted.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use compute_ctl::env::Clock;
 use compute_ctl::storage::{Lsn, NEWEST_TIMELINE_SQL, POSITION_SQL, STAT_REPLICATION_SQL};
 
-use super::catalog::PgErr;
 use super::exec::Reply;
+use crate::pgmodel::catalog::PgErr;
 use crate::world::env::SimEnv;
 
 /// The statements of this module.
@@ -187,7 +187,7 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
         }
         Durable::ShowStandbyNames => {
             let sh = shared.lock();
-            let conf = super::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
+            let conf = crate::pgmodel::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
             let v = conf
                 .get("synchronous_standby_names")
                 .cloned()
@@ -234,7 +234,8 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
             loop {
                 let acked = {
                     let sh = shared.lock();
-                    let conf = super::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
+                    let conf =
+                        crate::pgmodel::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
                     crate::wal::commit_acknowledged(&conf, &sh.wal.compute.senders, at)
                 };
                 if acked {

@@ -9,5 +9,3 @@ pub mod postmaster;
 pub mod receiver;
 pub mod session;
 pub mod wire;
-
-pub use crate::pgmodel::{catalog, guc, ops, sql};

@@ -11,13 +11,13 @@ use compute_ctl::env::{CommandSpec, ExitInfo, Signal};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::guc::parse_conf;
 use super::receiver;
 use super::session::{self, Server};
 use crate::events::{Event, ReloadVia};
+use crate::pgmodel::PgPhase;
+use crate::pgmodel::guc::parse_conf;
 use crate::world::env::{SimChild, SimEnv};
 use crate::world::procs::arg_value;
-use crate::world::shared::PgPhase;
 use compute_ctl::env::Clock;
 
 /// Starts a postmaster for `postgres -D <pgdata>`.

@@ -10,12 +10,13 @@ use compute_ctl::env::{Clock, Processes, Rng, Signal};
 use tokio::sync::watch;
 use turmoil::net::TcpStream;
 
-use super::catalog::PgErr;
 use super::exec::{self, Reply};
 use super::wire::{self, Frontend, Out};
 use crate::events::{Event, ReloadVia};
+use crate::pgmodel::catalog::PgErr;
+use crate::pgmodel::{PgPhase, StmtKind};
 use crate::world::env::SimEnv;
-use crate::world::shared::{PgPhase, StmtKind, now_us};
+use crate::world::shared::now_us;
 
 /// What a session knows about its server.
 #[derive(Clone)]
