@@ -3,9 +3,11 @@
 //! lines) and `super::super::x` names a top-level module `x`. A directory
 //! counts as one module, so the files under `world/` may name each other
 //! freely: the world model is the one place allowed to be a tangle.
-//! Everything else must form a DAG: events and the ledger at the bottom,
-//! checkers reading only them, the world emitting them, scenarios and the
-//! runner on top.
+//! Everything else must form a DAG, and more: a module imports only from
+//! the layers below its own ([`LAYERS`]): plain names and models at the
+//! bottom, events and the ledger above them, checkers reading only those,
+//! the event log, the world appending to it, scenarios and the runner on
+//! top.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -232,6 +234,51 @@ fn no_import_circle_outside_the_world() {
         report.is_empty(),
         "import circles among sim/src's modules (move the type down, or into world/):\n{}",
         report.join("\n")
+    );
+}
+
+/// The layers of sim/src, bottom first: a module imports only from layers
+/// below its own. ARCHITECTURE.md's simulator map draws the same.
+const LAYERS: &[&[&str]] = &[
+    // Plain names and the Postgres model as data.
+    &["names", "pgmodel"],
+    // Plain data built on them: the WAL model, generated specs, the fault
+    // schedule, what the harness observes.
+    &["wal", "specgen", "faults", "observed"],
+    // The typed events and the ledger of fired faults.
+    &["events", "ledger"],
+    // What reads events: the trace and the checkers (never the world).
+    &["trace", "checkers"],
+    // The event log: appends, traces, feeds the checkers.
+    &["log"],
+    // The simulated world: hosts, shared state, fault injection.
+    &["world"],
+    // The harness's HTTP client, the scenarios, the runner, the campaign.
+    &["http"],
+    &["scenarios"],
+    &["runner"],
+    &["campaign"],
+];
+
+#[test]
+fn every_module_imports_only_from_layers_below() {
+    let layer_of = |m: &str| LAYERS.iter().position(|l| l.contains(&m));
+    let mut wrong = Vec::new();
+    for (from, edges) in graph() {
+        let Some(level) = layer_of(&from) else {
+            wrong.push(format!("{from}: in no layer (add it to LAYERS)"));
+            continue;
+        };
+        for (to, at) in edges {
+            if layer_of(&to).is_none_or(|l| l >= level) {
+                wrong.push(format!("{from} (layer {level}) imports {to}  ({at})"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports against the layering (move the type down):\n{}",
+        wrong.join("\n")
     );
 }
 
