@@ -17,22 +17,16 @@ use std::path::{Path, PathBuf};
 /// outside `world/`.
 const ALLOWED_CIRCLE: &[&str] = &[];
 
-/// The `.rs` files under `dir`, sorted.
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).expect("read a source dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
+/// Appends the `.rs` files under `dir` to `out`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read a source dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
         }
     }
-    out.sort();
-    out
 }
 
 /// The identifier at the start of `s`.
@@ -119,7 +113,10 @@ type Graph = BTreeMap<String, BTreeMap<String, String>>;
 fn graph() -> Graph {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut g = Graph::new();
-    for file in rust_files(&src) {
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    for file in files {
         let rel = file.strip_prefix(&src).expect("under src");
         let parts: Vec<_> = rel
             .iter()
