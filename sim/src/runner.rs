@@ -207,7 +207,7 @@ fn run_planted(
             fired += u64::from(start);
             next += 1;
         }
-        let asked: Vec<(String, bool)> = std::mem::take(&mut shared.lock().host_actions);
+        let asked: Vec<(String, bool)> = std::mem::take(&mut shared.lock().harness.host_actions);
         for (host, crash) in asked {
             if crash {
                 sim.crash(host.as_str());
@@ -218,7 +218,7 @@ fn run_planted(
         if !healed && now >= heal_at {
             world::inject::heal(&mut sim, &shared);
             let t = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
-            shared.lock().healed_at = Some(t);
+            shared.lock().harness.healed_at = Some(t);
             shared.emit_at(t, crate::events::Event::Healed);
             healed = true;
         }
@@ -232,7 +232,7 @@ fn run_planted(
         }
     }
     let simulated = sim.elapsed();
-    shared.lock().end_us = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
+    shared.lock().harness.end_us = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
     shared.finish();
     if let Some(r) = second {
         // Its own checkers (transitions, one postmaster per boot, ...),
@@ -255,7 +255,7 @@ fn run_planted(
         violations: sh.log.violations.clone(),
         simulated,
         faults_fired: fired,
-        slowest_notify_us: sh.notify_round_trips_us.iter().copied().max(),
+        slowest_notify_us: sh.harness.notify_round_trips_us.iter().copied().max(),
         trace: sh.log.trace.to_jsonl(),
     }
 }

@@ -149,7 +149,11 @@ pub(super) async fn readback_on(shared: &Shared, host: &str) {
 }
 
 pub(super) fn host_action(d: &Driver, host: &str, crash: bool) {
-    d.shared.lock().host_actions.push((host.to_string(), crash));
+    d.shared
+        .lock()
+        .harness
+        .host_actions
+        .push((host.to_string(), crash));
     d.shared.event(
         if crash { "host_crash" } else { "host_boot" },
         serde_json::json!({"host": host}),

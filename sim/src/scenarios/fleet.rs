@@ -121,7 +121,7 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
     let simulated = sim.elapsed();
     let end = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
     for sh in &computes {
-        sh.lock().end_us = end;
+        sh.lock().harness.end_us = end;
         sh.finish();
     }
     drop(sim);
@@ -130,7 +130,7 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
     for (k, sh) in computes.iter().enumerate() {
         let s = sh.lock();
         violations.extend(s.log.violations.iter().map(|v| format!("{}: {v}", host(k))));
-        slowest = slowest.max(s.notify_round_trips_us.iter().copied().max());
+        slowest = slowest.max(s.harness.notify_round_trips_us.iter().copied().max());
     }
     let mut trace = cplane.lock().log.trace.to_jsonl();
     for sh in &computes {

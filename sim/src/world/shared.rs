@@ -41,30 +41,32 @@ pub struct Knobs {
     pub crash_pg_at: Option<PgPhase>,
 }
 
+/// One world's record: the event log, the fault ledger and knobs, the
+/// harness's marks, then the state of the hosts (below `harness`).
 #[derive(Default)]
 pub struct SharedInner {
     /// The event log: trace, checkers, violations.
     pub log: EventLog,
-    pub catalog: CatalogModel,
+    /// The faults that fired: what excuses a failure, a lost request, a
+    /// missing reload or a stale config.
+    pub ledger: crate::ledger::FaultLedger,
+    /// The fault knobs the injected faults turn.
     pub knobs: Knobs,
+    /// What the harness keeps here: not the state of any host.
+    pub harness: Harness,
+    // The hosts' state.
+    pub catalog: CatalogModel,
     /// The config text the running postmaster last loaded.
     pub loaded_config: Option<String>,
     /// Base backups served by storage.
     pub basebackups: u64,
     /// The supervisor of the current boot of the compute host.
     pub compute: Option<Arc<Compute<SimEnv>>>,
-    /// Set when the fault schedule is over and everything was repaired.
-    pub healed_at: Option<u64>,
-    /// The faults that fired: what excuses a failure, a lost request, a
-    /// missing reload or a stale config.
-    pub ledger: crate::ledger::FaultLedger,
     /// The supervisor of the current boot has exited (the production
     /// binary would be gone: requests to it cannot be answered).
     pub supervisor_exited: bool,
     /// The last spec applied without the skip flag: what the catalog must hold.
     pub catalog_spec: Option<Arc<ComputeSpec>>,
-    /// Simulated time at the end of the run (for the final checks).
-    pub end_us: u64,
     /// Which boot of the compute host is current.
     pub boot: u64,
     /// WAL position of each storage host; it advances while the host runs.
@@ -77,15 +79,8 @@ pub struct SharedInner {
     pub storage_lag: Option<u64>,
     /// Storages promoted (they stop following and write on timeline 2).
     pub promoted: std::collections::BTreeSet<String>,
-    /// The id of the next control-plane request (`Event::RequestSent`).
-    pub next_req: u64,
-    /// Client-side round trip (µs) of every answered skip-flag notify.
-    pub notify_round_trips_us: Vec<u64>,
     /// The WAL of a primary with safekeepers and of its safekeepers.
     pub wal: crate::wal::WalWorld,
-    /// Hosts a scenario asks the runner to crash (`true`) or boot again
-    /// (`false`), done before the next step.
-    pub host_actions: Vec<(String, bool)>,
     /// A second compute host's record ([`crate::names::REPLICA`], the
     /// promote scenario): its own Postgres, catalog, config and WAL, with
     /// the storage of this world ([`SharedInner::storage_world`]).
@@ -93,6 +88,23 @@ pub struct SharedInner {
     /// Set on a second compute's record: the world whose safekeepers and
     /// pageserver its base backup copies (`wal.source`).
     pub storage_world: Option<Shared>,
+}
+
+/// What the harness (runner, driver, scenarios) keeps beside the world:
+/// the run's clock marks, request ids, measurements and host actions.
+#[derive(Default)]
+pub struct Harness {
+    /// Set when the fault schedule is over and everything was repaired.
+    pub healed_at: Option<u64>,
+    /// Simulated time at the end of the run (for the final checks).
+    pub end_us: u64,
+    /// The id of the next control-plane request (`Event::RequestSent`).
+    pub next_req: u64,
+    /// Client-side round trip (µs) of every answered skip-flag notify.
+    pub notify_round_trips_us: Vec<u64>,
+    /// Hosts a scenario asks the runner to crash (`true`) or boot again
+    /// (`false`), done before the next step.
+    pub host_actions: Vec<(String, bool)>,
 }
 
 /// What the simulated WAL receiver does (what `pg_stat_wal_receiver` shows).
@@ -149,7 +161,7 @@ impl Shared {
     /// at `end_us`), then runs every checker's end-of-run check.
     pub fn finish(&self) {
         let end = crate::observed::WorldEnd::take(self);
-        let t = self.lock().end_us;
+        let t = self.lock().harness.end_us;
         self.emit_at(t, crate::events::Event::End(end));
         self.check_at_end();
     }
@@ -165,7 +177,7 @@ impl Shared {
     /// Records an invariant violation (and traces it).
     pub fn violation(&self, what: impl Into<String>) {
         let what = what.into();
-        let t = now_us().max(self.lock().end_us);
+        let t = now_us().max(self.lock().harness.end_us);
         self.lock().log.violation(t, what);
     }
 
@@ -174,7 +186,7 @@ impl Shared {
     }
 
     pub fn healed(&self) -> bool {
-        self.lock().healed_at.is_some()
+        self.lock().harness.healed_at.is_some()
     }
 
     pub fn knobs(&self) -> Knobs {
