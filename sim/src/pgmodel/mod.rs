@@ -4,6 +4,7 @@
 //! world's Postgres (`world::pg`) runs on it; checkers compare against it.
 
 pub mod catalog;
+pub mod durable;
 pub mod guc;
 pub mod ops;
 pub mod sql;

@@ -19,9 +19,9 @@ use rand::Rng;
 use super::{Body, Driver, Topology, base_shape};
 use crate::events::Event;
 use crate::names::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
+use crate::pgmodel::durable::{READ_ACKED_SQL, commit_sql};
 use crate::specgen::SpecShape;
 use crate::world::env::SimClock;
-use crate::world::pg::durable::{READ_ACKED_SQL, commit_sql};
 use crate::world::shared::Shared;
 
 /// The safekeepers' flush delays: one quick, one average, one slow.

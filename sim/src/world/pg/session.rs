@@ -199,7 +199,7 @@ async fn query(ctx: &QueryCtx<'_>, sql: &str, out: &mut Out) {
 }
 
 async fn statement(ctx: &QueryCtx<'_>, sql: &str, multi: bool) -> (StmtKind, Result<Reply, PgErr>) {
-    if let Some(d) = super::durable::parse(sql) {
+    if let Some(d) = crate::pgmodel::durable::parse(sql) {
         let server = ctx.server;
         return (
             StmtKind::Other,
