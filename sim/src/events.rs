@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::faults::FaultKind;
 pub use crate::observed::{Request, Seen, WorldEnd};
-use crate::shared::StmtKind;
+use crate::pgmodel::StmtKind;
 
 /// How a reload was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,7 +125,7 @@ pub enum Event {
         error: Option<&'static str>,
     },
     /// A safekeeper answered the position query of a sync with its flush
-    /// LSN (the storage host's safekeepers, not `crate::safekeeper`'s).
+    /// LSN (the storage host's safekeepers, not `crate::world::safekeeper`'s).
     SafekeeperAcked { name: String, lsn: u64 },
     /// The control plane sent request `req`; `seen` is the compute host
     /// just before (left out of the trace).
@@ -175,7 +175,7 @@ pub enum Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::PgPhase;
+    use crate::pgmodel::PgPhase;
 
     #[test]
     fn an_event_serialises_flat_with_its_name() {

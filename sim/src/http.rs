@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
-use crate::env::SimClock;
+use crate::world::env::SimClock;
 
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -197,7 +197,7 @@ pub fn causes_of(failure_kind: &str) -> &'static [&'static str] {
 mod tests {
     use super::*;
     use crate::faults::Fault;
-    use crate::shared::PgPhase;
+    use crate::pgmodel::PgPhase;
 
     fn ledger(kinds: &[FaultKind]) -> FaultLedger {
         let mut l = FaultLedger::default();

@@ -4,22 +4,17 @@
 
 pub mod campaign;
 pub mod checkers;
-pub mod env;
 pub mod events;
 pub mod faults;
-pub mod fs;
 pub mod http;
 pub mod ledger;
+pub mod log;
+pub mod names;
 pub mod observed;
-pub mod pg;
-pub mod procs;
+pub mod pgmodel;
 pub mod runner;
-pub mod safekeeper;
 pub mod scenarios;
-pub mod shared;
 pub mod specgen;
-pub mod storage;
 pub mod trace;
 pub mod wal;
-pub mod walstream;
 pub mod world;

@@ -10,8 +10,7 @@ use compute_ctl::spec::ComputeSpec;
 use compute_ctl::state::ComputeStatus;
 use serde::Serialize;
 
-use crate::pg::catalog::CatalogModel;
-use crate::shared::Shared;
+use crate::pgmodel::catalog::CatalogModel;
 
 /// A shared snapshot carried by an event: compared by identity, left out
 /// of the trace (its size would dominate it).
@@ -77,31 +76,6 @@ pub struct Seen {
     pub catalog: Option<Snap<CatalogModel>>,
 }
 
-impl Seen {
-    /// Reads the compute host of `shared`, with its catalog if `catalog`.
-    pub fn take(shared: &Shared, catalog: bool) -> Box<Self> {
-        let state = shared.compute().map(|c| {
-            let st = c.state();
-            StateSeen {
-                status: st.status,
-                generation: st.generation,
-                applied_generation: st.applied_generation,
-                last_reconfigure: st.last_reconfigure.map(|r| ReconfigureSeen {
-                    operation_uuid: r.operation_uuid,
-                    total_ms: r.total_ms,
-                    catalog_statements: r.catalog_statements,
-                }),
-            }
-        });
-        let sh = shared.lock();
-        Box::new(Self {
-            boot: sh.boot,
-            state,
-            catalog: catalog.then(|| Snap(Arc::new(sh.catalog.clone()))),
-        })
-    }
-}
-
 /// The world at the end of a run: what the convergence checks judge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorldEnd {
@@ -125,24 +99,4 @@ pub struct WorldEnd {
     /// The config text the running postmaster last loaded.
     #[serde(skip)]
     pub loaded_config: Option<String>,
-}
-
-impl WorldEnd {
-    pub fn take(shared: &Shared) -> Box<Self> {
-        let st = shared.compute().map(|c| c.state());
-        let sh = shared.lock();
-        Box::new(Self {
-            status: st.as_ref().map(|s| s.status),
-            error: st.as_ref().and_then(|s| s.error.clone()),
-            failure_kind: st
-                .as_ref()
-                .and_then(|s| s.failure.as_ref())
-                .map(compute_ctl::compute::FailReason::kind),
-            spec: st.as_ref().and_then(|s| s.spec.clone()).map(Snap),
-            pending: st.as_ref().is_some_and(|s| s.pending.is_some()),
-            catalog_spec: sh.catalog_spec.clone().map(Snap),
-            catalog: Snap(Arc::new(sh.catalog.clone())),
-            loaded_config: sh.loaded_config.clone(),
-        })
-    }
 }

@@ -7,9 +7,10 @@ use compute_ctl::planted::Bug;
 use serde_json::json;
 
 use crate::faults::{self, FaultSet, Schedule};
+use crate::names;
 use crate::scenarios::{self, Scenario};
-use crate::shared::Shared;
 use crate::world;
+use crate::world::shared::Shared;
 
 /// The result of one seed.
 #[derive(Debug, Clone)]
@@ -129,10 +130,10 @@ fn run_planted(
     }
     let shared = Shared::new();
     if tracing == Tracing::Off {
-        shared.lock().trace = crate::trace::Trace::off();
+        shared.lock().log.trace = crate::trace::Trace::off();
     }
     // The storage's durable catalog: what initdb left when the timeline was created.
-    shared.lock().catalog.reset(world::SUPERUSER);
+    shared.lock().catalog.reset(names::SUPERUSER);
     let mut sim = world::build(seed, Duration::from_millis(2));
     world::add_storage(&mut sim, shared.clone());
     let topology = (scenario.topology)(seed);
@@ -146,18 +147,18 @@ fn run_planted(
     let second = topology.second_compute.then(|| {
         let r = Shared::new();
         if tracing == Tracing::Off {
-            r.lock().trace = crate::trace::Trace::off();
+            r.lock().log.trace = crate::trace::Trace::off();
         }
-        r.lock().catalog.reset(world::SUPERUSER);
+        r.lock().catalog.reset(names::SUPERUSER);
         r.lock().wal.enabled = true;
         r.lock().storage_world = Some(shared.clone());
         shared.lock().second_compute = Some(r.clone());
         world::add_compute_on(
             &mut sim,
-            world::REPLICA,
+            names::REPLICA,
             r.clone(),
             seed ^ 0x5EC0_4D00,
-            world::params_on(world::REPLICA),
+            world::params_on(names::REPLICA),
             world::Boot {
                 launch_spec: None,
                 fetch_spec_from_cplane: false,
@@ -177,12 +178,12 @@ fn run_planted(
     );
     let driver_shared = shared.clone();
     let run_scenario = scenario.run;
-    sim.client(world::CPLANE, async move {
+    sim.client(names::CPLANE, async move {
         let driver = scenarios::Driver::new(driver_shared.clone(), seed);
         run_scenario(driver).await;
         Ok(())
     });
-    shared.lock().trace.push(
+    shared.lock().log.trace.push(
         0,
         "seed",
         json!({"seed": seed, "scenario": scenario.name, "faults": schedule}),
@@ -202,11 +203,11 @@ fn run_planted(
         let now = sim.elapsed();
         while next < actions.len() && Duration::from_millis(actions[next].0) <= now {
             let (_, start, i) = actions[next];
-            faults::apply(&mut sim, &shared, &schedule.faults[i], start);
+            world::inject::apply(&mut sim, &shared, &schedule.faults[i], start);
             fired += u64::from(start);
             next += 1;
         }
-        let asked: Vec<(String, bool)> = std::mem::take(&mut shared.lock().host_actions);
+        let asked: Vec<(String, bool)> = std::mem::take(&mut shared.lock().harness.host_actions);
         for (host, crash) in asked {
             if crash {
                 sim.crash(host.as_str());
@@ -215,9 +216,9 @@ fn run_planted(
             }
         }
         if !healed && now >= heal_at {
-            faults::heal(&mut sim, &shared);
+            world::inject::heal(&mut sim, &shared);
             let t = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
-            shared.lock().healed_at = Some(t);
+            shared.lock().harness.healed_at = Some(t);
             shared.emit_at(t, crate::events::Event::Healed);
             healed = true;
         }
@@ -231,15 +232,15 @@ fn run_planted(
         }
     }
     let simulated = sim.elapsed();
-    shared.lock().end_us = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
+    shared.lock().harness.end_us = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
     shared.finish();
     if let Some(r) = second {
         // Its own checkers (transitions, one postmaster per boot, ...),
         // reported as this world's; then the two records let go of each other.
         r.check_at_end();
-        let found = std::mem::take(&mut r.lock().violations);
+        let found = std::mem::take(&mut r.lock().log.violations);
         for what in found {
-            shared.violation(format!("{}: {what}", world::REPLICA));
+            shared.violation(format!("{}: {what}", names::REPLICA));
         }
         r.lock().storage_world = None;
         shared.lock().second_compute = None;
@@ -251,10 +252,10 @@ fn run_planted(
         seed,
         scenario: scenario.name,
         schedule,
-        violations: sh.violations.clone(),
+        violations: sh.log.violations.clone(),
         simulated,
         faults_fired: fired,
-        slowest_notify_us: sh.notify_round_trips_us.iter().copied().max(),
-        trace: sh.trace.to_jsonl(),
+        slowest_notify_us: sh.harness.notify_round_trips_us.iter().copied().max(),
+        trace: sh.log.trace.to_jsonl(),
     }
 }

@@ -84,7 +84,7 @@ impl SpecShape {
         let databases = (0..dbs)
             .map(|i| {
                 let owner = if roles.is_empty() {
-                    crate::world::SUPERUSER.to_string()
+                    crate::names::SUPERUSER.to_string()
                 } else {
                     roles[i % roles.len()].0.clone()
                 };
@@ -164,11 +164,11 @@ impl SpecShape {
         format!(
             "host={} port={} options=-cshard={}",
             if self.storage == 1 {
-                crate::world::STORAGE2
+                crate::names::STORAGE2
             } else {
-                crate::world::STORAGE
+                crate::names::STORAGE
             },
-            crate::procs::STORAGE_PORT,
+            crate::names::STORAGE_PORT,
             self.pageserver
         )
     }

@@ -305,7 +305,7 @@ pub struct WalWorld {
 impl WalWorld {
     /// The WAL the base backup of `host` copies.
     pub fn source(&self, host: &str) -> Option<&Wal> {
-        if host == crate::world::STORAGE {
+        if host == crate::names::STORAGE {
             return Some(&self.pageserver);
         }
         self.safekeepers.get(host).map(|s| &s.wal)

@@ -13,7 +13,7 @@ use super::Checker;
 use super::window::ledger_sees;
 use crate::events::{Event, Request, WorldEnd};
 use crate::ledger::FaultLedger;
-use crate::pg::catalog::CatalogModel;
+use crate::pgmodel::catalog::CatalogModel;
 
 #[derive(Default)]
 pub struct Converged {
@@ -170,7 +170,7 @@ fn check_storage(loaded: Option<&str>, spec: &ComputeSpec, out: &mut Vec<String>
     let Some(want) = spec.pageserver_connstring.as_deref() else {
         return;
     };
-    let conf = crate::pg::guc::parse_conf(loaded.unwrap_or_default());
+    let conf = crate::pgmodel::guc::parse_conf(loaded.unwrap_or_default());
     if !conf.values().any(|v| v == want) {
         out.push(format!(
             "running Postgres does not point at the spec's storage ({want}); it loaded: {:?}",

@@ -15,7 +15,7 @@ pub type Write = (Arc<str>, Arc<str>);
 
 /// `sql` sent to `db` as a plan shows it (passwords redacted).
 pub fn as_planned(db: &str, sql: &str) -> String {
-    match crate::pg::sql::parse_op(sql, db) {
+    match crate::pgmodel::sql::parse_op(sql, db) {
         Ok(Some(op)) => compute_ctl::catalog::render_redacted(&op),
         _ => sql.to_string(),
     }
@@ -40,7 +40,7 @@ impl Checker for DryRunChangesNothing {
         match ev {
             Event::Statement {
                 app, kind, db, sql, ..
-            } if supervisor(app) && *kind == crate::shared::StmtKind::CatalogWrite => {
+            } if supervisor(app) && *kind == crate::pgmodel::StmtKind::CatalogWrite => {
                 self.writes.forget_before(self.sent.horizon(t_us));
                 self.writes.push(t_us, (db.clone(), sql.clone()));
             }

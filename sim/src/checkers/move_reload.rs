@@ -72,7 +72,7 @@ impl Checker for MoveIsANotify {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::StmtKind;
+    use crate::pgmodel::StmtKind;
 
     fn sent(op: u64, killed: bool) -> Event {
         Event::SafekeeperMoveSent {

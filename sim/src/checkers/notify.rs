@@ -173,7 +173,7 @@ impl SkipFlagNotify {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::StmtKind;
+    use crate::pgmodel::StmtKind;
 
     fn stmt(app: &str, kind: StmtKind, sql: &str) -> Event {
         Event::Statement {

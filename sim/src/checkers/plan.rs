@@ -18,7 +18,7 @@ impl Checker for PlanMatchesApply {
         match ev {
             Event::Statement {
                 app, kind, db, sql, ..
-            } if supervisor(app) && *kind == crate::shared::StmtKind::CatalogWrite => {
+            } if supervisor(app) && *kind == crate::pgmodel::StmtKind::CatalogWrite => {
                 self.writes.push(t_us, (db.clone(), sql.clone()));
             }
             Event::PlanApplied {

@@ -28,7 +28,7 @@ pub struct AckNeedsMajority {
 impl Default for AckNeedsMajority {
     fn default() -> Self {
         Self {
-            total: crate::world::SAFEKEEPERS.len(),
+            total: crate::names::SAFEKEEPERS.len(),
             flushed: BTreeMap::new(),
             members: None,
             moving: BTreeMap::new(),

@@ -5,7 +5,7 @@ use super::Checker;
 use super::window::{Log, ledger_sees};
 use crate::events::{Event, ReloadVia};
 use crate::ledger::FaultLedger;
-use crate::shared::StmtKind;
+use crate::pgmodel::StmtKind;
 
 #[derive(Default)]
 pub struct ReloadBeforeSql {

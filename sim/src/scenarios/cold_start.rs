@@ -9,8 +9,8 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::{Body, Driver, Topology, base_shape};
+use crate::names::CPLANE_PORT;
 use crate::specgen::SpecShape;
-use crate::world::CPLANE_PORT;
 
 /// The first spec of the launch scenarios: operation 1, as the driver's first stamp.
 fn first_shape(seed: u64) -> SpecShape {
@@ -80,7 +80,7 @@ pub fn from_cplane(mut d: Driver) -> Body {
         let addr = std::net::SocketAddr::from(([0, 0, 0, 0], CPLANE_PORT));
         match turmoil::net::TcpListener::bind(addr)
             .await
-            .map(crate::env::SimListener)
+            .map(crate::world::env::SimListener)
         {
             Ok(listener) => {
                 let router = spec_server(shape, not_yet);

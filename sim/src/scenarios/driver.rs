@@ -10,12 +10,12 @@ use compute_ctl::env::Clock;
 use compute_ctl::state::ComputeStatus;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::env::SimClock;
 use crate::events::{Event, Request, Seen};
 use crate::http::{self, Outcome};
-use crate::shared::{Shared, now_us};
+use crate::names::{COMPUTE, HTTP_PORT};
 use crate::specgen::SpecShape;
-use crate::world::{COMPUTE, HTTP_PORT};
+use crate::world::env::SimClock;
+use crate::world::shared::{Shared, now_us};
 
 /// Client-side deadline of `POST /configure`: the supervisor's own bounds
 /// (ready timeout 10 s, catalog connect 10 s, server-side statement_timeout
@@ -269,8 +269,8 @@ pub fn send(shared: &Shared, kind: Request, path: &str, op: u64) -> Sent {
     let t0 = now_us();
     let req = {
         let mut sh = shared.lock();
-        sh.next_req += 1;
-        sh.next_req
+        sh.harness.next_req += 1;
+        sh.harness.next_req
     };
     let seen = (kind == Request::DryRun).then(|| Seen::take(shared, true));
     shared.emit_at(
@@ -304,6 +304,7 @@ pub fn answer(shared: &Shared, sent: &Sent, out: &Outcome) {
     if sent.kind == Request::Notify && out.status() == Some(200) {
         shared
             .lock()
+            .harness
             .notify_round_trips_us
             .push(t1.saturating_sub(sent.t0));
     }

@@ -17,12 +17,12 @@ use compute_ctl::env::Clock;
 use rand::Rng;
 
 use super::{Body, Driver, Topology, base_shape};
-use crate::env::SimClock;
 use crate::events::Event;
-use crate::pg::durable::{READ_ACKED_SQL, commit_sql};
-use crate::shared::Shared;
+use crate::names::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
+use crate::pgmodel::durable::{READ_ACKED_SQL, commit_sql};
 use crate::specgen::SpecShape;
-use crate::world::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
+use crate::world::env::SimClock;
+use crate::world::shared::Shared;
 
 /// The safekeepers' flush delays: one quick, one average, one slow.
 pub fn topology(seed: u64) -> Topology {
@@ -46,11 +46,11 @@ impl Drop for Commits {
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn connect(host: &str) -> Option<tokio_postgres::Client> {
-    let stream = crate::walstream::connect(host, PG_PORT).await?;
+    let stream = crate::world::walstream::connect(host, PG_PORT).await?;
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(SUPERUSER)
         .dbname("postgres")
-        .application_name(super::LOAD_APPLICATION);
+        .application_name(crate::names::LOAD_APPLICATION);
     let (client, conn) = cfg.connect_raw(stream, tokio_postgres::NoTls).await.ok()?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -149,7 +149,11 @@ pub(super) async fn readback_on(shared: &Shared, host: &str) {
 }
 
 pub(super) fn host_action(d: &Driver, host: &str, crash: bool) {
-    d.shared.lock().host_actions.push((host.to_string(), crash));
+    d.shared
+        .lock()
+        .harness
+        .host_actions
+        .push((host.to_string(), crash));
     d.shared.event(
         if crash { "host_crash" } else { "host_boot" },
         serde_json::json!({"host": host}),

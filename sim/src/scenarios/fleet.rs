@@ -23,9 +23,10 @@ use super::{Body, Driver, Topology};
 use crate::checkers::notify::NOTIFY_BOUND;
 use crate::events::Request;
 use crate::http::{self, Outcome};
-use crate::shared::{Shared, now_us};
+use crate::names::{self, CPLANE, HTTP_PORT};
 use crate::specgen::SpecShape;
-use crate::world::{self, CPLANE, HTTP_PORT, TICK};
+use crate::world::shared::{Shared, now_us};
+use crate::world::{self, TICK};
 
 pub const NAME: &str = "fleet_shard_split_storm";
 
@@ -73,13 +74,13 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
     let computes: Vec<Shared> = (0..COMPUTES).map(|_| Shared::new()).collect();
     for sh in std::iter::once(&cplane).chain(&computes) {
         if !tracing {
-            sh.lock().trace = crate::trace::Trace::off();
+            sh.lock().log.trace = crate::trace::Trace::off();
         }
     }
     let mut sim = world::build(seed, Duration::from_millis(2));
     world::add_storage(&mut sim, Shared::new());
     for (k, sh) in computes.iter().enumerate() {
-        sh.lock().catalog.reset(world::SUPERUSER);
+        sh.lock().catalog.reset(names::SUPERUSER);
         world::add_compute_on(
             &mut sim,
             &host(k),
@@ -93,7 +94,7 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
             },
         );
     }
-    cplane.lock().trace.push(
+    cplane.lock().log.trace.push(
         0,
         "seed",
         json!({"seed": seed, "scenario": NAME, "computes": COMPUTES}),
@@ -120,20 +121,20 @@ pub fn run(seed: u64, tracing: bool) -> FleetOutcome {
     let simulated = sim.elapsed();
     let end = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
     for sh in &computes {
-        sh.lock().end_us = end;
+        sh.lock().harness.end_us = end;
         sh.finish();
     }
     drop(sim);
-    let mut violations = cplane.lock().violations.clone();
+    let mut violations = cplane.lock().log.violations.clone();
     let mut slowest = None;
     for (k, sh) in computes.iter().enumerate() {
         let s = sh.lock();
-        violations.extend(s.violations.iter().map(|v| format!("{}: {v}", host(k))));
-        slowest = slowest.max(s.notify_round_trips_us.iter().copied().max());
+        violations.extend(s.log.violations.iter().map(|v| format!("{}: {v}", host(k))));
+        slowest = slowest.max(s.harness.notify_round_trips_us.iter().copied().max());
     }
-    let mut trace = cplane.lock().trace.to_jsonl();
+    let mut trace = cplane.lock().log.trace.to_jsonl();
     for sh in &computes {
-        trace.push_str(&sh.lock().trace.to_jsonl());
+        trace.push_str(&sh.lock().log.trace.to_jsonl());
     }
     FleetOutcome {
         violations,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use compute_ctl::env::Clock;
 
-use crate::env::SimClock;
-use crate::world::{COMPUTE, PG_PORT, SUPERUSER};
+use crate::names::{COMPUTE, PG_PORT, SUPERUSER};
+use crate::world::env::SimClock;
 
 /// Stops the load when dropped.
 pub struct Load(Arc<AtomicBool>);

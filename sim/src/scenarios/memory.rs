@@ -29,9 +29,10 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Body, Driver, Topology, base_shape, load};
-use crate::env::SimClock;
-use crate::shared::now_us;
-use crate::world::{self, COMPUTE, VM_MONITOR_PORT};
+use crate::names::{COMPUTE, VM_MONITOR_PORT};
+use crate::world;
+use crate::world::env::SimClock;
+use crate::world::shared::now_us;
 
 const MIB: u64 = rules::MIB;
 const SEC_US: u64 = 1_000_000;

@@ -19,9 +19,6 @@ use std::pin::Pin;
 
 pub use driver::Driver;
 
-/// The `application_name` of the client load's sessions.
-pub const LOAD_APPLICATION: &str = "load";
-
 use crate::specgen::SpecShape;
 
 /// A scenario's body, run on the `cplane` host.
@@ -50,12 +47,12 @@ pub struct Topology {
     /// A second storage host (`storage2`, following `storage`).
     pub two_storages: bool,
     /// A primary with safekeepers: the streaming safekeeper hosts
-    /// (`crate::safekeeper`, [`crate::world::DURABLE_SAFEKEEPERS`], one per
+    /// (`crate::world::safekeeper`, [`crate::names::DURABLE_SAFEKEEPERS`], one per
     /// delay) with these flush delays (ms), the WAL model on, and the
     /// safekeeper faults as the seed's schedule
     /// (`faults::safekeeper_schedules`) beside the scenario's own.
     pub durable: Option<Vec<u64>>,
-    /// A second compute host, [`crate::world::REPLICA`], with its own
+    /// A second compute host, [`crate::names::REPLICA`], with its own
     /// record (`SharedInner::second_compute`) over this world's storage.
     pub second_compute: bool,
 }

@@ -21,9 +21,9 @@ use super::durable::{
 };
 use super::{Body, Driver, Topology};
 use crate::http::{self, Outcome};
-use crate::shared::now_us;
-use crate::storage::SAFEKEEPER_PORT;
-use crate::world::{COMPUTE, HTTP_PORT, REPLICA, SAFEKEEPERS};
+use crate::names::SAFEKEEPER_PORT;
+use crate::names::{COMPUTE, HTTP_PORT, REPLICA, SAFEKEEPERS};
+use crate::world::shared::now_us;
 
 /// How long a request to the replica may take (a promote waits for
 /// replay and for a quorum).

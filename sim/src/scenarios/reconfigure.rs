@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::{Body, Driver, base_shape};
 use crate::events::Event;
-use crate::shared::now_us;
 use crate::specgen::SpecShape;
+use crate::world::shared::now_us;
 
 /// `prev` with catalog changes: new roles, a changed password, a renamed
 /// role (delta op), a dropped database (delta op).

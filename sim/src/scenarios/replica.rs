@@ -9,8 +9,8 @@
 use rand::Rng;
 
 use super::{Body, Driver, Topology, base_shape, load};
-use crate::shared::now_us;
-use crate::world::{STORAGE, STORAGE2};
+use crate::names::{STORAGE, STORAGE2};
+use crate::world::shared::now_us;
 
 /// How soon after a move's answer the replica must stream from the new source.
 pub const MOVE_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
@@ -51,13 +51,13 @@ async fn started(d: &mut Driver) -> crate::specgen::SpecShape {
     cur.replica = true;
     cur.skip_catalog = true;
     cur.deltas.clear();
-    cur.safekeepers = crate::world::SAFEKEEPERS
+    cur.safekeepers = crate::names::SAFEKEEPERS
         .iter()
-        .map(|(h, _)| format!("{h}:{}", crate::storage::SAFEKEEPER_PORT))
+        .map(|(h, _)| format!("{h}:{}", crate::names::SAFEKEEPER_PORT))
         .collect();
     // Sometimes one safekeeper is cut off: a majority of 2 still commits.
     if d.rng.random_bool(0.3) {
-        turmoil::partition(crate::world::COMPUTE, crate::world::SAFEKEEPERS[2].0);
+        turmoil::partition(crate::names::COMPUTE, crate::names::SAFEKEEPERS[2].0);
     }
     d.intent = Some(cur.clone());
     if d.configure(&cur).await.status() == Some(200) {
@@ -73,7 +73,7 @@ async fn started(d: &mut Driver) -> crate::specgen::SpecShape {
             });
         }
     }
-    turmoil::repair(crate::world::COMPUTE, crate::world::SAFEKEEPERS[2].0);
+    turmoil::repair(crate::names::COMPUTE, crate::names::SAFEKEEPERS[2].0);
     cur
 }
 
@@ -97,7 +97,7 @@ pub fn failover(mut d: Driver) -> Body {
         let _load = load::start(d.rng.random_range(1..=2));
         d.pause(100, 500).await;
         // The old source is gone for the compute; the second storage is promoted.
-        turmoil::partition(crate::world::COMPUTE, STORAGE);
+        turmoil::partition(crate::names::COMPUTE, STORAGE);
         d.pause(0, 300).await;
         d.shared.lock().promoted.insert(STORAGE2.to_string());
         d.pause(0, 300).await;
@@ -111,7 +111,7 @@ pub fn failover(mut d: Driver) -> Body {
                 ));
             }
         }
-        turmoil::repair(crate::world::COMPUTE, STORAGE);
+        turmoil::repair(crate::names::COMPUTE, STORAGE);
         d.converge().await;
     })
 }
@@ -136,7 +136,7 @@ pub fn lagging(mut d: Driver) -> Body {
 async fn streams_from(d: &Driver, host: &str, within: std::time::Duration) {
     let t0 = now_us();
     let bound = u64::try_from(within.as_micros()).unwrap_or(u64::MAX);
-    let want = format!("{host}:{}", crate::procs::STORAGE_PORT);
+    let want = format!("{host}:{}", crate::names::STORAGE_PORT);
     loop {
         let (sender, excused) = {
             let sh = d.shared.lock();

@@ -24,12 +24,13 @@ use super::durable::{
     durable_shape, host_action, readback, reclone_diverged, start, start_commits,
 };
 use super::{Body, Driver, Topology};
-use crate::env::SimClock;
 use crate::events::Event;
 use crate::http::Outcome;
-use crate::shared::now_us;
+use crate::names::{COMPUTE, DURABLE_SAFEKEEPERS};
 use crate::specgen::SpecShape;
-use crate::world::{COMPUTE, DURABLE_SAFEKEEPERS, safekeeper_connstring};
+use crate::world::env::SimClock;
+use crate::world::safekeeper_connstring;
+use crate::world::shared::now_us;
 
 /// How long the control plane waits for the answer of a move whose
 /// compute it killed.

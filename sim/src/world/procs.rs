@@ -1,5 +1,5 @@
 //! Simulated programs behind `Processes`: the postmaster (long-running, see
-//! [`crate::pg::postmaster`]) and the run-to-completion tools `initdb`,
+//! [`crate::world::pg::postmaster`]) and the run-to-completion tools `initdb`,
 //! `pg_basebackup` (a real turmoil TCP round trip to the `storage` host, so
 //! "storage down" is a real network fault) and `postgres --describe-config`.
 
@@ -11,7 +11,8 @@ use compute_ctl::env::{Clock, CommandSpec, ExitInfo, ProcessOutput, Signal};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::env::{SimChild, SimEnv};
+use crate::names::STORAGE_PORT;
+use crate::world::env::{SimChild, SimEnv};
 
 /// Running simulated processes by pid.
 #[derive(Default)]
@@ -90,7 +91,7 @@ pub fn arg_value(args: &[String], short: &str, long: &str) -> Option<String> {
 /// Starts a long-running program.
 pub fn spawn(env: &SimEnv, cmd: &CommandSpec) -> io::Result<SimChild> {
     let child = match program(cmd).as_str() {
-        "postgres" => crate::pg::postmaster::spawn(env, cmd)?,
+        "postgres" => crate::world::pg::postmaster::spawn(env, cmd)?,
         other => {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -124,7 +125,7 @@ pub async fn output(env: &SimEnv, cmd: &CommandSpec) -> io::Result<ProcessOutput
         "initdb" => Ok(initdb(env, cmd).await),
         "pg_basebackup" => Ok(basebackup(env, cmd).await),
         "postgres" if cmd.args.iter().any(|a| a == "--describe-config") => {
-            Ok(exited(0, crate::pg::guc::describe_config(), ""))
+            Ok(exited(0, crate::pgmodel::guc::describe_config(), ""))
         }
         "postgres" if cmd.args.iter().any(|a| a == "--version" || a == "-V") => {
             Ok(exited(0, "postgres (PostgreSQL) 15.8\n", ""))
@@ -177,9 +178,6 @@ async fn initdb(env: &SimEnv, cmd: &CommandSpec) -> ProcessOutput {
     exited(0, "Success.\n", "")
 }
 
-/// The storage host's base-backup port.
-pub const STORAGE_PORT: u16 = 6400;
-
 /// Where `pg_basebackup -d CONNSTR` (or `-h/-p`) points.
 fn basebackup_source(cmd: &CommandSpec) -> (String, u16) {
     let mut host = arg_value(&cmd.args, "-h", "--host");
@@ -211,7 +209,7 @@ const RETRANSMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(3
 /// exchange is retried on a fresh connection, for at most
 /// [`RETRANSMIT_FOR`] (then "connection timed out", as TCP would).
 async fn fetch_base_backup(host: &str, port: u16, connect_timeout: Option<u64>) -> io::Result<()> {
-    use crate::env::SimClock;
+    use crate::world::env::SimClock;
     let mut waited = std::time::Duration::ZERO;
     loop {
         let s = connect(host, port, connect_timeout).await?;
@@ -253,7 +251,7 @@ async fn connect(
     port: u16,
     timeout_secs: Option<u64>,
 ) -> io::Result<turmoil::net::TcpStream> {
-    use crate::env::SimClock;
+    use crate::world::env::SimClock;
     let limit = timeout_secs
         .filter(|s| *s > 0)
         .map(std::time::Duration::from_secs);

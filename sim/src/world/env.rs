@@ -5,8 +5,8 @@
 //! - Net: turmoil TCP (a newtype listener implementing `axum::serve::Listener`).
 //! - Processes: `postgres` starts the simulated postmaster on this host;
 //!   `initdb`, `pg_basebackup` and `postgres --describe-config` are simulated
-//!   (see [`crate::procs`]); signals go to the simulated postmaster.
-//! - Fs: an in-memory tree ([`crate::fs::SimFs`]).
+//!   (see [`crate::world::procs`]); signals go to the simulated postmaster.
+//! - Fs: an in-memory tree ([`crate::world::fs::SimFs`]).
 //! - Rng: seeded.
 #![allow(clippy::disallowed_methods)]
 
@@ -23,9 +23,9 @@ use rand::{RngCore, SeedableRng, rngs::SmallRng};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::fs::SimFs;
-use crate::procs::ProcTable;
-use crate::shared::Shared;
+use crate::world::fs::SimFs;
+use crate::world::procs::ProcTable;
+use crate::world::shared::Shared;
 
 /// The simulated environment of one boot of the compute host.
 #[derive(Clone)]
@@ -166,7 +166,7 @@ impl Processes for SimEnv {
             Some(p) => Some((p.clone(), self.fs().read(p)?)),
             None => None,
         };
-        let child = crate::procs::spawn(self, cmd)?;
+        let child = crate::world::procs::spawn(self, cmd)?;
         if let Some((path, mut pids)) = procs {
             pids.extend_from_slice(format!("{}\n", child.pid()).as_bytes());
             self.fs().write(&path, &pids)?;
@@ -175,7 +175,7 @@ impl Processes for SimEnv {
     }
 
     async fn output(&self, cmd: &CommandSpec) -> io::Result<ProcessOutput> {
-        crate::procs::output(self, cmd).await
+        crate::world::procs::output(self, cmd).await
     }
 
     fn signal(&self, pid: u32, sig: Signal) -> io::Result<()> {

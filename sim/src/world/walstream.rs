@@ -18,9 +18,9 @@ use compute_ctl::env::Clock;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use turmoil::net::TcpStream;
 
-use crate::env::SimClock;
-use crate::shared::{Shared, SharedInner};
 use crate::wal::{Record, Wal};
+use crate::world::env::SimClock;
+use crate::world::shared::{Shared, SharedInner};
 
 /// A link silent this long is dead.
 pub const SILENCE: Duration = Duration::from_secs(1);

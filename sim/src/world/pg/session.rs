@@ -10,12 +10,13 @@ use compute_ctl::env::{Clock, Processes, Rng, Signal};
 use tokio::sync::watch;
 use turmoil::net::TcpStream;
 
-use super::catalog::PgErr;
 use super::exec::{self, Reply};
 use super::wire::{self, Frontend, Out};
-use crate::env::SimEnv;
 use crate::events::{Event, ReloadVia};
-use crate::shared::{PgPhase, StmtKind, now_us};
+use crate::pgmodel::catalog::PgErr;
+use crate::pgmodel::{PgPhase, StmtKind};
+use crate::world::env::SimEnv;
+use crate::world::shared::now_us;
 
 /// What a session knows about its server.
 #[derive(Clone)]
@@ -153,7 +154,7 @@ async fn query(ctx: &QueryCtx<'_>, sql: &str, out: &mut Out) {
         let ok = outcome.is_ok();
         // Client load is not logged: the invariants look at the
         // supervisor's statements, and load would dominate the trace.
-        if ctx.app != crate::scenarios::LOAD_APPLICATION {
+        if ctx.app != crate::names::LOAD_APPLICATION {
             let t = now_us();
             env.shared().emit_at(
                 t,
@@ -198,7 +199,7 @@ async fn query(ctx: &QueryCtx<'_>, sql: &str, out: &mut Out) {
 }
 
 async fn statement(ctx: &QueryCtx<'_>, sql: &str, multi: bool) -> (StmtKind, Result<Reply, PgErr>) {
-    if let Some(d) = super::durable::parse(sql) {
+    if let Some(d) = crate::pgmodel::durable::parse(sql) {
         let server = ctx.server;
         return (
             StmtKind::Other,

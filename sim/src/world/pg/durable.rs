@@ -2,7 +2,8 @@
 //! statements compute_ctl's durable start sends its own Postgres
 //! (`POSITION_SQL` while it catches up, `pg_promote()`, `ALTER SYSTEM
 //! RESET ALL`, the timeline read, `STAT_REPLICATION_SQL`) and the client
-//! load's commits and read-back, over the WAL model of [`crate::wal`].
+//! load's commits and read-back (parsed by `crate::pgmodel::durable`), over
+//! the WAL model of [`crate::wal`].
 //!
 //! A commit (`INSERT INTO acked VALUES (id) RETURNING lsn`) writes a record
 //! and returns only once [`crate::wal::commit_acknowledged`] holds for the
@@ -13,85 +14,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use compute_ctl::env::Clock;
-use compute_ctl::storage::{Lsn, NEWEST_TIMELINE_SQL, POSITION_SQL, STAT_REPLICATION_SQL};
+use compute_ctl::storage::Lsn;
 
-use super::catalog::PgErr;
 use super::exec::Reply;
-use crate::env::SimEnv;
-
-/// The statements of this module.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Durable {
-    Position,
-    Promote,
-    ResetAll,
-    Timeline,
-    /// `NEWEST_TIMELINE_SQL` (a promote asks its own Postgres what
-    /// timeline its WAL follows, as the safekeepers are asked).
-    NewestTimeline,
-    StatReplication,
-    /// A client commit with its id.
-    Commit(u64),
-    /// The client's read-back of every commit it holds.
-    ReadAcked,
-    /// `SHOW synchronous_standby_names`: the value the last (re)load took,
-    /// which the commits wait by (a safekeeper move checks its joint
-    /// quorum is in force; a promote, the primary's quorum).
-    ShowStandbyNames,
-    /// `SELECT pg_current_wal_flush_lsn()::text` (a safekeeper move's target).
-    FlushLsn,
-    /// `CHECKPOINT` (a restartpoint on a standby): the simulated server
-    /// reads a reload at once, so it only answers.
-    Checkpoint,
-}
-
-/// The client's commit statement for `id`.
-pub fn commit_sql(id: u64) -> String {
-    format!("INSERT INTO acked VALUES ({id}) RETURNING lsn")
-}
-
-/// The client's read-back.
-pub const READ_ACKED_SQL: &str = "SELECT string_agg(id::text, ',') FROM acked";
-
-const TIMELINE_SQL: &str =
-    "SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)";
-
-pub fn parse(sql: &str) -> Option<Durable> {
-    if sql == POSITION_SQL {
-        return Some(Durable::Position);
-    }
-    if sql == STAT_REPLICATION_SQL {
-        return Some(Durable::StatReplication);
-    }
-    if sql == TIMELINE_SQL {
-        return Some(Durable::Timeline);
-    }
-    if sql == NEWEST_TIMELINE_SQL {
-        return Some(Durable::NewestTimeline);
-    }
-    if sql == READ_ACKED_SQL {
-        return Some(Durable::ReadAcked);
-    }
-    if sql.eq_ignore_ascii_case("ALTER SYSTEM RESET ALL") {
-        return Some(Durable::ResetAll);
-    }
-    if sql.eq_ignore_ascii_case("SHOW synchronous_standby_names") {
-        return Some(Durable::ShowStandbyNames);
-    }
-    if sql == "SELECT pg_current_wal_flush_lsn()::text" {
-        return Some(Durable::FlushLsn);
-    }
-    if sql.eq_ignore_ascii_case("CHECKPOINT") {
-        return Some(Durable::Checkpoint);
-    }
-    if sql.starts_with("SELECT pg_promote(") {
-        return Some(Durable::Promote);
-    }
-    let id = sql
-        .strip_prefix("INSERT INTO acked VALUES (")?
-        .strip_suffix(") RETURNING lsn")?;
-    id.parse().ok().map(Durable::Commit)
-}
+use crate::pgmodel::catalog::PgErr;
+use crate::pgmodel::durable::Durable;
+use crate::world::env::SimEnv;
 
 fn row(cols: &[&str], vals: Vec<Option<String>>) -> Reply {
     Reply::Rows {
@@ -187,7 +115,7 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
         }
         Durable::ShowStandbyNames => {
             let sh = shared.lock();
-            let conf = super::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
+            let conf = crate::pgmodel::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
             let v = conf
                 .get("synchronous_standby_names")
                 .cloned()
@@ -234,7 +162,8 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
             loop {
                 let acked = {
                     let sh = shared.lock();
-                    let conf = super::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
+                    let conf =
+                        crate::pgmodel::guc::parse_conf(sh.loaded_config.as_deref().unwrap_or(""));
                     crate::wal::commit_acknowledged(&conf, &sh.wal.compute.senders, at)
                 };
                 if acked {

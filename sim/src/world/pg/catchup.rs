@@ -1,6 +1,6 @@
 //! The catch-up of a new primary with safekeepers: while its PGDATA has
 //! `standby.signal` and `primary_conninfo` names a safekeeper, the
-//! simulated Postgres streams that safekeeper's WAL ([`crate::walstream`])
+//! simulated Postgres streams that safekeeper's WAL ([`crate::world::walstream`])
 //! into its own, until `pg_promote()` ends recovery or it stops. A reload
 //! with another `primary_conninfo` restarts the stream.
 
@@ -10,15 +10,15 @@ use compute_ctl::env::Clock;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
-use crate::env::{SimClock, SimEnv};
-use crate::walstream::{self, Msg};
+use crate::world::env::{SimClock, SimEnv};
+use crate::world::walstream::{self, Msg};
 
 const RETRY: Duration = Duration::from_millis(200);
 
 /// Whether `conninfo` names a safekeeper (the durable catch-up) rather
 /// than a storage host (a replica's WAL receiver).
 pub fn names_safekeeper(conninfo: &str) -> bool {
-    walstream::upstream_of(conninfo).is_some_and(|(_, p, _)| p == crate::storage::SAFEKEEPER_PORT)
+    walstream::upstream_of(conninfo).is_some_and(|(_, p, _)| p == crate::names::SAFEKEEPER_PORT)
 }
 
 /// Runs until the postmaster stops or is promoted.

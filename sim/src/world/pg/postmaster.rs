@@ -11,13 +11,13 @@ use compute_ctl::env::{CommandSpec, ExitInfo, Signal};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::guc::parse_conf;
 use super::receiver;
 use super::session::{self, Server};
-use crate::env::{SimChild, SimEnv};
 use crate::events::{Event, ReloadVia};
-use crate::procs::arg_value;
-use crate::shared::PgPhase;
+use crate::pgmodel::PgPhase;
+use crate::pgmodel::guc::parse_conf;
+use crate::world::env::{SimChild, SimEnv};
+use crate::world::procs::arg_value;
 use compute_ctl::env::Clock;
 
 /// Starts a postmaster for `postgres -D <pgdata>`.
@@ -75,8 +75,8 @@ fn take_crash(env: &SimEnv, phase: PgPhase) -> bool {
     let mut sh = env.shared().lock();
     if sh.knobs.crash_pg_at == Some(phase) {
         sh.knobs.crash_pg_at = None;
-        let t = crate::shared::now_us();
-        sh.trace.push(
+        let t = crate::world::shared::now_us();
+        sh.log.trace.push(
             t,
             "fault_fired",
             json!({"fault": "pg_crash", "phase": phase}),
@@ -207,11 +207,11 @@ async fn run(
 /// A smart or fast shutdown: backends stop writing, then the WAL senders
 /// send what is left and wait
 /// until their standbys flushed it (Postgres' `WalSndDone`), each given up
-/// after [`crate::walstream::SILENCE`] (`wal_sender_timeout`).
+/// after [`crate::world::walstream::SILENCE`] (`wal_sender_timeout`).
 async fn drain_senders(env: &SimEnv) {
     // Backends are told to stop first: no commit writes WAL from now on.
     env.shared().lock().wal.compute.shutting_down = true;
-    let until = env.now() + crate::walstream::SILENCE;
+    let until = env.now() + crate::world::walstream::SILENCE;
     while env.now() < until {
         let drained = {
             let sh = env.shared().lock();
@@ -227,15 +227,15 @@ async fn drain_senders(env: &SimEnv) {
 }
 
 /// A client session, or (sniffed by the first byte: a startup packet
-/// begins with its length) a safekeeper's WAL stream (`crate::walstream`).
+/// begins with its length) a safekeeper's WAL stream (`crate::world::walstream`).
 async fn serve_connection(mut stream: turmoil::net::TcpStream, server: Server) {
     let mut first = [0u8; 1];
     if matches!(stream.peek(&mut first).await, Ok(1)) && first[0] != 0 {
         let shared = server.env.shared().clone();
-        crate::walstream::serve(
+        crate::world::walstream::serve(
             shared,
             stream,
-            crate::walstream::Upstream::Compute,
+            crate::world::walstream::Upstream::Compute,
             server.stopping.clone(),
         )
         .await;

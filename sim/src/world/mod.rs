@@ -2,6 +2,17 @@
 //! `compute_ctl::node`, on `SimEnv`: supervisor, HTTP API, monitors), `storage` (base-backup
 //! source) and `cplane` (the scenario driver, a client host).
 
+pub mod env;
+pub mod fs;
+pub mod inject;
+pub mod observe;
+pub mod pg;
+pub mod procs;
+pub mod safekeeper;
+pub mod shared;
+pub mod storage;
+pub mod walstream;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,22 +28,15 @@ use compute_ctl::spec_source::SpecSource;
 use compute_ctl::state::ComputeStatus;
 use compute_ctl::vm_monitor;
 
-use crate::env::SimEnv;
 use crate::events::Event;
-use crate::shared::Shared;
+use crate::world::env::SimEnv;
+use crate::world::shared::Shared;
 
-pub const COMPUTE: &str = "compute";
-pub const STORAGE: &str = "storage";
-/// A second storage that follows the first (a replica's other source).
-pub const STORAGE2: &str = "storage2";
-pub const CPLANE: &str = "cplane";
-/// A second compute host (a replica to promote).
-pub const REPLICA: &str = "replica";
-pub const HTTP_PORT: u16 = 3080;
-pub const PG_PORT: u16 = 55432;
-pub const SUPERUSER: &str = "cloud_admin";
-/// The vm-monitor's port (its default, 10301) under autoscaling.
-pub const VM_MONITOR_PORT: u16 = 10301;
+use crate::names::{
+    COMPUTE, CPLANE, CPLANE_PORT, DURABLE_SAFEKEEPERS, HTTP_PORT, PG_PORT, SAFEKEEPERS, STORAGE,
+    STORAGE2, SUPERUSER, VM_MONITOR_PORT,
+};
+
 /// The compute's `MemTotal` under autoscaling: 4 GiB.
 pub const MEM_TOTAL: u64 = 4 << 30;
 /// The cgroup's memory use when the compute boots: 1 GiB.
@@ -350,30 +354,22 @@ fn emit_started(shared: &Shared, compute: &Arc<Compute<SimEnv>>, boot: u64) {
 /// Registers the `storage` host.
 pub fn add_storage(sim: &mut turmoil::Sim<'_>, shared: Shared) {
     sim.host(STORAGE, move || {
-        crate::storage::serve(shared.clone(), STORAGE, None)
+        crate::world::storage::serve(shared.clone(), STORAGE, None)
     });
 }
-
-/// The safekeeper hosts and how far (bytes) each lags behind `storage`.
-pub const SAFEKEEPERS: [(&str, u64); 3] = [("sk1", 0), ("sk2", 16384), ("sk3", 65536)];
 
 /// Registers the safekeeper hosts.
 pub fn add_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared) {
     for (name, lag) in SAFEKEEPERS {
         let shared = shared.clone();
         sim.host(name, move || {
-            crate::storage::safekeeper(shared.clone(), name, lag)
+            crate::world::storage::safekeeper(shared.clone(), name, lag)
         });
     }
 }
 
-/// The hosts of the durable-primary scenarios' safekeepers: the first
-/// three are the set a primary starts with; the others are where a
-/// safekeeper move goes.
-pub const DURABLE_SAFEKEEPERS: [&str; 6] = ["sk1", "sk2", "sk3", "sk4", "sk5", "sk6"];
-
 /// Registers the safekeeper hosts of a primary with safekeepers
-/// ([`crate::safekeeper`]: streaming standbys with a WAL), one per delay
+/// ([`crate::world::safekeeper`]: streaming standbys with a WAL), one per delay
 /// (at most [`DURABLE_SAFEKEEPERS`]), each with its flush delay (its lag
 /// behind the compute), and turns the WAL model on.
 pub fn add_durable_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared, delays_ms: &[u64]) {
@@ -390,29 +386,28 @@ pub fn add_durable_safekeepers(sim: &mut turmoil::Sim<'_>, shared: Shared, delay
             .or_default()
             .flush_delay_ms = delay;
         let shared = shared.clone();
-        sim.host(name, move || crate::safekeeper::serve(shared.clone(), name));
+        sim.host(name, move || {
+            crate::world::safekeeper::serve(shared.clone(), name)
+        });
     }
 }
 
 /// The connection string of safekeeper host `name`, as a spec lists it.
 pub fn safekeeper_connstring(name: &str) -> String {
-    format!("{name}:{}", crate::storage::SAFEKEEPER_PORT)
+    format!("{name}:{}", crate::names::SAFEKEEPER_PORT)
 }
 
 /// The connection strings of the safekeeper hosts, as a spec lists them.
 pub fn safekeeper_connstrings() -> Vec<String> {
     SAFEKEEPERS
         .iter()
-        .map(|(h, _)| format!("{h}:{}", crate::storage::SAFEKEEPER_PORT))
+        .map(|(h, _)| format!("{h}:{}", crate::names::SAFEKEEPER_PORT))
         .collect()
 }
 
 /// Registers the `storage2` host, which follows `storage`.
 pub fn add_storage2(sim: &mut turmoil::Sim<'_>, shared: Shared) {
     sim.host(STORAGE2, move || {
-        crate::storage::serve(shared.clone(), STORAGE2, Some(STORAGE))
+        crate::world::storage::serve(shared.clone(), STORAGE2, Some(STORAGE))
     });
 }
-
-/// The control plane's spec endpoint (served by the `cplane` host).
-pub const CPLANE_PORT: u16 = 9090;

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::env::SimClock;
-use crate::procs::STORAGE_PORT;
-use crate::shared::Shared;
+use crate::names::SAFEKEEPER_PORT;
+use crate::names::STORAGE_PORT;
+use crate::world::env::SimClock;
+use crate::world::shared::Shared;
 use compute_ctl::env::Clock;
 
 /// How often the WAL advances and a streaming replica hears of it.
@@ -34,7 +35,7 @@ pub async fn serve(
         loop {
             SimClock.sleep(STREAM_EVERY).await;
             let mut sh = ticker.lock();
-            if sh.wal.enabled && name == crate::world::STORAGE {
+            if sh.wal.enabled && name == crate::names::STORAGE {
                 // The pageserver of a primary with safekeepers (`crate::wal`).
                 sh.wal.ingest_pageserver();
                 continue;
@@ -96,9 +97,6 @@ pub async fn serve(
     }
 }
 
-/// The safekeepers' port.
-pub const SAFEKEEPER_PORT: u16 = 5454;
-
 /// A safekeeper host: its flushed WAL follows `storage`'s by `lag` bytes;
 /// it answers the supervisor's position query over the Postgres protocol.
 pub async fn safekeeper(shared: Shared, name: &'static str, lag: u64) -> turmoil::Result {
@@ -108,14 +106,14 @@ pub async fn safekeeper(shared: Shared, name: &'static str, lag: u64) -> turmoil
         loop {
             SimClock.sleep(STREAM_EVERY).await;
             let mut sh = ticker.lock();
-            if sh.wal.enabled && name == crate::world::STORAGE {
+            if sh.wal.enabled && name == crate::names::STORAGE {
                 // The pageserver of a primary with safekeepers (`crate::wal`).
                 sh.wal.ingest_pageserver();
                 continue;
             }
             let up = sh
                 .storage_wal
-                .get(crate::world::STORAGE)
+                .get(crate::names::STORAGE)
                 .copied()
                 .unwrap_or(0);
             let own = sh.storage_wal.get(name).copied().unwrap_or(0);
@@ -140,7 +138,7 @@ async fn serve_position(
     name: &str,
     ack: bool,
 ) -> std::io::Result<()> {
-    use crate::pg::wire::{self, Frontend, Out};
+    use crate::world::pg::wire::{self, Frontend, Out};
     if wire::read_startup(&mut stream).await?.is_none() {
         return Ok(());
     }

@@ -3,10 +3,10 @@
 //! database DDL inside a multi-statement Query), the snapshot queries, and
 //! the few utility statements the supervisor sends.
 
-use super::catalog::{CatalogModel, DbRow, PgErr, RoleRow};
-use super::ops::{DbOption, EXTENSIONS_SQL, Op, SNAPSHOT_SQL};
-use super::sql;
-use crate::shared::StmtKind;
+use crate::pgmodel::StmtKind;
+use crate::pgmodel::catalog::{CatalogModel, DbRow, PgErr, RoleRow};
+use crate::pgmodel::ops::{DbOption, EXTENSIONS_SQL, Op, SNAPSHOT_SQL};
+use crate::pgmodel::sql;
 
 /// The columns of the supervisor's `REPLICATION_SQL` (`storage::replication`).
 pub fn replication_columns() -> Vec<String> {

@@ -12,8 +12,8 @@ use compute_ctl::env::Clock;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
-use crate::env::{SimClock, SimEnv};
-use crate::shared::Receiver;
+use crate::world::env::{SimClock, SimEnv};
+use crate::world::shared::Receiver;
 
 const RETRY: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -74,7 +74,7 @@ async fn stream_from(env: &SimEnv, conninfo: &str) {
     let mut lines = BufReader::new(r).lines();
     let sender = format!("{host}:{port}");
     // Silence longer than this means the upstream is gone (wal_receiver_timeout).
-    let silence = crate::storage::STREAM_EVERY * 10;
+    let silence = crate::world::storage::STREAM_EVERY * 10;
     while let Ok(Ok(Some(line))) =
         compute_ctl::env::timeout(&SimClock, silence, lines.next_line()).await
     {

@@ -6,7 +6,7 @@
 //! safekeeper (`POSITION_SQL`, the announce's read, `ALTER SYSTEM SET
 //! primary_conninfo`, `pg_reload_conf()`, the "why no WAL sender" read)
 //! and the line protocol for `BASEBACKUP` and a catching-up compute's
-//! stream ([`crate::walstream`]).
+//! stream ([`crate::world::walstream`]).
 //!
 //! Its WAL receiver flushes each batch after its `flush_delay_ms` (its
 //! lag), emits [`Event::SafekeeperFlushed`] and answers `F <lsn>`.
@@ -16,12 +16,12 @@ use std::time::Duration;
 use compute_ctl::env::Clock;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::env::SimClock;
 use crate::events::Event;
-use crate::pg::wire::{self, Frontend, Out};
-use crate::shared::Shared;
-pub use crate::storage::SAFEKEEPER_PORT;
-use crate::walstream::{self, Msg, Upstream};
+use crate::names::SAFEKEEPER_PORT;
+use crate::world::env::SimClock;
+use crate::world::pg::wire::{self, Frontend, Out};
+use crate::world::shared::Shared;
+use crate::world::walstream::{self, Msg, Upstream};
 
 /// How long a WAL receiver waits before it tries again
 /// (`wal_retrieve_retry_interval`).
@@ -275,7 +275,7 @@ async fn serve_sql(
     loop {
         match wire::read_message(&mut stream).await? {
             Frontend::Query(sql) => {
-                for stmt in crate::pg::exec::split_statements(&sql) {
+                for stmt in crate::world::pg::exec::split_statements(&sql) {
                     match answer(shared, name, stmt) {
                         Ok(Some((cols, row))) => {
                             let cols: Vec<String> = cols.into_iter().map(String::from).collect();

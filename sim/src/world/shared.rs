@@ -9,43 +9,17 @@ use std::time::Duration;
 use compute_ctl::compute::Compute;
 use compute_ctl::spec::ComputeSpec;
 
-use crate::env::SimEnv;
-use crate::pg::catalog::CatalogModel;
-use crate::trace::Trace;
+use crate::pgmodel::PgPhase;
+
+use crate::log::EventLog;
+use crate::pgmodel::catalog::CatalogModel;
+use crate::world::env::SimEnv;
 
 /// Simulated time since the start of the world, in microseconds.
 pub fn now_us() -> u64 {
     turmoil::sim_elapsed()
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-/// What a statement was, for the invariants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StmtKind {
-    /// DDL on roles, databases, extensions.
-    CatalogWrite,
-    /// The catalog snapshot queries.
-    CatalogRead,
-    /// `SELECT pg_reload_conf()`.
-    Reload,
-    /// The activity monitor's `pg_stat_activity` poll.
-    Monitor,
-    /// Anything else (readiness probes, client load).
-    Other,
-    /// Not understood.
-    Invalid,
-}
-
-impl StmtKind {
-    /// Catalog work or a reload through SQL: what a skip-flag notify must not do.
-    pub fn is_notify_forbidden(self) -> bool {
-        matches!(
-            self,
-            StmtKind::CatalogWrite | StmtKind::CatalogRead | StmtKind::Reload
-        )
-    }
 }
 
 /// Fault knobs read by the simulated processes.
@@ -67,40 +41,32 @@ pub struct Knobs {
     pub crash_pg_at: Option<PgPhase>,
 }
 
-/// Where a planted Postgres crash happens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PgPhase {
-    Startup,
-    Query,
-    Reload,
-}
-
+/// One world's record: the event log, the fault ledger and knobs, the
+/// harness's marks, then the state of the hosts (below `harness`).
 #[derive(Default)]
 pub struct SharedInner {
-    pub trace: Trace,
-    pub catalog: CatalogModel,
+    /// The event log: trace, checkers, violations.
+    pub log: EventLog,
+    /// The faults that fired: what excuses a failure, a lost request, a
+    /// missing reload or a stale config.
+    pub ledger: crate::ledger::FaultLedger,
+    /// The fault knobs the injected faults turn.
     pub knobs: Knobs,
+    /// What the harness keeps here: not the state of any host.
+    pub harness: Harness,
+    // The hosts' state.
+    pub catalog: CatalogModel,
     /// The config text the running postmaster last loaded.
     pub loaded_config: Option<String>,
     /// Base backups served by storage.
     pub basebackups: u64,
     /// The supervisor of the current boot of the compute host.
     pub compute: Option<Arc<Compute<SimEnv>>>,
-    /// Invariant violations, in the order they were found.
-    pub violations: Vec<String>,
-    /// Set when the fault schedule is over and everything was repaired.
-    pub healed_at: Option<u64>,
-    /// The faults that fired: what excuses a failure, a lost request, a
-    /// missing reload or a stale config.
-    pub ledger: crate::ledger::FaultLedger,
     /// The supervisor of the current boot has exited (the production
     /// binary would be gone: requests to it cannot be answered).
     pub supervisor_exited: bool,
     /// The last spec applied without the skip flag: what the catalog must hold.
     pub catalog_spec: Option<Arc<ComputeSpec>>,
-    /// Simulated time at the end of the run (for the final checks).
-    pub end_us: u64,
     /// Which boot of the compute host is current.
     pub boot: u64,
     /// WAL position of each storage host; it advances while the host runs.
@@ -109,28 +75,36 @@ pub struct SharedInner {
     pub receiver: Receiver,
     /// The last replay LSN the supervisor reported (`ComputeState::replication`).
     pub last_replay: Option<u64>,
-    /// The invariants fed by the event log.
-    pub checkers: crate::checkers::Checkers,
     /// How far (bytes) a following storage stays behind; default 32 KiB.
     pub storage_lag: Option<u64>,
     /// Storages promoted (they stop following and write on timeline 2).
     pub promoted: std::collections::BTreeSet<String>,
-    /// The id of the next control-plane request (`Event::RequestSent`).
-    pub next_req: u64,
-    /// Client-side round trip (µs) of every answered skip-flag notify.
-    pub notify_round_trips_us: Vec<u64>,
     /// The WAL of a primary with safekeepers and of its safekeepers.
     pub wal: crate::wal::WalWorld,
-    /// Hosts a scenario asks the runner to crash (`true`) or boot again
-    /// (`false`), done before the next step.
-    pub host_actions: Vec<(String, bool)>,
-    /// A second compute host's record ([`crate::world::REPLICA`], the
+    /// A second compute host's record ([`crate::names::REPLICA`], the
     /// promote scenario): its own Postgres, catalog, config and WAL, with
     /// the storage of this world ([`SharedInner::storage_world`]).
     pub second_compute: Option<Shared>,
     /// Set on a second compute's record: the world whose safekeepers and
     /// pageserver its base backup copies (`wal.source`).
     pub storage_world: Option<Shared>,
+}
+
+/// What the harness (runner, driver, scenarios) keeps beside the world:
+/// the run's clock marks, request ids, measurements and host actions.
+#[derive(Default)]
+pub struct Harness {
+    /// Set when the fault schedule is over and everything was repaired.
+    pub healed_at: Option<u64>,
+    /// Simulated time at the end of the run (for the final checks).
+    pub end_us: u64,
+    /// The id of the next control-plane request (`Event::RequestSent`).
+    pub next_req: u64,
+    /// Client-side round trip (µs) of every answered skip-flag notify.
+    pub notify_round_trips_us: Vec<u64>,
+    /// Hosts a scenario asks the runner to crash (`true`) or boot again
+    /// (`false`), done before the next step.
+    pub host_actions: Vec<(String, bool)>,
 }
 
 /// What the simulated WAL receiver does (what `pg_stat_wal_receiver` shows).
@@ -164,12 +138,12 @@ impl Shared {
     /// Appends a trace event at the current simulated time.
     pub fn event(&self, kind: &str, fields: serde_json::Value) {
         let t = now_us();
-        self.lock().trace.push(t, kind, fields);
+        self.lock().log.trace.push(t, kind, fields);
     }
 
     /// Appends a trace event at `t_us` (for the harness, outside any host).
     pub fn event_at(&self, t_us: u64, kind: &str, fields: serde_json::Value) {
-        self.lock().trace.push(t_us, kind, fields);
+        self.lock().log.trace.push(t_us, kind, fields);
     }
 
     /// Appends `ev` to the event log at the current simulated time: traced,
@@ -180,28 +154,21 @@ impl Shared {
 
     /// [`Shared::emit`] at `t_us` (for the harness, outside any host).
     pub fn emit_at(&self, t_us: u64, ev: crate::events::Event) {
-        let mut sh = self.lock();
-        sh.trace.push_event(t_us, &ev);
-        let found = sh.checkers.on_event(t_us, &ev);
-        for what in found {
-            sh.trace
-                .push(t_us, "violation", serde_json::json!({"what": what}));
-            sh.violations.push(what);
-        }
+        self.lock().log.append(t_us, &ev);
     }
 
     /// Ends the run: logs the world as it ends ([`crate::events::Event::End`],
     /// at `end_us`), then runs every checker's end-of-run check.
     pub fn finish(&self) {
         let end = crate::observed::WorldEnd::take(self);
-        let t = self.lock().end_us;
+        let t = self.lock().harness.end_us;
         self.emit_at(t, crate::events::Event::End(end));
         self.check_at_end();
     }
 
     /// Runs every checker's end-of-run check.
     pub fn check_at_end(&self) {
-        let found = self.lock().checkers.at_end();
+        let found = self.lock().log.at_end();
         for what in found {
             self.violation(what);
         }
@@ -210,11 +177,8 @@ impl Shared {
     /// Records an invariant violation (and traces it).
     pub fn violation(&self, what: impl Into<String>) {
         let what = what.into();
-        let t = now_us().max(self.lock().end_us);
-        let mut sh = self.lock();
-        sh.trace
-            .push(t, "violation", serde_json::json!({"what": what}));
-        sh.violations.push(what);
+        let t = now_us().max(self.lock().harness.end_us);
+        self.lock().log.violation(t, what);
     }
 
     pub fn compute(&self) -> Option<Arc<Compute<SimEnv>>> {
@@ -222,7 +186,7 @@ impl Shared {
     }
 
     pub fn healed(&self) -> bool {
-        self.lock().healed_at.is_some()
+        self.lock().harness.healed_at.is_some()
     }
 
     pub fn knobs(&self) -> Knobs {

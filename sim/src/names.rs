@@ -1,0 +1,45 @@
+//! The names of the simulated network: host names, ports, the superuser
+//! and the client load's application name. Plain constants, the one thing
+//! the world, the fault schedule, the spec generator and the checkers all
+//! agree on; no state.
+
+pub const COMPUTE: &str = "compute";
+
+pub const STORAGE: &str = "storage";
+
+/// A second storage that follows the first (a replica's other source).
+pub const STORAGE2: &str = "storage2";
+
+pub const CPLANE: &str = "cplane";
+
+/// A second compute host (a replica to promote).
+pub const REPLICA: &str = "replica";
+
+pub const HTTP_PORT: u16 = 3080;
+
+pub const PG_PORT: u16 = 55432;
+
+pub const SUPERUSER: &str = "cloud_admin";
+
+/// The vm-monitor's port (its default, 10301) under autoscaling.
+pub const VM_MONITOR_PORT: u16 = 10301;
+
+/// The safekeeper hosts and how far (bytes) each lags behind `storage`.
+pub const SAFEKEEPERS: [(&str, u64); 3] = [("sk1", 0), ("sk2", 16384), ("sk3", 65536)];
+
+/// The hosts of the durable-primary scenarios' safekeepers: the first
+/// three are the set a primary starts with; the others are where a
+/// safekeeper move goes.
+pub const DURABLE_SAFEKEEPERS: [&str; 6] = ["sk1", "sk2", "sk3", "sk4", "sk5", "sk6"];
+
+/// The control plane's spec endpoint (served by the `cplane` host).
+pub const CPLANE_PORT: u16 = 9090;
+
+/// The storage host's base-backup port.
+pub const STORAGE_PORT: u16 = 6400;
+
+/// The safekeepers' port.
+pub const SAFEKEEPER_PORT: u16 = 5454;
+
+/// The `application_name` of the client load's sessions.
+pub const LOAD_APPLICATION: &str = "load";

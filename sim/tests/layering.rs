@@ -1,0 +1,303 @@
+//! The simulator's module graph has no import circle. Every file under
+//! `sim/src` is read as text; each `crate::x` (plain, grouped, over several
+//! lines) and `super::super::x` names a top-level module `x`. A directory
+//! counts as one module, so the files under `world/` may name each other
+//! freely: the world model is the one place allowed to be a tangle.
+//! Everything else must form a DAG, and more: a module imports only from
+//! the layers below its own ([`LAYERS`]): plain names and models at the
+//! bottom, events and the ledger above them, checkers reading only those,
+//! the event log, the world appending to it, scenarios and the runner on
+//! top.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Top-level modules still allowed in one import circle while the untangling
+/// is under way: the circle may shrink, never grow. Empty: no circle at all
+/// outside `world/`.
+const ALLOWED_CIRCLE: &[&str] = &[];
+
+/// Appends the `.rs` files under `dir` to `out`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read a source dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The identifier at the start of `s`.
+fn ident(s: &str) -> String {
+    s.trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The first segments of the items of a `{..}` group starting right after
+/// its `{` in `s` (nested groups skipped).
+fn group_heads(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut item_start = true;
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => item_start = true,
+            c if item_start && !c.is_whitespace() => {
+                item_start = false;
+                out.push(ident(&s[i..]));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The modules named in `code` after `prefix` (`crate::`, `super::super::`).
+fn named_after(code: &str, prefix: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(i) = code[at..].find(prefix) {
+        let start = at + i;
+        at = start + prefix.len();
+        // `foo_crate::x` is not this crate.
+        if code[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let line = code[..start].matches('\n').count() + 1;
+        let rest = &code[at..];
+        if let Some(group) = rest.strip_prefix('{') {
+            out.extend(group_heads(group).into_iter().map(|m| (line, m)));
+        } else {
+            out.push((line, ident(rest)));
+        }
+    }
+    out
+}
+
+/// `(line, module)` for every top-level module `file` names. Comment lines
+/// are blanked (kept as empty lines so numbers stay right).
+fn references(file: &Path, depth: usize) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(file).expect("read a source file");
+    let code: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("//") {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = named_after(&code, "crate::");
+    if depth >= 2 {
+        out.extend(named_after(&code, &"super::".repeat(depth)));
+    }
+    out
+}
+
+/// The module graph: `from → to → first evidence (file:line)`.
+type Graph = BTreeMap<String, BTreeMap<String, String>>;
+
+fn graph() -> Graph {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut g = Graph::new();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    for file in files {
+        let rel = file.strip_prefix(&src).expect("under src");
+        let parts: Vec<_> = rel
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        if parts.len() == 1 && (parts[0] == "lib.rs" || parts[0] == "main.rs") {
+            continue;
+        }
+        let module = parts[0].trim_end_matches(".rs").to_string();
+        // `a/mod.rs` is at depth 1 like `a.rs`; `a/b.rs` at depth 2.
+        let depth = parts.len() - usize::from(parts.last().is_some_and(|p| p == "mod.rs"));
+        let node = g.entry(module.clone()).or_default();
+        for (line, named) in references(&file, depth) {
+            if named != module && !named.is_empty() {
+                node.entry(named)
+                    .or_insert_with(|| format!("{}:{line}", rel.display()));
+            }
+        }
+    }
+    // Only edges to modules that exist (`crate::*` and the like dropped).
+    let modules: BTreeSet<String> = g.keys().cloned().collect();
+    for edges in g.values_mut() {
+        edges.retain(|to, _| modules.contains(to));
+    }
+    g
+}
+
+/// Strongly connected components with more than one module (Tarjan).
+fn circles(g: &Graph) -> Vec<Vec<String>> {
+    struct T<'a> {
+        g: &'a Graph,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on: BTreeSet<&'a str>,
+        out: Vec<Vec<String>>,
+    }
+    fn visit<'a>(t: &mut T<'a>, v: &'a str) {
+        let i = t.index.len();
+        t.index.insert(v, i);
+        t.low.insert(v, i);
+        t.stack.push(v);
+        t.on.insert(v);
+        for w in t.g[v].keys() {
+            let w = w.as_str();
+            if !t.index.contains_key(w) {
+                visit(t, w);
+                let lw = t.low[w];
+                let lv = t.low.get_mut(v).expect("visited");
+                *lv = (*lv).min(lw);
+            } else if t.on.contains(w) {
+                let iw = t.index[w];
+                let lv = t.low.get_mut(v).expect("visited");
+                *lv = (*lv).min(iw);
+            }
+        }
+        if t.low[v] == t.index[v] {
+            let mut scc = Vec::new();
+            while let Some(w) = t.stack.pop() {
+                t.on.remove(w);
+                scc.push(w.to_string());
+                if w == v {
+                    break;
+                }
+            }
+            if scc.len() > 1 {
+                scc.sort();
+                t.out.push(scc);
+            }
+        }
+    }
+    let mut t = T {
+        g,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    for v in g.keys() {
+        if !t.index.contains_key(v.as_str()) {
+            visit(&mut t, v);
+        }
+    }
+    t.out
+}
+
+#[test]
+fn no_import_circle_outside_the_world() {
+    let g = graph();
+    let allowed: BTreeSet<&str> = ALLOWED_CIRCLE.iter().copied().collect();
+    let mut report = Vec::new();
+    for scc in circles(&g) {
+        let members: BTreeSet<&str> = scc.iter().map(String::as_str).collect();
+        if members.is_subset(&allowed) {
+            continue;
+        }
+        report.push(format!(
+            "circle of {} modules: {}",
+            scc.len(),
+            scc.join(", ")
+        ));
+        for from in &scc {
+            for (to, at) in &g[from] {
+                if members.contains(to.as_str()) {
+                    report.push(format!("  {from} -> {to}  ({at})"));
+                }
+            }
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "import circles among sim/src's modules (move the type down, or into world/):\n{}",
+        report.join("\n")
+    );
+}
+
+/// The layers of sim/src, bottom first: a module imports only from layers
+/// below its own. ARCHITECTURE.md's simulator map draws the same.
+const LAYERS: &[&[&str]] = &[
+    // Plain names and the Postgres model as data.
+    &["names", "pgmodel"],
+    // Plain data built on them: the WAL model, generated specs, the fault
+    // schedule, what the harness observes.
+    &["wal", "specgen", "faults", "observed"],
+    // The typed events and the ledger of fired faults.
+    &["events", "ledger"],
+    // What reads events: the trace and the checkers (never the world).
+    &["trace", "checkers"],
+    // The event log: appends, traces, feeds the checkers.
+    &["log"],
+    // The simulated world: hosts, shared state, fault injection.
+    &["world"],
+    // The harness's HTTP client, the scenarios, the runner, the campaign.
+    &["http"],
+    &["scenarios"],
+    &["runner"],
+    &["campaign"],
+];
+
+#[test]
+fn every_module_imports_only_from_layers_below() {
+    let layer_of = |m: &str| LAYERS.iter().position(|l| l.contains(&m));
+    let mut wrong = Vec::new();
+    for (from, edges) in graph() {
+        let Some(level) = layer_of(&from) else {
+            wrong.push(format!("{from}: in no layer (add it to LAYERS)"));
+            continue;
+        };
+        for (to, at) in edges {
+            if layer_of(&to).is_none_or(|l| l >= level) {
+                wrong.push(format!("{from} (layer {level}) imports {to}  ({at})"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports against the layering (move the type down):\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_scanner_sees_plain_grouped_and_nested_imports() {
+    let code = "use crate::events::Event;\nuse crate::{\n    env::SimEnv,\n    world::{self, COMPUTE},\n    ledger,\n};\nlet x = other_crate::y; super::super::runner::run();";
+    let names: Vec<String> = named_after(code, "crate::")
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(names, ["events", "env", "world", "ledger"]);
+    let up: Vec<String> = named_after(code, "super::super::")
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(up, ["runner"]);
+    let mut g = Graph::new();
+    for (a, b) in [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "d")] {
+        g.entry(a.into())
+            .or_default()
+            .insert(b.into(), String::new());
+        g.entry(b.into()).or_default();
+    }
+    assert_eq!(circles(&g), [["a", "b", "c"]]);
+}
