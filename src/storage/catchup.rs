@@ -221,9 +221,8 @@ pub async fn promote<E: Env>(
     let mut first = !skip;
     let mut rows = own
         .first_rows_while(env, &statements, within + Duration::from_secs(1), |row| {
-            let promoted = !std::mem::take(&mut first)
-                || row.first().cloned().flatten().as_deref() == Some("t");
-            promoted
+            // Go on past the first statement only when it promoted.
+            !std::mem::take(&mut first) || row.first().cloned().flatten().as_deref() == Some("t")
         })
         .await?;
     let promoted = if skip {
