@@ -51,12 +51,14 @@ const MOVE_WINDOW: Duration = Duration::from_millis(60);
 const MIN_WINDOW: Duration = Duration::from_millis(3);
 
 /// A phase, by the failpoint at its entry, the one that ends it, and the
-/// `/metrics.json` timing that calibrates it (none for a move's phases).
+/// timing that calibrates it (a `/metrics.json` field for a start's
+/// phases, a field of the promote's answer for a promote's; none for a
+/// move's phases). Shared with `crash_promote`.
 #[derive(Debug, Clone, Copy)]
-struct Phase {
-    name: &'static str,
-    end: &'static str,
-    timing: Option<&'static str>,
+pub(crate) struct Phase {
+    pub(crate) name: &'static str,
+    pub(crate) end: &'static str,
+    pub(crate) timing: Option<&'static str>,
 }
 
 impl Phase {
@@ -132,32 +134,56 @@ struct Story {
 impl Story {
     /// Writes [`ROWS_PER_TRIAL`] rows on the running compute, each acknowledged.
     async fn write(&mut self) {
-        let client = self.running.sql("postgres", "writer").await;
-        for _ in 0..ROWS_PER_TRIAL {
-            let id = self.next_id;
-            self.next_id += 1;
-            assert!(
-                insert(&client, id).await,
-                "insert {id} with every safekeeper up"
-            );
-            self.acked.insert(id);
-        }
+        write_acknowledged(&self.running, &mut self.next_id, &mut self.acked).await;
     }
 
     /// A seeded random point of `phase`'s window.
     fn delay(&mut self, phase: Phase) -> (Duration, Duration) {
-        let window = match phase.timing {
-            Some(k) => Duration::from_millis(self.metrics[k].as_u64().unwrap_or(0)),
-            None => MOVE_WINDOW,
-        }
-        .max(MIN_WINDOW);
-        (window.mul_f64(self.rng.random_range(0.0..1.0)), window)
+        delay_in(&mut self.rng, &self.metrics, phase, MOVE_WINDOW)
     }
+}
+
+/// Writes [`ROWS_PER_TRIAL`] rows on `c` (every safekeeper up), ids from
+/// `next_id` on, each one acknowledged and recorded in `acked`.
+pub(crate) async fn write_acknowledged(c: &Compute, next_id: &mut i32, acked: &mut BTreeSet<i32>) {
+    let client = c.sql("postgres", "writer").await;
+    for _ in 0..ROWS_PER_TRIAL {
+        let id = *next_id;
+        *next_id += 1;
+        assert!(
+            insert(&client, id).await,
+            "insert {id} with every safekeeper up"
+        );
+        acked.insert(id);
+    }
+}
+
+/// A seeded random point of `phase`'s window, and the window: its timing
+/// field in `timings` (a calibration run's), else `fixed`; at least
+/// [`MIN_WINDOW`].
+pub(crate) fn delay_in(
+    rng: &mut rand::rngs::SmallRng,
+    timings: &Value,
+    phase: Phase,
+    fixed: Duration,
+) -> (Duration, Duration) {
+    let window = match phase.timing {
+        Some(k) => Duration::from_millis(timings[k].as_u64().unwrap_or(0)),
+        None => fixed,
+    }
+    .max(MIN_WINDOW);
+    (window.mul_f64(rng.random_range(0.0..1.0)), window)
 }
 
 /// Starts a compute with the story's spec, stopping at `failpoints` when given.
 fn launch(sks: &Safekeepers, op: &str, failpoints: Option<Phase>) -> Compute {
-    let mut opts = ComputeOpts::with_spec(spec(sks, op));
+    launch_with(spec(sks, op), failpoints)
+}
+
+/// Starts a compute with `spec`, stopping at the entry of the phase
+/// `failpoints` and at its end when given.
+pub(crate) fn launch_with(spec: Value, failpoints: Option<Phase>) -> Compute {
+    let mut opts = ComputeOpts::with_spec(spec);
     if let Some(p) = failpoints {
         opts.env
             .push((failpoint::VAR.into(), format!("{},{}", p.name, p.end)));
@@ -167,7 +193,7 @@ fn launch(sks: &Safekeepers, op: &str, failpoints: Option<Phase>) -> Compute {
 
 /// Lets compute_ctl go on from the phase's entry and kills the node
 /// `delay` in; says where the kill landed.
-async fn kill_in_phase(c: &Compute, delay: Duration) -> &'static str {
+pub(crate) async fn kill_in_phase(c: &Compute, delay: Duration) -> &'static str {
     c.signal(Signal::SIGCONT);
     // Fault timing, not synchronisation: the point to hit is random.
     tokio::time::sleep(delay).await;
