@@ -42,21 +42,21 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
 
-use crate::crash_durable::{Phase, delay_in, kill_in_phase, launch_with, write_acknowledged};
+use crate::crash_durable::{Phase, Story, kill_in_phase, launch_with};
 use crate::durable_primary::{insert, present, spec, start, wait_all_streaming};
 use crate::promote::{promote, replica_spec};
 use crate::support::chaos;
-use crate::support::compute::Compute;
 use crate::support::failpoint::wait_stopped;
 use crate::support::safekeepers::Safekeepers;
 
 const WITHIN: Duration = Duration::from_secs(90);
 /// Rows written on the recovered primary.
 const NEW_WRITES: i32 = 5;
-/// Every cell's trials under `just chaos`: a trial took 1.3–2.6 s on this
-/// 2-core machine when nothing else ran (a replica start, the kill, the
-/// next primary's start, the checks; up to 19 s beside a build), so 6
-/// cells x 20 = 120 trials take about 4 minutes, 10 at most.
+/// Every cell's trials under `just chaos`, as the x20: a trial took
+/// 1.3–2.6 s on this 2-core machine when nothing else ran (30 trials in
+/// 61 s), so the 120 take about 4 minutes; beside another build (load 3–5)
+/// a trial took 3–12 s and the 120 took 18.5 minutes. Lower it if `just
+/// chaos` must share the machine.
 const FULL_TRIALS: usize = 20;
 /// The window of a phase the calibration does not time on its own: the
 /// config write (write, SIGHUP, the reload checked) and the quorum put in
@@ -107,27 +107,10 @@ const PROMOTE_PHASES: [Phase; 6] = [
     },
 ];
 
-/// The story's state between trials.
-struct Story {
-    sks: Safekeepers,
-    /// The running primary.
-    primary: Compute,
-    acked: BTreeSet<i32>,
-    next_id: i32,
-    /// The calibration promote's answer (its timings).
-    calibration: Value,
-    rng: rand::rngs::SmallRng,
-}
-
 impl Story {
-    /// Writes rows on the primary, each acknowledged.
-    async fn write(&mut self) {
-        write_acknowledged(&self.primary, &mut self.next_id, &mut self.acked).await;
-    }
-
     /// Terminates the primary; its `lsn`.
     async fn terminate_primary(&self) -> String {
-        let reply = self.primary.terminate("fast", None).await;
+        let reply = self.running.terminate("fast", None).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         reply.json()["lsn"]
             .as_str()
@@ -187,7 +170,7 @@ async fn behind(sks: &Safekeepers, lsn: &str) -> i64 {
 async fn trial(story: &mut Story, phase: Phase, n: usize) -> Value {
     let t_trial = Instant::now();
     story.write().await;
-    let (delay, window) = delay_in(&mut story.rng, &story.calibration, phase, FIXED_WINDOW);
+    let (delay, window) = story.delay(phase, FIXED_WINDOW);
     let t_replica = Instant::now();
     let replica = launch_with(
         replica_spec(&story.sks, &format!("replica-{n}")),
@@ -232,25 +215,23 @@ async fn trial(story: &mut Story, phase: Phase, n: usize) -> Value {
         .sql_value("SELECT pg_current_wal_flush_lsn()")
         .await;
     let diverged = behind(&story.sks, &flush).await;
-    story.primary = recovered;
-    json!({
-        "delay_us": delay.as_micros() as u64,
-        "window_us": window.as_micros() as u64,
-        "landed": landed,
-        "acknowledged": story.acked.len(),
-        "acknowledged_during_promote": during.len(),
-        "quorum_holds": st["quorum"]["holds"] == true,
-        "new_writes_acknowledged": new_writes,
-        "safekeepers_behind": diverged,
-        "flush_lsn": flush,
-        "converged": st["quorum"]["holds"] == true && new_writes == NEW_WRITES && diverged == 0,
-        "converge_ms": took.as_millis() as u64,
-        "replica_start_ms": replica_start_ms,
-        "terminate_ms": terminate_ms,
-        "trial_ms": t_trial.elapsed().as_millis() as u64,
-        "lost_data": lost.len(),
-        "lost_ids": lost.iter().take(20).collect::<Vec<_>>(),
-    })
+    story.running = recovered;
+    story.row(
+        (delay, window, landed),
+        &lost,
+        json!({
+            "acknowledged_during_promote": during.len(),
+            "quorum_holds": st["quorum"]["holds"] == true,
+            "new_writes_acknowledged": new_writes,
+            "safekeepers_behind": diverged,
+            "flush_lsn": flush,
+            "converged": st["quorum"]["holds"] == true && new_writes == NEW_WRITES && diverged == 0,
+            "converge_ms": took.as_millis() as u64,
+            "replica_start_ms": replica_start_ms,
+            "terminate_ms": terminate_ms,
+            "trial_ms": t_trial.elapsed().as_millis() as u64,
+        }),
+    )
 }
 
 /// The calibration run: a primary, a replica beside it, the primary
@@ -261,28 +242,24 @@ async fn calibrate(sks: Safekeepers, rng: rand::rngs::SmallRng) -> Story {
     let (replica, _) = start(&replica_spec(&sks, "calibration-replica")).await;
     let mut story = Story {
         sks,
-        primary: first,
+        running: first,
         acked: BTreeSet::new(),
         next_id: 0,
-        calibration: Value::Null,
+        timings: Value::Null,
         rng,
     };
     story.write().await;
     let lsn = story.terminate_primary().await;
     let reply = promote(&replica, &spec(&story.sks, "calibration"), &lsn, json!({})).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    story.calibration = reply.json();
-    assert_eq!(
-        story.calibration["status"], "completed",
-        "{}",
-        story.calibration
-    );
+    story.timings = reply.json();
+    assert_eq!(story.timings["status"], "completed", "{}", story.timings);
     let got = present(&replica).await;
     assert!(
         story.acked.is_subset(&got),
         "the calibration promote lost rows"
     );
-    story.primary = replica;
+    story.running = replica;
     story
 }
 
@@ -302,7 +279,7 @@ async fn no_acknowledged_write_is_lost_when_the_node_dies_in_any_phase_of_a_prom
     );
     let t0 = Instant::now();
     let mut story = calibrate(Safekeepers::start().await, rng).await;
-    eprintln!("calibration promote: {}", story.calibration);
+    eprintln!("calibration promote: {}", story.timings);
     for (n, phase) in plan.iter().enumerate() {
         let identity = json!({"phase": phase.name, "trial": n, "seed": seed});
         let row = chaos::trial("crash_promote", identity, async {
@@ -311,7 +288,7 @@ async fn no_acknowledged_write_is_lost_when_the_node_dies_in_any_phase_of_a_prom
         .await;
         assert!(row.is_some());
     }
-    let r = story.primary.terminate("fast", None).await;
+    let r = story.running.terminate("fast", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     eprintln!(
         "promote crash cells: {} trials in {} ms",
