@@ -132,7 +132,7 @@ chaos: deps
     # picked by test-name filters.
     COMPUTE_CTL_BIN="$PWD/target/release/compute_ctl" cargo test --test it -- --test-threads=1 hostile_http:: soak::
     status=$?
-    cargo test --test it -- --test-threads=1 crash_phases:: crash_durable:: fuzz:: storage_faults:: graceful_stop:: || status=$?
+    cargo test --test it -- --test-threads=1 crash_phases:: crash_durable:: crash_promote:: fuzz:: storage_faults:: graceful_stop:: || status=$?
     python3 scripts/chaos-report.py target/chaos
     exit $status
 

@@ -74,7 +74,8 @@ for f in sorted(out.glob("*.jsonl")):
                 + ", ".join(sorted({l['outcome'] for l in ls if 'outcome' in l}) or ["no outcome"])
                 + "".join(f"; FAILED trial {l['trial']}: {l['failed']}" for l in failed),
             })
-    elif f.stem == "crash_durable":
+    elif f.stem in ("crash_durable", "crash_promote"):
+        promote = f.stem == "crash_promote"
         cells = {}
         for l in lines:
             cells.setdefault(l["phase"], []).append(l)
@@ -82,17 +83,27 @@ for f in sorted(out.glob("*.jsonl")):
             conv = sorted(l["converge_ms"] for l in ls if "converge_ms" in l)
             inside = sum(1 for l in ls if l.get("landed") == "inside the phase")
             at_end = sum(1 for l in ls if l.get("landed") == "at the phase's end")
-            during = sum(l.get("acknowledged_during_move") or 0 for l in ls)
+            total = lambda k: sum(l.get(k) or 0 for l in ls)
+            if promote:
+                # Measured by crash_promote.rs on the next primary.
+                extra = (f", {total('acknowledged_during_promote')} acknowledged by the replica during the promote; "
+                         f"{total('new_writes_acknowledged')} new writes acknowledged after; "
+                         f"safekeepers left behind the new primary {total('safekeepers_behind')}")
+            elif phase.startswith("reconfigure."):
+                extra = f", {total('acknowledged_during_move')} acknowledged during the move"
+            else:
+                extra = ""
             failed = [l for l in ls if not l["survived"]]
             rows.append({
-                "fault": f"kill -9 of the node in {phase} (durable primary)",
+                "fault": f"kill -9 of the node in {phase} "
+                + ("(a replica promoted)" if promote else "(durable primary)"),
                 "trials": len(ls),
                 "survived": sum(1 for l in ls if l["survived"]),
                 "lost_data": lost_sum(ls),
                 "detail": f"{inside} inside the phase, {at_end} at its end; "
                 + (f"next start p50 {conv[len(conv) // 2]} ms, max {conv[-1]} ms; " if conv else "")
                 + f"acknowledged rows checked {max((l.get('acknowledged') or 0) for l in ls)}"
-                + (f", {during} acknowledged during the move" if phase.startswith("reconfigure.") else "")
+                + extra
                 + "".join(f"; FAILED trial {l['trial']}: {l['failed']}" for l in failed),
             })
     elif f.stem == "hostile_http":

@@ -51,12 +51,14 @@ const MOVE_WINDOW: Duration = Duration::from_millis(60);
 const MIN_WINDOW: Duration = Duration::from_millis(3);
 
 /// A phase, by the failpoint at its entry, the one that ends it, and the
-/// `/metrics.json` timing that calibrates it (none for a move's phases).
+/// timing that calibrates it (a `/metrics.json` field for a start's
+/// phases, a field of the promote's answer for a promote's; none for a
+/// move's phases). Shared with `crash_promote`.
 #[derive(Debug, Clone, Copy)]
-struct Phase {
-    name: &'static str,
-    end: &'static str,
-    timing: Option<&'static str>,
+pub(crate) struct Phase {
+    pub(crate) name: &'static str,
+    pub(crate) end: &'static str,
+    pub(crate) timing: Option<&'static str>,
 }
 
 impl Phase {
@@ -116,48 +118,96 @@ const MOVE_PHASES: [Phase; 3] = [
     },
 ];
 
-/// The story's state between trials.
-struct Story {
-    sks: Safekeepers,
-    /// The running compute, started with the failpoints of the next trial
-    /// when that one is a move (they are read at launch).
-    running: Compute,
-    acked: BTreeSet<i32>,
-    next_id: i32,
-    /// `/metrics.json` of the last clean start, for the start phases' windows.
-    metrics: Value,
-    rng: rand::rngs::SmallRng,
+/// The story's state between trials (`crash_promote`'s too).
+pub(crate) struct Story {
+    pub(crate) sks: Safekeepers,
+    /// The running compute (a primary), started with the failpoints of the
+    /// next trial when that one is a move (they are read at launch).
+    pub(crate) running: Compute,
+    pub(crate) acked: BTreeSet<i32>,
+    pub(crate) next_id: i32,
+    /// What calibrates the windows: `/metrics.json` of the last clean start
+    /// here, the calibration promote's answer in `crash_promote`.
+    pub(crate) timings: Value,
+    pub(crate) rng: rand::rngs::SmallRng,
 }
 
 impl Story {
     /// Writes [`ROWS_PER_TRIAL`] rows on the running compute, each acknowledged.
-    async fn write(&mut self) {
-        let client = self.running.sql("postgres", "writer").await;
-        for _ in 0..ROWS_PER_TRIAL {
-            let id = self.next_id;
-            self.next_id += 1;
-            assert!(
-                insert(&client, id).await,
-                "insert {id} with every safekeeper up"
-            );
-            self.acked.insert(id);
-        }
+    pub(crate) async fn write(&mut self) {
+        write_acknowledged(&self.running, &mut self.next_id, &mut self.acked).await;
     }
 
-    /// A seeded random point of `phase`'s window.
-    fn delay(&mut self, phase: Phase) -> (Duration, Duration) {
-        let window = match phase.timing {
-            Some(k) => Duration::from_millis(self.metrics[k].as_u64().unwrap_or(0)),
-            None => MOVE_WINDOW,
+    /// A trial's row: where the kill was drawn (`delay` of `window`) and
+    /// landed, the acknowledged rows and the `lost` ones, then `extra`.
+    pub(crate) fn row(
+        &self,
+        (delay, window, landed): (Duration, Duration, &str),
+        lost: &[i32],
+        extra: Value,
+    ) -> Value {
+        let mut row = json!({
+            "delay_us": delay.as_micros() as u64,
+            "window_us": window.as_micros() as u64,
+            "landed": landed,
+            "acknowledged": self.acked.len(),
+            "lost_data": lost.len(),
+            "lost_ids": lost.iter().take(20).collect::<Vec<_>>(),
+        });
+        if let Value::Object(m) = extra {
+            row.as_object_mut().expect("a row is an object").extend(m);
         }
-        .max(MIN_WINDOW);
-        (window.mul_f64(self.rng.random_range(0.0..1.0)), window)
+        row
     }
+
+    /// A seeded random point of `phase`'s window (`fixed` when `timings`
+    /// has none for it), and the window.
+    pub(crate) fn delay(&mut self, phase: Phase, fixed: Duration) -> (Duration, Duration) {
+        delay_in(&mut self.rng, &self.timings, phase, fixed)
+    }
+}
+
+/// Writes [`ROWS_PER_TRIAL`] rows on `c` (every safekeeper up), ids from
+/// `next_id` on, each one acknowledged and recorded in `acked`.
+async fn write_acknowledged(c: &Compute, next_id: &mut i32, acked: &mut BTreeSet<i32>) {
+    let client = c.sql("postgres", "writer").await;
+    for _ in 0..ROWS_PER_TRIAL {
+        let id = *next_id;
+        *next_id += 1;
+        assert!(
+            insert(&client, id).await,
+            "insert {id} with every safekeeper up"
+        );
+        acked.insert(id);
+    }
+}
+
+/// A seeded random point of `phase`'s window, and the window: its timing
+/// field in `timings` (a calibration run's), else `fixed`; at least
+/// [`MIN_WINDOW`].
+fn delay_in(
+    rng: &mut rand::rngs::SmallRng,
+    timings: &Value,
+    phase: Phase,
+    fixed: Duration,
+) -> (Duration, Duration) {
+    let window = match phase.timing {
+        Some(k) => Duration::from_millis(timings[k].as_u64().unwrap_or(0)),
+        None => fixed,
+    }
+    .max(MIN_WINDOW);
+    (window.mul_f64(rng.random_range(0.0..1.0)), window)
 }
 
 /// Starts a compute with the story's spec, stopping at `failpoints` when given.
 fn launch(sks: &Safekeepers, op: &str, failpoints: Option<Phase>) -> Compute {
-    let mut opts = ComputeOpts::with_spec(spec(sks, op));
+    launch_with(spec(sks, op), failpoints)
+}
+
+/// Starts a compute with `spec`, stopping at the entry of the phase
+/// `failpoints` and at its end when given.
+pub(crate) fn launch_with(spec: Value, failpoints: Option<Phase>) -> Compute {
+    let mut opts = ComputeOpts::with_spec(spec);
     if let Some(p) = failpoints {
         opts.env
             .push((failpoint::VAR.into(), format!("{},{}", p.name, p.end)));
@@ -167,7 +217,7 @@ fn launch(sks: &Safekeepers, op: &str, failpoints: Option<Phase>) -> Compute {
 
 /// Lets compute_ctl go on from the phase's entry and kills the node
 /// `delay` in; says where the kill landed.
-async fn kill_in_phase(c: &Compute, delay: Duration) -> &'static str {
+pub(crate) async fn kill_in_phase(c: &Compute, delay: Duration) -> &'static str {
     c.signal(Signal::SIGCONT);
     // Fault timing, not synchronisation: the point to hit is random.
     tokio::time::sleep(delay).await;
@@ -185,7 +235,7 @@ async fn kill_in_phase(c: &Compute, delay: Duration) -> &'static str {
 /// recovered compute is launched with its failpoints when it is a move).
 async fn trial(story: &mut Story, phase: Phase, n: usize, next: Option<Phase>) -> Value {
     story.write().await;
-    let (delay, window) = story.delay(phase);
+    let (delay, window) = story.delay(phase, MOVE_WINDOW);
     let (landed, during) = if phase.is_move() {
         // A clone of member 1 replaces member 2; the client writes on.
         let spare = TestPostgres::standby_of(&story.sks.members[1]).await;
@@ -240,19 +290,17 @@ async fn trial(story: &mut Story, phase: Phase, n: usize, next: Option<Phase>) -
     let got = present(&recovered).await;
     let lost: Vec<i32> = story.acked.difference(&got).copied().collect();
     let st = wait_all_streaming(&recovered).await;
-    story.metrics = recovered.get("/metrics.json").await.json();
+    story.timings = recovered.get("/metrics.json").await.json();
     story.running = recovered;
-    json!({
-        "delay_us": delay.as_micros() as u64,
-        "window_us": window.as_micros() as u64,
-        "landed": landed,
-        "acknowledged": story.acked.len(),
-        "acknowledged_during_move": during,
-        "converged": st["quorum"]["holds"] == true,
-        "converge_ms": converge_ms,
-        "lost_data": lost.len(),
-        "lost_ids": lost.iter().take(20).collect::<Vec<_>>(),
-    })
+    story.row(
+        (delay, window, landed),
+        &lost,
+        json!({
+            "acknowledged_during_move": during,
+            "converged": st["quorum"]["holds"] == true,
+            "converge_ms": converge_ms,
+        }),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +335,7 @@ async fn no_acknowledged_write_is_lost_when_the_node_dies_in_any_phase_of_a_dura
         running,
         acked: BTreeSet::new(),
         next_id: 0,
-        metrics,
+        timings: metrics,
         rng,
     };
     for (n, phase) in plan.iter().enumerate() {

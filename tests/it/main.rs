@@ -19,6 +19,7 @@ mod catalog_options;
 mod catalog_render;
 mod crash_durable;
 mod crash_phases;
+mod crash_promote;
 mod durable_fork;
 mod durable_primary;
 mod e2e_container;

@@ -38,14 +38,14 @@ use crate::support::wait_for;
 const WITHIN: Duration = Duration::from_secs(60);
 
 /// A replica of the safekeepers' data, streaming from the first one.
-fn replica_spec(sks: &Safekeepers) -> Value {
-    let mut s = spec(sks, "r");
+pub(crate) fn replica_spec(sks: &Safekeepers, op: &str) -> Value {
+    let mut s = spec(sks, op);
     s["mode"] = json!("Replica");
     s
 }
 
 /// `POST /promote {spec, wal_flush_lsn, ...extra}`.
-async fn promote(c: &Compute, spec: &Value, lsn: &str, extra: Value) -> Reply {
+pub(crate) async fn promote(c: &Compute, spec: &Value, lsn: &str, extra: Value) -> Reply {
     let mut body = json!({ "spec": spec, "wal_flush_lsn": lsn });
     if let Value::Object(m) = extra {
         body.as_object_mut().unwrap().extend(m);
@@ -78,7 +78,7 @@ async fn a_promoted_replica_loses_no_acknowledged_row() {
     // 1. A, then R (its base backup from a safekeeper that already follows A).
     let (a, _) = start(&spec(&sks, "a")).await;
     let st = wait_all_streaming(&a).await;
-    let (r, _) = start(&replica_spec(&sks)).await;
+    let (r, _) = start(&replica_spec(&sks, "r")).await;
     let tli_a = st["quorum"]["timeline"].as_u64().unwrap();
     assert_eq!(r.status().await["replication"]["mode"], "replica");
     let client = a.sql("postgres", "writer").await;
@@ -103,7 +103,7 @@ async fn a_promoted_replica_loses_no_acknowledged_row() {
     let reply = promote(&r, &p, "not-an-lsn", json!({})).await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert!(reply.text.contains("$.wal_flush_lsn"), "{}", reply.text);
-    let reply = promote(&r, &replica_spec(&sks), "0/0", json!({})).await;
+    let reply = promote(&r, &replica_spec(&sks, "r"), "0/0", json!({})).await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert!(reply.text.contains("$.spec.mode"), "{}", reply.text);
     // Replay that cannot reach the LSN in time: the answer names both
@@ -213,7 +213,7 @@ async fn a_promoted_replica_loses_no_acknowledged_row() {
         "1",
         "the catalog pass of a primary ran"
     );
-    let mut back = replica_spec(&sks);
+    let mut back = replica_spec(&sks, "r");
     back["operation_uuid"] = "back".into();
     let reply = r.configure(&back, None).await;
     assert_eq!(reply.status, 400, "{}", reply.text);

@@ -331,10 +331,21 @@ impl Compute {
     /// `POST /configure {spec}` sent into a fault: its answer, if any, is
     /// not the point (the compute may die before it gives one).
     pub fn send_configure_into_fault(&self, spec: &Value) {
-        let req = self
-            .client
-            .post(self.url("/configure"))
-            .json(&serde_json::json!({ "spec": spec }));
+        self.send_into_fault("/configure", serde_json::json!({ "spec": spec }));
+    }
+
+    /// `POST /promote {spec, wal_flush_lsn}` sent into a fault, as
+    /// [`Compute::send_configure_into_fault`].
+    pub fn send_promote_into_fault(&self, spec: &Value, wal_flush_lsn: &str) {
+        self.send_into_fault(
+            "/promote",
+            serde_json::json!({ "spec": spec, "wal_flush_lsn": wal_flush_lsn }),
+        );
+    }
+
+    /// `POST path body` on a task of its own, its answer dropped.
+    fn send_into_fault(&self, path: &str, body: Value) {
+        let req = self.client.post(self.url(path)).json(&body);
         tokio::spawn(async move {
             let _ = req.send().await;
         });
