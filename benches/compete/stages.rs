@@ -21,7 +21,9 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+const ONE_SECOND: Duration = Duration::from_secs(1);
 
 use anyhow::bail;
 use axum::body::Body;
@@ -167,6 +169,10 @@ pub async fn stages(
         Vec::new(),
         Vec::new(),
     );
+    // The check after the reload (`pg_file_settings` on a held session, as
+    // the supervisor's), and a bare round trip on the same session.
+    let (mut file_check, mut round_trip) = (Vec::new(), Vec::new());
+    let held = compute_ctl::pg::HeldSession::default();
     let scratch = Scratch::new("stages")?;
     let conn = ConnTarget {
         host: "127.0.0.1".into(),
@@ -174,7 +180,8 @@ pub async fn stages(
         user: SUPERUSER.into(),
         dbname: "postgres".into(),
     };
-    let mut params = c.compute.params().clone();
+    let params_live = c.compute.params().clone();
+    let mut params = params_live.clone();
     params.pgdata = scratch.path("pgdata");
     std::fs::create_dir_all(&params.pgdata)?;
     let env = TokioEnv::new();
@@ -249,6 +256,23 @@ pub async fn stages(
         )?;
         signal.push(us(t.elapsed()));
         let t = Instant::now();
+        let refused = compute_ctl::pg::refused_settings(&env, &params_live, &held, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        file_check.push(us(t.elapsed()));
+        anyhow::ensure!(refused.is_empty(), "Postgres refused: {refused:?}");
+        let t = Instant::now();
+        held.simple_query(
+            &env,
+            &params_live.conn,
+            "SELECT 1",
+            ONE_SECOND * 10,
+            ONE_SECOND * 10,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        round_trip.push(us(t.elapsed()));
+        let t = Instant::now();
         let body = serde_json::to_vec(&StatusBody::from_state(&c.compute.state()))?;
         answer.push(us(t.elapsed()));
         std::hint::black_box(body);
@@ -268,6 +292,8 @@ pub async fn stages(
         "render_us": med(&render),
         "write_config_us": med(&write),
         "sighup_us": med(&signal),
+        "check_after_sighup_us": med(&file_check),
+        "held_session_round_trip_us": med(&round_trip),
         "answer_serialise_us": med(&answer),
     });
     let mut r = CaseResult::new(
