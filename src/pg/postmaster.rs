@@ -26,8 +26,15 @@ use crate::params::{ComputeParams, ConnTarget};
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Statement timeout of the probe session (it sends no statement).
 const PROBE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// First and largest pause between probes.
-const PROBE_DELAY_MIN: Duration = Duration::from_millis(10);
+/// The pause between probes while a start is young: Postgres is up ~70 ms
+/// after its spawn, and a doubling pause from 10 ms (10, 20, 40, 80) saw it
+/// at 150 ms. A refused connect costs microseconds; one answered "starting
+/// up" a fork of the postmaster.
+const PROBE_DELAY_MIN: Duration = Duration::from_millis(5);
+/// How long probes stay [`PROBE_DELAY_MIN`] apart before they back off (a
+/// recovery that replays much WAL takes seconds).
+const PROBE_FLAT_FOR: Duration = Duration::from_secs(1);
+/// The largest pause between probes.
 const PROBE_DELAY_MAX: Duration = Duration::from_millis(200);
 /// How many of the postmaster's last output lines an exit message quotes.
 const EXIT_LINES: usize = 6;
@@ -139,7 +146,9 @@ pub async fn wait_ready<E: Env>(env: &E, params: &ComputeParams) -> Result<(), P
         let now = env.now();
         env.sleep(delay.min(deadline.saturating_duration_since(now)))
             .await;
-        delay = (delay * 2).min(PROBE_DELAY_MAX);
+        if env.now() - t0 >= PROBE_FLAT_FOR {
+            delay = (delay * 2).min(PROBE_DELAY_MAX);
+        }
     }
     tracing::info!(
         elapsed_ms = crate::env::ms(env.now() - t0),

@@ -48,27 +48,36 @@ pub async fn announce<E: Env>(
     conninfo: &str,
     within: Duration,
 ) -> Result<(), AnnounceError> {
-    let row = sk
-        .endpoint
-        .query_row(
-            env,
-            "SELECT pg_is_in_recovery(), current_setting('primary_conninfo')",
-            within,
-        )
-        .await?;
-    if row.first().cloned().flatten().as_deref() != Some("t") {
-        return Err(AnnounceError::NotAStandby(sk.endpoint.shown.clone()));
-    }
-    if row.get(1).cloned().flatten().as_deref() == Some(conninfo) {
-        return Ok(());
-    }
     let set = format!(
         "ALTER SYSTEM SET primary_conninfo = {}",
         sql_literal(conninfo)
     );
-    sk.endpoint
-        .execute(env, &[&set, "SELECT pg_reload_conf()"], within)
+    // One session: the look, then the change only when it is a standby
+    // that points elsewhere (a session per step cost each safekeeper a
+    // second backend fork and authentication on the start's path).
+    let mut looking = true;
+    let rows = sk
+        .endpoint
+        .first_rows_while(
+            env,
+            &[
+                "SELECT pg_is_in_recovery(), current_setting('primary_conninfo')",
+                &set,
+                "SELECT pg_reload_conf()",
+            ],
+            within,
+            |row| {
+                // Only the look decides; the change runs to its end.
+                !std::mem::take(&mut looking)
+                    || (row.first().cloned().flatten().as_deref() == Some("t")
+                        && row.get(1).cloned().flatten().as_deref() != Some(conninfo))
+            },
+        )
         .await?;
+    let look = rows.first().cloned().unwrap_or_default();
+    if look.first().cloned().flatten().as_deref() != Some("t") {
+        return Err(AnnounceError::NotAStandby(sk.endpoint.shown.clone()));
+    }
     Ok(())
 }
 
