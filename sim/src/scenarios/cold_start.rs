@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 
-use super::{Body, Driver, Topology, base_shape};
+use super::{Body, Driver, Topology, base_shape, driver};
 use crate::names::CPLANE_PORT;
 use crate::specgen::SpecShape;
 
@@ -77,11 +77,7 @@ pub fn from_cplane(mut d: Driver) -> Body {
         let shape = d.stamp(shape);
         d.intent = Some(shape.clone());
         let not_yet = d.rng.random_range(0..3);
-        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], CPLANE_PORT));
-        match turmoil::net::TcpListener::bind(addr)
-            .await
-            .map(crate::world::env::SimListener)
-        {
+        match driver::listen(CPLANE_PORT).await {
             Ok(listener) => {
                 let router = spec_server(shape, not_yet);
                 tokio::spawn(async move {

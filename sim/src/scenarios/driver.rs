@@ -14,8 +14,14 @@ use crate::events::{Event, Request, Seen};
 use crate::http::{self, Outcome};
 use crate::names::{COMPUTE, HTTP_PORT};
 use crate::specgen::SpecShape;
-use crate::world::env::SimClock;
-use crate::world::shared::{Shared, now_us};
+use crate::world::env::{SimClock, SimListener};
+use crate::world::shared::now_us as world_now_us;
+
+/// The harness's handle on the world (the compute host's record, the
+/// ledger, the event log): the one world type scenarios name.
+pub use crate::world::shared::Shared;
+/// The cgroup's MemTotal and its memory use when the compute boots.
+pub use crate::world::{BOOT_USAGE, MEM_TOTAL};
 
 /// Client-side deadline of `POST /configure`: the supervisor's own bounds
 /// (ready timeout 10 s, catalog connect 10 s, server-side statement_timeout
@@ -28,6 +34,50 @@ pub const ABANDON_AFTER: Duration = Duration::from_secs(5);
 pub const QUICK_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the compute may take to settle once faults are over.
 pub const SETTLE_DEADLINE: Duration = Duration::from_secs(180);
+
+// The world as the scenarios see it: the simulated clock, connections to
+// hosts, the safekeepers' addresses. Scenarios take these from here, never
+// from `world/` (sim/tests/layering.rs checks it).
+
+/// Simulated time since the simulation started (µs).
+pub fn now_us() -> u64 {
+    world_now_us()
+}
+
+/// Sleeps `d` of simulated time.
+pub async fn sleep(d: Duration) {
+    SimClock.sleep(d).await
+}
+
+/// `fut`, given up after `d` of simulated time.
+pub async fn timeout<F: Future>(
+    d: Duration,
+    fut: F,
+) -> Result<F::Output, compute_ctl::env::Elapsed> {
+    compute_ctl::env::timeout(&SimClock, d, fut).await
+}
+
+/// A TCP connection to `host:port`, given up when the host stays silent
+/// (the WAL stream's bound).
+pub async fn connect(host: &str, port: u16) -> Option<turmoil::net::TcpStream> {
+    crate::world::walstream::connect(host, port).await
+}
+
+/// Listens on `port` of this host, for axum to serve on.
+pub async fn listen(port: u16) -> std::io::Result<SimListener> {
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+    turmoil::net::TcpListener::bind(addr).await.map(SimListener)
+}
+
+/// The connection string of safekeeper host `name`.
+pub fn safekeeper_connstring(name: &str) -> String {
+    crate::world::safekeeper_connstring(name)
+}
+
+/// The connection strings of the durable worlds' safekeepers.
+pub fn safekeeper_connstrings() -> Vec<String> {
+    crate::world::safekeeper_connstrings()
+}
 
 pub struct Driver {
     pub shared: Shared,
@@ -57,7 +107,14 @@ impl Driver {
     }
 
     pub async fn sleep(&self, d: Duration) {
-        SimClock.sleep(d).await
+        sleep(d).await
+    }
+
+    /// Sets the memory use the compute's cgroup reports (when it is up).
+    pub fn set_cgroup_usage(&self, bytes: u64) {
+        if let Some(c) = self.shared.compute() {
+            crate::world::write_cgroup_usage(c.env(), bytes);
+        }
     }
 
     /// A seeded pause in `[lo, hi]` ms.
@@ -229,7 +286,7 @@ pub async fn post_configure_abandoning(shared: &Shared, body: String, t0: u64) -
 /// retries (such requests are excused from the deadline invariant anyway).
 async fn lost_to_network_fault(shared: &Shared, t0: u64) {
     loop {
-        SimClock.sleep(Duration::from_secs(1)).await;
+        sleep(Duration::from_secs(1)).await;
         let waited = Duration::from_micros(now_us().saturating_sub(t0));
         let sh = shared.lock();
         // A compute whose supervisor exited is gone: the real process
