@@ -14,6 +14,10 @@ pub const CPLANE: &str = "cplane";
 
 /// A second compute host (a replica to promote).
 pub const REPLICA: &str = "replica";
+/// Host name of compute `k` of a fleet (`compute-00` …).
+pub fn fleet_host(k: usize) -> String {
+    format!("compute-{k:02}")
+}
 
 pub const HTTP_PORT: u16 = 3080;
 

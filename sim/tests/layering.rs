@@ -279,10 +279,6 @@ fn every_module_imports_only_from_layers_below() {
     );
 }
 
-/// Scenario files still allowed to name `world` besides the driver while
-/// the untangling is under way: the list may shrink, never grow.
-const SCENARIOS_IN_THE_WORLD: &[&str] = &["fleet.rs"];
-
 /// Scenarios speak only through the driver (sim/src/scenarios/driver.rs):
 /// no other scenario file names `world`, plainly or by `super::super::`.
 #[test]
@@ -295,7 +291,7 @@ fn scenarios_speak_only_through_the_driver() {
     for file in files {
         let rel = file.strip_prefix(&dir).expect("under scenarios");
         let name = rel.to_string_lossy();
-        if name == "driver.rs" || SCENARIOS_IN_THE_WORLD.contains(&name.as_ref()) {
+        if name == "driver.rs" {
             continue;
         }
         // `scenarios/mod.rs` is at depth 1, `scenarios/x.rs` at depth 2.

@@ -23,10 +23,7 @@ pub fn with_spec(seed: u64) -> Topology {
     Topology {
         spec: Some(first_shape(seed)),
         fetch_from_cplane: false,
-        autoscaling: false,
-        two_storages: false,
-        durable: None,
-        second_compute: false,
+        ..Topology::default()
     }
 }
 
@@ -34,10 +31,7 @@ pub fn fetching(_: u64) -> Topology {
     Topology {
         spec: None,
         fetch_from_cplane: true,
-        autoscaling: false,
-        two_storages: false,
-        durable: None,
-        second_compute: false,
+        ..Topology::default()
     }
 }
 

@@ -12,11 +12,13 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 use crate::events::{Event, Request, Seen};
 use crate::http::{self, Outcome};
-use crate::names::{COMPUTE, HTTP_PORT};
+use crate::names::{COMPUTE, HTTP_PORT, fleet_host};
 use crate::specgen::SpecShape;
 use crate::world::env::{SimClock, SimListener};
 use crate::world::shared::now_us as world_now_us;
 
+/// The longest a message waits for the world's next step.
+pub use crate::world::TICK;
 /// The harness's handle on the world (the compute host's record, the
 /// ledger, the event log): the one world type scenarios name.
 pub use crate::world::shared::Shared;
@@ -86,6 +88,9 @@ pub struct Driver {
     next_op: u64,
     /// The spec the control plane wants in effect.
     pub intent: Option<SpecShape>,
+    /// The records of a fleet's computes ([`super::Topology::fleet`]), compute
+    /// `k` on host [`fleet_host`]`(k)`; empty in a one-compute world.
+    pub fleet: Vec<Shared>,
 }
 
 impl Driver {
@@ -96,7 +101,43 @@ impl Driver {
             rng: SmallRng::seed_from_u64(seed ^ 0xC0FFEE),
             next_op: 0,
             intent: None,
+            fleet: Vec::new(),
         }
+    }
+
+    /// This driver over the fleet `fleet` ([`Driver::fleet`]).
+    pub fn with_fleet(mut self, fleet: Vec<Shared>) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
+    /// `POST /configure` of `body` to fleet compute `k`, unjudged: to be
+    /// spawned (owns what it needs).
+    pub fn configure_on(&self, k: usize, body: String) -> impl Future<Output = Outcome> + use<> {
+        async move { post_configure_to(&fleet_host(k), body).await }
+    }
+
+    /// A skip-flag notify of `shape` to fleet compute `k`: logged as sent
+    /// now, judged by compute `k`'s checkers as it is answered; the outcome
+    /// and when it came. To be spawned (owns what it needs).
+    pub fn notify_on(
+        &self,
+        k: usize,
+        shape: &SpecShape,
+    ) -> impl Future<Output = (Outcome, u64)> + use<> {
+        let sh = self.fleet[k].clone();
+        let sent = send(&sh, Request::Notify, "/configure", shape.operation);
+        let body = shape.configure_body();
+        async move {
+            let out = post_configure_to(&fleet_host(k), body).await;
+            answer(&sh, &sent, &out);
+            (out, now_us())
+        }
+    }
+
+    /// Records a violation of fleet compute `k`.
+    pub fn violation_on(&self, k: usize, what: impl Into<String>) {
+        self.fleet[k].violation(what);
     }
 
     /// A fresh operation id for `shape`.
@@ -298,8 +339,13 @@ async fn lost_to_network_fault(shared: &Shared, t0: u64) {
 }
 
 pub async fn post_configure(body: String) -> Outcome {
+    post_configure_to(COMPUTE, body).await
+}
+
+/// `POST /configure` to `host` with `body`, bounded by [`CONFIGURE_DEADLINE`].
+async fn post_configure_to(host: &str, body: String) -> Outcome {
     http::request(
-        COMPUTE,
+        host,
         HTTP_PORT,
         "POST",
         "/configure",
