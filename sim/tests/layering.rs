@@ -279,6 +279,28 @@ fn every_module_imports_only_from_layers_below() {
     );
 }
 
+/// What the checkers may read: plain names, the models, the fault
+/// descriptions, events and the ledger; not the generated specs nor
+/// anything above.
+const CHECKERS_READ: &[&str] = &[
+    "names", "pgmodel", "wal", "faults", "observed", "events", "ledger",
+];
+
+#[test]
+fn checkers_read_only_events_the_ledger_and_the_models() {
+    let g = graph();
+    let wrong: Vec<String> = g["checkers"]
+        .iter()
+        .filter(|(to, _)| !CHECKERS_READ.contains(&to.as_str()))
+        .map(|(to, at)| format!("checkers imports {to}  ({at})"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "checkers reading more than events, the ledger and the models:\n{}",
+        wrong.join("\n")
+    );
+}
+
 /// Scenarios speak only through the driver (sim/src/scenarios/driver.rs):
 /// no other scenario file names `world`, plainly or by `super::super::`.
 #[test]
