@@ -211,13 +211,8 @@ fn run_planted(
             shared.emit_at(t, crate::events::Event::Healed);
             healed = true;
         }
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => {
-                shared.violation(format!("simulation error: {e}"));
-                break;
-            }
+        if step(&mut sim, &shared) {
+            break;
         }
     }
     let simulated = sim.elapsed();
@@ -294,16 +289,7 @@ fn run_fleet(
         run_scenario(driver).await;
         Ok(())
     });
-    loop {
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => {
-                cplane.violation(format!("simulation error: {e}"));
-                break;
-            }
-        }
-    }
+    while !step(&mut sim, &cplane) {}
     let simulated = sim.elapsed();
     let end = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
     for sh in &fleet {
@@ -336,5 +322,17 @@ fn run_fleet(
         faults_fired: 0,
         slowest_notify_us: slowest,
         trace,
+    }
+}
+
+/// One step of `sim`; true once it is over: every client done, or a
+/// simulation error (recorded as a violation of `shared`).
+fn step(sim: &mut turmoil::Sim<'_>, shared: &Shared) -> bool {
+    match sim.step() {
+        Ok(done) => done,
+        Err(e) => {
+            shared.violation(format!("simulation error: {e}"));
+            true
+        }
     }
 }
