@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 /// outside `world/`.
 const ALLOWED_CIRCLE: &[&str] = &[];
 
+/// Fails with `what` and the findings unless there are none.
+fn none_of(found: Vec<String>, what: &str) {
+    assert!(found.is_empty(), "{what}:\n{}", found.join("\n"));
+}
+
 /// Appends the `.rs` files under `dir` to `out`.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read a source dir").flatten() {
@@ -227,10 +232,9 @@ fn no_import_circle_outside_the_world() {
             }
         }
     }
-    assert!(
-        report.is_empty(),
-        "import circles among sim/src's modules (move the type down, or into world/):\n{}",
-        report.join("\n")
+    none_of(
+        report,
+        "import circles among sim/src's modules (move the type down, or into world/)",
     );
 }
 
@@ -272,11 +276,7 @@ fn every_module_imports_only_from_layers_below() {
             }
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "imports against the layering (move the type down):\n{}",
-        wrong.join("\n")
-    );
+    none_of(wrong, "imports against the layering (move the type down)");
 }
 
 /// What the checkers may read: plain names, the models, the fault
@@ -294,10 +294,9 @@ fn checkers_read_only_events_the_ledger_and_the_models() {
         .filter(|(to, _)| !CHECKERS_READ.contains(&to.as_str()))
         .map(|(to, at)| format!("checkers imports {to}  ({at})"))
         .collect();
-    assert!(
-        wrong.is_empty(),
-        "checkers reading more than events, the ledger and the models:\n{}",
-        wrong.join("\n")
+    none_of(
+        wrong,
+        "checkers reading more than events, the ledger and the models",
     );
 }
 
@@ -328,10 +327,9 @@ fn scenarios_speak_only_through_the_driver() {
             }
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "scenarios naming the world (add a narrow call to the Driver instead):\n{}",
-        wrong.join("\n")
+    none_of(
+        wrong,
+        "scenarios naming the world (add a narrow call to the Driver instead)",
     );
 }
 
