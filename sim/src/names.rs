@@ -14,6 +14,10 @@ pub const CPLANE: &str = "cplane";
 
 /// A second compute host (a replica to promote).
 pub const REPLICA: &str = "replica";
+/// Host name of compute `k` of a fleet (`compute-00` …).
+pub fn fleet_host(k: usize) -> String {
+    format!("compute-{k:02}")
+}
 
 pub const HTTP_PORT: u16 = 3080;
 
@@ -43,3 +47,9 @@ pub const SAFEKEEPER_PORT: u16 = 5454;
 
 /// The `application_name` of the client load's sessions.
 pub const LOAD_APPLICATION: &str = "load";
+
+/// The `operation_uuid` of the control plane's operation `op` (what the
+/// specs carry and the checkers match requests by).
+pub fn operation_uuid(op: u64) -> String {
+    format!("00000000-0000-4000-8000-{op:012}")
+}

@@ -113,20 +113,10 @@ fn run_planted(
     schedule: Schedule,
     tracing: Tracing,
 ) -> SeedReport {
-    if scenario.name == scenarios::fleet::NAME {
-        // The fleet builds its own world of many computes, with no fault
-        // schedule (the storm is its stress).
-        let out = scenarios::fleet::run(seed, tracing == Tracing::On);
-        return SeedReport {
-            seed,
-            scenario: scenario.name,
-            schedule: Schedule { faults: Vec::new() },
-            violations: out.violations,
-            simulated: out.simulated,
-            faults_fired: 0,
-            slowest_notify_us: out.slowest_notify_us,
-            trace: out.trace,
-        };
+    let topology = (scenario.topology)(seed);
+    if let Some(computes) = topology.fleet {
+        // Many computes, no fault schedule (the scenario is the stress).
+        return run_fleet(seed, scenario, computes, tracing);
     }
     let shared = Shared::new();
     if tracing == Tracing::Off {
@@ -136,7 +126,6 @@ fn run_planted(
     shared.lock().catalog.reset(names::SUPERUSER);
     let mut sim = world::build(seed, Duration::from_millis(2));
     world::add_storage(&mut sim, shared.clone());
-    let topology = (scenario.topology)(seed);
     if let Some(delays) = &topology.durable {
         world::add_durable_safekeepers(&mut sim, shared.clone(), delays);
     }
@@ -222,13 +211,8 @@ fn run_planted(
             shared.emit_at(t, crate::events::Event::Healed);
             healed = true;
         }
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => {
-                shared.violation(format!("simulation error: {e}"));
-                break;
-            }
+        if step(&mut sim, &shared) {
+            break;
         }
     }
     let simulated = sim.elapsed();
@@ -257,5 +241,98 @@ fn run_planted(
         faults_fired: fired,
         slowest_notify_us: sh.harness.notify_round_trips_us.iter().copied().max(),
         trace: sh.log.trace.to_jsonl(),
+    }
+}
+
+/// Runs one seed of a fleet scenario ([`scenarios::Topology::fleet`]): the
+/// storage host, `computes` compute hosts ([`names::fleet_host`]) each with
+/// its own record, the scenario on the `cplane` host driving them all. Each
+/// compute's violations are reported under its host name.
+fn run_fleet(
+    seed: u64,
+    scenario: &'static Scenario,
+    computes: usize,
+    tracing: Tracing,
+) -> SeedReport {
+    let cplane = Shared::new();
+    let fleet: Vec<Shared> = (0..computes).map(|_| Shared::new()).collect();
+    for sh in std::iter::once(&cplane).chain(&fleet) {
+        if tracing == Tracing::Off {
+            sh.lock().log.trace = crate::trace::Trace::off();
+        }
+    }
+    let mut sim = world::build(seed, Duration::from_millis(2));
+    world::add_storage(&mut sim, Shared::new());
+    for (k, sh) in fleet.iter().enumerate() {
+        sh.lock().catalog.reset(names::SUPERUSER);
+        world::add_compute_on(
+            &mut sim,
+            &names::fleet_host(k),
+            sh.clone(),
+            seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            world::params(),
+            world::Boot {
+                launch_spec: None,
+                fetch_spec_from_cplane: false,
+                autoscaling: false,
+            },
+        );
+    }
+    cplane.lock().log.trace.push(
+        0,
+        "seed",
+        json!({"seed": seed, "scenario": scenario.name, "computes": computes}),
+    );
+    let driver = scenarios::Driver::new(cplane.clone(), seed).with_fleet(fleet.clone());
+    let run_scenario = scenario.run;
+    sim.client(names::CPLANE, async move {
+        run_scenario(driver).await;
+        Ok(())
+    });
+    while !step(&mut sim, &cplane) {}
+    let simulated = sim.elapsed();
+    let end = u64::try_from(simulated.as_micros()).unwrap_or(u64::MAX);
+    for sh in &fleet {
+        sh.lock().harness.end_us = end;
+        sh.finish();
+    }
+    drop(sim);
+    let mut violations = cplane.lock().log.violations.clone();
+    let mut slowest = None;
+    for (k, sh) in fleet.iter().enumerate() {
+        let s = sh.lock();
+        violations.extend(
+            s.log
+                .violations
+                .iter()
+                .map(|v| format!("{}: {v}", names::fleet_host(k))),
+        );
+        slowest = slowest.max(s.harness.notify_round_trips_us.iter().copied().max());
+    }
+    let mut trace = cplane.lock().log.trace.to_jsonl();
+    for sh in &fleet {
+        trace.push_str(&sh.lock().log.trace.to_jsonl());
+    }
+    SeedReport {
+        seed,
+        scenario: scenario.name,
+        schedule: Schedule { faults: Vec::new() },
+        violations,
+        simulated,
+        faults_fired: 0,
+        slowest_notify_us: slowest,
+        trace,
+    }
+}
+
+/// One step of `sim`; true once it is over: every client done, or a
+/// simulation error (recorded as a violation of `shared`).
+fn step(sim: &mut turmoil::Sim<'_>, shared: &Shared) -> bool {
+    match sim.step() {
+        Ok(done) => done,
+        Err(e) => {
+            shared.violation(format!("simulation error: {e}"));
+            true
+        }
     }
 }

@@ -174,7 +174,7 @@ impl SpecShape {
     }
 
     pub fn operation_uuid(&self) -> String {
-        operation_uuid(self.operation)
+        crate::names::operation_uuid(self.operation)
     }
 
     pub fn json(&self) -> Value {
@@ -338,11 +338,6 @@ struct WireSetting {
     name: &'static str,
     value: &'static str,
     vartype: &'static str,
-}
-
-/// The `operation_uuid` of the control plane's operation `op`.
-pub fn operation_uuid(op: u64) -> String {
-    format!("00000000-0000-4000-8000-{op:012}")
 }
 
 #[cfg(test)]

@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 /// outside `world/`.
 const ALLOWED_CIRCLE: &[&str] = &[];
 
+/// Fails with `what` and the findings unless there are none.
+fn none_of(found: Vec<String>, what: &str) {
+    assert!(found.is_empty(), "{what}:\n{}", found.join("\n"));
+}
+
 /// Appends the `.rs` files under `dir` to `out`.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read a source dir").flatten() {
@@ -227,10 +232,9 @@ fn no_import_circle_outside_the_world() {
             }
         }
     }
-    assert!(
-        report.is_empty(),
-        "import circles among sim/src's modules (move the type down, or into world/):\n{}",
-        report.join("\n")
+    none_of(
+        report,
+        "import circles among sim/src's modules (move the type down, or into world/)",
     );
 }
 
@@ -272,10 +276,60 @@ fn every_module_imports_only_from_layers_below() {
             }
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "imports against the layering (move the type down):\n{}",
-        wrong.join("\n")
+    none_of(wrong, "imports against the layering (move the type down)");
+}
+
+/// What the checkers may read: plain names, the models, the fault
+/// descriptions, events and the ledger; not the generated specs nor
+/// anything above.
+const CHECKERS_READ: &[&str] = &[
+    "names", "pgmodel", "wal", "faults", "observed", "events", "ledger",
+];
+
+#[test]
+fn checkers_read_only_events_the_ledger_and_the_models() {
+    let g = graph();
+    let wrong: Vec<String> = g["checkers"]
+        .iter()
+        .filter(|(to, _)| !CHECKERS_READ.contains(&to.as_str()))
+        .map(|(to, at)| format!("checkers imports {to}  ({at})"))
+        .collect();
+    none_of(
+        wrong,
+        "checkers reading more than events, the ledger and the models",
+    );
+}
+
+/// Scenarios speak only through the driver (sim/src/scenarios/driver.rs):
+/// no other scenario file names `world`, plainly or by `super::super::`.
+#[test]
+fn scenarios_speak_only_through_the_driver() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scenarios");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    files.sort();
+    let mut wrong = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&dir).expect("under scenarios");
+        let name = rel.to_string_lossy();
+        if name == "driver.rs" {
+            continue;
+        }
+        // `scenarios/mod.rs` is at depth 1, `scenarios/x.rs` at depth 2.
+        let depth = if name == "mod.rs" {
+            1
+        } else {
+            1 + rel.iter().count()
+        };
+        for (line, named) in references(&file, depth) {
+            if named == "world" {
+                wrong.push(format!("scenarios/{name}:{line}"));
+            }
+        }
+    }
+    none_of(
+        wrong,
+        "scenarios naming the world (add a narrow call to the Driver instead)",
     );
 }
 

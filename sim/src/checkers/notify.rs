@@ -139,7 +139,7 @@ impl SkipFlagNotify {
                 "skip-flag notify (op {op}) read pg_file_settings {checks} times (one check after its reload; {overlapped} other configure request(s) overlapped it)"
             ));
         }
-        let this_op = Some(crate::specgen::operation_uuid(op));
+        let this_op = Some(crate::names::operation_uuid(op));
         let Some(r) = seen
             .and_then(|s| s.state.as_ref())
             .and_then(|st| st.last_reconfigure.as_ref())

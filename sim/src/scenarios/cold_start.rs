@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 
-use super::{Body, Driver, Topology, base_shape};
+use super::{Body, Driver, Topology, base_shape, driver};
 use crate::names::CPLANE_PORT;
 use crate::specgen::SpecShape;
 
@@ -23,10 +23,7 @@ pub fn with_spec(seed: u64) -> Topology {
     Topology {
         spec: Some(first_shape(seed)),
         fetch_from_cplane: false,
-        autoscaling: false,
-        two_storages: false,
-        durable: None,
-        second_compute: false,
+        ..Topology::default()
     }
 }
 
@@ -34,10 +31,7 @@ pub fn fetching(_: u64) -> Topology {
     Topology {
         spec: None,
         fetch_from_cplane: true,
-        autoscaling: false,
-        two_storages: false,
-        durable: None,
-        second_compute: false,
+        ..Topology::default()
     }
 }
 
@@ -77,11 +71,7 @@ pub fn from_cplane(mut d: Driver) -> Body {
         let shape = d.stamp(shape);
         d.intent = Some(shape.clone());
         let not_yet = d.rng.random_range(0..3);
-        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], CPLANE_PORT));
-        match turmoil::net::TcpListener::bind(addr)
-            .await
-            .map(crate::world::env::SimListener)
-        {
+        match driver::listen(CPLANE_PORT).await {
             Ok(listener) => {
                 let router = spec_server(shape, not_yet);
                 tokio::spawn(async move {

@@ -12,10 +12,18 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 use crate::events::{Event, Request, Seen};
 use crate::http::{self, Outcome};
-use crate::names::{COMPUTE, HTTP_PORT};
+use crate::names::{COMPUTE, HTTP_PORT, fleet_host};
 use crate::specgen::SpecShape;
-use crate::world::env::SimClock;
-use crate::world::shared::{Shared, now_us};
+use crate::world::env::{SimClock, SimListener};
+use crate::world::shared::now_us as world_now_us;
+
+/// The longest a message waits for the world's next step.
+pub use crate::world::TICK;
+/// The harness's handle on the world (the compute host's record, the
+/// ledger, the event log): the one world type scenarios name.
+pub use crate::world::shared::Shared;
+/// The cgroup's MemTotal and its memory use when the compute boots.
+pub use crate::world::{BOOT_USAGE, MEM_TOTAL};
 
 /// Client-side deadline of `POST /configure`: the supervisor's own bounds
 /// (ready timeout 10 s, catalog connect 10 s, server-side statement_timeout
@@ -29,6 +37,50 @@ pub const QUICK_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the compute may take to settle once faults are over.
 pub const SETTLE_DEADLINE: Duration = Duration::from_secs(180);
 
+// The world as the scenarios see it: the simulated clock, connections to
+// hosts, the safekeepers' addresses. Scenarios take these from here, never
+// from `world/` (sim/tests/layering.rs checks it).
+
+/// Simulated time since the simulation started (µs).
+pub fn now_us() -> u64 {
+    world_now_us()
+}
+
+/// Sleeps `d` of simulated time.
+pub async fn sleep(d: Duration) {
+    SimClock.sleep(d).await
+}
+
+/// `fut`, given up after `d` of simulated time.
+pub async fn timeout<F: Future>(
+    d: Duration,
+    fut: F,
+) -> Result<F::Output, compute_ctl::env::Elapsed> {
+    compute_ctl::env::timeout(&SimClock, d, fut).await
+}
+
+/// A TCP connection to `host:port`, given up when the host stays silent
+/// (the WAL stream's bound).
+pub async fn connect(host: &str, port: u16) -> Option<turmoil::net::TcpStream> {
+    crate::world::walstream::connect(host, port).await
+}
+
+/// Listens on `port` of this host, for axum to serve on.
+pub async fn listen(port: u16) -> std::io::Result<SimListener> {
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+    turmoil::net::TcpListener::bind(addr).await.map(SimListener)
+}
+
+/// The connection string of safekeeper host `name`.
+pub fn safekeeper_connstring(name: &str) -> String {
+    crate::world::safekeeper_connstring(name)
+}
+
+/// The connection strings of the durable worlds' safekeepers.
+pub fn safekeeper_connstrings() -> Vec<String> {
+    crate::world::safekeeper_connstrings()
+}
+
 pub struct Driver {
     pub shared: Shared,
     pub seed: u64,
@@ -36,6 +88,9 @@ pub struct Driver {
     next_op: u64,
     /// The spec the control plane wants in effect.
     pub intent: Option<SpecShape>,
+    /// The records of a fleet's computes ([`super::Topology::fleet`]), compute
+    /// `k` on host [`fleet_host`]`(k)`; empty in a one-compute world.
+    pub fleet: Vec<Shared>,
 }
 
 impl Driver {
@@ -46,7 +101,43 @@ impl Driver {
             rng: SmallRng::seed_from_u64(seed ^ 0xC0FFEE),
             next_op: 0,
             intent: None,
+            fleet: Vec::new(),
         }
+    }
+
+    /// This driver over the fleet `fleet` ([`Driver::fleet`]).
+    pub fn with_fleet(mut self, fleet: Vec<Shared>) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
+    /// `POST /configure` of `body` to fleet compute `k`, unjudged: to be
+    /// spawned (owns what it needs).
+    pub fn configure_on(&self, k: usize, body: String) -> impl Future<Output = Outcome> + use<> {
+        async move { post_configure_to(&fleet_host(k), body).await }
+    }
+
+    /// A skip-flag notify of `shape` to fleet compute `k`: logged as sent
+    /// now, judged by compute `k`'s checkers as it is answered; the outcome
+    /// and when it came. To be spawned (owns what it needs).
+    pub fn notify_on(
+        &self,
+        k: usize,
+        shape: &SpecShape,
+    ) -> impl Future<Output = (Outcome, u64)> + use<> {
+        let sh = self.fleet[k].clone();
+        let sent = send(&sh, Request::Notify, "/configure", shape.operation);
+        let body = shape.configure_body();
+        async move {
+            let out = post_configure_to(&fleet_host(k), body).await;
+            answer(&sh, &sent, &out);
+            (out, now_us())
+        }
+    }
+
+    /// Records a violation of fleet compute `k`.
+    pub fn violation_on(&self, k: usize, what: impl Into<String>) {
+        self.fleet[k].violation(what);
     }
 
     /// A fresh operation id for `shape`.
@@ -57,7 +148,14 @@ impl Driver {
     }
 
     pub async fn sleep(&self, d: Duration) {
-        SimClock.sleep(d).await
+        sleep(d).await
+    }
+
+    /// Sets the memory use the compute's cgroup reports (when it is up).
+    pub fn set_cgroup_usage(&self, bytes: u64) {
+        if let Some(c) = self.shared.compute() {
+            crate::world::write_cgroup_usage(c.env(), bytes);
+        }
     }
 
     /// A seeded pause in `[lo, hi]` ms.
@@ -229,7 +327,7 @@ pub async fn post_configure_abandoning(shared: &Shared, body: String, t0: u64) -
 /// retries (such requests are excused from the deadline invariant anyway).
 async fn lost_to_network_fault(shared: &Shared, t0: u64) {
     loop {
-        SimClock.sleep(Duration::from_secs(1)).await;
+        sleep(Duration::from_secs(1)).await;
         let waited = Duration::from_micros(now_us().saturating_sub(t0));
         let sh = shared.lock();
         // A compute whose supervisor exited is gone: the real process
@@ -241,8 +339,13 @@ async fn lost_to_network_fault(shared: &Shared, t0: u64) {
 }
 
 pub async fn post_configure(body: String) -> Outcome {
+    post_configure_to(COMPUTE, body).await
+}
+
+/// `POST /configure` to `host` with `body`, bounded by [`CONFIGURE_DEADLINE`].
+async fn post_configure_to(host: &str, body: String) -> Outcome {
     http::request(
-        COMPUTE,
+        host,
         HTTP_PORT,
         "POST",
         "/configure",

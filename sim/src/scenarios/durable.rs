@@ -13,16 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use compute_ctl::env::Clock;
 use rand::Rng;
 
+use super::driver::{self, Shared};
 use super::{Body, Driver, Topology, base_shape};
 use crate::events::Event;
 use crate::names::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
 use crate::pgmodel::durable::{READ_ACKED_SQL, commit_sql};
 use crate::specgen::SpecShape;
-use crate::world::env::SimClock;
-use crate::world::shared::Shared;
 
 /// The safekeepers' flush delays: one quick, one average, one slow.
 pub fn topology(seed: u64) -> Topology {
@@ -46,7 +44,7 @@ impl Drop for Commits {
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn connect(host: &str) -> Option<tokio_postgres::Client> {
-    let stream = crate::world::walstream::connect(host, PG_PORT).await?;
+    let stream = driver::connect(host, PG_PORT).await?;
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(SUPERUSER)
         .dbname("postgres")
@@ -80,7 +78,7 @@ pub fn start_commits_on(shared: &Shared, clients: usize, host: &'static str) -> 
                 if let Some(client) = connect(host).await {
                     commit_loop(&shared, &client, &stop, i).await;
                 }
-                SimClock.sleep(Duration::from_millis(100)).await;
+                driver::sleep(Duration::from_millis(100)).await;
             }
         });
     }
@@ -100,8 +98,7 @@ async fn commit_loop(
             sh.wal.next_commit
         };
         let sql = commit_sql(id);
-        let answer =
-            compute_ctl::env::timeout(&SimClock, COMMIT_TIMEOUT, client.simple_query(&sql)).await;
+        let answer = driver::timeout(COMMIT_TIMEOUT, client.simple_query(&sql)).await;
         let Ok(Ok(msgs)) = answer else {
             // Unknown outcome: not acknowledged.
             return;
@@ -110,9 +107,7 @@ async fn commit_loop(
             .and_then(|l| l.parse::<compute_ctl::storage::Lsn>().ok())
             .map_or(0, |l| l.0);
         shared.emit(Event::CommitAcked { id, lsn });
-        SimClock
-            .sleep(Duration::from_millis(20 + 10 * (i as u64 % 3)))
-            .await;
+        driver::sleep(Duration::from_millis(20 + 10 * (i as u64 % 3))).await;
     }
 }
 
@@ -127,12 +122,8 @@ pub(super) async fn readback_on(shared: &Shared, host: &str) {
         if let Some(client) = connect(host).await {
             let boot = shared.lock().boot;
             shared.emit(Event::ReadbackSent { boot });
-            let answer = compute_ctl::env::timeout(
-                &SimClock,
-                Duration::from_secs(2),
-                client.simple_query(READ_ACKED_SQL),
-            )
-            .await;
+            let answer =
+                driver::timeout(Duration::from_secs(2), client.simple_query(READ_ACKED_SQL)).await;
             if let Ok(Ok(msgs)) = answer {
                 let ids = first_value(&msgs)
                     .unwrap_or_default()
@@ -143,7 +134,7 @@ pub(super) async fn readback_on(shared: &Shared, host: &str) {
                 return;
             }
         }
-        SimClock.sleep(Duration::from_millis(200)).await;
+        driver::sleep(Duration::from_millis(200)).await;
     }
     shared.violation("the client could not read back the commits of the running primary");
 }
@@ -168,7 +159,7 @@ fn sk(i: usize) -> &'static str {
 pub(super) fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
     let mut s = base_shape(d, 4);
     s.deltas.clear();
-    s.safekeepers = crate::world::safekeeper_connstrings();
+    s.safekeepers = driver::safekeeper_connstrings();
     s.no_pageserver = no_pageserver;
     s
 }

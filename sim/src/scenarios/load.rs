@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use compute_ctl::env::Clock;
-
+use super::driver;
 use crate::names::{COMPUTE, PG_PORT, SUPERUSER};
-use crate::world::env::SimClock;
 
 /// Stops the load when dropped.
 pub struct Load(Arc<AtomicBool>);
@@ -27,7 +25,7 @@ pub fn start(sessions: usize) -> Load {
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let _ = session(&stop, i).await;
-                SimClock.sleep(Duration::from_millis(50)).await;
+                driver::sleep(Duration::from_millis(50)).await;
             }
         });
     }
@@ -48,9 +46,7 @@ async fn session(stop: &AtomicBool, i: usize) -> Result<(), tokio_postgres::Erro
     });
     while !stop.load(Ordering::Relaxed) {
         client.simple_query("SELECT 1").await?;
-        SimClock
-            .sleep(Duration::from_millis(20 + 7 * (i as u64 % 3)))
-            .await;
+        driver::sleep(Duration::from_millis(20 + 7 * (i as u64 % 3))).await;
     }
     Ok(())
 }

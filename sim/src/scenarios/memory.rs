@@ -20,7 +20,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use compute_ctl::env::{Clock, timeout};
 use compute_ctl::vm_monitor::rules;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
@@ -28,11 +27,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::driver::{self, BOOT_USAGE, MEM_TOTAL, now_us, timeout};
 use super::{Body, Driver, Topology, base_shape, load};
 use crate::names::{COMPUTE, VM_MONITOR_PORT};
-use crate::world;
-use crate::world::env::SimClock;
-use crate::world::shared::now_us;
 
 const MIB: u64 = rules::MIB;
 const SEC_US: u64 = 1_000_000;
@@ -82,19 +79,12 @@ impl Agent {
         let boot = d.shared.lock().boot;
         let t0 = now_us();
         let connect = turmoil::net::TcpStream::connect((COMPUTE, VM_MONITOR_PORT));
-        let stream = timeout(&SimClock, SERVE_DEADLINE, connect)
+        let stream = timeout(SERVE_DEADLINE, connect).await.ok()?.ok()?;
+        let url = format!("ws://{COMPUTE}:{VM_MONITOR_PORT}/monitor");
+        let (ws, _) = timeout(SERVE_DEADLINE, tokio_tungstenite::client_async(url, stream))
             .await
             .ok()?
             .ok()?;
-        let url = format!("ws://{COMPUTE}:{VM_MONITOR_PORT}/monitor");
-        let (ws, _) = timeout(
-            &SimClock,
-            SERVE_DEADLINE,
-            tokio_tungstenite::client_async(url, stream),
-        )
-        .await
-        .ok()?
-        .ok()?;
         let (tx, mut read) = ws.split();
         let (in_tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -114,10 +104,7 @@ impl Agent {
             since: t0,
         };
         let range = Message::text(json!({"min": 1, "max": 1}).to_string());
-        timeout(&SimClock, SERVE_DEADLINE, a.tx.send(range))
-            .await
-            .ok()?
-            .ok()?;
+        timeout(SERVE_DEADLINE, a.tx.send(range)).await.ok()?.ok()?;
         match a.recv_within(SERVE_DEADLINE).await {
             Some((_, v)) if v == json!({"version": 1}) => {}
             other => {
@@ -136,7 +123,7 @@ impl Agent {
         self.next_id += 2;
         let id = self.next_id;
         let text = json!({"type": ty, "content": content, "id": id}).to_string();
-        timeout(&SimClock, SERVE_DEADLINE, self.tx.send(Message::text(text)))
+        timeout(SERVE_DEADLINE, self.tx.send(Message::text(text)))
             .await
             .ok()?
             .ok()?;
@@ -145,7 +132,7 @@ impl Agent {
 
     /// The next message, or `None` after `d` or when the connection closed.
     async fn recv_within(&mut self, d: Duration) -> Option<(u64, Value)> {
-        timeout(&SimClock, d, self.rx.recv()).await.ok().flatten()
+        timeout(d, self.rx.recv()).await.ok().flatten()
     }
 }
 
@@ -181,14 +168,14 @@ impl Model {
     /// The model of a compute that booted with 1 GiB in use.
     fn new() -> Self {
         Self {
-            threshold: rules::threshold(world::MEM_TOTAL),
-            usage: VecDeque::from([(now_us(), world::BOOT_USAGE)]),
+            threshold: rules::threshold(MEM_TOTAL),
+            usage: VecDeque::from([(now_us(), BOOT_USAGE)]),
             over_since: None,
             last_request: None,
             downscale: None,
             grant: None,
             grant_due: None,
-            mem: world::MEM_TOTAL,
+            mem: MEM_TOTAL,
         }
     }
 
@@ -331,7 +318,7 @@ pub fn pressure(mut d: Driver) -> Body {
         let drop_at = d.rng.random_range(20..=120u64);
         let downscale_every = d.rng.random_range(7..=25u64);
         let step = d.rng.random_range(32..=96u64) * MIB;
-        let mut usage = world::BOOT_USAGE;
+        let mut usage = BOOT_USAGE;
         let mut model = Model::new();
         let mut agent: Option<Agent> = None;
         let mut boot = d.shared.lock().boot;
@@ -345,12 +332,10 @@ pub fn pressure(mut d: Driver) -> Body {
                 boot = now_boot;
                 model = Model::new();
                 agent = None;
-                usage = world::BOOT_USAGE;
+                usage = BOOT_USAGE;
             }
             usage += step;
-            if let Some(c) = d.shared.compute() {
-                world::write_cgroup_usage(c.env(), usage);
-            }
+            d.set_cgroup_usage(usage);
             model.record(t, usage);
             if agent.is_none() {
                 model.over_since = None;
@@ -365,7 +350,7 @@ pub fn pressure(mut d: Driver) -> Body {
                 agent = served(&d, &mut model, late_us).await;
             }
             let Some(a) = agent.as_mut() else {
-                SimClock.sleep(Duration::from_micros(TICK_US)).await;
+                driver::sleep(Duration::from_micros(TICK_US)).await;
                 continue;
             };
             if let Some((due, granted)) = model.grant_due {
@@ -402,7 +387,7 @@ pub fn pressure(mut d: Driver) -> Body {
             }
             if tick == drop_at {
                 // The agent drops its connection; it comes back next tick.
-                let _ = timeout(&SimClock, SERVE_DEADLINE, a.tx.close()).await;
+                let _ = timeout(SERVE_DEADLINE, a.tx.close()).await;
                 d.shared.event("agent_dropped", json!({}));
                 agent = None;
                 continue;
@@ -411,7 +396,7 @@ pub fn pressure(mut d: Driver) -> Body {
             let mut closed = false;
             while now_us() < tick_end {
                 let left = Duration::from_micros(tick_end - now_us());
-                match timeout(&SimClock, left, a.rx.recv()).await {
+                match timeout(left, a.rx.recv()).await {
                     Ok(Some((at, v))) => observe(&d, &mut model, a.boot, at, &v, late_us),
                     Ok(None) => {
                         closed = true;

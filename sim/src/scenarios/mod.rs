@@ -55,6 +55,11 @@ pub struct Topology {
     /// A second compute host, [`crate::names::REPLICA`], with its own
     /// record (`SharedInner::second_compute`) over this world's storage.
     pub second_compute: bool,
+    /// A fleet of this many computes on separate hosts
+    /// ([`crate::names::fleet_host`]), each with its own record (the
+    /// driver's [`Driver::fleet`]) and no fault schedule; the world then has
+    /// no `compute` host and none of the hosts above but the storage.
+    pub fleet: Option<usize>,
 }
 
 fn plain(_: u64) -> Topology {
@@ -173,7 +178,7 @@ pub const ALL: &[Scenario] = &[
     Scenario {
         name: fleet::NAME,
         about: "one control plane, 50 computes on separate hosts, a shard-split storm notifying all at once",
-        run: fleet::body,
+        run: fleet::storm,
         topology: fleet::topology,
     },
 ];

@@ -15,6 +15,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::json;
 
+use super::driver::now_us;
 use super::durable::{
     durable_shape, host_action, is_failed_on_a_fault, readback_on, start, start_commits,
     start_commits_on,
@@ -23,7 +24,6 @@ use super::{Body, Driver, Topology};
 use crate::http::{self, Outcome};
 use crate::names::SAFEKEEPER_PORT;
 use crate::names::{COMPUTE, HTTP_PORT, REPLICA, SAFEKEEPERS};
-use crate::world::shared::now_us;
 
 /// How long a request to the replica may take (a promote waits for
 /// replay and for a quorum).

@@ -4,10 +4,10 @@ use compute_ctl::state::ComputeStatus;
 use rand::Rng;
 use serde_json::json;
 
+use super::driver::now_us;
 use super::{Body, Driver, base_shape};
 use crate::events::Event;
 use crate::specgen::SpecShape;
-use crate::world::shared::now_us;
 
 /// `prev` with catalog changes: new roles, a changed password, a renamed
 /// role (delta op), a dropped database (delta op).

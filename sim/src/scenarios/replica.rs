@@ -8,9 +8,9 @@
 
 use rand::Rng;
 
+use super::driver::now_us;
 use super::{Body, Driver, Topology, base_shape, load};
 use crate::names::{STORAGE, STORAGE2};
-use crate::world::shared::now_us;
 
 /// How soon after a move's answer the replica must stream from the new source.
 pub const MOVE_BOUND: std::time::Duration = std::time::Duration::from_secs(3);

@@ -20,6 +20,7 @@ use std::time::Duration;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use super::driver::{self, now_us, safekeeper_connstring};
 use super::durable::{
     durable_shape, host_action, readback, reclone_diverged, start, start_commits,
 };
@@ -28,9 +29,6 @@ use crate::events::Event;
 use crate::http::Outcome;
 use crate::names::{COMPUTE, DURABLE_SAFEKEEPERS};
 use crate::specgen::SpecShape;
-use crate::world::env::SimClock;
-use crate::world::safekeeper_connstring;
-use crate::world::shared::now_us;
 
 /// How long the control plane waits for the answer of a move whose
 /// compute it killed.
@@ -164,7 +162,7 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         d.pause(5, 400).await;
         host_action(d, COMPUTE, true);
         // A crashed host answers nothing: the control plane gives up.
-        match compute_ctl::env::timeout(&SimClock, KILLED_ANSWER_WAIT, req).await {
+        match driver::timeout(KILLED_ANSWER_WAIT, req).await {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => Outcome::Transport(e.to_string()),
             Err(_) => Outcome::Transport("abandoned: the compute was killed".into()),
