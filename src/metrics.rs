@@ -149,7 +149,7 @@ pub struct Metrics {
     phase_seconds: Family<PhaseLabel, Histogram>,
     statements: Family<StatementLabel, Counter>,
     http_requests: Family<HttpLabel, Counter>,
-    /// Configures whose config Postgres refused after the reload (rolled back).
+    /// Configures whose config Postgres refused (rolled back, never loaded).
     config_refused: Counter,
     /// `postgres` processes run to judge a setting's value or learn its unit.
     settings_judged_by_binary: Counter,
@@ -214,7 +214,7 @@ impl Metrics {
         let config_refused = Counter::default();
         registry.register(
             "config_refused",
-            "Configures whose postgresql.conf Postgres refused after the reload (the previous one was put back)",
+            "Configures whose postgresql.conf Postgres refused (the previous one was put back; the refused one was never loaded)",
             config_refused.clone(),
         );
         let settings_judged_by_binary = Counter::default();

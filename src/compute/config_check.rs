@@ -1,4 +1,5 @@
-//! A setting is checked before it is written and after it is loaded.
+//! A setting is checked before it is written, and the written file before
+//! Postgres loads it.
 //!
 //! Before: every setting of a spec against the catalogue of the binary in
 //! use (`pg::SettingsCatalogue`, read once): names, Booleans, numbers
@@ -7,15 +8,21 @@
 //! the binary itself (`pg::judge_setting`), once per (name, value). A
 //! refusal is a spec problem (400 naming the setting and, in Postgres'
 //! words, the allowed values, units or range; nothing changes; the dry run
-//! lists it too). A launch spec (`-S`, `--spec-json`, `-c`) goes through
-//! the same check before Postgres starts (`node.rs`).
+//! lists it too). The spec a start uses (a launch spec, `-S`,
+//! `--spec-json`, `-c`, or the control plane's) goes through the same check
+//! while PGDATA is made, before anything starts in it (`start.rs`).
 //!
-//! After every reload: one `pg_file_settings` query. When Postgres refused a
-//! line, the previous `postgresql.conf` is written back and Postgres reloaded
-//! again, so it keeps serving the config it had; the configure fails (500)
-//! with Postgres' own words, `/status` shows `config_refused`, the metric
+//! After every write, before the SIGHUP: one `pg_file_settings` query, which
+//! parses the files on disk as the postmaster will on the SIGHUP. When
+//! Postgres refuses a line, no SIGHUP is sent for that file: the previous
+//! `postgresql.conf` is written back (and Postgres reloaded, in case another
+//! reload read the refused file meanwhile), so it keeps serving the config it
+//! had, none of the refused file applied; the configure fails (500) with
+//! Postgres' own words, `/status` shows `config_refused`, the metric
 //! `compute_ctl_config_refused_total` counts it, and the next valid
-//! configure repairs it.
+//! configure repairs it. Checked before the signal, a refused file is never
+//! half applied (on a SIGHUP Postgres applies the valid lines of a file
+//! with a bad value).
 
 use std::sync::Arc;
 
@@ -32,7 +39,7 @@ pub(super) type Judged = std::collections::BTreeMap<(String, String), Option<Res
 /// Verdicts remembered at most; then the memory starts again.
 const JUDGED_CAP: usize = 4096;
 
-/// A configure whose config Postgres refused after the reload.
+/// A configure whose config Postgres refused (`pg_file_settings`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigRefused {
     /// The refused spec's `operation_uuid`.
@@ -46,7 +53,7 @@ pub struct ConfigRefused {
 impl<E: Env> Compute<E> {
     /// The settings of the binary in use, read at first need and kept
     /// (`None` when `postgres --describe-config` cannot be run: then only
-    /// the check after the reload guards the config).
+    /// the check of the written file guards the config).
     pub async fn settings_catalogue(&self) -> Option<Arc<pg::SettingsCatalogue>> {
         self.settings_catalogue
             .get_or_init(|| async {
@@ -57,7 +64,7 @@ impl<E: Env> Compute<E> {
                         Some(Arc::new(c))
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the settings catalogue; settings are checked only after the reload");
+                        tracing::warn!(error = %e, "cannot read the settings catalogue; settings are checked only in the written file, before the reload");
                         None
                     }
                 }
@@ -193,10 +200,11 @@ impl<E: Env> Compute<E> {
         out
     }
 
-    /// After the reload of `spec`: whether Postgres took its config. When
-    /// it refused a line, puts `previous` back (reloading again) and
-    /// returns the reason to fail the configure with.
-    pub(super) async fn verify_reload(
+    /// After `spec`'s config was written, before the SIGHUP: whether
+    /// Postgres takes it. When it refuses a line, or the check cannot be
+    /// made, puts `previous` back; a refusal returns the reason to fail the
+    /// configure with. Only then may the caller signal.
+    pub(super) async fn check_written(
         &self,
         spec: &ComputeSpec,
         previous: Option<&ComputeSpec>,
@@ -213,8 +221,20 @@ impl<E: Env> Compute<E> {
         {
             Ok(r) => r,
             Err(e) => {
+                let after = match previous {
+                    Some(prev) => match self.restore_config(prev, pid).await {
+                        Ok(()) => {
+                            // The spec in effect is the one Postgres serves.
+                            self.state
+                                .send_modify(|st| st.spec = Some(Arc::new(prev.clone())));
+                            "the previous config was put back"
+                        }
+                        Err(_) => "the previous config could not be put back",
+                    },
+                    None => "the new config stays written, not loaded",
+                };
                 return Err(FailReason::Reload(format!(
-                    "the new config was written and Postgres reloaded, but whether Postgres took it is unknown: {e}; send the configure again"
+                    "the new config was written but whether Postgres takes it could not be checked: {e}; Postgres was not reloaded and {after}; send the configure again"
                 )));
             }
         };
@@ -249,7 +269,7 @@ impl<E: Env> Compute<E> {
             }
         });
         let after = if rolled_back {
-            "the previous postgresql.conf was put back and Postgres reloaded: it serves the previous config"
+            "Postgres was not reloaded with it: the previous postgresql.conf was put back and Postgres serves the previous config"
         } else {
             "the previous config could not be put back"
         };
@@ -259,7 +279,8 @@ impl<E: Env> Compute<E> {
         )))
     }
 
-    /// Writes `previous`'s config back and reloads Postgres.
+    /// Writes `previous`'s config back and reloads Postgres (a no-op for
+    /// Postgres unless another reload read the refused file meanwhile).
     async fn restore_config(&self, previous: &ComputeSpec, pid: u32) -> Result<(), String> {
         pg::write_config(&self.env, &self.params, previous)
             .await

@@ -100,7 +100,7 @@ pub struct ComputeState {
     /// A primary with safekeepers: each safekeeper's state and the quorum
     /// (sampled every second once running). `None` otherwise.
     pub safekeepers: Option<SafekeepersState>,
-    /// The last configure whose config Postgres refused after the reload
+    /// The last configure whose config Postgres refused (pg_file_settings)
     /// (rolled back); cleared by the next configure that applies.
     pub config_refused: Option<ConfigRefused>,
     /// The major of the Postgres binary, once its settings catalogue was read.
@@ -154,7 +154,7 @@ pub struct Compute<E: Env> {
     /// none, or the binary could not say), learnt once per name.
     setting_units:
         std::sync::Mutex<std::collections::BTreeMap<String, Option<crate::pg::BaseUnit>>>,
-    /// The session the check after every reload runs on, held open.
+    /// The session the check of every written config runs on, held open.
     check_session: crate::pg::HeldSession,
     /// The spans of the operation under way (exported over OpenTelemetry).
     spans: trace::Spans,

@@ -393,7 +393,7 @@ impl<E: Env> Compute<E> {
         })
     }
 
-    /// The primary's config written, reloaded and checked; then its
+    /// The primary's config written, checked and reloaded; then its
     /// safekeepers (none without).
     async fn load_primary_config(
         &self,
@@ -410,16 +410,16 @@ impl<E: Env> Compute<E> {
                 ))
             })?;
         *moved = Moved::ConfigLoaded;
+        if let Err(reason) = self.check_written(spec, Some(previous), pid).await {
+            // Refused or unchecked: check_written put the replica's config back.
+            *moved = Moved::Unchanged;
+            return Err(reason);
+        }
         self.env.signal(pid, Signal::Hup).map_err(|e| {
             FailReason::Reload(format!(
                 "reloading Postgres (SIGHUP to pid {pid}) failed: {e}"
             ))
         })?;
-        if let Err(reason) = self.verify_reload(spec, Some(previous), pid).await {
-            // Refused: verify_reload put the replica's config back.
-            *moved = Moved::Unchanged;
-            return Err(reason);
-        }
         if durable::is_durable(spec) {
             self.safekeepers_of(spec)
         } else {

@@ -1,6 +1,6 @@
 //! A reconfigure of running Postgres, phase by phase (`phase.rs` names
 //! them): a safekeeper move when the set changes (`safekeeper_move.rs`),
-//! the config written, reloaded by signal and checked, then (unless
+//! the config written, checked, reloaded by signal, then (unless
 //! `skip_pg_catalog_updates`, or on a replica) the catalog.
 
 use std::sync::Arc;
@@ -82,14 +82,15 @@ impl<E: Env> Compute<E> {
         Ok(())
     }
 
-    /// SIGHUP to the postmaster, then whether Postgres took the config (one
-    /// `pg_file_settings` query; see `config_check.rs`).
+    /// Whether Postgres takes the written config (one `pg_file_settings`
+    /// query; see `config_check.rs`), then SIGHUP to the postmaster.
     async fn reload(
         &self,
         spec: &ComputeSpec,
         previous: Option<&ComputeSpec>,
         pid: u32,
     ) -> Result<(), FailReason> {
+        self.check_written(spec, previous, pid).await?;
         let reloaded = if planted::active(Bug::ReloadViaSql) {
             pg::reload_via_sql(&self.env, &self.params.conn).await
         } else {
@@ -99,7 +100,6 @@ impl<E: Env> Compute<E> {
             FailReason::Reload(format!(
                 "reloading Postgres (SIGHUP to pid {pid}) failed: {e}"
             ))
-        })?;
-        self.verify_reload(spec, previous, pid).await
+        })
     }
 }

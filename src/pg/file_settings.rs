@@ -1,6 +1,8 @@
-//! After a reload: did Postgres take the config file? One query of
+//! Before a reload: will Postgres take the config file? One query of
 //! `pg_file_settings`, which parses the files on disk as the postmaster does
-//! on SIGHUP and says, per line, what it refused.
+//! on SIGHUP and says, per line, what it refuses; the same answer before the
+//! SIGHUP as after it, so compute_ctl asks before and signals only a file
+//! Postgres takes.
 //!
 //! Postgres refuses a whole file when one name is unknown ("contains errors;
 //! no changes were applied"), and applies the rest when a value is bad

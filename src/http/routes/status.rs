@@ -55,7 +55,7 @@ pub struct StatusBody {
     pub safekeepers: Option<Vec<crate::storage::SafekeeperStatus>>,
     /// The quorum commits wait for (`q of n`) and whether it holds now.
     pub quorum: Option<crate::storage::QuorumStatus>,
-    /// The last configure whose config Postgres refused after the reload
+    /// The last configure whose config Postgres refused (pg_file_settings)
     /// (Postgres' error lines; the previous config was put back); null once
     /// a configure applies.
     pub config_refused: Option<crate::compute::ConfigRefused>,
