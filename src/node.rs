@@ -99,10 +99,6 @@ pub enum NodeError {
     InitialSpec(#[source] SubmitError),
     #[error("{0}")]
     HttpTls(#[source] http::tls::HttpTlsError),
-    #[error(
-        "the launch spec's settings are refused by this Postgres binary, so Postgres was not started: {0}; fix the spec (or use a binary of the major it was written for)"
-    )]
-    SpecSettings(String),
 }
 
 /// A stop request from outside (SIGTERM/SIGINT in production): seen by the
@@ -236,16 +232,6 @@ where
             vm,
             http_tls,
         } = self;
-        // A launch spec's settings are checked as /configure checks them,
-        // before anything is served or started.
-        if let Some(spec) = &config.spec {
-            let problems = compute.setting_problems(spec, &[]).await;
-            if !problems.is_empty() {
-                return Err(NodeError::SpecSettings(crate::spec::SpecProblem::join(
-                    &problems,
-                )));
-            }
-        }
         let auth = config.auth;
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let tls_watcher = http_tls

@@ -78,6 +78,12 @@ pub enum FailReason {
     /// Postgres refused the new config (its own words).
     #[error("{0}")]
     ConfigRefused(String),
+    /// The binary refuses settings of the spec being started (a launch
+    /// spec: one sent over HTTP got its 400 instead).
+    #[error(
+        "the spec's settings are refused by this Postgres binary, so Postgres was not started: {0}; fix the spec (or use a binary of the major it was written for)"
+    )]
+    SpecSettings(String),
     /// The catalog apply failed.
     #[error("applying the spec to the catalog failed: {0}")]
     Catalog(String),
@@ -142,6 +148,7 @@ impl FailReason {
             FailReason::SafekeeperMove(_) => "safekeeper_move",
             FailReason::Reload(_) => "reload",
             FailReason::ConfigRefused(_) => "config_refused",
+            FailReason::SpecSettings(_) => "spec_settings",
             FailReason::Catalog(_) => "catalog",
             FailReason::SpecSource(_) => "spec_source",
             FailReason::InitTimeout(_) => "init_timeout",
@@ -175,6 +182,7 @@ impl FailReason {
         "safekeeper_move",
         "reload",
         "config_refused",
+        "spec_settings",
         "catalog",
         "spec_source",
         "init_timeout",
@@ -215,6 +223,7 @@ mod tests {
             FailReason::SafekeeperMove(s()),
             FailReason::Reload(s()),
             FailReason::ConfigRefused(s()),
+            FailReason::SpecSettings(s()),
             FailReason::Catalog(s()),
             FailReason::SpecSource(s()),
             FailReason::InitTimeout(s()),

@@ -38,7 +38,6 @@ pub enum Phase {
     StartBackupSource,
     /// The binary's settings read, and a base backup source of another
     /// major refused before the copy.
-    StartCheckSource,
     /// PGDATA by initdb or base backup.
     StartPreparePgdata,
     StartWriteConfig,
@@ -151,10 +150,9 @@ const fn row(
 
 impl Phase {
     /// Every phase, in order.
-    pub const ALL: [Phase; 27] = [
+    pub const ALL: [Phase; 26] = [
         Phase::StartSyncSafekeepers,
         Phase::StartBackupSource,
-        Phase::StartCheckSource,
         Phase::StartPreparePgdata,
         Phase::StartWriteConfig,
         Phase::StartPostgres,
@@ -198,12 +196,6 @@ impl Phase {
                 Some(S::PreparePgdata),
                 Some(P::Basebackup),
                 true,
-            ),
-            StartCheckSource => row(
-                "start.check_source",
-                Some(S::PreparePgdata),
-                Some(P::Basebackup),
-                false,
             ),
             StartPreparePgdata => row(
                 "start.prepare_pgdata",

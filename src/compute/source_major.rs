@@ -1,7 +1,7 @@
 //! A base backup only starts on the major it was taken from: a source of
-//! another major is refused before the copy, naming both versions (without
-//! this the copy runs to the end and Postgres then refuses the data
-//! directory).
+//! another major is refused, naming both versions, asked while the copy
+//! runs and stopping it (without this the copy runs to the end and Postgres
+//! then refuses the data directory).
 
 use super::{Compute, FailReason};
 use crate::env::Env;
@@ -26,7 +26,7 @@ pub fn major_of_version_num(v: &str) -> Option<u32> {
 }
 
 impl<E: Env> Compute<E> {
-    /// Before the copy of a start: reads the binary's settings catalogue
+    /// Beside the copy of a start: reads the binary's settings catalogue
     /// (so its major is known from the start on), then refuses a base
     /// backup source of another major. Nothing to check without a source;
     /// when the source or the binary cannot say its version, the copy

@@ -1,5 +1,6 @@
 //! The first start, phase by phase (`phase.rs` names them): the commit LSN
-//! from the safekeepers, PGDATA at it, the config, Postgres, for a primary
+//! from the safekeepers, PGDATA at it (while the binary judges the spec's
+//! settings, `config_check.rs`), the config, Postgres, for a primary
 //! with safekeepers its catch-up, promotion, announce and quorum
 //! (`durable.rs`), then the catalog.
 
@@ -13,7 +14,7 @@ use super::supervisor::{RestartBasis, SAFEKEEPER_TIMEOUT, WAIT_FOR_LSN_TIMEOUT};
 use super::{Compute, FailReason, StartupTimings, durable, ms};
 use crate::env::Env;
 use crate::pg;
-use crate::spec::{ComputeMode, ComputeSpec, mode_name};
+use crate::spec::{ComputeMode, ComputeSpec, SpecProblem, mode_name};
 use crate::state::Event;
 use crate::storage::{self, CatchUpPlan, Lsn, ReplicationStatus};
 
@@ -30,15 +31,28 @@ impl<E: Env> Compute<E> {
         self.begin_phases();
         let t0 = self.env.now();
 
-        let (commit_lsn, catch_up) = self.sync_storage(&spec).await?;
-        self.phase(Phase::StartCheckSource, self.check_source_major(&spec))
-            .await?;
-        let prepared = self
-            .phase(
-                Phase::StartPreparePgdata,
-                self.prepare(&spec, catch_up.as_ref()),
-            )
-            .await?;
+        // The spec's settings are judged by the binary while the storage is
+        // read and PGDATA made: nothing is started before the verdict.
+        let storage = async {
+            let (commit_lsn, catch_up) = self.sync_storage(&spec).await?;
+            // The source's major is asked while the copy runs: a mismatch
+            // stops the copy (its process is killed when dropped).
+            let prepared = self
+                .phase(Phase::StartPreparePgdata, async {
+                    let ((), prepared) = tokio::try_join!(
+                        self.check_source_major(&spec),
+                        self.prepare(&spec, catch_up.as_ref())
+                    )?;
+                    Ok(prepared)
+                })
+                .await?;
+            Ok::<_, Stop>((commit_lsn, catch_up, prepared))
+        };
+        let (problems, storage) = tokio::join!(self.setting_problems(&spec, &[]), storage);
+        if !problems.is_empty() && !matches!(storage, Err(Stop::Interrupted(_))) {
+            return Err(self.refuse_start_settings(&problems).await.into());
+        }
+        let (commit_lsn, catch_up, prepared) = storage?;
         let backup = prepared.basebackup.clone().unwrap_or_default();
         tracing::info!(source = %prepared.source, elapsed_ms = ms(self.env.now() - t0), bytes = backup.bytes, end_lsn = ?backup.end_lsn, "PGDATA prepared");
         self.record_storage(&spec, commit_lsn, &backup)?;
@@ -65,6 +79,17 @@ impl<E: Env> Compute<E> {
         });
         tracing::info!(timings = ?self.state().startup, "Postgres is running");
         Ok(())
+    }
+
+    /// A spec whose settings the binary refuses: PGDATA, made meanwhile, is
+    /// removed (nothing ran in it), and the start fails naming them. A
+    /// launch spec comes here; one sent over HTTP was refused with a 400
+    /// before it was submitted.
+    async fn refuse_start_settings(&self, problems: &[SpecProblem]) -> FailReason {
+        if let Err(e) = pg::remove_pgdata(&self.env, &self.params.pgdata).await {
+            tracing::warn!(error = %e, pgdata = %self.params.pgdata.display(), "cannot remove the PGDATA made for a refused spec; the next start removes it");
+        }
+        FailReason::SpecSettings(SpecProblem::join(problems))
     }
 
     /// With safekeepers: the commit LSN from a majority of them, then the

@@ -195,7 +195,7 @@ mod tests {
         let mut clock = PhaseClock::default();
         let ms = Duration::from_millis;
         for (phase, took) in [
-            (Phase::StartCheckSource, ms(1)),
+            (Phase::StartBackupSource, ms(1)),
             (Phase::StartPreparePgdata, ms(10)),
             (Phase::StartWriteConfig, ms(2)),
             (Phase::StartPostgres, ms(30)),

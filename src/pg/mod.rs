@@ -5,7 +5,7 @@
 //! behind by a killed run ([`stale`]),
 //! the settings the binary knows ([`settings_catalogue`], their base units:
 //! [`setting_units`]) and what Postgres
-//! refused of its config files after a reload ([`file_settings`]).
+//! refuses of its config files, asked before a reload ([`file_settings`]).
 
 mod conf;
 mod connect;
@@ -38,6 +38,7 @@ pub use file_settings::{
 pub use held_session::{HeldSession, HeldSessionError};
 pub use pgdata::{
     BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, prepare_pgdata_from,
+    remove_pgdata,
 };
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart};

@@ -196,7 +196,7 @@ fn wal_end_point(stderr: &[u8]) -> Option<String> {
 /// bootstrap backend (`postgres --boot`, a grandchild) finishes the file it
 /// is writing and exits only at the end of its input. While files keep
 /// appearing, removal fails with ENOTEMPTY: retry for a bounded time.
-async fn remove_pgdata<E: Env>(env: &E, pgdata: &Path) -> std::io::Result<()> {
+pub async fn remove_pgdata<E: Env>(env: &E, pgdata: &Path) -> std::io::Result<()> {
     let deadline = env.now() + REMOVE_RETRY;
     loop {
         match env.remove_dir_all(pgdata).await {

@@ -2,8 +2,8 @@
 //! in use before anything is written. What `--describe-config` does not
 //! list (an enum's values, a number's units and the range of a value with
 //! a unit) is asked of the binary itself; a refusal is a 400 naming the
-//! setting and, in Postgres' words, what it takes. A launch spec (`-S`) goes
-//! through the same check before Postgres starts.
+//! setting and, in Postgres' words, what it takes. A launch spec (`-S`, or
+//! the control plane's) goes through the same check before Postgres starts.
 #![allow(clippy::disallowed_methods)]
 
 use std::time::Duration;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::compute::{Compute, ComputeOpts};
+use crate::support::control_plane::{FakeControlPlane, Reply};
 use crate::support::fixture;
 
 fn with_setting(op: &str, name: &str, value: &str, vartype: &str) -> Value {
@@ -137,5 +138,38 @@ async fn a_spec_file_with_a_bad_value_fails_before_postgres_starts() {
         "{log}"
     );
     assert!(!c.pgdata.join("PG_VERSION").exists(), "PGDATA was not made");
+    assert_eq!(c.postmaster_pid(), None);
+}
+
+/// The check runs at every start, while PGDATA is made: a spec the control
+/// plane serves at launch is judged too, and a refusal leaves no PGDATA and
+/// no Postgres behind.
+#[tokio::test]
+async fn a_control_plane_spec_with_a_bad_value_fails_before_postgres_starts() {
+    crate::need_postgres!();
+    let spec = with_setting("op-cplane", "wal_level", "archive-ish", "enum");
+    let cp = FakeControlPlane::start(
+        vec![],
+        Reply::Json(json!({"status": "attached", "spec": spec})),
+    )
+    .await;
+    let c = Compute::start(ComputeOpts::without_spec().args([
+        "--control-plane-uri",
+        &cp.uri(),
+        "--compute-id",
+        "compute-bad-setting",
+    ]));
+    let status = c.wait_exit(Duration::from_secs(30)).await;
+    assert!(!status.success());
+    let log = c.log();
+    assert!(
+        log.contains("refuses wal_level = 'archive-ish'")
+            && log.contains("Postgres was not started"),
+        "{log}"
+    );
+    assert!(
+        !c.pgdata.join("PG_VERSION").exists(),
+        "the PGDATA made meanwhile was removed"
+    );
     assert_eq!(c.postmaster_pid(), None);
 }
