@@ -46,15 +46,30 @@ pub async fn plan_catch_up<E: Env>(
     user: &str,
     application_name: &str,
 ) -> Result<CatchUpPlan, String> {
-    // Each answering safekeeper's newest timeline, asked in parallel.
-    let timelines =
+    // Each answering safekeeper's newest timeline, asked in parallel, and
+    // whether the base backup source answers, at the same time.
+    let source = match pageserver.filter(|c| !c.trim().is_empty()) {
+        None => None,
+        Some(c) => match Endpoint::parse(c, user) {
+            Err(e) => return Err(format!("pageserver_connstring: {e}")),
+            Ok(ep) => Some(ep),
+        },
+    };
+    let (timelines, source_answer) = futures::future::join(
         futures::future::join_all(safekeepers.iter().zip(answers).map(|(sk, a)| async move {
             match a.flush_lsn {
                 Some(_) => newest_timeline(env, &sk.endpoint).await,
                 None => 0,
             }
-        }))
-        .await;
+        })),
+        async {
+            match &source {
+                Some(ep) => Some(wal_position(env, ep, PROBE_TIMEOUT).await),
+                None => None,
+            }
+        },
+    )
+    .await;
     let behind = crate::planted::active(crate::planted::Bug::BackupBehindSafekeepers);
     let Some((i, target)) = most_advanced(answers, &timelines, behind) else {
         return Err("no safekeeper answered with a WAL position".into());
@@ -64,18 +79,13 @@ pub async fn plan_catch_up<E: Env>(
     };
     let stream_from = sk.endpoint.conninfo(Some(application_name));
     let from_sk = (sk.endpoint.conninfo(None), sk.endpoint.shown.clone());
-    let (backup_source, backup_shown) = match pageserver.filter(|c| !c.trim().is_empty()) {
-        None => from_sk,
-        Some(c) => match Endpoint::parse(c, user) {
-            Err(e) => return Err(format!("pageserver_connstring: {e}")),
-            Ok(ep) => match wal_position(env, &ep, PROBE_TIMEOUT).await {
-                Ok(_) => (ep.conninfo(None), ep.shown.clone()),
-                Err(e) => {
-                    tracing::warn!(pageserver = %ep.shown, error = %e, safekeeper = %sk.endpoint.shown, "the base backup source does not answer; taking the backup from the most advanced safekeeper");
-                    from_sk
-                }
-            },
-        },
+    let (backup_source, backup_shown) = match (&source, source_answer) {
+        (Some(ep), Some(Ok(_))) => (ep.conninfo(None), ep.shown.clone()),
+        (Some(ep), Some(Err(e))) => {
+            tracing::warn!(pageserver = %ep.shown, error = %e, safekeeper = %sk.endpoint.shown, "the base backup source does not answer; taking the backup from the most advanced safekeeper");
+            from_sk
+        }
+        _ => from_sk,
     };
     Ok(CatchUpPlan {
         backup_source,
