@@ -81,6 +81,10 @@ pub fn safekeeper_connstrings() -> Vec<String> {
     crate::world::safekeeper_connstrings()
 }
 
+mod observe;
+mod record;
+mod steer;
+
 pub struct Driver {
     pub shared: Shared,
     pub seed: u64,
@@ -133,6 +137,18 @@ impl Driver {
             answer(&sh, &sent, &out);
             (out, now_us())
         }
+    }
+
+    /// `POST /configure` of `body`, sent at `t0`, given up as
+    /// [`Driver::configure`] gives up a request a network fault may have
+    /// swallowed; unjudged: to be spawned (owns what it needs).
+    pub fn configure_abandoning(
+        &self,
+        body: String,
+        t0: u64,
+    ) -> impl Future<Output = Outcome> + use<> {
+        let shared = self.shared.clone();
+        async move { post_configure_abandoning(&shared, body, t0).await }
     }
 
     /// Records a violation of fleet compute `k`.
