@@ -81,6 +81,7 @@ pub fn safekeeper_connstrings() -> Vec<String> {
     crate::world::safekeeper_connstrings()
 }
 
+mod commits;
 mod observe;
 mod record;
 mod steer;
