@@ -98,18 +98,6 @@ impl Compute {
             .await?)
     }
 
-    /// The lines of compute_ctl's log that carry a duration (`elapsed_ms`,
-    /// `took_ms`, `*_ms=`): where a start spent its time, for the rows'
-    /// extra columns.
-    pub fn timed_log_lines(&self) -> Vec<String> {
-        std::fs::read_to_string(self._scratch.path("compute_ctl.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("_ms="))
-            .map(|l| l.chars().take(300).collect())
-            .collect()
-    }
-
     /// Polls /status until `running` (error when failed or after `limit`).
     pub async fn wait_running(&mut self, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;

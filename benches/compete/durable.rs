@@ -145,7 +145,6 @@ async fn starts(plan: Plan, sks: &Safekeepers) -> anyhow::Result<(CaseResult, Co
     let (mut ours, mut by_hand) = (Vec::new(), Vec::new());
     let mut steps: Vec<[f64; 7]> = Vec::new();
     let mut our_phases = Vec::new();
-    let mut our_log = Vec::new();
     for i in 0..plan.durable_starts {
         for ours_turn in [i % 2 == 0, i % 2 == 1] {
             if ours_turn {
@@ -154,7 +153,6 @@ async fn starts(plan: Plan, sks: &Safekeepers) -> anyhow::Result<(CaseResult, Co
                     .with_context(|| format!("compute_ctl start {i}"))?;
                 ours.push(took);
                 our_phases.push(phases(&c).await?);
-                our_log = c.timed_log_lines();
                 drop(c); // SIGTERM: a fast shutdown, the WAL senders waited for
             } else {
                 let port = crate::ports::free_port();
@@ -194,7 +192,6 @@ async fn starts(plan: Plan, sks: &Safekeepers) -> anyhow::Result<(CaseResult, Co
         "by_hand_ms": by_hand,
         "by_hand_steps_median": floor_steps,
         "ours_phases_last": our_phases.last(),
-        "ours_timed_log_last": our_log,
     }));
     let (c, _) = start_ours(&spec(&sk_ports, "main")).await?;
     Ok((row, c))
