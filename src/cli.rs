@@ -268,7 +268,7 @@ pub struct Args {
         env = "COMPUTE_CTL_MAX_READY_LAG",
         help_heading = "Fleet operation"
     )]
-    pub max_ready_lag: Option<crate::health::MaxLag>,
+    pub max_ready_lag: Option<crate::params::MaxLag>,
 
     /// PEM certificate (leaf first, then its chain) Postgres serves TLS with
     /// (`ssl = on`); watched, and a valid new one is applied by reload.

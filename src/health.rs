@@ -4,62 +4,13 @@
 //! close enough; a primary with safekeepers whose quorum does not stream is
 //! not ready either (its commits would wait). Pure: the verdicts are taken
 //! from the state the watchers keep ([`crate::storage::ReplicationStatus`],
-//! [`crate::storage::QuorumStatus`]).
+//! [`crate::storage::QuorumStatus`]); the limit, [`MaxLag`], is a parameter
+//! (`params.rs`), so `params` needs nothing of this module.
 
 use std::fmt;
-use std::str::FromStr;
-use std::time::Duration;
 
+use crate::params::MaxLag;
 use crate::storage::{QuorumStatus, ReplicationStatus, SafekeeperStatus};
-
-/// The most a replica may lag and still be ready: WAL bytes received but
-/// not replayed, or the age of the last replayed transaction while replay
-/// is behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaxLag {
-    Bytes(u64),
-    Time(Duration),
-}
-
-/// A `--max-ready-lag` value that does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid lag {0:?}: give bytes (16777216, 64kB, 16MB, 1GB) or a time (500ms, 10s, 2min)")]
-pub struct MaxLagParseError(String);
-
-impl FromStr for MaxLag {
-    type Err = MaxLagParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let err = || MaxLagParseError(s.to_string());
-        let n: u64 = num.parse().map_err(|_| err())?;
-        let bytes = |mult: u64| n.checked_mul(mult).map(MaxLag::Bytes).ok_or_else(err);
-        match unit.trim() {
-            "" | "B" => Ok(MaxLag::Bytes(n)),
-            "kB" | "KB" | "KiB" => bytes(1 << 10),
-            "MB" | "MiB" => bytes(1 << 20),
-            "GB" | "GiB" => bytes(1 << 30),
-            "ms" => Ok(MaxLag::Time(Duration::from_millis(n))),
-            "s" => Ok(MaxLag::Time(Duration::from_secs(n))),
-            "min" => n
-                .checked_mul(60)
-                .map(|s| MaxLag::Time(Duration::from_secs(s)))
-                .ok_or_else(err),
-            _ => Err(err()),
-        }
-    }
-}
-
-impl fmt::Display for MaxLag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MaxLag::Bytes(b) => write!(f, "{b} bytes"),
-            MaxLag::Time(d) => write!(f, "{} ms", d.as_millis()),
-        }
-    }
-}
 
 /// Why a replica is not ready under `max`, or `None` when it is. A
 /// primary (no replication state, or mode `primary`) and a static compute
@@ -144,6 +95,8 @@ fn shown<T: fmt::Display>(v: Option<T>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn replica(streaming: bool, bytes: Option<u64>, ms: Option<u64>) -> ReplicationStatus {
@@ -154,36 +107,6 @@ mod tests {
             replay_lag_ms: ms,
             not_streaming_reason: (!streaming).then(|| "the WAL receiver is starting".into()),
             ..Default::default()
-        }
-    }
-
-    #[test]
-    fn parses_bytes_and_times() {
-        assert_eq!("1048576".parse::<MaxLag>().unwrap(), MaxLag::Bytes(1 << 20));
-        assert_eq!("16MB".parse::<MaxLag>().unwrap(), MaxLag::Bytes(16 << 20));
-        assert_eq!("64kB".parse::<MaxLag>().unwrap(), MaxLag::Bytes(64 << 10));
-        assert_eq!(
-            "10s".parse::<MaxLag>().unwrap(),
-            MaxLag::Time(Duration::from_secs(10))
-        );
-        assert_eq!(
-            "2min".parse::<MaxLag>().unwrap(),
-            MaxLag::Time(Duration::from_secs(120))
-        );
-        assert_eq!(
-            "500ms".parse::<MaxLag>().unwrap(),
-            MaxLag::Time(Duration::from_millis(500))
-        );
-        for bad in [
-            "",
-            "MB",
-            "-1",
-            "10 parsecs",
-            "1.5s",
-            "99999999999999999999GB",
-        ] {
-            let e = bad.parse::<MaxLag>().unwrap_err().to_string();
-            assert!(e.contains("give bytes"), "{bad}: {e}");
         }
     }
 

@@ -4,7 +4,6 @@
 //! `--installed-extensions-collection-interval`, as Neon's compute_ctl does.
 //! A failed collection keeps the last figures and is logged once per streak.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_DATABASES: i64 = 500;
 
 /// One series: (extension, version, owned by the bootstrap superuser) -> databases.
-pub type Counts = BTreeMap<(String, String, bool), u64>;
+pub type Counts = crate::metrics::ExtensionCounts;
 
 /// Why a collection failed.
 #[derive(Debug, thiserror::Error)]

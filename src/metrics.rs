@@ -32,6 +32,13 @@ struct UpLabel {
     status: &'static str,
 }
 
+/// The figures of Neon's `compute_installed_extensions`: (extension,
+/// version, owned by the bootstrap superuser) -> databases. Defined here,
+/// beside the metric, so that `metrics` imports nothing of
+/// [`crate::installed_extensions`], which collects them (and is above
+/// `compute`).
+pub type ExtensionCounts = std::collections::BTreeMap<(String, String, bool), u64>;
+
 /// Neon's `compute_installed_extensions` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ExtensionLabel {
@@ -301,7 +308,7 @@ impl Metrics {
 
     /// Replaces the installed-extensions figures (see
     /// [`crate::installed_extensions`]).
-    pub fn set_installed_extensions(&self, counts: &crate::installed_extensions::Counts) {
+    pub fn set_installed_extensions(&self, counts: &ExtensionCounts) {
         self.installed_extensions.clear();
         for ((name, version, superuser), n) in counts {
             self.installed_extensions
@@ -382,7 +389,7 @@ mod tests {
         };
         assert!(text.contains(&format!("{} 1", line("running"))), "{text}");
         assert!(text.contains(&format!("{} 0", line("empty"))), "{text}");
-        let mut counts = crate::installed_extensions::Counts::new();
+        let mut counts = ExtensionCounts::new();
         counts.insert(("plpgsql".into(), "1.0".into(), true), 2);
         m.set_installed_extensions(&counts);
         let text = m.encode();

@@ -10,6 +10,7 @@
 mod conf;
 mod connect;
 mod controldata;
+pub mod dump;
 mod error;
 mod file_settings;
 mod held_session;

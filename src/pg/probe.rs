@@ -1,14 +1,15 @@
 //! The short SQL probes the HTTP API answers with, each in one fresh
-//! supervisor session under one deadline: readiness (`SELECT 1`), the
-//! control plane's write probe, and the pg_stat_statements read. The
-//! handlers only call these and turn the outcome into a status code.
+//! supervisor session under one deadline: liveness (a session is taken,
+//! nothing asked), readiness (`SELECT 1`), the control plane's write probe,
+//! and the pg_stat_statements read. The handlers only call these and turn
+//! the outcome into a status code.
 
 use std::time::Duration;
 
 use tokio_postgres::SimpleQueryMessage;
 
 use super::connect::connect;
-use crate::env::{Env, timeout};
+use crate::env::{Elapsed, Env, timeout};
 use crate::params::ConnTarget;
 
 /// Creates the write probe's table when missing and moves its one row's
@@ -38,6 +39,9 @@ pub fn insights_sql(schema: &str) -> String {
 pub enum ProbeError {
     #[error(transparent)]
     Connect(#[from] super::ConnectError),
+    /// The session was not taken within the probe's deadline.
+    #[error("connecting to Postgres {0}")]
+    ConnectTimeout(Elapsed),
     #[error("Postgres refused it: {0}")]
     Refused(String),
     #[error("Postgres answered something unreadable: {0}")]
@@ -78,6 +82,20 @@ where
     timeout(env, within, probe)
         .await
         .unwrap_or(Err(ProbeError::Timeout(within)))
+}
+
+/// Liveness (Neon's `/hadron_liveness_probe`): Postgres takes a session
+/// within `within`; nothing is asked on it, and it is closed at once.
+pub async fn accepts_session<E: Env>(
+    env: &E,
+    conn: &ConnTarget,
+    within: Duration,
+) -> Result<(), ProbeError> {
+    match timeout(env, within, connect(env, conn, within, within)).await {
+        Ok(Ok(_client)) => Ok(()),
+        Ok(Err(e)) => Err(ProbeError::Connect(e)),
+        Err(e) => Err(ProbeError::ConnectTimeout(e)),
+    }
 }
 
 /// Readiness: Postgres takes a session and answers `SELECT 1`.

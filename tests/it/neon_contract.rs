@@ -279,6 +279,13 @@ async fn a_neon_control_plane_drives_the_compute_through_its_flow() {
     assert_eq!(r.status, 404, "{}", r.text);
     api.check("GET", "/database_schema", &r);
 
+    // Liveness: Postgres takes a session (pg::probe::accepts_session); a
+    // route of Neon's code, not of its document.
+    let r = send(&c, "GET", "/hadron_liveness_probe", None, true).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    api.check_ours("GET", "/hadron_liveness_probe", &r);
+    assert_eq!(r.json(), json!("ok"));
+
     // Insights without pg_stat_statements: an empty list, never a 500.
     let r = send(&c, "GET", "/insights", None, true).await;
     assert_eq!(r.status, 200, "{}", r.text);

@@ -15,7 +15,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 
-use crate::env::{Env, timeout};
+use crate::env::Env;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::pg;
@@ -23,28 +23,20 @@ use crate::pg;
 /// Bounds the liveness probe.
 pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /hadron_liveness_probe`.
+/// `GET /hadron_liveness_probe` (`pg::probe::accepts_session`).
 pub async fn liveness<E: Env>(
     State(state): State<AppState<E>>,
 ) -> Result<Json<&'static str>, ApiError> {
     let compute = &state.compute;
-    let probe = pg::connect(
-        compute.env(),
-        &compute.params().conn,
-        LIVENESS_TIMEOUT,
-        LIVENESS_TIMEOUT,
-    );
-    match timeout(compute.env(), LIVENESS_TIMEOUT, probe).await {
-        Ok(Ok(_client)) => Ok(Json("ok")),
-        Ok(Err(e)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("liveness probe failed: {e}"),
-        )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("liveness probe failed: connecting to Postgres {e}"),
-        )),
-    }
+    pg::probe::accepts_session(compute.env(), &compute.params().conn, LIVENESS_TIMEOUT)
+        .await
+        .map(|()| Json("ok"))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("liveness probe failed: {e}"),
+            )
+        })
 }
 
 /// Every Neon route that is not applicable to vanilla Postgres.
