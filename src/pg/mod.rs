@@ -1,11 +1,12 @@
 //! Postgres itself, through the Env seam: PGDATA preparation ([`pgdata`]),
 //! config files ([`conf`]), the postmaster process ([`postmaster`]), which
 //! settings need a restart ([`restart`]), the supervisor's SQL sessions
-//! ([`connect`], the one held across reconfigures: [`held_session`]), the HTTP API's probes ([`probe`]) and a postmaster left
-//! behind by a killed run ([`stale`]),
-//! the settings the binary knows ([`settings_catalogue`], their base units:
-//! [`setting_units`]) and what Postgres
-//! refuses of its config files, asked before a reload ([`file_settings`]).
+//! ([`connect`], the one held across reconfigures: [`held_session`]), the
+//! HTTP API's probes ([`probe`]) and schema dump ([`dump`]), a postmaster
+//! left behind by a killed run ([`stale`]), the settings the binary knows
+//! ([`settings_catalogue`], their base units: [`setting_units`]) and what
+//! Postgres refuses of its config files, asked before a reload
+//! ([`file_settings`]).
 
 mod conf;
 mod connect;
