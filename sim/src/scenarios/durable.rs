@@ -118,6 +118,13 @@ pub(super) async fn readback(shared: &Shared) {
 
 /// [`readback`] from the primary on `host`.
 pub(super) async fn readback_on(shared: &Shared, host: &str) {
+    if !try_readback_on(shared, host).await {
+        shared.violation("the client could not read back the commits of the running primary");
+    }
+}
+
+/// A read-back from the primary on `host` (a few tries); whether it got one.
+async fn try_readback_on(shared: &Shared, host: &str) -> bool {
     for _ in 0..5 {
         if let Some(client) = connect(host).await {
             let boot = shared.lock().boot;
@@ -131,12 +138,12 @@ pub(super) async fn readback_on(shared: &Shared, host: &str) {
                     .filter_map(|v| v.parse().ok())
                     .collect();
                 shared.emit(Event::Readback { boot, ids });
-                return;
+                return true;
             }
         }
         driver::sleep(Duration::from_millis(200)).await;
     }
-    shared.violation("the client could not read back the commits of the running primary");
+    false
 }
 
 pub(super) fn host_action(d: &Driver, host: &str, crash: bool) {
@@ -169,18 +176,32 @@ pub(super) fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
 /// that failed on something a fault of the schedule explains (a
 /// safekeeper down during the base backup or the sync, ...) is started
 /// again once the faults are over, on a fresh host, as a control plane
-/// would; a failure no fault explains stays for the checkers.
+/// would; a failure no fault explains stays for the checkers. So is a
+/// start whose primary the schedule's `host_crash` took away before it
+/// could be read back (its host comes back Empty, on a fresh disk): the
+/// read-back of the next start checks every acknowledged commit.
 pub(super) async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
     d.intent = Some(spec.clone());
     for _ in 0..3 {
         if configure_until_answered(d, spec).await == Some(200) {
-            readback(&d.shared).await;
-            return true;
-        }
-        // Answered or not (a supervisor that stopped on the failure
-        // answers no configure), a start that failed on a fault is
-        // started again.
-        if !failed_on_a_fault(d) {
+            let t0 = driver::now_us();
+            if try_readback_on(&d.shared, COMPUTE).await {
+                return true;
+            }
+            let crashed = d
+                .shared
+                .lock()
+                .ledger
+                .fired_during("host_crash", t0, driver::now_us());
+            if !crashed {
+                d.shared
+                    .violation("the client could not read back the commits of the running primary");
+                return true;
+            }
+        } else if !failed_on_a_fault(d) {
+            // Answered or not (a supervisor that stopped on the failure
+            // answers no configure), a start that failed on a fault is
+            // started again.
             return false;
         }
         d.healed().await;
@@ -222,6 +243,51 @@ pub(super) fn is_failed_on_a_fault(d: &Driver, host: &Shared) -> bool {
         .map(compute_ctl::compute::FailReason::kind);
     st.status == compute_ctl::state::ComputeStatus::Failed
         && kind.is_some_and(|k| d.shared.lock().ledger.explains_failure(k).is_some())
+}
+
+/// The control plane's look at the primary before its next step: once
+/// the faults are over, a primary that the schedule took away (its host
+/// crashed and came back Empty, on a fresh disk, or it is Failed on a
+/// fault, but not on a safekeeper move whose supervisor lives on: that
+/// one keeps Postgres running on the old set) is started again from
+/// `spec` on a fresh host,
+/// as a control plane would. Whether it was.
+pub(super) async fn restart_if_lost(d: &mut Driver, spec: &SpecShape) -> bool {
+    let lost = |d: &Driver| {
+        let Some(compute) = d.shared.compute() else {
+            return false;
+        };
+        let st = compute.state();
+        let kind = st
+            .failure
+            .as_ref()
+            .map(compute_ctl::compute::FailReason::kind);
+        let sh = d.shared.lock();
+        match st.status {
+            compute_ctl::state::ComputeStatus::Empty => sh.ledger.fired("host_crash"),
+            compute_ctl::state::ComputeStatus::Failed => kind.is_some_and(|k| {
+                (k != "safekeeper_move" || sh.supervisor_exited)
+                    && sh.ledger.explains_failure(k).is_some()
+            }),
+            _ => false,
+        }
+    };
+    if d.shared.lock().ledger.fired("host_crash") || lost(d) {
+        // A host crash may still be under way (the host comes back when
+        // its fault ends).
+        d.healed().await;
+    }
+    if !lost(d) {
+        return false;
+    }
+    host_action(d, COMPUTE, true);
+    d.pause(50, 300).await;
+    host_action(d, COMPUTE, false);
+    // The same spec (operation and all): the control plane's intent has
+    // not changed, only the host.
+    start(d, spec).await;
+    reclone_diverged(d);
+    true
 }
 
 /// Kills the compute and boots it again (a move to a fresh host), with

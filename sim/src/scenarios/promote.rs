@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::driver::now_us;
 use super::durable::{
-    durable_shape, host_action, is_failed_on_a_fault, readback_on, start, start_commits,
-    start_commits_on,
+    durable_shape, host_action, is_failed_on_a_fault, readback_on, restart_if_lost, start,
+    start_commits, start_commits_on,
 };
 use super::{Body, Driver, Topology};
 use crate::http::{self, Outcome};
@@ -100,6 +100,9 @@ pub fn body(mut d: Driver) -> Body {
         }
         d.pause(300, 900).await;
 
+        // A primary the schedule took away (its host crashed, its
+        // postmaster died) is started again before it is terminated.
+        restart_if_lost(&mut d, &spec).await;
         let primary = d.stamp(spec.clone());
         // A promote of the primary: 412, nothing changes.
         if d.rng.random_bool(0.5) {
