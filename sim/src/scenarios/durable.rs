@@ -6,8 +6,11 @@
 //! ([`Event::Readback`]). The checkers (`checkers/{acked,quorum_ack,fork,
 //! history}.rs`) judge the event log. These scenarios make the faults
 //! they test (kills, a safekeeper run ahead and cut off, the pageserver
-//! down); the seed's schedule adds random safekeeper faults
-//! (`faults::safekeeper_schedules`: down, cut off, lagging).
+//! down); the seed's schedule adds random safekeeper faults (down, cut
+//! off, lagging) and 0 to 2 of the compute side (postmaster crashes,
+//! the host crashing, the pageserver down or cut off, slow queries or
+//! start, latency, a reload that does not take):
+//! `faults::durable_schedules`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
