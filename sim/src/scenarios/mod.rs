@@ -195,9 +195,8 @@ pub const DURABLE: &[&str] = &[
 
 /// Scenarios that get no fault schedule (`faults::FaultSet::Quiet`), for
 /// one whose faults show a known bug not yet fixed, if its seeds must be
-/// green meanwhile. None now: the two seeds of 2,000 of `durable_promote`
-/// that mix two histories on a safekeeper show a product bug and are left
-/// visible (see ARCHITECTURE.md, "Safekeeper move and promote").
+/// green meanwhile. None now (the promote's timeline collision of
+/// ARCHITECTURE.md, "Safekeeper move and promote", is fixed).
 pub const QUIET: &[&str] = &[];
 
 /// The scenarios that seeds go round when none is named: all but
