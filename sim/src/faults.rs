@@ -223,8 +223,8 @@ impl SkFault {
 pub const SAFEKEEPER_TARGETS: u8 = 3;
 
 /// The strategy of a durable-primary scenario's schedules
-/// ([`FaultSet::Safekeepers`]): safekeepers down, cut off from the
-/// compute or lagging; about a fifth of the seeds get no fault.
+/// (the safekeeper half of [`durable_schedules`]): safekeepers down, cut
+/// off from the compute or lagging; about a fifth of them hold none.
 pub fn safekeeper_schedules() -> impl Strategy<Value = Schedule> {
     let kind = prop_oneof![
         Just(SkFault::Down),
@@ -254,13 +254,66 @@ pub fn safekeeper_schedules() -> impl Strategy<Value = Schedule> {
         })
 }
 
+/// A compute-side fault of a durable primary's world ([`FaultSet::Durable`]):
+/// the kinds of [`schedules`] that act on the primary's host, its
+/// Postgres and its pageserver. Not the control plane link's partitions,
+/// holds and losses (a durable scenario's requests are not re-sent through
+/// them), nor blocked or hung queries (the commit load's statements never
+/// see them; only the start's catalog apply would).
+fn durable_compute_kind() -> impl Strategy<Value = FaultKind> {
+    prop_oneof![
+        prop_oneof![
+            Just(PgPhase::Startup),
+            Just(PgPhase::Query),
+            Just(PgPhase::Reload)
+        ]
+        .prop_map(|phase| FaultKind::PgCrash { phase }),
+        Just(FaultKind::PartitionStorage),
+        Just(FaultKind::StorageDown),
+        (20u64..400).prop_map(|max_ms| FaultKind::LatencySpike { max_ms }),
+        (10u64..2_000).prop_map(|delay_ms| FaultKind::SlowQueries { delay_ms }),
+        (100u64..5_000).prop_map(|delay_ms| FaultKind::SlowStart { delay_ms }),
+        Just(FaultKind::HostCrash),
+        Just(FaultKind::ReloadFails),
+    ]
+}
+
+/// How many compute-side faults a durable schedule adds to its
+/// safekeeper faults: 0 to this many.
+pub const DURABLE_COMPUTE_FAULTS: usize = 2;
+
+/// The strategy of a durable-primary scenario's schedules
+/// ([`FaultSet::Durable`]): [`safekeeper_schedules`]' faults plus 0 to
+/// [`DURABLE_COMPUTE_FAULTS`] compute-side ones
+/// ([`durable_compute_kind`]), drawn from the one seeded tree (so a
+/// failing schedule shrinks both), in time order.
+pub fn durable_schedules() -> impl Strategy<Value = Schedule> {
+    let compute = prop::collection::vec(
+        (0..WINDOW_MS, 50u64..1_500, durable_compute_kind()).prop_map(|(at_ms, for_ms, kind)| {
+            Fault {
+                at_ms,
+                for_ms,
+                kind,
+            }
+        }),
+        0..=DURABLE_COMPUTE_FAULTS,
+    );
+    (safekeeper_schedules(), compute).prop_map(|(sk, compute)| {
+        let mut faults = sk.faults;
+        faults.extend(compute);
+        faults.sort_by_key(|f| f.at_ms);
+        Schedule { faults }
+    })
+}
+
 /// Which faults a scenario's schedules draw from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultSet {
     /// [`schedules`]: the compute, its links, storage, the control plane.
     Compute,
-    /// [`safekeeper_schedules`]: a durable primary's safekeepers.
-    Safekeepers,
+    /// [`durable_schedules`]: a durable primary's safekeepers and 0 to 2
+    /// faults of its compute side.
+    Durable,
     /// No faults (a scenario the schedule does not reach yet).
     Quiet,
 }
@@ -284,7 +337,7 @@ pub fn tree(seed: u64, set: FaultSet) -> Box<dyn ValueTree<Value = Schedule>> {
         FaultSet::Compute => schedules()
             .new_tree(&mut r)
             .map(|t| Box::new(t) as Box<dyn ValueTree<Value = Schedule>>),
-        FaultSet::Safekeepers => safekeeper_schedules()
+        FaultSet::Durable => durable_schedules()
             .new_tree(&mut r)
             .map(|t| Box::new(t) as Box<dyn ValueTree<Value = Schedule>>),
         FaultSet::Quiet => Just(Schedule::default())
@@ -363,20 +416,26 @@ mod tests {
     }
 
     #[test]
-    fn a_safekeeper_schedule_faults_at_most_two_of_the_three() {
+    fn a_durable_schedule_faults_at_most_two_safekeepers_and_two_compute_sides() {
+        let mut with_compute = 0;
         for seed in 0..200 {
-            let s = schedule_of(seed, FaultSet::Safekeepers);
+            let s = schedule_of(seed, FaultSet::Durable);
             let mut hosts: Vec<&str> = s
                 .faults
                 .iter()
                 .filter_map(|f| f.kind.safekeeper())
                 .collect();
-            assert_eq!(hosts.len(), s.faults.len(), "{s:?}");
+            let compute = s.faults.len() - hosts.len();
+            assert!(compute <= DURABLE_COMPUTE_FAULTS, "{s:?}");
+            with_compute += usize::from(compute > 0);
+            assert!(s.faults.is_sorted_by_key(|f| f.at_ms), "{s:?}");
             hosts.sort_unstable();
             hosts.dedup();
             assert!(hosts.len() <= 2, "{s:?}");
             assert!(s.heal_at() <= WINDOW_MS + 1_500);
         }
+        // About two thirds of the seeds fault the compute side too.
+        assert!((100..170).contains(&with_compute), "{with_compute}");
         // The compute's schedules are what they were (seeds keep their faults).
         assert!((0..200).all(|seed| {
             schedule(seed)

@@ -91,6 +91,14 @@ impl FaultLedger {
             .any(|w| w.kind.safekeeper().is_some() && w.start_us <= t1_us && t0_us <= w.end_us)
     }
 
+    /// A fault of the kind named `name` started before `t1_us` and had not
+    /// ended by `t0_us` (its window overlapped `[t0_us, t1_us]`).
+    pub fn fired_during(&self, name: &str, t0_us: u64, t1_us: u64) -> bool {
+        self.windows
+            .iter()
+            .any(|w| w.kind.name() == name && w.start_us <= t1_us && t0_us <= w.end_us)
+    }
+
     /// A notify may answer 200 without a SIGHUP having taken effect: the
     /// reload failed or Postgres crashed.
     pub fn excuses_missing_reload(&self) -> bool {
@@ -143,6 +151,12 @@ pub const FAILURE_CAUSES: &[(&str, &[&str])] = &[
     // (then whether Postgres took the config is unknown).
     ("reload", &["reload_fails", "pg_crash", "hung_queries"]),
     ("config_refused", &["reload_fails"]),
+    // A durable primary's move to another safekeeper set: its joint
+    // config's SIGHUP did not take (Postgres keeps the old set's), so
+    // the move puts the old config back and fails; or the postmaster
+    // crashed under that SIGHUP, so the check that the joint config is in
+    // force finds no Postgres.
+    ("safekeeper_move", &["reload_fails", "pg_crash"]),
     // PGDATA from the pageserver, which is down or cut off, or (a durable
     // primary without one, or with it down) from a safekeeper that goes
     // down or is cut off during the backup.
@@ -236,6 +250,27 @@ mod tests {
         assert!(l.explains_failure("base_backup").is_some());
         assert!(l.explains_failure("catalog").is_none());
         assert!(ledger(&[]).explains_failure("reload").is_none());
+
+        // A safekeeper move fails on a reload that does not take (or a
+        // postmaster crash under it); a safekeeper fault alone never
+        // excuses one.
+        let l = ledger(&[FaultKind::ReloadFails]);
+        assert_eq!(
+            l.explains_failure("safekeeper_move"),
+            Some(FaultKind::ReloadFails)
+        );
+        let l = ledger(&[FaultKind::SafekeeperDown { sk: 0 }]);
+        assert!(l.explains_failure("safekeeper_move").is_none());
+    }
+
+    #[test]
+    fn fired_during_is_the_window_overlap_of_one_kind() {
+        // host_crash from 0 to 50 ms, storage_down from 100 to 150 ms.
+        let l = ledger(&[FaultKind::HostCrash, FaultKind::StorageDown]);
+        assert!(l.fired_during("host_crash", 40_000, 60_000));
+        assert!(l.fired_during("host_crash", 50_000, 200_000));
+        assert!(!l.fired_during("host_crash", 51_000, 200_000));
+        assert!(!l.fired_during("storage_down", 0, 99_000));
     }
 
     #[test]

@@ -59,13 +59,13 @@ pub enum Tracing {
 }
 
 /// Which faults `scenario`'s schedules draw from: a durable primary's
-/// safekeepers where its world has them (`Topology::durable`), else the
-/// compute's.
+/// safekeepers and its compute side where its world has them
+/// (`Topology::durable`), else the compute's.
 pub fn fault_set(seed: u64, scenario: &Scenario) -> FaultSet {
     if scenarios::QUIET.contains(&scenario.name) {
         FaultSet::Quiet
     } else if (scenario.topology)(seed).durable.is_some() {
-        FaultSet::Safekeepers
+        FaultSet::Durable
     } else {
         FaultSet::Compute
     }

@@ -6,8 +6,11 @@
 //! ([`Event::Readback`]). The checkers (`checkers/{acked,quorum_ack,fork,
 //! history}.rs`) judge the event log. These scenarios make the faults
 //! they test (kills, a safekeeper run ahead and cut off, the pageserver
-//! down); the seed's schedule adds random safekeeper faults
-//! (`faults::safekeeper_schedules`: down, cut off, lagging).
+//! down); the seed's schedule adds random safekeeper faults (down, cut
+//! off, lagging) and 0 to 2 of the compute side (postmaster crashes,
+//! the host crashing, the pageserver down or cut off, slow queries or
+//! start, latency, a reload that does not take):
+//! `faults::durable_schedules`.
 
 use compute_ctl::compute::ComputeState;
 use rand::Rng;
@@ -53,18 +56,26 @@ pub(super) fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
 /// that failed on something a fault of the schedule explains (a
 /// safekeeper down during the base backup or the sync, ...) is started
 /// again once the faults are over, on a fresh host, as a control plane
-/// would; a failure no fault explains stays for the checkers.
+/// would; a failure no fault explains stays for the checkers. So is a
+/// start whose primary the schedule's `host_crash` took away before it
+/// could be read back (its host comes back Empty, on a fresh disk): the
+/// read-back of the next start checks every acknowledged commit.
 pub(super) async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
     d.intent = Some(spec.clone());
     for _ in 0..3 {
         if configure_until_answered(d, spec).await == Some(200) {
-            d.readback().await;
-            return true;
-        }
-        // Answered or not (a supervisor that stopped on the failure
-        // answers no configure), a start that failed on a fault is
-        // started again.
-        if !failed_on_a_fault(d) {
+            let t0 = driver::now_us();
+            if d.try_readback_on(COMPUTE).await {
+                return true;
+            }
+            if !d.fault_fired_during("host_crash", t0, driver::now_us()) {
+                d.violation("the client could not read back the commits of the running primary");
+                return true;
+            }
+        } else if !failed_on_a_fault(d) {
+            // Answered or not (a supervisor that stopped on the failure
+            // answers no configure), a start that failed on a fault is
+            // started again.
             return false;
         }
         d.healed().await;
@@ -105,6 +116,47 @@ pub(super) fn is_failed_on_a_fault(d: &Driver, state: Option<ComputeState>) -> b
         .map(compute_ctl::compute::FailReason::kind);
     st.status == compute_ctl::state::ComputeStatus::Failed
         && kind.is_some_and(|k| d.explains_failure(k))
+}
+
+/// The control plane's look at the primary before its next step: once
+/// the faults are over, a primary that the schedule took away (its host
+/// crashed and came back Empty, on a fresh disk, or it is Failed on a
+/// fault, but not on a safekeeper move whose supervisor lives on: that
+/// one keeps Postgres running on the old set) is started again from
+/// `spec` on a fresh host, as a control plane would. Whether it was.
+pub(super) async fn restart_if_lost(d: &mut Driver, spec: &SpecShape) -> bool {
+    let lost = |d: &Driver| {
+        let Some(st) = d.observed_state() else {
+            return false;
+        };
+        let kind = st
+            .failure
+            .as_ref()
+            .map(compute_ctl::compute::FailReason::kind);
+        match st.status {
+            compute_ctl::state::ComputeStatus::Empty => d.fault_fired("host_crash"),
+            compute_ctl::state::ComputeStatus::Failed => kind.is_some_and(|k| {
+                (k != "safekeeper_move" || d.supervisor_exited()) && d.explains_failure(k)
+            }),
+            _ => false,
+        }
+    };
+    if d.fault_fired("host_crash") || lost(d) {
+        // A host crash may still be under way (the host comes back when
+        // its fault ends).
+        d.healed().await;
+    }
+    if !lost(d) {
+        return false;
+    }
+    host_action(d, COMPUTE, true);
+    d.pause(50, 300).await;
+    host_action(d, COMPUTE, false);
+    // The same spec (operation and all): the control plane's intent has
+    // not changed, only the host.
+    start(d, spec).await;
+    reclone_diverged(d);
+    true
 }
 
 /// Kills the compute and boots it again (a move to a fresh host), with

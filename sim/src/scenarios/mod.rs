@@ -49,8 +49,8 @@ pub struct Topology {
     /// A primary with safekeepers: the streaming safekeeper hosts
     /// (`crate::world::safekeeper`, [`crate::names::DURABLE_SAFEKEEPERS`], one per
     /// delay) with these flush delays (ms), the WAL model on, and the
-    /// safekeeper faults as the seed's schedule
-    /// (`faults::safekeeper_schedules`) beside the scenario's own.
+    /// safekeeper faults plus 0 to 2 compute-side ones as the seed's
+    /// schedule (`faults::durable_schedules`) beside the scenario's own.
     pub durable: Option<Vec<u64>>,
     /// A second compute host, [`crate::names::REPLICA`], with its own
     /// record (`SharedInner::second_compute`) over this world's storage.
@@ -184,7 +184,8 @@ pub const ALL: &[Scenario] = &[
 ];
 
 /// The durable-primary scenarios (`durable.rs`): out of the rotation,
-/// with their own smoke; their schedules fault the safekeepers.
+/// with their own smoke; their schedules fault the safekeepers and the
+/// compute side (`faults::FaultSet::Durable`).
 pub const DURABLE: &[&str] = &[
     "durable_kill_and_move",
     "durable_pageserver_down",
@@ -194,9 +195,8 @@ pub const DURABLE: &[&str] = &[
 
 /// Scenarios that get no fault schedule (`faults::FaultSet::Quiet`), for
 /// one whose faults show a known bug not yet fixed, if its seeds must be
-/// green meanwhile. None now: the two seeds of 2,000 of `durable_promote`
-/// that mix two histories on a safekeeper show a product bug and are left
-/// visible (see ARCHITECTURE.md, "Safekeeper move and promote").
+/// green meanwhile. None now (the promote's timeline collision of
+/// ARCHITECTURE.md, "Safekeeper move and promote", is fixed).
 pub const QUIET: &[&str] = &[];
 
 /// The scenarios that seeds go round when none is named: all but

@@ -16,7 +16,7 @@ use rand::Rng;
 use serde_json::json;
 
 use super::driver::now_us;
-use super::durable::{durable_shape, host_action, is_failed_on_a_fault, start};
+use super::durable::{durable_shape, host_action, is_failed_on_a_fault, restart_if_lost, start};
 use super::{Body, Driver, Topology};
 use crate::http::{self, Outcome};
 use crate::names::SAFEKEEPER_PORT;
@@ -96,6 +96,9 @@ pub fn body(mut d: Driver) -> Body {
         }
         d.pause(300, 900).await;
 
+        // A primary the schedule took away (its host crashed, its
+        // postmaster died) is started again before it is terminated.
+        restart_if_lost(&mut d, &spec).await;
         let primary = d.stamp(spec.clone());
         // A promote of the primary: 412, nothing changes.
         if d.rng.random_bool(0.5) {

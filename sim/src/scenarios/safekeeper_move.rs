@@ -21,7 +21,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::driver::{self, now_us, safekeeper_connstring};
-use super::durable::{durable_shape, host_action, reclone_diverged, start};
+use super::durable::{durable_shape, host_action, reclone_diverged, restart_if_lost, start};
 use super::{Body, Driver, Topology};
 use crate::events::Event;
 use crate::http::Outcome;
@@ -98,6 +98,9 @@ async fn kill_and_start(d: &mut Driver, m: &Move, cut: Option<&'static str>) {
 /// One move of `m` to a new set; `kill` kills the compute while the move
 /// runs (then the control plane starts it again from the set it had).
 async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
+    // A primary the schedule took away is started again first (a move
+    // sent to a host that came back Empty would start it, not move it).
+    restart_if_lost(d, &m.spec).await;
     // The new set: one member replaced by a fresh host, or (if three fresh
     // hosts are left, sometimes) a whole new set.
     let whole = m.fresh.len() >= 3 && d.rng.random_bool(0.4);
@@ -150,6 +153,7 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         killed: kill,
     });
     storage_counts(d, &[&old, &new]);
+    let standby_names = loaded_standby_names(d);
     let t0 = now_us();
     let out = if kill {
         // The control plane's request races the kill: the answer may be lost.
@@ -163,7 +167,23 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
             Err(_) => Outcome::Transport("abandoned: the compute was killed".into()),
         }
     } else {
-        d.configure(&spec).await
+        let mut out = d.configure(&spec).await;
+        // An answer a network fault swallowed, from a compute still
+        // there: the control plane sends the move again once the faults
+        // are over (a re-send of a move already made changes nothing).
+        for _ in 0..3 {
+            if out.status().is_some() || !d.excuses_lost_request(t0) {
+                break;
+            }
+            d.healed().await;
+            if d.observed_state().map(|st| st.status)
+                == Some(compute_ctl::state::ComputeStatus::Empty)
+            {
+                break;
+            }
+            out = d.configure(&spec).await;
+        }
+        out
     };
     let status = out.status();
     d.emit(Event::SafekeeperMoveAnswered {
@@ -191,7 +211,7 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         }
     } else {
         storage_counts(d, &[&m.set]);
-        if !kill {
+        if !kill && !failed_on_a_fault(d, m, t0, standby_names.as_deref()).await {
             d.violation(format!(
                 "the safekeeper move (op {}) from {old:?} to {new:?} was not answered 200: {}",
                 spec.operation,
@@ -209,6 +229,53 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         d.pause(200, 600).await;
         reclone_diverged(d);
     }
+}
+
+/// Postgres' loaded `synchronous_standby_names` (None before it runs).
+fn loaded_standby_names(d: &Driver) -> Option<String> {
+    let conf = d.loaded_config()?;
+    crate::pgmodel::guc::parse_conf(&conf).remove("synchronous_standby_names")
+}
+
+/// A move (sent at `t0`) not answered 200 is a legal outcome when a fault
+/// of the schedule explains it:
+/// - the compute is Failed on the move (`safekeeper_move`, e.g. its
+///   joint config's reload did not take under `reload_fails`): the
+///   product put the old set's config back, so Postgres must still hold
+///   the `synchronous_standby_names` it had before the move (`before`) and
+///   the spec in effect must be the old one (both checked here; the
+///   commits by the `acked` checker at the next read-back);
+/// - the compute is Failed on another failure the ledger explains, or
+///   on the move with its supervisor gone (the postmaster crashed in the
+///   joint config's reload), or its host crashed, or no answer came
+///   through a network fault: the control plane starts it again from the
+///   set it had confirmed once the faults are over.
+async fn failed_on_a_fault(d: &mut Driver, m: &Move, t0: u64, before: Option<&str>) -> bool {
+    let st = d.observed_state();
+    let kind = st
+        .as_ref()
+        .and_then(|st| st.failure.as_ref())
+        .map(compute_ctl::compute::FailReason::kind);
+    let failed = st
+        .as_ref()
+        .is_some_and(|st| st.status == compute_ctl::state::ComputeStatus::Failed);
+    let explained = failed && kind.is_some_and(|k| d.explains_failure(k));
+    let lost = d.excuses_lost_request(t0);
+    if explained && kind == Some("safekeeper_move") && !d.supervisor_exited() {
+        let now = loaded_standby_names(d);
+        if now.as_deref() != before {
+            d.violation(format!(
+                "a safekeeper move that failed left synchronous_standby_names = {now:?} in force, not the old set's {before:?}"
+            ));
+        }
+        check_in_effect(d, &m.spec, "after a safekeeper move that failed on a fault");
+        return true;
+    }
+    if !(explained || lost) {
+        return false;
+    }
+    restart_if_lost(d, &m.spec).await;
+    true
 }
 
 /// The compute's spec in effect is `want` (its operation and its set).
@@ -238,6 +305,7 @@ fn check_in_effect(d: &Driver, want: &SpecShape, when: &str) {
 /// A notify with an older `safekeepers_generation` naming another set:
 /// 409, and nothing changes (spec in effect, no reload).
 async fn stale_generation(d: &mut Driver, m: &Move) {
+    restart_if_lost(d, &m.spec).await;
     let older = m.generation.saturating_sub(1);
     let mut other: Vec<&'static str> = DURABLE_SAFEKEEPERS[..3].to_vec();
     if other == m.set {

@@ -183,7 +183,13 @@ async fn stream_from(
 type Answer = Result<Option<(Vec<&'static str>, Vec<Option<String>>)>, String>;
 
 /// One statement a safekeeper understands.
-fn answer(shared: &Shared, name: &str, sql: &str) -> Answer {
+///
+/// `from_compute`: the session is the `compute` host's, whose boot the
+/// position answer is recorded under ([`Event::PositionAnswered`], what
+/// `checkers/fork.rs` reads as the sync of that boot's start); a second
+/// compute (the promote's replica) asking the same safekeeper is not
+/// that start's sync.
+fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer {
     let lsn = |v: u64| Some(compute_ctl::storage::Lsn(v).to_string());
     let mut sh = shared.lock();
     let boot = sh.boot;
@@ -193,11 +199,13 @@ fn answer(shared: &Shared, name: &str, sql: &str) -> Answer {
     if sql == compute_ctl::storage::POSITION_SQL {
         let end = sk.wal.end();
         drop(sh);
-        shared.emit(Event::PositionAnswered {
-            name: name.to_string(),
-            boot,
-            lsn: end,
-        });
+        if from_compute {
+            shared.emit(Event::PositionAnswered {
+                name: name.to_string(),
+                boot,
+                lsn: end,
+            });
+        }
         return Ok(Some((
             vec!["pg_is_in_recovery", "flushed", "replayed"],
             vec![Some("t".into()), lsn(end), lsn(end)],
@@ -264,6 +272,11 @@ async fn serve_sql(
     if wire::read_startup(&mut stream).await?.is_none() {
         return Ok(());
     }
+    let from_compute = stream
+        .peer_addr()
+        .ok()
+        .and_then(|a| turmoil::reverse_lookup(a.ip()))
+        .is_some_and(|h| h == crate::names::COMPUTE);
     let mut out = Out::default();
     out.auth_ok();
     out.parameter_status("server_version", "15.8");
@@ -276,7 +289,7 @@ async fn serve_sql(
         match wire::read_message(&mut stream).await? {
             Frontend::Query(sql) => {
                 for stmt in crate::world::pg::exec::split_statements(&sql) {
-                    match answer(shared, name, stmt) {
+                    match answer(shared, name, stmt, from_compute) {
                         Ok(Some((cols, row))) => {
                             let cols: Vec<String> = cols.into_iter().map(String::from).collect();
                             out.row_description(&cols);

@@ -75,6 +75,14 @@ impl Driver {
 
     /// [`Driver::readback`] from the primary on `host`.
     pub async fn readback_on(&self, host: &str) {
+        if !self.try_readback_on(host).await {
+            self.violation("the client could not read back the commits of the running primary");
+        }
+    }
+
+    /// A read-back from the primary on `host` (a few tries); whether it
+    /// got one.
+    pub async fn try_readback_on(&self, host: &str) -> bool {
         for _ in 0..5 {
             if let Some(client) = connect(host).await {
                 let boot = self.boot();
@@ -89,12 +97,12 @@ impl Driver {
                         .filter_map(|v| v.parse().ok())
                         .collect();
                     self.emit(Event::Readback { boot, ids });
-                    return;
+                    return true;
                 }
             }
             super::sleep(Duration::from_millis(200)).await;
         }
-        self.violation("the client could not read back the commits of the running primary");
+        false
     }
 }
 

@@ -81,6 +81,21 @@ impl Driver {
             .is_some()
     }
 
+    /// A fault named `kind` (`FaultKind::name`) fired.
+    pub fn fault_fired(&self, kind: &str) -> bool {
+        self.shared.lock().ledger.fired(kind)
+    }
+
+    /// A fault named `kind` ran between `t0` and `t1` (µs).
+    pub fn fault_fired_during(&self, kind: &str, t0: u64, t1: u64) -> bool {
+        self.shared.lock().ledger.fired_during(kind, t0, t1)
+    }
+
+    /// The config text Postgres loaded last (`None` before it runs).
+    pub fn loaded_config(&self) -> Option<String> {
+        self.shared.lock().loaded_config.clone()
+    }
+
     /// A safekeeper fault ran between `t0` and `t1` (µs).
     pub fn safekeeper_fault_during(&self, t0: u64, t1: u64) -> bool {
         self.shared.lock().ledger.safekeeper_fault_during(t0, t1)
