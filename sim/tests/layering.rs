@@ -7,7 +7,9 @@
 //! the layers below its own ([`LAYERS`]): plain names and models at the
 //! bottom, events and the ledger above them, checkers reading only those,
 //! the event log, the world appending to it, scenarios and the runner on
-//! top.
+//! top. Scenarios speak to the world only through their driver
+//! (`scenarios/driver.rs`, `scenarios/driver/*.rs`): no other scenario file
+//! names `world/` or the world's shared record.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -90,12 +92,11 @@ fn named_after(code: &str, prefix: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// `(line, module)` for every top-level module `file` names. Comment lines
-/// are blanked (kept as empty lines so numbers stay right).
-fn references(file: &Path, depth: usize) -> Vec<(usize, String)> {
+/// The code of `file`: comment lines blanked (kept as empty lines so
+/// numbers stay right).
+fn code_of(file: &Path) -> String {
     let text = std::fs::read_to_string(file).expect("read a source file");
-    let code: String = text
-        .lines()
+    text.lines()
         .map(|l| {
             if l.trim_start().starts_with("//") {
                 ""
@@ -104,7 +105,12 @@ fn references(file: &Path, depth: usize) -> Vec<(usize, String)> {
             }
         })
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("\n")
+}
+
+/// `(line, module)` for every top-level module `file` names.
+fn references(file: &Path, depth: usize) -> Vec<(usize, String)> {
+    let code = code_of(file);
     let mut out = named_after(&code, "crate::");
     if depth >= 2 {
         out.extend(named_after(&code, &"super::".repeat(depth)));
@@ -300,26 +306,35 @@ fn checkers_read_only_events_the_ledger_and_the_models() {
     );
 }
 
-/// Scenarios speak only through the driver (sim/src/scenarios/driver.rs):
-/// no other scenario file names `world`, plainly or by `super::super::`.
-#[test]
-fn scenarios_speak_only_through_the_driver() {
+/// The scenario files but the driver's (`scenarios/driver.rs` and its
+/// children `scenarios/driver/*.rs`): `(name under scenarios/, path)`.
+fn scenario_files() -> Vec<(String, PathBuf)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scenarios");
     let mut files = Vec::new();
     rust_files(&dir, &mut files);
     files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let rel = file.strip_prefix(&dir).expect("under scenarios");
+            (rel.to_string_lossy().replace('\\', "/"), file)
+        })
+        .filter(|(name, _)| name != "driver.rs" && !name.starts_with("driver/"))
+        .collect()
+}
+
+/// Scenarios speak only through the driver (sim/src/scenarios/driver.rs
+/// and driver/*.rs): no other scenario file names `world`, plainly or by
+/// `super::super::`.
+#[test]
+fn scenarios_speak_only_through_the_driver() {
     let mut wrong = Vec::new();
-    for file in files {
-        let rel = file.strip_prefix(&dir).expect("under scenarios");
-        let name = rel.to_string_lossy();
-        if name == "driver.rs" {
-            continue;
-        }
+    for (name, file) in scenario_files() {
         // `scenarios/mod.rs` is at depth 1, `scenarios/x.rs` at depth 2.
         let depth = if name == "mod.rs" {
             1
         } else {
-            1 + rel.iter().count()
+            1 + name.split('/').count()
         };
         for (line, named) in references(&file, depth) {
             if named == "world" {
@@ -330,6 +345,39 @@ fn scenarios_speak_only_through_the_driver() {
     none_of(
         wrong,
         "scenarios naming the world (add a narrow call to the Driver instead)",
+    );
+}
+
+/// `(line, identifier)` for every identifier in `code` that names the
+/// world's record: `shared` (the driver's field, a clone of it), or one
+/// starting with `Shared` (`Shared`, `SharedInner`). A word that only
+/// contains it (`shared_buffers`) is something else.
+fn names_of_the_record(code: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in code.lines().enumerate() {
+        for word in line.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+            if word == "shared" || word.starts_with("Shared") {
+                out.push((i + 1, word.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Nor do they hold the world's record (`Shared`, the driver's private
+/// `shared`): every read, log line or change of the world is a Driver
+/// operation (driver/*.rs). No exceptions.
+#[test]
+fn scenarios_hold_no_shared_record() {
+    let mut wrong = Vec::new();
+    for (name, file) in scenario_files() {
+        for (line, word) in names_of_the_record(&code_of(&file)) {
+            wrong.push(format!("scenarios/{name}:{line}: {word}"));
+        }
+    }
+    none_of(
+        wrong,
+        "scenarios naming the world's shared record (add a narrow Driver operation instead)",
     );
 }
 
@@ -354,4 +402,10 @@ fn the_scanner_sees_plain_grouped_and_nested_imports() {
         g.entry(b.into()).or_default();
     }
     assert_eq!(circles(&g), [["a", "b", "c"]]);
+    let record = "let b = d.shared.lock().boot;\nfn f(s: &Shared) {}\nlet c = shared_buffers; d.unshared();\nlet shared = x; SharedInner::boot";
+    let found: Vec<String> = names_of_the_record(record)
+        .into_iter()
+        .map(|(line, w)| format!("{line}:{w}"))
+        .collect();
+    assert_eq!(found, ["1:shared", "2:Shared", "4:shared", "4:SharedInner"]);
 }

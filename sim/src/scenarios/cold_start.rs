@@ -78,7 +78,7 @@ pub fn from_cplane(mut d: Driver) -> Body {
                     let _ = axum::serve(listener, router).await;
                 });
             }
-            Err(e) => d.shared.violation(format!("cplane cannot listen: {e}")),
+            Err(e) => d.violation(format!("cplane cannot listen: {e}")),
         }
         d.converge().await;
     })

@@ -20,8 +20,9 @@ use crate::world::shared::now_us as world_now_us;
 /// The longest a message waits for the world's next step.
 pub use crate::world::TICK;
 /// The harness's handle on the world (the compute host's record, the
-/// ledger, the event log): the one world type scenarios name.
-pub use crate::world::shared::Shared;
+/// ledger, the event log): held by the [`Driver`] alone, read and written
+/// only through its operations (`driver/*.rs`), never named by a scenario.
+use crate::world::shared::Shared;
 /// The cgroup's MemTotal and its memory use when the compute boots.
 pub use crate::world::{BOOT_USAGE, MEM_TOTAL};
 
@@ -81,8 +82,18 @@ pub fn safekeeper_connstrings() -> Vec<String> {
     crate::world::safekeeper_connstrings()
 }
 
+mod commits;
+mod observe;
+mod record;
+mod steer;
+
+/// The control plane of a scenario: its requests to the compute, and every
+/// other word it has with the world (what it reads of it, what it logs,
+/// what it changes) as one of its operations. It alone holds the world's
+/// record: `shared` is private to this module and its children
+/// (`driver/*.rs`), so no scenario reaches past it.
 pub struct Driver {
-    pub shared: Shared,
+    shared: Shared,
     pub seed: u64,
     pub rng: SmallRng,
     next_op: u64,
@@ -90,7 +101,7 @@ pub struct Driver {
     pub intent: Option<SpecShape>,
     /// The records of a fleet's computes ([`super::Topology::fleet`]), compute
     /// `k` on host [`fleet_host`]`(k)`; empty in a one-compute world.
-    pub fleet: Vec<Shared>,
+    fleet: Vec<Shared>,
 }
 
 impl Driver {
@@ -105,7 +116,7 @@ impl Driver {
         }
     }
 
-    /// This driver over the fleet `fleet` ([`Driver::fleet`]).
+    /// This driver over the fleet `fleet`: compute `k`'s record at `k`.
     pub fn with_fleet(mut self, fleet: Vec<Shared>) -> Self {
         self.fleet = fleet;
         self
@@ -133,6 +144,18 @@ impl Driver {
             answer(&sh, &sent, &out);
             (out, now_us())
         }
+    }
+
+    /// `POST /configure` of `body`, sent at `t0`, given up as
+    /// [`Driver::configure`] gives up a request a network fault may have
+    /// swallowed; unjudged: to be spawned (owns what it needs).
+    pub fn configure_abandoning(
+        &self,
+        body: String,
+        t0: u64,
+    ) -> impl Future<Output = Outcome> + use<> {
+        let shared = self.shared.clone();
+        async move { post_configure_abandoning(&shared, body, t0).await }
     }
 
     /// Records a violation of fleet compute `k`.
@@ -313,7 +336,7 @@ impl Driver {
 /// [`post_configure`] of a request sent at `t0`, given up as a control
 /// plane would once a network fault may have swallowed it (see
 /// [`lost_to_network_fault`]).
-pub async fn post_configure_abandoning(shared: &Shared, body: String, t0: u64) -> Outcome {
+async fn post_configure_abandoning(shared: &Shared, body: String, t0: u64) -> Outcome {
     tokio::select! {
         biased;
         out = post_configure(body) => out,
@@ -368,7 +391,7 @@ pub struct Sent {
 
 /// Logs that the control plane sends `path` (a `kind` request of
 /// operation `op`) to the compute of `shared` now.
-pub fn send(shared: &Shared, kind: Request, path: &str, op: u64) -> Sent {
+fn send(shared: &Shared, kind: Request, path: &str, op: u64) -> Sent {
     let t0 = now_us();
     let req = {
         let mut sh = shared.lock();
@@ -397,7 +420,7 @@ pub fn send(shared: &Shared, kind: Request, path: &str, op: u64) -> Sent {
 
 /// Logs how `sent` ended, now, with what the checkers of its kind read of
 /// the compute host; an answered notify's round trip is measured.
-pub fn answer(shared: &Shared, sent: &Sent, out: &Outcome) {
+fn answer(shared: &Shared, sent: &Sent, out: &Outcome) {
     let t1 = now_us();
     let seen = match sent.kind {
         Request::Notify => Some(Seen::take(shared, false)),

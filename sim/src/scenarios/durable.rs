@@ -9,17 +9,13 @@
 //! down); the seed's schedule adds random safekeeper faults
 //! (`faults::safekeeper_schedules`: down, cut off, lagging).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
+use compute_ctl::compute::ComputeState;
 use rand::Rng;
 
-use super::driver::{self, Shared};
+use super::driver;
 use super::{Body, Driver, Topology, base_shape};
 use crate::events::Event;
-use crate::names::{COMPUTE, PG_PORT, SAFEKEEPERS, STORAGE, SUPERUSER};
-use crate::pgmodel::durable::{READ_ACKED_SQL, commit_sql};
+use crate::names::{COMPUTE, SAFEKEEPERS, STORAGE};
 use crate::specgen::SpecShape;
 
 /// The safekeepers' flush delays: one quick, one average, one slow.
@@ -31,121 +27,9 @@ pub fn topology(seed: u64) -> Topology {
     }
 }
 
-/// Stops the commit load when dropped.
-pub struct Commits(Arc<AtomicBool>);
-
-impl Drop for Commits {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// How long the client waits for one commit (it may wait for a quorum).
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
-
-async fn connect(host: &str) -> Option<tokio_postgres::Client> {
-    let stream = driver::connect(host, PG_PORT).await?;
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.user(SUPERUSER)
-        .dbname("postgres")
-        .application_name(crate::names::LOAD_APPLICATION);
-    let (client, conn) = cfg.connect_raw(stream, tokio_postgres::NoTls).await.ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Some(client)
-}
-
-fn first_value(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
-    msgs.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-        _ => None,
-    })
-}
-
-/// `clients` sessions, each committing one row per transaction.
-pub fn start_commits(shared: &Shared, clients: usize) -> Commits {
-    start_commits_on(shared, clients, COMPUTE)
-}
-
-/// [`start_commits`] to the primary on `host`.
-pub fn start_commits_on(shared: &Shared, clients: usize, host: &'static str) -> Commits {
-    let stop = Arc::new(AtomicBool::new(false));
-    for i in 0..clients {
-        let (stop, shared) = (stop.clone(), shared.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(client) = connect(host).await {
-                    commit_loop(&shared, &client, &stop, i).await;
-                }
-                driver::sleep(Duration::from_millis(100)).await;
-            }
-        });
-    }
-    Commits(stop)
-}
-
-async fn commit_loop(
-    shared: &Shared,
-    client: &tokio_postgres::Client,
-    stop: &AtomicBool,
-    i: usize,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        let id = {
-            let mut sh = shared.lock();
-            sh.wal.next_commit += 1;
-            sh.wal.next_commit
-        };
-        let sql = commit_sql(id);
-        let answer = driver::timeout(COMMIT_TIMEOUT, client.simple_query(&sql)).await;
-        let Ok(Ok(msgs)) = answer else {
-            // Unknown outcome: not acknowledged.
-            return;
-        };
-        let lsn = first_value(&msgs)
-            .and_then(|l| l.parse::<compute_ctl::storage::Lsn>().ok())
-            .map_or(0, |l| l.0);
-        shared.emit(Event::CommitAcked { id, lsn });
-        driver::sleep(Duration::from_millis(20 + 10 * (i as u64 % 3))).await;
-    }
-}
-
-/// Reads back what the running primary holds (a few tries).
-pub(super) async fn readback(shared: &Shared) {
-    readback_on(shared, COMPUTE).await;
-}
-
-/// [`readback`] from the primary on `host`.
-pub(super) async fn readback_on(shared: &Shared, host: &str) {
-    for _ in 0..5 {
-        if let Some(client) = connect(host).await {
-            let boot = shared.lock().boot;
-            shared.emit(Event::ReadbackSent { boot });
-            let answer =
-                driver::timeout(Duration::from_secs(2), client.simple_query(READ_ACKED_SQL)).await;
-            if let Ok(Ok(msgs)) = answer {
-                let ids = first_value(&msgs)
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter_map(|v| v.parse().ok())
-                    .collect();
-                shared.emit(Event::Readback { boot, ids });
-                return;
-            }
-        }
-        driver::sleep(Duration::from_millis(200)).await;
-    }
-    shared.violation("the client could not read back the commits of the running primary");
-}
-
 pub(super) fn host_action(d: &Driver, host: &str, crash: bool) {
-    d.shared
-        .lock()
-        .harness
-        .host_actions
-        .push((host.to_string(), crash));
-    d.shared.event(
+    d.ask_host_action(host, crash);
+    d.event(
         if crash { "host_crash" } else { "host_boot" },
         serde_json::json!({"host": host}),
     );
@@ -174,7 +58,7 @@ pub(super) async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
     d.intent = Some(spec.clone());
     for _ in 0..3 {
         if configure_until_answered(d, spec).await == Some(200) {
-            readback(&d.shared).await;
+            d.readback().await;
             return true;
         }
         // Answered or not (a supervisor that stopped on the failure
@@ -205,23 +89,22 @@ async fn configure_until_answered(d: &mut Driver, spec: &SpecShape) -> Option<u1
 
 /// The compute is Failed on something a fault that fired can cause.
 fn failed_on_a_fault(d: &Driver) -> bool {
-    is_failed_on_a_fault(d, &d.shared)
+    is_failed_on_a_fault(d, d.observed_state())
 }
 
-/// The compute host of `host` (this world's, or its second compute's
-/// record) is Failed on something a fault of this world that fired can
-/// cause.
-pub(super) fn is_failed_on_a_fault(d: &Driver, host: &Shared) -> bool {
-    let Some(compute) = host.compute() else {
+/// The compute in `state` (this world's, or its second compute's, as the
+/// harness sees it) is Failed on something a fault of this world that
+/// fired can cause.
+pub(super) fn is_failed_on_a_fault(d: &Driver, state: Option<ComputeState>) -> bool {
+    let Some(st) = state else {
         return false;
     };
-    let st = compute.state();
     let kind = st
         .failure
         .as_ref()
         .map(compute_ctl::compute::FailReason::kind);
     st.status == compute_ctl::state::ComputeStatus::Failed
-        && kind.is_some_and(|k| d.shared.lock().ledger.explains_failure(k).is_some())
+        && kind.is_some_and(|k| d.explains_failure(k))
 }
 
 /// Kills the compute and boots it again (a move to a fresh host), with
@@ -251,11 +134,9 @@ async fn kill_and_start(d: &mut Driver, spec: &SpecShape, cut: Option<usize>) {
 /// streams. Without it a diverged safekeeper stays so for good, and one
 /// more cut off leaves no quorum.
 pub(super) fn reclone_diverged(d: &Driver) {
-    let recloned: Vec<Event> = {
-        let mut sh = d.shared.lock();
-        let w = &mut sh.wal;
+    let recloned: Vec<Event> = d.with_wal(|w| {
         if w.compute.in_recovery {
-            return;
+            return Vec::new();
         }
         let diverged: Vec<String> = w
             .safekeepers
@@ -275,7 +156,9 @@ pub(super) fn reclone_diverged(d: &Driver) {
             .filter(|(n, _)| !diverged.contains(n))
             .max_by_key(|(_, s)| s.wal.end())
             .map(|(_, s)| s.wal.clone());
-        let Some(donor) = donor else { return };
+        let Some(donor) = donor else {
+            return Vec::new();
+        };
         diverged
             .into_iter()
             .filter_map(|n| {
@@ -289,9 +172,9 @@ pub(super) fn reclone_diverged(d: &Driver) {
                 })
             })
             .collect()
-    };
+    });
     for ev in recloned {
-        d.shared.emit(ev);
+        d.emit(ev);
     }
 }
 
@@ -300,7 +183,8 @@ pub fn kill_and_move(mut d: Driver) -> Body {
         let no_pageserver = d.rng.random_bool(0.7);
         let spec = durable_shape(&mut d, no_pageserver);
         start(&mut d, &spec).await;
-        let _commits = start_commits(&d.shared, d.rng.random_range(1..=2));
+        let clients = d.rng.random_range(1..=2);
+        let _commits = d.start_commits(clients);
         for _ in 0..d.rng.random_range(2..=3) {
             d.pause(300, 900).await;
             // Sometimes one safekeeper runs ahead: the compute loses the
@@ -318,7 +202,7 @@ pub fn kill_and_move(mut d: Driver) -> Body {
             kill_and_start(&mut d, &spec, cut).await;
         }
         d.pause(300, 800).await;
-        readback(&d.shared).await;
+        d.readback().await;
         d.converge().await;
     })
 }
@@ -327,7 +211,8 @@ pub fn pageserver_down(mut d: Driver) -> Body {
     Box::pin(async move {
         let spec = durable_shape(&mut d, false);
         start(&mut d, &spec).await;
-        let _commits = start_commits(&d.shared, d.rng.random_range(1..=2));
+        let clients = d.rng.random_range(1..=2);
+        let _commits = d.start_commits(clients);
         d.pause(200, 600).await;
         host_action(&d, STORAGE, true);
         // Commits go on: they wait for the safekeepers, not the pageserver.
@@ -340,7 +225,7 @@ pub fn pageserver_down(mut d: Driver) -> Body {
         // compute catches up from the most advanced safekeeper).
         kill_and_start(&mut d, &spec, None).await;
         d.pause(300, 800).await;
-        readback(&d.shared).await;
+        d.readback().await;
         d.converge().await;
     })
 }

@@ -4,7 +4,7 @@
 //! Its topology is a fleet ([`Topology::fleet`]): the runner builds the
 //! `storage` host, the `cplane` host and hosts `compute-00` … `compute-49`,
 //! each the production supervisor on its own `SimEnv` with its own
-//! simulated Postgres and its own record (the driver's `fleet`). No fault schedule: the storm
+//! simulated Postgres and its own record (the driver's fleet). No fault schedule: the storm
 //! itself is the stress (faults are the other scenarios' business).
 //!
 //! Invariants, per compute: every notify is answered 200 and does no
@@ -56,7 +56,7 @@ pub fn storm(d: Driver) -> Body {
     Box::pin(async move {
         let seed = d.seed;
         let mut rng = SmallRng::seed_from_u64(seed ^ 0xF1EE7);
-        let firsts: Vec<SpecShape> = (0..d.fleet.len())
+        let firsts: Vec<SpecShape> = (0..d.fleet_len())
             .map(|k| {
                 let roles = rng.random_range(1..=20);
                 let dbs = rng.random_range(1..=2);
@@ -72,7 +72,7 @@ pub fn storm(d: Driver) -> Body {
         for (k, h) in starts.into_iter().enumerate() {
             let out = h.await.unwrap_or(Outcome::Transport("task failed".into()));
             if out.status() != Some(200) {
-                d.shared.violation(format!(
+                d.violation(format!(
                     "{}: first configure answered {}",
                     fleet_host(k),
                     out.label()
@@ -82,8 +82,7 @@ pub fn storm(d: Driver) -> Body {
         }
         // The storm: every compute moves to a new shard at the same instant.
         let t0 = now_us();
-        d.shared
-            .event_at(t0, "storm", json!({"computes": d.fleet.len()}));
+        d.event_at(t0, "storm", json!({"computes": d.fleet_len()}));
         let mut notifies = Vec::new();
         for (k, first) in firsts.iter().enumerate() {
             let mut next = first.clone();
@@ -106,12 +105,12 @@ pub fn storm(d: Driver) -> Body {
         }
         round_trips.sort_unstable();
         if let Some(p99) = percentile(&round_trips, 99) {
-            d.shared.event(
+            d.event(
                 "storm_done",
                 json!({"p99_us": p99, "max_us": round_trips.last()}),
             );
             if Duration::from_micros(p99) > P99_BOUND {
-                d.shared.violation(format!(
+                d.violation(format!(
                     "storm notify p99 {} ms of simulated time exceeds the bound {} ms",
                     p99 / 1000,
                     P99_BOUND.as_millis()

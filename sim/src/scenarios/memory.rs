@@ -65,18 +65,14 @@ struct Agent {
 
 /// Whether a fault may explain what went wrong since `since`.
 fn excused(d: &Driver, since: u64, boot: u64) -> bool {
-    let sh = d.shared.lock();
-    sh.ledger.excuses_lost_request(since)
-        || sh.boot != boot
-        || sh.supervisor_exited
-        || sh.compute.is_none()
+    d.excuses_lost_request(since) || d.boot() != boot || d.supervisor_exited() || d.compute_gone()
 }
 
 impl Agent {
     /// Connects, negotiates and checks that it is served; `None` when the
     /// compute cannot be reached (yet).
     async fn connect(d: &Driver) -> Option<Self> {
-        let boot = d.shared.lock().boot;
+        let boot = d.boot();
         let t0 = now_us();
         let connect = turmoil::net::TcpStream::connect((COMPUTE, VM_MONITOR_PORT));
         let stream = timeout(SERVE_DEADLINE, connect).await.ok()?.ok()?;
@@ -109,7 +105,7 @@ impl Agent {
             Some((_, v)) if v == json!({"version": 1}) => {}
             other => {
                 if !excused(d, t0, boot) {
-                    d.shared.violation(format!(
+                    d.violation(format!(
                         "vm-monitor did not answer the agent's version range with {{\"version\":1}} within {SERVE_DEADLINE:?}: {other:?}"
                     ));
                 }
@@ -215,7 +211,7 @@ impl Model {
 
 /// Checks and records one message from the monitor.
 fn observe(d: &Driver, m: &mut Model, boot: u64, t: u64, v: &Value, late_us: u64) {
-    d.shared.event(
+    d.event(
         "agent_recv",
         json!({"msg": v, "usage_mib": m.current() / MIB, "threshold_mib": m.threshold / MIB}),
     );
@@ -223,15 +219,14 @@ fn observe(d: &Driver, m: &mut Model, boot: u64, t: u64, v: &Value, late_us: u64
         Some("UpscaleRequest") => {
             if let Some(prev) = m.last_request {
                 if t + NET_SLACK_US < prev + SEC_US && !excused(d, prev, boot) {
-                    d.shared.violation(format!(
+                    d.violation(format!(
                         "vm-monitor sent two UpscaleRequests {} ms apart (at most one a second)",
                         (t - prev) / 1000
                     ));
                 }
             }
             if v["id"].as_u64().is_none_or(|id| id % 2 == 0) {
-                d.shared
-                    .violation(format!("vm-monitor's UpscaleRequest has no odd id: {v}"));
+                d.violation(format!("vm-monitor's UpscaleRequest has no odd id: {v}"));
             }
             m.last_request = Some(t);
             m.over_since = (m.current() >= m.threshold).then_some(t);
@@ -250,14 +245,13 @@ fn observe(d: &Driver, m: &mut Model, boot: u64, t: u64, v: &Value, late_us: u64
                 return;
             };
             if v["id"] != id {
-                d.shared
-                    .violation(format!("DownscaleResult {v} does not answer id {id}"));
+                d.violation(format!("DownscaleResult {v} does not answer id {id}"));
             }
             if v["Ok"] == true {
                 let new = rules::threshold(rules::usable(target));
                 let floor = lowest_usage + rules::DOWNSCALE_BUFFER;
                 if new < floor {
-                    d.shared.violation(format!(
+                    d.violation(format!(
                         "vm-monitor accepted a downscale to {} MiB whose threshold {} MiB is under the usage {} MiB (the lowest from a second before the request until the answer) + {} MiB buffer",
                         target / MIB,
                         new / MIB,
@@ -278,8 +272,7 @@ fn observe(d: &Driver, m: &mut Model, boot: u64, t: u64, v: &Value, late_us: u64
             }
         }
         Some("InternalError" | "InvalidMessage") => {
-            d.shared
-                .violation(format!("vm-monitor answered the agent with {v}"));
+            d.violation(format!("vm-monitor answered the agent with {v}"));
         }
         _ => {}
     }
@@ -288,7 +281,7 @@ fn observe(d: &Driver, m: &mut Model, boot: u64, t: u64, v: &Value, late_us: u64
 /// Connects (with a health check that must be echoed), or `None`.
 async fn served(d: &Driver, m: &mut Model, late_us: u64) -> Option<Agent> {
     let mut a = Agent::connect(d).await?;
-    d.shared.event("agent_connected", json!({}));
+    d.event("agent_connected", json!({}));
     let id = a.send("HealthCheck", json!({})).await?;
     let deadline = now_us() + SERVE_DEADLINE.as_micros() as u64;
     loop {
@@ -298,7 +291,7 @@ async fn served(d: &Driver, m: &mut Model, late_us: u64) -> Option<Agent> {
             Some((t, v)) => observe(d, m, a.boot, t, &v, late_us),
             None => {
                 if !excused(d, a.since, a.boot) {
-                    d.shared.violation(format!(
+                    d.violation(format!(
                         "vm-monitor did not echo a reconnected agent's health check within {SERVE_DEADLINE:?}"
                     ));
                 }
@@ -321,11 +314,11 @@ pub fn pressure(mut d: Driver) -> Body {
         let mut usage = BOOT_USAGE;
         let mut model = Model::new();
         let mut agent: Option<Agent> = None;
-        let mut boot = d.shared.lock().boot;
+        let mut boot = d.boot();
         // 150 steps of 100 ms: 15 s of growing load.
         for tick in 0..150u64 {
             let t = now_us();
-            let now_boot = d.shared.lock().boot;
+            let now_boot = d.boot();
             if now_boot != boot {
                 // A rebooted compute starts over from MemTotal, its
                 // Postgres from the 1 GiB the VM image starts with.
@@ -388,7 +381,7 @@ pub fn pressure(mut d: Driver) -> Body {
             if tick == drop_at {
                 // The agent drops its connection; it comes back next tick.
                 let _ = timeout(SERVE_DEADLINE, a.tx.close()).await;
-                d.shared.event("agent_dropped", json!({}));
+                d.event("agent_dropped", json!({}));
                 agent = None;
                 continue;
             }
@@ -408,8 +401,7 @@ pub fn pressure(mut d: Driver) -> Body {
             let (since_conn, conn_boot) = (a.since, a.boot);
             if closed {
                 if !excused(&d, since_conn, conn_boot) {
-                    d.shared
-                        .violation("vm-monitor closed the agent's connection on a healthy network");
+                    d.violation("vm-monitor closed the agent's connection on a healthy network");
                 }
                 agent = None;
                 continue;
@@ -419,7 +411,7 @@ pub fn pressure(mut d: Driver) -> Body {
                 if now > since + SEC_US + NET_SLACK_US
                     && !excused(&d, since.min(since_conn), conn_boot)
                 {
-                    d.shared.violation(format!(
+                    d.violation(format!(
                         "usage {} MiB has been at or over the threshold {} MiB for {} ms without an UpscaleRequest",
                         usage / MIB,
                         model.threshold / MIB,

@@ -57,7 +57,7 @@ pub struct Topology {
     pub second_compute: bool,
     /// A fleet of this many computes on separate hosts
     /// ([`crate::names::fleet_host`]), each with its own record (the
-    /// driver's [`Driver::fleet`]) and no fault schedule; the world then has
+    /// driver's fleet, [`Driver::with_fleet`]) and no fault schedule; the world then has
     /// no `compute` host and none of the hosts above but the storage.
     pub fleet: Option<usize>,
 }

@@ -3,7 +3,6 @@
 
 use rand::Rng;
 
-use super::driver::{answer, send};
 use super::{Body, Driver, base_shape, load};
 use crate::events::Request;
 use crate::http::Outcome;
@@ -52,13 +51,12 @@ pub fn shard_split_burst(mut d: Driver) -> Body {
         let mut handles = Vec::new();
         for _ in 0..n {
             let next = moved(&mut d, &cur);
-            let sent = send(&d.shared, Request::Notify, "/configure", next.operation);
-            let body = next.configure_body();
-            let shared = d.shared.clone();
+            let sent = d.send(Request::Notify, "/configure", next.operation);
+            // As `Driver::configure`: a request a network fault may have
+            // swallowed is given up, and the re-sends below land it.
+            let req = d.configure_abandoning(next.configure_body(), sent.t0);
             handles.push(tokio::spawn(async move {
-                // As `Driver::configure`: a request a network fault may have
-                // swallowed is given up, and the re-sends below land it.
-                let out = super::driver::post_configure_abandoning(&shared, body, sent.t0).await;
+                let out = req.await;
                 (sent, out)
             }));
             cur = next;
@@ -67,7 +65,7 @@ pub fn shard_split_burst(mut d: Driver) -> Body {
         for h in handles {
             // Judged when the control plane reads the answer.
             if let Ok((sent, out)) = h.await {
-                answer(&d.shared, &sent, &out);
+                d.answer(&sent, &out);
             }
         }
         // The control plane keeps re-sending its latest notify until it lands.
@@ -88,7 +86,7 @@ pub fn duplicated_reordered(mut d: Driver) -> Body {
             let dup = d.resend(&first).await;
             if let Outcome::Answer(code, _) = dup {
                 if code != 200 {
-                    d.shared.violation(format!(
+                    d.violation(format!(
                         "duplicate of applied op {} answered {code}",
                         first.operation
                     ));

@@ -16,10 +16,7 @@ use rand::Rng;
 use serde_json::json;
 
 use super::driver::now_us;
-use super::durable::{
-    durable_shape, host_action, is_failed_on_a_fault, readback_on, start, start_commits,
-    start_commits_on,
-};
+use super::durable::{durable_shape, host_action, is_failed_on_a_fault, start};
 use super::{Body, Driver, Topology};
 use crate::http::{self, Outcome};
 use crate::names::SAFEKEEPER_PORT;
@@ -39,8 +36,7 @@ pub fn topology(seed: u64) -> Topology {
 
 /// The replica is Failed on something a fault that fired can cause.
 fn replica_failed_on_a_fault(d: &Driver) -> bool {
-    let r = d.shared.lock().second_compute.clone();
-    r.is_some_and(|r| is_failed_on_a_fault(d, &r))
+    is_failed_on_a_fault(d, d.observed_replica_state())
 }
 
 fn promote_body(spec: &serde_json::Value, lsn: &str) -> String {
@@ -57,7 +53,8 @@ pub fn body(mut d: Driver) -> Body {
         let no_pageserver = d.rng.random_bool(0.5);
         let spec = durable_shape(&mut d, no_pageserver);
         start(&mut d, &spec).await;
-        let commits = start_commits(&d.shared, d.rng.random_range(1..=2));
+        let clients = d.rng.random_range(1..=2);
+        let commits = d.start_commits(clients);
         d.pause(200, 600).await;
 
         // The replica follows one safekeeper.
@@ -85,7 +82,7 @@ pub fn body(mut d: Driver) -> Body {
                     host_action(&d, REPLICA, false);
                 }
                 Outcome::Answer(s, b) => {
-                    d.shared.violation(format!(
+                    d.violation(format!(
                         "the replica following {follow} did not start: {s} {b}"
                     ));
                     return;
@@ -94,8 +91,7 @@ pub fn body(mut d: Driver) -> Body {
             }
         }
         if !started {
-            d.shared
-                .violation("the replica host never answered its configure");
+            d.violation("the replica host never answered its configure");
             return;
         }
         d.pause(300, 900).await;
@@ -105,7 +101,7 @@ pub fn body(mut d: Driver) -> Body {
         if d.rng.random_bool(0.5) {
             let out = post(COMPUTE, "/promote", promote_body(&primary.json(), "0/1")).await;
             if out.status() != Some(412) {
-                d.shared.violation(format!(
+                d.violation(format!(
                     "POST /promote to a primary got {}, not 412",
                     out.label()
                 ));
@@ -118,8 +114,7 @@ pub fn body(mut d: Driver) -> Body {
                 .ok()
                 .and_then(|v| v["lsn"].as_str().map(str::to_string)),
             other => {
-                d.shared
-                    .violation(format!("the primary's /terminate got {}", other.label()));
+                d.violation(format!("the primary's /terminate got {}", other.label()));
                 None
             }
         };
@@ -129,9 +124,9 @@ pub fn body(mut d: Driver) -> Body {
             // tell what a quorum flushed and answers the shutdown
             // checkpoint, which the simulated Postgres has no
             // `pg_controldata` for: no lsn, and no promote to send.
-            let excused = d.shared.lock().ledger.safekeeper_fault_during(t0, now_us());
+            let excused = d.safekeeper_fault_during(t0, now_us());
             if !excused {
-                d.shared.violation(
+                d.violation(
                     "the primary's /terminate answered no lsn (a primary with safekeepers must)",
                 );
             }
@@ -163,7 +158,7 @@ pub fn body(mut d: Driver) -> Body {
                     .await
                     .unwrap_or_else(|e| Outcome::Transport(e.to_string()));
                 if completed(&other) != completed(&out) {
-                    d.shared.violation(format!(
+                    d.violation(format!(
                         "a second concurrent promote got another answer: {other:?}, not {out:?}"
                     ));
                 }
@@ -174,8 +169,7 @@ pub fn body(mut d: Driver) -> Body {
             }
             let stays = matches!(&out, Outcome::Answer(500, b) if b.contains("the compute stays a replica"));
             if !stays || attempt + 1 == SAFEKEEPERS.len() {
-                d.shared
-                    .violation(format!("POST /promote to {lsn} did not complete: {out:?}"));
+                d.violation(format!("POST /promote to {lsn} did not complete: {out:?}"));
                 return;
             }
             upstream = (upstream + 1) % SAFEKEEPERS.len();
@@ -188,7 +182,7 @@ pub fn body(mut d: Driver) -> Body {
             let moved = d.stamp(moved);
             let out = post(REPLICA, "/configure", moved.configure_body()).await;
             if out.status() != Some(200) {
-                d.shared.violation(format!(
+                d.violation(format!(
                     "moving the replica to safekeeper {} got {}",
                     SAFEKEEPERS[upstream].0,
                     out.label()
@@ -202,16 +196,16 @@ pub fn body(mut d: Driver) -> Body {
 
         // Every commit of the old primary is on the promoted one; the load
         // goes on there.
-        readback_on(&d.shared, REPLICA).await;
-        let commits = start_commits_on(&d.shared, d.rng.random_range(1..=2), REPLICA);
+        d.readback_on(REPLICA).await;
+        let clients = d.rng.random_range(1..=2);
+        let commits = d.start_commits_on(clients, REPLICA);
         d.pause(500, 1500).await;
         drop(commits);
         d.pause(100, 300).await;
-        readback_on(&d.shared, REPLICA).await;
-        let r = d.shared.lock().second_compute.clone();
-        let status = r.and_then(|r| r.compute()).map(|c| c.state().status);
+        d.readback_on(REPLICA).await;
+        let status = d.observed_replica_state().map(|s| s.status);
         if status != Some(compute_ctl::state::ComputeStatus::Running) {
-            d.shared.violation(format!(
+            d.violation(format!(
                 "the promoted compute is {status:?} at the end, not running"
             ));
         }

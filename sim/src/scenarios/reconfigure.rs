@@ -68,16 +68,16 @@ pub fn storage_and_catalog(mut d: Driver) -> Body {
         next.pageserver += 1;
         d.intent = Some(next.clone());
         let running = d.observed_status() == Some(ComputeStatus::Running);
-        let boot = d.shared.lock().boot;
+        let boot = d.boot();
         let t0 = now_us();
         let out = d.configure(&next).await;
         // Only a reconfigure of the same running Postgres must reload (a
         // restarted compute starts Postgres with the new config).
-        let reconfigured = d.shared.compute().is_some_and(|c| {
-            c.state().last_reconfigure.and_then(|r| r.operation_uuid) == Some(next.operation_uuid())
+        let reconfigured = d.observed_state().is_some_and(|s| {
+            s.last_reconfigure.and_then(|r| r.operation_uuid) == Some(next.operation_uuid())
         });
-        if running && out.status() == Some(200) && boot == d.shared.lock().boot && reconfigured {
-            d.shared.emit(Event::StorageMoveApplied {
+        if running && out.status() == Some(200) && boot == d.boot() && reconfigured {
+            d.emit(Event::StorageMoveApplied {
                 window_us: (t0, now_us()),
             });
         }
@@ -105,18 +105,18 @@ pub fn dry_run_then_apply(mut d: Driver) -> Body {
         if d.observed_status() != Some(ComputeStatus::Running) {
             return;
         }
-        let boot = d.shared.lock().boot;
+        let boot = d.boot();
         let Some(predicted) = d.dry_run(&next).await else {
             return;
         };
         d.intent = Some(next.clone());
         let t0 = now_us();
         let out = d.configure(&next).await;
-        let applied = d.shared.compute().is_some_and(|c| {
-            c.state().last_reconfigure.and_then(|r| r.operation_uuid) == Some(next.operation_uuid())
+        let applied = d.observed_state().is_some_and(|s| {
+            s.last_reconfigure.and_then(|r| r.operation_uuid) == Some(next.operation_uuid())
         });
-        if out.status() == Some(200) && applied && boot == d.shared.lock().boot {
-            d.shared.emit(Event::PlanApplied {
+        if out.status() == Some(200) && applied && boot == d.boot() {
+            d.emit(Event::PlanApplied {
                 window_us: (t0, now_us()),
                 predicted,
             });

@@ -62,12 +62,11 @@ async fn started(d: &mut Driver) -> crate::specgen::SpecShape {
     d.intent = Some(cur.clone());
     if d.configure(&cur).await.status() == Some(200) {
         let commit = d
-            .shared
-            .compute()
-            .and_then(|c| c.state().replication)
+            .observed_state()
+            .and_then(|s| s.replication)
             .and_then(|r| r.commit_lsn);
         if let Some(commit) = commit {
-            d.shared.emit(crate::events::Event::CommitLsnReported {
+            d.emit(crate::events::Event::CommitLsnReported {
                 commit: commit.0,
                 safekeepers: cur.safekeepers.len(),
             });
@@ -99,14 +98,14 @@ pub fn failover(mut d: Driver) -> Body {
         // The old source is gone for the compute; the second storage is promoted.
         turmoil::partition(crate::names::COMPUTE, STORAGE);
         d.pause(0, 300).await;
-        d.shared.lock().promoted.insert(STORAGE2.to_string());
+        d.promote_storage(STORAGE2);
         d.pause(0, 300).await;
         let (_next, ok) = move_to(&mut d, &cur, 1).await;
         if ok {
             streams_from(&d, STORAGE2, MOVE_BOUND).await;
-            let tli = d.shared.lock().receiver.timeline;
-            if tli != 2 && !d.shared.lock().ledger.any() {
-                d.shared.violation(format!(
+            let tli = d.receiver_timeline();
+            if tli != 2 && !d.any_fault_fired() {
+                d.violation(format!(
                     "after the failover the replica is on timeline {tli}, not 2"
                 ));
             }
@@ -119,7 +118,7 @@ pub fn failover(mut d: Driver) -> Body {
 pub fn lagging(mut d: Driver) -> Body {
     Box::pin(async move {
         // storage2 is 2 s of WAL behind storage.
-        d.shared.lock().storage_lag = Some(20 * 8192);
+        d.set_storage_lag(20 * 8192);
         let cur = started(&mut d).await;
         let _load = load::start(1);
         d.pause(300, 800).await;
@@ -138,15 +137,10 @@ async fn streams_from(d: &Driver, host: &str, within: std::time::Duration) {
     let bound = u64::try_from(within.as_micros()).unwrap_or(u64::MAX);
     let want = format!("{host}:{}", crate::names::STORAGE_PORT);
     loop {
-        let (sender, excused) = {
-            let sh = d.shared.lock();
-            (
-                sh.receiver.sender.clone(),
-                sh.ledger.any() || sh.ledger.excuses_lost_request(t0) || sh.supervisor_exited,
-            )
-        };
+        let sender = d.receiver_sender();
+        let excused = d.any_fault_fired() || d.excuses_lost_request(t0) || d.supervisor_exited();
         if sender.as_deref() == Some(want.as_str()) {
-            d.shared.event(
+            d.event(
                 "replica_streams",
                 serde_json::json!({"from": want, "after_us": now_us() - t0}),
             );
@@ -154,7 +148,7 @@ async fn streams_from(d: &Driver, host: &str, within: std::time::Duration) {
         }
         if now_us() - t0 > bound {
             if !excused {
-                d.shared.violation(format!(
+                d.violation(format!(
                     "{} ms after the move to {want} the replica streams from {sender:?}",
                     (now_us() - t0) / 1000
                 ));

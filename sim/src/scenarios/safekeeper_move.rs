@@ -21,9 +21,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::driver::{self, now_us, safekeeper_connstring};
-use super::durable::{
-    durable_shape, host_action, readback, reclone_diverged, start, start_commits,
-};
+use super::durable::{durable_shape, host_action, reclone_diverged, start};
 use super::{Body, Driver, Topology};
 use crate::events::Event;
 use crate::http::Outcome;
@@ -59,7 +57,7 @@ fn with_set(d: &mut Driver, spec: &SpecShape, set: &[&'static str], generation: 
 /// The storage's commit LSN counts the majorities of `sets` (see
 /// `crate::wal::WalWorld::quorum_sets`).
 fn storage_counts(d: &Driver, sets: &[&[&'static str]]) {
-    d.shared.lock().wal.quorum_sets = sets.iter().map(|s| names(s)).collect();
+    d.with_wal(|w| w.quorum_sets = sets.iter().map(|s| names(s)).collect());
 }
 
 /// The world the scenario runs in.
@@ -131,18 +129,19 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         if cut {
             turmoil::partition(COMPUTE, t);
         } else {
-            let mut sh = d.shared.lock();
-            if let Some(sk) = sh.wal.safekeepers.get_mut(t) {
-                slowed = Some((t, sk.flush_delay_ms));
-                sk.flush_delay_ms += 150;
-            }
+            d.with_wal(|w| {
+                if let Some(sk) = w.safekeepers.get_mut(t) {
+                    slowed = Some((t, sk.flush_delay_ms));
+                    sk.flush_delay_ms += 150;
+                }
+            });
         }
     }
 
     let generation = m.generation + 1;
     let spec = with_set(d, &m.spec, &new, generation);
-    let boot = d.shared.lock().boot;
-    d.shared.emit(Event::SafekeeperMoveSent {
+    let boot = d.boot();
+    d.emit(Event::SafekeeperMoveSent {
         boot,
         op: spec.operation,
         from: names(&old),
@@ -154,11 +153,7 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
     let t0 = now_us();
     let out = if kill {
         // The control plane's request races the kill: the answer may be lost.
-        let shared = d.shared.clone();
-        let body = spec.configure_body();
-        let req = tokio::spawn(async move {
-            super::driver::post_configure_abandoning(&shared, body, t0).await
-        });
+        let req = tokio::spawn(d.configure_abandoning(spec.configure_body(), t0));
         d.pause(5, 400).await;
         host_action(d, COMPUTE, true);
         // A crashed host answers nothing: the control plane gives up.
@@ -171,7 +166,7 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         d.configure(&spec).await
     };
     let status = out.status();
-    d.shared.emit(Event::SafekeeperMoveAnswered {
+    d.emit(Event::SafekeeperMoveAnswered {
         boot,
         op: spec.operation,
         status,
@@ -180,9 +175,11 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         turmoil::repair(COMPUTE, c);
     }
     if let Some((t, delay)) = slowed {
-        if let Some(sk) = d.shared.lock().wal.safekeepers.get_mut(t) {
-            sk.flush_delay_ms = delay;
-        }
+        d.with_wal(|w| {
+            if let Some(sk) = w.safekeepers.get_mut(t) {
+                sk.flush_delay_ms = delay;
+            }
+        });
     }
     if status == Some(200) {
         m.set = new;
@@ -195,7 +192,7 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
     } else {
         storage_counts(d, &[&m.set]);
         if !kill {
-            d.shared.violation(format!(
+            d.violation(format!(
                 "the safekeeper move (op {}) from {old:?} to {new:?} was not answered 200: {}",
                 spec.operation,
                 out.label()
@@ -216,10 +213,9 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
 
 /// The compute's spec in effect is `want` (its operation and its set).
 fn check_in_effect(d: &Driver, want: &SpecShape, when: &str) {
-    let Some(compute) = d.shared.compute() else {
+    let Some(st) = d.observed_state() else {
         return;
     };
-    let st = compute.state();
     let have = st.spec.as_ref().map(|s| {
         (
             s.operation_uuid.clone(),
@@ -233,7 +229,7 @@ fn check_in_effect(d: &Driver, want: &SpecShape, when: &str) {
         want.safekeepers_generation,
     );
     if have.as_ref() != Some(&expected) {
-        d.shared.violation(format!(
+        d.violation(format!(
             "{when}: the spec in effect is {have:?}, not {expected:?}"
         ));
     }
@@ -248,8 +244,8 @@ async fn stale_generation(d: &mut Driver, m: &Move) {
         other = DURABLE_SAFEKEEPERS[3..].to_vec();
     }
     let stale = with_set(d, &m.spec, &other, older);
-    let boot = d.shared.lock().boot;
-    d.shared.emit(Event::SafekeeperMoveSent {
+    let boot = d.boot();
+    d.emit(Event::SafekeeperMoveSent {
         boot,
         op: stale.operation,
         from: names(&m.set),
@@ -258,13 +254,13 @@ async fn stale_generation(d: &mut Driver, m: &Move) {
         killed: false,
     });
     let out = d.configure(&stale).await;
-    d.shared.emit(Event::SafekeeperMoveAnswered {
+    d.emit(Event::SafekeeperMoveAnswered {
         boot,
         op: stale.operation,
         status: out.status(),
     });
     if out.status() != Some(409) {
-        d.shared.violation(format!(
+        d.violation(format!(
             "a notify with the stale safekeepers_generation {older} (in effect: {}) got {}, not 409",
             m.generation,
             out.label()
@@ -288,7 +284,8 @@ pub fn body(mut d: Driver) -> Body {
         };
         storage_counts(&d, &[&m.set]);
         start(&mut d, &first).await;
-        let _commits = start_commits(&d.shared, d.rng.random_range(1..=2));
+        let clients = d.rng.random_range(1..=2);
+        let _commits = d.start_commits(clients);
         let moves = d.rng.random_range(1..=2);
         for i in 0..moves {
             if m.fresh.is_empty() {
@@ -310,7 +307,7 @@ pub fn body(mut d: Driver) -> Body {
             .then(|| m.set[d.rng.random_range(0..m.set.len())]);
         kill_and_start(&mut d, &m, cut).await;
         d.pause(300, 800).await;
-        readback(&d.shared).await;
+        d.readback().await;
         d.converge().await;
     })
 }

@@ -3,7 +3,6 @@
 use rand::Rng;
 use std::time::Duration;
 
-use super::driver::{answer, send};
 use super::{Body, Driver, base_shape};
 use crate::events::Request;
 
@@ -12,9 +11,10 @@ pub fn during_configure(mut d: Driver) -> Body {
         let first = base_shape(&mut d, 6);
         d.intent = Some(first.clone());
         // Slow statements so that the terminate lands mid-configure.
-        d.shared.lock().knobs.query_delay = Duration::from_millis(d.rng.random_range(1..=30));
+        let delay = Duration::from_millis(d.rng.random_range(1..=30));
+        d.set_query_delay(delay);
         let body = first.configure_body();
-        let sent = send(&d.shared, Request::Configure, "/configure", first.operation);
+        let sent = d.send(Request::Configure, "/configure", first.operation);
         let configure = tokio::spawn(super::driver::post_configure(body));
         d.pause(1, 400).await;
         let mode = if d.rng.random_bool(0.5) {
@@ -23,21 +23,19 @@ pub fn during_configure(mut d: Driver) -> Body {
             "immediate"
         };
         let out = d.terminate(mode).await;
-        d.shared.lock().knobs.query_delay = Duration::ZERO;
+        d.set_query_delay(Duration::ZERO);
         let terminate_answered = out.status() == Some(200);
         if let Ok(c) = configure.await {
-            answer(&d.shared, &sent, &c);
+            d.answer(&sent, &c);
             // The abandoned configure is answered (409 or 500), never left hanging.
-            let excused = d.shared.lock().ledger.network_until() > 0;
+            let excused = d.network_until() > 0;
             if c == crate::http::Outcome::DeadlineExceeded && !excused {
-                d.shared
-                    .violation("the configure interrupted by /terminate was never answered");
+                d.violation("the configure interrupted by /terminate was never answered");
             }
         }
         d.healed().await;
-        if terminate_answered && d.shared.lock().loaded_config.is_some() {
-            d.shared
-                .violation("Postgres still runs after /terminate answered");
+        if terminate_answered && d.config_loaded() {
+            d.violation("Postgres still runs after /terminate answered");
         }
         if !terminate_answered {
             d.converge().await;
