@@ -141,6 +141,10 @@ pub fn build<'a>(seed: u64, max_latency: Duration) -> turmoil::Sim<'a> {
         .tick_duration(TICK)
         .min_message_latency(Duration::from_micros(100))
         .max_message_latency(max_latency)
+        // turmoil panics when a listener has more than this many
+        // connections waiting to be accepted (default 64): a fleet's 50
+        // computes reach the storage at once, several connections each.
+        .tcp_capacity(1024)
         .build()
 }
 
