@@ -46,6 +46,11 @@ pub enum Request {
     DryRun,
     /// `POST /terminate`.
     Terminate,
+    /// `POST /configure` of a new operation without the control plane's
+    /// token, which auth must refuse with `expect` (400 no token, 401 a
+    /// token that does not verify, 403 another compute's), changing
+    /// nothing (`checkers/auth.rs`).
+    Unauthorized { expect: u16 },
 }
 
 /// The last reconfigure as the supervisor reports it.

@@ -6,6 +6,7 @@
 use crate::events::Event;
 
 pub mod acked;
+pub mod auth;
 pub mod commit_lsn;
 pub mod converged;
 pub mod dry_run;
@@ -53,6 +54,7 @@ impl Default for Checkers {
             Box::new(reload_first::ReloadBeforeSql::default()),
             Box::new(move_restart::MoveNeverRestarts::default()),
             Box::new(move_reload::MoveIsANotify::default()),
+            Box::new(auth::AuthEnforced::default()),
             // Last: its end-of-run verdict follows every other one.
             Box::new(converged::Converged::default()),
         ])

@@ -44,20 +44,27 @@ pub fn launch_spec(mut d: Driver) -> Body {
 }
 
 /// Serves `GET /compute/api/v2/computes/{id}/spec`: `spec: null` for the
-/// first `not_yet` polls (a pre-warmed compute), then the spec.
+/// first `not_yet` polls (a pre-warmed compute), then the spec, with the
+/// key set in `compute_ctl_config.jwks` as Neon's control plane sends it.
 fn spec_server(shape: SpecShape, not_yet: u32) -> Router {
     let polls = Arc::new(AtomicU32::new(0));
     let spec = shape.json();
+    let config = json!({"jwks": driver::jwks()});
     Router::new().route(
         "/compute/api/v2/computes/{id}/spec",
         get(move || {
             let polls = polls.clone();
             let spec = spec.clone();
+            let config = config.clone();
             async move {
                 if polls.fetch_add(1, Ordering::Relaxed) < not_yet {
-                    axum::Json(json!({"status": "empty", "spec": null}))
+                    axum::Json(
+                        json!({"status": "empty", "spec": null, "compute_ctl_config": config}),
+                    )
                 } else {
-                    axum::Json(json!({"status": "attached", "spec": spec}))
+                    axum::Json(
+                        json!({"status": "attached", "spec": spec, "compute_ctl_config": config}),
+                    )
                 }
             }
         }),

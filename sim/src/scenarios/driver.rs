@@ -11,7 +11,7 @@ use compute_ctl::state::ComputeStatus;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 use crate::events::{Event, Request, Seen};
-use crate::http::{self, Outcome};
+use crate::http::{self, Credential, Outcome};
 use crate::names::{COMPUTE, HTTP_PORT, fleet_host};
 use crate::specgen::SpecShape;
 use crate::world::env::{SimClock, SimListener};
@@ -72,6 +72,12 @@ pub async fn listen(port: u16) -> std::io::Result<SimListener> {
     turmoil::net::TcpListener::bind(addr).await.map(SimListener)
 }
 
+/// The key set compute_ctl verifies the control plane's tokens with, as the
+/// control plane sends it (`compute_ctl_config.jwks` of its spec answer).
+pub fn jwks() -> serde_json::Value {
+    serde_json::from_str(crate::world::JWKS).expect("the test key set is JSON")
+}
+
 /// The connection string of safekeeper host `name`.
 pub fn safekeeper_connstring(name: &str) -> String {
     crate::world::safekeeper_connstring(name)
@@ -102,6 +108,8 @@ pub struct Driver {
     /// The records of a fleet's computes ([`super::Topology::fleet`]), compute
     /// `k` on host [`fleet_host`]`(k)`; empty in a one-compute world.
     fleet: Vec<Shared>,
+    /// Whether this seed's unauthenticated request was sent ([`Driver::probe_auth`]).
+    auth_probed: bool,
 }
 
 impl Driver {
@@ -113,6 +121,7 @@ impl Driver {
             next_op: 0,
             intent: None,
             fleet: Vec::new(),
+            auth_probed: false,
         }
     }
 
@@ -294,8 +303,57 @@ impl Driver {
 
     /// After the faults: make sure the compute got `intent` (re-sending it
     /// as a control plane would after lost answers or a compute restart),
-    /// then wait for it to settle.
+    /// then wait for it to settle; the first time it settled running, the
+    /// seed's unauthenticated request ([`Driver::probe_auth`]).
     pub async fn converge(&mut self) {
+        self.settle().await;
+        self.probe_auth().await;
+    }
+
+    /// Once per seed, on a settled running compute and a healed network:
+    /// `POST /configure` of a new operation (the intent's content) without
+    /// the control plane's token: none, one signed by a key outside the
+    /// compute's set, or another compute's, by the seed. Auth must refuse
+    /// it (400, 401, 403) and nothing may change (`checkers/auth.rs`).
+    async fn probe_auth(&mut self) {
+        if self.auth_probed {
+            return;
+        }
+        let Some(intent) = self.intent.clone() else {
+            return;
+        };
+        let settled = self.shared.compute().is_some_and(|c| {
+            let st = c.state();
+            st.status == ComputeStatus::Running && st.generation == st.applied_generation
+        });
+        if !settled {
+            return;
+        }
+        self.auth_probed = true;
+        let credential = [
+            Credential::Missing,
+            Credential::ForeignKey,
+            Credential::OtherCompute,
+        ][usize::try_from(self.seed % 3).unwrap_or(0)];
+        let expect = credential.refused_with().unwrap_or_default();
+        let shape = self.stamp(intent);
+        let kind = Request::Unauthorized { expect };
+        let sent = send(&self.shared, kind, "/configure", shape.operation);
+        let out = http::request_with(
+            COMPUTE,
+            HTTP_PORT,
+            "POST",
+            "/configure",
+            Some(shape.configure_body()),
+            QUICK_DEADLINE,
+            credential,
+        )
+        .await;
+        self.answered("/configure", shape.operation, sent.t0, &out);
+        answer(&self.shared, &sent, &out);
+    }
+
+    async fn settle(&mut self) {
         self.healed().await;
         let deadline = now_us() + u64::try_from(SETTLE_DEADLINE.as_micros()).unwrap_or(u64::MAX);
         loop {
@@ -389,6 +447,11 @@ pub struct Sent {
     op: u64,
 }
 
+/// Whether the checkers of `kind` compare the catalog before and after.
+fn takes_catalog(kind: Request) -> bool {
+    matches!(kind, Request::DryRun | Request::Unauthorized { .. })
+}
+
 /// Logs that the control plane sends `path` (a `kind` request of
 /// operation `op`) to the compute of `shared` now.
 fn send(shared: &Shared, kind: Request, path: &str, op: u64) -> Sent {
@@ -398,7 +461,7 @@ fn send(shared: &Shared, kind: Request, path: &str, op: u64) -> Sent {
         sh.harness.next_req += 1;
         sh.harness.next_req
     };
-    let seen = (kind == Request::DryRun).then(|| Seen::take(shared, true));
+    let seen = takes_catalog(kind).then(|| Seen::take(shared, true));
     shared.emit_at(
         t0,
         Event::RequestSent {
@@ -424,7 +487,7 @@ fn answer(shared: &Shared, sent: &Sent, out: &Outcome) {
     let t1 = now_us();
     let seen = match sent.kind {
         Request::Notify => Some(Seen::take(shared, false)),
-        Request::DryRun => Some(Seen::take(shared, true)),
+        k if takes_catalog(k) => Some(Seen::take(shared, true)),
         _ => None,
     };
     if sent.kind == Request::Notify && out.status() == Some(200) {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use compute_ctl::compute::{Compute, ComputeParams, ConnTarget};
-use compute_ctl::http::{AuthSlot, ServeLimits};
+use compute_ctl::http::{Auth, AuthSlot, ServeLimits};
 use compute_ctl::node::{Autoscaling, HTTP_DRAIN_TIMEOUT, Node, NodeConfig, StopSignal};
 use compute_ctl::spec::ComputeSpec;
 use compute_ctl::spec::ValidationContext;
@@ -79,6 +79,25 @@ fn provision_cgroup(env: &SimEnv) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The key set compute_ctl verifies bearer tokens with: `--jwks` at every
+/// boot, and the control plane's `compute_ctl_config.jwks` where the spec is
+/// fetched. The repository's fixed test pair (`fixtures/jwt/`: an Ed25519
+/// key, kid [`SIGNING_KID`], and an RSA one), so nothing is drawn from the
+/// OS and every seed signs and verifies the same bytes.
+pub const JWKS: &str = include_str!("../../../fixtures/jwt/jwks.json");
+/// The private half of [`JWKS`]'s Ed25519 key: the control plane signs with it.
+pub const SIGNING_KEY_PEM: &[u8] = include_bytes!("../../../fixtures/jwt/ed25519.pem");
+/// The `kid` of [`SIGNING_KEY_PEM`] in [`JWKS`].
+pub const SIGNING_KID: &str = "test-ed25519";
+/// An Ed25519 key that is not in [`JWKS`]: a forged token is signed with it.
+pub const FOREIGN_KEY_PEM: &[u8] = include_bytes!("../../../fixtures/jwt/other_ed25519.pem");
+
+/// `--compute-id` of the compute on `host` (the `compute_id` claim its
+/// tokens must carry).
+pub fn compute_id(host: &str) -> String {
+    format!("{host}-sim")
+}
+
 /// The world's wall clock at simulated time zero (2026-01-01T00:00:00Z).
 pub fn epoch() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_767_225_600)
@@ -96,7 +115,7 @@ pub fn params() -> ComputeParams {
             dbname: "postgres".into(),
         },
         http_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), HTTP_PORT),
-        compute_id: Some("compute-sim".into()),
+        compute_id: Some(compute_id(COMPUTE)),
         ready_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(2),
         activity_interval: Duration::from_secs(5),
@@ -120,7 +139,7 @@ pub fn params_on(host: &str) -> ComputeParams {
         host: host.into(),
         port: PG_PORT,
     });
-    p.compute_id = Some(format!("{host}-sim"));
+    p.compute_id = Some(compute_id(host));
     p
 }
 
@@ -141,6 +160,10 @@ pub fn build<'a>(seed: u64, max_latency: Duration) -> turmoil::Sim<'a> {
         .tick_duration(TICK)
         .min_message_latency(Duration::from_micros(100))
         .max_message_latency(max_latency)
+        // turmoil panics when a listener has more than this many
+        // connections waiting to be accepted (default 64): a fleet's 50
+        // computes reach the storage at once, several connections each.
+        .tcp_capacity(1024)
         .build()
 }
 
@@ -173,10 +196,26 @@ pub struct Boot {
     pub autoscaling: bool,
 }
 
-/// What `compute_ctl` is started with in the simulated world: the flags'
-/// defaults (serve limits, a 5 s linger after a terminate, a 10 s drain),
-/// the spec from `-S` or from the control plane, auth off (no `--jwks`; a
-/// key set from the control plane turns it on, as in production).
+/// What `compute_ctl` is started with in the simulated world: what
+/// `launch.rs` makes of a production command line (the flags' defaults:
+/// serve limits, a 5 s linger after a terminate, a 10 s drain, the internal
+/// listener on 3081 (loopback), with `--jwks` ([`JWKS`]) and
+/// `--compute-id` [`compute_id`]), the spec from `-S` or from the control
+/// plane (whose answer carries the same key set as
+/// `compute_ctl_config.jwks`). What differs from production, and why:
+/// - no TLS on the external listener (`--http-tls`): turmoil's TCP carries
+///   the requests, and the TLS watcher polls files the scenarios never
+///   rotate;
+/// - no installed-extensions metric: it queries with parameters (the
+///   extended query protocol), which the simulated Postgres does not speak
+///   (simple queries only), and it reads `pg_database`/`pg_extension`,
+///   which it does not model;
+/// - no configuration refresh (`--refresh-after-secs`, default 30 s): the
+///   scenarios' control plane delivers every move itself, and a replica's
+///   pull would race the move under test; `/refresh_configuration` on the
+///   internal listener is served (it needs a control plane to pull from);
+/// - `--pg-init-timeout` unset, as its default (the flag has none, nor
+///   has Neon's).
 pub fn node_config(params: &ComputeParams, boot: &Boot) -> NodeConfig {
     let spec_source = boot.fetch_spec_from_cplane.then(|| {
         SpecSource::new(
@@ -185,6 +224,7 @@ pub fn node_config(params: &ComputeParams, boot: &Boot) -> NodeConfig {
         )
         .expect("the control plane's URL is valid")
     });
+    let auth = Auth::from_jwks(JWKS, params.compute_id.clone()).expect("the test key set is valid");
     NodeConfig {
         params: params.clone(),
         spec: boot.launch_spec.clone(),
@@ -192,16 +232,12 @@ pub fn node_config(params: &ComputeParams, boot: &Boot) -> NodeConfig {
         validation: ValidationContext {
             superuser: params.conn.user.clone(),
         },
-        auth: AuthSlot::new(None),
+        auth: AuthSlot::new(Some(auth)),
         serve_limits: ServeLimits::default(),
         http_tls: None,
-        internal_http_port: None,
-        // No --pg-init-timeout (Neon's default), and no installed-extensions
-        // metric: the simulated Postgres does not model pg_extension.
+        internal_http_port: Some(compute_ctl::cli::DEFAULT_INTERNAL_HTTP_PORT),
         pg_init_timeout: None,
         installed_extensions_interval: None,
-        // No configuration refresh: the scenarios' control plane delivers
-        // every move itself.
         refresh_after: None,
         autoscaling: boot.autoscaling.then(|| Autoscaling {
             cgroup_root: PathBuf::from(CGROUP_ROOT),
@@ -217,9 +253,10 @@ pub fn node_config(params: &ComputeParams, boot: &Boot) -> NodeConfig {
 /// `--terminated-linger-secs`' default.
 pub const TERMINATED_LINGER: Duration = Duration::from_secs(5);
 
-/// [`add_compute`] on the host called `host` (a fleet has many). Each boot
-/// runs [`compute_ctl::node`] on a fresh [`SimEnv`], as the production
-/// binary runs it on `TokioEnv`.
+/// [`add_compute`] on the host called `host` (a fleet has many), with
+/// `--compute-id` [`compute_id`]`(host)`. Each boot runs
+/// [`compute_ctl::node`] on a fresh [`SimEnv`], as the production binary
+/// runs it on `TokioEnv`.
 pub fn add_compute_on(
     sim: &mut turmoil::Sim<'_>,
     host: &str,
@@ -228,6 +265,10 @@ pub fn add_compute_on(
     params: ComputeParams,
     boot: Boot,
 ) {
+    // Each compute has its own `--compute-id` (a fleet's hosts too): the
+    // `compute_id` claim the control plane's tokens for it carry.
+    let mut params = params;
+    params.compute_id = Some(compute_id(host));
     let boots = Arc::new(AtomicU64::new(0));
     let host_name = host.to_string();
     let boot_cfg = Arc::new(boot);
