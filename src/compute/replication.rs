@@ -2,8 +2,8 @@
 //! WAL receiver does ([`storage::read_replication`]) into the state, so that
 //! `/status` answers from the watch channel at once. It samples every
 //! [`SAMPLE_INTERVAL`] and right after every applied spec (a move), and ends
-//! when the compute stops or is promoted. A replica's source is asked each
-//! time too; the positions it was seen at ([`SourceTrail`]) live here, for
+//! when the compute stops or is promoted. Under `--max-ready-lag` a
+//! replica's source is asked each time too; the positions it was seen at ([`SourceTrail`]) live here, for
 //! the lag in time, and start anew when the source changes.
 
 use std::sync::Arc;
@@ -58,6 +58,7 @@ impl<E: Env> Compute<E> {
             let what = ReadReplication {
                 conn: &self.params.conn,
                 upstream: upstream.as_ref(),
+                ask_source: self.params.max_ready_lag.is_some(),
             };
             storage::read_replication(&self.env, &what, &mut sample, &mut trail).await;
             self.state.send_if_modified(|st| {

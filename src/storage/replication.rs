@@ -3,8 +3,8 @@
 //! is behind its source, and, when it is not streaming, why.
 //!
 //! The lag is measured against the source itself, not against what the
-//! replica received: a replica's source (`pageserver_connstring`) is asked
-//! for its position ([`wal_position`]: what a client of it sees, the flushed
+//! replica received: under `--max-ready-lag` (which judges it), a
+//! replica's source (`pageserver_connstring`) is asked for its position ([`wal_position`]: what a client of it sees, the flushed
 //! WAL of a primary or the replayed WAL of a standby) on a short deadline,
 //! right before the replica's own read. Bytes: the source's position minus
 //! the replica's replay LSN. Time: how long ago the source was last seen at
@@ -57,7 +57,8 @@ pub struct ReplicationStatus {
     pub timeline: Option<u32>,
     pub receive_lsn: Option<Lsn>,
     pub replay_lsn: Option<Lsn>,
-    /// The source's position when last asked (a replica only): what its
+    /// The source's position when last asked (a replica under
+    /// `--max-ready-lag` only; null otherwise): what its
     /// clients see, the flushed WAL of a primary or the replayed WAL of a
     /// standby. Kept from the last answer while the source cannot be asked.
     pub source_lsn: Option<Lsn>,
@@ -65,11 +66,12 @@ pub struct ReplicationStatus {
     /// answered, and for a primary or static compute, which do not ask).
     pub source_error: Option<String>,
     /// The source's position minus the replay LSN (0 when replay reached
-    /// it); null until the source answered once.
+    /// it); null until the source answered once, and when it is not asked.
     pub replay_lag_bytes: Option<u64>,
     /// How long ago the source was last seen at a position replay has
     /// reached ([`SourceTrail`]); 0 when replay reached the source's last
-    /// position; null while replay is behind every position seen.
+    /// position; null while replay is behind every position seen, and when
+    /// the source is not asked.
     pub replay_lag_ms: Option<u64>,
     /// Why it is not streaming (null while it streams).
     pub not_streaming_reason: Option<String>,
@@ -89,6 +91,10 @@ pub struct ReadReplication<'a> {
     pub conn: &'a ConnTarget,
     /// The configured upstream, if it parses.
     pub upstream: Option<&'a Endpoint>,
+    /// Whether a replica asks its source for the lag (only under
+    /// `--max-ready-lag`, which judges it: the question is a session on the
+    /// source every sample).
+    pub ask_source: bool,
 }
 
 /// The source's positions as the watcher saw them, oldest first, each with
@@ -145,17 +151,18 @@ impl SourceTrail {
 }
 
 /// Fills the live fields of `status` (receiver, LSNs, lag, reason): a
-/// replica's source is asked first (within [`SOURCE_TIMEOUT`]) and
-/// recorded in `trail`, then our Postgres; on failure the reason says why
-/// nothing could be read.
+/// replica's source is asked first when `what.ask_source` (within
+/// [`SOURCE_TIMEOUT`]) and recorded in `trail`, then our Postgres; on
+/// failure the reason says why nothing could be read.
 pub async fn read_replication<E: Env>(
     env: &E,
     what: &ReadReplication<'_>,
     status: &mut ReplicationStatus,
     trail: &mut SourceTrail,
 ) {
+    let asks = what.ask_source && status.mode == "replica";
     let source = match what.upstream {
-        Some(up) if status.mode == "replica" => Some(
+        Some(up) if asks => Some(
             wal_position(env, up, SOURCE_TIMEOUT)
                 .await
                 .map_err(|e| (up, e)),
@@ -171,7 +178,7 @@ pub async fn read_replication<E: Env>(
         Some(Err((up, e))) => {
             status.source_error = Some(format!("the source {} cannot be asked: {e}", up.shown));
         }
-        None if status.mode == "replica" => {
+        None if asks => {
             status.source_error = Some("no source is configured".to_string());
         }
         None => status.source_error = None,
@@ -246,7 +253,7 @@ async fn explain<E: Env>(
     };
     let answer = match source {
         Some(a) => a.map_err(|(_, e)| e),
-        None => wal_position(env, up, SOURCE_TIMEOUT).await,
+        None => wal_position(env, up, READ_TIMEOUT).await,
     };
     match answer {
         Err(e) => format!("{receiver}: the upstream {} cannot be asked: {e}", up.shown),
