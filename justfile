@@ -22,6 +22,7 @@ deps:
     for major in 15 {{smoke_majors}}; do
         scripts/install-pg.sh "$major" >/dev/null
     done
+    scripts/validate-k8s.sh --deps
 
 # Runs compute_ctl on fixtures/spec.json: Postgres on 55432, HTTP on 127.0.0.1:3080 (no key set, so
 # loopback only: auth is off), the internal listener on 127.0.0.1:3081, PGDATA under target/.

@@ -260,9 +260,9 @@ pub struct Args {
 
     // ---- Operating in a fleet: readiness, TLS (README "Deploying on Kubernetes", "TLS").
     /// A replica lagging its source by more than this is not ready (`/ready`
-    /// answers 503 with the lag): WAL bytes received but not replayed
-    /// (16777216, 16MB) or the age of the last replayed transaction while
-    /// replay is behind (10s, 500ms). Off when not given.
+    /// answers 503 with the lag): bytes of the source's WAL not yet
+    /// replayed (16777216, 16MB) or how long ago the source was last where
+    /// replay is now (10s, 500ms; sampled every second). Off when not given.
     #[arg(
         long,
         env = "COMPUTE_CTL_MAX_READY_LAG",

@@ -14,9 +14,12 @@ use crate::storage::{QuorumStatus, ReplicationStatus, SafekeeperStatus};
 
 /// Why a replica is not ready under `max`, or `None` when it is. A
 /// primary (no replication state, or mode `primary`) and a static compute
-/// (paused at its LSN by design) are never held back by lag. A replica
-/// whose lag cannot be told (not streaming, nothing read yet) is not ready:
-/// it serves data of unknown age.
+/// (paused at its LSN by design) are never held back by lag. The lag is
+/// measured against the source itself (`storage::replication`): bytes are
+/// the source's position minus the replay LSN, time is how long ago the
+/// source was last seen at a position replay has reached. A replica whose
+/// lag cannot be told (not streaming, its source cannot be asked, nothing
+/// read yet) is not ready: it serves data of unknown age.
 pub fn lag_verdict(max: MaxLag, replication: Option<&ReplicationStatus>) -> Option<String> {
     let r = replication?;
     if r.mode != "replica" {
@@ -31,26 +34,41 @@ pub fn lag_verdict(max: MaxLag, replication: Option<&ReplicationStatus>) -> Opti
             "the replica's lag is unknown (--max-ready-lag {max}): {why}"
         ));
     }
+    let positions = || {
+        format!(
+            "source {}, receive {}, replay {}",
+            shown(r.source_lsn),
+            shown(r.receive_lsn),
+            shown(r.replay_lsn)
+        )
+    };
+    if let Some(why) = &r.source_error {
+        return Some(format!(
+            "the replica's lag behind its source is unknown (--max-ready-lag {max}): {why}; last known: {}, lag {} bytes",
+            positions(),
+            shown(r.replay_lag_bytes)
+        ));
+    }
     match max {
         MaxLag::Bytes(limit) => match r.replay_lag_bytes {
             None => Some(format!(
-                "the replica's replay lag is not known yet (--max-ready-lag {max})"
+                "the replica's lag behind its source is not known yet (--max-ready-lag {max}; {})",
+                positions()
             )),
             Some(lag) if lag > limit => Some(format!(
-                "the replica lags its source by {lag} bytes of WAL not yet replayed (receive {}, replay {}), more than --max-ready-lag {max}",
-                shown(r.receive_lsn),
-                shown(r.replay_lsn)
+                "the replica lags its source by {lag} bytes of WAL not yet replayed ({}), more than --max-ready-lag {max}",
+                positions()
             )),
             Some(_) => None,
         },
         MaxLag::Time(limit) => match r.replay_lag_ms {
             None => Some(format!(
-                "the replica's replay lag is not known yet (--max-ready-lag {max})"
+                "the replica has not replayed any position its source was seen at yet (--max-ready-lag {max}; {})",
+                positions()
             )),
             Some(ms) if u128::from(ms) > limit.as_millis() => Some(format!(
-                "the replica's last replayed transaction is {ms} ms old while replay is behind (receive {}, replay {}), more than --max-ready-lag {max}",
-                shown(r.receive_lsn),
-                shown(r.replay_lsn)
+                "the replica lags its source by {ms} ms: the source was last at a position replay has reached {ms} ms ago ({}), more than --max-ready-lag {max}",
+                positions()
             )),
             Some(_) => None,
         },
@@ -129,6 +147,47 @@ mod tests {
         );
         let why = lag_verdict(max, Some(&replica(true, Some(9), Some(2001)))).unwrap();
         assert!(why.contains("2001 ms"), "{why}");
+        let why = lag_verdict(max, Some(&replica(true, Some(9), None))).unwrap();
+        assert!(why.contains("not replayed any position"), "{why}");
+    }
+
+    #[test]
+    fn the_lag_is_the_sources_position_not_what_the_replica_received() {
+        // Streaming, all it received replayed, but the source is 2 MB ahead.
+        let r = ReplicationStatus {
+            receive_lsn: Some(crate::storage::Lsn(0x100_0000)),
+            replay_lsn: Some(crate::storage::Lsn(0x100_0000)),
+            source_lsn: Some(crate::storage::Lsn(0x120_0000)),
+            ..replica(true, Some(0x20_0000), Some(3000))
+        };
+        let why = lag_verdict(MaxLag::Bytes(1 << 20), Some(&r)).unwrap();
+        assert!(
+            why.contains("by 2097152 bytes")
+                && why.contains("source 0/1200000, receive 0/1000000, replay 0/1000000"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_source_that_cannot_be_asked_is_not_ready_with_the_last_known_values() {
+        let r = ReplicationStatus {
+            replay_lsn: Some(crate::storage::Lsn(0x100_0000)),
+            source_lsn: Some(crate::storage::Lsn(0x100_0000)),
+            source_error: Some("the source host=s port=1 cannot be asked: refused".into()),
+            ..replica(true, Some(0), Some(0))
+        };
+        for max in [
+            MaxLag::Bytes(1 << 30),
+            MaxLag::Time(Duration::from_secs(60)),
+        ] {
+            let why = lag_verdict(max, Some(&r)).unwrap();
+            assert!(
+                why.contains("cannot be asked: refused")
+                    && why.contains("last known: source 0/1000000")
+                    && why.contains("lag 0 bytes"),
+                "{why}"
+            );
+        }
     }
 
     fn member(name: &str, state: &str, reason: Option<&str>) -> SafekeeperStatus {

@@ -2,7 +2,9 @@
 //! WAL receiver does ([`storage::read_replication`]) into the state, so that
 //! `/status` answers from the watch channel at once. It samples every
 //! [`SAMPLE_INTERVAL`] and right after every applied spec (a move), and ends
-//! when the compute stops or is promoted.
+//! when the compute stops or is promoted. Under `--max-ready-lag` a
+//! replica's source is asked each time too; the positions it was seen at ([`SourceTrail`]) live here, for
+//! the lag in time, and start anew when the source changes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use super::Compute;
 use crate::env::Env;
 use crate::spec::ComputeMode;
-use crate::storage::{self, Endpoint, ReadReplication};
+use crate::storage::{self, Endpoint, ReadReplication, SourceTrail};
 
 /// How often the replication state is read while nothing happens.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -24,6 +26,8 @@ impl<E: Env> Compute<E> {
 
     async fn replication_loop(self: Arc<Self>) {
         let mut rx = self.subscribe();
+        let mut trail = SourceTrail::default();
+        let mut trail_of: Option<String> = None;
         loop {
             let (spec, seen) = {
                 let st = rx.borrow_and_update();
@@ -45,11 +49,18 @@ impl<E: Env> Compute<E> {
                 .pageserver_connstring
                 .as_deref()
                 .map(crate::pg::redact_connstr);
+            if trail_of != spec.pageserver_connstring {
+                // A move: the old source's positions say nothing of the new one.
+                trail = SourceTrail::default();
+                trail_of.clone_from(&spec.pageserver_connstring);
+                sample.source_lsn = None;
+            }
             let what = ReadReplication {
                 conn: &self.params.conn,
                 upstream: upstream.as_ref(),
+                ask_source: self.params.max_ready_lag.is_some(),
             };
-            storage::read_replication(&self.env, &what, &mut sample).await;
+            storage::read_replication(&self.env, &what, &mut sample, &mut trail).await;
             self.state.send_if_modified(|st| {
                 let promoted = st
                     .spec

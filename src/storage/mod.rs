@@ -34,7 +34,10 @@ pub use quorum::{
     QuorumStatus, STAT_REPLICATION_SQL, Safekeeper, SafekeeperStatus, Sender, parse_senders,
     safekeeper_name, safekeepers, states_from_senders, synchronous_standby_names,
 };
-pub use replication::{REPLICATION_SQL, ReadReplication, ReplicationStatus, read_replication};
+pub use replication::{
+    REPLICATION_SQL, ReadReplication, ReplicationStatus, SOURCE_TIMEOUT, SourceTrail,
+    read_replication,
+};
 pub use safekeepers::{
     NoQuorum, POSITION_SQL, SafekeeperAnswer, SyncOutcome, WalPosition, commit_lsn, majority,
     sync_safekeepers, wal_position,

@@ -117,10 +117,15 @@ async fn runs_postgres_as_itself_when_not_root() {
     assert!(c.postgres_processes().is_empty());
 }
 
-/// `--max-ready-lag`: a replica whose replay falls more than the limit
-/// behind what it received from its source answers 503 on /ready with the
-/// lag in the body, and 200 again once it caught up. Replay is paused by
-/// hand on the replica while the source writes about 2 MB of WAL.
+/// `--max-ready-lag`: a replica more than the limit behind its source
+/// answers 503 on /ready with the lag in the body, and 200 again once it
+/// caught up. The lag is the source's position minus the replay LSN, so
+/// both ways of falling behind count: (1) replay paused by hand on the
+/// replica while the source writes about 2 MB of WAL (received, not
+/// replayed); (2) the source's WAL sender stopped (SIGSTOP) while the
+/// source writes: the replica still streams and has replayed all it
+/// received, yet it is 2 MB behind its source, so it is not ready; once the
+/// sender goes on, it catches up and is ready again.
 #[tokio::test]
 async fn ready_is_false_while_a_replica_lags_more_than_max_ready_lag() {
     crate::need_postgres!();
@@ -171,6 +176,73 @@ async fn ready_is_false_while_a_replica_lags_more_than_max_ready_lag() {
         c.get("/ready").await.status == 200
     })
     .await;
+
+    // (2) Received == replayed, but behind the source.
+    let senders = source
+        .value("SELECT string_agg(pid::text, ',') FROM pg_stat_replication")
+        .await;
+    let pid: i32 = senders
+        .parse()
+        .unwrap_or_else(|_| panic!("one WAL sender expected: {senders}"));
+    let sender = StoppedProcess::stop(pid);
+    source
+        .exec("INSERT INTO filler SELECT repeat('y', 1000) FROM generate_series(1, 2000)")
+        .await;
+    let (body, repl) = crate::support::wait_for(
+        WITHIN,
+        "/ready 503 while streaming with nothing received left to replay",
+        || async {
+            let r = c.get("/ready").await;
+            let repl = c.status().await["replication"].clone();
+            let caught_up_locally = repl["streaming"] == true
+                && repl["receive_lsn"].is_string()
+                && repl["receive_lsn"] == repl["replay_lsn"];
+            (r.status == 503 && caught_up_locally).then_some((r.text, repl))
+        },
+    )
+    .await;
+    assert!(
+        body.contains("lags its source by") && body.contains("--max-ready-lag 1048576 bytes"),
+        "{body}"
+    );
+    assert!(
+        repl["replay_lag_bytes"].as_u64().unwrap() > 1 << 20,
+        "{repl}"
+    );
+    let source_lsn = repl["source_lsn"].as_str().unwrap().to_string();
+    assert!(body.contains(&format!("source {source_lsn}")), "{body}");
+    assert!(repl["source_error"].is_null(), "{repl}");
+
+    drop(sender);
+    c.wait_until(
+        "/ready 200 once the replica caught up with its source",
+        WITHIN,
+        async |c| c.get("/ready").await.status == 200,
+    )
+    .await;
+    let repl = c.status().await["replication"].clone();
+    assert!(
+        repl["replay_lag_bytes"].as_u64().unwrap() <= 1 << 20,
+        "{repl}"
+    );
+}
+
+/// A process stopped with SIGSTOP, continued (SIGCONT) when dropped, so a
+/// failing test leaves nothing stopped behind.
+struct StoppedProcess(nix::unistd::Pid);
+
+impl StoppedProcess {
+    fn stop(pid: i32) -> Self {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+        StoppedProcess(pid)
+    }
+}
+
+impl Drop for StoppedProcess {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
 }
 
 /// A CA and a leaf for `localhost` signed by it, made here (rcgen).

@@ -16,7 +16,6 @@ pub fn replication_columns() -> Vec<String> {
         "received_tli",
         "receive",
         "replay",
-        "lag",
         "pause",
     ]
     .map(String::from)

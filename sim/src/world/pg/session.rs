@@ -289,7 +289,6 @@ async fn run_parsed(
                 r.status.map(|_| r.timeline.max(1).to_string()),
                 lsn(r.receive).filter(|_| in_recovery),
                 lsn(r.replay).filter(|_| in_recovery),
-                Some("0".into()),
                 Some("not paused".into()),
             ]],
             tag: "SELECT 1".into(),
