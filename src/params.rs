@@ -214,9 +214,9 @@ impl std::str::FromStr for AdvertiseAddr {
 }
 
 /// `--max-ready-lag`: the most a replica may lag and still be ready
-/// (`health::lag_verdict` judges it): WAL bytes received but
-/// not replayed, or the age of the last replayed transaction while replay
-/// is behind.
+/// (`health::lag_verdict` judges it): WAL bytes between the source's
+/// position and the replica's replay, or how long ago the source was last
+/// at a position the replica has replayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxLag {
     Bytes(u64),
