@@ -222,16 +222,11 @@ impl<E: Env> Compute<E> {
             Ok(r) => r,
             Err(e) => {
                 let after = match previous {
-                    Some(prev) => match self.restore_config(prev, pid).await {
-                        Ok(()) => {
-                            // The spec in effect is the one Postgres serves.
-                            self.state
-                                .send_modify(|st| st.spec = Some(Arc::new(prev.clone())));
-                            "the previous config was put back"
-                        }
-                        Err(_) => "the previous config could not be put back",
-                    },
                     None => "the new config stays written, not loaded",
+                    Some(_) if self.put_back(previous, pid).await => {
+                        "the previous config was put back"
+                    }
+                    Some(_) => "the previous config could not be put back",
                 };
                 return Err(FailReason::Reload(format!(
                     "the new config was written but whether Postgres takes it could not be checked: {e}; Postgres was not reloaded and {after}; send the configure again"
@@ -246,16 +241,7 @@ impl<E: Env> Compute<E> {
         }
         let lines: Vec<String> = refused.iter().map(|l| l.to_string()).collect();
         self.metrics.count_config_refused();
-        let rolled_back = match previous {
-            Some(prev) => match self.restore_config(prev, pid).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "putting the previous config back failed");
-                    false
-                }
-            },
-            None => false,
-        };
+        let rolled_back = self.put_back(previous, pid).await;
         tracing::error!(?lines, rolled_back, "Postgres refused the new config");
         self.state.send_modify(|st| {
             st.config_refused = Some(ConfigRefused {
@@ -263,10 +249,6 @@ impl<E: Env> Compute<E> {
                 lines: lines.clone(),
                 rolled_back,
             });
-            if rolled_back {
-                // The spec in effect is the one Postgres serves.
-                st.spec = previous.map(|p| Arc::new(p.clone()));
-            }
         });
         let after = if rolled_back {
             "Postgres was not reloaded with it: the previous postgresql.conf was put back and Postgres serves the previous config"
@@ -277,6 +259,26 @@ impl<E: Env> Compute<E> {
             "Postgres refused the new config: {}; {after}; fix the spec and send it again",
             lines.join("; ")
         )))
+    }
+
+    /// Puts `previous` back after a check that refused the written config
+    /// or could not be made; then it is the spec in effect, the one
+    /// Postgres serves. Whether it was put back (not without a previous).
+    async fn put_back(&self, previous: Option<&ComputeSpec>, pid: u32) -> bool {
+        let Some(prev) = previous else {
+            return false;
+        };
+        match self.restore_config(prev, pid).await {
+            Ok(()) => {
+                self.state
+                    .send_modify(|st| st.spec = Some(Arc::new(prev.clone())));
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "putting the previous config back failed");
+                false
+            }
+        }
     }
 
     /// Writes `previous`'s config back and reloads Postgres (a no-op for
