@@ -32,24 +32,24 @@ install_validator() {
 }
 kubectl_msg="kubectl is not installed: the Kubernetes manifests are not rendered (install kubectl >= 1.27, which brings kustomize v5)"
 
+# Without kubectl: fail when required (saying $1 after the message),
+# otherwise print $2.
+no_kubectl() {
+    if required; then
+        echo "$kubectl_msg; CI / COMPUTE_CTL_REQUIRE_K8S=1 $1" >&2
+        exit 1
+    fi
+    echo "$2"
+}
+
 if [ "${1:-}" = --deps ]; then
     install_validator
-    if ! command -v kubectl >/dev/null; then
-        if required; then
-            echo "$kubectl_msg; CI / COMPUTE_CTL_REQUIRE_K8S=1 makes just k8s fail" >&2
-            exit 1
-        fi
-        echo "note: $kubectl_msg; just k8s will skip"
-    fi
+    command -v kubectl >/dev/null || no_kubectl "makes just k8s fail" "note: $kubectl_msg; just k8s will skip"
     exit 0
 fi
 
 if ! command -v kubectl >/dev/null; then
-    if required; then
-        echo "$kubectl_msg; CI / COMPUTE_CTL_REQUIRE_K8S=1 makes this a failure" >&2
-        exit 1
-    fi
-    echo "SKIPPED: $kubectl_msg"
+    no_kubectl "makes this a failure" "SKIPPED: $kubectl_msg"
     exit 0
 fi
 install_validator
