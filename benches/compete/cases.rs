@@ -72,10 +72,10 @@ impl Plan {
             neighbour_reps: 61,
             neighbour_chunk_mib: 8,
             neighbour_secs: 300,
-            durable_starts: 5,
-            durable_load_rounds: 4,
-            durable_load_tx: 4_000,
-            durable_load_secs: 3.0,
+            durable_starts: 11,
+            durable_load_rounds: 24,
+            durable_load_tx: 1_000,
+            durable_load_secs: 1.0,
             durable_moves: 6,
         }
     }

@@ -254,10 +254,17 @@ struct Arm {
     latencies: Vec<f64>,
     tx: usize,
     secs: f64,
+    /// Each run's p50, p99 (ms) and TPS, in order: how much the rounds differ.
+    runs: Vec<[f64; 3]>,
 }
 
 impl Arm {
     fn add(&mut self, l: Load) {
+        self.runs.push([
+            median(&l.latencies),
+            percentile(&l.latencies, 99.0),
+            l.tx as f64 / l.secs,
+        ]);
         self.latencies.extend(l.latencies);
         self.tx += l.tx;
         self.secs += l.secs;
@@ -377,9 +384,13 @@ async fn senders(c: &tokio_postgres::Client) -> anyhow::Result<Value> {
     ))
 }
 
-/// Commit latency and TPS, ours and the by-hand quorum alternating.
+/// Commit latency and TPS, ours and the by-hand quorum alternating, with a
+/// second by-hand quorum (the twin) in the same rotation: twin over floor
+/// is an A/A ratio, what this machine's noise alone makes of two identical
+/// setups, the resolution the ours-over-floor ratios are read against.
 async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> {
     let floor = FloorQuorum::start().await?;
+    let twin = FloorQuorum::start().await?;
     let o = session(ours.pg_port, SUPERUSER, "postgres").await?;
     let f = session(floor.primary.port, SUPERUSER, "postgres").await?;
     let settings = json!({
@@ -400,12 +411,14 @@ async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> 
         let max_tx = plan.durable_load_tx / clients;
         let secs = plan.durable_load_secs;
         let (mut q, mut by_hand, mut local) = (Arm::default(), Arm::default(), Arm::default());
+        let mut a_a = Arm::default();
         for round in 0..plan.durable_load_rounds {
-            for ours_turn in [round % 2 == 0, round % 2 == 1] {
-                if ours_turn {
-                    q.add(load(ours.pg_port, clients, max_tx, secs, false).await?);
-                } else {
-                    by_hand.add(load(floor.primary.port, clients, max_tx, secs, false).await?);
+            // Each arm goes first, second and third equally often.
+            for turn in 0..3 {
+                match (round + turn) % 3 {
+                    0 => q.add(load(ours.pg_port, clients, max_tx, secs, false).await?),
+                    1 => by_hand.add(load(floor.primary.port, clients, max_tx, secs, false).await?),
+                    _ => a_a.add(load(twin.primary.port, clients, max_tx, secs, false).await?),
                 }
             }
             local.add(load(ours.pg_port, clients, max_tx, secs, true).await?);
@@ -426,6 +439,12 @@ async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> 
             "p99_ms": {"ours": q.p99(), "floor": by_hand.p99(), "ratio": p99_ratio},
             "tps": {"ours": q.tps(), "floor": by_hand.tps(), "floor_over_ours": tps_ratio},
             "transactions": {"ours": q.tx, "floor": by_hand.tx},
+            "runs_p50_p99_tps": {"ours": q.runs, "floor": by_hand.runs, "twin": a_a.runs},
+            "a_a_twin_over_floor": {
+                "p50": median(&a_a.latencies) / median(&by_hand.latencies),
+                "p99": a_a.p99() / by_hand.p99(),
+                "tps_floor_over_twin": by_hand.tps() / a_a.tps(),
+            },
             "local_commit_ours": {
                 "p50_ms": median(&local.latencies),
                 "p99_ms": local.p99(),
