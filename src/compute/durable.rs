@@ -154,13 +154,8 @@ impl<E: Env> Compute<E> {
             .await?;
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
 
-        self.announce_and_await_quorum(
-            &own,
-            &sks,
-            promoted,
-            (Phase::StartAnnounce, Phase::StartQuorum),
-        )
-        .await?;
+        self.announce_and_await_quorum(&sks, promoted, (Phase::StartAnnounce, Phase::StartQuorum))
+            .await?;
         tracing::info!(
             catch_up_ms = ms(self.took(Stage::CatchUp)),
             promote_ms = ms(self.took(Stage::Promote)),
@@ -179,7 +174,6 @@ impl<E: Env> Compute<E> {
     /// failure's reason has each safekeeper's state.
     pub(super) async fn announce_and_await_quorum(
         &self,
-        own: &Endpoint,
         sks: &[Safekeeper],
         promoted: storage::Promoted,
         phases: (Phase, Phase),
@@ -199,14 +193,12 @@ impl<E: Env> Compute<E> {
             Ok(())
         })
         .await?;
-        self.phase(phases.1, self.await_quorum(own, sks, promoted))
-            .await
+        self.phase(phases.1, self.await_quorum(sks, promoted)).await
     }
 
     /// Step 6: until a quorum streams, or `--quorum-deadline-secs` passed.
     async fn await_quorum(
         &self,
-        own: &Endpoint,
         sks: &[Safekeeper],
         promoted: storage::Promoted,
     ) -> Result<(), FailReason> {
@@ -215,7 +207,7 @@ impl<E: Env> Compute<E> {
         let mut next_announce = t3 + REANNOUNCE_EVERY;
         loop {
             let members = self
-                .sample_safekeepers(own, sks, promoted.timeline, promoted.fork_lsn, false)
+                .sample_safekeepers(sks, promoted.timeline, promoted.fork_lsn, false)
                 .await;
             let quorum = QuorumStatus::of(&members, promoted.timeline, promoted.fork_lsn);
             let holds = quorum.holds;
@@ -224,7 +216,7 @@ impl<E: Env> Compute<E> {
                 let members = if holds {
                     members
                 } else {
-                    self.sample_safekeepers(own, sks, promoted.timeline, promoted.fork_lsn, true)
+                    self.sample_safekeepers(sks, promoted.timeline, promoted.fork_lsn, true)
                         .await
                 };
                 let quorum = QuorumStatus::of(&members, promoted.timeline, promoted.fork_lsn);
@@ -291,21 +283,27 @@ impl<E: Env> Compute<E> {
     /// one (when `explain`) from asking the safekeeper itself.
     pub(super) async fn sample_safekeepers(
         &self,
-        own: &Endpoint,
         sks: &[Safekeeper],
         timeline: u32,
         fork_lsn: Lsn,
         explain: bool,
     ) -> Vec<SafekeeperStatus> {
-        let senders = match own
-            .query_row(&self.env, storage::STAT_REPLICATION_SQL, ASK)
-            .await
-        {
-            Ok(row) => storage::parse_senders(&row.first().cloned().flatten().unwrap_or_default())
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot read pg_stat_replication");
-                    Vec::new()
-                }),
+        // A held session: a new one every second forked a backend beside
+        // the client's commits (issue 21's commit p99).
+        let asked = self
+            .watch_session
+            .query_value(
+                &self.env,
+                &self.params.conn,
+                storage::STAT_REPLICATION_SQL,
+                ASK,
+            )
+            .await;
+        let senders = match asked {
+            Ok(text) => storage::parse_senders(&text.unwrap_or_default()).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read pg_stat_replication");
+                Vec::new()
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read pg_stat_replication");
                 Vec::new()
@@ -334,7 +332,6 @@ impl<E: Env> Compute<E> {
     }
 
     async fn safekeepers_loop(self: Arc<Self>) {
-        let Ok(own) = self.own_endpoint() else { return };
         let mut diverged_logged: Vec<String> = Vec::new();
         loop {
             let st = self.state();
@@ -356,7 +353,7 @@ impl<E: Env> Compute<E> {
             let (tli, fork) = (prev.quorum.timeline, prev.quorum.fork_lsn);
             // A safekeeper without a WAL sender is pointed at us again (one
             // question when it already is), then asked why.
-            let quick = self.sample_safekeepers(&own, &sks, tli, fork, false).await;
+            let quick = self.sample_safekeepers(&sks, tli, fork, false).await;
             let absent: Vec<Safekeeper> = sks
                 .iter()
                 .zip(&quick)
@@ -367,7 +364,7 @@ impl<E: Env> Compute<E> {
                 quick
             } else {
                 let _ = self.announce_all(&absent).await;
-                self.sample_safekeepers(&own, &sks, tli, fork, true).await
+                self.sample_safekeepers(&sks, tli, fork, true).await
             };
             for m in members.iter().filter(|m| m.state == "diverged") {
                 if !diverged_logged.contains(&m.name) {

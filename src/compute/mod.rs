@@ -156,6 +156,8 @@ pub struct Compute<E: Env> {
         std::sync::Mutex<std::collections::BTreeMap<String, Option<crate::pg::BaseUnit>>>,
     /// The session the check of every written config runs on, held open.
     check_session: crate::pg::HeldSession,
+    /// The session the safekeepers' watcher asks `pg_stat_replication` on.
+    watch_session: crate::pg::HeldSession,
     /// The spans of the operation under way (exported over OpenTelemetry).
     spans: trace::Spans,
     /// The running postmaster; set and cleared by the supervisor loop only.
@@ -241,6 +243,7 @@ impl<E: Env> Compute<E> {
             judged_settings: std::sync::Mutex::new(config_check::Judged::new()),
             setting_units: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             check_session: crate::pg::HeldSession::default(),
+            watch_session: crate::pg::HeldSession::default(),
             spans: trace::Spans::default(),
             postmaster: watch::Sender::new(None),
             phases: std::sync::Mutex::new(timings::PhaseClock::default()),

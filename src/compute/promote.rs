@@ -364,7 +364,6 @@ impl<E: Env> Compute<E> {
         if !sks.is_empty() {
             let streamed = self
                 .announce_and_await_quorum(
-                    &own,
                     &sks,
                     promoted,
                     (Phase::PromoteAnnounce, Phase::PromoteQuorum),

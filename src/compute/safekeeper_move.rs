@@ -86,7 +86,7 @@ impl<E: Env> Compute<E> {
                 .await?;
             self.phase(
                 Phase::ReconfigureSafekeepersCatchUp,
-                self.new_set_catch_up(&own, &new_sks, target),
+                self.new_set_catch_up(&new_sks, target),
             )
             .await?;
             Ok::<_, Stop>(target)
@@ -189,7 +189,6 @@ impl<E: Env> Compute<E> {
     /// Step 3: until a majority of the new set flushed up to `target`.
     async fn new_set_catch_up(
         &self,
-        own: &Endpoint,
         new_sks: &[Safekeeper],
         target: Lsn,
     ) -> Result<(), FailReason> {
@@ -201,16 +200,14 @@ impl<E: Env> Compute<E> {
             .map(|s| (s.quorum.timeline, s.quorum.fork_lsn))
             .unwrap_or_default();
         loop {
-            let members = self
-                .sample_safekeepers(own, new_sks, tli, fork, false)
-                .await;
+            let members = self.sample_safekeepers(new_sks, tli, fork, false).await;
             let reached: Vec<Lsn> = members.iter().filter_map(|m| m.flush_lsn).collect();
             if storage::commit_lsn(new_sks.len(), &reached).is_some_and(|l| l >= target) {
                 return Ok(());
             }
             let now = self.env.now();
             if now >= deadline {
-                let members = self.sample_safekeepers(own, new_sks, tli, fork, true).await;
+                let members = self.sample_safekeepers(new_sks, tli, fork, true).await;
                 return Err(FailReason::SafekeeperMove(format!(
                     "no majority of the new safekeeper set flushed up to {target} within {:?} (--quorum-deadline-secs): {}",
                     self.params.quorum_deadline,

@@ -1,5 +1,6 @@
 //! One supervisor session held open across reconfigures, for the check
-//! after every reload (`file_settings.rs`).
+//! after every reload (`file_settings.rs`), and another for the
+//! safekeepers' watcher, which asks `pg_stat_replication` every second.
 //!
 //! A notify costs what a reload costs: opening a session per check added a
 //! backend fork, an authentication and a TCP handshake (3–4 ms on loopback)
@@ -28,6 +29,10 @@ pub enum HeldSessionError {
     Connect(#[from] ConnectError),
     #[error("{0}")]
     Query(#[from] tokio_postgres::Error),
+    #[error(
+        "no answer within {0:?}: Postgres is overloaded or stuck; the next use asks again on a new session"
+    )]
+    Timeout(Duration),
 }
 
 /// The held session (none until first used).
@@ -72,5 +77,28 @@ impl HeldSession {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The first column of the first row of `sql`, all within `within`,
+    /// connect included. A session cut off by the deadline is dropped, so
+    /// the next use opens a new one.
+    pub async fn query_value<E: Env>(
+        &self,
+        env: &E,
+        target: &ConnTarget,
+        sql: &str,
+        within: Duration,
+    ) -> Result<Option<String>, HeldSessionError> {
+        let rows = crate::env::timeout(
+            env,
+            within,
+            self.simple_query(env, target, sql, within, within),
+        )
+        .await
+        .map_err(|_| HeldSessionError::Timeout(within))??;
+        Ok(rows.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        }))
     }
 }
