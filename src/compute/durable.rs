@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::phase::{Phase, Stage};
 use super::phase_run::Stop;
 use super::{Compute, FailReason, ms};
-use crate::env::Env;
+use crate::env::{Env, Pace};
 use crate::spec::{ComputeMode, ComputeSpec};
 use crate::storage::{
     self, CatchUpPlan, Endpoint, Lsn, QuorumStatus, Safekeeper, SafekeeperAnswer, SafekeeperStatus,
@@ -26,11 +26,11 @@ const ASK: Duration = Duration::from_secs(2);
 /// How long the new primary may take to replay up to the most advanced
 /// safekeeper before it promotes.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often the quorum is checked while the start waits for it: every
-/// [`QUORUM_POLL_FAST`] for the first [`QUORUM_FAST_FOR`] (the safekeepers
-/// of a start usually stream within tens of milliseconds of the announce,
-/// and a 50 ms poll cost a start 25 ms on average), then every
-/// [`QUORUM_POLL`].
+/// How often the quorum is checked while the start waits for it
+/// (`env::Pace`): every [`QUORUM_POLL_FAST`] for the first
+/// [`QUORUM_FAST_FOR`] (the safekeepers of a start usually stream within
+/// tens of milliseconds of the announce, and a 50 ms poll cost a start 25 ms
+/// on average), then doubling up to [`QUORUM_POLL`].
 const QUORUM_POLL: Duration = Duration::from_millis(50);
 const QUORUM_POLL_FAST: Duration = Duration::from_millis(5);
 const QUORUM_FAST_FOR: Duration = Duration::from_secs(1);
@@ -205,6 +205,7 @@ impl<E: Env> Compute<E> {
         let t3 = self.env.now();
         let deadline = t3 + self.params.quorum_deadline;
         let mut next_announce = t3 + REANNOUNCE_EVERY;
+        let mut pace = Pace::new(t3, QUORUM_POLL_FAST, QUORUM_FAST_FOR, QUORUM_POLL);
         loop {
             let members = self
                 .sample_safekeepers(sks, promoted.timeline, promoted.fork_lsn, false)
@@ -239,12 +240,7 @@ impl<E: Env> Compute<E> {
                 next_announce = now + REANNOUNCE_EVERY;
                 self.announce_not_streaming(sks, &members).await;
             }
-            let poll = if now - t3 < QUORUM_FAST_FOR {
-                QUORUM_POLL_FAST
-            } else {
-                QUORUM_POLL
-            };
-            self.env.sleep(poll).await;
+            self.env.sleep(pace.next(now)).await;
         }
     }
 

@@ -6,6 +6,7 @@
 //! process, an in-memory file system and a seeded RNG. Nothing outside this
 //! module may call the clock, the OS or randomness directly (`clippy.toml`).
 
+mod pace;
 mod tokio_env;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+pub use pace::Pace;
 pub use tokio_env::TokioEnv;
 
 /// Monotonic and wall-clock time.

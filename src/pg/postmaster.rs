@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::{ConnectError, PgError, connect};
-use crate::env::{CommandSpec, Env, ExitInfo};
+use crate::env::{CommandSpec, Env, ExitInfo, Pace};
 use crate::params::{ComputeParams, ConnTarget};
 
 /// Bounds one readiness probe's connect.
@@ -121,7 +121,7 @@ fn classify(e: &ConnectError) -> Probe {
 pub async fn wait_ready<E: Env>(env: &E, params: &ComputeParams) -> Result<(), PgError> {
     let t0 = env.now();
     let deadline = t0 + params.ready_timeout;
-    let mut delay = PROBE_DELAY_MIN;
+    let mut pace = Pace::new(t0, PROBE_DELAY_MIN, PROBE_FLAT_FOR, PROBE_DELAY_MAX);
     let mut last = "no attempt was made".to_string();
     loop {
         let now = env.now();
@@ -144,11 +144,8 @@ pub async fn wait_ready<E: Env>(env: &E, params: &ComputeParams) -> Result<(), P
             },
         }
         let now = env.now();
-        env.sleep(delay.min(deadline.saturating_duration_since(now)))
+        env.sleep(pace.next(now).min(deadline.saturating_duration_since(now)))
             .await;
-        if env.now() - t0 >= PROBE_FLAT_FOR {
-            delay = (delay * 2).min(PROBE_DELAY_MAX);
-        }
     }
     tracing::info!(
         elapsed_ms = crate::env::ms(env.now() - t0),
