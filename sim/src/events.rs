@@ -170,6 +170,28 @@ pub enum Event {
     /// The run is over: the world as it ends.
     #[serde(rename = "end")]
     End(Box<WorldEnd>),
+    /// A compute of a fleet (`host`) answered the control plane's
+    /// `request` with `outcome` (an HTTP status, or why not); a storm
+    /// notify `round_trip_us` after the storm began (0 for others).
+    FleetAnswered {
+        host: String,
+        request: FleetRequest,
+        outcome: String,
+        code: Option<u16>,
+        round_trip_us: u64,
+    },
+    /// Every notify of a fleet's storm was answered.
+    StormOver { computes: usize },
+}
+
+/// A fleet control plane's request to one compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetRequest {
+    /// The first `/configure` of a cold compute.
+    FirstConfigure,
+    /// The skip-flag notify of the shard-split storm.
+    StormNotify,
 }
 
 #[cfg(test)]

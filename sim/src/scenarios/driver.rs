@@ -17,8 +17,6 @@ use crate::specgen::SpecShape;
 use crate::world::env::{SimClock, SimListener};
 use crate::world::shared::now_us as world_now_us;
 
-/// The longest a message waits for the world's next step.
-pub use crate::world::TICK;
 /// The harness's handle on the world (the compute host's record, the
 /// ledger, the event log): held by the [`Driver`] alone, read and written
 /// only through its operations (`driver/*.rs`), never named by a scenario.
@@ -165,11 +163,6 @@ impl Driver {
     ) -> impl Future<Output = Outcome> + use<> {
         let shared = self.shared.clone();
         async move { post_configure_abandoning(&shared, body, t0).await }
-    }
-
-    /// Records a violation of fleet compute `k`.
-    pub fn violation_on(&self, k: usize, what: impl Into<String>) {
-        self.fleet[k].violation(what);
     }
 
     /// A fresh operation id for `shape`.
