@@ -182,6 +182,12 @@ pub enum Event {
     },
     /// Every notify of a fleet's storm was answered.
     StormOver { computes: usize },
+    /// The client load's memory use, written to the compute's cgroup (when
+    /// a compute runs): what the vm-monitor measures.
+    CgroupUsage { bytes: u64 },
+    /// What the memory scenario's autoscaler-agent did or was sent
+    /// (`checkers/vm_monitor.rs`).
+    Agent(AgentSeen),
 }
 
 /// A fleet control plane's request to one compute.
@@ -192,6 +198,32 @@ pub enum FleetRequest {
     FirstConfigure,
     /// The skip-flag notify of the shard-split storm.
     StormNotify,
+}
+
+/// What the memory scenario's autoscaler-agent did, or received from the
+/// vm-monitor, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "saw", rename_all = "snake_case")]
+pub enum AgentSeen {
+    /// It starts over with a compute that (re)booted: the cgroup's
+    /// MemTotal is `mem_total`, its use `usage`.
+    Fresh { mem_total: u64, usage: u64 },
+    /// It (re)connects to the vm-monitor of compute boot `boot`.
+    Connecting { boot: u64 },
+    /// The vm-monitor's answer to its version range (none in time).
+    Version { answer: Option<serde_json::Value> },
+    /// Whether the vm-monitor echoed its health check in time.
+    HealthCheck { echoed: bool },
+    /// It granted the VM `mem` bytes (`UpscaleNotification` `id`).
+    Granted { id: u64, mem: u64 },
+    /// It asked for a downscale to `target` bytes (`DownscaleRequest` `id`).
+    DownscaleAsked { id: u64, target: u64 },
+    /// A message of the vm-monitor, which arrived at `at_us`.
+    Recv { at_us: u64, msg: serde_json::Value },
+    /// The vm-monitor closed the connection.
+    Closed,
+    /// It listened for a step of the load on a live connection.
+    Listened,
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod window;
 // Verdicts the scenarios used to give themselves (issue 22).
 pub mod fleet_answered;
 pub mod storm_p99;
+pub mod vm_monitor;
 
 /// One invariant over the event log.
 pub trait Checker: Send {
@@ -61,6 +62,10 @@ impl Default for Checkers {
             Box::new(auth::AuthEnforced::default()),
             Box::new(fleet_answered::FleetAnswers200::default()),
             Box::new(storm_p99::StormP99::default()),
+            Box::new(vm_monitor::AgentServed::default()),
+            Box::new(vm_monitor::UpscaleOnPressure::default()),
+            Box::new(vm_monitor::DownscaleKeepsBuffer::default()),
+            Box::new(vm_monitor::MonitorProtocol::default()),
             // Last: its end-of-run verdict follows every other one.
             Box::new(converged::Converged::default()),
         ])

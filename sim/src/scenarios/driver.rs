@@ -176,11 +176,13 @@ impl Driver {
         sleep(d).await
     }
 
-    /// Sets the memory use the compute's cgroup reports (when it is up).
+    /// Sets the memory use the compute's cgroup reports (when it is up),
+    /// logged as [`Event::CgroupUsage`] for the checkers.
     pub fn set_cgroup_usage(&self, bytes: u64) {
         if let Some(c) = self.shared.compute() {
             crate::world::write_cgroup_usage(c.env(), bytes);
         }
+        self.shared.emit(Event::CgroupUsage { bytes });
     }
 
     /// A seeded pause in `[lo, hi]` ms.
