@@ -188,6 +188,21 @@ pub enum Event {
     /// What the memory scenario's autoscaler-agent did or was sent
     /// (`checkers/vm_monitor.rs`).
     Agent(AgentSeen),
+    /// The promote scenario's control plane asked `call` at `sent_us` and
+    /// got `code` with `body` (`outcome`: the status, or why none);
+    /// `failed_with`: the failure kind of the compute asked, when it is
+    /// Failed (`checkers/promote.rs`).
+    PromoteAnswered {
+        call: PromoteCall,
+        outcome: String,
+        code: Option<u16>,
+        body: String,
+        sent_us: u64,
+        failed_with: Option<String>,
+    },
+    /// The promoted compute's status as the promote scenario ends (none:
+    /// no supervisor runs on its host).
+    PromotedStatus { status: Option<ComputeStatus> },
 }
 
 /// A fleet control plane's request to one compute.
@@ -224,6 +239,23 @@ pub enum AgentSeen {
     Closed,
     /// It listened for a step of the load on a live connection.
     Listened,
+}
+
+/// What the promote scenario's control plane asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromoteCall {
+    /// The replica's first `/configure`: it follows safekeeper `follows`.
+    ReplicaStart { follows: String },
+    /// A skip-flag `/configure` moving the replica to safekeeper `follows`.
+    ReplicaMove { follows: String },
+    /// `POST /promote` to the primary.
+    PromotePrimary,
+    /// `POST /terminate` of the primary (its answer carries the `lsn`).
+    TerminatePrimary,
+    /// `POST /promote` to the replica (`concurrent`: the second of two
+    /// sent at once, logged after the first).
+    Promote { concurrent: bool },
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod window;
 
 // Verdicts the scenarios used to give themselves (issue 22).
 pub mod fleet_answered;
+pub mod promote;
 pub mod storm_p99;
 pub mod vm_monitor;
 
@@ -66,6 +67,9 @@ impl Default for Checkers {
             Box::new(vm_monitor::UpscaleOnPressure::default()),
             Box::new(vm_monitor::DownscaleKeepsBuffer::default()),
             Box::new(vm_monitor::MonitorProtocol::default()),
+            Box::new(promote::ReplicaFollows::default()),
+            Box::new(promote::PromoteContract::default()),
+            Box::new(promote::TerminateAnswersLsn::default()),
             // Last: its end-of-run verdict follows every other one.
             Box::new(converged::Converged::default()),
         ])
