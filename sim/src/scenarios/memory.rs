@@ -163,11 +163,9 @@ fn observe(d: &Driver, m: &mut Model, t: u64, v: &Value, late_us: u64) {
         },
     );
     match v["type"].as_str() {
-        Some("UpscaleRequest") => {
-            if m.grant.is_none() && m.grant_due.is_none() {
-                let granted = (m.mem + 2048 * MIB).max(m.usage * 2);
-                m.grant_due = Some((t + late_us, granted));
-            }
+        Some("UpscaleRequest") if m.grant.is_none() && m.grant_due.is_none() => {
+            let granted = (m.mem + 2048 * MIB).max(m.usage * 2);
+            m.grant_due = Some((t + late_us, granted));
         }
         Some("DownscaleResult") => {
             if let Some((_, target)) = m.downscale.take() {
