@@ -170,6 +170,92 @@ pub enum Event {
     /// The run is over: the world as it ends.
     #[serde(rename = "end")]
     End(Box<WorldEnd>),
+    /// A compute of a fleet (`host`) answered the control plane's
+    /// `request` with `outcome` (an HTTP status, or why not); a storm
+    /// notify `round_trip_us` after the storm began (0 for others).
+    FleetAnswered {
+        host: String,
+        request: FleetRequest,
+        outcome: String,
+        code: Option<u16>,
+        round_trip_us: u64,
+    },
+    /// Every notify of a fleet's storm was answered.
+    StormOver { computes: usize },
+    /// The client load's memory use, written to the compute's cgroup (when
+    /// a compute runs): what the vm-monitor measures.
+    CgroupUsage { bytes: u64 },
+    /// What the memory scenario's autoscaler-agent did or was sent
+    /// (`checkers/vm_monitor.rs`).
+    Agent(AgentSeen),
+    /// The promote scenario's control plane asked `call` at `sent_us` and
+    /// got `code` with `body` (`outcome`: the status, or why none);
+    /// `failed_with`: the failure kind of the compute asked, when it is
+    /// Failed (`checkers/promote.rs`).
+    PromoteAnswered {
+        call: PromoteCall,
+        outcome: String,
+        code: Option<u16>,
+        body: String,
+        sent_us: u64,
+        failed_with: Option<String>,
+    },
+    /// The promoted compute's status as the promote scenario ends (none:
+    /// no supervisor runs on its host).
+    PromotedStatus { status: Option<ComputeStatus> },
+}
+
+/// A fleet control plane's request to one compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetRequest {
+    /// The first `/configure` of a cold compute.
+    FirstConfigure,
+    /// The skip-flag notify of the shard-split storm.
+    StormNotify,
+}
+
+/// What the memory scenario's autoscaler-agent did, or received from the
+/// vm-monitor, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "saw", rename_all = "snake_case")]
+pub enum AgentSeen {
+    /// It starts over with a compute that (re)booted: the cgroup's
+    /// MemTotal is `mem_total`, its use `usage`.
+    Fresh { mem_total: u64, usage: u64 },
+    /// It (re)connects to the vm-monitor of compute boot `boot`.
+    Connecting { boot: u64 },
+    /// The vm-monitor's answer to its version range (none in time).
+    Version { answer: Option<serde_json::Value> },
+    /// Whether the vm-monitor echoed its health check in time.
+    HealthCheck { echoed: bool },
+    /// It granted the VM `mem` bytes (`UpscaleNotification` `id`).
+    Granted { id: u64, mem: u64 },
+    /// It asked for a downscale to `target` bytes (`DownscaleRequest` `id`).
+    DownscaleAsked { id: u64, target: u64 },
+    /// A message of the vm-monitor, which arrived at `at_us`.
+    Recv { at_us: u64, msg: serde_json::Value },
+    /// The vm-monitor closed the connection.
+    Closed,
+    /// It listened for a step of the load on a live connection.
+    Listened,
+}
+
+/// What the promote scenario's control plane asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromoteCall {
+    /// The replica's first `/configure`: it follows safekeeper `follows`.
+    ReplicaStart { follows: String },
+    /// A skip-flag `/configure` moving the replica to safekeeper `follows`.
+    ReplicaMove { follows: String },
+    /// `POST /promote` to the primary.
+    PromotePrimary,
+    /// `POST /terminate` of the primary (its answer carries the `lsn`).
+    TerminatePrimary,
+    /// `POST /promote` to the replica (`concurrent`: the second of two
+    /// sent at once, logged after the first).
+    Promote { concurrent: bool },
 }
 
 #[cfg(test)]

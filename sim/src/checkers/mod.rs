@@ -23,6 +23,12 @@ pub mod storage;
 pub mod transitions;
 pub mod window;
 
+// Verdicts the scenarios used to give themselves (issue 22).
+pub mod fleet_answered;
+pub mod promote;
+pub mod storm_p99;
+pub mod vm_monitor;
+
 /// One invariant over the event log.
 pub trait Checker: Send {
     /// Sees `ev`, appended at `t_us`; pushes what it violates to `out`.
@@ -55,6 +61,15 @@ impl Default for Checkers {
             Box::new(move_restart::MoveNeverRestarts::default()),
             Box::new(move_reload::MoveIsANotify::default()),
             Box::new(auth::AuthEnforced::default()),
+            Box::new(fleet_answered::FleetAnswers200::default()),
+            Box::new(storm_p99::StormP99::default()),
+            Box::new(vm_monitor::AgentServed::default()),
+            Box::new(vm_monitor::UpscaleOnPressure::default()),
+            Box::new(vm_monitor::DownscaleKeepsBuffer::default()),
+            Box::new(vm_monitor::MonitorProtocol::default()),
+            Box::new(promote::ReplicaFollows::default()),
+            Box::new(promote::PromoteContract::default()),
+            Box::new(promote::TerminateAnswersLsn::default()),
             // Last: its end-of-run verdict follows every other one.
             Box::new(converged::Converged::default()),
         ])

@@ -1,5 +1,6 @@
-//! A re-send of an applied `operation_uuid` does no work: no catalog
-//! statement, no SQL reload, no SIGHUP while it is in flight.
+//! A re-send of an applied `operation_uuid` is answered 200 (when it is
+//! answered at all) and does no work: no catalog statement, no SQL reload,
+//! no SIGHUP while it is in flight.
 
 use super::Checker;
 use super::window::{InFlight, Log, supervisor};
@@ -40,8 +41,11 @@ impl Checker for ResendDoesNothing {
                 let Some((t0, before)) = self.sent.answered(*req) else {
                     return;
                 };
-                if code.is_none() {
+                let Some(code) = code else {
                     return;
+                };
+                if *code != 200 {
+                    out.push(format!("duplicate of applied op {op} answered {code}"));
                 }
                 let stmts = self.forbidden.window(t0, t_us).count();
                 let reloads = self.reloads - before;
@@ -53,5 +57,47 @@ impl Checker for ResendDoesNothing {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resend(req: u64, code: Option<u16>) -> [Event; 2] {
+        let path = "/configure".to_string();
+        [
+            Event::RequestSent {
+                req,
+                kind: Request::Resend,
+                path: path.clone(),
+                op: 3,
+                seen: None,
+            },
+            Event::Answered {
+                req,
+                kind: Request::Resend,
+                path,
+                op: 3,
+                outcome: code.map_or("transport_error".into(), |c| c.to_string()),
+                code,
+                ms: 0,
+                seen: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_duplicate_answered_other_than_200_is_reported_and_an_unanswered_one_is_not() {
+        let mut c = ResendDoesNothing::default();
+        let mut out = Vec::new();
+        let mut t = 0;
+        for code in [Some(200), None, Some(409)] {
+            for ev in resend(t, code) {
+                t += 1;
+                c.on_event(t, &ev, &mut out);
+            }
+        }
+        assert_eq!(out, ["duplicate of applied op 3 answered 409"]);
     }
 }

@@ -85,6 +85,8 @@ pub fn from_cplane(mut d: Driver) -> Body {
                     let _ = axum::serve(listener, router).await;
                 });
             }
+            // A harness failure (the world could not be set up), not a
+            // property of the compute: no checker to hand it to.
             Err(e) => d.violation(format!("cplane cannot listen: {e}")),
         }
         d.converge().await;

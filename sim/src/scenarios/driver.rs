@@ -17,8 +17,6 @@ use crate::specgen::SpecShape;
 use crate::world::env::{SimClock, SimListener};
 use crate::world::shared::now_us as world_now_us;
 
-/// The longest a message waits for the world's next step.
-pub use crate::world::TICK;
 /// The harness's handle on the world (the compute host's record, the
 /// ledger, the event log): held by the [`Driver`] alone, read and written
 /// only through its operations (`driver/*.rs`), never named by a scenario.
@@ -167,11 +165,6 @@ impl Driver {
         async move { post_configure_abandoning(&shared, body, t0).await }
     }
 
-    /// Records a violation of fleet compute `k`.
-    pub fn violation_on(&self, k: usize, what: impl Into<String>) {
-        self.fleet[k].violation(what);
-    }
-
     /// A fresh operation id for `shape`.
     pub fn stamp(&mut self, mut shape: SpecShape) -> SpecShape {
         self.next_op += 1;
@@ -183,11 +176,13 @@ impl Driver {
         sleep(d).await
     }
 
-    /// Sets the memory use the compute's cgroup reports (when it is up).
+    /// Sets the memory use the compute's cgroup reports (when it is up),
+    /// logged as [`Event::CgroupUsage`] for the checkers.
     pub fn set_cgroup_usage(&self, bytes: u64) {
         if let Some(c) = self.shared.compute() {
             crate::world::write_cgroup_usage(c.env(), bytes);
         }
+        self.shared.emit(Event::CgroupUsage { bytes });
     }
 
     /// A seeded pause in `[lo, hi]` ms.

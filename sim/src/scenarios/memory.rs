@@ -4,20 +4,22 @@
 //! upscale requests late, drops and re-opens its connection, and asks for
 //! downscales in the middle of the pressure.
 //!
-//! Invariants, checked as the agent sees the messages:
+//! Invariants, judged by `checkers/vm_monitor.rs` from what the agent logs
+//! ([`AgentSeen`]: its exchanges with the monitor) and the usage the load
+//! writes ([`crate::events::Event::CgroupUsage`]):
 //! - an accepted downscale leaves its threshold at or above the lowest
 //!   usage from a second before the request was sent until its answer
-//!   arrived, plus the 100 MiB buffer (the monitor decides somewhere in
-//!   between: a held or slow link delays the answer, not the decision);
+//!   arrived, plus the 100 MiB buffer;
 //! - once usage is at or over the threshold, an `UpscaleRequest` arrives
 //!   within 1 s of simulated time (and again within each second it stays
 //!   there), and never two less than a second apart;
 //! - a (re)connecting agent is served: the version answer and the echo of
-//!   its health check, each within 2 s.
+//!   its health check, each within 2 s;
+//! - the monitor speaks the protocol (odd ids, results answer their
+//!   request, no error answers).
 //!
 //! A network fault or a host crash excuses what it interrupts.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use compute_ctl::vm_monitor::rules;
@@ -29,14 +31,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::driver::{self, BOOT_USAGE, MEM_TOTAL, now_us, timeout};
 use super::{Body, Driver, Topology, base_shape, load};
+use crate::checkers::vm_monitor::SERVE_DEADLINE;
+use crate::events::{AgentSeen, Event};
 use crate::names::{COMPUTE, VM_MONITOR_PORT};
 
 const MIB: u64 = rules::MIB;
-const SEC_US: u64 = 1_000_000;
-/// Messages between hosts arrive at step boundaries (20 ms) plus latency.
-const NET_SLACK_US: u64 = 50_000;
-/// How long a (re)connecting agent may wait for each answer.
-const SERVE_DEADLINE: Duration = Duration::from_secs(2);
 /// One step of the load: 100 ms.
 const TICK_US: u64 = 100_000;
 
@@ -59,21 +58,17 @@ struct Agent {
     tx: Sink,
     rx: mpsc::UnboundedReceiver<(u64, Value)>,
     next_id: u64,
-    boot: u64,
-    since: u64,
 }
 
-/// Whether a fault may explain what went wrong since `since`.
-fn excused(d: &Driver, since: u64, boot: u64) -> bool {
-    d.excuses_lost_request(since) || d.boot() != boot || d.supervisor_exited() || d.compute_gone()
+/// Logs what the agent did or was sent, for the checkers.
+fn saw(d: &Driver, seen: AgentSeen) {
+    d.emit(Event::Agent(seen));
 }
 
 impl Agent {
-    /// Connects, negotiates and checks that it is served; `None` when the
-    /// compute cannot be reached (yet).
-    async fn connect(d: &Driver) -> Option<Self> {
-        let boot = d.boot();
-        let t0 = now_us();
+    /// Connects and negotiates (the answer logged for the checkers);
+    /// `None` when the compute cannot be reached (yet) or does not answer.
+    async fn connect() -> Option<(Self, Option<Value>)> {
         let connect = turmoil::net::TcpStream::connect((COMPUTE, VM_MONITOR_PORT));
         let stream = timeout(SERVE_DEADLINE, connect).await.ok()?.ok()?;
         let url = format!("ws://{COMPUTE}:{VM_MONITOR_PORT}/monitor");
@@ -92,27 +87,11 @@ impl Agent {
                 }
             }
         });
-        let mut a = Self {
-            tx,
-            rx,
-            next_id: 0,
-            boot,
-            since: t0,
-        };
+        let mut a = Self { tx, rx, next_id: 0 };
         let range = Message::text(json!({"min": 1, "max": 1}).to_string());
         timeout(SERVE_DEADLINE, a.tx.send(range)).await.ok()?.ok()?;
-        match a.recv_within(SERVE_DEADLINE).await {
-            Some((_, v)) if v == json!({"version": 1}) => {}
-            other => {
-                if !excused(d, t0, boot) {
-                    d.violation(format!(
-                        "vm-monitor did not answer the agent's version range with {{\"version\":1}} within {SERVE_DEADLINE:?}: {other:?}"
-                    ));
-                }
-                return None;
-            }
-        }
-        Some(a)
+        let answer = a.recv_within(SERVE_DEADLINE).await.map(|(_, v)| v);
+        Some((a, answer))
     }
 
     async fn send(&mut self, ty: &str, content: Value) -> Option<u64> {
@@ -132,26 +111,15 @@ impl Agent {
     }
 }
 
-/// A downscale request the agent sent and has no answer to yet.
-struct Downscale {
-    id: u64,
-    target: u64,
-    /// The lowest usage from a second before it was sent until now: the
-    /// monitor decided at some point in that span, on what it measured then.
-    lowest_usage: u64,
-}
-
-/// What the agent knows: the threshold the monitor should have, the load's
-/// recent usage, and the pending exchanges.
+/// What the agent knows, to play its part: the VM's memory as it granted
+/// it, the threshold it expects (for the trace), the load's usage and its
+/// exchanges in flight. The checkers keep their own account.
 struct Model {
     threshold: u64,
-    /// (time, bytes) written over the last second.
-    usage: VecDeque<(u64, u64)>,
-    /// Since when usage has been at or over the threshold without a request.
-    over_since: Option<u64>,
-    last_request: Option<u64>,
-    /// The downscale in flight.
-    downscale: Option<Downscale>,
+    /// The usage the load wrote last.
+    usage: u64,
+    /// (id, target) of the downscale in flight.
+    downscale: Option<(u64, u64)>,
     /// (id, granted) of the upscale notification in flight.
     grant: Option<(u64, u64)>,
     /// (due time, granted): the agent answers upscale requests late.
@@ -161,140 +129,86 @@ struct Model {
 }
 
 impl Model {
-    /// The model of a compute that booted with 1 GiB in use.
-    fn new() -> Self {
+    /// The model of a compute that booted with 1 GiB in use (logged).
+    fn new(d: &Driver) -> Self {
+        saw(
+            d,
+            AgentSeen::Fresh {
+                mem_total: MEM_TOTAL,
+                usage: BOOT_USAGE,
+            },
+        );
         Self {
             threshold: rules::threshold(MEM_TOTAL),
-            usage: VecDeque::from([(now_us(), BOOT_USAGE)]),
-            over_since: None,
-            last_request: None,
+            usage: BOOT_USAGE,
             downscale: None,
             grant: None,
             grant_due: None,
             mem: MEM_TOTAL,
         }
     }
-
-    fn record(&mut self, t: u64, bytes: u64) {
-        self.usage.push_back((t, bytes));
-        if let Some(ds) = self.downscale.as_mut() {
-            ds.lowest_usage = ds.lowest_usage.min(bytes);
-        }
-        while self
-            .usage
-            .front()
-            .is_some_and(|(t0, _)| t.saturating_sub(*t0) > SEC_US)
-        {
-            self.usage.pop_front();
-        }
-        if bytes >= self.threshold {
-            self.over_since.get_or_insert(t);
-        } else {
-            self.over_since = None;
-        }
-    }
-
-    fn current(&self) -> u64 {
-        self.usage.back().map_or(0, |(_, b)| *b)
-    }
-
-    fn min_recent(&self) -> u64 {
-        self.usage.iter().map(|(_, b)| *b).min().unwrap_or(0)
-    }
-
-    /// A new threshold: pressure is measured against it from `t` on.
-    fn adopt(&mut self, t: u64, threshold: u64) {
-        self.threshold = threshold;
-        self.over_since = (self.current() >= threshold).then_some(t);
-    }
 }
 
-/// Checks and records one message from the monitor.
-fn observe(d: &Driver, m: &mut Model, boot: u64, t: u64, v: &Value, late_us: u64) {
+/// Logs one message from the monitor and plays the agent's part in it.
+fn observe(d: &Driver, m: &mut Model, t: u64, v: &Value, late_us: u64) {
     d.event(
         "agent_recv",
-        json!({"msg": v, "usage_mib": m.current() / MIB, "threshold_mib": m.threshold / MIB}),
+        json!({"msg": v, "usage_mib": m.usage / MIB, "threshold_mib": m.threshold / MIB}),
+    );
+    saw(
+        d,
+        AgentSeen::Recv {
+            at_us: t,
+            msg: v.clone(),
+        },
     );
     match v["type"].as_str() {
-        Some("UpscaleRequest") => {
-            if let Some(prev) = m.last_request {
-                if t + NET_SLACK_US < prev + SEC_US && !excused(d, prev, boot) {
-                    d.violation(format!(
-                        "vm-monitor sent two UpscaleRequests {} ms apart (at most one a second)",
-                        (t - prev) / 1000
-                    ));
-                }
-            }
-            if v["id"].as_u64().is_none_or(|id| id % 2 == 0) {
-                d.violation(format!("vm-monitor's UpscaleRequest has no odd id: {v}"));
-            }
-            m.last_request = Some(t);
-            m.over_since = (m.current() >= m.threshold).then_some(t);
-            if m.grant.is_none() && m.grant_due.is_none() {
-                let granted = (m.mem + 2048 * MIB).max(m.current() * 2);
-                m.grant_due = Some((t + late_us, granted));
-            }
+        Some("UpscaleRequest") if m.grant.is_none() && m.grant_due.is_none() => {
+            let granted = (m.mem + 2048 * MIB).max(m.usage * 2);
+            m.grant_due = Some((t + late_us, granted));
         }
         Some("DownscaleResult") => {
-            let Some(Downscale {
-                id,
-                target,
-                lowest_usage,
-            }) = m.downscale.take()
-            else {
-                return;
-            };
-            if v["id"] != id {
-                d.violation(format!("DownscaleResult {v} does not answer id {id}"));
-            }
-            if v["Ok"] == true {
-                let new = rules::threshold(rules::usable(target));
-                let floor = lowest_usage + rules::DOWNSCALE_BUFFER;
-                if new < floor {
-                    d.violation(format!(
-                        "vm-monitor accepted a downscale to {} MiB whose threshold {} MiB is under the usage {} MiB (the lowest from a second before the request until the answer) + {} MiB buffer",
-                        target / MIB,
-                        new / MIB,
-                        lowest_usage / MIB,
-                        rules::DOWNSCALE_BUFFER / MIB
-                    ));
+            if let Some((_, target)) = m.downscale.take() {
+                if v["Ok"] == true {
+                    m.mem = target;
+                    m.threshold = rules::threshold(rules::usable(target));
                 }
-                m.mem = target;
-                m.adopt(t, new);
             }
         }
         Some("UpscaleConfirmation") => {
             if let Some((id, granted)) = m.grant.take() {
                 if v["id"] == id {
                     m.mem = granted;
-                    m.adopt(t, rules::threshold(rules::usable(granted)));
+                    m.threshold = rules::threshold(rules::usable(granted));
                 }
             }
-        }
-        Some("InternalError" | "InvalidMessage") => {
-            d.violation(format!("vm-monitor answered the agent with {v}"));
         }
         _ => {}
     }
 }
 
-/// Connects (with a health check that must be echoed), or `None`.
+/// Connects (with a health check that must be echoed), or `None`; the
+/// answers logged for the checkers.
 async fn served(d: &Driver, m: &mut Model, late_us: u64) -> Option<Agent> {
-    let mut a = Agent::connect(d).await?;
+    let (mut a, version) = Agent::connect().await?;
+    let negotiated = version == Some(json!({"version": 1}));
+    saw(d, AgentSeen::Version { answer: version });
+    if !negotiated {
+        return None;
+    }
     d.event("agent_connected", json!({}));
     let id = a.send("HealthCheck", json!({})).await?;
     let deadline = now_us() + SERVE_DEADLINE.as_micros() as u64;
     loop {
         let left = deadline.saturating_sub(now_us());
         match a.recv_within(Duration::from_micros(left)).await {
-            Some((_, v)) if v["type"] == "HealthCheck" && v["id"] == id => return Some(a),
-            Some((t, v)) => observe(d, m, a.boot, t, &v, late_us),
+            Some((_, v)) if v["type"] == "HealthCheck" && v["id"] == id => {
+                saw(d, AgentSeen::HealthCheck { echoed: true });
+                return Some(a);
+            }
+            Some((t, v)) => observe(d, m, t, &v, late_us),
             None => {
-                if !excused(d, a.since, a.boot) {
-                    d.violation(format!(
-                        "vm-monitor did not echo a reconnected agent's health check within {SERVE_DEADLINE:?}"
-                    ));
-                }
+                saw(d, AgentSeen::HealthCheck { echoed: false });
                 return None;
             }
         }
@@ -312,7 +226,7 @@ pub fn pressure(mut d: Driver) -> Body {
         let downscale_every = d.rng.random_range(7..=25u64);
         let step = d.rng.random_range(32..=96u64) * MIB;
         let mut usage = BOOT_USAGE;
-        let mut model = Model::new();
+        let mut model = Model::new(&d);
         let mut agent: Option<Agent> = None;
         let mut boot = d.boot();
         // 150 steps of 100 ms: 15 s of growing load.
@@ -323,22 +237,22 @@ pub fn pressure(mut d: Driver) -> Body {
                 // A rebooted compute starts over from MemTotal, its
                 // Postgres from the 1 GiB the VM image starts with.
                 boot = now_boot;
-                model = Model::new();
+                model = Model::new(&d);
                 agent = None;
                 usage = BOOT_USAGE;
             }
             usage += step;
+            // Logged for the checkers ([`Event::CgroupUsage`]).
             d.set_cgroup_usage(usage);
-            model.record(t, usage);
+            model.usage = usage;
             if agent.is_none() {
-                model.over_since = None;
+                saw(&d, AgentSeen::Connecting { boot: d.boot() });
                 model.downscale = None;
                 // A grant whose confirmation was lost with the connection
-                // may have been adopted: assume the higher threshold, so
-                // that no request is expected that the monitor need not send.
+                // may have been adopted: assume the higher memory.
                 if let Some((_, granted)) = model.grant.take() {
                     model.mem = granted;
-                    model.adopt(t, rules::threshold(rules::usable(granted)));
+                    model.threshold = rules::threshold(rules::usable(granted));
                 }
                 agent = served(&d, &mut model, late_us).await;
             }
@@ -354,6 +268,9 @@ pub fn pressure(mut d: Driver) -> Body {
                         .send("UpscaleNotification", content)
                         .await
                         .map(|id| (id, granted));
+                    if let Some((id, mem)) = model.grant {
+                        saw(&d, AgentSeen::Granted { id, mem });
+                    }
                 }
             }
             if tick % downscale_every == 0 && model.downscale.is_none() {
@@ -368,15 +285,13 @@ pub fn pressure(mut d: Driver) -> Body {
                     edge as u64 + rules::SYS_BUFFER
                 };
                 let content = json!({"target": {"cpu": 0.5, "mem": target}});
-                let lowest_usage = model.min_recent();
                 model.downscale = a
                     .send("DownscaleRequest", content)
                     .await
-                    .map(|id| Downscale {
-                        id,
-                        target,
-                        lowest_usage,
-                    });
+                    .map(|id| (id, target));
+                if let Some((id, target)) = model.downscale {
+                    saw(&d, AgentSeen::DownscaleAsked { id, target });
+                }
             }
             if tick == drop_at {
                 // The agent drops its connection; it comes back next tick.
@@ -390,7 +305,7 @@ pub fn pressure(mut d: Driver) -> Body {
             while now_us() < tick_end {
                 let left = Duration::from_micros(tick_end - now_us());
                 match timeout(left, a.rx.recv()).await {
-                    Ok(Some((at, v))) => observe(&d, &mut model, a.boot, at, &v, late_us),
+                    Ok(Some((at, v))) => observe(&d, &mut model, at, &v, late_us),
                     Ok(None) => {
                         closed = true;
                         break;
@@ -398,28 +313,14 @@ pub fn pressure(mut d: Driver) -> Body {
                     Err(_) => break,
                 }
             }
-            let (since_conn, conn_boot) = (a.since, a.boot);
             if closed {
-                if !excused(&d, since_conn, conn_boot) {
-                    d.violation("vm-monitor closed the agent's connection on a healthy network");
-                }
+                saw(&d, AgentSeen::Closed);
                 agent = None;
                 continue;
             }
-            let now = now_us();
-            if let Some(since) = model.over_since {
-                if now > since + SEC_US + NET_SLACK_US
-                    && !excused(&d, since.min(since_conn), conn_boot)
-                {
-                    d.violation(format!(
-                        "usage {} MiB has been at or over the threshold {} MiB for {} ms without an UpscaleRequest",
-                        usage / MIB,
-                        model.threshold / MIB,
-                        (now - since) / 1000
-                    ));
-                    model.over_since = None;
-                }
-            }
+            // A step listened to on a live connection: the upscale
+            // checker's moment to look at the pressure.
+            saw(&d, AgentSeen::Listened);
         }
         drop(agent);
         d.converge().await;
