@@ -39,12 +39,15 @@ pub enum Event {
     PostmasterSpawned { boot: u64, pid: u32 },
     /// The supervisor reported a replay LSN (a replica).
     ReplayReported { boot: u64, lsn: u64 },
-    /// A fault of the schedule started (`start`) or ended.
+    /// A fault started (`start`) or ended: one of the schedule, or a
+    /// partition the scenario made itself through its driver. Its window
+    /// (ms); a scenario's partition starts with an open end (`null`), and
+    /// its end event gives the end it had.
     Fault {
         #[serde(flatten)]
         kind: FaultKind,
         start: bool,
-        window_ms: (u64, u64),
+        window_ms: (u64, Option<u64>),
     },
     /// The fault schedule is over and everything was repaired.
     Healed,
@@ -184,12 +187,22 @@ mod tests {
                 phase: PgPhase::Reload,
             },
             start: true,
-            window_ms: (10, 60),
+            window_ms: (10, Some(60)),
         };
         let v = serde_json::to_value(&ev).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"ev": "fault", "kind": "pg_crash", "phase": "reload", "start": true, "window_ms": [10, 60]})
+        );
+        // A scenario's partition starts open.
+        let cut = Event::Fault {
+            kind: FaultKind::PartitionStorage,
+            start: true,
+            window_ms: (10, None),
+        };
+        assert_eq!(
+            serde_json::to_value(&cut).unwrap(),
+            serde_json::json!({"ev": "fault", "kind": "partition_storage", "start": true, "window_ms": [10, null]})
         );
         let st = Event::Status {
             boot: 1,
