@@ -173,6 +173,55 @@ pub enum Event {
     /// The run is over: the world as it ends.
     #[serde(rename = "end")]
     End(Box<WorldEnd>),
+    /// A storage host was promoted: it stops following and writes on
+    /// timeline 2 (the scenario plays the storage's part).
+    StoragePromoted { host: String },
+    /// A notify that moved a replica to the storage host `to` was answered
+    /// 200 at `answered_us`; the control plane then waited up to
+    /// `bound_ms` for the replica's WAL receiver, which, now, streams from
+    /// `sender` (`host:port`; none: from nowhere) on `timeline`.
+    ReplicaMoveWaited {
+        to: String,
+        answered_us: u64,
+        bound_ms: u64,
+        sender: Option<String>,
+        timeline: u32,
+    },
+    /// The client gave up reading back the commits of the primary of
+    /// `boot`, which had answered its start 200 at `since_us`.
+    ReadbackGaveUp { boot: u64, since_us: u64 },
+    /// The harness looked at the compute host: Postgres runs with a
+    /// loaded config (`running`), or not.
+    PostgresSeen { running: bool },
+    /// The control plane has confirmed the primary's safekeeper set: the
+    /// spec of operation `op` with `safekeepers` (connection strings) and
+    /// `generation` is the one it wants in effect (its first start, or a
+    /// safekeeper move answered 200).
+    SafekeeperSetConfirmed {
+        op: u64,
+        safekeepers: Vec<String>,
+        generation: Option<u32>,
+    },
+    /// The harness looked at the primary (no network), around a
+    /// safekeeper move: its status (none: no supervisor runs) and failure
+    /// kind, whether its supervisor exited, Postgres' loaded
+    /// `synchronous_standby_names`, and the spec in effect.
+    PrimarySeen {
+        status: Option<ComputeStatus>,
+        failure_kind: Option<String>,
+        exited: bool,
+        standby_names: Option<String>,
+        spec: Option<SpecInEffect>,
+    },
+}
+
+/// The safekeeper part of a spec in effect, as [`Event::PrimarySeen`]
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecInEffect {
+    pub operation_uuid: Option<String>,
+    pub safekeepers: Vec<String>,
+    pub generation: Option<u32>,
 }
 
 #[cfg(test)]

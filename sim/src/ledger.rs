@@ -73,11 +73,6 @@ impl FaultLedger {
         &self.windows
     }
 
-    /// Whether any fault fired at all.
-    pub fn any(&self) -> bool {
-        !self.windows.is_empty()
-    }
-
     /// Whether a fault of the kind named `name` (see [`FaultKind::name`]) fired.
     pub fn fired(&self, name: &str) -> bool {
         self.windows.iter().any(|w| w.kind.name() == name)
