@@ -439,10 +439,7 @@ mod tests {
 
     #[test]
     fn a_partition_names_the_link_it_cuts() {
-        assert_eq!(
-            FaultKind::PartitionStorage.link(),
-            Some((COMPUTE, STORAGE))
-        );
+        assert_eq!(FaultKind::PartitionStorage.link(), Some((COMPUTE, STORAGE)));
         let sk4 = FaultKind::safekeeper_partition("sk4");
         assert_eq!(sk4, Some(FaultKind::SafekeeperPartition { sk: 3 }));
         assert_eq!(sk4.and_then(|k| k.link()), Some((COMPUTE, "sk4")));

@@ -438,7 +438,10 @@ mod tests {
         let l = ledger(&[FaultKind::Loss, FaultKind::SlowQueries { delay_ms: 5 }]);
         assert_eq!(l.explains_lost_request(900_000), Some(FaultKind::Loss));
         assert_eq!(l.explains_lost_request(1_050_000), None);
-        assert_eq!(ledger(&[FaultKind::BlockedQueries]).explains_lost_request(0), None);
+        assert_eq!(
+            ledger(&[FaultKind::BlockedQueries]).explains_lost_request(0),
+            None
+        );
     }
 
     #[test]

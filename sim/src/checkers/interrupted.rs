@@ -114,10 +114,7 @@ mod tests {
 
     #[test]
     fn a_network_fault_around_its_send_excuses_it_a_query_fault_does_not() {
-        for (kind, excused) in [
-            (FaultKind::Loss, true),
-            (FaultKind::BlockedQueries, false),
-        ] {
+        for (kind, excused) in [(FaultKind::Loss, true), (FaultKind::BlockedQueries, false)] {
             let mut c = InterruptedConfigureAnswered::default();
             let mut out = Vec::new();
             let fault = Event::Fault {

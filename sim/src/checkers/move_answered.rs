@@ -107,7 +107,11 @@ mod tests {
     }
 
     fn answered(op: u64, status: Option<u16>) -> Event {
-        Event::SafekeeperMoveAnswered { boot: 1, op, status }
+        Event::SafekeeperMoveAnswered {
+            boot: 1,
+            op,
+            status,
+        }
     }
 
     fn seen(status: ComputeStatus, kind: Option<&str>) -> Event {
@@ -154,7 +158,11 @@ mod tests {
         // Failed on the move with no fault that makes a reload fail.
         c.on_event(30, &sent(3, 4), &mut out);
         c.on_event(40, &answered(3, Some(500)), &mut out);
-        c.on_event(41, &seen(ComputeStatus::Failed, Some("safekeeper_move")), &mut out);
+        c.on_event(
+            41,
+            &seen(ComputeStatus::Failed, Some("safekeeper_move")),
+            &mut out,
+        );
         assert_eq!(out.len(), 1, "{out:?}");
         // With one, it is explained.
         let reload = Event::Fault {
@@ -165,7 +173,11 @@ mod tests {
         c.on_event(50, &reload, &mut out);
         c.on_event(60, &sent(4, 4), &mut out);
         c.on_event(70, &answered(4, Some(500)), &mut out);
-        c.on_event(71, &seen(ComputeStatus::Failed, Some("safekeeper_move")), &mut out);
+        c.on_event(
+            71,
+            &seen(ComputeStatus::Failed, Some("safekeeper_move")),
+            &mut out,
+        );
         assert_eq!(out.len(), 1, "{out:?}");
     }
 }

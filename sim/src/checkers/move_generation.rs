@@ -62,7 +62,11 @@ mod tests {
     }
 
     fn answered(op: u64, status: Option<u16>) -> Event {
-        Event::SafekeeperMoveAnswered { boot: 1, op, status }
+        Event::SafekeeperMoveAnswered {
+            boot: 1,
+            op,
+            status,
+        }
     }
 
     #[test]

@@ -122,9 +122,13 @@ impl ConfirmedSetInEffect {
         let Some((op, safekeepers, generation)) = &self.confirmed else {
             return;
         };
-        let have = spec
-            .as_ref()
-            .map(|s| (s.operation_uuid.clone(), s.safekeepers.clone(), s.generation));
+        let have = spec.as_ref().map(|s| {
+            (
+                s.operation_uuid.clone(),
+                s.safekeepers.clone(),
+                s.generation,
+            )
+        });
         let expected = (Some(operation_uuid(*op)), safekeepers.clone(), *generation);
         if have.as_ref() != Some(&expected) {
             out.push(format!(
@@ -204,12 +208,20 @@ mod tests {
         c.on_event(1, &sent(2, 2), &mut out);
         c.on_event(2, &answered(2, 200), &mut out);
         c.on_event(3, &confirmed(2, &abd, 2), &mut out);
-        c.on_event(4, &seen(ComputeStatus::Running, None, OLD, 2, &abd, 2), &mut out);
+        c.on_event(
+            4,
+            &seen(ComputeStatus::Running, None, OLD, 2, &abd, 2),
+            &mut out,
+        );
         assert!(out.is_empty(), "{out:?}");
         // A stale one that took effect.
         c.on_event(5, &sent(3, 1), &mut out);
         c.on_event(6, &answered(3, 200), &mut out);
-        c.on_event(7, &seen(ComputeStatus::Running, None, OLD, 3, &abc, 1), &mut out);
+        c.on_event(
+            7,
+            &seen(ComputeStatus::Running, None, OLD, 3, &abc, 1),
+            &mut out,
+        );
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out[0].starts_with("after a stale safekeepers_generation: the spec in effect"));
     }
@@ -227,19 +239,35 @@ mod tests {
         c.on_event(0, &reload, &mut out);
         c.on_event(0, &confirmed(1, &abc, 1), &mut out);
         c.on_event(1, &sent(2, 2), &mut out);
-        c.on_event(1, &seen(ComputeStatus::Running, None, OLD, 1, &abc, 1), &mut out);
+        c.on_event(
+            1,
+            &seen(ComputeStatus::Running, None, OLD, 1, &abc, 1),
+            &mut out,
+        );
         c.on_event(2, &answered(2, 500), &mut out);
         let joint = "ANY 2 (sk1, sk2, sk3, sk4)";
         let failed = Some(MOVE_FAILED);
-        c.on_event(3, &seen(ComputeStatus::Failed, failed, joint, 1, &abc, 1), &mut out);
+        c.on_event(
+            3,
+            &seen(ComputeStatus::Failed, failed, joint, 1, &abc, 1),
+            &mut out,
+        );
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out[0].contains("left synchronous_standby_names = Some(\"ANY 2"));
         // Put back: fine.
         out.clear();
         c.on_event(4, &sent(3, 2), &mut out);
-        c.on_event(4, &seen(ComputeStatus::Running, None, OLD, 1, &abc, 1), &mut out);
+        c.on_event(
+            4,
+            &seen(ComputeStatus::Running, None, OLD, 1, &abc, 1),
+            &mut out,
+        );
         c.on_event(5, &answered(3, 500), &mut out);
-        c.on_event(6, &seen(ComputeStatus::Failed, failed, OLD, 1, &abc, 1), &mut out);
+        c.on_event(
+            6,
+            &seen(ComputeStatus::Failed, failed, OLD, 1, &abc, 1),
+            &mut out,
+        );
         assert!(out.is_empty(), "{out:?}");
     }
 }

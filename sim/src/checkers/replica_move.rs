@@ -135,7 +135,11 @@ mod tests {
         let mut c = ReplicaFollowsMove::default();
         let mut out = Vec::new();
         notify(&mut c, 1, 100_000, 200_000);
-        c.on_event(3_220_000, &waited(STORAGE2, 200_000, Some(STORAGE), 1), &mut out);
+        c.on_event(
+            3_220_000,
+            &waited(STORAGE2, 200_000, Some(STORAGE), 1),
+            &mut out,
+        );
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out[0].contains("3020 ms after the move to storage2:6400"));
         assert!(out[0].contains("Some(\"storage:6400\")"));
@@ -161,13 +165,21 @@ mod tests {
         );
         notify(&mut c, 1, 100_000, 200_000);
         // Streaming from storage2 but still on timeline 1.
-        c.on_event(300_000, &waited(STORAGE2, 200_000, Some(STORAGE2), 1), &mut out);
+        c.on_event(
+            300_000,
+            &waited(STORAGE2, 200_000, Some(STORAGE2), 1),
+            &mut out,
+        );
         assert_eq!(
             out,
             ["after the failover the replica is on timeline 1, not 2"]
         );
         out.clear();
-        c.on_event(310_000, &waited(STORAGE2, 200_000, Some(STORAGE2), 2), &mut out);
+        c.on_event(
+            310_000,
+            &waited(STORAGE2, 200_000, Some(STORAGE2), 2),
+            &mut out,
+        );
         assert!(out.is_empty(), "{out:?}");
         // A stream from nowhere while storage itself is cut off: excused
         // for a move to storage, not for one to storage2.

@@ -57,11 +57,14 @@ impl Driver {
                 .map(|f| f.kind().to_string()),
             exited: self.supervisor_exited(),
             standby_names,
-            spec: st.as_ref().and_then(|s| s.spec.as_ref()).map(|s| SpecInEffect {
-                operation_uuid: s.operation_uuid.clone(),
-                safekeepers: s.safekeeper_connstrings.clone(),
-                generation: s.safekeepers_generation,
-            }),
+            spec: st
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .map(|s| SpecInEffect {
+                    operation_uuid: s.operation_uuid.clone(),
+                    safekeepers: s.safekeeper_connstrings.clone(),
+                    generation: s.safekeepers_generation,
+                }),
         };
         self.emit(ev);
     }
