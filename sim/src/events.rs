@@ -39,12 +39,15 @@ pub enum Event {
     PostmasterSpawned { boot: u64, pid: u32 },
     /// The supervisor reported a replay LSN (a replica).
     ReplayReported { boot: u64, lsn: u64 },
-    /// A fault of the schedule started (`start`) or ended.
+    /// A fault started (`start`) or ended: one of the schedule, or a
+    /// partition the scenario made itself through its driver. Its window
+    /// (ms); a scenario's partition starts with an open end (`null`), and
+    /// its end event gives the end it had.
     Fault {
         #[serde(flatten)]
         kind: FaultKind,
         start: bool,
-        window_ms: (u64, u64),
+        window_ms: (u64, Option<u64>),
     },
     /// The fault schedule is over and everything was repaired.
     Healed,
@@ -203,6 +206,55 @@ pub enum Event {
     /// The promoted compute's status as the promote scenario ends (none:
     /// no supervisor runs on its host).
     PromotedStatus { status: Option<ComputeStatus> },
+    /// A storage host was promoted: it stops following and writes on
+    /// timeline 2 (the scenario plays the storage's part).
+    StoragePromoted { host: String },
+    /// A notify that moved a replica to the storage host `to` was answered
+    /// 200 at `answered_us`; the control plane then waited up to
+    /// `bound_ms` for the replica's WAL receiver, which, now, streams from
+    /// `sender` (`host:port`; none: from nowhere) on `timeline`.
+    ReplicaMoveWaited {
+        to: String,
+        answered_us: u64,
+        bound_ms: u64,
+        sender: Option<String>,
+        timeline: u32,
+    },
+    /// The client gave up reading back the commits of the primary of
+    /// `boot`, which had answered its start 200 at `since_us`.
+    ReadbackGaveUp { boot: u64, since_us: u64 },
+    /// The harness looked at the compute host: Postgres runs with a
+    /// loaded config (`running`), or not.
+    PostgresSeen { running: bool },
+    /// The control plane has confirmed the primary's safekeeper set: the
+    /// spec of operation `op` with `safekeepers` (connection strings) and
+    /// `generation` is the one it wants in effect (its first start, or a
+    /// safekeeper move answered 200).
+    SafekeeperSetConfirmed {
+        op: u64,
+        safekeepers: Vec<String>,
+        generation: Option<u32>,
+    },
+    /// The harness looked at the primary (no network), around a
+    /// safekeeper move: its status (none: no supervisor runs) and failure
+    /// kind, whether its supervisor exited, Postgres' loaded
+    /// `synchronous_standby_names`, and the spec in effect.
+    PrimarySeen {
+        status: Option<ComputeStatus>,
+        failure_kind: Option<String>,
+        exited: bool,
+        standby_names: Option<String>,
+        spec: Option<SpecInEffect>,
+    },
+}
+
+/// The safekeeper part of a spec in effect, as [`Event::PrimarySeen`]
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecInEffect {
+    pub operation_uuid: Option<String>,
+    pub safekeepers: Vec<String>,
+    pub generation: Option<u32>,
 }
 
 /// A fleet control plane's request to one compute.
@@ -270,12 +322,22 @@ mod tests {
                 phase: PgPhase::Reload,
             },
             start: true,
-            window_ms: (10, 60),
+            window_ms: (10, Some(60)),
         };
         let v = serde_json::to_value(&ev).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"ev": "fault", "kind": "pg_crash", "phase": "reload", "start": true, "window_ms": [10, 60]})
+        );
+        // A scenario's partition starts open.
+        let cut = Event::Fault {
+            kind: FaultKind::PartitionStorage,
+            start: true,
+            window_ms: (10, None),
+        };
+        assert_eq!(
+            serde_json::to_value(&cut).unwrap(),
+            serde_json::json!({"ev": "fault", "kind": "partition_storage", "start": true, "window_ms": [10, null]})
         );
         let st = Event::Status {
             boot: 1,

@@ -11,7 +11,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde::{Deserialize, Serialize};
 
-use crate::names::DURABLE_SAFEKEEPERS;
+use crate::names::{COMPUTE, CPLANE, DURABLE_SAFEKEEPERS, STORAGE};
 use crate::pgmodel::PgPhase;
 
 /// One kind of fault.
@@ -108,6 +108,28 @@ impl FaultKind {
             }
             _ => None,
         }
+    }
+
+    /// The link a partition cuts (both ways), as the world applies it;
+    /// `None` for a fault that is not a two-way partition. A scenario makes
+    /// its own partitions of these kinds through its driver
+    /// (`scenarios::driver`), recorded as the schedule's are.
+    pub fn link(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            FaultKind::PartitionCplane { oneway: false } => Some((CPLANE, COMPUTE)),
+            FaultKind::PartitionStorage => Some((COMPUTE, STORAGE)),
+            FaultKind::SafekeeperPartition { .. } => self.safekeeper().map(|sk| (COMPUTE, sk)),
+            _ => None,
+        }
+    }
+
+    /// The partition that cuts the compute off from safekeeper host `host`
+    /// (one of [`DURABLE_SAFEKEEPERS`]).
+    pub fn safekeeper_partition(host: &str) -> Option<FaultKind> {
+        let sk = DURABLE_SAFEKEEPERS.iter().position(|h| *h == host)?;
+        Some(FaultKind::SafekeeperPartition {
+            sk: u8::try_from(sk).ok()?,
+        })
     }
 
     /// Whether it delays or loses messages (or the host that answers them).
@@ -413,6 +435,18 @@ mod tests {
         ];
         let names: Vec<&str> = kinds.iter().map(FaultKind::name).collect();
         assert_eq!(names, FaultKind::NAMES);
+    }
+
+    #[test]
+    fn a_partition_names_the_link_it_cuts() {
+        assert_eq!(FaultKind::PartitionStorage.link(), Some((COMPUTE, STORAGE)));
+        let sk4 = FaultKind::safekeeper_partition("sk4");
+        assert_eq!(sk4, Some(FaultKind::SafekeeperPartition { sk: 3 }));
+        assert_eq!(sk4.and_then(|k| k.link()), Some((COMPUTE, "sk4")));
+        assert_eq!(FaultKind::safekeeper_partition("storage"), None);
+        // One-way partitions and faults that cut nothing have no link.
+        assert_eq!(FaultKind::PartitionCplane { oneway: true }.link(), None);
+        assert_eq!(FaultKind::HostCrash.link(), None);
     }
 
     #[test]

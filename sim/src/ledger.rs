@@ -1,20 +1,26 @@
-//! The fault ledger: every fault the schedule started, with its window, and
-//! the one place that answers "does a fault excuse this?" for the checkers,
-//! the driver and the scenarios.
+//! The fault ledger: every fault that started, with its window (the
+//! schedule's, and the partitions a scenario makes itself through its
+//! driver), and the one place that answers "does a fault excuse this?"
+//! for the checkers, the driver and the scenarios.
 
 use crate::faults::{Fault, FaultKind};
+use crate::names::STORAGE;
 
 /// How long after a network fault ends a request started before its end
 /// may still run into its deadline (its retries back off).
 pub const NETWORK_GRACE_US: u64 = 1_000_000;
 
-/// One fault that started: its kind and its scheduled window (µs).
+/// One fault that started: its kind and its window (µs); a partition a
+/// scenario made and has not repaired yet ends at [`OPEN`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultWindow {
     pub kind: FaultKind,
     pub start_us: u64,
     pub end_us: u64,
 }
+
+/// The end of a window still open (a scenario's partition not repaired).
+pub const OPEN: u64 = u64::MAX;
 
 /// The faults that fired in one world, in the order they started.
 #[derive(Debug, Clone, Default)]
@@ -23,20 +29,52 @@ pub struct FaultLedger {
 }
 
 impl FaultLedger {
-    /// Records that `f` started.
+    /// Records that `f` (of the schedule) started.
     pub fn record(&mut self, f: &Fault) {
+        self.opened(f.kind, f.at_ms * 1000, Some((f.at_ms + f.for_ms) * 1000));
+    }
+
+    /// Records that a fault of `kind` started at `start_us`, to end at
+    /// `end_us` (`None`: open until [`FaultLedger::closed`]).
+    pub fn opened(&mut self, kind: FaultKind, start_us: u64, end_us: Option<u64>) {
         self.windows.push(FaultWindow {
-            kind: f.kind,
-            start_us: f.at_ms * 1000,
-            end_us: (f.at_ms + f.for_ms) * 1000,
+            kind,
+            start_us,
+            end_us: end_us.unwrap_or(OPEN),
         });
+    }
+
+    /// Records that the open fault of `kind` started at `start_us` ended at
+    /// `end_us`; whether there was one (a window with a known end is
+    /// left as it is).
+    pub fn closed(&mut self, kind: FaultKind, start_us: u64, end_us: u64) -> bool {
+        let open = self
+            .windows
+            .iter_mut()
+            .find(|w| w.kind == kind && w.start_us == start_us && w.end_us == OPEN);
+        match open {
+            Some(w) => {
+                w.end_us = end_us.max(start_us);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// When the open fault of `kind` started, if one is open.
+    pub fn open_since(&self, kind: FaultKind) -> Option<u64> {
+        self.windows
+            .iter()
+            .find(|w| w.kind == kind && w.end_us == OPEN)
+            .map(|w| w.start_us)
     }
 
     pub fn windows(&self) -> &[FaultWindow] {
         &self.windows
     }
 
-    /// Whether any fault fired at all.
+    /// Whether any fault fired at all: the fleet's checkers judge only a
+    /// fleet no fault touched (`checkers/fleet_answered.rs`).
     pub fn any(&self) -> bool {
         !self.windows.is_empty()
     }
@@ -52,7 +90,7 @@ impl FaultLedger {
         self.windows
             .iter()
             .filter(|w| w.kind.is_network())
-            .map(|w| w.end_us + NETWORK_GRACE_US)
+            .map(|w| w.end_us.saturating_add(NETWORK_GRACE_US))
             .max()
             .unwrap_or(0)
     }
@@ -118,7 +156,64 @@ impl FaultLedger {
     pub fn excuses_stale_config(&self) -> bool {
         self.fired("reload_fails")
     }
+
+    /// The fault that can explain why a standby, moved to the storage host
+    /// `source` by a notify sent at `sent_us` and answered 200 at
+    /// `answered_us`, was not streaming from it by `t1_us`: one of
+    /// [`STREAM_DISRUPTORS`] overlapping `[sent_us, t1_us]` (a cut off or
+    /// downed storage only for its own host, see there), or a network
+    /// fault that may still deliver an older request late
+    /// ([`FaultLedger::excuses_lost_request`] at `answered_us`).
+    pub fn explains_late_stream(
+        &self,
+        source: &str,
+        sent_us: u64,
+        answered_us: u64,
+        t1_us: u64,
+    ) -> Option<FaultKind> {
+        let disrupts = |w: &FaultWindow| match w.kind {
+            FaultKind::PartitionStorage => source == STORAGE,
+            k => STREAM_DISRUPTORS.contains(&k.name()),
+        };
+        let overlapping = self
+            .windows
+            .iter()
+            .find(|w| disrupts(w) && w.start_us <= t1_us && sent_us <= w.end_us)
+            .map(|w| w.kind);
+        overlapping.or_else(|| self.explains_lost_request(answered_us))
+    }
+
+    /// A request sent at `t0_us` that never got an answer, not even the
+    /// refusal of a dying supervisor, may have been swallowed by a network
+    /// fault: the one that may have, if any.
+    pub fn explains_lost_request(&self, t0_us: u64) -> Option<FaultKind> {
+        if !self.excuses_lost_request(t0_us) {
+            return None;
+        }
+        self.windows
+            .iter()
+            .filter(|w| w.kind.is_network())
+            .max_by_key(|w| w.end_us)
+            .map(|w| w.kind)
+    }
 }
+
+/// Fault kinds that can keep a standby's WAL receiver from streaming from
+/// its new source soon after the move was answered 200: the postmaster
+/// crashing (under the move's SIGHUP, it keeps the old source) or the
+/// host; a start made slow; a SIGHUP that did not take; the storage down
+/// (a storage that follows it stops too, so a replica ahead of it waits).
+/// A storage cut off from the compute ([`FaultKind::PartitionStorage`])
+/// only for a move to [`STORAGE`] itself: one that follows it still
+/// streams. Queries held back never touch the receiver.
+pub const STREAM_DISRUPTORS: &[&str] = &[
+    "pg_crash",
+    "host_crash",
+    "slow_start",
+    "reload_fails",
+    "storage_down",
+    "partition_storage",
+];
 
 /// Fault kinds that hold a query back (the notify's one check included).
 pub const QUERY_DELAYS: &[&str] = &[
@@ -274,6 +369,88 @@ mod tests {
     }
 
     #[test]
+    fn a_scenario_partition_is_open_until_repaired() {
+        let cut = FaultKind::SafekeeperPartition { sk: 1 };
+        let mut l = FaultLedger::default();
+        l.opened(cut, 5_000, None);
+        assert_eq!(l.open_since(cut), Some(5_000));
+        // Open: it overlaps every later window and explains what a cut
+        // safekeeper explains.
+        assert!(l.fired_during("safekeeper_partition", 900_000_000, 900_000_001));
+        assert!(l.explains_failure("safekeeper_sync").is_some());
+        // Not a network fault: no request is excused by it.
+        assert_eq!(l.network_until(), 0);
+        // The end of another start closes nothing.
+        assert!(!l.closed(cut, 4_000, 9_000));
+        assert!(l.closed(cut, 5_000, 9_000));
+        assert_eq!(l.open_since(cut), None);
+        assert!(!l.fired_during("safekeeper_partition", 10_000, 20_000));
+        // A schedule's window keeps its end.
+        let mut s = ledger(&[FaultKind::PartitionStorage]);
+        assert!(!s.closed(FaultKind::PartitionStorage, 0, 10));
+        assert_eq!(s.windows()[0].end_us, 50_000);
+        // An open network fault excuses every later request, without overflow.
+        s.opened(FaultKind::PartitionCplane { oneway: false }, 0, None);
+        assert!(s.excuses_lost_request(u64::MAX - 1));
+    }
+
+    #[test]
+    fn a_late_stream_is_explained_only_by_what_disrupts_that_stream() {
+        let t = |ms: u64| ms * 1000;
+        // storage cut off from 0 to 50 ms: a stream from storage2 is not
+        // its concern, one from storage is.
+        let l = ledger(&[FaultKind::PartitionStorage]);
+        assert_eq!(
+            l.explains_late_stream(crate::names::STORAGE2, t(10), t(20), t(3_020)),
+            None
+        );
+        assert_eq!(
+            l.explains_late_stream(STORAGE, t(10), t(20), t(3_020)),
+            Some(FaultKind::PartitionStorage)
+        );
+        // A crash during the move explains it; one before the move does not.
+        let crash = FaultKind::PgCrash {
+            phase: PgPhase::Reload,
+        };
+        let l = ledger(&[crash]);
+        assert_eq!(
+            l.explains_late_stream(crate::names::STORAGE2, t(40), t(45), t(3_045)),
+            Some(crash)
+        );
+        assert_eq!(
+            l.explains_late_stream(crate::names::STORAGE2, t(60), t(65), t(3_065)),
+            None
+        );
+        // Slow queries never touch the receiver.
+        let l = ledger(&[FaultKind::SlowQueries { delay_ms: 900 }]);
+        assert_eq!(
+            l.explains_late_stream(crate::names::STORAGE2, t(10), t(20), t(3_020)),
+            None
+        );
+        // A message hold may deliver an older move late, until its grace ends.
+        let l = ledger(&[FaultKind::HoldCplane]);
+        assert_eq!(
+            l.explains_late_stream(crate::names::STORAGE2, t(500), t(600), t(3_600)),
+            Some(FaultKind::HoldCplane)
+        );
+        assert_eq!(
+            l.explains_late_stream(crate::names::STORAGE2, t(2_000), t(2_100), t(5_100)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_lost_request_is_explained_by_the_network_fault_that_may_have_lost_it() {
+        let l = ledger(&[FaultKind::Loss, FaultKind::SlowQueries { delay_ms: 5 }]);
+        assert_eq!(l.explains_lost_request(900_000), Some(FaultKind::Loss));
+        assert_eq!(l.explains_lost_request(1_050_000), None);
+        assert_eq!(
+            ledger(&[FaultKind::BlockedQueries]).explains_lost_request(0),
+            None
+        );
+    }
+
+    #[test]
     fn the_failure_table_names_known_faults_once_per_kind() {
         let mut kinds: Vec<&str> = Vec::new();
         for (kind, causes) in FAILURE_CAUSES {
@@ -284,7 +461,7 @@ mod tests {
                 assert!(FaultKind::NAMES.contains(c), "{kind}: unknown fault {c}");
             }
         }
-        for n in QUERY_DELAYS {
+        for n in QUERY_DELAYS.iter().chain(STREAM_DISRUPTORS) {
             assert!(FaultKind::NAMES.contains(n), "unknown fault {n}");
         }
     }

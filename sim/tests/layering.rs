@@ -9,7 +9,10 @@
 //! the event log, the world appending to it, scenarios and the runner on
 //! top. Scenarios speak to the world only through their driver
 //! (`scenarios/driver.rs`, `scenarios/driver/*.rs`): no other scenario file
-//! names `world/` or the world's shared record.
+//! names `world/` or the world's shared record. And only the driver and
+//! the world's fault injection cut links (turmoil's `partition`, `repair`,
+//! `hold`, `release`): a partition made anywhere else would be missing
+//! from the fault ledger and the event log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -381,6 +384,62 @@ fn scenarios_hold_no_shared_record() {
     );
 }
 
+/// turmoil's free functions that cut or hold a link between hosts.
+const LINK_FAULTS: &[&str] = &[
+    "partition",
+    "partition_oneway",
+    "repair",
+    "repair_oneway",
+    "hold",
+    "release",
+];
+
+/// `(line, function)` for every call or import of one of [`LINK_FAULTS`]
+/// by its `turmoil::` path (plain, grouped, renamed) in `code`.
+fn link_faults(code: &str) -> Vec<(usize, String)> {
+    named_after(code, "turmoil::")
+        .into_iter()
+        .filter(|(_, f)| LINK_FAULTS.contains(&f.as_str()))
+        .collect()
+}
+
+/// Whether the file at `rel` (under sim/src) may cut links: the driver
+/// (a scenario's own partitions, recorded in the ledger and the event
+/// log: `scenarios/driver/partition.rs`) and the world's fault injection
+/// (the schedule's, `world/inject.rs`).
+fn may_cut_links(rel: &str) -> bool {
+    rel == "scenarios/driver.rs" || rel.starts_with("scenarios/driver/") || rel == "world/inject.rs"
+}
+
+/// A partition (or a repair, a hold) made anywhere else would not be in
+/// the fault ledger nor the event log: no checker and no excuse would see
+/// it. So only the driver and the fault injection call turmoil's.
+#[test]
+fn only_the_driver_and_the_fault_injection_cut_links() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut wrong = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if may_cut_links(&rel) {
+            continue;
+        }
+        for (line, f) in link_faults(&code_of(&file)) {
+            wrong.push(format!("{rel}:{line}: turmoil::{f}"));
+        }
+    }
+    none_of(
+        wrong,
+        "links cut outside the driver and the fault injection (use Driver::partition / Driver::repair: the ledger must see it)",
+    );
+}
+
 #[test]
 fn the_scanner_sees_plain_grouped_and_nested_imports() {
     let code = "use crate::events::Event;\nuse crate::{\n    env::SimEnv,\n    world::{self, COMPUTE},\n    ledger,\n};\nlet x = other_crate::y; super::super::runner::run();";
@@ -408,4 +467,12 @@ fn the_scanner_sees_plain_grouped_and_nested_imports() {
         .map(|(line, w)| format!("{line}:{w}"))
         .collect();
     assert_eq!(found, ["1:shared", "2:Shared", "4:shared", "4:SharedInner"]);
+    let cuts = "turmoil::partition(COMPUTE, STORAGE);\nuse turmoil::{net::TcpStream, repair as mend};\nturmoil::net::TcpStream::connect(x); d.partition(k); sim.repair(a, b);";
+    let found: Vec<String> = link_faults(cuts)
+        .into_iter()
+        .map(|(line, f)| format!("{line}:{f}"))
+        .collect();
+    assert_eq!(found, ["1:partition", "2:repair"]);
+    assert!(may_cut_links("scenarios/driver/partition.rs") && may_cut_links("world/inject.rs"));
+    assert!(!may_cut_links("scenarios/durable.rs") && !may_cut_links("world/mod.rs"));
 }

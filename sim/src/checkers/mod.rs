@@ -22,6 +22,14 @@ pub mod resend;
 pub mod storage;
 pub mod transitions;
 pub mod window;
+// The replica, terminate and durable scenarios' properties (issue 22).
+pub mod interrupted;
+pub mod move_answered;
+pub mod move_generation;
+pub mod move_in_effect;
+pub mod readback;
+pub mod replica_move;
+pub mod terminated;
 
 // Verdicts the scenarios used to give themselves (issue 22).
 pub mod fleet_answered;
@@ -70,6 +78,13 @@ impl Default for Checkers {
             Box::new(promote::ReplicaFollows::default()),
             Box::new(promote::PromoteContract::default()),
             Box::new(promote::TerminateAnswersLsn::default()),
+            Box::new(replica_move::ReplicaFollowsMove::default()),
+            Box::new(interrupted::InterruptedConfigureAnswered::default()),
+            Box::new(terminated::TerminateStopsPostgres::default()),
+            Box::new(readback::PrimaryServesReadback::default()),
+            Box::new(move_answered::MoveAnsweredOrExplained::default()),
+            Box::new(move_generation::StaleGenerationRefused::default()),
+            Box::new(move_in_effect::ConfirmedSetInEffect::default()),
             // Last: its end-of-run verdict follows every other one.
             Box::new(converged::Converged::default()),
         ])

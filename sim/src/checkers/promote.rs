@@ -298,7 +298,7 @@ mod tests {
         let fault = Event::Fault {
             kind: FaultKind::SafekeeperDown { sk: 0 },
             start: true,
-            window_ms: (0, 10),
+            window_ms: (0, Some(10)),
         };
         let moved = |code| {
             answered(
@@ -351,7 +351,7 @@ mod tests {
         let fault = Event::Fault {
             kind: FaultKind::SafekeeperPartition { sk: 1 },
             start: true,
-            window_ms: (10, 20),
+            window_ms: (10, Some(20)),
         };
         c.on_event(10_000, &fault, &mut out);
         // During the fault: excused; long after it: not.

@@ -463,7 +463,7 @@ mod tests {
         let loss = Event::Fault {
             kind: FaultKind::Loss,
             start: true,
-            window_ms: (0, 400),
+            window_ms: (0, Some(400)),
         };
         let lossy = with(with(connected(7 * GIB), vec![(150_000, loss)]), twice);
         assert!(judge(&mut UpscaleOnPressure::default(), &lossy).is_empty());

@@ -75,19 +75,32 @@ impl<T> InFlight<T> {
     }
 }
 
-/// Records a fault that started into `ledger`.
+/// Records a fault that started into `ledger`, and the end of one that
+/// started open (a scenario's partition).
 pub fn ledger_sees(ledger: &mut FaultLedger, ev: &Event) {
-    if let Event::Fault {
-        kind,
-        start: true,
-        window_ms: (from, to),
-    } = ev
-    {
-        ledger.record(&Fault {
+    match ev {
+        Event::Fault {
+            kind,
+            start: true,
+            window_ms: (from, Some(to)),
+        } => ledger.record(&Fault {
             at_ms: *from,
-            for_ms: to - from,
+            for_ms: to.saturating_sub(*from),
             kind: *kind,
-        });
+        }),
+        Event::Fault {
+            kind,
+            start: true,
+            window_ms: (from, None),
+        } => ledger.opened(*kind, from * 1000, None),
+        Event::Fault {
+            kind,
+            start: false,
+            window_ms: (from, Some(to)),
+        } => {
+            ledger.closed(*kind, from * 1000, to * 1000);
+        }
+        _ => {}
     }
 }
 
@@ -116,5 +129,27 @@ mod tests {
         sent.sent(1, 4, ());
         assert_eq!(sent.horizon(9), 4);
         assert_eq!(sent.answered(1), Some((4, ())));
+    }
+
+    #[test]
+    fn the_ledger_sees_a_scenario_partition_open_then_closed() {
+        let cut = crate::faults::FaultKind::PartitionStorage;
+        let fault = |start, window_ms| Event::Fault {
+            kind: cut,
+            start,
+            window_ms,
+        };
+        let mut l = FaultLedger::default();
+        ledger_sees(&mut l, &fault(true, (100, None)));
+        assert_eq!(l.open_since(cut), Some(100_000));
+        ledger_sees(&mut l, &fault(false, (100, Some(400))));
+        assert_eq!(l.open_since(cut), None);
+        assert!(l.fired_during("partition_storage", 400_000, 500_000));
+        assert!(!l.fired_during("partition_storage", 401_000, 500_000));
+        // The schedule's: recorded at its start with its end.
+        ledger_sees(&mut l, &fault(true, (600, Some(700))));
+        ledger_sees(&mut l, &fault(false, (600, Some(700))));
+        assert_eq!(l.windows().len(), 2);
+        assert_eq!(l.windows()[1].end_us, 700_000);
     }
 }

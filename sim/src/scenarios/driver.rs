@@ -88,6 +88,7 @@ pub fn safekeeper_connstrings() -> Vec<String> {
 
 mod commits;
 mod observe;
+mod partition;
 mod record;
 mod steer;
 

@@ -11,9 +11,13 @@
 //! The product side is `compute/safekeeper_move.rs` (the joint quorum).
 //! The checkers: `acked`, `quorum_ack` (the majority of the set a restart
 //! would sync), `fork`, `history`, `move_restart` (a move never
-//! restarts the postmaster) and `move_reload` (a move is a notify: no
-//! catalog SQL; a stale one no reload), fed by [`Event::SafekeeperMoveSent`] and
-//! [`Event::SafekeeperMoveAnswered`].
+//! restarts the postmaster), `move_reload` (a move is a notify: no
+//! catalog SQL; a stale one no reload), `move_answered` (answered 200
+//! unless a fault explains why not), `move_generation` (a stale
+//! generation gets 409) and `move_in_effect` (the confirmed set stays in
+//! effect), fed by [`Event::SafekeeperMoveSent`],
+//! [`Event::SafekeeperMoveAnswered`], [`Event::SafekeeperSetConfirmed`]
+//! and what the control plane sees of the primary ([`Event::PrimarySeen`]).
 
 use std::time::Duration;
 
@@ -54,6 +58,16 @@ fn with_set(d: &mut Driver, spec: &SpecShape, set: &[&'static str], generation: 
     d.stamp(s)
 }
 
+/// The control plane confirms `spec` (its set and generation) as the one
+/// it wants in effect.
+fn confirm(d: &Driver, spec: &SpecShape) {
+    d.emit(Event::SafekeeperSetConfirmed {
+        op: spec.operation,
+        safekeepers: spec.safekeepers.clone(),
+        generation: spec.safekeepers_generation,
+    });
+}
+
 /// The storage's commit LSN counts the majorities of `sets` (see
 /// `crate::wal::WalWorld::quorum_sets`).
 fn storage_counts(d: &Driver, sets: &[&[&'static str]]) {
@@ -70,9 +84,9 @@ struct Move {
     spec: SpecShape,
 }
 
-fn repair_all() {
+fn repair_all(d: &Driver) {
     for h in DURABLE_SAFEKEEPERS {
-        turmoil::repair(COMPUTE, h);
+        d.repair_safekeeper(h);
     }
 }
 
@@ -81,16 +95,16 @@ fn repair_all() {
 async fn kill_and_start(d: &mut Driver, m: &Move, cut: Option<&'static str>) {
     host_action(d, COMPUTE, true);
     d.pause(50, 300).await;
-    repair_all();
+    repair_all(d);
     if let Some(c) = cut {
-        turmoil::partition(COMPUTE, c);
+        d.partition_safekeeper(c);
     }
     host_action(d, COMPUTE, false);
     let spec = d.stamp(m.spec.clone());
     start(d, &spec).await;
     d.pause(200, 600).await;
     if let Some(c) = cut {
-        turmoil::repair(COMPUTE, c);
+        d.repair_safekeeper(c);
     }
     reclone_diverged(d);
 }
@@ -130,7 +144,7 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
     let mut slowed = None;
     if let Some(t) = trouble {
         if cut {
-            turmoil::partition(COMPUTE, t);
+            d.partition_safekeeper(t);
         } else {
             d.with_wal(|w| {
                 if let Some(sk) = w.safekeepers.get_mut(t) {
@@ -153,7 +167,8 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         killed: kill,
     });
     storage_counts(d, &[&old, &new]);
-    let standby_names = loaded_standby_names(d);
+    // What a failed move must leave in effect (`checkers/move_in_effect.rs`).
+    d.observe_primary();
     let t0 = now_us();
     let out = if kill {
         // The control plane's request races the kill: the answer may be lost.
@@ -192,7 +207,7 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         status,
     });
     if let Some(c) = trouble.filter(|_| cut) {
-        turmoil::repair(COMPUTE, c);
+        d.repair_safekeeper(c);
     }
     if let Some((t, delay)) = slowed {
         d.with_wal(|w| {
@@ -205,24 +220,25 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
         m.set = new;
         m.generation = generation;
         m.spec = spec;
+        confirm(d, &m.spec);
         storage_counts(d, &[&m.set]);
         if !kill {
-            check_in_effect(d, &m.spec, "after the move's 200");
+            // The move's set in effect (`checkers/move_in_effect.rs`).
+            d.observe_primary();
         }
     } else {
         storage_counts(d, &[&m.set]);
-        if !kill && !failed_on_a_fault(d, m, t0, standby_names.as_deref()).await {
-            d.violation(format!(
-                "the safekeeper move (op {}) from {old:?} to {new:?} was not answered 200: {}",
-                spec.operation,
-                out.label()
-            ));
+        if !kill {
+            // Judged by `checkers/move_answered.rs` (and, when it failed
+            // on the move, `move_in_effect.rs`) with the ledger's excuses.
+            d.observe_primary();
+            after_a_failed_move(d, m, t0).await;
         }
     }
     if kill {
         // A start from the set the control plane had confirmed.
         d.pause(50, 300).await;
-        repair_all();
+        repair_all(d);
         host_action(d, COMPUTE, false);
         let s = d.stamp(m.spec.clone());
         start(d, &s).await;
@@ -231,26 +247,20 @@ async fn move_once(d: &mut Driver, m: &mut Move, kill: bool) {
     }
 }
 
-/// Postgres' loaded `synchronous_standby_names` (None before it runs).
-fn loaded_standby_names(d: &Driver) -> Option<String> {
-    let conf = d.loaded_config()?;
-    crate::pgmodel::guc::parse_conf(&conf).remove("synchronous_standby_names")
-}
-
-/// A move (sent at `t0`) not answered 200 is a legal outcome when a fault
-/// of the schedule explains it:
+/// What the control plane does after a move (sent at `t0`) not answered
+/// 200 (the checkers judge the outcome: `move_answered`, with the
+/// ledger's excuses, and `move_in_effect`):
 /// - the compute is Failed on the move (`safekeeper_move`, e.g. its
-///   joint config's reload did not take under `reload_fails`): the
-///   product put the old set's config back, so Postgres must still hold
-///   the `synchronous_standby_names` it had before the move (`before`) and
-///   the spec in effect must be the old one (both checked here; the
-///   commits by the `acked` checker at the next read-back);
+///   joint config's reload did not take under `reload_fails`) and its
+///   supervisor lives: the product put the old set's config back;
+///   nothing to do;
 /// - the compute is Failed on another failure the ledger explains, or
 ///   on the move with its supervisor gone (the postmaster crashed in the
 ///   joint config's reload), or its host crashed, or no answer came
 ///   through a network fault: the control plane starts it again from the
-///   set it had confirmed once the faults are over.
-async fn failed_on_a_fault(d: &mut Driver, m: &Move, t0: u64, before: Option<&str>) -> bool {
+///   set it had confirmed once the faults are over;
+/// - anything else is a violation (`move_answered`): left as it is.
+async fn after_a_failed_move(d: &mut Driver, m: &Move, t0: u64) {
     let st = d.observed_state();
     let kind = st
         .as_ref()
@@ -262,43 +272,10 @@ async fn failed_on_a_fault(d: &mut Driver, m: &Move, t0: u64, before: Option<&st
     let explained = failed && kind.is_some_and(|k| d.explains_failure(k));
     let lost = d.excuses_lost_request(t0);
     if explained && kind == Some("safekeeper_move") && !d.supervisor_exited() {
-        let now = loaded_standby_names(d);
-        if now.as_deref() != before {
-            d.violation(format!(
-                "a safekeeper move that failed left synchronous_standby_names = {now:?} in force, not the old set's {before:?}"
-            ));
-        }
-        check_in_effect(d, &m.spec, "after a safekeeper move that failed on a fault");
-        return true;
-    }
-    if !(explained || lost) {
-        return false;
-    }
-    restart_if_lost(d, &m.spec).await;
-    true
-}
-
-/// The compute's spec in effect is `want` (its operation and its set).
-fn check_in_effect(d: &Driver, want: &SpecShape, when: &str) {
-    let Some(st) = d.observed_state() else {
         return;
-    };
-    let have = st.spec.as_ref().map(|s| {
-        (
-            s.operation_uuid.clone(),
-            s.safekeeper_connstrings.clone(),
-            s.safekeepers_generation,
-        )
-    });
-    let expected = (
-        Some(want.operation_uuid()),
-        want.safekeepers.clone(),
-        want.safekeepers_generation,
-    );
-    if have.as_ref() != Some(&expected) {
-        d.violation(format!(
-            "{when}: the spec in effect is {have:?}, not {expected:?}"
-        ));
+    }
+    if explained || lost {
+        restart_if_lost(d, &m.spec).await;
     }
 }
 
@@ -327,14 +304,9 @@ async fn stale_generation(d: &mut Driver, m: &Move) {
         op: stale.operation,
         status: out.status(),
     });
-    if out.status() != Some(409) {
-        d.violation(format!(
-            "a notify with the stale safekeepers_generation {older} (in effect: {}) got {}, not 409",
-            m.generation,
-            out.label()
-        ));
-    }
-    check_in_effect(d, &m.spec, "after a stale safekeepers_generation");
+    // 409 and the confirmed set still in effect: `checkers/move_generation.rs`
+    // and `move_in_effect.rs`.
+    d.observe_primary();
 }
 
 pub fn body(mut d: Driver) -> Body {
@@ -351,6 +323,7 @@ pub fn body(mut d: Driver) -> Body {
             spec: first.clone(),
         };
         storage_counts(&d, &[&m.set]);
+        confirm(&d, &first);
         start(&mut d, &first).await;
         let clients = d.rng.random_range(1..=2);
         let _commits = d.start_commits(clients);

@@ -1,4 +1,7 @@
-//! Terminate while a configure is in flight.
+//! Terminate while a configure is in flight. The checkers judge it: the
+//! interrupted configure is answered (`checkers/interrupted.rs`), and
+//! Postgres no longer runs once the terminate was answered
+//! (`checkers/terminated.rs`, fed by [`Driver::observe_postgres`]).
 
 use rand::Rng;
 use std::time::Duration;
@@ -27,16 +30,9 @@ pub fn during_configure(mut d: Driver) -> Body {
         let terminate_answered = out.status() == Some(200);
         if let Ok(c) = configure.await {
             d.answer(&sent, &c);
-            // The abandoned configure is answered (409 or 500), never left hanging.
-            let excused = d.network_until() > 0;
-            if c == crate::http::Outcome::DeadlineExceeded && !excused {
-                d.violation("the configure interrupted by /terminate was never answered");
-            }
         }
         d.healed().await;
-        if terminate_answered && d.config_loaded() {
-            d.violation("Postgres still runs after /terminate answered");
-        }
+        d.observe_postgres();
         if !terminate_answered {
             d.converge().await;
         }

@@ -19,7 +19,7 @@ pub fn apply(sim: &mut turmoil::Sim<'_>, shared: &Shared, f: &Fault, start: bool
         crate::events::Event::Fault {
             kind: f.kind,
             start,
-            window_ms: (f.at_ms, f.at_ms + f.for_ms),
+            window_ms: (f.at_ms, Some(f.at_ms + f.for_ms)),
         },
     );
     match (f.kind, start) {

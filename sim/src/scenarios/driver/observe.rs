@@ -5,6 +5,7 @@
 use compute_ctl::compute::ComputeState;
 
 use super::Driver;
+use crate::events::{Event, SpecInEffect};
 
 impl Driver {
     /// The compute's state as the harness sees it (no network); `None`
@@ -41,6 +42,40 @@ impl Driver {
         self.shared.lock().loaded_config.is_some()
     }
 
+    /// Looks at the primary (no network) and logs what the safekeeper
+    /// move checkers read of it ([`Event::PrimarySeen`]).
+    pub fn observe_primary(&self) {
+        let st = self.observed_state();
+        let standby_names = self.loaded_config().and_then(|conf| {
+            crate::pgmodel::guc::parse_conf(&conf).remove("synchronous_standby_names")
+        });
+        let ev = Event::PrimarySeen {
+            status: st.as_ref().map(|s| s.status),
+            failure_kind: st
+                .as_ref()
+                .and_then(|s| s.failure.as_ref())
+                .map(|f| f.kind().to_string()),
+            exited: self.supervisor_exited(),
+            standby_names,
+            spec: st
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .map(|s| SpecInEffect {
+                    operation_uuid: s.operation_uuid.clone(),
+                    safekeepers: s.safekeeper_connstrings.clone(),
+                    generation: s.safekeepers_generation,
+                }),
+        };
+        self.emit(ev);
+    }
+
+    /// Looks at the compute host and logs whether Postgres runs with a
+    /// loaded config ([`Event::PostgresSeen`]) for the checkers.
+    pub fn observe_postgres(&self) {
+        let running = self.config_loaded();
+        self.emit(Event::PostgresSeen { running });
+    }
+
     /// The timeline the replica's WAL receiver is on.
     pub fn receiver_timeline(&self) -> u32 {
         self.shared.lock().receiver.timeline
@@ -54,16 +89,6 @@ impl Driver {
     /// How many computes the fleet has (0 in a one-compute world).
     pub fn fleet_len(&self) -> usize {
         self.fleet.len()
-    }
-
-    /// A fault fired.
-    pub fn any_fault_fired(&self) -> bool {
-        self.shared.lock().ledger.any()
-    }
-
-    /// Until when (µs) a network fault ran; 0 if none fired.
-    pub fn network_until(&self) -> u64 {
-        self.shared.lock().ledger.network_until()
     }
 
     /// A network fault may have swallowed a request sent at `t0`.

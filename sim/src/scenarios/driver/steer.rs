@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::Driver;
+use crate::events::Event;
 use crate::wal::WalWorld;
 
 impl Driver {
@@ -19,9 +20,13 @@ impl Driver {
         self.shared.lock().storage_lag = Some(bytes);
     }
 
-    /// Storage host `host` is promoted (it starts a new timeline).
+    /// Storage host `host` is promoted (it starts a new timeline); logged
+    /// ([`Event::StoragePromoted`]) for the checkers.
     pub fn promote_storage(&self, host: &str) {
         self.shared.lock().promoted.insert(host.to_string());
+        self.emit(Event::StoragePromoted {
+            host: host.to_string(),
+        });
     }
 
     /// `f` over the world's WAL model (the safekeepers, the storage's
