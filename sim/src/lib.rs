@@ -18,3 +18,12 @@ pub mod specgen;
 pub mod trace;
 pub mod wal;
 pub mod world;
+
+// turmoil seeds tokio's per-runtime RNG from the simulation's seed only in
+// a tokio built with `--cfg tokio_unstable` (`.cargo/config.toml` sets it);
+// without it a seed's trace is not the seed's alone (sim/tests/determinism.rs).
+#[cfg(not(tokio_unstable))]
+compile_error!(
+    "the simulator needs tokio built with `--cfg tokio_unstable` (see .cargo/config.toml): \
+     a RUSTFLAGS variable replaces that list, add `--cfg tokio_unstable` to it"
+);

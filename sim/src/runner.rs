@@ -156,11 +156,13 @@ fn run_planted(
         );
         r
     });
+    let mut params = world::params();
+    params.max_ready_lag = topology.max_ready_lag;
     world::add_compute(
         &mut sim,
         shared.clone(),
         seed,
-        world::params(),
+        params,
         topology.spec.map(|s| s.spec()),
         topology.fetch_from_cplane,
         topology.autoscaling,

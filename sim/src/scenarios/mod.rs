@@ -60,6 +60,10 @@ pub struct Topology {
     /// driver's fleet, [`Driver::with_fleet`]) and no fault schedule; the world then has
     /// no `compute` host and none of the hosts above but the storage.
     pub fleet: Option<usize>,
+    /// `--max-ready-lag` of the `compute` host: a replica then asks its
+    /// source for its position at every replication sample (none of the
+    /// listed scenarios sets it; the determinism test does).
+    pub max_ready_lag: Option<compute_ctl::params::MaxLag>,
 }
 
 fn plain(_: u64) -> Topology {
