@@ -17,6 +17,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// The source reading the crate's own layering check uses, the same file.
+#[path = "../../src/layering/scan.rs"]
+mod scan;
+
+use scan::{code_of, named_after};
+
 /// Top-level modules still allowed in one import circle while the untangling
 /// is under way: the circle may shrink, never grow. Empty: no circle at all
 /// outside `world/`.
@@ -37,78 +43,6 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(p);
         }
     }
-}
-
-/// The identifier at the start of `s`.
-fn ident(s: &str) -> String {
-    s.trim_start()
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_')
-        .collect()
-}
-
-/// The first segments of the items of a `{..}` group starting right after
-/// its `{` in `s` (nested groups skipped).
-fn group_heads(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut depth = 0usize;
-    let mut item_start = true;
-    for (i, c) in s.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth == 0 => break,
-            '}' => depth -= 1,
-            ',' if depth == 0 => item_start = true,
-            c if item_start && !c.is_whitespace() => {
-                item_start = false;
-                out.push(ident(&s[i..]));
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// The modules named in `code` after `prefix` (`crate::`, `super::super::`).
-fn named_after(code: &str, prefix: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(i) = code[at..].find(prefix) {
-        let start = at + i;
-        at = start + prefix.len();
-        // `foo_crate::x` is not this crate.
-        if code[..start]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        {
-            continue;
-        }
-        let line = code[..start].matches('\n').count() + 1;
-        let rest = &code[at..];
-        if let Some(group) = rest.strip_prefix('{') {
-            out.extend(group_heads(group).into_iter().map(|m| (line, m)));
-        } else {
-            out.push((line, ident(rest)));
-        }
-    }
-    out
-}
-
-/// The code of `file`: comment lines blanked (kept as empty lines so
-/// numbers stay right).
-fn code_of(file: &Path) -> String {
-    let text = std::fs::read_to_string(file).expect("read a source file");
-    text.lines()
-        .map(|l| {
-            if l.trim_start().starts_with("//") {
-                ""
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// `(line, module)` for every top-level module `file` names.

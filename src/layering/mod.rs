@@ -26,6 +26,10 @@
 
 use std::path::{Path, PathBuf};
 
+use scan::{code_of, named_after};
+
+mod scan;
+
 /// The modules of each layer, bottom first.
 const LAYERS: &[&[&str]] = &[
     &[
@@ -95,77 +99,10 @@ fn files_of(module: &str) -> Vec<PathBuf> {
     out
 }
 
-/// The identifier at the start of `s`.
-fn ident(s: &str) -> String {
-    s.trim_start()
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_')
-        .collect()
-}
-
-/// The first segments of the items of a `{..}` group that starts right
-/// after its `{` in `s`, over as many lines as it takes (nested groups
-/// skipped).
-fn group_heads(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut depth = 0usize;
-    let mut item_start = true;
-    for (i, c) in s.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth == 0 => break,
-            '}' => depth -= 1,
-            ',' if depth == 0 => item_start = true,
-            c if item_start && !c.is_whitespace() => {
-                item_start = false;
-                out.push(ident(&s[i..]));
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 /// `(line, module)` for each module of this crate that `code` names
 /// (`crate::x`, `crate::{x, y}` on one line or several); lines from 1.
-fn named_modules(code: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(i) = code[at..].find("crate::") {
-        let start = at + i;
-        at = start + "crate::".len();
-        // `foo_crate::x` is another crate.
-        if code[..start]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        {
-            continue;
-        }
-        let line = code[..start].matches('\n').count() + 1;
-        let rest = &code[at..];
-        match rest.strip_prefix('{') {
-            Some(group) => out.extend(group_heads(group).into_iter().map(|m| (line, m))),
-            None => out.push((line, ident(rest))),
-        }
-    }
-    out
-}
-
-/// The text of `path` with its comment lines blanked (kept as empty lines,
-/// so that line numbers stay right).
-fn code_of(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).expect("read a source file");
-    text.lines()
-        .map(|l| {
-            if l.trim_start().starts_with("//") {
-                ""
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+fn crate_modules(code: &str) -> Vec<(usize, String)> {
+    named_after(code, "crate::")
 }
 
 /// Line `n` (from 1) of `code`, trimmed.
@@ -179,7 +116,7 @@ fn imports() -> Vec<(&'static str, String, String)> {
     for module in LAYERS.iter().flat_map(|l| l.iter()) {
         for file in files_of(module) {
             let code = code_of(&file);
-            for (n, named) in named_modules(&code) {
+            for (n, named) in crate_modules(&code) {
                 if named != *module && layer_of(&named).is_some() {
                     let at = format!("{}:{n}: {}", file.display(), line_of(&code, n));
                     out.push((*module, named, at));
@@ -303,7 +240,7 @@ fn the_known_circles_stay_broken() {
         };
         for file in files {
             let code = code_of(&file);
-            for (n, named) in named_modules(&code) {
+            for (n, named) in crate_modules(&code) {
                 if named == *forbidden {
                     found.push(format!("{}:{n}: {}", file.display(), line_of(&code, n)));
                 }
@@ -322,7 +259,7 @@ fn the_known_circles_stay_broken() {
 #[test]
 fn the_scanner_sees_plain_grouped_and_multi_line_imports() {
     let names =
-        |code: &str| -> Vec<String> { named_modules(code).into_iter().map(|(_, m)| m).collect() };
+        |code: &str| -> Vec<String> { crate_modules(code).into_iter().map(|(_, m)| m).collect() };
     assert_eq!(names("use crate::compute::Compute;"), ["compute"]);
     assert_eq!(names("use crate::{env::Env, compute};"), ["env", "compute"]);
     assert_eq!(
@@ -330,7 +267,7 @@ fn the_scanner_sees_plain_grouped_and_multi_line_imports() {
         ["env", "pg"]
     );
     assert_eq!(
-        named_modules("\n\nuse crate::{\n  a,\n  b}")[1],
+        crate_modules("\n\nuse crate::{\n  a,\n  b}")[1],
         (3, "b".to_string())
     );
     assert!(names("use other_crate::compute;").is_empty());
