@@ -17,9 +17,16 @@
 
 #![allow(clippy::disallowed_methods)] // tokio's sleep inside a bare turmoil host
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The layering checks' source reader (its file walk is what this uses).
+#[allow(dead_code)]
+#[path = "../../src/layering/scan.rs"]
+mod scan;
+
+use scan::rust_files;
 
 use sim::runner;
 use sim::scenarios::{self, Scenario, Topology};
@@ -133,18 +140,6 @@ fn a_replica_asking_its_source_replays_to_the_same_trace() {
                 first.trace.lines().nth(line).unwrap_or(""),
                 again.lines().nth(line).unwrap_or("")
             );
-        }
-    }
-}
-
-/// Appends the `.rs` files under `dir` to `out`.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read a source dir").flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
         }
     }
 }

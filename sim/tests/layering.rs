@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 #[path = "../../src/layering/scan.rs"]
 mod scan;
 
-use scan::{code_of, named_after};
+use scan::{code_of, named_after, rust_files};
 
 /// Top-level modules still allowed in one import circle while the untangling
 /// is under way: the circle may shrink, never grow. Empty: no circle at all
@@ -31,18 +31,6 @@ const ALLOWED_CIRCLE: &[&str] = &[];
 /// Fails with `what` and the findings unless there are none.
 fn none_of(found: Vec<String>, what: &str) {
     assert!(found.is_empty(), "{what}:\n{}", found.join("\n"));
-}
-
-/// Appends the `.rs` files under `dir` to `out`.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read a source dir").flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
 }
 
 /// `(line, module)` for every top-level module `file` names.

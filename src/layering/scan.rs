@@ -4,7 +4,7 @@
 //! includes it by path), so both read `use` lines the same way. Pure
 //! functions over text: nothing here names `crate::`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The identifier at the start of `s`.
 pub fn ident(s: &str) -> String {
@@ -77,4 +77,18 @@ pub fn code_of(path: &Path) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Appends the `.rs` files under `dir` to `out` (the sim's checks walk
+/// their trees with it).
+#[allow(dead_code)] // the crate's own check lists files per module instead
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read a source dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
 }
