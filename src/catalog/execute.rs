@@ -193,12 +193,7 @@ pub async fn query_text<E: Env>(
         .await
         .map_err(|e| query_err(no_answer(e)))?
         .map_err(|e| query_err(describe(&e)))?;
-    msgs.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .ok_or_else(|| query_err("it returned no row".into()))
+    crate::pg::first_value(&msgs).ok_or_else(|| query_err("it returned no row".into()))
 }
 
 /// Runs one statement that returns no rows (session settings).

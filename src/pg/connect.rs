@@ -109,3 +109,11 @@ pub async fn reload_via_sql<E: Env>(env: &E, conn: &ConnTarget) -> std::io::Resu
         .map(|_| ())
         .map_err(std::io::Error::other)
 }
+
+/// The first column of the first row among `rows` (none: no row, or NULL).
+pub fn first_value(rows: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
+}

@@ -96,9 +96,6 @@ impl HeldSession {
         )
         .await
         .map_err(|_| HeldSessionError::Timeout(within))??;
-        Ok(rows.iter().find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        }))
+        Ok(super::first_value(&rows))
     }
 }

@@ -31,7 +31,9 @@ pub use conf::{
     render_pg_hba_with, render_postgresql_conf, render_postgresql_conf_as, render_value,
     write_config, write_config_joint, write_override_placeholder,
 };
-pub use connect::{APPLICATION_NAME, ConnectError, connect, reload_via_sql, session_options};
+pub use connect::{
+    APPLICATION_NAME, ConnectError, connect, first_value, reload_via_sql, session_options,
+};
 pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use error::{PgError, describe_error, is_unreachable};
 pub use file_settings::{

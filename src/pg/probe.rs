@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use tokio_postgres::SimpleQueryMessage;
-
 use super::connect::connect;
 use crate::env::{Elapsed, Env, timeout};
 use crate::params::ConnTarget;
@@ -53,14 +51,6 @@ pub enum ProbeError {
 /// Postgres' own message, SQLSTATE and detail when there are some.
 fn pg_error_text(e: &tokio_postgres::Error) -> String {
     super::describe_error(e)
-}
-
-/// The first column of the first row.
-fn first_value(rows: &[SimpleQueryMessage]) -> Option<String> {
-    rows.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-        _ => None,
-    })
 }
 
 /// Runs `work` on a fresh session, connect included, within `within`.
@@ -146,7 +136,7 @@ pub async fn statement_insights<E: Env>(
             .simple_query(INSIGHTS_INSTALLED_SQL)
             .await
             .map_err(|e| ProbeError::Refused(pg_error_text(&e)))?;
-        let Some(schema) = first_value(&installed) else {
+        let Some(schema) = super::first_value(&installed) else {
             return Ok(Vec::new());
         };
         let rows = match client.simple_query(&insights_sql(&schema)).await {
@@ -156,7 +146,7 @@ pub async fn statement_insights<E: Env>(
                 return Ok(Vec::new());
             }
         };
-        match first_value(&rows) {
+        match super::first_value(&rows) {
             Some(t) => serde_json::from_str(&t).map_err(|e| {
                 ProbeError::Unreadable(format!("pg_stat_statements rows are not JSON: {e}"))
             }),
