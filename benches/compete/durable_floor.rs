@@ -2,7 +2,8 @@
 //! initdb and `pg_basebackup -R`, started and stopped with `pg_ctl`, and
 //! the start sequence a person would run to resume a primary from its
 //! safekeepers (ask each how far it flushed, `pg_basebackup` from the most
-//! advanced, start as its standby, `pg_promote()`, re-point every
+//! advanced, start as its standby, `pg_promote(false)` and a poll of
+//! `pg_is_in_recovery()`, re-point every
 //! safekeeper with `ALTER SYSTEM SET primary_conninfo` + reload, until a
 //! quorum streams). SQL goes over tokio-postgres sessions (one round trip
 //! each, cheaper than a psql process: a stricter floor).
@@ -282,9 +283,18 @@ pub async fn start_by_hand(
         tokio::time::sleep(POLL).await;
     }
     lap(3, &mut t);
-    // 5. Promote onto a new timeline (waits until done).
-    if value(&client, "SELECT pg_promote(true, 60)").await? != "t" {
+    // 5. Promote onto a new timeline: signal it, then poll every POLL
+    // until recovery ends (`pg_promote(true)` and `pg_ctl promote` look
+    // only every 100 ms, a wait that would pad both sides).
+    if value(&client, "SELECT pg_promote(false)").await? != "t" {
         bail!("pg_promote() of the by-hand primary failed");
+    }
+    let deadline = Instant::now() + limit;
+    while value(&client, "SELECT pg_is_in_recovery()").await? != "f" {
+        if Instant::now() > deadline {
+            bail!("the by-hand primary did not leave recovery within {limit:?}");
+        }
+        tokio::time::sleep(POLL).await;
     }
     lap(4, &mut t);
     // 6. Re-point every safekeeper at it, all at once.

@@ -526,13 +526,9 @@ impl<E: Env> Compute<E> {
     /// Whether our Postgres says it is still in recovery (`false` when it
     /// cannot be asked).
     async fn in_recovery(&self, own: &storage::Endpoint) -> bool {
-        own.query_row(
-            &self.env,
-            "SELECT pg_is_in_recovery()",
-            Duration::from_secs(5),
-        )
-        .await
-        .is_ok_and(|row| row.first().cloned().flatten().as_deref() == Some("t"))
+        own.query_row(&self.env, storage::IN_RECOVERY_SQL, Duration::from_secs(5))
+            .await
+            .is_ok_and(|row| row.first().cloned().flatten().as_deref() == Some("t"))
     }
 }
 

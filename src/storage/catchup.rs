@@ -15,8 +15,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::endpoint::first_row_of;
 use super::{Endpoint, Lsn, Safekeeper, SafekeeperAnswer, wal_position};
-use crate::env::Env;
+use crate::env::{Env, Pace};
 
 /// How long the source may take to answer whether it is up.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -196,14 +197,37 @@ pub struct Promoted {
 pub enum PromoteError {
     #[error("asking the new primary failed: {0}")]
     Session(#[from] super::SessionError),
-    #[error("pg_promote() did not finish within {0:?}")]
+    #[error(
+        "recovery did not end within {0:?} of pg_promote() on the new primary (see its log for why)"
+    )]
     NotPromoted(Duration),
     #[error("after pg_promote() the new primary answered something unexpected: {0}")]
     Unexpected(String),
 }
 
+/// How often a promotion is asked whether recovery ended: first every
+/// [`PROMOTE_POLL_FAST`] for [`PROMOTE_FAST_FOR`], then slower. A
+/// promotion ends within milliseconds to tens of milliseconds.
+const PROMOTE_POLL_FAST: Duration = Duration::from_millis(5);
+const PROMOTE_FAST_FOR: Duration = Duration::from_secs(1);
+const PROMOTE_POLL_SLOW: Duration = Duration::from_millis(50);
+
+/// Whether the server is in recovery (a standby cannot be asked its WAL
+/// position: `pg_current_wal_lsn()` fails during recovery).
+pub const IN_RECOVERY_SQL: &str = "SELECT pg_is_in_recovery()";
+
+/// Whether the server is in recovery, and the timeline of its WAL.
+pub const RECOVERY_AND_TIMELINE_SQL: &str =
+    "SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)";
+
 /// Promotes our own Postgres (`own`) onto a new timeline and resets the
 /// catch-up's `primary_conninfo`.
+///
+/// `pg_promote(false)` signals the promotion and returns; recovery's end is
+/// then polled on the same session ([`PROMOTE_POLL_FAST`] apart at first,
+/// as the quorum wait and the by-hand floor poll).
+/// `pg_promote(true)` (as `pg_ctl promote`) checks only every 100 ms, so a
+/// promotion done in 10 ms cost a start 100.
 pub async fn promote<E: Env>(
     env: &E,
     own: &Endpoint,
@@ -213,41 +237,46 @@ pub async fn promote<E: Env>(
     // The planted SkipTimelineSwitch takes a primary (no standby.signal) as promoted.
     let skip =
         crate::planted::active(crate::planted::Bug::SkipTimelineSwitch) && !before.in_recovery;
-    let secs = within.as_secs().max(1);
-    let promote_sql = format!("SELECT pg_promote(true, {secs})");
     // One session for the promotion and what follows it (a new session per
     // statement cost a start a backend fork and an authentication each).
-    let mut statements = vec![
-        promote_sql.as_str(),
-        "ALTER SYSTEM RESET ALL",
-        "SELECT pg_reload_conf()",
-        "SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
-    ];
-    if skip {
-        statements.remove(0);
-    }
-    // Nothing after a promotion that did not happen: a replica left
-    // running keeps its `ALTER SYSTEM` settings.
-    let mut first = !skip;
-    let mut rows = own
-        .first_rows_while(env, &statements, within + Duration::from_secs(1), |row| {
-            // Go on past the first statement only when it promoted.
-            !std::mem::take(&mut first) || row.first().cloned().flatten().as_deref() == Some("t")
-        })
+    let row = own
+        .with_session(
+            env,
+            within + Duration::from_secs(1),
+            async |client, addr| {
+                if !skip {
+                    let signalled = first_row_of(client, addr, "SELECT pg_promote(false)").await?;
+                    if signalled.first().cloned().flatten().as_deref() != Some("t") {
+                        return Err(PromoteError::NotPromoted(within));
+                    }
+                }
+                let t0 = env.now();
+                let mut pace =
+                    Pace::new(t0, PROMOTE_POLL_FAST, PROMOTE_FAST_FOR, PROMOTE_POLL_SLOW);
+                loop {
+                    let row = first_row_of(client, addr, IN_RECOVERY_SQL).await?;
+                    if row.first().cloned().flatten().as_deref() == Some("f") {
+                        break;
+                    }
+                    let now = env.now();
+                    if now.saturating_duration_since(t0) >= within {
+                        return Err(PromoteError::NotPromoted(within));
+                    }
+                    env.sleep(pace.next(now)).await;
+                }
+                let row = first_row_of(client, addr, RECOVERY_AND_TIMELINE_SQL).await?;
+                if row.first().cloned().flatten().as_deref() != Some("f") {
+                    return Err(PromoteError::Unexpected("back in recovery".into()));
+                }
+                // Nothing of this before the promotion happened: a replica
+                // left running keeps its `ALTER SYSTEM` settings.
+                first_row_of(client, addr, "ALTER SYSTEM RESET ALL").await?;
+                first_row_of(client, addr, "SELECT pg_reload_conf()").await?;
+                Ok(row)
+            },
+        )
         .await?;
-    let promoted = if skip {
-        Some("t".to_string())
-    } else {
-        rows.remove(0).first().cloned().flatten()
-    };
-    if promoted.as_deref() != Some("t") {
-        return Err(PromoteError::NotPromoted(within));
-    }
-    let row = rows.pop().filter(|_| rows.len() == 2).unwrap_or_default();
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-    if col(0) != "f" {
-        return Err(PromoteError::Unexpected("still in recovery".into()));
-    }
     let timeline = u32::from_str_radix(&col(1), 16)
         .map_err(|e| PromoteError::Unexpected(format!("timeline {:?}: {e}", col(1))))?;
     Ok(Promoted {

@@ -105,6 +105,35 @@ impl Endpoint {
         }
     }
 
+    /// Runs `work` on one new session, all within `within`: for a
+    /// conversation whose next statement depends on the last answer (a
+    /// poll), which [`first_rows_while`](Self::first_rows_while)'s fixed
+    /// list cannot hold. `work` gets the session and this endpoint's
+    /// address (for its errors).
+    pub async fn with_session<E: Env, T, Er: From<SessionError>>(
+        &self,
+        env: &E,
+        within: Duration,
+        work: impl AsyncFnOnce(&tokio_postgres::Client, &str) -> Result<T, Er>,
+    ) -> Result<T, Er> {
+        let addr = self.addr();
+        let attempt = async {
+            let (client, conn) = self.session(env).await?;
+            let result = work(&client, &addr).await;
+            drop(client);
+            conn.abort();
+            result
+        };
+        match timeout(env, within, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Timeout {
+                addr,
+                after: within,
+            }
+            .into()),
+        }
+    }
+
     /// A new session: TCP through the Env, then the startup handshake
     /// under the supervisor's application name.
     async fn session<E: Env>(
@@ -165,6 +194,23 @@ impl Endpoint {
             }),
         }
     }
+}
+
+/// The text columns of the first row `sql` answers on `client` (empty
+/// when it answers none); a failure names `addr`.
+pub async fn first_row_of(
+    client: &tokio_postgres::Client,
+    addr: &str,
+    sql: &str,
+) -> Result<Vec<Option<String>>, SessionError> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .map_err(|source| SessionError::Query {
+            addr: addr.to_string(),
+            source,
+        })?;
+    Ok(first_row(&messages).unwrap_or_default())
 }
 
 /// The text columns of the first row among `messages`.

@@ -25,8 +25,8 @@ mod wait;
 pub use crate::spec::{Lsn, LsnParseError};
 pub use announce::{AnnounceError, announce, conninfo_for, explain_absent};
 pub use catchup::{
-    CatchUpPlan, NEWEST_TIMELINE_SQL, PromoteError, Promoted, plan_catch_up, prepare_catch_up,
-    promote,
+    CatchUpPlan, IN_RECOVERY_SQL, NEWEST_TIMELINE_SQL, PromoteError, Promoted,
+    RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote,
 };
 pub use endpoint::{Endpoint, EndpointError, SessionError};
 pub use newer_timeline::{NewerTimeline, newer_timeline};

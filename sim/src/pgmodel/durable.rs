@@ -4,7 +4,10 @@
 //! client load's commits and read-back, which the load writes and the
 //! world's Postgres (`world::pg::durable`) parses back and answers.
 
-use compute_ctl::storage::{NEWEST_TIMELINE_SQL, POSITION_SQL, STAT_REPLICATION_SQL};
+use compute_ctl::storage::{
+    IN_RECOVERY_SQL, NEWEST_TIMELINE_SQL, POSITION_SQL, RECOVERY_AND_TIMELINE_SQL,
+    STAT_REPLICATION_SQL,
+};
 
 /// The statements of a primary with safekeepers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +16,8 @@ pub enum Durable {
     Promote,
     ResetAll,
     Timeline,
+    /// `IN_RECOVERY_SQL` (a promotion's poll for the end of recovery).
+    InRecovery,
     /// `NEWEST_TIMELINE_SQL` (a promote asks its own Postgres what
     /// timeline its WAL follows, as the safekeepers are asked).
     NewestTimeline,
@@ -40,9 +45,6 @@ pub fn commit_sql(id: u64) -> String {
 /// The client's read-back.
 pub const READ_ACKED_SQL: &str = "SELECT string_agg(id::text, ',') FROM acked";
 
-const TIMELINE_SQL: &str =
-    "SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)";
-
 pub fn parse(sql: &str) -> Option<Durable> {
     if sql == POSITION_SQL {
         return Some(Durable::Position);
@@ -50,7 +52,10 @@ pub fn parse(sql: &str) -> Option<Durable> {
     if sql == STAT_REPLICATION_SQL {
         return Some(Durable::StatReplication);
     }
-    if sql == TIMELINE_SQL {
+    if sql == IN_RECOVERY_SQL {
+        return Some(Durable::InRecovery);
+    }
+    if sql == RECOVERY_AND_TIMELINE_SQL {
         return Some(Durable::Timeline);
     }
     if sql == NEWEST_TIMELINE_SQL {

@@ -85,6 +85,13 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
                 write: false,
             })
         }
+        Durable::InRecovery => {
+            let r = shared.lock().wal.compute.in_recovery;
+            Ok(row(
+                &["pg_is_in_recovery"],
+                vec![Some(if r { "t" } else { "f" }.into())],
+            ))
+        }
         Durable::Timeline => {
             let sh = shared.lock();
             let c = &sh.wal.compute;
