@@ -8,7 +8,8 @@
 //!   an 8-client insert load (one row per transaction) on that compute
 //!   (`ANY 2` of 3) against a Postgres started with `pg_ctl` with the same
 //!   quorum of three standbys set by hand, alternating; the local-commit
-//!   figure (`SET synchronous_commit = local`) on ours for information;
+//!   figure (`SET synchronous_commit = local`) on ours for information,
+//!   after the paired rounds (a quarter as many);
 //! - `durable_move`: a safekeeper-move notify (`abc` → `abd` and back)
 //!   under a writer, from its answer until a majority of the new set
 //!   streams in quorum state past the LSN at the answer (≤ 1 s).
@@ -277,6 +278,20 @@ impl Arm {
     fn p99(&self) -> f64 {
         percentile(&self.latencies, 99.0)
     }
+
+    /// The median over rounds of this arm's figure `k` (0 p50, 1 p99,
+    /// 2 TPS) over `other`'s in the same round: a paired estimate that one
+    /// noisy round (a burst from elsewhere on the machine landing on one
+    /// arm) cannot move, unlike the pooled percentile.
+    fn paired(&self, other: &Arm, k: usize) -> f64 {
+        let ratios: Vec<f64> = self
+            .runs
+            .iter()
+            .zip(&other.runs)
+            .map(|(a, b)| a[k] / b[k])
+            .collect();
+        median(&ratios)
+    }
 }
 
 /// The by-hand quorum: a Postgres started with pg_ctl, three standbys of
@@ -421,6 +436,10 @@ async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> 
                     _ => a_a.add(load(twin.primary.port, clients, max_tx, secs, false).await?),
                 }
             }
+        }
+        // After the paired rounds, not between them: interleaved, it gave
+        // ours' cluster twice the floor's inserts (and autovacuum work).
+        for _ in 0..plan.durable_load_rounds.div_ceil(4) {
             local.add(load(ours.pg_port, clients, max_tx, secs, true).await?);
         }
         let (so, sf) = (Summary::of(&q.latencies), Summary::of(&by_hand.latencies));
@@ -440,6 +459,10 @@ async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> 
             "tps": {"ours": q.tps(), "floor": by_hand.tps(), "floor_over_ours": tps_ratio},
             "transactions": {"ours": q.tx, "floor": by_hand.tx},
             "runs_p50_p99_tps": {"ours": q.runs, "floor": by_hand.runs, "twin": a_a.runs},
+            "paired_rounds_median": {
+                "ours_over_floor": {"p50": q.paired(&by_hand, 0), "p99": q.paired(&by_hand, 1), "tps_floor_over_ours": by_hand.paired(&q, 2)},
+                "twin_over_floor": {"p50": a_a.paired(&by_hand, 0), "p99": a_a.paired(&by_hand, 1), "tps_floor_over_twin": by_hand.paired(&a_a, 2)},
+            },
             "a_a_twin_over_floor": {
                 "p50": median(&a_a.latencies) / median(&by_hand.latencies),
                 "p99": a_a.p99() / by_hand.p99(),
