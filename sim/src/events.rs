@@ -156,6 +156,18 @@ pub enum Event {
         #[serde(skip)]
         seen: Option<Box<Seen>>,
     },
+    /// The control plane's request `req` (`POST path` of operation `op`,
+    /// sent at `sent_us`) got no answer within its deadline: one the
+    /// driver sends itself and bounds (configure, notify, re-send, dry
+    /// run, terminate, the unauthenticated probe), logged before its
+    /// [`Event::Answered`] (`checkers/deadline.rs`).
+    #[serde(rename = "http_deadline")]
+    DeadlineExceeded {
+        req: u64,
+        path: String,
+        op: u64,
+        sent_us: u64,
+    },
     /// A replica's first configure was answered 200 and its supervisor
     /// reports `commit` as the commit LSN of its `safekeepers`.
     #[serde(rename = "commit_lsn")]
@@ -223,6 +235,17 @@ pub enum Event {
     /// The client gave up reading back the commits of the primary of
     /// `boot`, which had answered its start 200 at `since_us`.
     ReadbackGaveUp { boot: u64, since_us: u64 },
+    /// The client gave up reading back the commits of the running primary
+    /// on `host` after `tries` tries (`checkers/readback_running.rs`).
+    ReadbackFailed { host: String, tries: u32 },
+    /// The compute had not settled `deadline_ms` after the fault schedule
+    /// was over (running the spec the control plane wants, Failed or
+    /// Terminated); `status`: what the harness saw of it then (none: no
+    /// supervisor runs) (`checkers/settled.rs`).
+    SettleGaveUp {
+        status: Option<ComputeStatus>,
+        deadline_ms: u64,
+    },
     /// The harness looked at the compute host: Postgres runs with a
     /// loaded config (`running`), or not.
     PostgresSeen { running: bool },

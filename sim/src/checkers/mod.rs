@@ -37,6 +37,12 @@ pub mod promote;
 pub mod storm_p99;
 pub mod vm_monitor;
 
+// Verdicts the driver used to give itself (issue 22): a request's
+// deadline, settling after the faults, the read-back of a running primary.
+pub mod deadline;
+pub mod readback_running;
+pub mod settled;
+
 /// One invariant over the event log.
 pub trait Checker: Send {
     /// Sees `ev`, appended at `t_us`; pushes what it violates to `out`.
@@ -85,6 +91,9 @@ impl Default for Checkers {
             Box::new(move_answered::MoveAnsweredOrExplained::default()),
             Box::new(move_generation::StaleGenerationRefused::default()),
             Box::new(move_in_effect::ConfirmedSetInEffect::default()),
+            Box::new(deadline::AnsweredWithinDeadline::default()),
+            Box::new(settled::SettlesAfterFaults),
+            Box::new(readback_running::RunningPrimaryServesReadback),
             // Last: its end-of-run verdict follows every other one.
             Box::new(converged::Converged::default()),
         ])

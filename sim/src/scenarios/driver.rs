@@ -1,8 +1,9 @@
 //! The control plane's side of a scenario: sends specs over real HTTP,
 //! logs each request's send and answer as events (the per-request checkers
-//! judge them: skip-flag notify, re-sends, dry runs), checks deadlines and,
-//! once the fault schedule is over, drives the compute to its final state
-//! for the convergence checks.
+//! judge them: skip-flag notify, re-sends, dry runs, deadlines) and, once
+//! the fault schedule is over, drives the compute to its final state for
+//! the convergence checks (logging it when it does not settle in time).
+//! It judges nothing itself: every verdict is a checker's.
 
 use std::time::Duration;
 
@@ -192,7 +193,7 @@ impl Driver {
         self.sleep(Duration::from_millis(ms)).await
     }
 
-    /// `POST /configure` with `shape`; checks the deadline invariant.
+    /// `POST /configure` with `shape`; its deadline judged by `checkers/deadline.rs`.
     pub async fn configure(&mut self, shape: &SpecShape) -> Outcome {
         self.configure_as(shape, Request::Configure).await
     }
@@ -201,7 +202,7 @@ impl Driver {
     async fn configure_as(&mut self, shape: &SpecShape, kind: Request) -> Outcome {
         let sent = send(&self.shared, kind, "/configure", shape.operation);
         let out = post_configure_abandoning(&self.shared, shape.configure_body(), sent.t0).await;
-        self.answered("/configure", shape.operation, sent.t0, &out);
+        self.deadline(&sent, "/configure", shape.operation, &out);
         answer(&self.shared, &sent, &out);
         out
     }
@@ -211,15 +212,18 @@ impl Driver {
         self.configure_as(shape, Request::Resend).await
     }
 
-    fn answered(&self, path: &str, op: u64, t0: u64, out: &Outcome) {
-        let excused = {
-            let sh = self.shared.lock();
-            sh.ledger.excuses_lost_request(t0) || sh.supervisor_exited
-        };
-        if *out == Outcome::DeadlineExceeded && !excused {
-            self.shared.violation(format!(
-                "POST {path} (op {op}) got no answer within its deadline on a healthy network"
-            ));
+    /// Logs that `sent` (`POST path` of operation `op`) got no answer
+    /// within its deadline, when it did not (`out`), before its answer:
+    /// `checkers/deadline.rs` judges it, excused by a network fault or an
+    /// exited supervisor.
+    fn deadline(&self, sent: &Sent, path: &str, op: u64, out: &Outcome) {
+        if *out == Outcome::DeadlineExceeded {
+            self.emit(Event::DeadlineExceeded {
+                req: sent.req,
+                path: path.to_string(),
+                op,
+                sent_us: sent.t0,
+            });
         }
     }
 
@@ -246,7 +250,7 @@ impl Driver {
             CONFIGURE_DEADLINE,
         )
         .await;
-        self.answered(PATH, shape.operation, sent.t0, &out);
+        self.deadline(&sent, PATH, shape.operation, &out);
         answer(&self.shared, &sent, &out);
         let Outcome::Answer(200, body) = out else {
             return None;
@@ -280,7 +284,7 @@ impl Driver {
         let path = format!("/terminate?mode={mode}");
         let sent = send(&self.shared, Request::Terminate, &path, 0);
         let out = http::request(COMPUTE, HTTP_PORT, "POST", &path, None, QUICK_DEADLINE).await;
-        self.answered("/terminate", 0, sent.t0, &out);
+        self.deadline(&sent, "/terminate", 0, &out);
         answer(&self.shared, &sent, &out);
         out
     }
@@ -345,7 +349,7 @@ impl Driver {
             credential,
         )
         .await;
-        self.answered("/configure", shape.operation, sent.t0, &out);
+        self.deadline(&sent, "/configure", shape.operation, &out);
         answer(&self.shared, &sent, &out);
     }
 
@@ -354,10 +358,13 @@ impl Driver {
         let deadline = now_us() + u64::try_from(SETTLE_DEADLINE.as_micros()).unwrap_or(u64::MAX);
         loop {
             if now_us() > deadline {
-                let st = self.observed_status();
-                self.shared.violation(format!(
-                    "the compute did not settle within {SETTLE_DEADLINE:?} after faults stopped (status {st:?})"
-                ));
+                // Judged by `checkers/settled.rs`.
+                let status = self.observed_status();
+                let deadline_ms = u64::try_from(SETTLE_DEADLINE.as_millis()).unwrap_or(u64::MAX);
+                self.emit(Event::SettleGaveUp {
+                    status,
+                    deadline_ms,
+                });
                 return;
             }
             let Some(compute) = self.shared.compute() else {

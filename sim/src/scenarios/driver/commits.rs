@@ -1,7 +1,8 @@
 //! The durable scenarios' client, through its [`Driver`]: a load that
 //! writes one commit per transaction and logs each acknowledged one
 //! ([`Event::CommitAcked`]), and the readback of what a primary holds
-//! ([`Event::Readback`]), for the checkers to compare.
+//! ([`Event::Readback`], or [`Event::ReadbackFailed`] when it gets none),
+//! for the checkers to compare.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,8 @@ impl Drop for Commits {
 
 /// How long the client waits for one commit (it may wait for a quorum).
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How many times the client tries a read-back before it gives up.
+const READBACK_TRIES: u32 = 5;
 
 async fn connect(host: &str) -> Option<tokio_postgres::Client> {
     let stream = super::connect(host, PG_PORT).await?;
@@ -73,17 +76,21 @@ impl Driver {
         self.readback_on(COMPUTE).await;
     }
 
-    /// [`Driver::readback`] from the primary on `host`.
+    /// [`Driver::readback`] from the primary on `host`; giving up on it is
+    /// logged ([`Event::ReadbackFailed`]), for `checkers/readback_running.rs`.
     pub async fn readback_on(&self, host: &str) {
         if !self.try_readback_on(host).await {
-            self.violation("the client could not read back the commits of the running primary");
+            self.emit(Event::ReadbackFailed {
+                host: host.to_string(),
+                tries: READBACK_TRIES,
+            });
         }
     }
 
-    /// A read-back from the primary on `host` (a few tries); whether it
-    /// got one.
+    /// A read-back from the primary on `host` ([`READBACK_TRIES`] tries);
+    /// whether it got one.
     pub async fn try_readback_on(&self, host: &str) -> bool {
-        for _ in 0..5 {
+        for _ in 0..READBACK_TRIES {
             if let Some(client) = connect(host).await {
                 let boot = self.boot();
                 self.emit(Event::ReadbackSent { boot });

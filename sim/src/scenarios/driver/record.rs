@@ -24,7 +24,9 @@ impl Driver {
         self.shared.event_at(t_us, kind, fields);
     }
 
-    /// Records a violation of an invariant the scenario checks itself.
+    /// Records a harness failure (a host that never answered, a listener
+    /// that could not bind, a scenario's mistake): no invariant, which are
+    /// all checkers'.
     pub fn violation(&self, what: impl Into<String>) {
         self.shared.violation(what);
     }
