@@ -73,7 +73,7 @@ impl Plan {
             neighbour_chunk_mib: 8,
             neighbour_secs: 300,
             durable_starts: 11,
-            durable_load_rounds: 24,
+            durable_load_rounds: 96,
             durable_load_tx: 1_000,
             durable_load_secs: 1.0,
             durable_moves: 6,

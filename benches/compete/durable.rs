@@ -399,6 +399,33 @@ async fn senders(c: &tokio_postgres::Client) -> anyhow::Result<Value> {
     ))
 }
 
+/// CPU time (user + system, ms) the process `pid` has used so far.
+fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command's closing parenthesis: 14 and 15 of stat(5).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        f.get(11).unwrap_or(&"0").parse::<f64>()? + f.get(12).unwrap_or(&"0").parse::<f64>()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    Ok(ticks * 1000.0 / hz)
+}
+
+/// Checkpoints (timed, requested) and buffers the checkpointer wrote, as
+/// `pg_stat_bgwriter` shows them (PG 15/16: its columns; later majors
+/// moved them to `pg_stat_checkpointer`).
+async fn checkpoints(c: &tokio_postgres::Client) -> Value {
+    match value(
+        c,
+        "SELECT concat_ws(' ', checkpoints_timed, checkpoints_req, buffers_checkpoint) FROM pg_stat_bgwriter",
+    )
+    .await
+    {
+        Ok(v) => json!(v),
+        Err(e) => json!(format!("{e}")),
+    }
+}
+
 /// Commit latency and TPS, ours and the by-hand quorum alternating, with a
 /// second by-hand quorum (the twin) in the same rotation: twin over floor
 /// is an A/A ratio, what this machine's noise alone makes of two identical
@@ -423,6 +450,9 @@ async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> 
     });
     let mut rows = Vec::new();
     for clients in [1usize, 8] {
+        let cpu_before = cpu_ms(ours.pid())?;
+        let checkpoints_before =
+            json!({"ours": checkpoints(&o).await, "floor": checkpoints(&f).await});
         let max_tx = plan.durable_load_tx / clients;
         let secs = plan.durable_load_secs;
         let (mut q, mut by_hand, mut local) = (Arm::default(), Arm::default(), Arm::default());
@@ -474,6 +504,13 @@ async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> 
                 "tps": local.tps(),
             },
             "settings": settings,
+            // What ours' compute_ctl and checkpointers did meanwhile (a
+            // busy neighbour of ours would show here).
+            "compute_ctl_cpu_ms_during_rounds": cpu_ms(ours.pid())? - cpu_before,
+            "checkpoints_timed_req_buffers": {
+                "before": checkpoints_before,
+                "after": {"ours": checkpoints(&o).await, "floor": checkpoints(&f).await},
+            },
             "senders_after": {"ours": senders(&o).await?, "floor": senders(&f).await?},
         }));
         row.target = "<= 1.05x (p50, p99, TPS)";
