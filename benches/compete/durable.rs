@@ -9,7 +9,9 @@
 //!   (`ANY 2` of 3) against a Postgres started with `pg_ctl` with the same
 //!   quorum of three standbys set by hand, alternating; the local-commit
 //!   figure (`SET synchronous_commit = local`) on ours for information,
-//!   after the paired rounds (a quarter as many);
+//!   after the paired rounds (a quarter as many); an A/A twin of the floor
+//!   and, for information, a by-hand primary made as ours is (a promoted
+//!   base backup of its own safekeepers) in the same rotation;
 //! - `durable_move`: a safekeeper-move notify (`abc` → `abd` and back)
 //!   under a writer, from its answer until a majority of the new set
 //!   streams in quorum state past the LSN at the answer (≤ 1 s).
@@ -329,6 +331,30 @@ impl FloorQuorum {
     }
 }
 
+/// A by-hand quorum whose primary is made as ours is: three safekeepers of
+/// its own (standbys of a bootstrap cluster, then stopped), the primary a
+/// base backup of the most advanced, promoted, by the by-hand start
+/// sequence (`durable_floor::start_by_hand`). Against the floor (a fresh
+/// initdb) it shows what the cluster's origin alone does to commits.
+struct PromotedQuorum {
+    primary: Cluster,
+    _safekeepers: Safekeepers,
+}
+
+impl PromotedQuorum {
+    async fn start() -> anyhow::Result<Self> {
+        let safekeepers = Safekeepers::start().await?;
+        let port = crate::ports::free_port();
+        let (primary, _) = floor::start_by_hand(&safekeepers.ports(), port, LIMIT)
+            .await
+            .context("the promoted by-hand primary")?;
+        Ok(Self {
+            primary,
+            _safekeepers: safekeepers,
+        })
+    }
+}
+
 /// `name = setting` of every setting not at its default, as a map.
 async fn non_default(
     c: &tokio_postgres::Client,
@@ -433,6 +459,7 @@ async fn checkpoints(c: &tokio_postgres::Client) -> Value {
 async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> {
     let floor = FloorQuorum::start().await?;
     let twin = FloorQuorum::start().await?;
+    let promoted = PromotedQuorum::start().await?;
     let o = session(ours.pg_port, SUPERUSER, "postgres").await?;
     let f = session(floor.primary.port, SUPERUSER, "postgres").await?;
     let settings = json!({
@@ -456,14 +483,15 @@ async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> 
         let max_tx = plan.durable_load_tx / clients;
         let secs = plan.durable_load_secs;
         let (mut q, mut by_hand, mut local) = (Arm::default(), Arm::default(), Arm::default());
-        let mut a_a = Arm::default();
+        let (mut a_a, mut p) = (Arm::default(), Arm::default());
         for round in 0..plan.durable_load_rounds {
-            // Each arm goes first, second and third equally often.
-            for turn in 0..3 {
-                match (round + turn) % 3 {
+            // Each arm goes first, second, third and fourth equally often.
+            for turn in 0..4 {
+                match (round + turn) % 4 {
                     0 => q.add(load(ours.pg_port, clients, max_tx, secs, false).await?),
                     1 => by_hand.add(load(floor.primary.port, clients, max_tx, secs, false).await?),
-                    _ => a_a.add(load(twin.primary.port, clients, max_tx, secs, false).await?),
+                    2 => a_a.add(load(twin.primary.port, clients, max_tx, secs, false).await?),
+                    _ => p.add(load(promoted.primary.port, clients, max_tx, secs, false).await?),
                 }
             }
         }
@@ -488,10 +516,19 @@ async fn commits(plan: Plan, ours: &Compute) -> anyhow::Result<Vec<CaseResult>> 
             "p99_ms": {"ours": q.p99(), "floor": by_hand.p99(), "ratio": p99_ratio},
             "tps": {"ours": q.tps(), "floor": by_hand.tps(), "floor_over_ours": tps_ratio},
             "transactions": {"ours": q.tx, "floor": by_hand.tx},
-            "runs_p50_p99_tps": {"ours": q.runs, "floor": by_hand.runs, "twin": a_a.runs},
+            "runs_p50_p99_tps": {"ours": q.runs, "floor": by_hand.runs, "twin": a_a.runs, "promoted": p.runs},
             "paired_rounds_median": {
                 "ours_over_floor": {"p50": q.paired(&by_hand, 0), "p99": q.paired(&by_hand, 1), "tps_floor_over_ours": by_hand.paired(&q, 2)},
                 "twin_over_floor": {"p50": a_a.paired(&by_hand, 0), "p99": a_a.paired(&by_hand, 1), "tps_floor_over_twin": by_hand.paired(&a_a, 2)},
+            },
+            // Information, not the verdict: a by-hand primary made as ours
+            // is (base backup of a safekeeper, promoted) over the floor.
+            "promoted_by_hand_over_floor": {
+                "p50": median(&p.latencies) / median(&by_hand.latencies),
+                "p99": p.p99() / by_hand.p99(),
+                "tps_floor_over_promoted": by_hand.tps() / p.tps(),
+                "paired_p99": p.paired(&by_hand, 1),
+                "ours_over_promoted_p99": q.p99() / p.p99(),
             },
             "a_a_twin_over_floor": {
                 "p50": median(&a_a.latencies) / median(&by_hand.latencies),
