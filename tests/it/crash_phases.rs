@@ -250,14 +250,16 @@ struct Cell {
 }
 
 /// One trial; `None` when the kill found nothing to hit (PGDATA's program
-/// had already finished), so that the campaign runs another.
+/// had already finished), so that the campaign runs another. `missed`
+/// holds the delay of the last trial that found nothing (the program was
+/// gone by then); this one sets it when it finds nothing.
 async fn trial(
     cell: &Cell,
     src: Option<&TestPostgres>,
     cal: &Calibration,
     rng: &mut rand::rngs::SmallRng,
     n: usize,
-    missed: usize,
+    missed: &std::cell::Cell<Option<Duration>>,
 ) -> Option<Value> {
     let phase = cell.phase;
     let mut opts = ComputeOpts::with_spec(spec(&format!("crash-{n}-a"), 1, src));
@@ -275,16 +277,16 @@ async fn trial(
         1
     };
     wait_stopped(&c, phase.name).await;
-    let window = cal.window(phase);
     // The tool preparing PGDATA runs in the early part of its phase (the
-    // backup's size and control data are read after it): each trial that
-    // found it already gone draws from the first half of the range before.
-    let narrow = if phase.name == PREPARE_PGDATA.name {
-        0.5f64.powi(missed as i32)
-    } else {
-        1.0
+    // backup's size and control data are read after it), and the
+    // calibration's run can be several times slower than a trial's: a
+    // trial after one that found the tool already gone draws from the
+    // first half of that one's delay (the tool ran for less than it).
+    let window = match missed.get() {
+        Some(gone_by) if phase.name == PREPARE_PGDATA.name => gone_by / 2,
+        _ => cal.window(phase),
     };
-    let delay = window.mul_f64(rng.random_range(0.0..1.0) * narrow);
+    let delay = window.mul_f64(rng.random_range(0.0..1.0));
     c.signal(Signal::SIGCONT);
     // Fault timing, not synchronisation: the point to hit is random.
     tokio::time::sleep(delay).await;
@@ -314,6 +316,7 @@ async fn trial(
                 None => None,
             };
             let Some(pid) = found else {
+                missed.set(Some(delay));
                 eprintln!(
                     "{} trial {n}: nothing to kill {delay:?} into the phase; another trial runs",
                     phase.name
@@ -442,6 +445,7 @@ async fn campaign(cell: Cell) {
     });
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ salt);
     let (mut done, mut missed) = (0, 0);
+    let gone_by = std::cell::Cell::new(None);
     while done < trials() {
         let n = done + missed;
         let identity = json!({
@@ -450,7 +454,7 @@ async fn campaign(cell: Cell) {
             "source": format!("{:?}", cell.source),
             "trial": n,
         });
-        let body = trial(&cell, src.as_ref(), &cal, &mut rng, n, missed);
+        let body = trial(&cell, src.as_ref(), &cal, &mut rng, n, &gone_by);
         match support::chaos::trial("crash_phases", identity, body).await {
             Some(_) => done += 1,
             None => {
