@@ -67,42 +67,19 @@ impl Endpoint {
         within: Duration,
         mut go_on: impl FnMut(&[Option<String>]) -> bool,
     ) -> Result<Vec<Vec<Option<String>>>, SessionError> {
-        let addr = self.addr();
-        let attempt = async {
-            let (client, conn) = self.session(env).await?;
-            let mut result = Ok(Vec::with_capacity(statements.len()));
+        self.with_session(env, within, async |client, addr| {
+            let mut rows = Vec::with_capacity(statements.len());
             for sql in statements {
-                match client.simple_query(sql).await {
-                    Ok(messages) => {
-                        let row = first_row(&messages).unwrap_or_default();
-                        let stop = !go_on(&row);
-                        if let Ok(rows) = &mut result {
-                            rows.push(row);
-                        }
-                        if stop {
-                            break;
-                        }
-                    }
-                    Err(source) => {
-                        result = Err(SessionError::Query {
-                            addr: addr.clone(),
-                            source,
-                        });
-                        break;
-                    }
+                let row = first_row_of(client, addr, sql).await?;
+                let stop = !go_on(&row);
+                rows.push(row);
+                if stop {
+                    break;
                 }
             }
-            drop(client);
-            conn.abort();
-            result
-        };
-        match timeout(env, within, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Timeout {
-                addr,
-                after: within,
-            }),
-        }
+            Ok(rows)
+        })
+        .await
     }
 
     /// Runs `work` on one new session, all within `within`: for a
@@ -171,28 +148,14 @@ impl Endpoint {
         sql: &str,
         within: Duration,
     ) -> Result<Vec<Option<String>>, SessionError> {
-        let addr = self.addr();
-        let attempt = async {
-            let (client, conn) = self.session(env).await?;
-            let rows = client.simple_query(sql).await;
-            drop(client);
-            conn.abort();
-            let rows = rows.map_err(|source| SessionError::Query {
-                addr: addr.clone(),
-                source,
-            })?;
-            first_row(&rows).ok_or_else(|| SessionError::Unexpected {
-                addr: addr.clone(),
+        self.with_session(env, within, async |client, addr| {
+            let messages = query(client, addr, sql).await?;
+            first_row(&messages).ok_or_else(|| SessionError::Unexpected {
+                addr: addr.to_string(),
                 what: "no row".into(),
             })
-        };
-        match timeout(env, within, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Timeout {
-                addr,
-                after: within,
-            }),
-        }
+        })
+        .await
     }
 }
 
@@ -203,14 +166,23 @@ pub async fn first_row_of(
     addr: &str,
     sql: &str,
 ) -> Result<Vec<Option<String>>, SessionError> {
-    let messages = client
+    let messages = query(client, addr, sql).await?;
+    Ok(first_row(&messages).unwrap_or_default())
+}
+
+/// `sql` on `client` (simple query protocol); a failure names `addr`.
+async fn query(
+    client: &tokio_postgres::Client,
+    addr: &str,
+    sql: &str,
+) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, SessionError> {
+    client
         .simple_query(sql)
         .await
         .map_err(|source| SessionError::Query {
             addr: addr.to_string(),
             source,
-        })?;
-    Ok(first_row(&messages).unwrap_or_default())
+        })
 }
 
 /// The text columns of the first row among `messages`.
