@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::compute::{Compute, ComputeOpts};
 use crate::support::failpoint::{stopped, wait_stopped};
-use crate::support::os::{alive, descendants, processes_in, program_of};
+use crate::support::os::{alive, descendants, kill_running, processes_in, program_of};
 use crate::support::postgres::TestPostgres;
 use crate::support::{md5_hex, wait_for};
 use compute_ctl::env::{Fs as _, TokioEnv};
@@ -315,15 +315,20 @@ async fn trial(
                 }
                 None => None,
             };
-            let Some(pid) = found else {
+            // The program may be on its way out when it is found: a kill
+            // that cannot land is a miss, not a failure compute_ctl missed.
+            let hit = match found {
+                Some(pid) => kill_running(pid).await,
+                None => false,
+            };
+            if !hit {
                 missed.set(Some(delay));
                 eprintln!(
                     "{} trial {n}: nothing to kill {delay:?} into the phase; another trial runs",
                     phase.name
                 );
                 return None;
-            };
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+            }
             // compute_ctl may be (or come to be) stopped at the phase's end.
             let exit = wait_for(Duration::from_secs(60), "compute_ctl to exit", || async {
                 if stopped(&c) {

@@ -146,6 +146,30 @@ pub fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok() && !zombie
 }
 
+/// Kills `pid` with SIGKILL only while it runs: SIGSTOP first, and the kill
+/// once `/proc` shows it stopped. `false` when it was already leaving (gone,
+/// a zombie, or in its exit, where a signal no longer reaches it), so that a
+/// program that finished on its own is not taken for one the kill hit:
+/// between reading its name and a bare SIGKILL it may exit 0.
+pub async fn kill_running(pid: i32) -> bool {
+    let pid_t = Pid::from_raw(pid);
+    if kill(pid_t, Signal::SIGSTOP).is_err() {
+        return false;
+    }
+    // The stop takes effect when the process next runs (or leaves a disk wait).
+    let running = super::poll_until(Duration::from_secs(10), || async {
+        match state_of(pid) {
+            Some('T') => Some(true),
+            None | Some('Z' | 'X') => Some(false),
+            Some(_) => None,
+        }
+    })
+    .await;
+    // Stopped (or still in a disk wait after 10 s, so not exiting): SIGKILL
+    // kills it before it can finish.
+    running != Some(false) && kill(pid_t, Signal::SIGKILL).is_ok()
+}
+
 /// Stops every Postgres process of `pgdata` (cleanup on drop): an immediate
 /// shutdown (SIGQUIT to the postmaster, which also releases its shared
 /// memory), then SIGKILL for whatever is left after a few seconds.
