@@ -37,14 +37,19 @@ impl<E: Env> Compute<E> {
                 return Err(stop);
             }
         }
-        self.phase(Phase::ReconfigureWriteConfig, async {
+        let write = self.phase(Phase::ReconfigureWriteConfig, async {
             pg::write_config(&self.env, &self.params, &spec)
                 .await
                 .map_err(|e| {
                     FailReason::WriteConfig(format!("writing Postgres configuration failed: {e}"))
                 })
-        })
-        .await?;
+        });
+        // The check's session takes the reloads pending on it while the
+        // file is written, not inside the check (pg::absorb_pending_reloads).
+        // Polled first: its statement is on its way before the write, whose
+        // file calls may block this thread, begins.
+        let absorb = pg::absorb_pending_reloads(&self.env, &self.params, &self.check_session);
+        futures::future::join(absorb, write).await.1?;
         self.phase(
             Phase::ReconfigureReload,
             self.reload(&spec, previous.as_deref(), pid),

@@ -37,7 +37,8 @@ pub use connect::{
 pub use controldata::{parse_shutdown_lsn, shutdown_checkpoint_lsn};
 pub use error::{PgError, describe_error, is_unreachable};
 pub use file_settings::{
-    FILE_SETTINGS_QUERY, FileSettingsError, RefusedLine, refusals, refused_settings,
+    FILE_SETTINGS_QUERY, FileSettingsError, RefusedLine, absorb_pending_reloads, refusals,
+    refused_settings,
 };
 pub use held_session::{HeldSession, HeldSessionError};
 pub use pgdata::{
