@@ -201,6 +201,10 @@ pub enum PromoteError {
         "recovery did not end within {0:?} of pg_promote() on the new primary (see its log for why)"
     )]
     NotPromoted(Duration),
+    #[error(
+        "pg_promote(false) on the new primary answered {0:?}: the promotion was not signalled (the postmaster could not be signalled or its promote file written; see the new primary's log)"
+    )]
+    NotSignalled(String),
     #[error("after pg_promote() the new primary answered something unexpected: {0}")]
     Unexpected(String),
 }
@@ -246,8 +250,11 @@ pub async fn promote<E: Env>(
             async |client, addr| {
                 if !skip {
                     let signalled = first_row_of(client, addr, "SELECT pg_promote(false)").await?;
-                    if signalled.first().cloned().flatten().as_deref() != Some("t") {
-                        return Err(PromoteError::NotPromoted(within));
+                    let answer = signalled.first().cloned().flatten();
+                    if answer.as_deref() != Some("t") {
+                        return Err(PromoteError::NotSignalled(
+                            answer.unwrap_or_else(|| "NULL".into()),
+                        ));
                     }
                 }
                 let t0 = env.now();
@@ -295,6 +302,18 @@ mod tests {
             flush_lsn: lsn.map(Lsn),
             error: None,
         }
+    }
+
+    #[test]
+    fn a_promotion_not_signalled_is_told_apart_from_recovery_not_ending() {
+        let not_signalled = PromoteError::NotSignalled("f".into()).to_string();
+        let not_ended = PromoteError::NotPromoted(Duration::from_secs(30)).to_string();
+        assert!(
+            not_signalled.contains("answered \"f\"") && not_signalled.contains("not signalled"),
+            "{not_signalled}"
+        );
+        assert!(!not_ended.contains("not signalled"), "{not_ended}");
+        assert!(not_ended.contains("did not end within 30s"), "{not_ended}");
     }
 
     #[test]
