@@ -182,6 +182,15 @@ async fn starts(plan: Plan, sks: &Safekeepers) -> anyhow::Result<(CaseResult, Co
         let v: Vec<f64> = steps.iter().map(|s| s[k]).collect();
         floor_steps.insert(format!("{name}_ms"), json!(median(&v)));
     }
+    // Each of ours' phases over all its starts, so that a start row that
+    // misses can be set phase by phase against the floor's steps.
+    let mut our_medians = serde_json::Map::new();
+    if let Some(Value::Object(first)) = our_phases.first() {
+        for name in first.keys() {
+            let v: Vec<f64> = our_phases.iter().filter_map(|p| p[name].as_f64()).collect();
+            our_medians.insert(name.clone(), json!(median(&v)));
+        }
+    }
     let row = CaseResult::new(
         "durable_start",
         "spawn -> running, 3 safekeepers",
@@ -194,6 +203,7 @@ async fn starts(plan: Plan, sks: &Safekeepers) -> anyhow::Result<(CaseResult, Co
         "ours_ms": ours,
         "by_hand_ms": by_hand,
         "by_hand_steps_median": floor_steps,
+        "ours_phases_median": our_medians,
         "ours_phases_last": our_phases.last(),
     }));
     let (c, _) = start_ours(&spec(&sk_ports, "main")).await?;
