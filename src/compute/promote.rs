@@ -528,7 +528,7 @@ impl<E: Env> Compute<E> {
     async fn in_recovery(&self, own: &storage::Endpoint) -> bool {
         own.query_row(&self.env, storage::IN_RECOVERY_SQL, Duration::from_secs(5))
             .await
-            .is_ok_and(|row| row.first().cloned().flatten().as_deref() == Some("t"))
+            .is_ok_and(|row| storage::column(&row, 0) == Some("t"))
     }
 }
 

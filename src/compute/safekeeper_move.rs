@@ -137,7 +137,7 @@ impl<E: Env> Compute<E> {
                 .query_row(&self.env, "SHOW synchronous_standby_names", ASK)
                 .await
                 .map_err(|e| failed(format!("checking the joint config: {e}")))?;
-            if row.first().cloned().flatten().as_deref() == Some(want.as_str()) {
+            if storage::column(&row, 0) == Some(want.as_str()) {
                 return Ok(());
             }
             if self.env.now() >= seen_by {

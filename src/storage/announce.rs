@@ -69,13 +69,13 @@ pub async fn announce<E: Env>(
             |row| {
                 // Only the look decides; the change runs to its end.
                 !std::mem::take(&mut looking)
-                    || (row.first().cloned().flatten().as_deref() == Some("t")
-                        && row.get(1).cloned().flatten().as_deref() != Some(conninfo))
+                    || (super::column(row, 0) == Some("t")
+                        && super::column(row, 1) != Some(conninfo))
             },
         )
         .await?;
     let look = rows.first().cloned().unwrap_or_default();
-    if look.first().cloned().flatten().as_deref() != Some("t") {
+    if super::column(&look, 0) != Some("t") {
         return Err(AnnounceError::NotAStandby(sk.endpoint.shown.clone()));
     }
     Ok(())

@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::endpoint::first_row_of;
+use super::endpoint::{column, first_row_of};
 use super::{Endpoint, Lsn, Safekeeper, SafekeeperAnswer, wal_position};
 use crate::env::{Env, Pace};
 
@@ -250,10 +250,10 @@ pub async fn promote<E: Env>(
             async |client, addr| {
                 if !skip {
                     let signalled = first_row_of(client, addr, "SELECT pg_promote(false)").await?;
-                    let answer = signalled.first().cloned().flatten();
-                    if answer.as_deref() != Some("t") {
+                    let answer = column(&signalled, 0);
+                    if answer != Some("t") {
                         return Err(PromoteError::NotSignalled(
-                            answer.unwrap_or_else(|| "NULL".into()),
+                            answer.unwrap_or("NULL").to_string(),
                         ));
                     }
                 }
@@ -262,7 +262,7 @@ pub async fn promote<E: Env>(
                     Pace::new(t0, PROMOTE_POLL_FAST, PROMOTE_FAST_FOR, PROMOTE_POLL_SLOW);
                 loop {
                     let row = first_row_of(client, addr, IN_RECOVERY_SQL).await?;
-                    if row.first().cloned().flatten().as_deref() == Some("f") {
+                    if column(&row, 0) == Some("f") {
                         break;
                     }
                     let now = env.now();
@@ -272,7 +272,7 @@ pub async fn promote<E: Env>(
                     env.sleep(pace.next(now)).await;
                 }
                 let row = first_row_of(client, addr, RECOVERY_AND_TIMELINE_SQL).await?;
-                if row.first().cloned().flatten().as_deref() != Some("f") {
+                if column(&row, 0) != Some("f") {
                     return Err(PromoteError::Unexpected("back in recovery".into()));
                 }
                 // Nothing of this before the promotion happened: a replica

@@ -185,6 +185,12 @@ async fn query(
         })
 }
 
+/// Column `i` of a row as [`first_row_of`] and [`Endpoint::query_row`]
+/// give it: `None` when the row is shorter or the value is NULL.
+pub fn column(row: &[Option<String>], i: usize) -> Option<&str> {
+    row.get(i)?.as_deref()
+}
+
 /// The text columns of the first row among `messages`.
 fn first_row(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<Vec<Option<String>>> {
     messages.iter().find_map(|m| match m {

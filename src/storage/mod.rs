@@ -28,7 +28,7 @@ pub use catchup::{
     CatchUpPlan, IN_RECOVERY_SQL, NEWEST_TIMELINE_SQL, PromoteError, Promoted,
     RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote,
 };
-pub use endpoint::{Endpoint, EndpointError, SessionError};
+pub use endpoint::{Endpoint, EndpointError, SessionError, column};
 pub use newer_timeline::{NewerTimeline, newer_timeline};
 pub use quorum::{
     QuorumStatus, STAT_REPLICATION_SQL, Safekeeper, SafekeeperStatus, Sender, parse_senders,

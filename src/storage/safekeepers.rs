@@ -55,7 +55,7 @@ pub async fn wal_position<E: Env>(
         }
     };
     Ok(WalPosition {
-        in_recovery: row.first().cloned().flatten().as_deref() == Some("t"),
+        in_recovery: super::column(&row, 0) == Some("t"),
         flushed: lsn(1)?,
         replayed: lsn(2)?,
     })

@@ -56,7 +56,7 @@ pub async fn await_quorum_in_force<E: Env>(
                 left.max(Duration::from_millis(100)),
             )
             .await?;
-        let seen = row.first().cloned().flatten().unwrap_or_default();
+        let seen = super::column(&row, 0).unwrap_or_default().to_string();
         if seen == expected {
             break;
         }
