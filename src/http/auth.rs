@@ -39,6 +39,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
+use super::verified_tokens::VerifiedTokens;
 use crate::env::Env;
 
 /// The scope that grants everything.
@@ -85,6 +86,8 @@ pub struct Auth {
     keys: Vec<VerifyKey>,
     compute_id: Option<String>,
     rules: TokenRules,
+    /// Tokens these keys verified before (see [`VerifiedTokens`]).
+    verified: VerifiedTokens<Claims>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -93,6 +96,7 @@ impl std::fmt::Debug for Auth {
             .field("keys", &self.keys.len())
             .field("compute_id", &self.compute_id)
             .field("rules", &self.rules)
+            .field("verified", &self.verified.len())
             .finish()
     }
 }
@@ -137,7 +141,7 @@ pub enum Grant {
 
 /// `aud` is a string or an array of strings (Neon sends an array; RFC 7519
 /// allows both).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum Audience {
     One(String),
@@ -153,7 +157,7 @@ impl Audience {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Claims {
     exp: Option<u64>,
     nbf: Option<u64>,
@@ -227,6 +231,7 @@ impl Auth {
             keys,
             compute_id,
             rules: TokenRules::default(),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -265,8 +270,19 @@ impl Auth {
         self.grant(&claims)
     }
 
-    /// Verifies the signature against the configured keys and decodes the claims.
+    /// The claims of `token` once its signature verifies against the
+    /// configured keys: from the cache when these keys verified it before.
     fn verify(&self, token: &str) -> Result<Claims, Denied> {
+        if let Some(claims) = self.verified.get(token) {
+            return Ok(claims);
+        }
+        let claims = self.verify_signature(token)?;
+        self.verified.insert(token, &claims);
+        Ok(claims)
+    }
+
+    /// Verifies the signature against the configured keys and decodes the claims.
+    fn verify_signature(&self, token: &str) -> Result<Claims, Denied> {
         let head = jsonwebtoken::decode_header(token).map_err(|e| {
             Denied::unauthenticated(format!("the bearer token is not a well-formed JWT ({e})"))
         })?;

@@ -18,6 +18,7 @@ pub mod routes;
 mod serve;
 pub mod tls;
 pub mod trace_context;
+pub mod verified_tokens;
 
 #[cfg(test)]
 mod tests;

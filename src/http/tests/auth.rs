@@ -416,3 +416,37 @@ async fn a_key_set_in_configure_turns_auth_on() {
     assert_eq!(r.json()["lsn"], Value::Null, "Postgres never ran");
     let _ = run.await;
 }
+
+/// A token verified once is kept, but what depends on the time is checked on
+/// every request: a kept token still expires, and a same-claims token signed
+/// by a key outside the set is still refused.
+#[test]
+fn a_verified_token_is_kept_but_still_expires() {
+    let a = auth();
+    let t0 = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let exp = 1_800_000_000 + 10;
+    let claims = json!({"compute_id": COMPUTE_ID, "exp": exp});
+    let headers = |token: String| {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        h
+    };
+    let good = headers(sign(Key::Ed25519, &claims));
+    assert!(a.authorize(&good, t0).is_ok());
+    assert!(a.authorize(&good, t0).is_ok(), "again, from the cache");
+    let past_exp = t0
+        + std::time::Duration::from_secs(10)
+        + crate::http::auth::LEEWAY
+        + std::time::Duration::from_secs(1);
+    let late = a.authorize(&good, past_exp).expect_err("expired");
+    assert_eq!(late.status, StatusCode::UNAUTHORIZED);
+    assert!(late.reason.contains("expired"), "{}", late.reason);
+    let impostor = a
+        .authorize(&headers(sign(Key::Impostor, &claims)), t0)
+        .expect_err("not signed by the set");
+    assert_eq!(impostor.status, StatusCode::UNAUTHORIZED);
+    assert!(a.authorize(&good, t0).is_ok(), "the kept token is unharmed");
+}
