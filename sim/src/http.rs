@@ -54,8 +54,23 @@ impl Credential {
 }
 
 /// A token with claim `compute_id`, signed with the Ed25519 key `pem` under
-/// the kid of the world's key.
-fn sign(pem: &[u8], compute_id: &str) -> String {
+/// the kid of the world's key. Ed25519 signatures are deterministic, so a
+/// token is signed once per thread and reused, as a control plane reuses a
+/// token until it expires (these carry no `exp`).
+fn sign(pem: &'static [u8], compute_id: &str) -> String {
+    type Signed = std::collections::BTreeMap<(&'static [u8], String), String>;
+    thread_local! {
+        static SIGNED: std::cell::RefCell<Signed> = const { std::cell::RefCell::new(Signed::new()) };
+    }
+    SIGNED.with_borrow_mut(|signed| {
+        signed
+            .entry((pem, compute_id.to_owned()))
+            .or_insert_with(|| sign_now(pem, compute_id))
+            .clone()
+    })
+}
+
+fn sign_now(pem: &[u8], compute_id: &str) -> String {
     let key = jsonwebtoken::EncodingKey::from_ed_pem(pem).expect("the test key is an Ed25519 PEM");
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(SIGNING_KID.into());
