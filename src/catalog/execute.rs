@@ -267,14 +267,23 @@ pub async fn run_ops<E: Env>(
     let span = tracing::info_span!(target: crate::spans::TARGET, "catalog.batch",
         db.name = database, statements = ops.len(), pipelined,
         executed = tracing::field::Empty, failed = tracing::field::Empty);
-    // Collected first: concrete futures keep the whole thing `Send`.
-    let futs: Vec<_> = ops
-        .iter()
-        .map(|op| one(env, client, database, op))
-        .collect();
-    let mut results = stream::iter(futs).buffered(depth);
+    // Made as the pipeline takes them: at most `depth` statements' futures
+    // exist at once, not one per op (a 5,000-role pass would allocate them
+    // all up front). A concrete queue, not a closure over `ops`, keeps the
+    // whole thing `Send`.
+    let mut pending = ops.iter();
+    let mut in_flight = stream::FuturesOrdered::new();
     let mut out = RunOutcome::default();
-    while let Some(r) = results.next().await {
+    loop {
+        while in_flight.len() < depth {
+            match pending.next() {
+                Some(op) => in_flight.push_back(one(env, client, database, op)),
+                None => break,
+            }
+        }
+        let Some(r) = in_flight.next().await else {
+            break;
+        };
         match r {
             Ok(()) => {
                 out.executed += 1;
