@@ -78,6 +78,7 @@ impl<E: Env> Compute<E> {
         &self,
         spec: &ComputeSpec,
         answers: &[SafekeeperAnswer],
+        timelines: &[u32],
     ) -> Result<CatchUpPlan, FailReason> {
         let sks = self.safekeepers_of(spec)?;
         let name = self.params.compute_id.as_deref().unwrap_or("compute_ctl");
@@ -86,6 +87,7 @@ impl<E: Env> Compute<E> {
             spec.pageserver_connstring.as_deref(),
             &sks,
             answers,
+            timelines,
             &self.params.conn.user,
             name,
         )
@@ -396,6 +398,7 @@ impl<E: Env> Compute<E> {
             &spec.safekeeper_connstrings,
             &self.params.conn.user,
             super::supervisor::SAFEKEEPER_TIMEOUT,
+            storage::SyncAsk::Positions,
         )
         .await
         {

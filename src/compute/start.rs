@@ -110,6 +110,11 @@ impl<E: Env> Compute<E> {
                     &spec.safekeeper_connstrings,
                     &self.params.conn.user,
                     SAFEKEEPER_TIMEOUT,
+                    if durable::is_durable(spec) {
+                        storage::SyncAsk::PositionsAndTimelines
+                    } else {
+                        storage::SyncAsk::Positions
+                    },
                 )
                 .await
                 .map_err(|e| FailReason::SafekeeperSync(e.to_string()))
@@ -121,7 +126,7 @@ impl<E: Env> Compute<E> {
             let plan = self
                 .phase(
                     Phase::StartBackupSource,
-                    self.plan_catch_up(spec, &synced.answers),
+                    self.plan_catch_up(spec, &synced.answers, &synced.timelines),
                 )
                 .await?;
             return Ok((Some(commit), Some(plan)));

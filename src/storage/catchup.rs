@@ -44,6 +44,7 @@ pub async fn plan_catch_up<E: Env>(
     pageserver: Option<&str>,
     safekeepers: &[Safekeeper],
     answers: &[SafekeeperAnswer],
+    timelines: &[u32],
     user: &str,
     application_name: &str,
 ) -> Result<CatchUpPlan, String> {
@@ -56,23 +57,20 @@ pub async fn plan_catch_up<E: Env>(
             Ok(ep) => Some(ep),
         },
     };
-    let (timelines, source_answer) = futures::future::join(
-        futures::future::join_all(safekeepers.iter().zip(answers).map(|(sk, a)| async move {
-            match a.flush_lsn {
-                Some(_) => newest_timeline(env, &sk.endpoint).await,
-                None => 0,
-            }
-        })),
-        async {
-            match &source {
-                Some(ep) => Some(wal_position(env, ep, PROBE_TIMEOUT).await),
-                None => None,
-            }
-        },
-    )
-    .await;
+    // The sync's session asked each safekeeper's timeline too. A source
+    // that is one of the safekeepers that answered needs no probe.
+    let answered_sk = |ep: &Endpoint| {
+        safekeepers.iter().zip(answers).any(|(sk, a)| {
+            a.flush_lsn.is_some() && sk.endpoint.host == ep.host && sk.endpoint.port == ep.port
+        })
+    };
+    let source_answer = match &source {
+        Some(ep) if answered_sk(ep) => Some(Ok(())),
+        Some(ep) => Some(wal_position(env, ep, PROBE_TIMEOUT).await.map(|_| ())),
+        None => None,
+    };
     let behind = crate::planted::active(crate::planted::Bug::BackupBehindSafekeepers);
-    let Some((i, target)) = most_advanced(answers, &timelines, behind) else {
+    let Some((i, target)) = most_advanced(answers, timelines, behind) else {
         return Err("no safekeeper answered with a WAL position".into());
     };
     let Some(sk) = safekeepers.get(i) else {
@@ -111,17 +109,19 @@ pub const NEWEST_TIMELINE_SQL: &str = "SELECT max(substr(f, 1, 8)) FROM pg_ls_di
 /// alone ranks it).
 pub(super) async fn newest_timeline<E: Env>(env: &E, ep: &Endpoint) -> u32 {
     match ep.query_row(env, NEWEST_TIMELINE_SQL, PROBE_TIMEOUT).await {
-        Ok(row) => row
-            .first()
-            .cloned()
-            .flatten()
-            .and_then(|h| u32::from_str_radix(&h, 16).ok())
-            .unwrap_or(0),
+        Ok(row) => timeline_of(&row),
         Err(e) => {
             tracing::warn!(safekeeper = %ep.shown, error = %e, "cannot read a safekeeper's timeline; ranking it by its LSN alone");
             0
         }
     }
+}
+
+/// The timeline in the row [`NEWEST_TIMELINE_SQL`] answered; 0 when none.
+pub(super) fn timeline_of(row: &[Option<String>]) -> u32 {
+    column(row, 0)
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
 }
 
 /// The safekeeper to catch up from: the newest timeline first, then the

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use super::endpoint::first_row_of;
 use super::{Endpoint, Lsn, SessionError};
 use crate::env::Env;
 pub use crate::spec::majority;
@@ -40,8 +41,14 @@ pub async fn wal_position<E: Env>(
     within: Duration,
 ) -> Result<WalPosition, SessionError> {
     let row = ep.query_row(env, POSITION_SQL, within).await?;
+    position_of(&row, &ep.addr())
+}
+
+/// The [`WalPosition`] in `row`, the first row [`POSITION_SQL`] answered
+/// at `addr`.
+fn position_of(row: &[Option<String>], addr: &str) -> Result<WalPosition, SessionError> {
     let unexpected = |what: String| SessionError::Unexpected {
-        addr: ep.addr(),
+        addr: addr.to_string(),
         what,
     };
     let lsn = |i: usize| -> Result<Lsn, SessionError> {
@@ -55,10 +62,33 @@ pub async fn wal_position<E: Env>(
         }
     };
     Ok(WalPosition {
-        in_recovery: super::column(&row, 0) == Some("t"),
+        in_recovery: super::column(row, 0) == Some("t"),
         flushed: lsn(1)?,
         replayed: lsn(2)?,
     })
+}
+
+/// [`WalPosition`] and newest timeline (0 when it cannot say, see
+/// [`super::catchup::newest_timeline`]) of `ep`, both on one session within
+/// `within`: a start's sync then needs no second connection per safekeeper.
+async fn position_and_timeline<E: Env>(
+    env: &E,
+    ep: &Endpoint,
+    within: Duration,
+) -> Result<(WalPosition, u32), SessionError> {
+    ep.with_session(env, within, async |client, addr| {
+        let row = first_row_of(client, addr, POSITION_SQL).await?;
+        let position = position_of(&row, addr)?;
+        let timeline = match first_row_of(client, addr, super::NEWEST_TIMELINE_SQL).await {
+            Ok(row) => super::catchup::timeline_of(&row),
+            Err(e) => {
+                tracing::warn!(safekeeper = %ep.shown, error = %e, "cannot read a safekeeper's timeline; ranking it by its LSN alone");
+                0
+            }
+        };
+        Ok((position, timeline))
+    })
+    .await
 }
 
 /// The highest LSN that at least a majority of `total` safekeepers has
@@ -97,6 +127,19 @@ impl std::fmt::Display for SafekeeperAnswer {
 pub struct SyncOutcome {
     pub commit_lsn: Lsn,
     pub answers: Vec<SafekeeperAnswer>,
+    /// Each answer's newest timeline, when the sync was asked for them
+    /// ([`SyncAsk::PositionsAndTimelines`]); 0 when not asked or not known.
+    pub timelines: Vec<u32>,
+}
+
+/// What a sync asks each safekeeper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncAsk {
+    /// Its WAL position only (`/terminate`'s LSN).
+    Positions,
+    /// Its position, then its newest timeline on the same session (a start,
+    /// which ranks the safekeepers by both).
+    PositionsAndTimelines,
 }
 
 /// A sync without a quorum.
@@ -120,30 +163,44 @@ pub async fn sync_safekeepers<E: Env>(
     connstrings: &[String],
     default_user: &str,
     deadline: Duration,
+    ask: SyncAsk,
 ) -> Result<SyncOutcome, NoQuorum> {
     let asks = connstrings.iter().map(|c| async move {
         match Endpoint::parse(c, default_user) {
-            Err(e) => SafekeeperAnswer {
-                safekeeper: crate::pg::redact_connstr(c),
-                flush_lsn: None,
-                error: Some(e.to_string()),
-            },
-            Ok(ep) => {
-                let r = wal_position(env, &ep, deadline).await;
+            Err(e) => (
                 SafekeeperAnswer {
-                    safekeeper: ep.shown.clone(),
-                    flush_lsn: r.as_ref().ok().map(|p| p.flushed),
-                    error: r.err().map(|e| e.to_string()),
-                }
+                    safekeeper: crate::pg::redact_connstr(c),
+                    flush_lsn: None,
+                    error: Some(e.to_string()),
+                },
+                0,
+            ),
+            Ok(ep) => {
+                let r = match ask {
+                    SyncAsk::Positions => wal_position(env, &ep, deadline).await.map(|p| (p, 0)),
+                    SyncAsk::PositionsAndTimelines => {
+                        position_and_timeline(env, &ep, deadline).await
+                    }
+                };
+                let timeline = r.as_ref().map_or(0, |(_, t)| *t);
+                (
+                    SafekeeperAnswer {
+                        safekeeper: ep.shown.clone(),
+                        flush_lsn: r.as_ref().ok().map(|(p, _)| p.flushed),
+                        error: r.err().map(|e| e.to_string()),
+                    },
+                    timeline,
+                )
             }
         }
     });
-    let answers = join_all(asks).await;
+    let (answers, timelines): (Vec<_>, Vec<_>) = join_all(asks).await.into_iter().unzip();
     let reached: Vec<Lsn> = answers.iter().filter_map(|a| a.flush_lsn).collect();
     match commit_lsn(connstrings.len(), &reached) {
         Some(commit_lsn) => Ok(SyncOutcome {
             commit_lsn,
             answers,
+            timelines,
         }),
         None => Err(NoQuorum {
             total: connstrings.len(),
