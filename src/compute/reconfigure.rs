@@ -48,7 +48,7 @@ impl<E: Env> Compute<E> {
         // file is written, not inside the check (pg::absorb_pending_reloads).
         // Polled first: its statement is on its way before the write, whose
         // file calls may block this thread, begins.
-        let absorb = pg::absorb_pending_reloads(&self.env, &self.params, &self.check_session);
+        let absorb = pg::absorb_pending_reloads(&self.env, &self.check_session);
         futures::future::join(absorb, write).await.1?;
         self.phase(
             Phase::ReconfigureReload,

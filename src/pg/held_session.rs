@@ -79,6 +79,33 @@ impl HeldSession {
         }
     }
 
+    /// [`query_value`](Self::query_value) on the held session only if one
+    /// is open: it never connects, since a session opened here would keep
+    /// `within` as its statement timeout for every later use. `None` when
+    /// no session is open; a session cut off by the deadline is dropped.
+    pub async fn query_value_if_open<E: Env>(
+        &self,
+        env: &E,
+        sql: &str,
+        within: Duration,
+    ) -> Option<Result<Option<String>, HeldSessionError>> {
+        let mut held = self.client.lock().await;
+        let client = match held.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => return None,
+        };
+        Some(
+            match crate::env::timeout(env, within, client.simple_query(sql)).await {
+                Ok(Ok(rows)) => {
+                    *held = Some(client);
+                    Ok(super::first_value(&rows))
+                }
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(HeldSessionError::Timeout(within)),
+            },
+        )
+    }
+
     /// The first column of the first row of `sql`, all within `within`,
     /// connect included. A session cut off by the deadline is dropped, so
     /// the next use opens a new one.
