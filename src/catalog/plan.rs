@@ -303,9 +303,7 @@ pub fn plan(
     let mut p = Planner {
         model: Model::from_snapshot(snapshot),
         own_database: own_database.to_string(),
-        // A fresh catalog takes about one statement per role and database:
-        // sized once, not grown by doubling through a 5,000-role plan.
-        ops: Vec::with_capacity(spec.cluster.roles.len() + spec.cluster.databases.len()),
+        ops: Vec::new(),
     };
     check_contradictions(spec)?;
     let invalid: Vec<(String, bool)> = p
