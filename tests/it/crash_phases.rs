@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::compute::{Compute, ComputeOpts};
 use crate::support::failpoint::{stopped, wait_stopped};
-use crate::support::os::{alive, descendants, kill_running, processes_in, program_of};
+use crate::support::os::{alive, args_of, descendants, kill_running, processes_in, program_of};
 use crate::support::postgres::TestPostgres;
 use crate::support::{md5_hex, wait_for};
 use compute_ctl::env::{Fs as _, TokioEnv};
@@ -200,10 +200,24 @@ fn victim(c: &Compute, phase: Phase) -> Option<i32> {
     if phase.name != PREPARE_PGDATA.name {
         return c.postmaster_pid();
     }
-    descendants(c.pid as i32).into_iter().find(|&pid| {
-        program_of(pid)
-            .is_some_and(|p| ["initdb", "pg_basebackup", "postgres"].contains(&p.as_str()))
-    })
+    descendants(c.pid as i32)
+        .into_iter()
+        .find(|&pid| is_preparing_pgdata(pid))
+}
+
+/// Whether `pid` is a program that writes PGDATA: initdb, its `postgres
+/// --boot`/`--single` backends, or pg_basebackup. Not the settings probes
+/// (`postgres --version`, `--describe-config`, `-C`) that compute_ctl runs
+/// beside them: killing one of those fails no start, so a trial that hit
+/// one waited for an exit that never came.
+fn is_preparing_pgdata(pid: i32) -> bool {
+    match program_of(pid).as_deref() {
+        Some("initdb" | "pg_basebackup") => true,
+        Some("postgres") => {
+            args_of(pid).is_some_and(|a| a.iter().any(|x| x == "--boot" || x == "--single"))
+        }
+        _ => false,
+    }
 }
 
 /// What the compute holds that the spec (and source) says it should not

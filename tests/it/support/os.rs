@@ -114,6 +114,19 @@ pub fn program_of(pid: i32) -> Option<String> {
     Some(program.to_string_lossy().into_owned())
 }
 
+/// The arguments `pid` was started with (its program first), or `None`
+/// when there is no such process.
+pub fn args_of(pid: i32) -> Option<Vec<String>> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
 /// The process state letter of `/proc/<pid>/stat` (`T`: stopped by a
 /// signal), or `None` when there is no such process.
 pub fn state_of(pid: i32) -> Option<char> {
