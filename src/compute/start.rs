@@ -103,6 +103,7 @@ impl<E: Env> Compute<E> {
         if spec.safekeeper_connstrings.is_empty() {
             return Ok((None, None));
         }
+        let durable = durable::is_durable(spec);
         let synced = self
             .phase(Phase::StartSyncSafekeepers, async {
                 storage::sync_safekeepers(
@@ -110,7 +111,7 @@ impl<E: Env> Compute<E> {
                     &spec.safekeeper_connstrings,
                     &self.params.conn.user,
                     SAFEKEEPER_TIMEOUT,
-                    if durable::is_durable(spec) {
+                    if durable {
                         storage::SyncAsk::PositionsAndTimelines
                     } else {
                         storage::SyncAsk::Positions
@@ -122,7 +123,7 @@ impl<E: Env> Compute<E> {
             .await?;
         let commit = synced.commit_lsn;
         tracing::info!(commit_lsn = %commit, answers = ?synced.answers, "safekeepers synced");
-        if durable::is_durable(spec) {
+        if durable {
             let plan = self
                 .phase(
                     Phase::StartBackupSource,

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::endpoint::{column, first_row_of};
-use super::{Endpoint, Lsn, Safekeeper, SafekeeperAnswer, wal_position};
+use super::{Endpoint, Lsn, Safekeeper, SafekeeperAnswer, SessionError, wal_position};
 use crate::env::{Env, Pace};
 
 /// How long the source may take to answer whether it is up.
@@ -108,20 +108,24 @@ pub const NEWEST_TIMELINE_SQL: &str = "SELECT max(substr(f, 1, 8)) FROM pg_ls_di
 /// [`NEWEST_TIMELINE_SQL`] of `ep`; 0 when it cannot say (then its LSN
 /// alone ranks it).
 pub(super) async fn newest_timeline<E: Env>(env: &E, ep: &Endpoint) -> u32 {
-    match ep.query_row(env, NEWEST_TIMELINE_SQL, PROBE_TIMEOUT).await {
-        Ok(row) => timeline_of(&row),
+    timeline_of(
+        ep,
+        ep.query_row(env, NEWEST_TIMELINE_SQL, PROBE_TIMEOUT).await,
+    )
+}
+
+/// The timeline in `ep`'s answer to [`NEWEST_TIMELINE_SQL`]; 0 when it
+/// gave none or failed (said in a warning).
+pub(super) fn timeline_of(ep: &Endpoint, answer: Result<Vec<Option<String>>, SessionError>) -> u32 {
+    match answer {
+        Ok(row) => column(&row, 0)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .unwrap_or(0),
         Err(e) => {
             tracing::warn!(safekeeper = %ep.shown, error = %e, "cannot read a safekeeper's timeline; ranking it by its LSN alone");
             0
         }
     }
-}
-
-/// The timeline in the row [`NEWEST_TIMELINE_SQL`] answered; 0 when none.
-pub(super) fn timeline_of(row: &[Option<String>]) -> u32 {
-    column(row, 0)
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .unwrap_or(0)
 }
 
 /// The safekeeper to catch up from: the newest timeline first, then the

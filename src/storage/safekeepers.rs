@@ -79,13 +79,8 @@ async fn position_and_timeline<E: Env>(
     ep.with_session(env, within, async |client, addr| {
         let row = first_row_of(client, addr, POSITION_SQL).await?;
         let position = position_of(&row, addr)?;
-        let timeline = match first_row_of(client, addr, super::NEWEST_TIMELINE_SQL).await {
-            Ok(row) => super::catchup::timeline_of(&row),
-            Err(e) => {
-                tracing::warn!(safekeeper = %ep.shown, error = %e, "cannot read a safekeeper's timeline; ranking it by its LSN alone");
-                0
-            }
-        };
+        let answer = first_row_of(client, addr, super::NEWEST_TIMELINE_SQL).await;
+        let timeline = super::catchup::timeline_of(ep, answer);
         Ok((position, timeline))
     })
     .await

@@ -108,9 +108,8 @@ pub fn descendants(pid: i32) -> Vec<i32> {
 /// The file name of the program `pid` runs (its first argument), or `None`
 /// when there is no such process.
 pub fn program_of(pid: i32) -> Option<String> {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let program = cmdline.split(|&b| b == 0).next()?;
-    let program = Path::new(std::str::from_utf8(program).ok()?).file_name()?;
+    let args = args_of(pid)?;
+    let program = Path::new(args.first()?).file_name()?;
     Some(program.to_string_lossy().into_owned())
 }
 
