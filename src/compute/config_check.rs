@@ -123,70 +123,49 @@ impl<E: Env> Compute<E> {
         // parallel), so a notify that repeats its settings spawns nothing.
         // A plain number with a unit of a setting whose base unit is known
         // is judged here (`pg::BaseUnit`): a notify that sets a new
-        // `work_mem` spawns nothing either.
-        let unit_of = |name: &str| {
-            self.setting_units
-                .lock()
-                .ok()
-                .and_then(|m| m.get(name).copied())
-        };
+        // `work_mem` spawns nothing either. A base unit not known yet is
+        // learnt first (beside the values no unit settles), and only the
+        // values it does not settle are then asked: a start with
+        // `shared_buffers = 128MB` spawns one process for it, not two.
         let judge: Vec<pg::SettingToJudge> = catalogue
             .to_judge(spec)
             .into_iter()
             .filter(|j| !known.iter().any(|k| k.path == j.path))
-            .filter(|j| {
-                let taken = match (unit_of(&j.name), catalogue.get(&j.name)) {
-                    (Some(Some(unit)), Some(def)) => unit.accepts(def, &j.value),
-                    _ => false,
-                };
-                !taken
-            })
             .collect();
         let mut learn: Vec<(&str, &pg::SettingDef)> = judge
             .iter()
-            .filter(|j| unit_of(&j.name).is_none())
+            .filter(|j| self.unit_of(&j.name).is_none())
             .filter_map(|j| Some((j.name.as_str(), catalogue.get(&j.name)?)))
             .filter(|(_, def)| pg::BaseUnit::probe(def).is_some())
             .collect();
         learn.sort_unstable_by_key(|(n, _)| *n);
         learn.dedup_by_key(|(n, _)| *n);
+        let learning = |j: &pg::SettingToJudge| learn.iter().any(|(n, _)| *n == j.name);
+        let (units, ()) = futures::future::join(
+            futures::future::join_all(
+                learn
+                    .iter()
+                    .map(|(n, def)| pg::learn_base_unit(&self.env, &self.params, n, def)),
+            ),
+            self.judge_by_binary(&catalogue, judge.iter().filter(|j| !learning(j))),
+        )
+        .await;
+        self.metrics.count_settings_judged_by_binary(learn.len());
+        if let Ok(mut m) = self.setting_units.lock() {
+            m.extend(learn.iter().map(|(n, _)| n.to_string()).zip(units));
+        }
+        self.judge_by_binary(&catalogue, judge.iter().filter(|j| learning(j)))
+            .await;
         let remembered = |j: &pg::SettingToJudge| {
             self.judged_settings
                 .lock()
                 .ok()
                 .and_then(|m| m.get(&(j.name.clone(), j.value.clone())).cloned())
         };
-        let mut new: Vec<(String, String)> = judge
-            .iter()
-            .filter(|j| remembered(j).is_none())
-            .map(|j| (j.name.clone(), j.value.clone()))
-            .collect();
-        new.sort();
-        new.dedup();
-        let (verdicts, units) = futures::future::join(
-            futures::future::join_all(
-                new.iter()
-                    .map(|(n, v)| pg::judge_setting(&self.env, &self.params, n, v)),
-            ),
-            futures::future::join_all(
-                learn
-                    .iter()
-                    .map(|(n, def)| pg::learn_base_unit(&self.env, &self.params, n, def)),
-            ),
-        )
-        .await;
-        self.metrics
-            .count_settings_judged_by_binary(new.len() + learn.len());
-        if let Ok(mut m) = self.setting_units.lock() {
-            m.extend(learn.iter().map(|(n, _)| n.to_string()).zip(units));
-        }
-        if let Ok(mut m) = self.judged_settings.lock() {
-            if m.len() + new.len() > JUDGED_CAP {
-                m.clear();
-            }
-            m.extend(new.into_iter().zip(verdicts));
-        }
         for j in judge {
+            if self.unit_settles(&catalogue, &j) {
+                continue;
+            }
             if let Some(Some(Err(reason))) = remembered(&j) {
                 out.push(SpecProblem {
                     path: j.path,
@@ -198,6 +177,62 @@ impl<E: Env> Compute<E> {
             }
         }
         out
+    }
+
+    /// The base unit learnt for `name`: `None` not asked yet,
+    /// `Some(None)` it has none or the binary could not say.
+    fn unit_of(&self, name: &str) -> Option<Option<pg::BaseUnit>> {
+        self.setting_units
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).copied())
+    }
+
+    /// Whether the learnt base unit of `j`'s setting takes its value (a
+    /// plain number with a unit, within the bounds): then no process is
+    /// asked.
+    fn unit_settles(&self, catalogue: &pg::SettingsCatalogue, j: &pg::SettingToJudge) -> bool {
+        match (self.unit_of(&j.name), catalogue.get(&j.name)) {
+            (Some(Some(unit)), Some(def)) => unit.accepts(def, &j.value),
+            _ => false,
+        }
+    }
+
+    /// The binary's verdict on each of `settings` that a known base unit
+    /// does not settle and that is not remembered yet, asked in parallel
+    /// and remembered (read back by the caller).
+    async fn judge_by_binary<'a>(
+        &self,
+        catalogue: &pg::SettingsCatalogue,
+        settings: impl Iterator<Item = &'a pg::SettingToJudge>,
+    ) {
+        let remembered = |j: &pg::SettingToJudge| {
+            self.judged_settings
+                .lock()
+                .is_ok_and(|m| m.contains_key(&(j.name.clone(), j.value.clone())))
+        };
+        let mut new: Vec<(String, String)> = settings
+            .filter(|j| !self.unit_settles(catalogue, j))
+            .filter(|j| !remembered(j))
+            .map(|j| (j.name.clone(), j.value.clone()))
+            .collect();
+        new.sort();
+        new.dedup();
+        if new.is_empty() {
+            return;
+        }
+        let verdicts = futures::future::join_all(
+            new.iter()
+                .map(|(n, v)| pg::judge_setting(&self.env, &self.params, n, v)),
+        )
+        .await;
+        self.metrics.count_settings_judged_by_binary(new.len());
+        if let Ok(mut m) = self.judged_settings.lock() {
+            if m.len() + new.len() > JUDGED_CAP {
+                m.clear();
+            }
+            m.extend(new.into_iter().zip(verdicts));
+        }
     }
 
     /// After `spec`'s config was written, before the SIGHUP: whether

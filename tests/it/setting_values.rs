@@ -120,6 +120,58 @@ async fn enum_values_units_and_ranges_are_refused_before_anything_is_written() {
     assert_eq!(judged().await, before + 1);
 }
 
+/// The judged-by-binary counter of `/metrics`.
+async fn judged_by_binary(c: &Compute) -> u64 {
+    let m = c.get("/metrics").await.text;
+    m.lines()
+        .find_map(|l| l.strip_prefix("compute_ctl_settings_judged_by_binary_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no settings_judged_by_binary counter in {m}"))
+}
+
+/// A start whose memory settings are plain numbers with units asks the
+/// binary once per setting, for its unit, and judges the values itself
+/// (these processes run beside the base backup). A value the unit does
+/// not settle (out of range) is still asked, and refused in Postgres'
+/// words.
+#[tokio::test]
+async fn a_start_learns_each_unit_once_and_judges_plain_values_itself() {
+    crate::need_postgres!();
+    // The fixture has `shared_buffers = 128MB` and an enum
+    // (`password_encryption`); this adds a second memory setting.
+    let spec = with_setting("op-units", "maintenance_work_mem", "96MB", "string");
+    let c = Compute::start(ComputeOpts::with_spec(spec.clone()));
+    c.wait_running().await;
+    assert_eq!(c.sql_value("SHOW maintenance_work_mem").await, "96MB");
+    assert_eq!(c.sql_value("SHOW shared_buffers").await, "128MB");
+    // Two units learnt, one enum value judged; no process for 128MB or 96MB.
+    let after_start = judged_by_binary(&c).await;
+    assert_eq!(after_start, 3, "processes asked at start");
+    // A second spec with the same names and new plain values spawns nothing.
+    let mut again = spec.clone();
+    again["operation_uuid"] = "op-units-2".into();
+    for s in again["cluster"]["settings"].as_array_mut().unwrap() {
+        if s["name"] == "maintenance_work_mem" {
+            s["value"] = "80MB".into();
+        }
+    }
+    let r = c.configure(&again, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(judged_by_binary(&c).await, after_start);
+    // Out of range: the unit does not settle it, the binary refuses it.
+    let mut bad = spec;
+    bad["operation_uuid"] = "op-units-3".into();
+    for s in bad["cluster"]["settings"].as_array_mut().unwrap() {
+        if s["name"] == "maintenance_work_mem" {
+            s["value"] = "1kB".into();
+        }
+    }
+    let r = c.configure(&bad, None).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("outside the valid range"), "{}", r.text);
+    assert_eq!(judged_by_binary(&c).await, after_start + 1);
+}
+
 #[tokio::test]
 async fn a_spec_file_with_a_bad_value_fails_before_postgres_starts() {
     crate::need_postgres!();
