@@ -189,6 +189,20 @@ pub async fn apply<E: Env>(
     spec: &ComputeSpec,
     progress: &Progress<'_>,
 ) -> Result<CatalogReport, CatalogError> {
+    plan_apply(env, params, spec)
+        .await?
+        .run(env, params, spec, progress)
+        .await
+}
+
+/// The first half of [`apply`]: its session, the snapshot read on it and
+/// the plan, with nothing written. A start takes it while it waits for
+/// something else (a quorum of safekeepers), then runs it.
+pub async fn plan_apply<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+) -> Result<PlannedApply, CatalogError> {
     let own_db = params.conn.dbname.as_str();
     let main = execute::open(env, &params.conn).await?;
     // The snapshot is read on the session the plan then runs on.
@@ -201,22 +215,67 @@ pub async fn apply<E: Env>(
             .retain(|d| d.name == own_db || d.is_template);
     }
     let ops = plan(&snapshot, spec, own_db)?;
-    let concurrency = execute::concurrency(spec.reconfigure_concurrency, snapshot.max_connections);
-    let mut tally = Tally {
-        progress,
-        report: CatalogReport::default(),
-    };
-    tally.planned(ops.len());
-    tracing::info!(
-        operation = progress.operation,
-        statements = ops.len(),
-        concurrency,
-        "catalog plan"
-    );
+    Ok(PlannedApply {
+        main,
+        snapshot,
+        ops,
+    })
+}
 
+/// [`plan_apply`]'s result: what [`PlannedApply::run`] executes.
+pub struct PlannedApply {
+    main: tokio_postgres::Client,
+    snapshot: Snapshot,
+    ops: Vec<Op>,
+}
+
+impl PlannedApply {
+    /// The second half of [`apply`]: the plan's statements, then the
+    /// extensions, for the `spec` it was planned from.
+    pub async fn run<E: Env>(
+        self,
+        env: &E,
+        params: &ComputeParams,
+        spec: &ComputeSpec,
+        progress: &Progress<'_>,
+    ) -> Result<CatalogReport, CatalogError> {
+        let concurrency =
+            execute::concurrency(spec.reconfigure_concurrency, self.snapshot.max_connections);
+        let mut tally = Tally {
+            progress,
+            report: CatalogReport::default(),
+        };
+        tally.planned(self.ops.len());
+        tracing::info!(
+            operation = progress.operation,
+            statements = self.ops.len(),
+            concurrency,
+            "catalog plan"
+        );
+        run_planned(env, params, spec, &self, concurrency, &mut tally).await?;
+        Ok(tally.report)
+    }
+}
+
+/// The statements of `planned` run by kind, then the extensions.
+async fn run_planned<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+    planned: &PlannedApply,
+    concurrency: usize,
+    tally: &mut Tally<'_, '_>,
+) -> Result<(), CatalogError> {
+    let PlannedApply {
+        main,
+        snapshot,
+        ops,
+    } = planned;
+    let own_db = params.conn.dbname.as_str();
+    let progress = tally.progress;
     let tick = || progress.count_executed();
     let tick: execute::Tick<'_> = &tick;
-    for (kind, run) in execute::runs(&ops) {
+    for (kind, run) in execute::runs(ops) {
         let error = match kind {
             execute::RunKind::PerDatabase => {
                 let jobs: Vec<_> = execute::by_database(run)
@@ -248,7 +307,7 @@ pub async fn apply<E: Env>(
             }
             _ => {
                 let pipelined = kind == execute::RunKind::Pipelined;
-                let o = execute::run_ops(env, &main, own_db, run, pipelined, tick).await;
+                let o = execute::run_ops(env, main, own_db, run, pipelined, tick).await;
                 tally.outcome(o)
             }
         };
@@ -257,8 +316,7 @@ pub async fn apply<E: Env>(
         }
     }
 
-    apply_extensions(env, params, spec, &snapshot, &ops, concurrency, &mut tally).await?;
-    Ok(tally.report)
+    apply_extensions(env, params, spec, snapshot, ops, concurrency, tally).await
 }
 
 /// Creates, moves or updates the wanted extensions of each database whose

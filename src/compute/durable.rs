@@ -126,11 +126,17 @@ impl<E: Env> Compute<E> {
     /// up to the plan's target, promote onto a new timeline, announce to
     /// every safekeeper, wait (at most `--quorum-deadline-secs`) for a quorum to
     /// stream. A failure's reason has each safekeeper's state.
+    ///
+    /// With `plan_catalog`, the catalog pass's session, snapshot and plan
+    /// are made while the quorum is awaited (reading needs no quorum; its
+    /// writes do, so they wait for the pass) and returned; `None` when
+    /// that failed (the pass then plans again, and reports what fails).
     pub(super) async fn promote_and_announce(
         &self,
         spec: &ComputeSpec,
         plan: &CatchUpPlan,
-    ) -> Result<(), Stop> {
+        plan_catalog: bool,
+    ) -> Result<Option<crate::catalog::PlannedApply>, Stop> {
         let own = self.own_endpoint()?;
         let sks = self.safekeepers_of(spec)?;
 
@@ -159,8 +165,23 @@ impl<E: Env> Compute<E> {
         drop(session);
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
 
-        self.announce_and_await_quorum(&sks, promoted, (Phase::StartAnnounce, Phase::StartQuorum))
-            .await?;
+        let (quorum, planned) = tokio::join!(
+            self.announce_and_await_quorum(
+                &sks,
+                promoted,
+                (Phase::StartAnnounce, Phase::StartQuorum)
+            ),
+            async {
+                if !plan_catalog {
+                    return None;
+                }
+                crate::catalog::plan_apply(&self.env, &self.params, spec)
+                    .await
+                    .inspect_err(|e| tracing::debug!(error = %e, "planning the catalog pass beside the quorum wait failed; the pass plans again"))
+                    .ok()
+            }
+        );
+        quorum?;
         tracing::info!(
             catch_up_ms = ms(self.took(Stage::CatchUp)),
             promote_ms = ms(self.took(Stage::Promote)),
@@ -168,7 +189,7 @@ impl<E: Env> Compute<E> {
             quorum_ms = ms(self.took(Stage::Quorum)),
             "a quorum of safekeepers streams from this primary"
         );
-        Ok(())
+        Ok(planned)
     }
 
     /// Steps 5 and 6 (also of `POST /promote`, `promote.rs`), once

@@ -113,11 +113,30 @@ impl<E: Env> Compute<E> {
         phase: Phase,
         spec: &ComputeSpec,
     ) -> Result<catalog::CatalogReport, Stop> {
+        self.catalog_pass_planned(phase, spec, None).await
+    }
+
+    /// [`catalog_pass`](Self::catalog_pass) of a plan made earlier for
+    /// `spec` (`catalog::plan_apply`, while the start waited for its
+    /// quorum), or of a new one when `planned` is `None`.
+    pub(super) async fn catalog_pass_planned(
+        &self,
+        phase: Phase,
+        spec: &ComputeSpec,
+        planned: Option<catalog::PlannedApply>,
+    ) -> Result<catalog::CatalogReport, Stop> {
         let operation = phase.operation().name();
         let progress = catalog::Progress::new(&self.metrics, operation);
         let applied = self
             .phase(phase, async {
-                catalog::apply(&self.env, &self.params, spec, &progress)
+                let planned = match planned {
+                    Some(p) => p,
+                    None => catalog::plan_apply(&self.env, &self.params, spec)
+                        .await
+                        .map_err(|e| FailReason::Catalog(e.to_string()))?,
+                };
+                planned
+                    .run(&self.env, &self.params, spec, &progress)
                     .await
                     .map_err(|e| FailReason::Catalog(e.to_string()))
             })

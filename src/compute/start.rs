@@ -61,12 +61,15 @@ impl<E: Env> Compute<E> {
             .await?;
         self.phase(Phase::StartPostgres, self.start_postgres())
             .await?;
-        if let Some(plan) = &catch_up {
-            self.promote_and_announce(&spec, plan).await?;
-        }
         // A replica or static compute is read-only: its catalog is the storage's.
-        if !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary {
-            self.catalog_pass(Phase::StartCatalog, &spec).await?;
+        let catalog = !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary;
+        let planned = match &catch_up {
+            Some(plan) => self.promote_and_announce(&spec, plan, catalog).await?,
+            None => None,
+        };
+        if catalog {
+            self.catalog_pass_planned(Phase::StartCatalog, &spec, planned)
+                .await?;
         }
         self.done(Phase::StartDone);
         let total = self.env.now() - t0 + wait_for_spec;
