@@ -31,12 +31,21 @@ impl<E: Env> Compute<E> {
     /// backup source of another major. Nothing to check without a source;
     /// when the source or the binary cannot say its version, the copy
     /// itself will tell (logged).
-    pub(super) async fn check_source_major(&self, spec: &ComputeSpec) -> Result<(), FailReason> {
+    ///
+    /// A primary with safekeepers takes its backup from its plan's source
+    /// (`backup_source`: `pageserver_connstring` when it answered the plan,
+    /// else a safekeeper), and that is the source asked: a pageserver that
+    /// did not answer is not waited for a second time.
+    pub(super) async fn check_source_major(
+        &self,
+        spec: &ComputeSpec,
+        backup_source: Option<&str>,
+    ) -> Result<(), FailReason> {
         let local = self.settings_catalogue().await.map(|c| c.major);
-        let Some(connstr) = spec
+        let Some(connstr) = backup_source.or(spec
             .pageserver_connstring
             .as_deref()
-            .filter(|c| !c.trim().is_empty())
+            .filter(|c| !c.trim().is_empty()))
         else {
             return Ok(());
         };

@@ -40,7 +40,10 @@ impl<E: Env> Compute<E> {
             let prepared = self
                 .phase(Phase::StartPreparePgdata, async {
                     let ((), prepared) = tokio::try_join!(
-                        self.check_source_major(&spec),
+                        self.check_source_major(
+                            &spec,
+                            catch_up.as_ref().map(|p| p.backup_source.as_str())
+                        ),
                         self.prepare(&spec, catch_up.as_ref())
                     )?;
                     Ok(prepared)
