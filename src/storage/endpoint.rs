@@ -101,14 +101,7 @@ impl Endpoint {
             conn.abort();
             result
         };
-        match timeout(env, within, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Timeout {
-                addr,
-                after: within,
-            }
-            .into()),
-        }
+        bounded(env, &addr, within, attempt).await
     }
 
     /// A new session kept open across steps (a poll, then what follows
@@ -119,14 +112,8 @@ impl Endpoint {
         within: Duration,
     ) -> Result<OpenSession, SessionError> {
         let addr = self.addr();
-        match timeout(env, within, self.session(env)).await {
-            Ok(Ok((client, conn))) => Ok(OpenSession { client, conn, addr }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(SessionError::Timeout {
-                addr,
-                after: within,
-            }),
-        }
+        let (client, conn) = bounded(env, &addr, within, self.session(env)).await?;
+        Ok(OpenSession { client, conn, addr })
     }
 
     /// A new session: TCP through the Env, then the startup handshake
@@ -177,6 +164,24 @@ impl Endpoint {
     }
 }
 
+/// `work` within `within` on the Env clock; past it, a
+/// [`SessionError::Timeout`] naming `addr`.
+pub(super) async fn bounded<E: Env, T, Er: From<SessionError>>(
+    env: &E,
+    addr: &str,
+    within: Duration,
+    work: impl Future<Output = Result<T, Er>>,
+) -> Result<T, Er> {
+    match timeout(env, within, work).await {
+        Ok(r) => r,
+        Err(_) => Err(SessionError::Timeout {
+            addr: addr.to_string(),
+            after: within,
+        }
+        .into()),
+    }
+}
+
 /// A session [`Endpoint::open`] made: each statement a round trip on it.
 pub struct OpenSession {
     client: tokio_postgres::Client,
@@ -193,13 +198,8 @@ impl OpenSession {
         sql: &str,
         within: Duration,
     ) -> Result<Vec<Option<String>>, SessionError> {
-        match timeout(env, within, first_row_of(&self.client, &self.addr, sql)).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Timeout {
-                addr: self.addr.clone(),
-                after: within,
-            }),
-        }
+        let work = first_row_of(&self.client, &self.addr, sql);
+        bounded(env, &self.addr, within, work).await
     }
 
     pub fn client(&self) -> &tokio_postgres::Client {
