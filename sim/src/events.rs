@@ -233,7 +233,8 @@ pub enum Event {
         timeline: u32,
     },
     /// The client gave up reading back the commits of the primary of
-    /// `boot`, which had answered its start 200 at `since_us`.
+    /// `boot`, which answered 200 to the start it was sent at `since_us`
+    /// (the answer may have left a host that crashed before it arrived).
     ReadbackGaveUp { boot: u64, since_us: u64 },
     /// The client gave up reading back the commits of the running primary
     /// on `host` after `tries` tries (`checkers/readback_running.rs`).

@@ -141,6 +141,25 @@ const ONCE_FAILED: &[(u64, &str, &str)] = &[
         // cancelled under 1.3 s slow queries (found by a 6,000-seed campaign).
         "the check's session opened with a 1 s statement timeout",
     ),
+    (
+        5_747,
+        "durable_safekeeper_move",
+        // A move's last reload did not take under `reload_fails`: the joint
+        // quorum (old and new members) stayed in force behind the 200, and a
+        // later failed move put back the confirmed set instead of what was in
+        // force. The new set's quorum is now shown in force, the reload
+        // signalled again until it is (found by a 1,000-seed campaign).
+        "a move answered 200 with the joint quorum still in force",
+    ),
+    (
+        35_339,
+        "durable_safekeeper_move",
+        // The start's 200 left during a latency spike from a host that then
+        // crashed, and arrived after it booted Empty; the read-back was
+        // excused only by a crash after the answer's arrival (the driver now
+        // counts from the send; found by a 20,000-seed campaign).
+        "a 200 in flight across a host crash",
+    ),
 ];
 
 #[test]

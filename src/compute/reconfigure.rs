@@ -27,10 +27,10 @@ impl<E: Env> Compute<E> {
         };
         // A primary moved to another safekeeper set passes through the
         // joint quorum of both first (safekeeper_move.rs).
-        if let Some(running) = previous
+        let moved = previous
             .as_deref()
-            .filter(|r| safekeeper_move::is_move(r, &spec))
-        {
+            .filter(|r| safekeeper_move::is_move(r, &spec));
+        if let Some(running) = moved {
             if let Err(stop) = self.move_safekeepers(running, &spec, pid).await {
                 self.state
                     .send_modify(|st| st.spec = Some(Arc::new(running.clone())));
@@ -50,10 +50,21 @@ impl<E: Env> Compute<E> {
         // file calls may block this thread, begins.
         let absorb = pg::absorb_pending_reloads(&self.env, &self.check_session);
         futures::future::join(absorb, write).await.1?;
-        self.phase(
-            Phase::ReconfigureReload,
-            self.reload(&spec, previous.as_deref(), pid),
-        )
+        self.phase(Phase::ReconfigureReload, async {
+            self.reload(&spec, previous.as_deref(), pid).await?;
+            let Some(running) = moved else {
+                return Ok(());
+            };
+            match self.new_set_in_force(&spec, pid).await {
+                Ok(()) => Ok(()),
+                Err(FailReason::SafekeeperMove(why)) => {
+                    self.state
+                        .send_modify(|st| st.spec = Some(Arc::new(running.clone())));
+                    Err(self.put_back_old_set(running, pid, why).await)
+                }
+                Err(other) => Err(other),
+            }
+        })
         .await?;
 
         // A replica never runs the catalog, whatever the flag.

@@ -33,6 +33,8 @@ use crate::storage::{self, Endpoint, Lsn, Safekeeper};
 
 /// How long the joint config may take to be in force after the reload.
 const RELOAD_SEEN: Duration = Duration::from_secs(5);
+/// How long a reload may stay unseen before it is signalled again.
+const RESIGNAL: Duration = Duration::from_millis(500);
 /// How often the catch-up of the new set is checked.
 const POLL: Duration = Duration::from_millis(20);
 /// One question to our own Postgres.
@@ -99,6 +101,18 @@ impl<E: Env> Compute<E> {
             Err(Stop::Failed(reason)) => reason,
             Err(interrupted) => return Err(interrupted),
         };
+        Err(self.put_back_old_set(running, pid, reason).await.into())
+    }
+
+    /// A move that failed for `reason`: the old set's config written back
+    /// and reloaded (under the joint quorum, commits kept waiting for a
+    /// majority of the old set, so it holds every one of them).
+    pub(super) async fn put_back_old_set(
+        &self,
+        running: &ComputeSpec,
+        pid: u32,
+        reason: impl std::fmt::Display,
+    ) -> FailReason {
         let restored = match pg::write_config(&self.env, &self.params, running).await {
             Ok(()) => self.env.signal(pid, Signal::Hup).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -109,10 +123,9 @@ impl<E: Env> Compute<E> {
             }
             Err(e) => format!("putting the previous config back failed too: {e}"),
         };
-        Err(FailReason::SafekeeperMove(format!(
+        FailReason::SafekeeperMove(format!(
             "moving to the new safekeeper set failed: {reason}; {after}"
         ))
-        .into())
     }
 
     /// Step 1: the joint config written, reloaded, and shown in force.
@@ -130,20 +143,68 @@ impl<E: Env> Compute<E> {
         self.env
             .signal(pid, Signal::Hup)
             .map_err(|e| failed(format!("reloading Postgres (SIGHUP to pid {pid}): {e}")))?;
-        let want = joint.standby_names();
-        let seen_by = self.env.now() + RELOAD_SEEN;
+        self.quorum_in_force(own, &joint.standby_names(), pid, "the joint quorum")
+            .await
+    }
+
+    /// Step 4's end, after the new set's config was written and reloaded:
+    /// its quorum shown in force before the move is answered. A reload
+    /// that did not take would leave the joint quorum in force, which
+    /// still counts the old members: once the control plane retires them,
+    /// commits would wait for every remaining one.
+    pub(super) async fn new_set_in_force(
+        &self,
+        new: &ComputeSpec,
+        pid: u32,
+    ) -> Result<(), FailReason> {
+        let own = self.own_endpoint()?;
+        let names: Vec<String> = self
+            .safekeepers_of(new)?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let want = crate::spec::synchronous_standby_names(&names);
+        self.quorum_in_force(&own, &want, pid, "the new set's quorum")
+            .await
+    }
+
+    /// Polls `SHOW synchronous_standby_names` until it is `want` (`what`
+    /// names it in the error), at most [`RELOAD_SEEN`]; the reload is
+    /// signalled again every [`RESIGNAL`] while it is not seen (a SIGHUP
+    /// re-reads the files on disk, which hold `want`).
+    async fn quorum_in_force(
+        &self,
+        own: &Endpoint,
+        want: &str,
+        pid: u32,
+        what: &str,
+    ) -> Result<(), FailReason> {
+        let failed = FailReason::SafekeeperMove;
+        let t0 = self.env.now();
+        let mut signalled = t0;
         loop {
             let row = own
                 .query_row(&self.env, "SHOW synchronous_standby_names", ASK)
                 .await
-                .map_err(|e| failed(format!("checking the joint config: {e}")))?;
-            if storage::column(&row, 0) == Some(want.as_str()) {
+                .map_err(|e| failed(format!("checking {what}: {e}")))?;
+            if storage::column(&row, 0) == Some(want) {
                 return Ok(());
             }
-            if self.env.now() >= seen_by {
+            let now = self.env.now();
+            if now >= t0 + RELOAD_SEEN {
                 return Err(failed(format!(
-                    "Postgres did not take the joint quorum {want} within {RELOAD_SEEN:?}"
+                    "Postgres did not take {what} {want} within {RELOAD_SEEN:?}"
                 )));
+            }
+            if now >= signalled + RESIGNAL {
+                tracing::warn!(
+                    want,
+                    "{what} is not in force yet; signalling the reload again"
+                );
+                self.env.signal(pid, Signal::Hup).map_err(|e| {
+                    failed(format!("reloading Postgres (SIGHUP to pid {pid}): {e}"))
+                })?;
+                signalled = now;
             }
             self.env.sleep(POLL).await;
         }

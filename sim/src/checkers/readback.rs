@@ -1,7 +1,8 @@
 //! A durable primary that answered its start serves the client's
 //! read-back of its commits: the client giving up on it
 //! ([`Event::ReadbackGaveUp`]) is excused only when the fault ledger has a
-//! host crash that took the primary away in the meantime.
+//! host crash that took the primary away in the meantime: from the start's
+//! send on, since its 200 may arrive after the host that sent it crashed.
 
 use super::Checker;
 use super::window::ledger_sees;
@@ -36,7 +37,7 @@ mod tests {
         let mut c = PrimaryServesReadback::default();
         let mut out = Vec::new();
         let gave_up = |since_us| Event::ReadbackGaveUp { boot: 2, since_us };
-        // A crash that ended before the start was answered excuses nothing.
+        // A crash that ended before the start was sent excuses nothing.
         let crash = Event::Fault {
             kind: FaultKind::HostCrash,
             start: true,

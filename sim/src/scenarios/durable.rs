@@ -63,8 +63,10 @@ pub(super) fn durable_shape(d: &mut Driver, no_pageserver: bool) -> SpecShape {
 pub(super) async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
     d.intent = Some(spec.clone());
     for _ in 0..3 {
+        // From the send: a 200 can be in flight (a latency spike) while the
+        // host that sent it crashes, and arrive once it booted again Empty.
+        let t0 = driver::now_us();
         if configure_until_answered(d, spec).await == Some(200) {
-            let t0 = driver::now_us();
             if d.try_readback_on(COMPUTE).await {
                 return true;
             }
