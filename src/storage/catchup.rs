@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::endpoint::{OpenSession, bounded, column, first_row_of};
+use super::endpoint::{OpenSession, column, first_row_of};
 use super::safekeepers::position_of;
 use super::{
     Endpoint, Lsn, POSITION_SQL, Safekeeper, SafekeeperAnswer, SessionError, WalPosition,
@@ -297,7 +297,17 @@ pub async fn promote_on<E: Env>(
         first_row_of(client, addr, "SELECT pg_reload_conf()").await?;
         Ok(row)
     };
-    let row = bounded(env, addr, within + Duration::from_secs(1), work).await?;
+    let limit = within + Duration::from_secs(1);
+    let row = match crate::env::timeout(env, limit, work).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(SessionError::Timeout {
+                addr: addr.to_string(),
+                after: limit,
+            }
+            .into());
+        }
+    };
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     let timeline = u32::from_str_radix(&col(1), 16)
         .map_err(|e| PromoteError::Unexpected(format!("timeline {:?}: {e}", col(1))))?;

@@ -101,7 +101,14 @@ impl Endpoint {
             conn.abort();
             result
         };
-        bounded(env, &addr, within, attempt).await
+        match timeout(env, within, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Timeout {
+                addr,
+                after: within,
+            }
+            .into()),
+        }
     }
 
     /// A new session kept open across steps (a poll, then what follows
@@ -112,8 +119,14 @@ impl Endpoint {
         within: Duration,
     ) -> Result<OpenSession, SessionError> {
         let addr = self.addr();
-        let (client, conn) = bounded(env, &addr, within, self.session(env)).await?;
-        Ok(OpenSession { client, conn, addr })
+        match timeout(env, within, self.session(env)).await {
+            Ok(Ok((client, conn))) => Ok(OpenSession { client, conn, addr }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SessionError::Timeout {
+                addr,
+                after: within,
+            }),
+        }
     }
 
     /// A new session: TCP through the Env, then the startup handshake
@@ -164,24 +177,6 @@ impl Endpoint {
     }
 }
 
-/// `work` within `within` on the Env clock; past it, a
-/// [`SessionError::Timeout`] naming `addr`.
-pub(super) async fn bounded<E: Env, T, Er: From<SessionError>>(
-    env: &E,
-    addr: &str,
-    within: Duration,
-    work: impl Future<Output = Result<T, Er>>,
-) -> Result<T, Er> {
-    match timeout(env, within, work).await {
-        Ok(r) => r,
-        Err(_) => Err(SessionError::Timeout {
-            addr: addr.to_string(),
-            after: within,
-        }
-        .into()),
-    }
-}
-
 /// A session [`Endpoint::open`] made: each statement a round trip on it.
 pub struct OpenSession {
     client: tokio_postgres::Client,
@@ -198,8 +193,13 @@ impl OpenSession {
         sql: &str,
         within: Duration,
     ) -> Result<Vec<Option<String>>, SessionError> {
-        let work = first_row_of(&self.client, &self.addr, sql);
-        bounded(env, &self.addr, within, work).await
+        match timeout(env, within, first_row_of(&self.client, &self.addr, sql)).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Timeout {
+                addr: self.addr.clone(),
+                after: within,
+            }),
+        }
     }
 
     pub fn client(&self) -> &tokio_postgres::Client {
