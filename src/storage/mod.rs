@@ -26,9 +26,9 @@ pub use crate::spec::{Lsn, LsnParseError};
 pub use announce::{AnnounceError, announce, conninfo_for, explain_absent};
 pub use catchup::{
     CatchUpPlan, IN_RECOVERY_SQL, NEWEST_TIMELINE_SQL, PromoteError, Promoted,
-    RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote, promote_on,
+    RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote,
 };
-pub use endpoint::{Endpoint, EndpointError, OpenSession, SessionError, column};
+pub use endpoint::{Endpoint, EndpointError, SessionError, column};
 pub use newer_timeline::{NewerTimeline, newer_timeline};
 pub use quorum::{
     QuorumStatus, STAT_REPLICATION_SQL, Safekeeper, SafekeeperStatus, Sender, parse_senders,
@@ -43,4 +43,4 @@ pub use safekeepers::{
     majority, sync_safekeepers, wal_position,
 };
 pub use sync_rep::{QuorumNotInForce, await_quorum_in_force};
-pub use wait::{WaitError, wait_for_lsn, wait_for_lsn_held};
+pub use wait::{WaitError, wait_for_lsn};
