@@ -52,18 +52,10 @@ impl<E: Env> Compute<E> {
         futures::future::join(absorb, write).await.1?;
         self.phase(Phase::ReconfigureReload, async {
             self.reload(&spec, previous.as_deref(), pid).await?;
-            let Some(running) = moved else {
-                return Ok(());
-            };
-            match self.new_set_in_force(&spec, pid).await {
-                Ok(()) => Ok(()),
-                Err(FailReason::SafekeeperMove(why)) => {
-                    self.state
-                        .send_modify(|st| st.spec = Some(Arc::new(running.clone())));
-                    Err(self.put_back_old_set(running, pid, why).await)
-                }
-                Err(other) => Err(other),
+            if moved.is_some() {
+                self.new_set_in_force(&spec, pid).await;
             }
+            Ok(())
         })
         .await?;
 
