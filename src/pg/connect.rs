@@ -33,11 +33,14 @@ pub enum ConnectError {
 }
 
 /// Session options that user-level defaults must not change under us.
-/// `statement_timeout` bounds every statement the supervisor sends.
+/// `statement_timeout` bounds every statement the supervisor sends. A held
+/// session (the check's, a start's catalog plan made during the quorum
+/// wait) may sit idle for seconds: a spec's `idle_session_timeout` must
+/// not close it.
 pub fn session_options(statement_timeout: Duration) -> String {
     format!(
         "-c statement_timeout={} -c lock_timeout=0 -c idle_in_transaction_session_timeout=0 \
-         -c default_transaction_read_only=off -c search_path=pg_catalog -c client_min_messages=warning",
+         -c idle_session_timeout=0 -c default_transaction_read_only=off -c search_path=pg_catalog -c client_min_messages=warning",
         statement_timeout.as_millis()
     )
 }
