@@ -156,17 +156,11 @@ impl<E: Env> Compute<E> {
         }
         self.judge_by_binary(&catalogue, judge.iter().filter(|j| learning(j)))
             .await;
-        let remembered = |j: &pg::SettingToJudge| {
-            self.judged_settings
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&(j.name.clone(), j.value.clone())).cloned())
-        };
         for j in judge {
             if self.unit_settles(&catalogue, &j) {
                 continue;
             }
-            if let Some(Some(Err(reason))) = remembered(&j) {
+            if let Some(Some(Err(reason))) = self.remembered_verdict(&j) {
                 out.push(SpecProblem {
                     path: j.path,
                     message: format!(
@@ -188,6 +182,15 @@ impl<E: Env> Compute<E> {
             .and_then(|m| m.get(name).copied())
     }
 
+    /// The binary's remembered verdict on `j`'s (name, value): `None` not
+    /// asked yet, `Some(None)` it could not say.
+    fn remembered_verdict(&self, j: &pg::SettingToJudge) -> Option<Option<Result<(), String>>> {
+        self.judged_settings
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(j.name.clone(), j.value.clone())).cloned())
+    }
+
     /// Whether the learnt base unit of `j`'s setting takes its value (a
     /// plain number with a unit, within the bounds): then no process is
     /// asked.
@@ -206,14 +209,9 @@ impl<E: Env> Compute<E> {
         catalogue: &pg::SettingsCatalogue,
         settings: impl Iterator<Item = &'a pg::SettingToJudge>,
     ) {
-        let remembered = |j: &pg::SettingToJudge| {
-            self.judged_settings
-                .lock()
-                .is_ok_and(|m| m.contains_key(&(j.name.clone(), j.value.clone())))
-        };
         let mut new: Vec<(String, String)> = settings
             .filter(|j| !self.unit_settles(catalogue, j))
-            .filter(|j| !remembered(j))
+            .filter(|j| self.remembered_verdict(j).is_none())
             .map(|j| (j.name.clone(), j.value.clone()))
             .collect();
         new.sort();

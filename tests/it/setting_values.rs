@@ -89,14 +89,7 @@ async fn enum_values_units_and_ranges_are_refused_before_anything_is_written() {
     assert_eq!(c.sql_value("SHOW log_min_messages").await, "notice");
     // The refusals above taught compute_ctl work_mem's unit: a notify with a
     // new plain value runs no `postgres` process to judge it, and takes.
-    let judged = || async {
-        let m = c.get("/metrics").await.text;
-        m.lines()
-            .find_map(|l| l.strip_prefix("compute_ctl_settings_judged_by_binary_total "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no settings_judged_by_binary counter in {m}"))
-    };
-    let before = judged().await;
+    let before = judged_by_binary(&c).await;
     for (op, value) in [("op-mem-1", "5MB"), ("op-mem-2", "6145kB")] {
         let mut spec = with_setting(op, "work_mem", value, "string");
         spec["skip_pg_catalog_updates"] = true.into();
@@ -105,7 +98,7 @@ async fn enum_values_units_and_ranges_are_refused_before_anything_is_written() {
         assert_eq!(c.sql_value("SHOW work_mem").await, value);
     }
     assert_eq!(
-        judged().await,
+        judged_by_binary(&c).await,
         before,
         "a plain work_mem value was judged by a postgres process"
     );
@@ -117,7 +110,7 @@ async fn enum_values_units_and_ranges_are_refused_before_anything_is_written() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(judged().await, before + 1);
+    assert_eq!(judged_by_binary(&c).await, before + 1);
 }
 
 /// The judged-by-binary counter of `/metrics`.
@@ -140,32 +133,20 @@ async fn a_start_learns_each_unit_once_and_judges_plain_values_itself() {
     // The fixture has `shared_buffers = 128MB` and an enum
     // (`password_encryption`); this adds a second memory setting.
     let spec = with_setting("op-units", "maintenance_work_mem", "96MB", "string");
-    let c = Compute::start(ComputeOpts::with_spec(spec.clone()));
+    let c = Compute::start(ComputeOpts::with_spec(spec));
     c.wait_running().await;
     assert_eq!(c.sql_value("SHOW maintenance_work_mem").await, "96MB");
     assert_eq!(c.sql_value("SHOW shared_buffers").await, "128MB");
     // Two units learnt, one enum value judged; no process for 128MB or 96MB.
     let after_start = judged_by_binary(&c).await;
     assert_eq!(after_start, 3, "processes asked at start");
-    // A second spec with the same names and new plain values spawns nothing.
-    let mut again = spec.clone();
-    again["operation_uuid"] = "op-units-2".into();
-    for s in again["cluster"]["settings"].as_array_mut().unwrap() {
-        if s["name"] == "maintenance_work_mem" {
-            s["value"] = "80MB".into();
-        }
-    }
+    // A second spec with the same names and a new plain value spawns nothing.
+    let again = with_setting("op-units-2", "maintenance_work_mem", "80MB", "string");
     let r = c.configure(&again, None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(judged_by_binary(&c).await, after_start);
     // Out of range: the unit does not settle it, the binary refuses it.
-    let mut bad = spec;
-    bad["operation_uuid"] = "op-units-3".into();
-    for s in bad["cluster"]["settings"].as_array_mut().unwrap() {
-        if s["name"] == "maintenance_work_mem" {
-            s["value"] = "1kB".into();
-        }
-    }
+    let bad = with_setting("op-units-3", "maintenance_work_mem", "1kB", "string");
     let r = c.configure(&bad, None).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("outside the valid range"), "{}", r.text);
