@@ -35,10 +35,14 @@ pub enum Bug {
     /// its base backup: no `standby.signal`, no `pg_promote()` onto a new
     /// timeline (`storage/catchup.rs`).
     SkipTimelineSwitch,
+    /// The new primary with safekeepers promotes onto whatever timeline
+    /// `pg_promote()` picks: no claim on the safekeepers, no reserved
+    /// history files (`compute/durable.rs`, `storage/timeline_claim.rs`).
+    UnclaimedTimeline,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::CatalogDespiteSkipFlag,
         Bug::ReloadViaSql,
         Bug::NoStatementTimeout,
@@ -47,6 +51,7 @@ impl Bug {
         Bug::AckBeforeQuorum,
         Bug::BackupBehindSafekeepers,
         Bug::SkipTimelineSwitch,
+        Bug::UnclaimedTimeline,
     ];
 }
 

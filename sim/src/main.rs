@@ -60,7 +60,7 @@ struct Args {
     /// Plant a known bug (CatalogDespiteSkipFlag, ReloadViaSql,
     /// NoStatementTimeout, NonIdempotentApply,
     /// DownscaleWithoutBuffer, AckBeforeQuorum, BackupBehindSafekeepers,
-    /// SkipTimelineSwitch); needs a build with
+    /// SkipTimelineSwitch, UnclaimedTimeline); needs a build with
     /// compute_ctl's `planted-bugs` feature (the sim's tests have it).
     #[arg(long)]
     plant: Option<String>,

@@ -173,18 +173,68 @@ impl Wal {
             .collect()
     }
 
+    /// The timeline of its newest WAL segment, as `pg_wal`'s file names
+    /// say: its last record's, or with no record the timeline its WAL
+    /// began on. A standby that fetched a newer timeline's history file
+    /// but received none of its WAL has no segment of it.
+    pub fn segment_tli(&self) -> u32 {
+        match self.records.last() {
+            Some(r) => r.tli,
+            None => self.history.first().map_or(self.tli, |h| h.0),
+        }
+    }
+
+    /// What a server in recovery tells a standby that streams from it or
+    /// backs it up: the timeline it replays ([`segment_tli`](Self::segment_tli))
+    /// and the history up to it (a cascading walsender reports its replay
+    /// timeline, not the newer history files it fetched).
+    pub fn replayed_view(&self) -> Wal {
+        let tli = self.segment_tli();
+        Wal {
+            records: self.records.clone(),
+            history: self.history.iter().copied().filter(|h| h.0 < tli).collect(),
+            tli,
+        }
+    }
+
+    /// The newest timeline whose history file it holds (0: none; timeline
+    /// 1 has none).
+    pub fn history_tli(&self) -> u32 {
+        let newest = self.history.iter().map(|h| h.0).fold(self.tli, u32::max);
+        if newest >= 2 { newest } else { 0 }
+    }
+
     /// `pg_promote()`: a new timeline, one past every timeline it knows,
     /// forking at its end. Returns (timeline, fork LSN).
     pub fn promote(&mut self) -> (u32, u64) {
+        self.promote_past(0, 0)
+    }
+
+    /// [`promote`](Self::promote) when `pg_wal` also holds history files up
+    /// to `reserved` (placeholders a start wrote to promote onto the
+    /// timeline it claimed); `salt` tells this promotion's end-of-recovery
+    /// record apart from another's at the same place (Postgres' holds a
+    /// timestamp).
+    pub fn promote_past(&mut self, reserved: u32, salt: u64) -> (u32, u64) {
         let end = self.end();
         let newest = self
             .history
             .iter()
             .map(|h| h.0)
             .chain(self.records.iter().map(|r| r.tli))
-            .fold(self.tli, u32::max);
+            .fold(self.tli.max(reserved), u32::max);
         self.history.push((self.tli, end));
         self.tli = newest + 1;
+        // Postgres writes its end-of-recovery record at once.
+        let prev = self.chain();
+        let lsn = end + RECORD_BYTES;
+        self.records.push(Record {
+            lsn,
+            tli: self.tli,
+            id: 0,
+            prev,
+            chain: mix(prev ^ salt.rotate_left(7), lsn, self.tli, 0),
+        });
         (self.tli, end)
     }
 
@@ -278,6 +328,11 @@ pub struct SafekeeperWal {
     pub flush_delay_ms: u64,
     /// The extra flush delay of a `SafekeeperLag` fault while it lasts.
     pub fault_delay_ms: u64,
+    /// The timeline a start claimed on it (`compute_ctl.claimed_timeline`
+    /// in its `postgresql.auto.conf`: it survives a crash).
+    pub claimed: Option<u32>,
+    /// `ALTER SYSTEM SET compute_ctl.claimed_timeline` not yet reloaded.
+    pub pending_claim: Option<u32>,
 }
 
 /// Every WAL holder of the world.
@@ -300,6 +355,8 @@ pub struct WalWorld {
     /// ingest it; both sets while a move runs. Empty: every safekeeper
     /// host is one set.
     pub quorum_sets: Vec<Vec<String>>,
+    /// How many promotions happened (each end-of-recovery record's salt).
+    pub promotions: u64,
 }
 
 impl WalWorld {

@@ -18,7 +18,7 @@ use super::{Compute, FailReason, ms};
 use crate::env::{Env, Pace};
 use crate::spec::{ComputeMode, ComputeSpec};
 use crate::storage::{
-    self, CatchUpPlan, Endpoint, Lsn, QuorumStatus, Safekeeper, SafekeeperAnswer, SafekeeperStatus,
+    self, CatchUpPlan, Endpoint, Lsn, QuorumStatus, Safekeeper, SafekeeperStatus,
 };
 
 /// How long one question to a safekeeper or our own Postgres may take.
@@ -77,8 +77,7 @@ impl<E: Env> Compute<E> {
     pub(super) async fn plan_catch_up(
         &self,
         spec: &ComputeSpec,
-        answers: &[SafekeeperAnswer],
-        timelines: &[u32],
+        synced: &storage::SyncOutcome,
     ) -> Result<CatchUpPlan, FailReason> {
         let sks = self.safekeepers_of(spec)?;
         let name = self.params.compute_id.as_deref().unwrap_or("compute_ctl");
@@ -86,8 +85,7 @@ impl<E: Env> Compute<E> {
             &self.env,
             spec.pageserver_connstring.as_deref(),
             &sks,
-            answers,
-            timelines,
+            synced,
             &self.params.conn.user,
             name,
         )
@@ -95,6 +93,28 @@ impl<E: Env> Compute<E> {
         .map_err(FailReason::BackupSource)?;
         tracing::info!(backup_from = %plan.backup_shown, catch_up_from = %plan.stream_shown, target = %plan.target, "catch-up planned: the new primary replays up to the most advanced safekeeper before it promotes");
         Ok(plan)
+    }
+
+    /// Beside step 3: the plan's timeline claimed on a majority of the
+    /// safekeepers (`storage/timeline_claim.rs`), so that no later start
+    /// promotes onto it again.
+    pub(super) async fn claim_timeline(
+        &self,
+        spec: &ComputeSpec,
+        plan: &CatchUpPlan,
+    ) -> Result<(), FailReason> {
+        if crate::planted::active(crate::planted::Bug::UnclaimedTimeline) {
+            return Ok(());
+        }
+        let sks = self.safekeepers_of(spec)?;
+        storage::claim_timeline(&self.env, &sks, &plan.known, plan.timeline, ASK)
+            .await
+            .map_err(|e| FailReason::SafekeeperSync(e.to_string()))?;
+        tracing::info!(
+            timeline = plan.timeline,
+            "timeline claimed on a majority of the safekeepers"
+        );
+        Ok(())
     }
 
     /// Step 3: PGDATA from the planned source, as a standby of the most
@@ -153,11 +173,31 @@ impl<E: Env> Compute<E> {
         .await?;
         let promoted = self
             .phase(Phase::StartPromote, async {
-                storage::promote(&self.env, &own, Duration::from_secs(60))
+                let unclaimed = crate::planted::active(crate::planted::Bug::UnclaimedTimeline);
+                if !unclaimed {
+                    storage::reserve_below(&self.env, &self.params.pgdata, plan.timeline)
+                    .await
+                    .map_err(|e| {
+                        FailReason::Promote(format!(
+                            "writing the history files that make the new primary promote onto its claimed timeline {} failed: {e}",
+                            plan.timeline
+                        ))
+                    })?;
+                }
+                let promoted = storage::promote(&self.env, &own, Duration::from_secs(60))
                     .await
                     .map_err(|e| {
                         FailReason::Promote(format!("promoting the new primary failed: {e}"))
-                    })
+                    })?;
+                // The planted SkipTimelineSwitch does not promote at all.
+                let skipped = crate::planted::active(crate::planted::Bug::SkipTimelineSwitch);
+                if promoted.timeline != plan.timeline && !skipped && !unclaimed {
+                    return Err(FailReason::Promote(format!(
+                        "the new primary promoted onto timeline {}, not onto timeline {} claimed on the safekeepers (its pg_wal holds a history file the safekeepers did not know of); start again to claim past it",
+                        promoted.timeline, plan.timeline
+                    )));
+                }
+                Ok(promoted)
             })
             .await?;
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");

@@ -14,16 +14,18 @@
 //! 1. `lsn_wait`: wait (at most the request's deadline) until replay
 //!    reaches `wal_flush_lsn`, the old primary's `/terminate` `lsn`, and
 //!    check that no reachable safekeeper of the request's spec holds WAL of
-//!    a newer timeline than the replica's ([`storage::newer_timeline`]:
-//!    promoting would reuse that timeline's number). If either fails,
-//!    nothing was changed: the compute stays a working replica, `running`,
-//!    and the answer says what to do (the LSNs, or the safekeeper to follow).
+//!    a newer timeline than the replica's ([`storage::NewerTimeline`]:
+//!    promoting would reuse that timeline's number), then claim the timeline
+//!    past every one a majority of them knows of (`storage/timeline_claim.rs`).
+//!    If any of it fails, nothing was changed: the compute stays a working
+//!    replica, `running`, and the answer says what to do (the LSNs, the
+//!    safekeeper to follow, or the safekeepers that did not take the claim).
 //! 2. `pg_promote`: `postgresql.conf` as the primary of the request's spec
 //!    (for a primary with safekeepers, `synchronous_standby_names` for a
 //!    majority of them), SIGHUP, the reload checked as a configure's; then,
 //!    with safekeepers, the quorum put in force before any write can come
-//!    ([`storage::await_quorum_in_force`]); then `pg_promote()` onto a new
-//!    timeline. A config Postgres refuses, or a `pg_promote()` that leaves
+//!    ([`storage::await_quorum_in_force`]); then `pg_promote()` onto the
+//!    claimed timeline ([`storage::reserve_below`]). A config Postgres refuses, or a `pg_promote()` that leaves
 //!    it in recovery, puts the replica's config back: still a replica.
 //! 3. `reconfigure`: announce to the safekeepers and wait for a quorum to
 //!    stream (`durable.rs`, as a durable start), then the catalog pass
@@ -53,6 +55,8 @@ use crate::storage::{self, Lsn, ReplicationStatus, WaitError};
 const RELOAD_WITHIN: Duration = Duration::from_secs(10);
 /// `pg_promote()`'s own deadline.
 const PG_PROMOTE_WITHIN: Duration = Duration::from_secs(60);
+/// How long each safekeeper may take to take a timeline claim.
+const CLAIM_WITHIN: Duration = Duration::from_secs(2);
 
 /// What one promote request asked for and what became of it
 /// (`ComputeState::promote`: the last one).
@@ -306,20 +310,21 @@ impl<E: Env> Compute<E> {
         let t0 = self.env.now();
 
         // 1. Replay reaches the old primary's last LSN, on the newest
-        // timeline a safekeeper holds (`storage::newer_timeline`).
-        self.phase(Phase::PromoteLsnWait, async {
-            storage::wait_for_lsn(&self.env, &own, job.wal_flush_lsn, job.lsn_wait)
-                .await
-                .map_err(|e| FailReason::LsnWait(not_caught_up(e, previous)))?;
-            if durable::is_durable(spec) {
-                let sks = self.safekeepers_of(spec)?;
-                if let Some(newer) = storage::newer_timeline(&self.env, &own, &sks).await {
-                    return Err(FailReason::LsnWait(newer.to_string()));
+        // timeline a safekeeper holds (`storage::survey_timelines`).
+        // With safekeepers, the timeline it will promote onto is claimed on
+        // a majority of them (`storage/timeline_claim.rs`).
+        let claimed = self
+            .phase(Phase::PromoteLsnWait, async {
+                storage::wait_for_lsn(&self.env, &own, job.wal_flush_lsn, job.lsn_wait)
+                    .await
+                    .map_err(|e| FailReason::LsnWait(not_caught_up(e, previous)))?;
+                if !durable::is_durable(spec) {
+                    return Ok(None);
                 }
-            }
-            Ok(())
-        })
-        .await?;
+                let sks = self.safekeepers_of(spec)?;
+                self.claim_promote_timeline(&own, &sks).await.map(Some)
+            })
+            .await?;
 
         // 2. The primary's config (with the quorum in force), then pg_promote().
         let Some(pid) = self.postmaster_pid() else {
@@ -348,7 +353,7 @@ impl<E: Env> Compute<E> {
         let promoted = self
             .phase(
                 Phase::PromotePgPromote,
-                self.pg_promote(&own, spec, job.wal_flush_lsn, moved),
+                self.pg_promote(&own, spec, job.wal_flush_lsn, claimed, moved),
             )
             .await?;
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, wal_flush_lsn = %job.wal_flush_lsn, "promoted onto a new timeline");
@@ -426,19 +431,63 @@ impl<E: Env> Compute<E> {
         }
     }
 
-    /// `pg_promote()`; once Postgres left recovery (even when the call
-    /// failed), the request's spec is in effect.
+    /// Step 1's end for a primary with safekeepers: none of them may hold
+    /// WAL of a newer timeline than the replica's
+    /// ([`storage::NewerTimeline`]), and the timeline past every one a
+    /// majority of them (and the replica) knows of is claimed on them.
+    async fn claim_promote_timeline(
+        &self,
+        own: &storage::Endpoint,
+        sks: &[storage::Safekeeper],
+    ) -> Result<u32, FailReason> {
+        let survey = storage::survey_timelines(&self.env, own, sks).await;
+        if let Some(newer) = survey.newer {
+            return Err(FailReason::LsnWait(newer.to_string()));
+        }
+        let timeline = storage::next_timeline(&survey.known)
+            .map_err(|e| FailReason::SafekeeperSync(e.to_string()))?
+            .max(survey.own_known.unwrap_or(1) + 1);
+        storage::claim_timeline(&self.env, sks, &survey.known, timeline, CLAIM_WITHIN)
+            .await
+            .map_err(|e| FailReason::SafekeeperSync(e.to_string()))?;
+        tracing::info!(
+            timeline,
+            "timeline claimed on a majority of the safekeepers"
+        );
+        Ok(timeline)
+    }
+
+    /// `pg_promote()` (onto `claimed` when set: the history files below
+    /// it are written first, and the timeline it got is checked); once
+    /// Postgres left recovery (even when the call failed), the request's
+    /// spec is in effect.
     async fn pg_promote(
         &self,
         own: &storage::Endpoint,
         spec: &Arc<ComputeSpec>,
         wal_flush_lsn: Lsn,
+        claimed: Option<u32>,
         moved: &mut Moved,
     ) -> Result<storage::Promoted, FailReason> {
+        if let Some(t) = claimed {
+            storage::reserve_below(&self.env, &self.params.pgdata, t)
+                .await
+                .map_err(|e| {
+                    FailReason::Promote(format!(
+                        "writing the history files that make the replica promote onto its claimed timeline {t} failed: {e}"
+                    ))
+                })?;
+        }
         match storage::promote(&self.env, own, PG_PROMOTE_WITHIN).await {
             Ok(promoted) => {
                 self.now_primary(spec, wal_flush_lsn);
                 *moved = Moved::Primary;
+                if let Some(t) = claimed.filter(|t| *t != promoted.timeline) {
+                    return Err(FailReason::Promote(format!(
+                        "the replica promoted onto timeline {}, not onto timeline {t} claimed on the safekeepers (its pg_wal holds a history file they did not know of); the compute is a primary now: restart it to claim past that timeline",
+                        promoted.timeline
+                    )));
+                }
                 Ok(promoted)
             }
             Err(e) => {

@@ -39,12 +39,18 @@ impl<E: Env> Compute<E> {
             // stops the copy (its process is killed when dropped).
             let prepared = self
                 .phase(Phase::StartPreparePgdata, async {
-                    let ((), prepared) = tokio::try_join!(
+                    let ((), prepared, ()) = tokio::try_join!(
                         self.check_source_major(
                             &spec,
                             catch_up.as_ref().map(|p| p.backup_source.as_str())
                         ),
-                        self.prepare(&spec, catch_up.as_ref())
+                        self.prepare(&spec, catch_up.as_ref()),
+                        async {
+                            match &catch_up {
+                                Some(plan) => self.claim_timeline(&spec, plan).await,
+                                None => Ok(()),
+                            }
+                        }
                     )?;
                     Ok(prepared)
                 })
@@ -131,10 +137,7 @@ impl<E: Env> Compute<E> {
         tracing::info!(commit_lsn = %commit, answers = ?synced.answers, "safekeepers synced");
         if durable {
             let plan = self
-                .phase(
-                    Phase::StartBackupSource,
-                    self.plan_catch_up(spec, &synced.answers, &synced.timelines),
-                )
+                .phase(Phase::StartBackupSource, self.plan_catch_up(spec, &synced))
                 .await?;
             return Ok((Some(commit), Some(plan)));
         }

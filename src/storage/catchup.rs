@@ -16,11 +16,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::endpoint::{column, first_row_of};
-use super::{Endpoint, Lsn, Safekeeper, SafekeeperAnswer, SessionError, wal_position};
+use super::{Endpoint, Lsn, Safekeeper, SafekeeperAnswer, SessionError, SyncOutcome, wal_position};
 use crate::env::{Env, Pace};
 
 /// How long the source may take to answer whether it is up.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the new primary's data comes from and up to where it must replay.
 #[derive(Debug, Clone)]
@@ -35,19 +35,27 @@ pub struct CatchUpPlan {
     pub stream_shown: String,
     /// The highest LSN a reachable safekeeper flushed.
     pub target: Lsn,
+    /// The timeline it promotes onto: past every one a majority knows of
+    /// ([`super::next_timeline`]), claimed on them before the promotion.
+    pub timeline: u32,
+    /// What each safekeeper of the sync said it knows (`None`: it did not
+    /// say; the claim skips it).
+    pub known: Vec<Option<u32>>,
 }
 
-/// Picks the backup source and the safekeeper to catch up from, given the
-/// sync's `answers` (in the order of `safekeepers`).
+/// Picks the backup source and the safekeeper to catch up from, and the
+/// timeline to claim, given the sync's answers (in the order of
+/// `safekeepers`).
 pub async fn plan_catch_up<E: Env>(
     env: &E,
     pageserver: Option<&str>,
     safekeepers: &[Safekeeper],
-    answers: &[SafekeeperAnswer],
-    timelines: &[u32],
+    synced: &SyncOutcome,
     user: &str,
     application_name: &str,
 ) -> Result<CatchUpPlan, String> {
+    let (answers, timelines, known) = (&synced.answers, &synced.timelines, &synced.known);
+    let timeline = super::next_timeline(known).map_err(|e| e.to_string())?;
     // Each answering safekeeper's newest timeline, asked in parallel, and
     // whether the base backup source answers, at the same time.
     let source = match pageserver.filter(|c| !c.trim().is_empty()) {
@@ -92,40 +100,60 @@ pub async fn plan_catch_up<E: Env>(
         stream_from,
         stream_shown: sk.endpoint.shown.clone(),
         target,
+        timeline,
+        known: known.to_vec(),
     })
 }
 
 /// The newest timeline a server holds WAL of (the first 8 hex digits of
-/// the segment names in `pg_wal`): what its WAL follows. Its WAL
+/// the segment names in `pg_wal`, column 0): what its WAL follows. Its WAL
 /// receiver's `received_tli` is gone once the primary it followed died,
-/// which is exactly when a start asks. History files do not count: a
+/// which is exactly when a start asks. History files do not count there: a
 /// standby's WAL receiver fetches every history file of the primary it
 /// connects to, also when it cannot follow that timeline (its WAL is past
 /// the fork), so a diverged safekeeper holds the newest history file too.
-pub const NEWEST_TIMELINE_SQL: &str = "SELECT max(substr(f, 1, 8)) FROM pg_ls_dir('pg_wal') f \
-     WHERE f ~ '^[0-9A-F]{24}$'";
-
-/// [`NEWEST_TIMELINE_SQL`] of `ep`; 0 when it cannot say (then its LSN
-/// alone ranks it).
-pub(super) async fn newest_timeline<E: Env>(env: &E, ep: &Endpoint) -> u32 {
-    timeline_of(
-        ep,
-        ep.query_row(env, NEWEST_TIMELINE_SQL, PROBE_TIMEOUT).await,
-    )
-}
+///
+/// Columns 1 and 2 are the newest timeline it knows of otherwise: its
+/// newest history file, and the timeline a start claimed on it
+/// ([`super::timeline_claim`]). A new primary's timeline must be past all
+/// three on a majority.
+pub const NEWEST_TIMELINE_SQL: &str = "SELECT \
+     max(substr(f, 1, 8)) FILTER (WHERE f ~ '^[0-9A-F]{24}$'), \
+     max(substr(f, 1, 8)) FILTER (WHERE f ~ '^[0-9A-F]{8}\\.history$'), \
+     current_setting('compute_ctl.claimed_timeline', true) \
+     FROM pg_ls_dir('pg_wal') f";
 
 /// The timeline in `ep`'s answer to [`NEWEST_TIMELINE_SQL`]; 0 when it
 /// gave none or failed (said in a warning).
-pub(super) fn timeline_of(ep: &Endpoint, answer: Result<Vec<Option<String>>, SessionError>) -> u32 {
+pub(super) fn timeline_of(
+    ep: &Endpoint,
+    answer: &Result<Vec<Option<String>>, SessionError>,
+) -> u32 {
     match answer {
-        Ok(row) => column(&row, 0)
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .unwrap_or(0),
+        Ok(row) => hex_timeline(row, 0).unwrap_or(0),
         Err(e) => {
             tracing::warn!(safekeeper = %ep.shown, error = %e, "cannot read a safekeeper's timeline; ranking it by its LSN alone");
             0
         }
     }
+}
+
+/// The newest timeline an answer to [`NEWEST_TIMELINE_SQL`] knows of: its
+/// WAL's, its newest history file's or the one claimed on it, whichever is
+/// highest (at least 1, the first timeline); `None` when it failed.
+pub(super) fn known_of(answer: &Result<Vec<Option<String>>, SessionError>) -> Option<u32> {
+    let row = answer.as_ref().ok()?;
+    let claimed = column(row, 2).and_then(|v| v.trim().parse::<u32>().ok());
+    [hex_timeline(row, 0), hex_timeline(row, 1), claimed]
+        .into_iter()
+        .flatten()
+        .max()
+        .map(|t| t.max(1))
+        .or(Some(1))
+}
+
+fn hex_timeline(row: &[Option<String>], i: usize) -> Option<u32> {
+    column(row, i).and_then(|h| u32::from_str_radix(h, 16).ok())
 }
 
 /// The safekeeper to catch up from: the newest timeline first, then the

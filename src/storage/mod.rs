@@ -20,6 +20,7 @@ mod quorum;
 mod replication;
 mod safekeepers;
 mod sync_rep;
+mod timeline_claim;
 mod wait;
 
 pub use crate::spec::{Lsn, LsnParseError};
@@ -29,7 +30,7 @@ pub use catchup::{
     RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote,
 };
 pub use endpoint::{Endpoint, EndpointError, SessionError, column};
-pub use newer_timeline::{NewerTimeline, newer_timeline};
+pub use newer_timeline::{NewerTimeline, TimelineSurvey, survey_timelines};
 pub use quorum::{
     QuorumStatus, STAT_REPLICATION_SQL, Safekeeper, SafekeeperStatus, Sender, parse_senders,
     safekeeper_name, safekeepers, states_from_senders, synchronous_standby_names,
@@ -43,4 +44,7 @@ pub use safekeepers::{
     majority, sync_safekeepers, wal_position,
 };
 pub use sync_rep::{QuorumNotInForce, await_quorum_in_force};
+pub use timeline_claim::{
+    CLAIM_SETTING, ClaimError, claim_timeline, history_file_name, next_timeline, reserve_below,
+};
 pub use wait::{WaitError, wait_for_lsn};

@@ -13,7 +13,7 @@
 //! follow before promoting again. A safekeeper that does not answer cannot
 //! be judged (the quorum's own checks still hold).
 
-use super::catchup::newest_timeline;
+use super::catchup::{known_of, timeline_of};
 use super::{Endpoint, Safekeeper};
 use crate::env::Env;
 
@@ -37,25 +37,49 @@ impl std::fmt::Display for NewerTimeline {
     }
 }
 
-/// The first of `safekeepers` (asked in parallel) on a timeline newer than
-/// `own`'s; `None` when there is none, or when the replica's own timeline
-/// cannot be read (then nothing can be compared).
-pub async fn newer_timeline<E: Env>(
+/// What a replica about to promote learns of the timelines around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineSurvey {
+    /// The first safekeeper on a timeline newer than the replica's; `None`
+    /// when there is none, or when the replica's own timeline cannot be
+    /// read (then nothing can be compared).
+    pub newer: Option<NewerTimeline>,
+    /// The newest timeline each safekeeper knows of (`None`: it did not
+    /// say), for the claim ([`super::next_timeline`]).
+    pub known: Vec<Option<u32>>,
+    /// The newest the replica itself knows of.
+    pub own_known: Option<u32>,
+}
+
+/// Asks the replica (`own`) and each of `safekeepers`, in parallel, which
+/// timelines they follow and know of.
+pub async fn survey_timelines<E: Env>(
     env: &E,
     own: &Endpoint,
     safekeepers: &[Safekeeper],
-) -> Option<NewerTimeline> {
-    let mine = newest_timeline(env, own).await;
-    if mine == 0 {
-        return None;
+) -> TimelineSurvey {
+    let ask = async |ep: &Endpoint| {
+        let answer = ep
+            .query_row(
+                env,
+                super::NEWEST_TIMELINE_SQL,
+                super::catchup::PROBE_TIMEOUT,
+            )
+            .await;
+        (timeline_of(ep, &answer), known_of(&answer))
+    };
+    let (mine, theirs) = futures::join!(
+        ask(own),
+        futures::future::join_all(safekeepers.iter().map(|sk| ask(&sk.endpoint)))
+    );
+    let timelines: Vec<u32> = theirs.iter().map(|(t, _)| *t).collect();
+    TimelineSurvey {
+        newer: (mine.0 != 0)
+            .then(|| first_newer(mine.0, safekeepers, &timelines))
+            .flatten(),
+        known: theirs.iter().map(|(_, k)| *k).collect(),
+        own_known: mine.1,
     }
-    let theirs = futures::future::join_all(
-        safekeepers
-            .iter()
-            .map(|sk| newest_timeline(env, &sk.endpoint)),
-    )
-    .await;
-    first_newer(mine, safekeepers, &theirs)
 }
 
 fn first_newer(own: u32, safekeepers: &[Safekeeper], theirs: &[u32]) -> Option<NewerTimeline> {

@@ -68,20 +68,22 @@ fn position_of(row: &[Option<String>], addr: &str) -> Result<WalPosition, Sessio
     })
 }
 
-/// [`WalPosition`] and newest timeline (0 when it cannot say, see
-/// [`super::catchup::newest_timeline`]) of `ep`, both on one session within
-/// `within`: a start's sync then needs no second connection per safekeeper.
+/// [`WalPosition`], newest timeline (0 when it cannot say, see
+/// [`super::NEWEST_TIMELINE_SQL`]) and the newest timeline it knows of
+/// (`None` when it cannot say, see [`super::catchup::known_of`]) of `ep`, on
+/// one session within `within`: a start's sync then needs no second
+/// connection per safekeeper.
 async fn position_and_timeline<E: Env>(
     env: &E,
     ep: &Endpoint,
     within: Duration,
-) -> Result<(WalPosition, u32), SessionError> {
+) -> Result<(WalPosition, u32, Option<u32>), SessionError> {
     ep.with_session(env, within, async |client, addr| {
         let row = first_row_of(client, addr, POSITION_SQL).await?;
         let position = position_of(&row, addr)?;
         let answer = first_row_of(client, addr, super::NEWEST_TIMELINE_SQL).await;
-        let timeline = super::catchup::timeline_of(ep, answer);
-        Ok((position, timeline))
+        let timeline = super::catchup::timeline_of(ep, &answer);
+        Ok((position, timeline, super::catchup::known_of(&answer)))
     })
     .await
 }
@@ -125,6 +127,10 @@ pub struct SyncOutcome {
     /// Each answer's newest timeline, when the sync was asked for them
     /// ([`SyncAsk::PositionsAndTimelines`]); 0 when not asked or not known.
     pub timelines: Vec<u32>,
+    /// The newest timeline each answer knows of (its WAL's, a history
+    /// file's or a claimed one, [`super::catchup::known_of`]); `None` when
+    /// not asked or not known.
+    pub known: Vec<Option<u32>>,
 }
 
 /// What a sync asks each safekeeper.
@@ -168,34 +174,39 @@ pub async fn sync_safekeepers<E: Env>(
                     flush_lsn: None,
                     error: Some(e.to_string()),
                 },
-                0,
+                (0, None),
             ),
             Ok(ep) => {
                 let r = match ask {
-                    SyncAsk::Positions => wal_position(env, &ep, deadline).await.map(|p| (p, 0)),
+                    SyncAsk::Positions => {
+                        wal_position(env, &ep, deadline).await.map(|p| (p, 0, None))
+                    }
                     SyncAsk::PositionsAndTimelines => {
                         position_and_timeline(env, &ep, deadline).await
                     }
                 };
-                let timeline = r.as_ref().map_or(0, |(_, t)| *t);
+                let (timeline, known) = r.as_ref().map_or((0, None), |(_, t, k)| (*t, *k));
                 (
                     SafekeeperAnswer {
                         safekeeper: ep.shown.clone(),
-                        flush_lsn: r.as_ref().ok().map(|(p, _)| p.flushed),
+                        flush_lsn: r.as_ref().ok().map(|(p, _, _)| p.flushed),
                         error: r.err().map(|e| e.to_string()),
                     },
-                    timeline,
+                    (timeline, known),
                 )
             }
         }
     });
-    let (answers, timelines): (Vec<_>, Vec<_>) = join_all(asks).await.into_iter().unzip();
+    let (answers, timelines): (Vec<_>, Vec<(u32, Option<u32>)>) =
+        join_all(asks).await.into_iter().unzip();
+    let (timelines, known): (Vec<u32>, Vec<Option<u32>>) = timelines.into_iter().unzip();
     let reached: Vec<Lsn> = answers.iter().filter_map(|a| a.flush_lsn).collect();
     match commit_lsn(connstrings.len(), &reached) {
         Some(commit_lsn) => Ok(SyncOutcome {
             commit_lsn,
             answers,
             timelines,
+            known,
         }),
         None => Err(NoQuorum {
             total: connstrings.len(),

@@ -41,6 +41,7 @@ mod soak;
 mod spec_source;
 mod storage;
 mod storage_faults;
+mod timeline_claim;
 mod tracing_otlp;
 mod validate_spec_cli;
 mod vm_monitor;

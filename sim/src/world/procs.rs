@@ -141,6 +141,7 @@ pub async fn output(env: &SimEnv, cmd: &CommandSpec) -> io::Result<ProcessOutput
 fn lay_out_pgdata(env: &SimEnv, pgdata: &Path) -> io::Result<()> {
     let mut fs = env.fs();
     fs.create_dir_all(pgdata)?;
+    fs.create_dir_all(&pgdata.join("pg_wal"))?;
     fs.write(&pgdata.join("PG_VERSION"), b"15\n")?;
     fs.write(&pgdata.join("postgresql.conf"), b"# initdb defaults\n")?;
     fs.write(&pgdata.join("pg_hba.conf"), b"local all all trust\n")?;
@@ -307,8 +308,17 @@ async fn basebackup(env: &SimEnv, cmd: &CommandSpec) -> ProcessOutput {
     {
         let world = env.shared().lock().storage_world.clone();
         let wal = match world {
-            Some(w) => w.lock().wal.source(&host).cloned(),
-            None => env.shared().lock().wal.source(&host).cloned(),
+            Some(w) => w
+                .lock()
+                .wal
+                .source(&host)
+                .map(crate::wal::Wal::replayed_view),
+            None => env
+                .shared()
+                .lock()
+                .wal
+                .source(&host)
+                .map(crate::wal::Wal::replayed_view),
         }
         .unwrap_or_default();
         let mut sh = env.shared().lock();

@@ -212,10 +212,22 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
         )));
     }
     if sql == compute_ctl::storage::NEWEST_TIMELINE_SQL {
+        return Ok(Some(newest_timeline_row(&sk.wal, sk.claimed)));
+    }
+    let claim = compute_ctl::storage::CLAIM_SETTING;
+    if sql == format!("SELECT current_setting('{claim}', true)") {
         return Ok(Some((
-            vec!["max"],
-            vec![Some(format!("{:08X}", sk.wal.tli))],
+            vec!["current_setting"],
+            vec![sk.claimed.map(|c| c.to_string())],
         )));
+    }
+    if let Some(v) = sql.strip_prefix(&format!("SET {claim} = ")) {
+        // A session's placeholder: lets the `ALTER SYSTEM` after it through.
+        return claim_value(v).map(|_| None);
+    }
+    if let Some(v) = sql.strip_prefix(&format!("ALTER SYSTEM SET {claim} = ")) {
+        sk.pending_claim = Some(claim_value(v)?);
+        return Ok(None);
     }
     if sql == "SELECT pg_is_in_recovery(), current_setting('primary_conninfo')" {
         return Ok(Some((
@@ -234,6 +246,9 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
     if sql.eq_ignore_ascii_case("SELECT pg_reload_conf()") {
         if let Some(c) = sk.pending_conninfo.take() {
             sk.conninfo = c;
+        }
+        if let Some(c) = sk.pending_claim.take() {
+            sk.claimed = Some(c);
         }
         return Ok(Some((vec!["pg_reload_conf"], vec![Some("t".into())])));
     }
@@ -262,6 +277,34 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
     Err(format!(
         "the simulated safekeeper does not understand: {sql}"
     ))
+}
+
+/// The answer to `NEWEST_TIMELINE_SQL` of a server with `wal` (and a
+/// timeline claimed on it): its newest segment's timeline (a standby that
+/// fetched a newer timeline's history file but none of its WAL has no
+/// segment of it), its newest history file's, the claim.
+pub(crate) fn newest_timeline_row(
+    wal: &crate::wal::Wal,
+    claimed: Option<u32>,
+) -> (Vec<&'static str>, Vec<Option<String>>) {
+    let history = wal.history_tli();
+    (
+        vec!["max", "max", "current_setting"],
+        vec![
+            Some(format!("{:08X}", wal.segment_tli())),
+            (history > 0).then(|| format!("{history:08X}")),
+            claimed.map(|c| c.to_string()),
+        ],
+    )
+}
+
+/// The timeline in `'N'`.
+fn claim_value(v: &str) -> Result<u32, String> {
+    v.trim()
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("invalid value for parameter \"compute_ctl.claimed_timeline\": {v}"))
 }
 
 async fn serve_sql(

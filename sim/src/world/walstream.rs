@@ -88,6 +88,24 @@ pub fn start_line(app: &str, tli: u32, lsn: u64) -> String {
     format!("START {app} {tli} {lsn}\n")
 }
 
+/// What an upstream tells a standby of its WAL: a safekeeper (in recovery)
+/// the timeline it replays and the history up to it
+/// ([`Wal::replayed_view`]), the compute (a primary) its own.
+fn served_view(wal: &Wal, up: Upstream<'_>) -> Wal {
+    match up {
+        Upstream::Safekeeper(_) => wal.replayed_view(),
+        Upstream::Compute => wal.clone(),
+    }
+}
+
+/// The timeline of [`served_view`].
+fn served_tli(wal: &Wal, up: Upstream<'_>) -> u32 {
+    match up {
+        Upstream::Safekeeper(_) => wal.segment_tli(),
+        Upstream::Compute => wal.tli,
+    }
+}
+
 /// The upstream side: reads the START line, refuses or streams until the
 /// link dies or `stopping` turns true. The compute registers the
 /// standby's flushes as a WAL sender (`pg_stat_replication`).
@@ -118,8 +136,9 @@ pub async fn serve(
     let (hello, conn) = {
         let mut sh = shared.lock();
         let checked = wal_of(&sh, up).and_then(|wal| {
-            wal.can_stream(tli, lsn).map_err(|e| e.to_string())?;
-            Ok((wal.tli != tli).then(|| format!("H {}\n", wal.encode_history())))
+            let view = served_view(wal, up);
+            view.can_stream(tli, lsn).map_err(|e| e.to_string())?;
+            Ok((view.tli != tli).then(|| format!("H {}\n", view.encode_history())))
         });
         match checked {
             Err(e) => (Err(e), 0),
@@ -155,7 +174,7 @@ pub async fn serve(
     // one, the stream ends and the standby reconnects for the new history
     // (Postgres ends a cascading walsender at its server's timeline switch,
     // and every one of them at a promotion).
-    let streamed_tli = wal_of(&shared.lock(), up).map(|w| w.tli).ok();
+    let streamed_tli = wal_of(&shared.lock(), up).map(|w| served_tli(w, up)).ok();
     let mut sent = lsn;
     let mut last_heard = SimClock.now();
     let mut last_said = SimClock.now();
@@ -183,7 +202,7 @@ pub async fn serve(
                 let batch: Vec<Record> = {
                     let sh = shared.lock();
                     match wal_of(&sh, up) {
-                        Ok(wal) if Some(wal.tli) != streamed_tli => break,
+                        Ok(wal) if Some(served_tli(wal, up)) != streamed_tli => break,
                         Ok(wal) => wal.after(sent).iter().take(BATCH).copied().collect(),
                         Err(_) => break,
                     }

@@ -50,8 +50,9 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
             ))
         }
         Durable::NewestTimeline => {
-            let tli = shared.lock().wal.compute.wal.tli;
-            Ok(row(&["max"], vec![Some(format!("{tli:08X}"))]))
+            let (cols, vals) =
+                crate::world::safekeeper::newest_timeline_row(&shared.lock().wal.compute.wal, None);
+            Ok(row(&cols, vals))
         }
         Durable::Promote => {
             let (tli, fork) = {
@@ -61,7 +62,22 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
                     return Err(PgErr::new("55000", "recovery is not in progress"));
                 }
                 c.in_recovery = false;
-                let (tli, fork) = c.wal.promote();
+                // pg_promote() takes the number after the newest history
+                // file of an unbroken run in pg_wal (`findNewestTimeLine`).
+                let mut reserved = c.wal.tli;
+                let fs = env.fs();
+                while fs.exists(
+                    &pgdata
+                        .join("pg_wal")
+                        .join(compute_ctl::storage::history_file_name(reserved + 1)),
+                ) {
+                    reserved += 1;
+                }
+                drop(fs);
+                sh.wal.promotions += 1;
+                let salt = sh.wal.promotions;
+                let c = &mut sh.wal.compute;
+                let (tli, fork) = c.wal.promote_past(reserved, salt);
                 c.primary_since = Some(fork);
                 (tli, fork)
             };
