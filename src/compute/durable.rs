@@ -160,17 +160,19 @@ impl<E: Env> Compute<E> {
         let own = self.own_endpoint()?;
         let sks = self.safekeepers_of(spec)?;
 
-        self.phase(Phase::StartCatchUp, async {
-            storage::wait_for_lsn(&self.env, &own, plan.target, CATCH_UP_TIMEOUT)
-                .await
-                .map_err(|e| {
-                    FailReason::CatchUp(format!(
-                        "the new primary did not replay the WAL of the most advanced safekeeper {} up to {}: {e}",
-                        plan.stream_shown, plan.target
-                    ))
-                })
-        })
-        .await?;
+        // The wait and the promotion share one session.
+        let (session, caught_up) = self
+            .phase(Phase::StartCatchUp, async {
+                storage::wait_for_lsn_held(&self.env, &own, plan.target, CATCH_UP_TIMEOUT)
+                    .await
+                    .map_err(|e| {
+                        FailReason::CatchUp(format!(
+                            "the new primary did not replay the WAL of the most advanced safekeeper {} up to {}: {e}",
+                            plan.stream_shown, plan.target
+                        ))
+                    })
+            })
+            .await?;
         let promoted = self
             .phase(Phase::StartPromote, async {
                 let unclaimed = crate::planted::active(crate::planted::Bug::UnclaimedTimeline);
@@ -184,7 +186,8 @@ impl<E: Env> Compute<E> {
                         ))
                     })?;
                 }
-                let promoted = storage::promote(&self.env, &own, Duration::from_secs(60))
+                let promoted =
+                    storage::promote_on(&self.env, &session, caught_up, Duration::from_secs(60))
                     .await
                     .map_err(|e| {
                         FailReason::Promote(format!("promoting the new primary failed: {e}"))
@@ -200,6 +203,7 @@ impl<E: Env> Compute<E> {
                 Ok(promoted)
             })
             .await?;
+        drop(session);
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
 
         let (quorum, planned) = tokio::join!(

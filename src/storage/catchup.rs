@@ -15,8 +15,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::endpoint::{column, first_row_of};
-use super::{Endpoint, Lsn, Safekeeper, SafekeeperAnswer, SessionError, SyncOutcome, wal_position};
+use super::endpoint::{OpenSession, column, first_row_of};
+use super::safekeepers::position_of;
+use super::{
+    Endpoint, Lsn, POSITION_SQL, Safekeeper, SafekeeperAnswer, SessionError, SyncOutcome,
+    WalPosition, wal_position,
+};
 use crate::env::{Env, Pace};
 
 /// How long the source may take to answer whether it is up.
@@ -269,52 +273,69 @@ pub async fn promote<E: Env>(
     own: &Endpoint,
     within: Duration,
 ) -> Result<Promoted, PromoteError> {
-    let before = wal_position(env, own, within).await?;
+    let session = own.open(env, within).await?;
+    let row = session.first_row(env, POSITION_SQL, within).await?;
+    let before = position_of(&row, session.addr())?;
+    promote_on(env, &session, before, within).await
+}
+
+/// [`promote`] on a session already open to our own Postgres, whose
+/// position was `before` (a catch-up's last answer: the wait and the
+/// promotion then share one session, as a person at psql would).
+pub async fn promote_on<E: Env>(
+    env: &E,
+    session: &OpenSession,
+    before: WalPosition,
+    within: Duration,
+) -> Result<Promoted, PromoteError> {
     // The planted SkipTimelineSwitch takes a primary (no standby.signal) as promoted.
     let skip =
         crate::planted::active(crate::planted::Bug::SkipTimelineSwitch) && !before.in_recovery;
-    // One session for the promotion and what follows it (a new session per
-    // statement cost a start a backend fork and an authentication each).
-    let row = own
-        .with_session(
-            env,
-            within + Duration::from_secs(1),
-            async |client, addr| {
-                if !skip {
-                    let signalled = first_row_of(client, addr, "SELECT pg_promote(false)").await?;
-                    let answer = column(&signalled, 0);
-                    if answer != Some("t") {
-                        return Err(PromoteError::NotSignalled(
-                            answer.unwrap_or("NULL").to_string(),
-                        ));
-                    }
-                }
-                let t0 = env.now();
-                let mut pace =
-                    Pace::new(t0, PROMOTE_POLL_FAST, PROMOTE_FAST_FOR, PROMOTE_POLL_SLOW);
-                loop {
-                    let row = first_row_of(client, addr, IN_RECOVERY_SQL).await?;
-                    if column(&row, 0) == Some("f") {
-                        break;
-                    }
-                    let now = env.now();
-                    if now.saturating_duration_since(t0) >= within {
-                        return Err(PromoteError::NotPromoted(within));
-                    }
-                    env.sleep(pace.next(now)).await;
-                }
-                let row = first_row_of(client, addr, RECOVERY_AND_TIMELINE_SQL).await?;
-                if column(&row, 0) != Some("f") {
-                    return Err(PromoteError::Unexpected("back in recovery".into()));
-                }
-                // Nothing of this before the promotion happened: a replica
-                // left running keeps its `ALTER SYSTEM` settings.
-                first_row_of(client, addr, "ALTER SYSTEM RESET ALL").await?;
-                first_row_of(client, addr, "SELECT pg_reload_conf()").await?;
-                Ok(row)
-            },
-        )
-        .await?;
+    let (client, addr) = (session.client(), session.addr());
+    let work = async {
+        if !skip {
+            let signalled = first_row_of(client, addr, "SELECT pg_promote(false)").await?;
+            let answer = column(&signalled, 0);
+            if answer != Some("t") {
+                return Err(PromoteError::NotSignalled(
+                    answer.unwrap_or("NULL").to_string(),
+                ));
+            }
+        }
+        let t0 = env.now();
+        let mut pace = Pace::new(t0, PROMOTE_POLL_FAST, PROMOTE_FAST_FOR, PROMOTE_POLL_SLOW);
+        loop {
+            let row = first_row_of(client, addr, IN_RECOVERY_SQL).await?;
+            if column(&row, 0) == Some("f") {
+                break;
+            }
+            let now = env.now();
+            if now.saturating_duration_since(t0) >= within {
+                return Err(PromoteError::NotPromoted(within));
+            }
+            env.sleep(pace.next(now)).await;
+        }
+        let row = first_row_of(client, addr, RECOVERY_AND_TIMELINE_SQL).await?;
+        if column(&row, 0) != Some("f") {
+            return Err(PromoteError::Unexpected("back in recovery".into()));
+        }
+        // Nothing of this before the promotion happened: a replica
+        // left running keeps its `ALTER SYSTEM` settings.
+        first_row_of(client, addr, "ALTER SYSTEM RESET ALL").await?;
+        first_row_of(client, addr, "SELECT pg_reload_conf()").await?;
+        Ok(row)
+    };
+    let limit = within + Duration::from_secs(1);
+    let row = match crate::env::timeout(env, limit, work).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(SessionError::Timeout {
+                addr: addr.to_string(),
+                after: limit,
+            }
+            .into());
+        }
+    };
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     let timeline = u32::from_str_radix(&col(1), 16)
         .map_err(|e| PromoteError::Unexpected(format!("timeline {:?}: {e}", col(1))))?;

@@ -111,6 +111,24 @@ impl Endpoint {
         }
     }
 
+    /// A new session kept open across steps (a poll, then what follows
+    /// it), opened within `within`; closed when dropped.
+    pub async fn open<E: Env>(
+        &self,
+        env: &E,
+        within: Duration,
+    ) -> Result<OpenSession, SessionError> {
+        let addr = self.addr();
+        match timeout(env, within, self.session(env)).await {
+            Ok(Ok((client, conn))) => Ok(OpenSession { client, conn, addr }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SessionError::Timeout {
+                addr,
+                after: within,
+            }),
+        }
+    }
+
     /// A new session: TCP through the Env, then the startup handshake
     /// under the supervisor's application name.
     async fn session<E: Env>(
@@ -156,6 +174,46 @@ impl Endpoint {
             })
         })
         .await
+    }
+}
+
+/// A session [`Endpoint::open`] made: each statement a round trip on it.
+pub struct OpenSession {
+    client: tokio_postgres::Client,
+    conn: tokio::task::JoinHandle<()>,
+    addr: String,
+}
+
+impl OpenSession {
+    /// The text columns of the first row `sql` answers (empty when none),
+    /// within `within`.
+    pub async fn first_row<E: Env>(
+        &self,
+        env: &E,
+        sql: &str,
+        within: Duration,
+    ) -> Result<Vec<Option<String>>, SessionError> {
+        match timeout(env, within, first_row_of(&self.client, &self.addr, sql)).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Timeout {
+                addr: self.addr.clone(),
+                after: within,
+            }),
+        }
+    }
+
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.conn.abort();
     }
 }
 

@@ -27,9 +27,9 @@ pub use crate::spec::{Lsn, LsnParseError};
 pub use announce::{AnnounceError, announce, conninfo_for, explain_absent};
 pub use catchup::{
     CatchUpPlan, IN_RECOVERY_SQL, NEWEST_TIMELINE_SQL, PromoteError, Promoted,
-    RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote,
+    RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote, promote_on,
 };
-pub use endpoint::{Endpoint, EndpointError, SessionError, column};
+pub use endpoint::{Endpoint, EndpointError, OpenSession, SessionError, column};
 pub use newer_timeline::{NewerTimeline, TimelineSurvey, survey_timelines};
 pub use quorum::{
     QuorumStatus, STAT_REPLICATION_SQL, Safekeeper, SafekeeperStatus, Sender, parse_senders,
@@ -47,4 +47,4 @@ pub use sync_rep::{QuorumNotInForce, await_quorum_in_force};
 pub use timeline_claim::{
     CLAIM_SETTING, ClaimError, claim_timeline, history_file_name, next_timeline, reserve_below,
 };
-pub use wait::{WaitError, wait_for_lsn};
+pub use wait::{WaitError, wait_for_lsn, wait_for_lsn_held};

@@ -46,7 +46,7 @@ pub async fn wal_position<E: Env>(
 
 /// The [`WalPosition`] in `row`, the first row [`POSITION_SQL`] answered
 /// at `addr`.
-fn position_of(row: &[Option<String>], addr: &str) -> Result<WalPosition, SessionError> {
+pub(super) fn position_of(row: &[Option<String>], addr: &str) -> Result<WalPosition, SessionError> {
     let unexpected = |what: String| SessionError::Unexpected {
         addr: addr.to_string(),
         what,

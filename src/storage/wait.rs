@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::{Endpoint, Lsn, wal_position};
+use super::endpoint::OpenSession;
+use super::safekeepers::position_of;
+use super::{Endpoint, Lsn, POSITION_SQL, SessionError, WalPosition};
 use crate::env::Env;
 
 /// One position query's deadline.
@@ -43,21 +45,44 @@ pub async fn wait_for_lsn<E: Env>(
     target: Lsn,
     within: Duration,
 ) -> Result<Lsn, WaitError> {
+    wait_for_lsn_held(env, source, target, within)
+        .await
+        .map(|(_, p)| p.replayed)
+}
+
+/// [`wait_for_lsn`] on one session, kept open between questions (a new
+/// session is a backend fork and an authentication; it is opened again
+/// only when the last one failed), and returned with the position for what
+/// follows on it (the promotion of a caught-up standby).
+pub async fn wait_for_lsn_held<E: Env>(
+    env: &E,
+    source: &Endpoint,
+    target: Lsn,
+    within: Duration,
+) -> Result<(OpenSession, WalPosition), WaitError> {
     let deadline = env.now() + within;
     let mut delay = POLL_MIN;
     let mut reached = None;
     let mut last = String::from("no answer yet");
+    let mut held: Option<OpenSession> = None;
     loop {
         let left = deadline.saturating_duration_since(env.now());
-        match wal_position(
-            env,
-            source,
-            ASK_TIMEOUT.min(left.max(Duration::from_millis(1))),
-        )
-        .await
-        {
-            Ok(p) if p.replayed >= target => return Ok(p.replayed),
-            Ok(p) => reached = Some(p.replayed),
+        let ask = ASK_TIMEOUT.min(left.max(Duration::from_millis(1)));
+        let answer = async {
+            let session = match held.take() {
+                Some(s) => s,
+                None => source.open(env, ask).await?,
+            };
+            let row = session.first_row(env, POSITION_SQL, ask).await?;
+            let position = position_of(&row, session.addr())?;
+            Ok::<_, SessionError>((session, position))
+        };
+        match answer.await {
+            Ok((session, p)) if p.replayed >= target => return Ok((session, p)),
+            Ok((session, p)) => {
+                reached = Some(p.replayed);
+                held = Some(session);
+            }
             Err(e) => last = e.to_string(),
         }
         let now = env.now();
