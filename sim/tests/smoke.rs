@@ -160,6 +160,26 @@ const ONCE_FAILED: &[(u64, &str, &str)] = &[
         // counts from the send; found by a 20,000-seed campaign).
         "a 200 in flight across a host crash",
     ),
+    (
+        42_975,
+        "durable_kill_and_move",
+        // A start died after its promotion with its WAL on one safekeeper;
+        // the next, unable to reach it and knowing no such timeline,
+        // promoted onto the same number, and that safekeeper appended the
+        // new primary's WAL after the old one's. Timelines are now claimed
+        // on a majority first (found by a 23,000-seed campaign).
+        "a timeline number reused after a start died before its quorum",
+    ),
+    (
+        71_779,
+        "durable_kill_and_move",
+        // The model ranked a safekeeper by a timeline whose history it had
+        // fetched but none of whose WAL it held, and the start forked behind
+        // two safekeepers' acknowledged commits; a safekeeper now reports
+        // its newest segment's timeline, as Postgres does (found by a
+        // 23,000-seed campaign).
+        "a safekeeper ranked by a history file without WAL",
+    ),
 ];
 
 #[test]

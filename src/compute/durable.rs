@@ -174,34 +174,10 @@ impl<E: Env> Compute<E> {
             })
             .await?;
         let promoted = self
-            .phase(Phase::StartPromote, async {
-                let unclaimed = crate::planted::active(crate::planted::Bug::UnclaimedTimeline);
-                if !unclaimed {
-                    storage::reserve_below(&self.env, &self.params.pgdata, plan.timeline)
-                    .await
-                    .map_err(|e| {
-                        FailReason::Promote(format!(
-                            "writing the history files that make the new primary promote onto its claimed timeline {} failed: {e}",
-                            plan.timeline
-                        ))
-                    })?;
-                }
-                let promoted =
-                    storage::promote_on(&self.env, &session, caught_up, Duration::from_secs(60))
-                    .await
-                    .map_err(|e| {
-                        FailReason::Promote(format!("promoting the new primary failed: {e}"))
-                    })?;
-                // The planted SkipTimelineSwitch does not promote at all.
-                let skipped = crate::planted::active(crate::planted::Bug::SkipTimelineSwitch);
-                if promoted.timeline != plan.timeline && !skipped && !unclaimed {
-                    return Err(FailReason::Promote(format!(
-                        "the new primary promoted onto timeline {}, not onto timeline {} claimed on the safekeepers (its pg_wal holds a history file the safekeepers did not know of); start again to claim past it",
-                        promoted.timeline, plan.timeline
-                    )));
-                }
-                Ok(promoted)
-            })
+            .phase(
+                Phase::StartPromote,
+                self.promote_onto_claim(&session, caught_up, plan.timeline),
+            )
             .await?;
         drop(session);
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
@@ -231,6 +207,40 @@ impl<E: Env> Compute<E> {
             "a quorum of safekeepers streams from this primary"
         );
         Ok(planned)
+    }
+
+    /// Step 4's promotion in a durable start: our own Postgres (on
+    /// `session`, caught up at `caught_up`) promoted onto the claimed
+    /// `timeline`: the history files below it first
+    /// (`storage::reserve_below`), then the timeline it got checked.
+    async fn promote_onto_claim(
+        &self,
+        session: &storage::OpenSession,
+        caught_up: storage::WalPosition,
+        timeline: u32,
+    ) -> Result<storage::Promoted, FailReason> {
+        let unclaimed = crate::planted::active(crate::planted::Bug::UnclaimedTimeline);
+        if !unclaimed {
+            storage::reserve_below(&self.env, &self.params.pgdata, timeline)
+                .await
+                .map_err(|e| {
+                    FailReason::Promote(format!(
+                        "writing the history files that make the new primary promote onto its claimed timeline {timeline} failed: {e}"
+                    ))
+                })?;
+        }
+        let promoted = storage::promote_on(&self.env, session, caught_up, Duration::from_secs(60))
+            .await
+            .map_err(|e| FailReason::Promote(format!("promoting the new primary failed: {e}")))?;
+        // The planted SkipTimelineSwitch does not promote at all.
+        let skipped = crate::planted::active(crate::planted::Bug::SkipTimelineSwitch);
+        if promoted.timeline != timeline && !skipped && !unclaimed {
+            return Err(FailReason::Promote(format!(
+                "the new primary promoted onto timeline {}, not onto timeline {timeline} claimed on the safekeepers (its pg_wal holds a history file the safekeepers did not know of); start again to claim past it",
+                promoted.timeline
+            )));
+        }
+        Ok(promoted)
     }
 
     /// Steps 5 and 6 (also of `POST /promote`, `promote.rs`), once
