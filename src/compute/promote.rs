@@ -322,7 +322,10 @@ impl<E: Env> Compute<E> {
                     return Ok(None);
                 }
                 let sks = self.safekeepers_of(spec)?;
-                self.claim_promote_timeline(&own, &sks).await.map(Some)
+                let deadline = t0 + job.lsn_wait;
+                self.claim_promote_timeline(&own, &sks, deadline)
+                    .await
+                    .map(Some)
             })
             .await?;
 
@@ -433,16 +436,29 @@ impl<E: Env> Compute<E> {
 
     /// Step 1's end for a primary with safekeepers: none of them may hold
     /// WAL of a newer timeline than the replica's
-    /// ([`storage::NewerTimeline`]), and the timeline past every one a
-    /// majority of them (and the replica) knows of is claimed on them.
+    /// ([`storage::NewerTimeline`]); the replica replays (by `deadline`)
+    /// what the most advanced of them on its timeline flushed, which can be
+    /// past the `wal_flush_lsn` asked for; and the timeline past every one
+    /// a majority of them (and the replica) knows of is claimed on them.
     async fn claim_promote_timeline(
         &self,
         own: &storage::Endpoint,
         sks: &[storage::Safekeeper],
+        deadline: tokio::time::Instant,
     ) -> Result<u32, FailReason> {
         let survey = storage::survey_timelines(&self.env, own, sks).await;
         if let Some(newer) = survey.newer {
             return Err(FailReason::LsnWait(newer.to_string()));
+        }
+        if let Some((sk, lsn)) = &survey.ahead {
+            let left = deadline.saturating_duration_since(self.env.now());
+            storage::wait_for_lsn(&self.env, own, *lsn, left)
+                .await
+                .map_err(|e| {
+                    FailReason::LsnWait(format!(
+                        "safekeeper {sk} holds WAL up to {lsn}, past what this replica replayed, and an acknowledged commit may be there: {e}; point the replica at {sk} (its upstream), let it follow, then send the promote again"
+                    ))
+                })?;
         }
         let timeline = storage::next_timeline(&survey.known)
             .map_err(|e| FailReason::SafekeeperSync(e.to_string()))?

@@ -12,9 +12,14 @@
 //! the replica stays a replica and the answer names that safekeeper, to
 //! follow before promoting again. A safekeeper that does not answer cannot
 //! be judged (the quorum's own checks still hold).
+//!
+//! The same survey says which safekeeper on the replica's timeline holds
+//! WAL past what the replica replayed: the promote waits for the replica to
+//! replay it, as a durable start catches up to the most advanced
+//! safekeeper, and refuses when it cannot.
 
 use super::catchup::{known_of, timeline_of};
-use super::{Endpoint, Safekeeper};
+use super::{Endpoint, Lsn, Safekeeper};
 use crate::env::Env;
 
 /// A safekeeper whose WAL follows a newer timeline than the replica's.
@@ -49,6 +54,11 @@ pub struct TimelineSurvey {
     pub known: Vec<Option<u32>>,
     /// The newest the replica itself knows of.
     pub own_known: Option<u32>,
+    /// The safekeeper on the replica's own timeline whose WAL reaches
+    /// furthest past what the replica has replayed (its name, that LSN):
+    /// an acknowledged commit can be there, also past the old primary's
+    /// `/terminate` LSN when a safekeeper of its quorum was cut off then.
+    pub ahead: Option<(String, Lsn)>,
 }
 
 /// Asks the replica (`own`) and each of `safekeepers`, in parallel, which
@@ -58,27 +68,46 @@ pub async fn survey_timelines<E: Env>(
     own: &Endpoint,
     safekeepers: &[Safekeeper],
 ) -> TimelineSurvey {
+    // One session each: its position, then its timelines.
     let ask = async |ep: &Endpoint| {
-        let answer = ep
-            .query_row(
+        let rows = ep
+            .first_rows(
                 env,
-                super::NEWEST_TIMELINE_SQL,
+                &[super::POSITION_SQL, super::NEWEST_TIMELINE_SQL],
                 super::catchup::PROBE_TIMEOUT,
             )
             .await;
-        (timeline_of(ep, &answer), known_of(&answer))
+        let position = rows
+            .as_ref()
+            .ok()
+            .and_then(|r| r.first())
+            .and_then(|row| super::safekeepers::position_of(row, &ep.addr()).ok());
+        let answer = rows.map(|mut r| r.pop().unwrap_or_default());
+        (timeline_of(ep, &answer), known_of(&answer), position)
     };
     let (mine, theirs) = futures::join!(
         ask(own),
         futures::future::join_all(safekeepers.iter().map(|sk| ask(&sk.endpoint)))
     );
-    let timelines: Vec<u32> = theirs.iter().map(|(t, _)| *t).collect();
+    let timelines: Vec<u32> = theirs.iter().map(|(t, _, _)| *t).collect();
+    let ahead = match (mine.0, mine.2) {
+        (0, _) | (_, None) => None,
+        (tli, Some(p)) => safekeepers
+            .iter()
+            .zip(&theirs)
+            .filter_map(|(sk, (t, _, pos))| {
+                let flushed = pos.as_ref()?.flushed;
+                (*t == tli && flushed > p.replayed).then(|| (sk.name.clone(), flushed))
+            })
+            .max_by_key(|(_, l)| *l),
+    };
     TimelineSurvey {
         newer: (mine.0 != 0)
             .then(|| first_newer(mine.0, safekeepers, &timelines))
             .flatten(),
-        known: theirs.iter().map(|(_, k)| *k).collect(),
+        known: theirs.iter().map(|(_, k, _)| *k).collect(),
         own_known: mine.1,
+        ahead,
     }
 }
 

@@ -246,3 +246,66 @@ async fn a_promoted_replica_loses_no_acknowledged_row() {
         t_test.elapsed().as_millis()
     );
 }
+
+/// A promote asked for an LSN below what a safekeeper on the replica's
+/// timeline holds (a `/terminate` LSN read while two safekeepers of the
+/// quorum were away can be that low) waits for the replica to replay that
+/// WAL: acknowledged rows can be there. R follows safekeeper 1, which goes
+/// down while A writes rows that 2 and 3 acknowledge; promoted at its own
+/// replay LSN, R would drop them. It stays a replica and names the
+/// safekeeper to follow; pointed there, the same promote completes with
+/// every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promote_waits_for_the_wal_a_safekeeper_holds_past_its_lsn() {
+    crate::need_postgres!();
+    let mut sks = Safekeepers::start().await;
+    let (a, _) = start(&spec(&sks, "a")).await;
+    wait_all_streaming(&a).await;
+    let (r, _) = start(&replica_spec(&sks, "r")).await;
+    let client = a.sql("postgres", "writer").await;
+    for id in 0..20 {
+        assert!(insert(&client, id).await, "insert {id} on A");
+    }
+    wait_for(WITHIN, "R to replay the first rows", || async {
+        (count(&r).await == 20).then_some(())
+    })
+    .await;
+    let low = r.sql_value("SELECT pg_last_wal_replay_lsn()").await;
+
+    // R's upstream goes down; 2 and 3 acknowledge 20 more rows.
+    sks.kill(0);
+    for id in 20..40 {
+        assert!(insert(&client, id).await, "insert {id} on A");
+    }
+    drop(client);
+    let reply = a.terminate("fast", None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+
+    let p = spec(&sks, "p");
+    let reply = promote(&r, &p, &low, json!({ "lsn_wait_timeout_ms": 2000 })).await;
+    assert_eq!(reply.status, 500, "{}", reply.text);
+    let error = reply.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let ahead = [1, 2].map(|i| format!("sk_127_0_0_1_{}", sks.members[i].port));
+    assert!(
+        error.contains("holds WAL up to")
+            && error.contains("stays a replica")
+            && ahead.iter().any(|n| error.contains(n.as_str())),
+        "{error}"
+    );
+    assert_eq!(r.sql_value("SELECT pg_is_in_recovery()").await, "t");
+    assert_eq!(count(&r).await, 20, "R kept replaying as a replica");
+
+    // Pointed at safekeeper 2, the same promote completes with every row.
+    let mut follow = replica_spec(&sks, "r2");
+    follow["pageserver_connstring"] = sks.members[1].connstr().into();
+    let reply = r.configure(&follow, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let reply = promote(&r, &p, &low, json!({})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json()["status"], "completed", "{}", reply.text);
+    let got = present(&r).await;
+    assert!((0..40).all(|id| got.contains(&id)), "rows: {got:?}");
+}
