@@ -15,18 +15,22 @@
 //!    reaches `wal_flush_lsn`, the old primary's `/terminate` `lsn`, and
 //!    check that no reachable safekeeper of the request's spec holds WAL of
 //!    a newer timeline than the replica's ([`storage::NewerTimeline`]:
-//!    promoting would reuse that timeline's number), then claim the timeline
-//!    past every one a majority of them knows of (`storage/timeline_claim.rs`).
-//!    If any of it fails, nothing was changed: the compute stays a working
-//!    replica, `running`, and the answer says what to do (the LSNs, the
-//!    safekeeper to follow, or the safekeepers that did not take the claim).
+//!    promoting would reuse that timeline's number), wait until replay also
+//!    reaches what the most advanced safekeeper on its timeline flushed
+//!    (acknowledged commits can lie past `wal_flush_lsn`), then claim the
+//!    timeline past every one a majority of them knows of
+//!    (`storage/timeline_claim.rs`). If any of it fails, nothing was
+//!    changed: the compute stays a working replica, `running`, and the
+//!    answer says what to do (the LSNs, the safekeeper to follow, or the
+//!    safekeepers that did not take the claim).
 //! 2. `pg_promote`: `postgresql.conf` as the primary of the request's spec
 //!    (for a primary with safekeepers, `synchronous_standby_names` for a
 //!    majority of them), SIGHUP, the reload checked as a configure's; then,
 //!    with safekeepers, the quorum put in force before any write can come
 //!    ([`storage::await_quorum_in_force`]); then `pg_promote()` onto the
-//!    claimed timeline ([`storage::reserve_below`]). A config Postgres refuses, or a `pg_promote()` that leaves
-//!    it in recovery, puts the replica's config back: still a replica.
+//!    claimed timeline ([`storage::reserve_below`]). A config Postgres
+//!    refuses, or a `pg_promote()` that leaves it in recovery, puts the
+//!    replica's config back: still a replica.
 //! 3. `reconfigure`: announce to the safekeepers and wait for a quorum to
 //!    stream (`durable.rs`, as a durable start), then the catalog pass
 //!    unless `skip_pg_catalog_updates`. A failure here leaves a primary
