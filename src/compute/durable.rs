@@ -91,7 +91,7 @@ impl<E: Env> Compute<E> {
         )
         .await
         .map_err(FailReason::BackupSource)?;
-        tracing::info!(backup_from = %plan.backup_shown, catch_up_from = %plan.stream_shown, target = %plan.target, "catch-up planned: the new primary replays up to the most advanced safekeeper before it promotes");
+        tracing::info!(backup_from = %plan.backup_shown, catch_up_from = %plan.stream_shown, target = %plan.target, joins_timeline = ?plan.branch.as_ref().map(|b| b.0), "catch-up planned: the new primary replays up to the most advanced safekeeper before it promotes");
         Ok(plan)
     }
 

@@ -45,6 +45,9 @@ pub struct CatchUpPlan {
     /// What each safekeeper of the sync said it knows (`None`: it did not
     /// say; the claim skips it).
     pub known: Vec<Option<u32>>,
+    /// The empty branch the new primary joins, `(timeline, history)`
+    /// ([`super::empty_branch`]).
+    pub branch: Option<(u32, String)>,
 }
 
 /// Picks the backup source and the safekeeper to catch up from, and the
@@ -106,6 +109,11 @@ pub async fn plan_catch_up<E: Env>(
         target,
         timeline,
         known: known.to_vec(),
+        branch: super::branch_to_join(
+            &synced.histories,
+            timelines.get(i).copied().unwrap_or(0),
+            target,
+        ),
     })
 }
 
@@ -120,11 +128,14 @@ pub async fn plan_catch_up<E: Env>(
 /// Columns 1 and 2 are the newest timeline it knows of otherwise: its
 /// newest history file, and the timeline a start claimed on it
 /// ([`super::timeline_claim`]). A new primary's timeline must be past all
-/// three on a majority.
+/// three on a majority. Column 3 is that history file's content
+/// ([`super::empty_branch`]).
 pub const NEWEST_TIMELINE_SQL: &str = "SELECT \
      max(substr(f, 1, 8)) FILTER (WHERE f ~ '^[0-9A-F]{24}$'), \
      max(substr(f, 1, 8)) FILTER (WHERE f ~ '^[0-9A-F]{8}\\.history$'), \
-     current_setting('compute_ctl.claimed_timeline', true) \
+     current_setting('compute_ctl.claimed_timeline', true), \
+     (SELECT pg_read_file('pg_wal/' || max(h)) FROM pg_ls_dir('pg_wal') h \
+     WHERE h ~ '^[0-9A-F]{8}\\.history$') \
      FROM pg_ls_dir('pg_wal') f";
 
 /// The timeline in `ep`'s answer to [`NEWEST_TIMELINE_SQL`]; 0 when it
@@ -154,6 +165,15 @@ pub(super) fn known_of(answer: &Result<Vec<Option<String>>, SessionError>) -> Op
         .max()
         .map(|t| t.max(1))
         .or(Some(1))
+}
+
+/// The newest history file in an answer to [`NEWEST_TIMELINE_SQL`]:
+/// `(timeline, content)`.
+pub(super) fn history_of(
+    answer: &Result<Vec<Option<String>>, SessionError>,
+) -> Option<(u32, String)> {
+    let row = answer.as_ref().ok()?;
+    Some((hex_timeline(row, 1)?, column(row, 3)?.to_string()))
 }
 
 fn hex_timeline(row: &[Option<String>], i: usize) -> Option<u32> {
@@ -212,6 +232,9 @@ pub async fn prepare_catch_up<E: Env>(
     );
     env.write_atomic(&pgdata.join("postgresql.auto.conf"), auto.as_bytes())
         .await?;
+    if let Some(branch) = &plan.branch {
+        super::join_branch(env, pgdata, branch).await?;
+    }
     if crate::planted::active(crate::planted::Bug::SkipTimelineSwitch) {
         return Ok(());
     }

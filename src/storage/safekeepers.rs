@@ -68,6 +68,10 @@ pub(super) fn position_of(row: &[Option<String>], addr: &str) -> Result<WalPosit
     })
 }
 
+/// What a durable start's sync learns of one safekeeper: its position, its
+/// newest timeline, the newest it knows of, its newest history file.
+type Asked = (WalPosition, u32, Option<u32>, Option<(u32, String)>);
+
 /// [`WalPosition`], newest timeline (0 when it cannot say, see
 /// [`super::NEWEST_TIMELINE_SQL`]) and the newest timeline it knows of
 /// (`None` when it cannot say, see [`super::catchup::known_of`]) of `ep`, on
@@ -77,13 +81,23 @@ async fn position_and_timeline<E: Env>(
     env: &E,
     ep: &Endpoint,
     within: Duration,
-) -> Result<(WalPosition, u32, Option<u32>), SessionError> {
+) -> Result<Asked, SessionError> {
     ep.with_session(env, within, async |client, addr| {
         let row = first_row_of(client, addr, POSITION_SQL).await?;
         let position = position_of(&row, addr)?;
         let answer = first_row_of(client, addr, super::NEWEST_TIMELINE_SQL).await;
-        let timeline = super::catchup::timeline_of(ep, &answer);
-        Ok((position, timeline, super::catchup::known_of(&answer)))
+        let history = super::catchup::history_of(&answer);
+        let timeline = super::timeline_at(
+            super::catchup::timeline_of(ep, &answer),
+            history.as_ref(),
+            position.flushed,
+        );
+        Ok((
+            position,
+            timeline,
+            super::catchup::known_of(&answer),
+            history,
+        ))
     })
     .await
 }
@@ -131,6 +145,8 @@ pub struct SyncOutcome {
     /// file's or a claimed one, [`super::catchup::known_of`]); `None` when
     /// not asked or not known.
     pub known: Vec<Option<u32>>,
+    /// Each answer's newest history file, `(timeline, content)`.
+    pub histories: Vec<Option<(u32, String)>>,
 }
 
 /// What a sync asks each safekeeper.
@@ -174,32 +190,35 @@ pub async fn sync_safekeepers<E: Env>(
                     flush_lsn: None,
                     error: Some(e.to_string()),
                 },
-                (0, None),
+                (0, None, None),
             ),
             Ok(ep) => {
                 let r = match ask {
-                    SyncAsk::Positions => {
-                        wal_position(env, &ep, deadline).await.map(|p| (p, 0, None))
-                    }
+                    SyncAsk::Positions => wal_position(env, &ep, deadline)
+                        .await
+                        .map(|p| (p, 0, None, None)),
                     SyncAsk::PositionsAndTimelines => {
                         position_and_timeline(env, &ep, deadline).await
                     }
                 };
-                let (timeline, known) = r.as_ref().map_or((0, None), |(_, t, k)| (*t, *k));
+                let (timeline, known, history) = r
+                    .as_ref()
+                    .map_or((0, None, None), |(_, t, k, h)| (*t, *k, h.clone()));
                 (
                     SafekeeperAnswer {
                         safekeeper: ep.shown.clone(),
-                        flush_lsn: r.as_ref().ok().map(|(p, _, _)| p.flushed),
+                        flush_lsn: r.as_ref().ok().map(|(p, _, _, _)| p.flushed),
                         error: r.err().map(|e| e.to_string()),
                     },
-                    (timeline, known),
+                    (timeline, known, history),
                 )
             }
         }
     });
-    let (answers, timelines): (Vec<_>, Vec<(u32, Option<u32>)>) =
-        join_all(asks).await.into_iter().unzip();
-    let (timelines, known): (Vec<u32>, Vec<Option<u32>>) = timelines.into_iter().unzip();
+    let (answers, asked): (Vec<_>, Vec<_>) = join_all(asks).await.into_iter().unzip();
+    let timelines = asked.iter().map(|(t, _, _)| *t).collect();
+    let known = asked.iter().map(|(_, k, _)| *k).collect();
+    let histories = asked.into_iter().map(|(_, _, h)| h).collect();
     let reached: Vec<Lsn> = answers.iter().filter_map(|a| a.flush_lsn).collect();
     match commit_lsn(connstrings.len(), &reached) {
         Some(commit_lsn) => Ok(SyncOutcome {
@@ -207,6 +226,7 @@ pub async fn sync_safekeepers<E: Env>(
             answers,
             timelines,
             known,
+            histories,
         }),
         None => Err(NoQuorum {
             total: connstrings.len(),

@@ -288,12 +288,24 @@ pub(crate) fn newest_timeline_row(
     claimed: Option<u32>,
 ) -> (Vec<&'static str>, Vec<Option<String>>) {
     let history = wal.history_tli();
+    // Its newest history file: the ancestors of the timeline it follows.
+    let content: String = wal
+        .history
+        .iter()
+        .map(|(t, end)| {
+            format!(
+                "{t}\t{}\tno recovery target specified\n",
+                compute_ctl::storage::Lsn(*end)
+            )
+        })
+        .collect();
     (
-        vec!["max", "max", "current_setting"],
+        vec!["max", "max", "current_setting", "pg_read_file"],
         vec![
             Some(format!("{:08X}", wal.segment_tli())),
             (history > 0).then(|| format!("{history:08X}")),
             claimed.map(|c| c.to_string()),
+            (history > 0).then_some(content),
         ],
     )
 }

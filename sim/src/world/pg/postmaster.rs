@@ -146,8 +146,34 @@ async fn run(
     {
         // The WAL model (`crate::wal`): a standby until promoted, no WAL
         // senders yet.
+        // Recovery targets the newest of an unbroken run of history files
+        // in pg_wal: a real one written there before the start (an empty
+        // branch the new primary joins) becomes its timeline.
+        let joined = {
+            let fs = env.fs();
+            let mut top = None;
+            let mut t = env.shared().lock().wal.compute.wal.tli;
+            loop {
+                let path = pgdata
+                    .join("pg_wal")
+                    .join(compute_ctl::storage::history_file_name(t + 1));
+                match fs.read(&path) {
+                    Ok(content) => {
+                        t += 1;
+                        top = Some((t, String::from_utf8_lossy(&content).to_string()));
+                    }
+                    Err(_) => break,
+                }
+            }
+            top.map(|(t, content)| (t, compute_ctl::storage::parse_history(&content)))
+                .filter(|(_, h)| !h.is_empty())
+        };
         let mut sh = env.shared().lock();
         let c = &mut sh.wal.compute;
+        if let Some((t, history)) = joined {
+            let history: Vec<(u32, u64)> = history.into_iter().map(|(p, l)| (p, l.0)).collect();
+            c.wal.adopt_history(&history, t);
+        }
         c.in_recovery = standby;
         c.primary_since = (!standby).then(|| c.wal.end());
         c.senders.clear();
