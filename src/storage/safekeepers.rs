@@ -1,8 +1,9 @@
 //! Sync safekeepers: ask every WAL server how far its WAL is durable, in
 //! parallel with a deadline each, and agree on the commit LSN, the highest
 //! LSN that a majority of them has reached. Here a safekeeper is a Postgres
-//! server: `pg_current_wal_flush_lsn()` on a primary,
-//! `pg_last_wal_receive_lsn()` on a standby ([`POSITION_SQL`]).
+//! server: `pg_current_wal_flush_lsn()` on a primary, the greater of
+//! `pg_last_wal_receive_lsn()` and `pg_last_wal_replay_lsn()` on a standby
+//! ([`POSITION_SQL`]).
 //!
 //! Every safekeeper is waited for (each at most its deadline), so the commit
 //! LSN is never below what a majority acknowledged: a late answer with a
@@ -18,10 +19,19 @@ use crate::env::Env;
 pub use crate::spec::majority;
 
 /// One round trip: whether the server is in recovery, how far its WAL is
-/// durable (flushed on a primary; received, else replayed, on a standby) and
-/// how far it has replayed (= flushed on a primary).
+/// durable (flushed on a primary; on a standby the greater of received and
+/// replayed) and how far it has replayed (= flushed on a primary).
+///
+/// Not the received LSN alone: each time a standby's WAL receiver starts
+/// on another timeline, or first after a restart, Postgres sets it back to
+/// the start of the segment it asks for, below WAL the standby holds and
+/// replayed. Seen on Postgres 15: three safekeepers that had taken an
+/// empty branch as their target all answered 0/5000000 with 0/583FAC0
+/// replayed. Ranked by that, a start could catch up from a safekeeper that
+/// holds less than one that restarted, and fork below commits a majority
+/// acknowledged.
 pub const POSITION_SQL: &str = "SELECT pg_is_in_recovery(), \
-     CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_flush_lsn() END, \
+     CASE WHEN pg_is_in_recovery() THEN GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_flush_lsn() END, \
      CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END";
 
 /// Where a server's WAL is.
