@@ -176,7 +176,7 @@ impl<E: Env> Compute<E> {
         let promoted = self
             .phase(
                 Phase::StartPromote,
-                self.promote_onto_claim(&session, caught_up, plan.timeline),
+                self.promote_onto_claim(&session, caught_up, plan),
             )
             .await?;
         drop(session);
@@ -210,15 +210,18 @@ impl<E: Env> Compute<E> {
     }
 
     /// Step 4's promotion in a durable start: our own Postgres (on
-    /// `session`, caught up at `caught_up`) promoted onto the claimed
-    /// `timeline`: the history files below it first
-    /// (`storage::reserve_below`), then the timeline it got checked.
+    /// `session`, caught up at `caught_up`) promoted onto the plan's
+    /// claimed timeline: the history files below it first
+    /// (`storage::reserve_below`), then the timeline it got checked, then
+    /// the segment files of the empty timelines it joined
+    /// (`storage::fill_empty_timelines`).
     async fn promote_onto_claim(
         &self,
         session: &storage::OpenSession,
         caught_up: storage::WalPosition,
-        timeline: u32,
+        plan: &CatchUpPlan,
     ) -> Result<storage::Promoted, FailReason> {
+        let timeline = plan.timeline;
         let unclaimed = crate::planted::active(crate::planted::Bug::UnclaimedTimeline);
         if !unclaimed {
             storage::reserve_below(&self.env, &self.params.pgdata, timeline)
@@ -239,6 +242,19 @@ impl<E: Env> Compute<E> {
                 "the new primary promoted onto timeline {}, not onto timeline {timeline} claimed on the safekeepers (its pg_wal holds a history file the safekeepers did not know of); start again to claim past it",
                 promoted.timeline
             )));
+        }
+        if let Err(e) = storage::fill_empty_timelines(
+            &self.env,
+            &self.params.pgdata,
+            session,
+            promoted.fork_lsn,
+            &plan.empty_timelines,
+            ASK,
+        )
+        .await
+        {
+            // The quorum wait reports the safekeepers this leaves behind.
+            tracing::warn!(error = %e, timelines = ?plan.empty_timelines, "the segment files of the empty timelines this primary joined could not be written; a safekeeper below its fork cannot catch up from it");
         }
         Ok(promoted)
     }

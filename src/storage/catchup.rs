@@ -48,6 +48,10 @@ pub struct CatchUpPlan {
     /// The empty branch the new primary joins, `(timeline, history)`
     /// ([`super::empty_branch`]).
     pub branch: Option<(u32, String)>,
+    /// The empty timelines that joining `branch` puts in the new primary's
+    /// history ([`super::empty_timelines`]): each gets a segment file once
+    /// it promoted ([`super::fill_empty_timelines`]).
+    pub empty_timelines: Vec<u32>,
 }
 
 /// Picks the backup source and the safekeeper to catch up from, and the
@@ -101,6 +105,12 @@ pub async fn plan_catch_up<E: Env>(
         }
         _ => from_sk,
     };
+    let replaying = timelines.get(i).copied().unwrap_or(0);
+    let branch = super::branch_to_join(&synced.histories, replaying, target);
+    let empty_timelines = branch
+        .as_ref()
+        .map(|b| super::empty_timelines(b, replaying))
+        .unwrap_or_default();
     Ok(CatchUpPlan {
         backup_source,
         backup_shown,
@@ -109,11 +119,8 @@ pub async fn plan_catch_up<E: Env>(
         target,
         timeline,
         known: known.to_vec(),
-        branch: super::branch_to_join(
-            &synced.histories,
-            timelines.get(i).copied().unwrap_or(0),
-            target,
-        ),
+        branch,
+        empty_timelines,
     })
 }
 

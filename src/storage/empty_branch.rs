@@ -9,14 +9,25 @@
 //! targets that timeline, and the promotion forks from it.
 //!
 //! It can when the branch forks from the timeline the new primary catches
-//! up on at or past the catch-up target: everything replayed is then on
-//! the branch's history. A branch that forks earlier holds a history the
-//! new primary's WAL left; its safekeepers are diverged (the storage's to
-//! re-clone), and the new primary forks past it as before.
+//! up on exactly at the catch-up target: everything replayed is then on
+//! the branch's history, and the branch holds nothing past it. A branch
+//! that forks earlier holds a history the new primary's WAL left; one
+//! that forks later needs WAL no reachable safekeeper holds. Either way
+//! its safekeepers cannot follow (the storage's to re-clone), and the new
+//! primary forks past it as before.
+//!
+//! Once promoted, the new primary also needs a WAL segment file for each
+//! empty timeline it joined ([`fill_empty_timelines`]). A walsender that
+//! streams a timeline of its history reads the segment where that
+//! timeline ends from the file of the *next* timeline of its history (the
+//! one that a promotion makes by copying the old segment). An empty
+//! timeline never had a primary to make that file, so a safekeeper that
+//! lags below the fork could never catch up: "requested WAL segment
+//! 00000003…05 has already been removed", on real Postgres 15.
 
 use std::path::Path;
 
-use super::{Lsn, history_file_name, reserve_below};
+use super::{Lsn, OpenSession, history_file_name, reserve_below};
 use crate::env::Env;
 
 /// The `(parent timeline, switch LSN)` lines of a history file.
@@ -55,8 +66,12 @@ pub fn timeline_at(segment: u32, newest: Option<&(u32, String)>, flushed: Lsn) -
 
 /// The empty branch to join, if any: of the newest history files the
 /// safekeepers hold (`(timeline, content)`), the newest timeline past
-/// `replaying` (the catch-up source's timeline) whose history forks from
-/// it at or past `target`.
+/// `replaying` (the catch-up source's timeline) whose history leaves
+/// `replaying` exactly at `target`, with every timeline after it empty
+/// (each switch at `target`). A branch that leaves later is out of reach:
+/// no reachable safekeeper holds the WAL up to its fork, and joining it
+/// would make a history whose timelines end before they begin (Postgres
+/// writes the promotion's line as "branch, end of our WAL").
 pub fn branch_to_join(
     newest: &[Option<(u32, String)>],
     replaying: u32,
@@ -67,12 +82,98 @@ pub fn branch_to_join(
         .flatten()
         .filter(|(t, _)| *t > replaying)
         .filter(|(_, content)| {
-            parse_history(content)
+            let lines = parse_history(content);
+            lines
                 .iter()
-                .any(|(parent, switch)| *parent == replaying && *switch >= target)
+                .position(|(parent, _)| *parent == replaying)
+                .is_some_and(|at| lines[at..].iter().all(|(_, switch)| *switch == target))
         })
         .max_by_key(|(t, _)| *t)
         .cloned()
+}
+
+/// The empty timelines the new primary's history holds once it joined
+/// `branch` while replaying timeline `replaying`: the branch and every
+/// timeline between `replaying` and it that the branch's history names.
+/// Each begins and ends where the new primary forks.
+pub fn empty_timelines(branch: &(u32, String), replaying: u32) -> Vec<u32> {
+    let mut empty: Vec<u32> = parse_history(&branch.1)
+        .into_iter()
+        .map(|(parent, _)| parent)
+        .filter(|t| *t > replaying && *t < branch.0)
+        .collect();
+    empty.push(branch.0);
+    empty
+}
+
+/// The name of the segment file `name` (a WAL segment's, 24 hex digits)
+/// on timeline `t`.
+fn on_timeline(name: &str, t: u32) -> Option<String> {
+    let segment = name.get(8..).filter(|s| s.len() == 16)?;
+    Some(format!("{t:08X}{segment}"))
+}
+
+/// Once our own Postgres (`session`, PGDATA `pgdata`) promoted at `fork`
+/// after joining an empty branch: a copy of its new timeline's first
+/// segment (the old timeline's up to `fork`, which the promotion copied)
+/// under the name of each `empty` timeline, owned by the Postgres user.
+/// Without one, a walsender cannot serve the timeline before it to a
+/// safekeeper below `fork`. A fork at a segment boundary needs none.
+pub async fn fill_empty_timelines<E: Env>(
+    env: &E,
+    pgdata: &Path,
+    session: &OpenSession,
+    fork: Lsn,
+    empty: &[u32],
+    within: std::time::Duration,
+) -> Result<(), String> {
+    if empty.is_empty() {
+        return Ok(());
+    }
+    // `pg_walfile_name` names the segment that holds the byte before `fork`.
+    let row = session
+        .first_row(env, &walfile_name_sql(fork), within)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = super::column(&row, 0)
+        .filter(|n| n.len() == 24)
+        .ok_or_else(|| format!("pg_walfile_name('{fork}') answered {row:?}"))?
+        .to_string();
+    let wal = pgdata.join("pg_wal");
+    let copy = match env.read(&wal.join(&name)).await {
+        Ok(bytes) => bytes,
+        // The new timeline starts a fresh segment: the old one ends at
+        // `fork` in its own file.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("reading {name}: {e}")),
+    };
+    let owner = env
+        .postgres_identity()
+        .map_err(|e| format!("looking up the Postgres user: {e}"))?;
+    for t in empty {
+        let Some(target) = on_timeline(&name, *t) else {
+            continue;
+        };
+        let path = wal.join(&target);
+        if env.exists(&path).await {
+            continue;
+        }
+        env.write_atomic(&path, &copy)
+            .await
+            .map_err(|e| format!("writing {target}: {e}"))?;
+        if let Some(who) = owner {
+            env.chown_recursive(&path, who)
+                .await
+                .map_err(|e| format!("giving {target} to the Postgres user: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The statement that names the WAL segment holding the byte before `lsn`
+/// on the current timeline.
+pub fn walfile_name_sql(lsn: Lsn) -> String {
+    format!("SELECT pg_walfile_name('{lsn}')")
 }
 
 /// Writes the branch's history file into `pgdata`'s `pg_wal`, with empty
@@ -98,7 +199,7 @@ mod tests {
     const TL3: &str = "1\t0/5000000\tno recovery target specified\n\n2\t0/58404B0\tno recovery target specified\n";
 
     #[test]
-    fn a_branch_forking_at_or_past_the_target_is_joined_and_an_earlier_one_is_not() {
+    fn only_a_branch_forking_exactly_at_the_target_is_joined() {
         let newest = [Some((3, TL3.to_string())), None, Some((2, String::new()))];
         let at: Lsn = "0/58404B0".parse().unwrap();
         assert_eq!(branch_to_join(&newest, 2, at).map(|b| b.0), Some(3));
@@ -107,6 +208,18 @@ mod tests {
             branch_to_join(&newest, 2, past),
             None,
             "it forked below the target"
+        );
+        let before: Lsn = "0/5840400".parse().unwrap();
+        assert_eq!(
+            branch_to_join(&newest, 2, before),
+            None,
+            "it forked past the target: its fork needs WAL no reachable safekeeper holds"
+        );
+        let tl4 = format!("{TL3}3\t0/5840600\tno recovery target specified\n");
+        assert_eq!(
+            branch_to_join(&[Some((4, tl4))], 2, at),
+            None,
+            "timeline 3 holds WAL past the target"
         );
         assert_eq!(
             branch_to_join(&newest, 1, at),
@@ -128,6 +241,18 @@ mod tests {
         let after: Lsn = "0/5900000".parse().unwrap();
         assert_eq!(timeline_at(3, Some(&newest), after), 3);
         assert_eq!(timeline_at(2, None, after), 2);
+    }
+
+    #[test]
+    fn the_branch_and_the_timelines_between_are_empty() {
+        assert_eq!(empty_timelines(&(3, TL3.to_string()), 2), vec![3]);
+        let tl5 = format!("{TL3}3\t0/58404B0\tno recovery target specified\n");
+        assert_eq!(empty_timelines(&(5, tl5), 2), vec![3, 5]);
+        assert_eq!(
+            on_timeline("000000040000000000000005", 3).as_deref(),
+            Some("000000030000000000000005")
+        );
+        assert_eq!(on_timeline("00000004.history", 3), None);
     }
 
     #[test]

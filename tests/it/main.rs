@@ -23,6 +23,7 @@ mod crash_promote;
 mod durable_fork;
 mod durable_primary;
 mod e2e_container;
+mod empty_branch;
 mod fuzz;
 mod graceful_stop;
 mod hostile_http;

@@ -35,6 +35,10 @@ pub enum Durable {
     /// `CHECKPOINT` (a restartpoint on a standby): the simulated server
     /// reads a reload at once, so it only answers.
     Checkpoint,
+    /// `SELECT pg_walfile_name('<lsn>')` (the segment a new primary copies
+    /// for an empty timeline it joined; the simulated `pg_wal` holds no
+    /// segment files, so the copy finds none).
+    WalfileName(u64),
 }
 
 /// The client's commit statement for `id`.
@@ -75,6 +79,15 @@ pub fn parse(sql: &str) -> Option<Durable> {
     }
     if sql.eq_ignore_ascii_case("CHECKPOINT") {
         return Some(Durable::Checkpoint);
+    }
+    if let Some(lsn) = sql
+        .strip_prefix("SELECT pg_walfile_name('")
+        .and_then(|r| r.strip_suffix("')"))
+    {
+        return lsn
+            .parse::<compute_ctl::spec::Lsn>()
+            .ok()
+            .map(|l| Durable::WalfileName(l.0));
     }
     if sql.starts_with("SELECT pg_promote(") {
         return Some(Durable::Promote);

@@ -119,6 +119,19 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
                 ],
             ))
         }
+        Durable::WalfileName(lsn) => {
+            // 16 MB segments; the segment of the byte before `lsn`.
+            let tli = shared.lock().wal.compute.wal.tli;
+            let segment = lsn.saturating_sub(1) >> 24;
+            Ok(row(
+                &["pg_walfile_name"],
+                vec![Some(format!(
+                    "{tli:08X}{:08X}{:08X}",
+                    segment >> 8,
+                    segment & 0xFF
+                ))],
+            ))
+        }
         Durable::StatReplication => {
             let sh = shared.lock();
             let senders: Vec<serde_json::Value> = sh
