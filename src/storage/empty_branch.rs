@@ -116,7 +116,8 @@ fn on_timeline(name: &str, t: u32) -> Option<String> {
 /// Once our own Postgres (`session`, PGDATA `pgdata`) promoted at `fork`
 /// after joining an empty branch: a copy of its new timeline's first
 /// segment (the old timeline's up to `fork`, which the promotion copied)
-/// under the name of each `empty` timeline, owned by the Postgres user.
+/// under the name of each `empty` timeline, mode 0600 and owned by the
+/// Postgres user, as Postgres' own.
 /// Without one, a walsender cannot serve the timeline before it to a
 /// safekeeper below `fork`. A fork at a segment boundary needs none.
 pub async fn fill_empty_timelines<E: Env>(
@@ -161,6 +162,10 @@ pub async fn fill_empty_timelines<E: Env>(
         env.write_atomic(&path, &copy)
             .await
             .map_err(|e| format!("writing {target}: {e}"))?;
+        // WAL holds the data: as private as Postgres' own segment files.
+        env.set_mode(&path, 0o600)
+            .await
+            .map_err(|e| format!("making {target} private: {e}"))?;
         if let Some(who) = owner {
             env.chown_recursive(&path, who)
                 .await
