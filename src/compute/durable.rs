@@ -81,6 +81,7 @@ impl<E: Env> Compute<E> {
     ) -> Result<CatchUpPlan, FailReason> {
         let sks = self.safekeepers_of(spec)?;
         let name = self.params.compute_id.as_deref().unwrap_or("compute_ctl");
+        tracing::debug!(timelines = ?synced.timelines, known = ?synced.known, histories = ?synced.histories, "what the safekeepers said of their timelines");
         let plan = storage::plan_catch_up(
             &self.env,
             spec.pageserver_connstring.as_deref(),
@@ -199,6 +200,13 @@ impl<E: Env> Compute<E> {
             }
         );
         quorum?;
+        if !plan.empty_timelines.is_empty() {
+            // Not a failure of the start: the next base backup of such a
+            // safekeeper fails, naming the empty timeline's segment.
+            if let Err(e) = storage::restart_past_fork(&self.env, &own, &sks, ASK * 5).await {
+                tracing::warn!(error = %e, "a safekeeper did not make a restartpoint past the empty timeline this primary joined; a base backup of it fails until it replays a checkpoint of this timeline");
+            }
+        }
         tracing::info!(
             catch_up_ms = ms(self.took(Stage::CatchUp)),
             promote_ms = ms(self.took(Stage::Promote)),

@@ -24,10 +24,24 @@
 //! timeline never had a primary to make that file, so a safekeeper that
 //! lags below the fork could never catch up: "requested WAL segment
 //! 00000003…05 has already been removed", on real Postgres 15.
+//!
+//! A safekeeper has the same gap: it streamed straight onto the new
+//! timeline, so it holds no file of the empty one either, and a base
+//! backup of it that starts on the old timeline (its last restartpoint,
+//! before the fork) fails the same way (the crash suite's clone of a
+//! safekeeper for a move, on real Postgres 15). So once a quorum streams,
+//! the start has each safekeeper make a restartpoint on the new timeline
+//! ([`restart_past_fork`]).
 
 use std::path::Path;
 
-use super::{Lsn, OpenSession, history_file_name, reserve_below};
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::{
+    Endpoint, Lsn, OpenSession, Safekeeper, history_file_name, reserve_below, wait_for_lsn,
+};
 use crate::env::Env;
 
 /// The `(parent timeline, switch LSN)` lines of a history file.
@@ -48,9 +62,12 @@ pub fn parse_history(content: &str) -> Vec<(u32, Lsn)> {
 /// The timeline a safekeeper's WAL is on at its `flushed` LSN: its newest
 /// segment's timeline (`segment`), unless its history (the newest history
 /// file's `content`, whose timeline is `newest`) says that timeline starts
-/// past `flushed`. A standby opens the new timeline's segment file as soon
-/// as it starts to stream it, so the file's name alone can claim a
-/// timeline it holds no WAL of.
+/// at or past `flushed`. A standby opens the new timeline's segment file as
+/// soon as it starts to stream it (from the segment's start, copying the
+/// old timeline's WAL into it), so the file's name alone can claim a
+/// timeline it holds no WAL of; so can a flushed LSN exactly at the switch
+/// (seen on Postgres 15, the crash suite's `start.quorum` cell: ranked on
+/// the empty timeline, that safekeeper hid the branch to join).
 pub fn timeline_at(segment: u32, newest: Option<&(u32, String)>, flushed: Lsn) -> u32 {
     let Some((tli, content)) = newest else {
         return segment;
@@ -59,7 +76,7 @@ pub fn timeline_at(segment: u32, newest: Option<&(u32, String)>, flushed: Lsn) -
     let lines = parse_history(content);
     let on = lines
         .iter()
-        .find(|(_, switch)| *switch > flushed)
+        .find(|(_, switch)| *switch >= flushed)
         .map_or(*tli, |(parent, _)| *parent);
     segment.min(on)
 }
@@ -175,6 +192,49 @@ pub async fn fill_empty_timelines<E: Env>(
     Ok(())
 }
 
+/// Once a quorum streams from our own Postgres (`own`, which joined an
+/// empty branch): a checkpoint on it, then on each of `safekeepers`, once
+/// it replayed that checkpoint, a `CHECKPOINT` (a restartpoint there,
+/// at that record: on the new timeline, past the fork). A base backup of
+/// the safekeeper then starts past the empty timeline. Each step within
+/// `within`; the safekeepers that failed are named in the error.
+pub async fn restart_past_fork<E: Env>(
+    env: &E,
+    own: &Endpoint,
+    safekeepers: &[Safekeeper],
+    within: Duration,
+) -> Result<(), String> {
+    own.execute(env, &["CHECKPOINT"], within)
+        .await
+        .map_err(|e| format!("CHECKPOINT on the new primary: {e}"))?;
+    let row = own
+        .query_row(env, "SELECT pg_current_wal_flush_lsn()::text", within)
+        .await
+        .map_err(|e| format!("asking the new primary its flushed LSN: {e}"))?;
+    let checkpointed: Lsn = super::column(&row, 0)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("the new primary answered {row:?} for its flushed LSN"))?;
+    let each = safekeepers.iter().map(|sk| async move {
+        wait_for_lsn(env, &sk.endpoint, checkpointed, within)
+            .await
+            .map_err(|e| e.to_string())?;
+        sk.endpoint
+            .execute(env, &["CHECKPOINT"], within)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    let failed: Vec<String> = safekeepers
+        .iter()
+        .zip(join_all(each).await)
+        .filter_map(|(sk, r)| r.err().map(|e| format!("{}: {e}", sk.endpoint.shown)))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
 /// The statement that names the WAL segment holding the byte before `lsn`
 /// on the current timeline.
 pub fn walfile_name_sql(lsn: Lsn) -> String {
@@ -241,10 +301,22 @@ mod tests {
     #[test]
     fn a_segment_file_of_a_timeline_past_the_flush_lsn_does_not_count() {
         let newest = (3, TL3.to_string());
-        let before: Lsn = "0/5000000".parse().unwrap();
+        let before: Lsn = "0/5000100".parse().unwrap();
         assert_eq!(timeline_at(3, Some(&newest), before), 2);
+        let first_switch: Lsn = "0/5000000".parse().unwrap();
+        assert_eq!(
+            timeline_at(3, Some(&newest), first_switch),
+            1,
+            "no WAL of timeline 2 yet"
+        );
         let after: Lsn = "0/5900000".parse().unwrap();
         assert_eq!(timeline_at(3, Some(&newest), after), 3);
+        let at_the_switch: Lsn = "0/58404B0".parse().unwrap();
+        assert_eq!(
+            timeline_at(3, Some(&newest), at_the_switch),
+            2,
+            "no WAL of timeline 3 yet"
+        );
         assert_eq!(timeline_at(2, None, after), 2);
     }
 

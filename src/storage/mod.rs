@@ -31,8 +31,8 @@ pub use catchup::{
     RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote, promote_on,
 };
 pub use empty_branch::{
-    branch_to_join, empty_timelines, fill_empty_timelines, join_branch, parse_history, timeline_at,
-    walfile_name_sql,
+    branch_to_join, empty_timelines, fill_empty_timelines, join_branch, parse_history,
+    restart_past_fork, timeline_at, walfile_name_sql,
 };
 pub use endpoint::{Endpoint, EndpointError, OpenSession, SessionError, column};
 pub use newer_timeline::{NewerTimeline, TimelineSurvey, survey_timelines};

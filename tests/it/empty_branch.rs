@@ -18,7 +18,10 @@
 //! Here the dead primary's history file is put into each safekeeper's
 //! `pg_wal` by hand, as its walreceiver would have fetched it, while
 //! nothing streams to them; safekeeper C was down for the last commits,
-//! so it lags below the fork.
+//! so it lags below the fork. Last, a safekeeper is cloned by
+//! `pg_basebackup`, as the storage makes a new one (the crash suite's
+//! move cell failed there: "requested WAL segment 00000003…05 has already
+//! been removed").
 
 // Tests may use the OS clock (clippy.toml is for the library).
 #![allow(clippy::disallowed_methods)]
@@ -142,6 +145,16 @@ async fn a_start_joins_the_empty_branch_a_dead_primary_left_on_the_safekeepers()
         branch + 1,
         "compute 2 forks from the empty branch {branch} onto the next number: {st}"
     );
+    // Each safekeeper's restartpoint, where a base backup of it starts, is
+    // on compute 2's timeline: past the empty one, which none holds a file of.
+    for (i, sk) in sks.members.iter().enumerate() {
+        assert_eq!(
+            sk.value("SELECT timeline_id FROM pg_control_checkpoint()")
+                .await,
+            (branch + 1).to_string(),
+            "safekeeper {i}'s restartpoint"
+        );
+    }
     let history = std::fs::read_to_string(
         sks.members[0]
             .data_dir()
@@ -161,6 +174,10 @@ async fn a_start_joins_the_empty_branch_a_dead_primary_left_on_the_safekeepers()
     }
     let rows = present(&c2).await;
     assert!((0..10).all(|id| rows.contains(&id)), "rows: {rows:?}");
+    // The storage can still clone a safekeeper: a base backup of one
+    // starts on compute 2's timeline, past the empty one.
+    let clone = TestPostgres::standby_of(&sks.members[1]).await;
+    drop(clone);
     for (i, sk) in sks.members.iter().enumerate() {
         assert!(
             !sk.log().contains("is not a child"),

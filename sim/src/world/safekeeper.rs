@@ -243,6 +243,10 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
         sk.pending_conninfo = Some(v.replace("''", "'"));
         return Ok(None);
     }
+    if sql.eq_ignore_ascii_case("CHECKPOINT") {
+        // A restartpoint: nothing the model keeps.
+        return Ok(None);
+    }
     if sql.eq_ignore_ascii_case("SELECT pg_reload_conf()") {
         if let Some(c) = sk.pending_conninfo.take() {
             sk.conninfo = c;
