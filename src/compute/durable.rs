@@ -201,9 +201,26 @@ impl<E: Env> Compute<E> {
         );
         quorum?;
         if !plan.empty_timelines.is_empty() {
+            // Those the quorum wait found reachable and following: one that
+            // is down or diverged would hold `running` back for the wait.
+            let following: Vec<Safekeeper> = {
+                let st = self.state.borrow();
+                let members = st.safekeepers.as_ref().map(|s| &s.members);
+                sks.iter()
+                    .filter(|sk| {
+                        members.is_none_or(|m| {
+                            m.iter().any(|m| {
+                                m.name == sk.name
+                                    && (m.state == "streaming" || m.state == "catching_up")
+                            })
+                        })
+                    })
+                    .cloned()
+                    .collect()
+            };
             // Not a failure of the start: the next base backup of such a
             // safekeeper fails, naming the empty timeline's segment.
-            if let Err(e) = storage::restart_past_fork(&self.env, &own, &sks, ASK * 5).await {
+            if let Err(e) = storage::restart_past_fork(&self.env, &own, &following, ASK * 5).await {
                 tracing::warn!(error = %e, "a safekeeper did not make a restartpoint past the empty timeline this primary joined; a base backup of it fails until it replays a checkpoint of this timeline");
             }
         }

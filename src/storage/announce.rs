@@ -114,8 +114,10 @@ pub async fn explain_absent<E: Env>(
         }
     };
     let col = |i: usize| row.get(i).cloned().flatten();
-    st.flush_lsn = col(3).and_then(|s| s.parse().ok());
     st.replay_lsn = col(4).and_then(|s| s.parse().ok());
+    // Replayed WAL is flushed: the received LSN alone can sit at a segment
+    // start below it (`storage::POSITION_SQL`).
+    st.flush_lsn = col(3).and_then(|s| s.parse().ok()).max(st.replay_lsn);
     if col(0).as_deref() != Some("t") {
         st.state = "diverged".into();
         st.reason = Some("it is not a standby (pg_is_in_recovery() is false)".into());

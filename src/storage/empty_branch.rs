@@ -143,7 +143,7 @@ pub async fn fill_empty_timelines<E: Env>(
     session: &OpenSession,
     fork: Lsn,
     empty: &[u32],
-    within: std::time::Duration,
+    within: Duration,
 ) -> Result<(), String> {
     if empty.is_empty() {
         return Ok(());
