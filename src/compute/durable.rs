@@ -201,28 +201,7 @@ impl<E: Env> Compute<E> {
         );
         quorum?;
         if !plan.empty_timelines.is_empty() {
-            // Those the quorum wait found reachable and following: one that
-            // is down or diverged would hold `running` back for the wait.
-            let following: Vec<Safekeeper> = {
-                let st = self.state.borrow();
-                let members = st.safekeepers.as_ref().map(|s| &s.members);
-                sks.iter()
-                    .filter(|sk| {
-                        members.is_none_or(|m| {
-                            m.iter().any(|m| {
-                                m.name == sk.name
-                                    && (m.state == "streaming" || m.state == "catching_up")
-                            })
-                        })
-                    })
-                    .cloned()
-                    .collect()
-            };
-            // Not a failure of the start: the next base backup of such a
-            // safekeeper fails, naming the empty timeline's segment.
-            if let Err(e) = storage::restart_past_fork(&self.env, &own, &following, ASK * 5).await {
-                tracing::warn!(error = %e, "a safekeeper did not make a restartpoint past the empty timeline this primary joined; a base backup of it fails until it replays a checkpoint of this timeline");
-            }
+            self.restart_safekeepers_past_fork(&own, &sks).await;
         }
         tracing::info!(
             catch_up_ms = ms(self.took(Stage::CatchUp)),
@@ -232,6 +211,30 @@ impl<E: Env> Compute<E> {
             "a quorum of safekeepers streams from this primary"
         );
         Ok(planned)
+    }
+
+    /// After a start that joined an empty branch, once a quorum streams:
+    /// a restartpoint past the fork on each safekeeper the quorum wait
+    /// found streaming or catching up (`storage::restart_past_fork`); one
+    /// that is down or diverged would hold `running` back for the wait.
+    /// Not a failure of the start: the next base backup of a safekeeper
+    /// left out fails, naming the empty timeline's segment.
+    async fn restart_safekeepers_past_fork(&self, own: &Endpoint, sks: &[Safekeeper]) {
+        let following: Vec<Safekeeper> = {
+            let st = self.state.borrow();
+            let follows = |sk: &Safekeeper| {
+                let Some(s) = &st.safekeepers else {
+                    return true;
+                };
+                s.members.iter().any(|m| {
+                    m.name == sk.name && (m.state == "streaming" || m.state == "catching_up")
+                })
+            };
+            sks.iter().filter(|sk| follows(sk)).cloned().collect()
+        };
+        if let Err(e) = storage::restart_past_fork(&self.env, own, &following, ASK * 5).await {
+            tracing::warn!(error = %e, "a safekeeper did not make a restartpoint past the empty timeline this primary joined; a base backup of it fails until it replays a checkpoint of this timeline");
+        }
     }
 
     /// Step 4's promotion in a durable start: our own Postgres (on

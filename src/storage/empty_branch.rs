@@ -204,13 +204,16 @@ pub async fn restart_past_fork<E: Env>(
     safekeepers: &[Safekeeper],
     within: Duration,
 ) -> Result<(), String> {
-    own.execute(env, &["CHECKPOINT"], within)
+    // One session: the checkpoint, then how far the WAL is flushed past it.
+    let rows = own
+        .first_rows(
+            env,
+            &["CHECKPOINT", "SELECT pg_current_wal_flush_lsn()::text"],
+            within,
+        )
         .await
-        .map_err(|e| format!("CHECKPOINT on the new primary: {e}"))?;
-    let row = own
-        .query_row(env, "SELECT pg_current_wal_flush_lsn()::text", within)
-        .await
-        .map_err(|e| format!("asking the new primary its flushed LSN: {e}"))?;
+        .map_err(|e| format!("CHECKPOINT on the new primary, then its flushed LSN: {e}"))?;
+    let row = rows.get(1).cloned().unwrap_or_default();
     let checkpointed: Lsn = super::column(&row, 0)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("the new primary answered {row:?} for its flushed LSN"))?;
