@@ -118,21 +118,17 @@ impl<E: Env> Compute<E> {
         Ok(())
     }
 
-    /// Step 3: PGDATA from the planned source, as a standby of the most
-    /// advanced safekeeper.
+    /// Step 3: the cleared PGDATA filled from the planned source, as a
+    /// standby of the most advanced safekeeper.
     pub(super) async fn prepare_durable_pgdata(
         &self,
         spec: &ComputeSpec,
         plan: &CatchUpPlan,
     ) -> Result<crate::pg::Prepared, FailReason> {
-        let prepared = crate::pg::prepare_pgdata_from(
-            &self.env,
-            &self.params,
-            spec,
-            Some(&plan.backup_source),
-        )
-        .await
-        .map_err(|e| FailReason::BaseBackup(e.to_string()))?;
+        let prepared =
+            crate::pg::fill_pgdata(&self.env, &self.params, spec, Some(&plan.backup_source))
+                .await
+                .map_err(|e| FailReason::BaseBackup(e.to_string()))?;
         storage::prepare_catch_up(&self.env, &self.params.pgdata, plan)
             .await
             .map_err(|e| {

@@ -1,5 +1,6 @@
-//! The first start, phase by phase (`phase.rs` names them): the commit LSN
-//! from the safekeepers, PGDATA at it (while the binary judges the spec's
+//! The first start, phase by phase (`phase.rs` names them): an earlier
+//! run's processes stopped, the commit LSN from the safekeepers (while the
+//! old PGDATA is removed), PGDATA at it (while the binary judges the spec's
 //! settings, `config_check.rs`), the config, Postgres, for a primary
 //! with safekeepers its catch-up, promotion, announce and quorum
 //! (`durable.rs`), then the catalog.
@@ -34,7 +35,20 @@ impl<E: Env> Compute<E> {
         // The spec's settings are judged by the binary while the storage is
         // read and PGDATA made: nothing is started before the verdict.
         let storage = async {
-            let (commit_lsn, catch_up) = self.sync_storage(&spec).await?;
+            // An earlier run's postmaster is stopped before the safekeepers
+            // are asked: left running (compute_ctl killed alone), it is a
+            // primary that goes on committing past the LSN the sync reads.
+            // Its old PGDATA goes while the safekeepers answer (a removal
+            // is never dropped half done: a failed sync waits for it).
+            pg::stop_leftovers(&self.env, &self.params)
+                .await
+                .map_err(|e| pgdata_failed(&spec, e))?;
+            let (synced, cleared) = tokio::join!(
+                self.sync_storage(&spec),
+                pg::clear_pgdata(&self.env, &self.params)
+            );
+            let (commit_lsn, catch_up) = synced?;
+            cleared.map_err(|e| pgdata_failed(&spec, e))?;
             // The source's major is asked while the copy runs: a mismatch
             // stops the copy (its process is killed when dropped).
             let prepared = self
@@ -171,8 +185,9 @@ impl<E: Env> Compute<E> {
         Ok(())
     }
 
-    /// PGDATA by initdb or base backup; for a primary with safekeepers from
-    /// its planned source, as a standby of the most advanced safekeeper.
+    /// The cleared PGDATA filled by initdb or base backup; for a primary
+    /// with safekeepers from its planned source, as a standby of the most
+    /// advanced safekeeper.
     async fn prepare(
         &self,
         spec: &ComputeSpec,
@@ -180,7 +195,7 @@ impl<E: Env> Compute<E> {
     ) -> Result<pg::Prepared, FailReason> {
         match catch_up {
             Some(plan) => self.prepare_durable_pgdata(spec, plan).await,
-            None => pg::prepare_pgdata(&self.env, &self.params, spec)
+            None => pg::fill_pgdata(&self.env, &self.params, spec, None)
                 .await
                 .map_err(|e| pgdata_failed(spec, e)),
         }

@@ -42,8 +42,8 @@ pub use file_settings::{
 };
 pub use held_session::{HeldSession, HeldSessionError};
 pub use pgdata::{
-    BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, prepare_pgdata, prepare_pgdata_from,
-    remove_pgdata,
+    BaseBackup, PgdataSource, Prepared, STANDBY_SIGNAL, clear_pgdata, fill_pgdata, remove_pgdata,
+    stop_leftovers,
 };
 pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart};

@@ -86,42 +86,28 @@ pub struct Prepared {
 /// The file that makes Postgres start as a standby.
 pub const STANDBY_SIGNAL: &str = "standby.signal";
 
-/// Removes and re-creates PGDATA, then fills it by initdb or base backup
-/// (plus `standby.signal` for a replica or static compute).
-pub async fn prepare_pgdata<E: Env>(
-    env: &E,
-    params: &ComputeParams,
-    spec: &ComputeSpec,
-) -> Result<Prepared, PgError> {
-    prepare_pgdata_from(env, params, spec, None).await
+/// Stops what an earlier run left working on PGDATA: its postmaster
+/// (compute_ctl killed alone leaves it running, a primary still taking
+/// commits), then any initdb, pg_basebackup or postgres naming it.
+pub async fn stop_leftovers<E: Env>(env: &E, params: &ComputeParams) -> Result<(), PgError> {
+    checked_pgdata(params)?;
+    super::stop_stale_postmaster(env, &params.pgdata, params.shutdown_timeout).await?;
+    super::stop_stale_tools(env, &params.pgdata, params.shutdown_timeout).await?;
+    Ok(())
 }
 
-/// [`prepare_pgdata`] with the base backup taken from `source` (a libpq
-/// connection string) instead of `pageserver_connstring`: a primary with
-/// safekeepers takes it from a safekeeper when its source is down.
-pub async fn prepare_pgdata_from<E: Env>(
-    env: &E,
-    params: &ComputeParams,
-    spec: &ComputeSpec,
-    source: Option<&str>,
-) -> Result<Prepared, PgError> {
-    let pgdata = &params.pgdata;
-    if pgdata.parent().is_none() || pgdata.as_os_str().is_empty() {
-        return Err(PgError::Config(format!(
-            "refusing to use {:?} as PGDATA (it is removed on every start); pass a dedicated directory with -D",
-            pgdata.display()
-        )));
-    }
+/// Removes the old PGDATA and makes it again, empty, mode 0700, owned by
+/// the Postgres OS user when we are root (after [`stop_leftovers`]).
+pub async fn clear_pgdata<E: Env>(env: &E, params: &ComputeParams) -> Result<(), PgError> {
+    let pgdata = checked_pgdata(params)?;
     let who = env.postgres_identity().map_err(PgError::Identity)?;
     let io = |what: &'static str| {
         move |source| PgError::Io {
             what,
-            path: pgdata.clone(),
+            path: pgdata.to_path_buf(),
             source,
         }
     };
-    super::stop_stale_postmaster(env, pgdata, params.shutdown_timeout).await?;
-    super::stop_stale_tools(env, pgdata, params.shutdown_timeout).await?;
     remove_pgdata(env, pgdata)
         .await
         .map_err(io("cannot remove the old PGDATA"))?;
@@ -133,6 +119,41 @@ pub async fn prepare_pgdata_from<E: Env>(
             .await
             .map_err(io("cannot hand PGDATA to the postgres user"))?;
     }
+    Ok(())
+}
+
+/// PGDATA, refused when it is a root or empty path (it is removed on every
+/// start).
+fn checked_pgdata(params: &ComputeParams) -> Result<&Path, PgError> {
+    let pgdata = &params.pgdata;
+    if pgdata.parent().is_none() || pgdata.as_os_str().is_empty() {
+        return Err(PgError::Config(format!(
+            "refusing to use {:?} as PGDATA (it is removed on every start); pass a dedicated directory with -D",
+            pgdata.display()
+        )));
+    }
+    Ok(pgdata)
+}
+
+/// Fills a PGDATA that [`clear_pgdata`] made: a base backup of `source` (a
+/// primary with safekeepers takes it from a safekeeper), else of
+/// `pageserver_connstring`, or initdb when there is neither; plus
+/// `standby.signal` for a replica or static compute.
+pub async fn fill_pgdata<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+    spec: &ComputeSpec,
+    source: Option<&str>,
+) -> Result<Prepared, PgError> {
+    let pgdata = &params.pgdata;
+    let who = env.postgres_identity().map_err(PgError::Identity)?;
+    let io = |what: &'static str| {
+        move |source| PgError::Io {
+            what,
+            path: pgdata.clone(),
+            source,
+        }
+    };
     match source.or(spec
         .pageserver_connstring
         .as_deref()
