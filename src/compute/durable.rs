@@ -248,7 +248,12 @@ impl<E: Env> Compute<E> {
         let timeline = plan.timeline;
         let unclaimed = crate::planted::active(crate::planted::Bug::UnclaimedTimeline);
         if !unclaimed {
-            storage::reserve_below(&self.env, &self.params.pgdata, timeline)
+            storage::reserve_below(
+                &self.env,
+                &self.params.pgdata,
+                plan.lowest_timeline,
+                timeline,
+            )
                 .await
                 .map_err(|e| {
                     FailReason::Promote(format!(

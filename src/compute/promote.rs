@@ -490,7 +490,7 @@ impl<E: Env> Compute<E> {
         moved: &mut Moved,
     ) -> Result<storage::Promoted, FailReason> {
         if let Some(t) = claimed {
-            storage::reserve_below(&self.env, &self.params.pgdata, t)
+            storage::reserve_below(&self.env, &self.params.pgdata, 1, t)
                 .await
                 .map_err(|e| {
                     FailReason::Promote(format!(

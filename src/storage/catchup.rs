@@ -42,6 +42,10 @@ pub struct CatchUpPlan {
     /// The timeline it promotes onto: past every one a majority knows of
     /// ([`super::next_timeline`]), claimed on them before the promotion.
     pub timeline: u32,
+    /// The lowest timeline a safekeeper that answered holds WAL of (1 when
+    /// none said): at or below the one the new primary's recovery targets
+    /// once caught up, the floor of [`super::reserve_below`].
+    pub lowest_timeline: u32,
     /// What each safekeeper of the sync said it knows (`None`: it did not
     /// say; the claim skips it).
     pub known: Vec<Option<u32>>,
@@ -118,6 +122,12 @@ pub async fn plan_catch_up<E: Env>(
         stream_shown: sk.endpoint.shown.clone(),
         target,
         timeline,
+        lowest_timeline: timelines
+            .iter()
+            .copied()
+            .filter(|t| *t > 0)
+            .min()
+            .unwrap_or(1),
         known: known.to_vec(),
         branch,
         empty_timelines,

@@ -252,7 +252,7 @@ pub async fn join_branch<E: Env>(
     pgdata: &Path,
     branch: &(u32, String),
 ) -> std::io::Result<()> {
-    reserve_below(env, pgdata, branch.0).await?;
+    reserve_below(env, pgdata, 1, branch.0).await?;
     env.write_atomic(
         &pgdata.join("pg_wal").join(history_file_name(branch.0)),
         branch.1.as_bytes(),

@@ -167,13 +167,22 @@ pub fn history_file_name(t: u32) -> String {
 }
 
 /// Makes our own Postgres (PGDATA `pgdata`, in recovery) promote onto
-/// `timeline`: an empty history file for each number from 2 below it that
-/// `pg_wal` lacks (`pg_promote()` takes the number after the newest of an
-/// unbroken run of them). Written once Postgres runs and just before the
-/// promotion: at start-up, recovery would take the newest as its target.
-pub async fn reserve_below<E: Env>(env: &E, pgdata: &Path, timeline: u32) -> std::io::Result<()> {
+/// `timeline`: an empty history file for each number between `from` and
+/// `timeline` (both excluded) that `pg_wal` lacks. `pg_promote()` takes the
+/// number after the newest of an unbroken run of them above the timeline
+/// recovery targets, so `from` is any timeline at or below that one (1 when
+/// none is known): a start passes the lowest timeline a safekeeper's WAL is
+/// on, and a start with no claim in between writes nothing. Written once
+/// Postgres runs and just before the promotion: at start-up, recovery would
+/// take the newest as its target.
+pub async fn reserve_below<E: Env>(
+    env: &E,
+    pgdata: &Path,
+    from: u32,
+    timeline: u32,
+) -> std::io::Result<()> {
     let wal = pgdata.join("pg_wal");
-    for t in 2..timeline {
+    for t in from.max(1) + 1..timeline {
         let path = wal.join(history_file_name(t));
         if !env.exists(&path).await {
             env.write_atomic(&path, b"").await?;
@@ -197,6 +206,35 @@ mod tests {
                 total: 3,
                 need: 2
             })
+        );
+    }
+
+    #[tokio::test]
+    async fn placeholders_are_written_only_between_the_floor_and_the_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("pg_wal");
+        std::fs::create_dir(&wal).unwrap();
+        std::fs::write(wal.join(history_file_name(7)), "6\t0/3000000\treal\n").unwrap();
+        let env = crate::env::TokioEnv::new();
+        reserve_below(&env, dir.path(), 5, 9).await.unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&wal)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        // Recovery targets timeline 5 or later: 6 and 8 make 9 the next
+        // number, 7 (a real history) is kept, nothing is written below 6.
+        assert_eq!(
+            names,
+            ["00000006.history", "00000007.history", "00000008.history"]
+        );
+        assert_eq!(
+            std::fs::read_to_string(wal.join(history_file_name(7))).unwrap(),
+            "6\t0/3000000\treal\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(wal.join(history_file_name(6))).unwrap(),
+            ""
         );
     }
 
