@@ -331,8 +331,6 @@ pub struct SafekeeperWal {
     /// The timeline a start claimed on it (`compute_ctl.claimed_timeline`
     /// in its `postgresql.auto.conf`: it survives a crash).
     pub claimed: Option<u32>,
-    /// `ALTER SYSTEM SET compute_ctl.claimed_timeline` not yet reloaded.
-    pub pending_claim: Option<u32>,
 }
 
 /// Every WAL holder of the world.

@@ -144,16 +144,19 @@ pub async fn plan_catch_up<E: Env>(
 ///
 /// Columns 1 and 2 are the newest timeline it knows of otherwise: its
 /// newest history file, and the timeline a start claimed on it
-/// ([`super::timeline_claim`]). A new primary's timeline must be past all
-/// three on a majority. Column 3 is that history file's content
+/// ([`super::timeline_claim`], from `postgresql.auto.conf`). A new
+/// primary's timeline must be past all three on a majority. Column 3 is
+/// that history file's content
 /// ([`super::empty_branch`]).
-pub const NEWEST_TIMELINE_SQL: &str = "SELECT \
+pub const NEWEST_TIMELINE_SQL: &str = concat!(
+    "SELECT \
      max(substr(f, 1, 8)) FILTER (WHERE f ~ '^[0-9A-F]{24}$'), \
-     max(substr(f, 1, 8)) FILTER (WHERE f ~ '^[0-9A-F]{8}\\.history$'), \
-     current_setting('compute_ctl.claimed_timeline', true), \
-     (SELECT pg_read_file('pg_wal/' || max(h)) FROM pg_ls_dir('pg_wal') h \
+     max(substr(f, 1, 8)) FILTER (WHERE f ~ '^[0-9A-F]{8}\\.history$'), ",
+    super::timeline_claim::claim_in_auto_conf!(),
+    ", (SELECT pg_read_file('pg_wal/' || max(h)) FROM pg_ls_dir('pg_wal') h \
      WHERE h ~ '^[0-9A-F]{8}\\.history$') \
-     FROM pg_ls_dir('pg_wal') f";
+     FROM pg_ls_dir('pg_wal') f"
+);
 
 /// The timeline in `ep`'s answer to [`NEWEST_TIMELINE_SQL`]; 0 when it
 /// gave none or failed (said in a warning).

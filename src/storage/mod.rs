@@ -50,6 +50,7 @@ pub use safekeepers::{
 };
 pub use sync_rep::{QuorumNotInForce, await_quorum_in_force};
 pub use timeline_claim::{
-    CLAIM_SETTING, ClaimError, claim_timeline, history_file_name, next_timeline, reserve_below,
+    CLAIM_LOOK_SQL, CLAIM_SETTING, ClaimError, claim_timeline, history_file_name, next_timeline,
+    reserve_below,
 };
 pub use wait::{WaitError, wait_for_lsn, wait_for_lsn_held};

@@ -22,7 +22,11 @@
 //!    restart of the safekeeper), while the base backup runs; a majority
 //!    must take it. Any later start's majority overlaps this one, so it
 //!    sees the claim and goes past it, also when this start dies before
-//!    its quorum ever streams;
+//!    its quorum ever streams. A claim is read from the safekeeper's
+//!    `postgresql.auto.conf` ([`CLAIM_LOOK_SQL`]), where `ALTER SYSTEM`
+//!    puts it before it returns, so no reload is sent: a SIGHUP would have
+//!    every process of every safekeeper re-read its config in the middle
+//!    of the base backup one of them serves;
 //! 3. makes its own Postgres promote onto exactly that number: empty
 //!    history files for the numbers it lacks below it ([`reserve_below`]),
 //!    written just before `pg_promote()` (recovery ignores them: such a
@@ -40,6 +44,19 @@ use crate::env::Env;
 
 /// The placeholder variable that holds a claim on a safekeeper.
 pub const CLAIM_SETTING: &str = "compute_ctl.claimed_timeline";
+
+/// The claim in a server's `postgresql.auto.conf` (NULL when none), as an
+/// SQL expression: `ALTER SYSTEM` writes `name = 'value'` lines there.
+macro_rules! claim_in_auto_conf {
+    () => {
+        "substring(pg_read_file('postgresql.auto.conf') \
+         from 'compute_ctl\\.claimed_timeline = ''([0-9]+)''')"
+    };
+}
+pub(super) use claim_in_auto_conf;
+
+/// Reads the timeline claimed on a server (NULL when none).
+pub const CLAIM_LOOK_SQL: &str = concat!("SELECT ", claim_in_auto_conf!());
 
 /// Why a timeline could not be claimed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,8 +118,7 @@ pub async fn claim_timeline<E: Env>(
     let value = format!("'{timeline}'");
     let set = format!("SET {CLAIM_SETTING} = {value}");
     let alter = format!("ALTER SYSTEM SET {CLAIM_SETTING} = {value}");
-    let look = format!("SELECT current_setting('{CLAIM_SETTING}', true)");
-    let statements = [look.as_str(), &set, &alter, "SELECT pg_reload_conf()"];
+    let statements = [CLAIM_LOOK_SQL, &set, &alter];
     let asks = safekeepers.iter().zip(known).map(|(sk, k)| {
         let statements = &statements;
         async move {

@@ -13,18 +13,17 @@
 // Tests may use the OS clock (clippy.toml is for the library).
 #![allow(clippy::disallowed_methods)]
 
-use compute_ctl::storage::CLAIM_SETTING;
+use compute_ctl::storage::{CLAIM_LOOK_SQL, CLAIM_SETTING};
 
 use crate::durable_primary::{insert, kill_everything, present, spec, start, wait_all_streaming};
 use crate::support::postgres::TestPostgres;
 use crate::support::safekeepers::Safekeepers;
 
-/// What `sk` holds as the claimed timeline (empty when none).
+/// What `sk` holds as the claimed timeline (empty when none), as a start
+/// reads it.
 async fn claim_on(sk: &TestPostgres) -> String {
-    sk.value(&format!(
-        "SELECT coalesce(current_setting('{CLAIM_SETTING}', true), '')"
-    ))
-    .await
+    sk.value(&format!("SELECT coalesce(({CLAIM_LOOK_SQL}), '')"))
+        .await
 }
 
 /// Claims `timeline` on `sk` by hand, as a start does.
@@ -33,7 +32,6 @@ async fn claim_by_hand(sk: &TestPostgres, timeline: u32) {
     for sql in [
         format!("SET {CLAIM_SETTING} = '{timeline}'"),
         format!("ALTER SYSTEM SET {CLAIM_SETTING} = '{timeline}'"),
-        "SELECT pg_reload_conf()".to_string(),
     ] {
         client
             .simple_query(&sql)

@@ -215,9 +215,9 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
         return Ok(Some(newest_timeline_row(&sk.wal, sk.claimed)));
     }
     let claim = compute_ctl::storage::CLAIM_SETTING;
-    if sql == format!("SELECT current_setting('{claim}', true)") {
+    if sql == compute_ctl::storage::CLAIM_LOOK_SQL {
         return Ok(Some((
-            vec!["current_setting"],
+            vec!["substring"],
             vec![sk.claimed.map(|c| c.to_string())],
         )));
     }
@@ -226,7 +226,8 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
         return claim_value(v).map(|_| None);
     }
     if let Some(v) = sql.strip_prefix(&format!("ALTER SYSTEM SET {claim} = ")) {
-        sk.pending_claim = Some(claim_value(v)?);
+        // In `postgresql.auto.conf` when it returns: what a start reads.
+        sk.claimed = Some(claim_value(v)?);
         return Ok(None);
     }
     if sql == "SELECT pg_is_in_recovery(), current_setting('primary_conninfo')" {
@@ -250,9 +251,6 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
     if sql.eq_ignore_ascii_case("SELECT pg_reload_conf()") {
         if let Some(c) = sk.pending_conninfo.take() {
             sk.conninfo = c;
-        }
-        if let Some(c) = sk.pending_claim.take() {
-            sk.claimed = Some(c);
         }
         return Ok(Some((vec!["pg_reload_conf"], vec![Some("t".into())])));
     }
@@ -304,7 +302,7 @@ pub(crate) fn newest_timeline_row(
         })
         .collect();
     (
-        vec!["max", "max", "current_setting", "pg_read_file"],
+        vec!["max", "max", "substring", "pg_read_file"],
         vec![
             Some(format!("{:08X}", wal.segment_tli())),
             (history > 0).then(|| format!("{history:08X}")),
