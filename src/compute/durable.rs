@@ -153,14 +153,17 @@ impl<E: Env> Compute<E> {
         spec: &ComputeSpec,
         plan: &CatchUpPlan,
         plan_catalog: bool,
+        ready: Option<tokio_postgres::Client>,
     ) -> Result<Option<crate::catalog::PlannedApply>, Stop> {
         let own = self.own_endpoint()?;
         let sks = self.safekeepers_of(spec)?;
 
-        // The wait and the promotion share one session.
+        // The wait and the promotion share one session: the one that found
+        // Postgres ready (`ready`) when there is one.
+        let ready = ready.map(|client| storage::OpenSession::adopt(client, &own));
         let (session, caught_up) = self
             .phase(Phase::StartCatchUp, async {
-                storage::wait_for_lsn_held(&self.env, &own, plan.target, CATCH_UP_TIMEOUT)
+                storage::wait_for_lsn_held(&self.env, &own, ready, plan.target, CATCH_UP_TIMEOUT)
                     .await
                     .map_err(|e| {
                         FailReason::CatchUp(format!(

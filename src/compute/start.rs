@@ -82,12 +82,16 @@ impl<E: Env> Compute<E> {
 
         self.phase(Phase::StartWriteConfig, self.write_start_config(&spec))
             .await?;
-        self.phase(Phase::StartPostgres, self.start_postgres())
+        let ready = self
+            .phase(Phase::StartPostgres, self.start_postgres())
             .await?;
         // A replica or static compute is read-only: its catalog is the storage's.
         let catalog = !spec.skip_pg_catalog_updates && spec.mode == ComputeMode::Primary;
         let planned = match &catch_up {
-            Some(plan) => self.promote_and_announce(&spec, plan, catalog).await?,
+            Some(plan) => {
+                self.promote_and_announce(&spec, plan, catalog, ready)
+                    .await?
+            }
             None => None,
         };
         if catalog {
@@ -269,8 +273,9 @@ impl<E: Env> Compute<E> {
     }
 
     /// Spawns the postmaster (from then on the supervisor owns it) and
-    /// waits until it lets the supervisor in.
-    async fn start_postgres(&self) -> Result<(), FailReason> {
+    /// waits until it lets the supervisor in; returns the session that got
+    /// in (`pg::wait_ready`).
+    async fn start_postgres(&self) -> Result<Option<tokio_postgres::Client>, FailReason> {
         let child = pg::spawn_postgres(&self.env, &self.params)
             .await
             .map_err(|e| FailReason::PostgresStart(e.to_string()))?;

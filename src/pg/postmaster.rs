@@ -117,13 +117,19 @@ fn classify(e: &ConnectError) -> Probe {
 }
 
 /// Waits until Postgres accepts the supervisor's connections, at most
-/// `params.ready_timeout` on the Env clock.
-pub async fn wait_ready<E: Env>(env: &E, params: &ComputeParams) -> Result<(), PgError> {
+/// `params.ready_timeout` on the Env clock; returns the session that got in
+/// (`None` when the `-C` database does not exist yet), for a caller that
+/// asks more of it right away (a new session is a backend fork and an
+/// authentication).
+pub async fn wait_ready<E: Env>(
+    env: &E,
+    params: &ComputeParams,
+) -> Result<Option<tokio_postgres::Client>, PgError> {
     let t0 = env.now();
     let deadline = t0 + params.ready_timeout;
     let mut pace = Pace::new(t0, PROBE_DELAY_MIN, PROBE_FLAT_FOR, PROBE_DELAY_MAX);
     let mut last = "no attempt was made".to_string();
-    loop {
+    let session = loop {
         let now = env.now();
         if now >= deadline {
             return Err(PgError::NotReady {
@@ -133,11 +139,11 @@ pub async fn wait_ready<E: Env>(env: &E, params: &ComputeParams) -> Result<(), P
         }
         let connect_timeout = PROBE_CONNECT_TIMEOUT.min(deadline - now);
         match connect(env, &params.conn, PROBE_STATEMENT_TIMEOUT, connect_timeout).await {
-            Ok(_client) => break,
+            Ok(client) => break Some(client),
             Err(e) => match classify(&e) {
                 Probe::Up => {
                     tracing::warn!(error = %e, "Postgres is up, but the --connstr database does not exist yet");
-                    break;
+                    break None;
                 }
                 Probe::Refused => return Err(PgError::Refused(e)),
                 Probe::NotYet => last = e.to_string(),
@@ -146,12 +152,12 @@ pub async fn wait_ready<E: Env>(env: &E, params: &ComputeParams) -> Result<(), P
         let now = env.now();
         env.sleep(pace.next(now).min(deadline.saturating_duration_since(now)))
             .await;
-    }
+    };
     tracing::info!(
         elapsed_ms = crate::env::ms(env.now() - t0),
         "Postgres accepts connections"
     );
-    Ok(())
+    Ok(session)
 }
 
 /// Why the postmaster is gone, for the Failed status: its exit status and

@@ -120,7 +120,11 @@ impl Endpoint {
     ) -> Result<OpenSession, SessionError> {
         let addr = self.addr();
         match timeout(env, within, self.session(env)).await {
-            Ok(Ok((client, conn))) => Ok(OpenSession { client, conn, addr }),
+            Ok(Ok((client, conn))) => Ok(OpenSession {
+                client,
+                conn: Some(conn),
+                addr,
+            }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SessionError::Timeout {
                 addr,
@@ -180,11 +184,22 @@ impl Endpoint {
 /// A session [`Endpoint::open`] made: each statement a round trip on it.
 pub struct OpenSession {
     client: tokio_postgres::Client,
-    conn: tokio::task::JoinHandle<()>,
+    /// The task that drives it, when this module spawned it.
+    conn: Option<tokio::task::JoinHandle<()>>,
     addr: String,
 }
 
 impl OpenSession {
+    /// A session opened elsewhere (the start's readiness probe) on the
+    /// server at `ep`; dropping it ends it.
+    pub fn adopt(client: tokio_postgres::Client, ep: &Endpoint) -> Self {
+        Self {
+            client,
+            conn: None,
+            addr: ep.addr(),
+        }
+    }
+
     /// The text columns of the first row `sql` answers (empty when none),
     /// within `within`.
     pub async fn first_row<E: Env>(
@@ -213,7 +228,9 @@ impl OpenSession {
 
 impl Drop for OpenSession {
     fn drop(&mut self) {
-        self.conn.abort();
+        if let Some(conn) = &self.conn {
+            conn.abort();
+        }
     }
 }
 

@@ -45,18 +45,20 @@ pub async fn wait_for_lsn<E: Env>(
     target: Lsn,
     within: Duration,
 ) -> Result<Lsn, WaitError> {
-    wait_for_lsn_held(env, source, target, within)
+    wait_for_lsn_held(env, source, None, target, within)
         .await
         .map(|(_, p)| p.replayed)
 }
 
-/// [`wait_for_lsn`] on one session, kept open between questions (a new
-/// session is a backend fork and an authentication; it is opened again
-/// only when the last one failed), and returned with the position for what
-/// follows on it (the promotion of a caught-up standby).
+/// [`wait_for_lsn`] on one session (`session` when given, one open on
+/// `source`), kept open between questions (a new session is a backend fork
+/// and an authentication; it is opened again only when the last one
+/// failed), and returned with the position for what follows on it (the
+/// promotion of a caught-up standby).
 pub async fn wait_for_lsn_held<E: Env>(
     env: &E,
     source: &Endpoint,
+    session: Option<OpenSession>,
     target: Lsn,
     within: Duration,
 ) -> Result<(OpenSession, WalPosition), WaitError> {
@@ -64,7 +66,7 @@ pub async fn wait_for_lsn_held<E: Env>(
     let mut delay = POLL_MIN;
     let mut reached = None;
     let mut last = String::from("no answer yet");
-    let mut held: Option<OpenSession> = None;
+    let mut held: Option<OpenSession> = session;
     loop {
         let left = deadline.saturating_duration_since(env.now());
         let ask = ASK_TIMEOUT.min(left.max(Duration::from_millis(1)));
