@@ -27,6 +27,7 @@ mod empty_branch;
 mod fuzz;
 mod graceful_stop;
 mod hostile_http;
+mod leftover_primary;
 mod lifecycle;
 mod majors_smoke;
 mod neon_contract;
