@@ -23,6 +23,9 @@ use crate::storage::{
 
 /// How long one question to a safekeeper or our own Postgres may take.
 const ASK: Duration = Duration::from_secs(2);
+/// The catch-up's settings reset on the promoted primary (an `ALTER SYSTEM`,
+/// which fsyncs, then a reload).
+const RESET_WITHIN: Duration = Duration::from_secs(30);
 /// How long the new primary may take to replay up to the most advanced
 /// safekeeper before it promotes.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -179,10 +182,16 @@ impl<E: Env> Compute<E> {
                 self.promote_onto_claim(&session, caught_up, plan),
             )
             .await?;
-        drop(session);
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
 
-        let (quorum, planned) = tokio::join!(
+        // The catch-up's settings are reset while the safekeepers are
+        // pointed here: a primary reads none of them.
+        let reset = async {
+            let reset = storage::reset_catch_up(&self.env, &session, RESET_WITHIN).await;
+            drop(session);
+            reset
+        };
+        let (quorum, planned, reset) = tokio::join!(
             self.announce_and_await_quorum(
                 &sks,
                 promoted,
@@ -196,9 +205,15 @@ impl<E: Env> Compute<E> {
                     .await
                     .inspect_err(|e| tracing::debug!(error = %e, "planning the catalog pass beside the quorum wait failed; the pass plans again"))
                     .ok()
-            }
+            },
+            reset
         );
         quorum?;
+        reset.map_err(|e| {
+            FailReason::Promote(format!(
+                "resetting the catch-up's settings (primary_conninfo) on the promoted primary failed: {e}"
+            ))
+        })?;
         if !plan.empty_timelines.is_empty() {
             self.restart_safekeepers_past_fork(&own, &sks).await;
         }

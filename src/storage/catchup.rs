@@ -319,12 +319,16 @@ pub async fn promote<E: Env>(
     let session = own.open(env, within).await?;
     let row = session.first_row(env, POSITION_SQL, within).await?;
     let before = position_of(&row, session.addr())?;
-    promote_on(env, &session, before, within).await
+    let promoted = promote_on(env, &session, before, within).await?;
+    reset_catch_up(env, &session, within).await?;
+    Ok(promoted)
 }
 
 /// [`promote`] on a session already open to our own Postgres, whose
 /// position was `before` (a catch-up's last answer: the wait and the
-/// promotion then share one session, as a person at psql would).
+/// promotion then share one session, as a person at psql would), without
+/// [`reset_catch_up`], which the caller runs (a durable start: beside the
+/// announce, since nothing a primary does reads those settings).
 pub async fn promote_on<E: Env>(
     env: &E,
     session: &OpenSession,
@@ -362,10 +366,6 @@ pub async fn promote_on<E: Env>(
         if column(&row, 0) != Some("f") {
             return Err(PromoteError::Unexpected("back in recovery".into()));
         }
-        // Nothing of this before the promotion happened: a replica
-        // left running keeps its `ALTER SYSTEM` settings.
-        first_row_of(client, addr, "ALTER SYSTEM RESET ALL").await?;
-        first_row_of(client, addr, "SELECT pg_reload_conf()").await?;
         Ok(row)
     };
     let limit = within + Duration::from_secs(1);
@@ -386,6 +386,23 @@ pub async fn promote_on<E: Env>(
         fork_lsn: before.replayed,
         timeline,
     })
+}
+
+/// Resets what the catch-up set by `ALTER SYSTEM` (`primary_conninfo`, the
+/// retry interval) on a promoted Postgres, and reloads it. Only once the
+/// promotion happened: a replica left running keeps its settings.
+pub async fn reset_catch_up<E: Env>(
+    env: &E,
+    session: &OpenSession,
+    within: Duration,
+) -> Result<(), PromoteError> {
+    session
+        .first_row(env, "ALTER SYSTEM RESET ALL", within)
+        .await?;
+    session
+        .first_row(env, "SELECT pg_reload_conf()", within)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub use announce::{AnnounceError, announce, conninfo_for, explain_absent};
 pub use catchup::{
     CatchUpPlan, IN_RECOVERY_SQL, NEWEST_TIMELINE_SQL, PromoteError, Promoted,
     RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote, promote_on,
+    reset_catch_up,
 };
 pub use empty_branch::{
     branch_to_join, empty_timelines, fill_empty_timelines, join_branch, parse_history,

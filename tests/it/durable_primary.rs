@@ -137,6 +137,16 @@ async fn acknowledged_writes_survive_kill_and_move() {
         )
     );
     assert_eq!(a.sql_value("SHOW synchronous_commit").await, "on");
+    // The catch-up's settings are gone once it runs: the spec is the only
+    // source of settings.
+    assert_eq!(a.sql_value("SHOW primary_conninfo").await, "");
+    assert_eq!(
+        a.sql_value(
+            "SELECT count(*) FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf'"
+        )
+        .await,
+        "0"
+    );
     let metrics = a.get("/metrics.json").await.json();
     eprintln!(
         "start to running with the safekeeper steps: {} ms (spawn to running, as the test saw it); /metrics.json: {metrics}",
