@@ -308,6 +308,8 @@ pub struct ComputeWal {
     pub in_recovery: bool,
     /// Where it started to write as a primary (its fork point).
     pub primary_since: Option<u64>,
+    /// The compute host's boot in which it was last promoted.
+    pub promoted_boot: Option<u64>,
     /// Its WAL senders by `application_name`.
     pub senders: BTreeMap<String, Sender>,
     /// A smart or fast shutdown began: no new transaction commits.

@@ -188,18 +188,21 @@ type Answer = Result<Option<(Vec<&'static str>, Vec<Option<String>>)>, String>;
 /// position answer is recorded under ([`Event::PositionAnswered`], what
 /// `checkers/fork.rs` reads as the sync of that boot's start); a second
 /// compute (the promote's replica) asking the same safekeeper is not
-/// that start's sync.
+/// that start's sync, nor is a question after that boot's Postgres
+/// promoted (a start that joined an empty branch waits for each
+/// safekeeper's replay before `running`: they follow our timeline then).
 fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer {
     let lsn = |v: u64| Some(compute_ctl::storage::Lsn(v).to_string());
     let mut sh = shared.lock();
     let boot = sh.boot;
+    let syncing = sh.wal.compute.promoted_boot != Some(boot);
     let Some(sk) = sh.wal.safekeepers.get_mut(name) else {
         return Err("the safekeeper is not set up".into());
     };
     if sql == compute_ctl::storage::POSITION_SQL {
         let end = sk.wal.end();
         drop(sh);
-        if from_compute {
+        if from_compute && syncing {
             shared.emit(Event::PositionAnswered {
                 name: name.to_string(),
                 boot,

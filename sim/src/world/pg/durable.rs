@@ -76,9 +76,11 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
                 drop(fs);
                 sh.wal.promotions += 1;
                 let salt = sh.wal.promotions;
+                let boot = sh.boot;
                 let c = &mut sh.wal.compute;
                 let (tli, fork) = c.wal.promote_past(reserved, salt);
                 c.primary_since = Some(fork);
+                c.promoted_boot = Some(boot);
                 (tli, fork)
             };
             shared.event(
