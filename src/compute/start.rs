@@ -92,7 +92,11 @@ impl<E: Env> Compute<E> {
                 self.promote_and_announce(&spec, plan, catalog, ready)
                     .await?
             }
-            None => None,
+            None => {
+                // Nothing asks more of it: no idle session through the start.
+                drop(ready);
+                None
+            }
         };
         if catalog {
             self.catalog_pass_planned(Phase::StartCatalog, &spec, planned)
