@@ -54,10 +54,19 @@ impl FakeControlPlane {
             requests: AtomicUsize::new(0),
             ids: Mutex::new(Vec::new()),
         });
-        let port = super::ports::free_port();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind fake control plane");
+        // free_port only saw the port free: another process of the run
+        // can take it before this bind, so a taken one is passed over.
+        let mut attempt = 0;
+        let (port, listener) = loop {
+            let port = super::ports::free_port();
+            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => break (port, l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 10 => {
+                    attempt += 1;
+                }
+                Err(e) => panic!("bind fake control plane on {port}: {e}"),
+            }
+        };
         let app = axum::Router::new()
             .route(
                 "/compute/api/v2/computes/{id}/spec",
