@@ -23,7 +23,8 @@ use compute_ctl::spec::Lsn;
 use serde_json::Value;
 
 use crate::durable_primary::{
-    commit_waits_for_the_quorum, insert, kill_everything, present, spec, start, wait_all_streaming,
+    assert_none_lost, commit_waits_for_the_quorum, insert, kill_everything, present, spec, start,
+    wait_all_streaming,
 };
 use crate::support::compute::Compute;
 use crate::support::postgres::TestPostgres;
@@ -174,14 +175,7 @@ async fn a_safekeeper_past_a_later_fork_never_wins_the_catch_up() {
     drop(writer);
     let (c3, _) = start(&spec(&sks, "fork-3")).await;
     let got = present(&c3).await;
-    let missing: Vec<_> = acked.difference(&got).collect();
-    eprintln!(
-        "rows acknowledged by compute 2: {}, present on compute 3: {}, missing: {}",
-        acked.len(),
-        acked.intersection(&got).count(),
-        missing.len()
-    );
-    assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
+    assert_none_lost(&acked, &got, "compute 3 (of compute 2's)");
     assert!(
         !got.contains(&UNACKED.start),
         "compute 3 follows the newest timeline, not C's"

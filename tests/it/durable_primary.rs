@@ -106,6 +106,19 @@ pub(crate) async fn present(c: &Compute) -> BTreeSet<i32> {
         .collect()
 }
 
+/// Every id of `acked` must be in `got` (read on `whose`): prints how many
+/// were acknowledged, present and missing, then fails naming the missing.
+pub(crate) fn assert_none_lost(acked: &BTreeSet<i32>, got: &BTreeSet<i32>, whose: &str) {
+    let missing: Vec<_> = acked.difference(got).collect();
+    eprintln!(
+        "acknowledged rows: {}, present on {whose}: {}, missing: {}",
+        acked.len(),
+        acked.intersection(got).count(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
+}
+
 /// Kills compute_ctl and every Postgres process of its PGDATA with -9.
 pub(crate) fn kill_everything(c: &Compute) {
     use nix::sys::signal::{Signal, kill};
@@ -180,16 +193,8 @@ async fn acknowledged_writes_survive_kill_and_move() {
 
     // 3. Compute B on a new PGDATA and port.
     let (b, took_b) = start(&spec(&sks, "b")).await;
-    let got = present(&b).await;
-    let missing: Vec<_> = acked.difference(&got).collect();
-    eprintln!(
-        "acknowledged rows written: {}, present after kill -9 and a move: {}, missing: {}; start to running: {} ms",
-        acked.len(),
-        acked.intersection(&got).count(),
-        missing.len(),
-        took_b.as_millis()
-    );
-    assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
+    eprintln!("B: start to running {} ms", took_b.as_millis());
+    assert_none_lost(&acked, &present(&b).await, "B, after kill -9 and a move");
     let st = wait_all_streaming(&b).await;
     let tli_b = st["quorum"]["timeline"].as_u64().unwrap();
     assert!(tli_b > tli_a, "B forks a newer timeline than A: {st}");

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::durable_primary::{insert, present, spec, start, wait_all_streaming};
+use crate::durable_primary::{assert_none_lost, insert, present, spec, start, wait_all_streaming};
 use crate::support::os::alive;
 use crate::support::safekeepers::Safekeepers;
 use crate::support::wait_for;
@@ -78,14 +78,10 @@ async fn a_restart_beside_a_leftover_primary_keeps_every_commit_it_acknowledged(
     );
 
     let acked = acked.lock().unwrap().clone();
-    let got = present(&c).await;
-    let missing: Vec<_> = acked.difference(&got).collect();
-    eprintln!(
-        "acknowledged by the leftover primary: {}, present after the restart: {}, missing: {}",
-        acked.len(),
-        acked.intersection(&got).count(),
-        missing.len()
+    assert_none_lost(
+        &acked,
+        &present(&c).await,
+        "the restarted primary (of the leftover's)",
     );
-    assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
     wait_all_streaming(&c).await;
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::durable_primary::{
-    commit_waits_for_the_quorum, insert, present, spec, start, wait_all_streaming,
+    assert_none_lost, commit_waits_for_the_quorum, insert, present, spec, start, wait_all_streaming,
 };
 use crate::support::compute::{Compute, Reply};
 use crate::support::safekeepers::Safekeepers;
@@ -172,9 +172,7 @@ async fn a_promoted_replica_loses_no_acknowledged_row() {
     let tli_r = st["quorum"]["timeline"].as_u64().unwrap();
     assert!(tli_r > tli_a, "R forks a newer timeline than A: {st}");
     assert_eq!(answer["timeline"].as_u64(), Some(tli_r), "{answer}");
-    let got = present(&r).await;
-    let missing: Vec<_> = acked.difference(&got).collect();
-    assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
+    assert_none_lost(&acked, &present(&r).await, "the promoted R");
     assert_eq!(
         r.sql_value("SHOW synchronous_standby_names").await,
         format!(
