@@ -101,13 +101,7 @@ pub async fn stop_leftovers<E: Env>(env: &E, params: &ComputeParams) -> Result<(
 pub async fn clear_pgdata<E: Env>(env: &E, params: &ComputeParams) -> Result<(), PgError> {
     let pgdata = checked_pgdata(params)?;
     let who = env.postgres_identity().map_err(PgError::Identity)?;
-    let io = |what: &'static str| {
-        move |source| PgError::Io {
-            what,
-            path: pgdata.to_path_buf(),
-            source,
-        }
-    };
+    let io = |what| io_error(what, pgdata);
     remove_pgdata(env, pgdata)
         .await
         .map_err(io("cannot remove the old PGDATA"))?;
@@ -120,6 +114,15 @@ pub async fn clear_pgdata<E: Env>(env: &E, params: &ComputeParams) -> Result<(),
             .map_err(io("cannot hand PGDATA to the postgres user"))?;
     }
     Ok(())
+}
+
+/// A failed file operation `what` on `path`, for `map_err`.
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PgError {
+    move |source| PgError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// PGDATA, refused when it is a root or empty path (it is removed on every
@@ -147,13 +150,7 @@ pub async fn fill_pgdata<E: Env>(
 ) -> Result<Prepared, PgError> {
     let pgdata = &params.pgdata;
     let who = env.postgres_identity().map_err(PgError::Identity)?;
-    let io = |what: &'static str| {
-        move |source| PgError::Io {
-            what,
-            path: pgdata.clone(),
-            source,
-        }
-    };
+    let io = |what| io_error(what, pgdata);
     match source.or(spec
         .pageserver_connstring
         .as_deref()
