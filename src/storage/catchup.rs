@@ -146,8 +146,7 @@ pub async fn plan_catch_up<E: Env>(
 /// newest history file, and the timeline a start claimed on it
 /// ([`super::timeline_claim`], from `postgresql.auto.conf`). A new
 /// primary's timeline must be past all three on a majority. Column 3 is
-/// that history file's content
-/// ([`super::empty_branch`]).
+/// that history file's content ([`super::empty_branch`]).
 pub const NEWEST_TIMELINE_SQL: &str = concat!(
     "SELECT \
      max(substr(f, 1, 8)) FILTER (WHERE f ~ '^[0-9A-F]{24}$'), \
@@ -388,8 +387,9 @@ pub async fn promote_on<E: Env>(
     })
 }
 
-/// Resets what the catch-up set by `ALTER SYSTEM` (`primary_conninfo`, the
-/// retry interval) on a promoted Postgres, and reloads it. Only once the
+/// Resets what the catch-up wrote into `postgresql.auto.conf`
+/// (`primary_conninfo`, the retry interval: [`prepare_catch_up`]) on a
+/// promoted Postgres, by `ALTER SYSTEM RESET ALL`, and reloads it. Only once the
 /// promotion happened: a replica left running keeps its settings.
 pub async fn reset_catch_up<E: Env>(
     env: &E,

@@ -28,7 +28,8 @@
 //!    every process of every safekeeper re-read its config in the middle
 //!    of the base backup one of them serves;
 //! 3. makes its own Postgres promote onto exactly that number: empty
-//!    history files for the numbers it lacks below it ([`reserve_below`]),
+//!    history files for the numbers it lacks below it, above the timeline
+//!    its recovery targets ([`reserve_below`]),
 //!    written just before `pg_promote()` (recovery ignores them: such a
 //!    timeline "is not a child of" the one it replays, and the new
 //!    timeline's own history copies only its real parent's), then checks
