@@ -208,7 +208,10 @@ mod tests {
             member("b", "unreachable", Some("connection refused")),
             member("c", "catching_up", None),
         ];
-        let q = QuorumStatus::of(&members, 2, crate::storage::Lsn(0));
+        let q = QuorumStatus::of(
+            &members,
+            &crate::storage::Promoted::at(2, crate::storage::Lsn(0)),
+        );
         assert!(!q.holds);
         let why = quorum_verdict(Some((&q, &members))).unwrap();
         assert!(
@@ -230,7 +233,10 @@ mod tests {
             member("b", "streaming", None),
             member("c", "diverged", Some("past the fork")),
         ];
-        let q = QuorumStatus::of(&members, 2, crate::storage::Lsn(0));
+        let q = QuorumStatus::of(
+            &members,
+            &crate::storage::Promoted::at(2, crate::storage::Lsn(0)),
+        );
         assert_eq!(quorum_verdict(Some((&q, &members))), None);
         assert_eq!(
             quorum_verdict(None),

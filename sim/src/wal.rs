@@ -197,6 +197,20 @@ impl Wal {
         }
     }
 
+    /// The content of the history file of the timeline it follows (its
+    /// ancestors and where each ended), as Postgres writes it.
+    pub fn history_file(&self) -> String {
+        self.history
+            .iter()
+            .map(|(t, end)| {
+                format!(
+                    "{t}\t{}\tno recovery target specified\n",
+                    compute_ctl::storage::Lsn(*end)
+                )
+            })
+            .collect()
+    }
+
     /// The newest timeline whose history file it holds (0: none; timeline
     /// 1 has none).
     pub fn history_tli(&self) -> u32 {

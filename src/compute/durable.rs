@@ -347,20 +347,17 @@ impl<E: Env> Compute<E> {
         let mut next_announce = t3 + REANNOUNCE_EVERY;
         let mut pace = Pace::new(t3, QUORUM_POLL_FAST, QUORUM_FAST_FOR, QUORUM_POLL);
         loop {
-            let members = self
-                .sample_safekeepers(sks, promoted.timeline, promoted.fork_lsn, false)
-                .await;
-            let quorum = QuorumStatus::of(&members, promoted.timeline, promoted.fork_lsn);
+            let members = self.sample_safekeepers(sks, &promoted, false).await;
+            let quorum = QuorumStatus::of(&members, &promoted);
             let holds = quorum.holds;
             let now = self.env.now();
             if holds || now >= deadline {
                 let members = if holds {
                     members
                 } else {
-                    self.sample_safekeepers(sks, promoted.timeline, promoted.fork_lsn, true)
-                        .await
+                    self.sample_safekeepers(sks, &promoted, true).await
                 };
-                let quorum = QuorumStatus::of(&members, promoted.timeline, promoted.fork_lsn);
+                let quorum = QuorumStatus::of(&members, &promoted);
                 let shown = describe(&members);
                 self.state.send_modify(|st| {
                     st.safekeepers = Some(SafekeepersState {
@@ -420,8 +417,7 @@ impl<E: Env> Compute<E> {
     pub(super) async fn sample_safekeepers(
         &self,
         sks: &[Safekeeper],
-        timeline: u32,
-        fork_lsn: Lsn,
+        own: &storage::Promoted,
         explain: bool,
     ) -> Vec<SafekeeperStatus> {
         // A held session: a new one every second forked a backend beside
@@ -451,7 +447,7 @@ impl<E: Env> Compute<E> {
         }
         join_all(sks.iter().zip(members).map(|(sk, m)| async move {
             if m.reason.as_deref() == Some(ABSENT) {
-                storage::explain_absent(&self.env, sk, timeline, fork_lsn, ASK).await
+                storage::explain_absent(&self.env, sk, own, ASK).await
             } else {
                 m
             }
@@ -486,10 +482,10 @@ impl<E: Env> Compute<E> {
             let Ok(sks) = self.safekeepers_of(&spec) else {
                 return;
             };
-            let (tli, fork) = (prev.quorum.timeline, prev.quorum.fork_lsn);
+            let own = prev.quorum.own;
             // A safekeeper without a WAL sender is pointed at us again (one
             // question when it already is), then asked why.
-            let quick = self.sample_safekeepers(&sks, tli, fork, false).await;
+            let quick = self.sample_safekeepers(&sks, &own, false).await;
             let absent: Vec<Safekeeper> = sks
                 .iter()
                 .zip(&quick)
@@ -500,7 +496,7 @@ impl<E: Env> Compute<E> {
                 quick
             } else {
                 let _ = self.announce_all(&absent).await;
-                self.sample_safekeepers(&sks, tli, fork, true).await
+                self.sample_safekeepers(&sks, &own, true).await
             };
             for m in members.iter().filter(|m| m.state == "diverged") {
                 if !diverged_logged.contains(&m.name) {
@@ -508,7 +504,7 @@ impl<E: Env> Compute<E> {
                     tracing::error!(safekeeper = %m.safekeeper, reason = ?m.reason, "a safekeeper diverged from this compute's timeline; compute_ctl never rewinds or re-clones it (the storage's job); the quorum goes on with the others");
                 }
             }
-            let quorum = QuorumStatus::of(&members, tli, fork);
+            let quorum = QuorumStatus::of(&members, &own);
             let next = SafekeepersState { members, quorum };
             self.state.send_if_modified(|st| {
                 if st.safekeepers.as_ref() == Some(&next) {

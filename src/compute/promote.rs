@@ -366,9 +366,10 @@ impl<E: Env> Compute<E> {
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, wal_flush_lsn = %job.wal_flush_lsn, "promoted onto a new timeline");
 
         // 3. Announce, quorum, catalog.
+        let timeline = promoted.timeline;
         let after = |stop: Stop| match stop {
             Stop::Failed(cause) => Stop::Failed(FailReason::AfterPromotion {
-                timeline: promoted.timeline,
+                timeline,
                 cause: Box::new(cause),
             }),
             interrupted => interrupted,
@@ -400,7 +401,7 @@ impl<E: Env> Compute<E> {
             announce_time_ms: ms(clock.part(Part::Announce)),
             quorum_time_ms: ms(clock.part(Part::Quorum)),
             catalog_time_ms: ms(clock.part(Part::Catalog)),
-            timeline: promoted.timeline,
+            timeline,
         })
     }
 

@@ -260,20 +260,19 @@ impl<E: Env> Compute<E> {
     ) -> Result<(), FailReason> {
         let deadline = self.env.now() + self.params.quorum_deadline;
         let mut next_announce = self.env.now() + Duration::from_secs(2);
-        let (tli, fork) = self
+        let own = self
             .state()
             .safekeepers
-            .map(|s| (s.quorum.timeline, s.quorum.fork_lsn))
-            .unwrap_or_default();
+            .map_or_else(|| storage::Promoted::at(0, Lsn(0)), |s| s.quorum.own);
         loop {
-            let members = self.sample_safekeepers(new_sks, tli, fork, false).await;
+            let members = self.sample_safekeepers(new_sks, &own, false).await;
             let reached: Vec<Lsn> = members.iter().filter_map(|m| m.flush_lsn).collect();
             if storage::commit_lsn(new_sks.len(), &reached).is_some_and(|l| l >= target) {
                 return Ok(());
             }
             let now = self.env.now();
             if now >= deadline {
-                let members = self.sample_safekeepers(new_sks, tli, fork, true).await;
+                let members = self.sample_safekeepers(new_sks, &own, true).await;
                 return Err(FailReason::SafekeeperMove(format!(
                     "no majority of the new safekeeper set flushed up to {target} within {:?} (--quorum-deadline-secs): {}",
                     self.params.quorum_deadline,

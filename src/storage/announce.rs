@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{Lsn, Safekeeper, SafekeeperStatus};
+use super::{Promoted, Safekeeper, SafekeeperStatus};
 use crate::env::Env;
 use crate::params::AdvertiseAddr;
 
@@ -82,19 +82,20 @@ pub async fn announce<E: Env>(
 }
 
 /// One round trip to a safekeeper that has no WAL sender on the compute.
+/// Column 6 is the timeline of its newest WAL segment file.
 const ABSENT_SQL: &str = "SELECT pg_is_in_recovery(), \
      (SELECT status FROM pg_stat_wal_receiver), (SELECT received_tli FROM pg_stat_wal_receiver), \
-     pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), (SELECT timeline_id FROM pg_control_checkpoint())";
+     pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), (SELECT timeline_id FROM pg_control_checkpoint()), \
+     (SELECT max(substr(f, 1, 8)) FROM pg_ls_dir('pg_wal') f WHERE f ~ '^[0-9A-F]{24}$')";
 
 /// The state of a safekeeper without a WAL sender on the compute:
-/// `unreachable` (with the error), `diverged` (its WAL goes past this
-/// compute's fork point on an older timeline, or it is no standby: only
-/// the storage can re-clone it), else `catching_up`.
+/// `unreachable` (with the error), `diverged` (its WAL goes past where its
+/// timeline left this compute's history, or it is no standby: only the
+/// storage can re-clone it), else `catching_up`.
 pub async fn explain_absent<E: Env>(
     env: &E,
     sk: &Safekeeper,
-    timeline: u32,
-    fork_lsn: Lsn,
+    own: &Promoted,
     within: Duration,
 ) -> SafekeeperStatus {
     let mut st = SafekeeperStatus {
@@ -123,16 +124,16 @@ pub async fn explain_absent<E: Env>(
         st.reason = Some("it is not a standby (pg_is_in_recovery() is false)".into());
         return st;
     }
-    // The timeline it receives; without a WAL receiver, that of its last
-    // restart point (a lower bound).
-    let tli = col(2).or(col(5)).and_then(|s| s.parse::<u32>().ok());
     let reached = st.flush_lsn.max(st.replay_lsn);
-    if let Some(at) = reached.filter(|l| *l > fork_lsn) {
-        if tli.is_none_or(|t| t < timeline) {
+    let tli = wal_timeline(&row);
+    if let Some(at) = reached {
+        let shared = tli.map_or(own.fork_lsn, |t| own.shared_up_to(t));
+        if tli.is_none_or(|t| t < own.timeline) && at > shared {
             st.state = "diverged".into();
             st.reason = Some(format!(
-                "its WAL reaches {at}{}, past where this compute's timeline {timeline} forked ({fork_lsn}); it cannot follow and must be re-cloned by the storage",
-                tli.map(|t| format!(" on timeline {t}")).unwrap_or_default()
+                "its WAL reaches {at}{}, past where it left this compute's history ({shared}; this compute is on timeline {}); it cannot follow and must be re-cloned by the storage",
+                tli.map(|t| format!(" on timeline {t}")).unwrap_or_default(),
+                own.timeline
             ));
             return st;
         }
@@ -144,4 +145,71 @@ pub async fn explain_absent<E: Env>(
         }
     });
     st
+}
+
+/// The timeline of a safekeeper's WAL in its answer to [`ABSENT_SQL`]: the
+/// one its WAL receiver receives; without one, the newer of its last
+/// restartpoint's (which lags a timeline switch until the next
+/// restartpoint) and its newest segment file's (replay on a timeline
+/// writes that timeline's segments). Erring high only ever says
+/// `catching_up` of a diverged safekeeper, never `diverged` of a good one.
+fn wal_timeline(row: &[Option<String>]) -> Option<u32> {
+    let col = |i: usize| row.get(i).cloned().flatten();
+    if let Some(t) = col(2).and_then(|s| s.parse().ok()) {
+        return Some(t);
+    }
+    let restartpoint = col(5).and_then(|s| s.parse::<u32>().ok());
+    let segment = col(6).and_then(|s| u32::from_str_radix(&s, 16).ok());
+    restartpoint.max(segment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cols: [Option<&str>; 7]) -> Vec<Option<String>> {
+        cols.iter().map(|c| c.map(str::to_string)).collect()
+    }
+
+    #[test]
+    fn the_timeline_of_a_safekeeper_without_a_receiver_is_its_newest_segment_s() {
+        // Streaming: the receiver's timeline.
+        let streaming = row([
+            Some("t"),
+            Some("streaming"),
+            Some("3"),
+            None,
+            None,
+            Some("1"),
+            Some("00000003"),
+        ]);
+        assert_eq!(wal_timeline(&streaming), Some(3));
+        // No receiver: the last restartpoint was on 1, but it replayed
+        // onto timeline 2 (it wrote timeline 2's segments). Taking the
+        // restartpoint's would call a good safekeeper diverged.
+        let idle = row([
+            Some("t"),
+            None,
+            None,
+            None,
+            None,
+            Some("1"),
+            Some("00000002"),
+        ]);
+        assert_eq!(wal_timeline(&idle), Some(2));
+        // Segments never below the restartpoint's timeline in practice;
+        // the newer of the two either way.
+        let odd = row([
+            Some("t"),
+            None,
+            None,
+            None,
+            None,
+            Some("4"),
+            Some("00000002"),
+        ]);
+        assert_eq!(wal_timeline(&odd), Some(4));
+        let none = row([Some("t"), None, None, None, None, None, None]);
+        assert_eq!(wal_timeline(&none), None);
+    }
 }

@@ -261,13 +261,43 @@ pub async fn prepare_catch_up<E: Env>(
         .await
 }
 
-/// Where a promotion left the new primary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a promotion left the new primary. `/status.safekeepers.quorum`
+/// shows the timeline and the fork.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Promoted {
-    /// What it had replayed when promoted: where its timeline forks.
-    pub fork_lsn: Lsn,
     /// Its new timeline.
     pub timeline: u32,
+    /// What it had replayed when promoted: where its timeline forks.
+    pub fork_lsn: Lsn,
+    /// Where each ancestor timeline ended, from its history file: a
+    /// standby on one of them holds this compute's WAL only up to there.
+    #[serde(skip)]
+    pub ancestors: Vec<(u32, Lsn)>,
+}
+
+impl Promoted {
+    /// A promotion whose ancestors are not known: a standby on an older
+    /// timeline is taken to hold our WAL up to `fork_lsn`.
+    pub fn at(timeline: u32, fork_lsn: Lsn) -> Self {
+        Self {
+            timeline,
+            fork_lsn,
+            ancestors: Vec::new(),
+        }
+    }
+
+    /// How far WAL on timeline `tli` (a standby's, older than ours) is
+    /// also this compute's: to where `tli` ended in our history. A
+    /// timeline not in it (a sibling branch) left our history no later
+    /// than where ours forked, so `fork_lsn` is the most it can share:
+    /// WAL past it surely diverged, and WAL below it is given the benefit
+    /// of the doubt (its branch point is not known here).
+    pub fn shared_up_to(&self, tli: u32) -> Lsn {
+        self.ancestors
+            .iter()
+            .find(|(t, _)| *t == tli)
+            .map_or(self.fork_lsn, |(_, end)| (*end).min(self.fork_lsn))
+    }
 }
 
 /// Why a catch-up or a promotion failed.
@@ -298,9 +328,12 @@ const PROMOTE_POLL_SLOW: Duration = Duration::from_millis(50);
 /// position: `pg_current_wal_lsn()` fails during recovery).
 pub const IN_RECOVERY_SQL: &str = "SELECT pg_is_in_recovery()";
 
-/// Whether the server is in recovery, and the timeline of its WAL.
-pub const RECOVERY_AND_TIMELINE_SQL: &str =
-    "SELECT pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)";
+/// Whether the server is in recovery, the timeline of its WAL, and that
+/// timeline's history file (where each ancestor ended; NULL on timeline 1).
+/// The four-argument `pg_read_file`: Postgres 15 has no (file, missing_ok).
+pub const RECOVERY_AND_TIMELINE_SQL: &str = "SELECT pg_is_in_recovery(), t, \
+     pg_read_file('pg_wal/' || t || '.history', 0, 16777216, true) \
+     FROM substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) t";
 
 /// Promotes our own Postgres (`own`) onto a new timeline and resets the
 /// catch-up's `primary_conninfo`.
@@ -381,9 +414,16 @@ pub async fn promote_on<E: Env>(
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     let timeline = u32::from_str_radix(&col(1), 16)
         .map_err(|e| PromoteError::Unexpected(format!("timeline {:?}: {e}", col(1))))?;
+    let ancestors = row
+        .get(2)
+        .cloned()
+        .flatten()
+        .map(|h| super::parse_history(&h))
+        .unwrap_or_default();
     Ok(Promoted {
-        fork_lsn: before.replayed,
         timeline,
+        fork_lsn: before.replayed,
+        ancestors,
     })
 }
 
@@ -415,6 +455,28 @@ mod tests {
             flush_lsn: lsn.map(Lsn),
             error: None,
         }
+    }
+
+    #[test]
+    fn wal_on_an_older_timeline_is_ours_only_up_to_where_it_ended_in_our_history() {
+        // Timeline 1 ended at 0/30, timeline 2 at 0/50; ours (3) forked at 0/50.
+        let own = Promoted {
+            timeline: 3,
+            fork_lsn: Lsn(0x50),
+            ancestors: crate::storage::parse_history(
+                "1\t0/30\tno recovery target specified\n2\t0/50\tx\n",
+            ),
+        };
+        assert_eq!(own.shared_up_to(2), Lsn(0x50));
+        // A safekeeper on timeline 1 at 0/40 holds WAL a dead primary of
+        // timeline 1 wrote after timeline 2 forked: below our fork, yet
+        // not ours.
+        assert_eq!(own.shared_up_to(1), Lsn(0x30));
+        // A sibling branch (timeline 4 is not in our history): no more
+        // than our fork.
+        assert_eq!(own.shared_up_to(4), Lsn(0x50));
+        // Unknown ancestors: the fork, as before they were read.
+        assert_eq!(Promoted::at(3, Lsn(0x50)).shared_up_to(1), Lsn(0x50));
     }
 
     #[test]

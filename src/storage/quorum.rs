@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{Endpoint, EndpointError, Lsn, majority};
+use super::{Endpoint, EndpointError, Lsn, Promoted, majority};
 pub use crate::spec::{safekeeper_name, synchronous_standby_names};
 
 /// One safekeeper: its parsed address and the name it streams under.
@@ -75,15 +75,15 @@ pub struct QuorumStatus {
     pub streaming: usize,
     /// Whether a commit is acknowledged now (`streaming >= need`).
     pub holds: bool,
-    /// This compute's timeline (from its promotion at start).
-    pub timeline: u32,
-    /// Where that timeline forked: every safekeeper's WAL must end at or
-    /// before it to follow (else `diverged`).
-    pub fork_lsn: Lsn,
+    /// This compute's timeline (from its promotion at start) and where it
+    /// forked: a safekeeper's WAL must stay on this compute's history to
+    /// follow (else `diverged`).
+    #[serde(flatten)]
+    pub own: Promoted,
 }
 
 impl QuorumStatus {
-    pub fn of(members: &[SafekeeperStatus], timeline: u32, fork_lsn: Lsn) -> Self {
+    pub fn of(members: &[SafekeeperStatus], own: &Promoted) -> Self {
         let total = members.len();
         let need = majority(total);
         let streaming = members.iter().filter(|m| m.state == "streaming").count();
@@ -93,8 +93,7 @@ impl QuorumStatus {
             total,
             streaming,
             holds: streaming >= need,
-            timeline,
-            fork_lsn,
+            own: own.clone(),
         }
     }
 }
@@ -189,7 +188,7 @@ mod tests {
         assert_eq!(st[0].state, "streaming");
         assert_eq!(st[0].flush_lsn, Some(Lsn(0x10)));
         assert_eq!(st[1].state, "catching_up");
-        let q = QuorumStatus::of(&st, 2, Lsn(1));
+        let q = QuorumStatus::of(&st, &Promoted::at(2, Lsn(1)));
         assert_eq!((q.quorum.as_str(), q.holds), ("2 of 2", false));
     }
 }

@@ -28,6 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use compute_ctl::storage::Lsn;
+
 use crate::support::compute::{Compute, ComputeOpts};
 use crate::support::ports::free_port;
 use crate::support::postgres::TestPostgres;
@@ -142,6 +144,24 @@ async fn acknowledged_writes_survive_kill_and_move() {
     assert_eq!(st["quorum"]["holds"], true);
     let tli_a = st["quorum"]["timeline"].as_u64().unwrap();
     assert!(tli_a >= 2, "a start promotes onto a new timeline: {st}");
+    // The promotion's read of its history file (where each ancestor
+    // ended, which tells a diverged safekeeper from one catching up) works
+    // on this Postgres: the statement compute_ctl sends, sent here.
+    let history = a
+        .sql_value(&format!(
+            "SELECT h FROM ({}) r(rec, t, h)",
+            compute_ctl::storage::RECOVERY_AND_TIMELINE_SQL
+        ))
+        .await;
+    let ancestors = compute_ctl::storage::parse_history(&history);
+    let fork_a: Lsn = st["quorum"]["fork_lsn"].as_str().unwrap().parse().unwrap();
+    assert!(
+        !ancestors.is_empty()
+            && ancestors
+                .iter()
+                .all(|(t, end)| u64::from(*t) < tli_a && *end <= fork_a),
+        "timeline {tli_a}'s history file names ancestors that ended at or before its fork {fork_a}: {history:?}"
+    );
     assert_eq!(
         a.sql_value("SHOW synchronous_standby_names").await,
         format!(

@@ -268,6 +268,7 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
                 "receive",
                 "replay",
                 "timeline_id",
+                "max",
             ],
             vec![
                 Some("t".into()),
@@ -276,6 +277,7 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
                 lsn(end),
                 lsn(end),
                 Some(tli.to_string()),
+                Some(format!("{:08X}", sk.wal.segment_tli())),
             ],
         )));
     }
@@ -294,16 +296,7 @@ pub(crate) fn newest_timeline_row(
 ) -> (Vec<&'static str>, Vec<Option<String>>) {
     let history = wal.history_tli();
     // Its newest history file: the ancestors of the timeline it follows.
-    let content: String = wal
-        .history
-        .iter()
-        .map(|(t, end)| {
-            format!(
-                "{t}\t{}\tno recovery target specified\n",
-                compute_ctl::storage::Lsn(*end)
-            )
-        })
-        .collect();
+    let content = wal.history_file();
     (
         vec!["max", "max", "substring", "pg_read_file"],
         vec![

@@ -113,11 +113,14 @@ pub async fn run(env: &SimEnv, pgdata: &Path, d: Durable) -> Result<Reply, PgErr
         Durable::Timeline => {
             let sh = shared.lock();
             let c = &sh.wal.compute;
+            // Timeline 1 has no history file.
+            let history = (!c.wal.history.is_empty()).then(|| c.wal.history_file());
             Ok(row(
-                &["pg_is_in_recovery", "substr"],
+                &["pg_is_in_recovery", "t", "pg_read_file"],
                 vec![
                     Some(if c.in_recovery { "t" } else { "f" }.into()),
                     Some(format!("{:08X}", c.wal.tli)),
+                    history,
                 ],
             ))
         }
