@@ -72,6 +72,17 @@ pub enum Event {
         chain: u64,
         ids: Vec<u64>,
     },
+    /// The compute's `/status` put safekeeper `name` in `state` (a change,
+    /// or each one's at a start that failed without a quorum: `at_failure`);
+    /// `follows` is the model's truth then: its WAL stays on the compute's
+    /// history, so it can stream from it (`checkers/diverged_report.rs`).
+    SafekeeperReported {
+        boot: u64,
+        name: String,
+        state: String,
+        follows: bool,
+        at_failure: bool,
+    },
     /// A safekeeper answered `POSITION_SQL` (the sync of a start) during
     /// compute boot `boot`.
     PositionAnswered { name: String, boot: u64, lsn: u64 },

@@ -9,6 +9,7 @@ pub mod acked;
 pub mod auth;
 pub mod commit_lsn;
 pub mod converged;
+pub mod diverged_report;
 pub mod dry_run;
 pub mod fork;
 pub mod history;
@@ -65,6 +66,7 @@ impl Default for Checkers {
             Box::new(acked::AckedNeverLost::default()),
             Box::new(quorum_ack::AckNeedsMajority::default()),
             Box::new(fork::NoneLeftPastTheFork::default()),
+            Box::new(diverged_report::DivergedReportedTruly::default()),
             Box::new(history::OneHistoryPerSafekeeper::default()),
             Box::new(notify::SkipFlagNotify::default()),
             Box::new(resend::ResendDoesNothing::default()),

@@ -84,6 +84,9 @@ pub(super) async fn start(d: &mut Driver, spec: &SpecShape) -> bool {
             return false;
         }
         d.healed().await;
+        // The storage re-clones what the failed start reported diverged
+        // (a start cannot get a quorum past one that never follows).
+        reclone_diverged(d);
         host_action(d, COMPUTE, true);
         d.pause(50, 300).await;
         host_action(d, COMPUTE, false);
