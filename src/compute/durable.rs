@@ -445,9 +445,28 @@ impl<E: Env> Compute<E> {
         if !explain {
             return members;
         }
+        self.explain(sks, own, members).await
+    }
+
+    /// `members` (of `sks`, in order), each that does not stream asked
+    /// why: one without a WAL sender gets the answer; one whose sender is
+    /// not streaming keeps its sender's state unless the answer is
+    /// `diverged` (a diverged safekeeper's receiver connects, is refused
+    /// and connects again, so its sender comes and goes: judged by its
+    /// sender alone it read as `catching_up` most of the time).
+    async fn explain(
+        &self,
+        sks: &[Safekeeper],
+        own: &storage::Promoted,
+        members: Vec<SafekeeperStatus>,
+    ) -> Vec<SafekeeperStatus> {
         join_all(sks.iter().zip(members).map(|(sk, m)| async move {
-            if m.reason.as_deref() == Some(ABSENT) {
-                storage::explain_absent(&self.env, sk, own, ASK).await
+            if m.state == "streaming" {
+                return m;
+            }
+            let asked = storage::explain_absent(&self.env, sk, own, ASK).await;
+            if m.reason.as_deref() == Some(ABSENT) || asked.state == "diverged" {
+                asked
             } else {
                 m
             }
@@ -492,11 +511,13 @@ impl<E: Env> Compute<E> {
                 .filter(|(_, m)| m.reason.as_deref() == Some(ABSENT))
                 .map(|(s, _)| s.clone())
                 .collect();
-            let members = if absent.is_empty() {
-                quick
-            } else {
+            let members = if !absent.is_empty() {
                 let _ = self.announce_all(&absent).await;
                 self.sample_safekeepers(&sks, &own, true).await
+            } else if quick.iter().any(|m| m.state != "streaming") {
+                self.explain(&sks, &own, quick).await
+            } else {
+                quick
             };
             for m in members.iter().filter(|m| m.state == "diverged") {
                 if !diverged_logged.contains(&m.name) {

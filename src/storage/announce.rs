@@ -81,11 +81,18 @@ pub async fn announce<E: Env>(
     Ok(())
 }
 
-/// One round trip to a safekeeper that has no WAL sender on the compute.
-/// Column 6 is the timeline of its newest WAL segment file.
-const ABSENT_SQL: &str = "SELECT pg_is_in_recovery(), \
-     (SELECT status FROM pg_stat_wal_receiver), (SELECT received_tli FROM pg_stat_wal_receiver), \
-     pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), (SELECT timeline_id FROM pg_control_checkpoint()), \
+/// One round trip to a safekeeper that does not stream from the compute.
+/// Its WAL positions (columns 2 and 3) are read before its timelines
+/// (columns 4 to 6: its WAL receiver's, its last restartpoint's, its
+/// newest segment file's): a receiver that crosses a timeline switch in
+/// between then shows an older position on a newer timeline, which reads
+/// as `catching_up`; the other order could show a position past the
+/// switch on the timeline before it, which reads as `diverged`.
+pub const ABSENT_SQL: &str = "SELECT pg_is_in_recovery(), \
+     (SELECT status FROM pg_stat_wal_receiver), \
+     pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
+     (SELECT received_tli FROM pg_stat_wal_receiver), \
+     (SELECT timeline_id FROM pg_control_checkpoint()), \
      (SELECT max(substr(f, 1, 8)) FROM pg_ls_dir('pg_wal') f WHERE f ~ '^[0-9A-F]{24}$')";
 
 /// The state of a safekeeper without a WAL sender on the compute:
@@ -115,10 +122,10 @@ pub async fn explain_absent<E: Env>(
         }
     };
     let col = |i: usize| row.get(i).cloned().flatten();
-    st.replay_lsn = col(4).and_then(|s| s.parse().ok());
+    st.replay_lsn = col(3).and_then(|s| s.parse().ok());
     // Replayed WAL is flushed: the received LSN alone can sit at a segment
     // start below it (`storage::POSITION_SQL`).
-    st.flush_lsn = col(3).and_then(|s| s.parse().ok()).max(st.replay_lsn);
+    st.flush_lsn = col(2).and_then(|s| s.parse().ok()).max(st.replay_lsn);
     if col(0).as_deref() != Some("t") {
         st.state = "diverged".into();
         st.reason = Some("it is not a standby (pg_is_in_recovery() is false)".into());
@@ -155,7 +162,7 @@ pub async fn explain_absent<E: Env>(
 /// `catching_up` of a diverged safekeeper, never `diverged` of a good one.
 fn wal_timeline(row: &[Option<String>]) -> Option<u32> {
     let col = |i: usize| row.get(i).cloned().flatten();
-    if let Some(t) = col(2).and_then(|s| s.parse().ok()) {
+    if let Some(t) = col(4).and_then(|s| s.parse().ok()) {
         return Some(t);
     }
     let restartpoint = col(5).and_then(|s| s.parse::<u32>().ok());
@@ -177,9 +184,9 @@ mod tests {
         let streaming = row([
             Some("t"),
             Some("streaming"),
+            None,
+            None,
             Some("3"),
-            None,
-            None,
             Some("1"),
             Some("00000003"),
         ]);

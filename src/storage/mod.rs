@@ -25,7 +25,7 @@ mod timeline_claim;
 mod wait;
 
 pub use crate::spec::{Lsn, LsnParseError};
-pub use announce::{AnnounceError, announce, conninfo_for, explain_absent};
+pub use announce::{ABSENT_SQL, AnnounceError, announce, conninfo_for, explain_absent};
 pub use catchup::{
     CatchUpPlan, IN_RECOVERY_SQL, NEWEST_TIMELINE_SQL, PromoteError, Promoted,
     RECOVERY_AND_TIMELINE_SQL, plan_catch_up, prepare_catch_up, promote, promote_on,

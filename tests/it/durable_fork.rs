@@ -117,12 +117,12 @@ async fn a_safekeeper_past_a_later_fork_never_wins_the_catch_up() {
     );
 
     // 4. C comes back with WAL past the fork: Postgres on C refuses
-    // compute 2's history, and the quorum goes on with A and B. (Not
-    // asserted: `diverged` in /status and its log line. On this run of
-    // events C's WAL receiver reconnects every 200 ms and its WAL sender
-    // here shows in `startup`, even `streaming`, reporting C's own flush
-    // LSN past the fork, so the watcher sees C as `catching_up` most of
-    // the time and `diverged` only now and then; see the report.)
+    // compute 2's history, /status calls C `diverged` (what the storage
+    // re-clones by), and the quorum goes on with A and B. C's WAL receiver
+    // reconnects every 200 ms, so its WAL sender here comes and goes (in
+    // `startup`, even `streaming` for a moment); the watcher asks C
+    // itself whenever its sender does not stream, so the state does not
+    // follow the sender's flicker.
     sks.restart(2).await;
     let c = &sks.members[2];
     let c_started = c.value("SELECT pg_postmaster_start_time()").await;
@@ -137,10 +137,27 @@ async fn a_safekeeper_past_a_later_fork_never_wins_the_catch_up() {
         },
     )
     .await;
+    let diverged = wait_for(WITHIN, "/status to call C diverged", || async {
+        let st = c2.status().await;
+        let m = member(&st, c).clone();
+        (m["state"] == "diverged").then_some(m)
+    })
+    .await;
+    let reason = diverged["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("past where it left this compute's history"),
+        "C is diverged for its WAL past the fork: {diverged}"
+    );
+    let mut states = Vec::new();
     for id in 50..100 {
+        if id % 10 == 0 {
+            let st = c2.status().await;
+            states.push(member(&st, c)["state"].to_string());
+        }
         assert!(insert(&writer, id).await, "insert {id} with C diverged");
         acked.insert(id);
     }
+    eprintln!("C's state in /status while compute 2 committed: {states:?}");
     // C is neither restarted, rewound nor re-cloned.
     assert_eq!(
         c.value("SELECT pg_postmaster_start_time()").await,

@@ -257,25 +257,25 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
         }
         return Ok(Some((vec!["pg_reload_conf"], vec![Some("t".into())])));
     }
-    if sql.starts_with("SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)") {
+    if sql == compute_ctl::storage::ABSENT_SQL {
         let (end, tli) = (sk.wal.end(), sk.wal.tli);
         let streaming = sk.streaming;
         return Ok(Some((
             vec![
                 "r",
                 "status",
-                "received_tli",
                 "receive",
                 "replay",
+                "received_tli",
                 "timeline_id",
                 "max",
             ],
             vec![
                 Some("t".into()),
                 streaming.then(|| "streaming".into()),
+                lsn(end),
+                lsn(end),
                 streaming.then(|| tli.to_string()),
-                lsn(end),
-                lsn(end),
                 Some(tli.to_string()),
                 Some(format!("{:08X}", sk.wal.segment_tli())),
             ],
