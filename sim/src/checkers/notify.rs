@@ -32,6 +32,10 @@ pub struct SkipFlagNotify {
     /// inside the window of a notify it overlaps (a burst).
     open: usize,
     sends: usize,
+    /// The compute is `running` now (no operation of the supervisor under
+    /// way), and when it last became so.
+    running: bool,
+    became_running: Log<()>,
 }
 
 /// What a notify's check needs from the moment it was sent.
@@ -42,6 +46,10 @@ struct AtSend {
     open: usize,
     /// Configure-like requests sent before it.
     sends: usize,
+    /// The compute was not `running`: an earlier operation (a start, a
+    /// configure whose client gave up) was still under way, and its
+    /// statements until it ended are not the notify's.
+    busy: bool,
 }
 
 fn configure_like(kind: Request) -> bool {
@@ -68,12 +76,21 @@ impl Checker for SkipFlagNotify {
                 ok: true,
                 ..
             } => self.reloads += 1,
+            Event::Status { status, .. } => {
+                let running = *status == compute_ctl::state::ComputeStatus::Running;
+                if running && !self.running {
+                    self.became_running.forget_before(self.sent.horizon(t_us));
+                    self.became_running.push(t_us, ());
+                }
+                self.running = running;
+            }
             Event::RequestSent { req, kind, .. } if configure_like(*kind) => {
                 if *kind == Request::Notify {
                     let at = AtSend {
                         reloads: self.reloads,
                         open: self.open,
                         sends: self.sends,
+                        busy: !self.running,
                     };
                     self.sent.sent(*req, t_us, at);
                 }
@@ -98,9 +115,16 @@ impl Checker for SkipFlagNotify {
                 if *code == Some(200) {
                     // The others in flight at its send, and sent after it.
                     let overlapped = at.open + (self.sends - at.sends - 1);
+                    // Busy at its send: its own work began once the
+                    // operation under way ended.
+                    let from = if at.busy {
+                        self.became_running.first_in(t0, t_us).unwrap_or(t0)
+                    } else {
+                        t0
+                    };
                     self.check(
                         *op,
-                        (t0, t_us),
+                        (from, t0, t_us),
                         at.reloads,
                         overlapped,
                         seen.as_deref(),
@@ -117,13 +141,13 @@ impl SkipFlagNotify {
     fn check(
         &self,
         op: u64,
-        (t0, t1): (u64, u64),
+        (from, t0, t1): (u64, u64, u64),
         reloads_before: usize,
         overlapped: usize,
         seen: Option<&crate::events::Seen>,
         out: &mut Vec<String>,
     ) {
-        let stmts: Vec<&Arc<str>> = self.forbidden.window(t0, t1).collect();
+        let stmts: Vec<&Arc<str>> = self.forbidden.window(from, t1).collect();
         if let Some(first) = stmts.first() {
             out.push(format!(
                 "skip-flag notify (op {op}) issued {} catalog/reload statement(s); first: {}",
@@ -239,6 +263,40 @@ mod tests {
             out[0].contains("issued 1 catalog/reload statement(s); first: SELECT pg_reload_conf()"),
             "{out:?}"
         );
+    }
+
+    fn status(status: compute_ctl::state::ComputeStatus) -> Event {
+        Event::Status { boot: 0, status }
+    }
+
+    #[test]
+    fn a_notify_sent_during_a_start_is_judged_from_the_start_s_end() {
+        use compute_ctl::state::ComputeStatus::{Init, Running};
+        let app = compute_ctl::pg::APPLICATION_NAME;
+        let create = || stmt(app, StmtKind::CatalogWrite, "CREATE DATABASE db0");
+        let mut c = SkipFlagNotify::default();
+        let mut out = Vec::new();
+        // Seed 6,000,518 of duplicated_reordered_notifies: the notify is
+        // sent while the start's catalog pass still creates databases.
+        c.on_event(1, &status(Init), &mut out);
+        c.on_event(5, &notify(1, true), &mut out);
+        c.on_event(6, &create(), &mut out);
+        c.on_event(7, &status(Running), &mut out);
+        c.on_event(9, &notify(1, false), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // Once the start ended, a catalog statement in the window is the
+        // notify's.
+        c.on_event(10, &status(Init), &mut out);
+        c.on_event(11, &notify(2, true), &mut out);
+        c.on_event(12, &status(Running), &mut out);
+        c.on_event(13, &create(), &mut out);
+        c.on_event(14, &notify(2, false), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        // Sent while running: the whole window is its own.
+        c.on_event(15, &notify(3, true), &mut out);
+        c.on_event(16, &create(), &mut out);
+        c.on_event(17, &notify(3, false), &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
     }
 
     #[test]
