@@ -334,6 +334,11 @@ pub struct ComputeWal {
 #[derive(Debug, Clone, Default)]
 pub struct SafekeeperWal {
     pub wal: Wal,
+    /// The timeline of its last restartpoint, once one was made since it
+    /// was cloned (a `CHECKPOINT`, or the clone's own): what
+    /// `pg_control_checkpoint()` shows, which lags a timeline switch that
+    /// replay made since.
+    pub restartpoint_tli: Option<u32>,
     /// `primary_conninfo` in effect (the last reload's).
     pub conninfo: String,
     /// `ALTER SYSTEM SET primary_conninfo` not yet reloaded.
@@ -347,6 +352,19 @@ pub struct SafekeeperWal {
     /// The timeline a start claimed on it (`compute_ctl.claimed_timeline`
     /// in its `postgresql.auto.conf`: it survives a crash).
     pub claimed: Option<u32>,
+}
+
+impl SafekeeperWal {
+    /// `pg_control_checkpoint()`'s timeline: its last restartpoint's, else
+    /// the timeline its WAL began on.
+    pub fn checkpoint_tli(&self) -> u32 {
+        self.restartpoint_tli.unwrap_or_else(|| {
+            self.wal
+                .records
+                .first()
+                .map_or_else(|| self.wal.segment_tli(), |r| r.tli)
+        })
+    }
 }
 
 /// Every WAL holder of the world.

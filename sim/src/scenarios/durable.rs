@@ -224,6 +224,8 @@ pub(super) fn reclone_diverged(d: &Driver) {
             .filter_map(|n| {
                 let sk = w.safekeepers.get_mut(&n)?;
                 sk.wal = donor.clone();
+                // A clone starts from the donor's restartpoint on its timeline.
+                sk.restartpoint_tli = Some(donor.segment_tli());
                 Some(Event::SafekeeperRecloned {
                     name: n,
                     lsn: donor.end(),

@@ -248,7 +248,8 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
         return Ok(None);
     }
     if sql.eq_ignore_ascii_case("CHECKPOINT") {
-        // A restartpoint: nothing the model keeps.
+        // A restartpoint, on the timeline replay reached.
+        sk.restartpoint_tli = Some(sk.wal.segment_tli());
         return Ok(None);
     }
     if sql.eq_ignore_ascii_case("SELECT pg_reload_conf()") {
@@ -276,7 +277,7 @@ fn answer(shared: &Shared, name: &str, sql: &str, from_compute: bool) -> Answer 
                 lsn(end),
                 lsn(end),
                 streaming.then(|| tli.to_string()),
-                Some(tli.to_string()),
+                Some(sk.checkpoint_tli().to_string()),
                 Some(format!("{:08X}", sk.wal.segment_tli())),
             ],
         )));
