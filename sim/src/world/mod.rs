@@ -9,6 +9,7 @@ pub mod observe;
 pub mod pg;
 pub mod procs;
 pub mod safekeeper;
+mod safekeeper_report;
 pub mod shared;
 pub mod storage;
 pub mod walstream;
@@ -318,14 +319,14 @@ fn observe_status(compute: &Arc<Compute<SimEnv>>, shared: Shared, boot: u64) {
     });
     tokio::spawn(async move {
         let mut last = Some(first);
-        let mut reported = Reported::default();
+        let mut reported = safekeeper_report::Reported::default();
         loop {
             if rx.changed().await.is_err() {
                 return;
             }
             let (status, applied) = {
                 let st = rx.borrow_and_update();
-                report_safekeepers(&shared, boot, &st, &mut reported);
+                safekeeper_report::report(&shared, boot, &st, &mut reported);
                 if st.supervisor_exited && !shared.lock().supervisor_exited {
                     // The supervisor's loop returned: the binary is
                     // lingering or draining, it applies nothing any more.
@@ -363,68 +364,6 @@ fn observe_status(compute: &Arc<Compute<SimEnv>>, shared: Shared, boot: u64) {
             }
         }
     });
-}
-
-/// The safekeeper states of one boot's `/status` already reported.
-#[derive(Default)]
-struct Reported {
-    /// Each safekeeper host's last state.
-    states: std::collections::BTreeMap<String, String>,
-    /// The start's failure without a quorum was reported.
-    failure: bool,
-}
-
-/// Each safekeeper state `/status` shows that changed since `reported`
-/// (all of them when a start just failed without a quorum), with the
-/// model's truth of whether it can follow the compute.
-fn report_safekeepers(
-    shared: &Shared,
-    boot: u64,
-    st: &compute_ctl::compute::ComputeState,
-    reported: &mut Reported,
-) {
-    let Some(sks) = &st.safekeepers else {
-        return;
-    };
-    let at_failure = !reported.failure
-        && st.status == ComputeStatus::Failed
-        && st
-            .failure
-            .as_ref()
-            .map(compute_ctl::compute::FailReason::kind)
-            == Some("quorum");
-    reported.failure |= at_failure;
-    for m in &sks.members {
-        // `sk1:5454` is host `sk1`, the world's name for it.
-        let name = m
-            .safekeeper
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        if !at_failure && reported.states.get(&name) == Some(&m.state) {
-            continue;
-        }
-        reported.states.insert(name.clone(), m.state.clone());
-        let follows = {
-            let sh = shared.lock();
-            let c = &sh.wal.compute.wal;
-            sh.wal.safekeepers.get(&name).is_none_or(|sk| {
-                !matches!(
-                    c.can_stream(sk.wal.tli, sk.wal.end()),
-                    Err(crate::wal::Refusal::Diverged { .. }
-                        | crate::wal::Refusal::UnknownTimeline { .. })
-                )
-            })
-        };
-        shared.emit(Event::SafekeeperReported {
-            boot,
-            name,
-            state: m.state.clone(),
-            follows,
-            at_failure,
-        });
-    }
 }
 
 /// A primary with safekeepers became `running`: where its WAL forked.
