@@ -355,6 +355,17 @@ pub struct SafekeeperWal {
 }
 
 impl SafekeeperWal {
+    /// Whether it can ever stream from a primary with WAL `primary`: its
+    /// WAL stays on the primary's history (it may only lag). The storage
+    /// re-clones one that cannot (`reclone_diverged`), and `/status` must
+    /// call it `diverged` (`checkers/diverged_report.rs`).
+    pub fn can_follow(&self, primary: &Wal) -> bool {
+        !matches!(
+            primary.can_stream(self.wal.tli, self.wal.end()),
+            Err(Refusal::Diverged { .. } | Refusal::UnknownTimeline { .. })
+        )
+    }
+
     /// `pg_control_checkpoint()`'s timeline: its last restartpoint's, else
     /// the timeline its WAL began on.
     pub fn checkpoint_tli(&self) -> u32 {

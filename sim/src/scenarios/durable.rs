@@ -201,13 +201,7 @@ pub(super) fn reclone_diverged(d: &Driver) {
         let diverged: Vec<String> = w
             .safekeepers
             .iter()
-            .filter(|(_, s)| {
-                matches!(
-                    w.compute.wal.can_stream(s.wal.tli, s.wal.end()),
-                    Err(crate::wal::Refusal::Diverged { .. }
-                        | crate::wal::Refusal::UnknownTimeline { .. })
-                )
-            })
+            .filter(|(_, s)| !s.can_follow(&w.compute.wal))
             .map(|(n, _)| n.clone())
             .collect();
         let donor = w

@@ -51,14 +51,10 @@ pub(super) fn report(
         reported.states.insert(name.clone(), m.state.clone());
         let follows = {
             let sh = shared.lock();
-            let c = &sh.wal.compute.wal;
-            sh.wal.safekeepers.get(&name).is_none_or(|sk| {
-                !matches!(
-                    c.can_stream(sk.wal.tli, sk.wal.end()),
-                    Err(crate::wal::Refusal::Diverged { .. }
-                        | crate::wal::Refusal::UnknownTimeline { .. })
-                )
-            })
+            sh.wal
+                .safekeepers
+                .get(&name)
+                .is_none_or(|sk| sk.can_follow(&sh.wal.compute.wal))
         };
         shared.emit(Event::SafekeeperReported {
             boot,
