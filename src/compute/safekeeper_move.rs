@@ -263,7 +263,8 @@ impl<E: Env> Compute<E> {
         let own = self
             .state()
             .safekeepers
-            .map_or_else(|| storage::Promoted::at(0, Lsn(0)), |s| s.quorum.own);
+            .map(|s| s.quorum.own)
+            .unwrap_or_default();
         loop {
             let members = self.sample_safekeepers(new_sks, &own, false).await;
             let reached: Vec<Lsn> = members.iter().filter_map(|m| m.flush_lsn).collect();

@@ -178,6 +178,20 @@ mod tests {
         cols.iter().map(|c| c.map(str::to_string)).collect()
     }
 
+    /// A standby without a WAL receiver: its restartpoint's and newest
+    /// segment's timelines.
+    fn idle(restartpoint: &str, segment: &str) -> Vec<Option<String>> {
+        row([
+            Some("t"),
+            None,
+            None,
+            None,
+            None,
+            Some(restartpoint),
+            Some(segment),
+        ])
+    }
+
     #[test]
     fn the_timeline_of_a_safekeeper_without_a_receiver_is_its_newest_segment_s() {
         // Streaming: the receiver's timeline.
@@ -194,28 +208,10 @@ mod tests {
         // No receiver: the last restartpoint was on 1, but it replayed
         // onto timeline 2 (it wrote timeline 2's segments). Taking the
         // restartpoint's would call a good safekeeper diverged.
-        let idle = row([
-            Some("t"),
-            None,
-            None,
-            None,
-            None,
-            Some("1"),
-            Some("00000002"),
-        ]);
-        assert_eq!(wal_timeline(&idle), Some(2));
+        assert_eq!(wal_timeline(&idle("1", "00000002")), Some(2));
         // Segments never below the restartpoint's timeline in practice;
         // the newer of the two either way.
-        let odd = row([
-            Some("t"),
-            None,
-            None,
-            None,
-            None,
-            Some("4"),
-            Some("00000002"),
-        ]);
-        assert_eq!(wal_timeline(&odd), Some(4));
+        assert_eq!(wal_timeline(&idle("4", "00000002")), Some(4));
         let none = row([Some("t"), None, None, None, None, None, None]);
         assert_eq!(wal_timeline(&none), None);
     }

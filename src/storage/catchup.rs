@@ -263,7 +263,7 @@ pub async fn prepare_catch_up<E: Env>(
 
 /// Where a promotion left the new primary. `/status.safekeepers.quorum`
 /// shows the timeline and the fork.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Promoted {
     /// Its new timeline.
     pub timeline: u32,
