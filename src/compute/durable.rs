@@ -166,7 +166,14 @@ impl<E: Env> Compute<E> {
         let ready = ready.map(|client| storage::OpenSession::adopt(client, &own));
         let (session, caught_up) = self
             .phase(Phase::StartCatchUp, async {
-                storage::wait_for_lsn_held(&self.env, &own, ready, plan.target, CATCH_UP_TIMEOUT)
+                storage::wait_for_lsn_held(
+                    &self.env,
+                    &own,
+                    ready,
+                    plan.target,
+                    CATCH_UP_TIMEOUT,
+                    storage::Polling::Own,
+                )
                     .await
                     .map_err(|e| {
                         FailReason::CatchUp(format!(

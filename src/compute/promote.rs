@@ -319,9 +319,15 @@ impl<E: Env> Compute<E> {
         // a majority of them (`storage/timeline_claim.rs`).
         let claimed = self
             .phase(Phase::PromoteLsnWait, async {
-                storage::wait_for_lsn(&self.env, &own, job.wal_flush_lsn, job.lsn_wait)
-                    .await
-                    .map_err(|e| FailReason::LsnWait(not_caught_up(e, previous)))?;
+                storage::wait_for_lsn(
+                    &self.env,
+                    &own,
+                    job.wal_flush_lsn,
+                    job.lsn_wait,
+                    storage::Polling::Own,
+                )
+                .await
+                .map_err(|e| FailReason::LsnWait(not_caught_up(e, previous)))?;
                 if !durable::is_durable(spec) {
                     return Ok(None);
                 }
@@ -457,7 +463,7 @@ impl<E: Env> Compute<E> {
         }
         if let Some((sk, lsn)) = &survey.ahead {
             let left = deadline.saturating_duration_since(self.env.now());
-            storage::wait_for_lsn(&self.env, own, *lsn, left)
+            storage::wait_for_lsn(&self.env, own, *lsn, left, storage::Polling::Own)
                 .await
                 .map_err(|e| {
                     FailReason::LsnWait(format!(

@@ -184,11 +184,17 @@ impl<E: Env> Compute<E> {
         let ep = storage::Endpoint::parse(source, &self.params.conn.user)
             .map_err(|e| FailReason::Connstr(format!("pageserver_connstring: {e}")))?;
         tracing::info!(storage = %ep.shown, commit_lsn = %commit, "waiting for the storage to reach the commit LSN");
-        let reached = storage::wait_for_lsn(&self.env, &ep, commit, WAIT_FOR_LSN_TIMEOUT)
-            .await
-            .map_err(|e| {
-                FailReason::BackupSource(format!("the base backup must hold the commit LSN: {e}"))
-            })?;
+        let reached = storage::wait_for_lsn(
+            &self.env,
+            &ep,
+            commit,
+            WAIT_FOR_LSN_TIMEOUT,
+            storage::Polling::Storage,
+        )
+        .await
+        .map_err(|e| {
+            FailReason::BackupSource(format!("the base backup must hold the commit LSN: {e}"))
+        })?;
         tracing::info!(storage = %ep.shown, %reached, commit_lsn = %commit, "the storage holds the commit LSN");
         Ok(())
     }

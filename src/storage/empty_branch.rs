@@ -40,7 +40,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::{
-    Endpoint, Lsn, OpenSession, Safekeeper, history_file_name, reserve_below, wait_for_lsn,
+    Endpoint, Lsn, OpenSession, Polling, Safekeeper, history_file_name, reserve_below, wait_for_lsn,
 };
 use crate::env::Env;
 
@@ -218,7 +218,7 @@ pub async fn restart_past_fork<E: Env>(
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("the new primary answered {row:?} for its flushed LSN"))?;
     let each = safekeepers.iter().map(|sk| async move {
-        wait_for_lsn(env, &sk.endpoint, checkpointed, within)
+        wait_for_lsn(env, &sk.endpoint, checkpointed, within, Polling::Storage)
             .await
             .map_err(|e| e.to_string())?;
         sk.endpoint

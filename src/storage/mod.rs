@@ -54,4 +54,4 @@ pub use timeline_claim::{
     CLAIM_LOOK_SQL, CLAIM_SETTING, ClaimError, claim_timeline, history_file_name, next_timeline,
     reserve_below,
 };
-pub use wait::{WaitError, wait_for_lsn, wait_for_lsn_held};
+pub use wait::{Polling, WaitError, wait_for_lsn, wait_for_lsn_held};

@@ -6,13 +6,41 @@ use std::time::Duration;
 use super::endpoint::OpenSession;
 use super::safekeepers::position_of;
 use super::{Endpoint, Lsn, POSITION_SQL, SessionError, WalPosition};
-use crate::env::Env;
+use crate::env::{Env, Pace};
 
 /// One position query's deadline.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
-/// First and largest pause between two questions.
+/// A storage's first and largest pause between two questions.
 const POLL_MIN: Duration = Duration::from_millis(10);
 const POLL_MAX: Duration = Duration::from_millis(200);
+/// Our own Postgres is asked every [`OWN_POLL_FAST`] for the first
+/// [`OWN_FAST_FOR`], then at doubling pauses up to [`OWN_POLL_SLOW`].
+const OWN_POLL_FAST: Duration = Duration::from_millis(5);
+const OWN_FAST_FOR: Duration = Duration::from_secs(1);
+const OWN_POLL_SLOW: Duration = Duration::from_millis(50);
+
+/// Who is waited for, which sets how often it is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polling {
+    /// A storage (a pageserver, a safekeeper): at doubling pauses from
+    /// [`POLL_MIN`] to [`POLL_MAX`]; it is usually there already, and when
+    /// it is not it needs its own time.
+    Storage,
+    /// Our own Postgres, which a start or a promote waits on: its replay
+    /// usually reaches the target within milliseconds of its WAL receiver
+    /// connecting, and a doubling pause made the start wait 100 ms and more
+    /// past it (the question is a local one).
+    Own,
+}
+
+impl Polling {
+    fn pace(self, started: tokio::time::Instant) -> Pace {
+        match self {
+            Self::Storage => Pace::new(started, POLL_MIN, POLL_MIN, POLL_MAX),
+            Self::Own => Pace::new(started, OWN_POLL_FAST, OWN_FAST_FOR, OWN_POLL_SLOW),
+        }
+    }
+}
 
 /// The source did not reach the LSN in time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,14 +66,15 @@ pub enum WaitError {
 }
 
 /// Waits until `source` has replayed up to `target`, at most `within` on the
-/// Env clock; returns the position it reached.
+/// Env clock, asking as `polling` says; returns the position it reached.
 pub async fn wait_for_lsn<E: Env>(
     env: &E,
     source: &Endpoint,
     target: Lsn,
     within: Duration,
+    polling: Polling,
 ) -> Result<Lsn, WaitError> {
-    wait_for_lsn_held(env, source, None, target, within)
+    wait_for_lsn_held(env, source, None, target, within, polling)
         .await
         .map(|(_, p)| p.replayed)
 }
@@ -61,9 +90,10 @@ pub async fn wait_for_lsn_held<E: Env>(
     session: Option<OpenSession>,
     target: Lsn,
     within: Duration,
+    polling: Polling,
 ) -> Result<(OpenSession, WalPosition), WaitError> {
     let deadline = env.now() + within;
-    let mut delay = POLL_MIN;
+    let mut pace = polling.pace(env.now());
     let mut reached = None;
     let mut last = String::from("no answer yet");
     let mut held: Option<OpenSession> = session;
@@ -104,7 +134,6 @@ pub async fn wait_for_lsn_held<E: Env>(
                 },
             });
         }
-        env.sleep(delay.min(deadline - now)).await;
-        delay = (delay * 2).min(POLL_MAX);
+        env.sleep(pace.next(now).min(deadline - now)).await;
     }
 }
