@@ -64,10 +64,20 @@ impl Compute {
                 &http_port.to_string(),
                 "--no-internal-http",
             ])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("COMPETE_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(scratch.path("compute_ctl.log"))?)
+            .stderr(std::fs::File::create(
+                match std::env::var_os("COMPETE_LOG_DIR") {
+                    Some(dir) => {
+                        std::path::PathBuf::from(dir).join(format!("compute_ctl-{http_port}.log"))
+                    }
+                    None => scratch.path("compute_ctl.log"),
+                },
+            )?)
             .spawn()
             .context("spawning compute_ctl")?;
         let client = reqwest::Client::builder()
