@@ -183,7 +183,7 @@ impl<E: Env> Compute<E> {
                     })
             })
             .await?;
-        let promoted = self
+        let (promoted, checkpointed) = self
             .phase(
                 Phase::StartPromote,
                 self.promote_onto_claim(&session, caught_up, plan),
@@ -222,7 +222,8 @@ impl<E: Env> Compute<E> {
             ))
         })?;
         if !plan.empty_timelines.is_empty() {
-            self.restart_safekeepers_past_fork(&own, &sks).await;
+            self.restart_safekeepers_past_fork(&own, checkpointed, &sks)
+                .await;
         }
         tracing::info!(
             catch_up_ms = ms(self.took(Stage::CatchUp)),
@@ -236,11 +237,18 @@ impl<E: Env> Compute<E> {
 
     /// After a start that joined an empty branch, once a quorum streams:
     /// a restartpoint past the fork on each safekeeper the quorum wait
-    /// found streaming or catching up (`storage::restart_past_fork`); one
-    /// that is down or diverged would hold `running` back for the wait.
-    /// Not a failure of the start: the next base backup of a safekeeper
-    /// left out fails, naming the empty timeline's segment.
-    async fn restart_safekeepers_past_fork(&self, own: &Endpoint, sks: &[Safekeeper]) {
+    /// found streaming or catching up (`storage::restart_past_fork`), at
+    /// the checkpoint the promotion made (`checkpointed`; made now on a
+    /// session of its own when that failed); one that is down or diverged
+    /// would hold `running` back for the wait. Not a failure of the start:
+    /// the next base backup of a safekeeper left out fails, naming the
+    /// empty timeline's segment, until it replays a checkpoint of ours.
+    async fn restart_safekeepers_past_fork(
+        &self,
+        own: &Endpoint,
+        checkpointed: Option<Lsn>,
+        sks: &[Safekeeper],
+    ) {
         let following: Vec<Safekeeper> = {
             let st = self.state.borrow();
             let follows = |sk: &Safekeeper| {
@@ -253,7 +261,18 @@ impl<E: Env> Compute<E> {
             };
             sks.iter().filter(|sk| follows(sk)).cloned().collect()
         };
-        if let Err(e) = storage::restart_past_fork(&self.env, own, &following, ASK * 5).await {
+        let checkpointed = match checkpointed {
+            Some(lsn) => Ok(lsn),
+            None => match own.open(&self.env, ASK).await {
+                Ok(session) => storage::checkpoint_past_fork(&self.env, &session, ASK * 5).await,
+                Err(e) => Err(format!("a session to the new primary: {e}")),
+            },
+        };
+        let restarted = match checkpointed {
+            Ok(lsn) => storage::restart_past_fork(&self.env, lsn, &following, ASK * 5).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = restarted {
             tracing::warn!(error = %e, "a safekeeper did not make a restartpoint past the empty timeline this primary joined; a base backup of it fails until it replays a checkpoint of this timeline");
         }
     }
@@ -263,13 +282,16 @@ impl<E: Env> Compute<E> {
     /// claimed timeline: the history files below it first
     /// (`storage::reserve_below`), then the timeline it got checked, then
     /// the segment files of the empty timelines it joined
-    /// (`storage::fill_empty_timelines`).
+    /// (`storage::fill_empty_timelines`) and, when it joined any, a
+    /// checkpoint before any safekeeper streams from it
+    /// (`storage::checkpoint_past_fork`; its flushed LSN after it, `None`
+    /// when that failed).
     async fn promote_onto_claim(
         &self,
         session: &storage::OpenSession,
         caught_up: storage::WalPosition,
         plan: &CatchUpPlan,
-    ) -> Result<storage::Promoted, FailReason> {
+    ) -> Result<(storage::Promoted, Option<Lsn>), FailReason> {
         let timeline = plan.timeline;
         let unclaimed = crate::planted::active(crate::planted::Bug::UnclaimedTimeline);
         if !unclaimed {
@@ -310,7 +332,14 @@ impl<E: Env> Compute<E> {
             // The quorum wait reports the safekeepers this leaves behind.
             tracing::warn!(error = %e, timelines = ?plan.empty_timelines, "the segment files of the empty timelines this primary joined could not be written; a safekeeper below its fork cannot catch up from it");
         }
-        Ok(promoted)
+        if plan.empty_timelines.is_empty() {
+            return Ok((promoted, None));
+        }
+        let checkpointed = storage::checkpoint_past_fork(&self.env, session, ASK * 5)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "no checkpoint on the new primary before the announce; it is made again once a quorum streams"))
+            .ok();
+        Ok((promoted, checkpointed))
     }
 
     /// Steps 5 and 6 (also of `POST /promote`, `promote.rs`), once

@@ -40,7 +40,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::{
-    Endpoint, Lsn, OpenSession, Polling, Safekeeper, history_file_name, reserve_below, wait_for_lsn,
+    Lsn, OpenSession, Polling, Safekeeper, history_file_name, reserve_below, wait_for_lsn,
 };
 use crate::env::Env;
 
@@ -192,31 +192,46 @@ pub async fn fill_empty_timelines<E: Env>(
     Ok(())
 }
 
-/// Once a quorum streams from our own Postgres (`own`, which joined an
-/// empty branch): a checkpoint on it, then on each of `safekeepers`, once
-/// it replayed that checkpoint, a `CHECKPOINT` (a restartpoint there,
-/// at that record: on the new timeline, past the fork). A base backup of
-/// the safekeeper then starts past the empty timeline. Each step within
-/// `within`; the safekeepers that failed are named in the error.
+/// On our own Postgres, which joined an empty branch, right after its
+/// promotion and before any safekeeper streams from it: a `CHECKPOINT`,
+/// and how far the WAL is flushed past it. The first WAL a safekeeper gets
+/// from it then carries a checkpoint record on the new timeline, and a
+/// restartpoint there (a `--checkpoint=fast` base backup makes its own) is
+/// past the fork even when this primary dies before [`restart_past_fork`]
+/// runs; without it, a primary killed between the announce and its end of
+/// recovery checkpoint reaching the safekeepers left them with WAL of the
+/// new timeline and no restartpoint past the empty one.
+pub async fn checkpoint_past_fork<E: Env>(
+    env: &E,
+    session: &OpenSession,
+    within: Duration,
+) -> Result<Lsn, String> {
+    session
+        .first_row(env, "CHECKPOINT", within)
+        .await
+        .map_err(|e| format!("CHECKPOINT on the new primary: {e}"))?;
+    let row = session
+        .first_row(env, "SELECT pg_current_wal_flush_lsn()::text", within)
+        .await
+        .map_err(|e| format!("the new primary's flushed LSN after its CHECKPOINT: {e}"))?;
+    super::column(&row, 0)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("the new primary answered {row:?} for its flushed LSN"))
+}
+
+/// Once a quorum streams from our own Postgres (which joined an empty
+/// branch and made a checkpoint, flushed up to `checkpointed`:
+/// [`checkpoint_past_fork`]): on each of `safekeepers`, once it replayed
+/// that checkpoint, a `CHECKPOINT` (a restartpoint there, at that record:
+/// on the new timeline, past the fork). A base backup of the safekeeper
+/// then starts past the empty timeline. Each step within `within`; the
+/// safekeepers that failed are named in the error.
 pub async fn restart_past_fork<E: Env>(
     env: &E,
-    own: &Endpoint,
+    checkpointed: Lsn,
     safekeepers: &[Safekeeper],
     within: Duration,
 ) -> Result<(), String> {
-    // One session: the checkpoint, then how far the WAL is flushed past it.
-    let rows = own
-        .first_rows(
-            env,
-            &["CHECKPOINT", "SELECT pg_current_wal_flush_lsn()::text"],
-            within,
-        )
-        .await
-        .map_err(|e| format!("CHECKPOINT on the new primary, then its flushed LSN: {e}"))?;
-    let row = rows.get(1).cloned().unwrap_or_default();
-    let checkpointed: Lsn = super::column(&row, 0)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("the new primary answered {row:?} for its flushed LSN"))?;
     let each = safekeepers.iter().map(|sk| async move {
         wait_for_lsn(env, &sk.endpoint, checkpointed, within, Polling::Storage)
             .await

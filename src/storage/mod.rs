@@ -32,8 +32,8 @@ pub use catchup::{
     reset_catch_up,
 };
 pub use empty_branch::{
-    branch_to_join, empty_timelines, fill_empty_timelines, join_branch, parse_history,
-    restart_past_fork, timeline_at, walfile_name_sql,
+    branch_to_join, checkpoint_past_fork, empty_timelines, fill_empty_timelines, join_branch,
+    parse_history, restart_past_fork, timeline_at, walfile_name_sql,
 };
 pub use endpoint::{Endpoint, EndpointError, OpenSession, SessionError, column};
 pub use newer_timeline::{NewerTimeline, TimelineSurvey, survey_timelines};
