@@ -477,7 +477,7 @@ impl<E: Env> Compute<E> {
                 Vec::new()
             }
         };
-        let members = storage::states_from_senders(sks, &senders, ABSENT);
+        let members = storage::states_from_senders(sks, &senders, ABSENT, own);
         if !explain {
             return members;
         }

@@ -101,10 +101,21 @@ impl QuorumStatus {
 /// The states of `safekeepers` from the compute's WAL senders; those
 /// without a sender are `catching_up` with `absent` as the reason, to be
 /// refined by asking the safekeeper ([`super::announce::explain_absent`]).
+///
+/// A sender counts as `streaming` only once its safekeeper has flushed
+/// past `own.fork_lsn`, that is WAL of this compute's timeline. A
+/// safekeeper that diverged past our fork in the same WAL segment is
+/// streamed that segment's start up to the fork, which its own WAL holds
+/// too, before it refuses our timeline and reconnects: its sender reads
+/// `streaming` meanwhile, yet it never acknowledges one of our commits.
+/// Counted, it made the quorum look held. (Our timeline starts with the
+/// promotion's end-of-recovery record, so one that follows passes the fork
+/// within its first reply.)
 pub fn states_from_senders(
     safekeepers: &[Safekeeper],
     senders: &[Sender],
     absent: &str,
+    own: &Promoted,
 ) -> Vec<SafekeeperStatus> {
     safekeepers
         .iter()
@@ -115,23 +126,33 @@ pub fn states_from_senders(
             let lsn = |v: Option<&String>| v.and_then(|s| s.parse::<Lsn>().ok());
             match sender {
                 Some(s) => {
-                    let streaming = s.state.as_deref() == Some("streaming");
+                    let flush_lsn = lsn(s.flush.as_ref());
+                    let sending = s.state.as_deref() == Some("streaming");
+                    let ours = flush_lsn.is_some_and(|f| f > own.fork_lsn);
+                    let reason = match (sending, ours) {
+                        (true, true) => None,
+                        (true, false) => Some(format!(
+                            "its WAL sender streams, but it has flushed nothing of this compute's timeline {} yet (flushed up to {}; the timeline starts at {})",
+                            own.timeline,
+                            flush_lsn.map_or_else(|| "nothing reported".to_string(), |f| f.to_string()),
+                            own.fork_lsn
+                        )),
+                        (false, _) => Some(format!(
+                            "its WAL sender is in state {}",
+                            s.state.as_deref().unwrap_or("unknown")
+                        )),
+                    };
                     SafekeeperStatus {
                         name: sk.name.clone(),
                         safekeeper: sk.endpoint.shown.clone(),
-                        state: if streaming {
+                        state: if reason.is_none() {
                             "streaming"
                         } else {
                             "catching_up"
                         }
                         .into(),
-                        reason: (!streaming).then(|| {
-                            format!(
-                                "its WAL sender is in state {}",
-                                s.state.as_deref().unwrap_or("unknown")
-                            )
-                        }),
-                        flush_lsn: lsn(s.flush.as_ref()),
+                        reason,
+                        flush_lsn,
                         replay_lsn: lsn(s.replay.as_ref()),
                     }
                 }
@@ -184,11 +205,54 @@ mod tests {
             r#"[{"name":"sk_127_0_0_1_1","state":"streaming","flush":"0/10","replay":"0/8"}]"#,
         )
         .unwrap();
-        let st = states_from_senders(&sks, &senders, "not connected");
+        let own = Promoted::at(2, Lsn(1));
+        let st = states_from_senders(&sks, &senders, "not connected", &own);
         assert_eq!(st[0].state, "streaming");
         assert_eq!(st[0].flush_lsn, Some(Lsn(0x10)));
         assert_eq!(st[1].state, "catching_up");
-        let q = QuorumStatus::of(&st, &Promoted::at(2, Lsn(1)));
+        let q = QuorumStatus::of(&st, &own);
         assert_eq!((q.quorum.as_str(), q.holds), ("2 of 2", false));
+    }
+
+    /// A diverged safekeeper's sender streams the shared start of the fork's
+    /// segment, then the safekeeper refuses our timeline: it flushed nothing
+    /// of ours and must not count toward the quorum.
+    #[test]
+    fn a_streaming_sender_counts_only_once_past_the_fork() {
+        let sks = safekeepers(
+            &[
+                "127.0.0.1:1".into(),
+                "127.0.0.1:2".into(),
+                "127.0.0.1:3".into(),
+            ],
+            "u",
+        )
+        .unwrap();
+        let senders = parse_senders(
+            r#"[{"name":"sk_127_0_0_1_1","state":"streaming","flush":"0/5000100","replay":"0/5000100"},
+                {"name":"sk_127_0_0_1_2","state":"streaming","flush":"0/5000000","replay":"0/5000000"},
+                {"name":"sk_127_0_0_1_3","state":"streaming","flush":null,"replay":null}]"#,
+        )
+        .unwrap();
+        let own = Promoted::at(4, Lsn(0x5000080));
+        let st = states_from_senders(&sks, &senders, "not connected", &own);
+        let states: Vec<&str> = st.iter().map(|m| m.state.as_str()).collect();
+        assert_eq!(states, ["streaming", "catching_up", "catching_up"]);
+        let why = st[1].reason.as_deref().unwrap();
+        assert!(
+            why.contains("flushed nothing of this compute's timeline 4")
+                && why.contains("0/5000000")
+                && why.contains("0/5000080"),
+            "{why}"
+        );
+        assert!(
+            st[2]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("nothing reported")
+        );
+        let q = QuorumStatus::of(&st, &own);
+        assert_eq!((q.streaming, q.holds), (1, false));
     }
 }
