@@ -5,7 +5,8 @@
 //! advanced, start as its standby, `pg_promote(false)` and a poll of
 //! `pg_is_in_recovery()`, re-point every
 //! safekeeper with `ALTER SYSTEM SET primary_conninfo` + reload, until a
-//! quorum streams). SQL goes over tokio-postgres sessions (one round trip
+//! quorum streams and has flushed WAL of the new timeline, as compute_ctl
+//! waits for). SQL goes over tokio-postgres sessions (one round trip
 //! each, cheaper than a psql process: a stricter floor).
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use compute_ctl::storage::Lsn;
 
 use crate::compute::SUPERUSER;
 use crate::postgres::{self, Scratch, session, tool};
@@ -268,20 +270,22 @@ pub async fn start_by_hand(
         }
     };
     lap(2, &mut t);
-    // 4. Replay up to the most advanced safekeeper's WAL.
+    // 4. Replay up to the most advanced safekeeper's WAL; where it stopped
+    // is where the new timeline starts.
+    let target: Lsn = target.parse()?;
     let deadline = Instant::now() + limit;
-    while value(
-        &client,
-        &format!("SELECT pg_last_wal_replay_lsn() >= '{target}'"),
-    )
-    .await?
-        != "t"
-    {
+    let fork = loop {
+        let replayed: Lsn = value(&client, "SELECT pg_last_wal_replay_lsn()::text")
+            .await?
+            .parse()?;
+        if replayed >= target {
+            break replayed;
+        }
         if Instant::now() > deadline {
             bail!("the by-hand primary did not replay to {target} within {limit:?}");
         }
         tokio::time::sleep(POLL).await;
-    }
+    };
     lap(3, &mut t);
     // 5. Promote onto a new timeline: signal it, then poll every POLL
     // until recovery ends (`pg_promote(true)` and `pg_ctl promote` look
@@ -315,9 +319,13 @@ pub async fn start_by_hand(
         task.await??;
     }
     lap(5, &mut t);
-    // 7. Until a quorum streams.
+    // 7. Until a quorum streams and has flushed past the fork: a sender
+    // reads `streaming` while it sends a safekeeper the old timeline's tail,
+    // before the safekeeper switches to ours and could acknowledge a commit
+    // (compute_ctl waits for the same, `storage/quorum.rs`).
     let names: Vec<String> = sks.iter().map(|p| sk_name(*p)).collect();
-    wait_quorum(&client, &names, sks.len() / 2 + 1, None, limit).await?;
+    let past = Lsn(fork.0 + 1).to_string();
+    wait_quorum(&client, &names, sks.len() / 2 + 1, Some(&past), limit).await?;
     lap(6, &mut t);
     Ok((pg, steps))
 }
