@@ -275,9 +275,13 @@ pub async fn start_by_hand(
     let target: Lsn = target.parse()?;
     let deadline = Instant::now() + limit;
     let fork = loop {
-        let replayed: Lsn = value(&client, "SELECT pg_last_wal_replay_lsn()::text")
-            .await?
-            .parse()?;
+        // NULL (nothing replayed yet) reads as 0/0: not there yet.
+        let replayed: Lsn = value(
+            &client,
+            "SELECT COALESCE(pg_last_wal_replay_lsn(), '0/0')::text",
+        )
+        .await?
+        .parse()?;
         if replayed >= target {
             break replayed;
         }
