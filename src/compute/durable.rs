@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::phase::{Phase, Stage};
 use super::phase_run::Stop;
 use super::{Compute, FailReason, ms};
-use crate::env::{Env, Pace};
+use crate::env::Env;
 use crate::spec::{ComputeMode, ComputeSpec};
 use crate::storage::{
     self, CatchUpPlan, Endpoint, Lsn, QuorumStatus, Safekeeper, SafekeeperStatus,
@@ -29,14 +29,6 @@ const RESET_WITHIN: Duration = Duration::from_secs(30);
 /// How long the new primary may take to replay up to the most advanced
 /// safekeeper before it promotes.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often the quorum is checked while the start waits for it
-/// (`env::Pace`): every [`QUORUM_POLL_FAST`] for the first
-/// [`QUORUM_FAST_FOR`] (the safekeepers of a start usually stream within
-/// tens of milliseconds of the announce, and a 50 ms poll cost a start 25 ms
-/// on average), then doubling up to [`QUORUM_POLL`].
-const QUORUM_POLL: Duration = Duration::from_millis(50);
-const QUORUM_POLL_FAST: Duration = Duration::from_millis(5);
-const QUORUM_FAST_FOR: Duration = Duration::from_secs(1);
 /// How often a safekeeper without a WAL sender is announced to again.
 const REANNOUNCE_EVERY: Duration = Duration::from_secs(2);
 /// How often the watcher samples the safekeepers.
@@ -381,7 +373,8 @@ impl<E: Env> Compute<E> {
         let t3 = self.env.now();
         let deadline = t3 + self.params.quorum_deadline;
         let mut next_announce = t3 + REANNOUNCE_EVERY;
-        let mut pace = Pace::new(t3, QUORUM_POLL_FAST, QUORUM_FAST_FOR, QUORUM_POLL);
+        // Our own `pg_stat_replication`, as often as our own Postgres is asked.
+        let mut pace = storage::Polling::Own.pace(t3);
         loop {
             let members = self.sample_safekeepers(sks, &promoted, false).await;
             let quorum = QuorumStatus::of(&members, &promoted);

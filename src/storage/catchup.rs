@@ -21,7 +21,7 @@ use super::{
     Endpoint, Lsn, POSITION_SQL, Safekeeper, SafekeeperAnswer, SessionError, SyncOutcome,
     WalPosition, wal_position,
 };
-use crate::env::{Env, Pace};
+use crate::env::Env;
 
 /// How long the source may take to answer whether it is up.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -317,13 +317,6 @@ pub enum PromoteError {
     Unexpected(String),
 }
 
-/// How often a promotion is asked whether recovery ended: first every
-/// [`PROMOTE_POLL_FAST`] for [`PROMOTE_FAST_FOR`], then slower. A
-/// promotion ends within milliseconds to tens of milliseconds.
-const PROMOTE_POLL_FAST: Duration = Duration::from_millis(5);
-const PROMOTE_FAST_FOR: Duration = Duration::from_secs(1);
-const PROMOTE_POLL_SLOW: Duration = Duration::from_millis(50);
-
 /// Whether the server is in recovery (a standby cannot be asked its WAL
 /// position: `pg_current_wal_lsn()` fails during recovery).
 pub const IN_RECOVERY_SQL: &str = "SELECT pg_is_in_recovery()";
@@ -339,8 +332,8 @@ pub const RECOVERY_AND_TIMELINE_SQL: &str = "SELECT pg_is_in_recovery(), t, \
 /// catch-up's `primary_conninfo`.
 ///
 /// `pg_promote(false)` signals the promotion and returns; recovery's end is
-/// then polled on the same session ([`PROMOTE_POLL_FAST`] apart at first,
-/// as the quorum wait and the by-hand floor poll).
+/// then polled on the same session (as our own Postgres is:
+/// [`super::Polling::Own`], as the quorum wait and the by-hand floor poll).
 /// `pg_promote(true)` (as `pg_ctl promote`) checks only every 100 ms, so a
 /// promotion done in 10 ms cost a start 100.
 pub async fn promote<E: Env>(
@@ -382,7 +375,7 @@ pub async fn promote_on<E: Env>(
             }
         }
         let t0 = env.now();
-        let mut pace = Pace::new(t0, PROMOTE_POLL_FAST, PROMOTE_FAST_FOR, PROMOTE_POLL_SLOW);
+        let mut pace = super::Polling::Own.pace(t0);
         loop {
             let row = first_row_of(client, addr, IN_RECOVERY_SQL).await?;
             if column(&row, 0) == Some("f") {

@@ -14,7 +14,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL_MIN: Duration = Duration::from_millis(10);
 const POLL_MAX: Duration = Duration::from_millis(200);
 /// Our own Postgres is asked every [`OWN_POLL_FAST`] for the first
-/// [`OWN_FAST_FOR`], then at doubling pauses up to [`OWN_POLL_SLOW`].
+/// [`OWN_FAST_FOR`], then at doubling pauses up to [`OWN_POLL_SLOW`]
+/// ([`Polling::Own`]).
 const OWN_POLL_FAST: Duration = Duration::from_millis(5);
 const OWN_FAST_FOR: Duration = Duration::from_secs(1);
 const OWN_POLL_SLOW: Duration = Duration::from_millis(50);
@@ -26,15 +27,18 @@ pub enum Polling {
     /// [`POLL_MIN`] to [`POLL_MAX`]; it is usually there already, and when
     /// it is not it needs its own time.
     Storage,
-    /// Our own Postgres, which a start or a promote waits on: its replay
-    /// usually reaches the target within milliseconds of its WAL receiver
-    /// connecting, and a doubling pause made the start wait 100 ms and more
-    /// past it (the question is a local one).
+    /// Our own Postgres, which a start or a promote waits on (its replay
+    /// of a target, the end of its recovery, a quorum in its
+    /// `pg_stat_replication`): each usually comes within milliseconds to
+    /// tens of milliseconds, and the question is a local one. A doubling
+    /// pause made the catch-up wait 100 ms and more past its target, and a
+    /// 50 ms quorum poll cost a start 25 ms on average.
     Own,
 }
 
 impl Polling {
-    fn pace(self, started: tokio::time::Instant) -> Pace {
+    /// The pauses of a wait that began at `started`.
+    pub fn pace(self, started: tokio::time::Instant) -> Pace {
         match self {
             Self::Storage => Pace::new(started, POLL_MIN, POLL_MIN, POLL_MAX),
             Self::Own => Pace::new(started, OWN_POLL_FAST, OWN_FAST_FOR, OWN_POLL_SLOW),
