@@ -170,15 +170,10 @@ pub async fn storage(plan: Plan) -> anyhow::Result<Vec<CaseResult>> {
         let _ = c.await;
         floor.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        let out = compute_ctl::storage::sync_safekeepers(
-            &env,
-            &sks,
-            SUPERUSER,
-            Duration::from_secs(5),
-            compute_ctl::storage::SyncAsk::Positions,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let out =
+            compute_ctl::storage::sync_safekeepers(&env, &sks, SUPERUSER, Duration::from_secs(5))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         ours.push(t.elapsed().as_secs_f64() * 1000.0);
         std::hint::black_box(out.commit_lsn);
     }

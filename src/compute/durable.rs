@@ -93,17 +93,19 @@ impl<E: Env> Compute<E> {
 
     /// Beside step 3: the plan's timeline claimed on a majority of the
     /// safekeepers (`storage/timeline_claim.rs`), so that no later start
-    /// promotes onto it again.
+    /// promotes onto it again; on the sessions the sync kept (`held`, in
+    /// the order of the safekeepers), which close when it is done.
     pub(super) async fn claim_timeline(
         &self,
         spec: &ComputeSpec,
         plan: &CatchUpPlan,
+        held: Vec<Option<storage::OpenSession>>,
     ) -> Result<(), FailReason> {
         if crate::planted::active(crate::planted::Bug::UnclaimedTimeline) {
             return Ok(());
         }
         let sks = self.safekeepers_of(spec)?;
-        storage::claim_timeline(&self.env, &sks, &plan.known, plan.timeline, ASK)
+        storage::claim_timeline(&self.env, &sks, &plan.known, plan.timeline, ASK, &held)
             .await
             .map_err(|e| FailReason::SafekeeperSync(e.to_string()))?;
         tracing::info!(
@@ -582,7 +584,6 @@ impl<E: Env> Compute<E> {
             &spec.safekeeper_connstrings,
             &self.params.conn.user,
             super::supervisor::SAFEKEEPER_TIMEOUT,
-            storage::SyncAsk::Positions,
         )
         .await
         {

@@ -474,7 +474,7 @@ impl<E: Env> Compute<E> {
         let timeline = storage::next_timeline(&survey.known)
             .map_err(|e| FailReason::SafekeeperSync(e.to_string()))?
             .max(survey.own_known.unwrap_or(1) + 1);
-        storage::claim_timeline(&self.env, sks, &survey.known, timeline, CLAIM_WITHIN)
+        storage::claim_timeline(&self.env, sks, &survey.known, timeline, CLAIM_WITHIN, &[])
             .await
             .map_err(|e| FailReason::SafekeeperSync(e.to_string()))?;
         tracing::info!(

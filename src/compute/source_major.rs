@@ -36,12 +36,17 @@ impl<E: Env> Compute<E> {
     /// (`backup_source`: `pageserver_connstring` when it answered the plan,
     /// else a safekeeper), and that is the source asked: a pageserver that
     /// did not answer is not waited for a second time.
+    ///
+    /// `backup_source` comes with its major when the sync's session to it
+    /// said (`server_version` at startup): then nothing is asked.
     pub(super) async fn check_source_major(
         &self,
         spec: &ComputeSpec,
-        backup_source: Option<&str>,
+        backup_source: Option<(&str, Option<u32>)>,
     ) -> Result<(), FailReason> {
         let local = self.settings_catalogue().await.map(|c| c.major);
+        let known = backup_source.and_then(|(_, m)| m);
+        let backup_source = backup_source.map(|(c, _)| c);
         let Some(connstr) = backup_source.or(spec
             .pageserver_connstring
             .as_deref()
@@ -54,23 +59,11 @@ impl<E: Env> Compute<E> {
         };
         let ep = Endpoint::parse(connstr, &self.params.conn.user)
             .map_err(|e| FailReason::Connstr(format!("pageserver_connstring: {e}")))?;
-        let row = match ep
-            .query_row(&self.env, "SHOW server_version_num", VERSION_TIMEOUT)
-            .await
-        {
-            Ok(row) => row,
-            Err(e) => {
-                tracing::warn!(storage = %ep.shown, error = %e, "cannot read the source's version before the base backup");
-                return Ok(());
-            }
+        let source = match known {
+            Some(major) => Some(major),
+            None => self.ask_major(&ep).await,
         };
-        let Some(source) = row
-            .first()
-            .cloned()
-            .flatten()
-            .as_deref()
-            .and_then(major_of_version_num)
-        else {
+        let Some(source) = source else {
             return Ok(());
         };
         match source_major_mismatch(
@@ -82,6 +75,26 @@ impl<E: Env> Compute<E> {
             Some(why) => Err(FailReason::SourceMajor(why)),
             None => Ok(()),
         }
+    }
+
+    /// The major `ep` says it runs, on a new session; `None` (logged)
+    /// when it cannot say.
+    async fn ask_major(&self, ep: &Endpoint) -> Option<u32> {
+        let row = match ep
+            .query_row(&self.env, "SHOW server_version_num", VERSION_TIMEOUT)
+            .await
+        {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(storage = %ep.shown, error = %e, "cannot read the source's version before the base backup");
+                return None;
+            }
+        };
+        row.first()
+            .cloned()
+            .flatten()
+            .as_deref()
+            .and_then(major_of_version_num)
     }
 }
 

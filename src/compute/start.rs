@@ -19,6 +19,14 @@ use crate::spec::{ComputeMode, ComputeSpec, SpecProblem, mode_name};
 use crate::state::Event;
 use crate::storage::{self, CatchUpPlan, Lsn, ReplicationStatus};
 
+/// What a start's sync gives: the commit LSN, a durable primary's
+/// catch-up plan, and the sessions its sync kept (one per safekeeper).
+type Synced = (
+    Option<Lsn>,
+    Option<CatchUpPlan>,
+    Vec<Option<storage::OpenSession>>,
+);
+
 impl<E: Env> Compute<E> {
     /// The first start; `created` is when the supervisor began waiting
     /// for a spec.
@@ -47,21 +55,24 @@ impl<E: Env> Compute<E> {
                 self.sync_storage(&spec),
                 pg::clear_pgdata(&self.env, &self.params)
             );
-            let (commit_lsn, catch_up) = synced?;
+            let (commit_lsn, catch_up, held) = synced?;
             cleared.map_err(|e| pgdata_failed(&spec, e))?;
-            // The source's major is asked while the copy runs: a mismatch
-            // stops the copy (its process is killed when dropped).
+            // The source's major is checked while the copy runs: a mismatch
+            // stops the copy (its process is killed when dropped). The
+            // claim runs beside it on the sync's sessions.
             let prepared = self
                 .phase(Phase::StartPreparePgdata, async {
                     let ((), prepared, ()) = tokio::try_join!(
                         self.check_source_major(
                             &spec,
-                            catch_up.as_ref().map(|p| p.backup_source.as_str())
+                            catch_up
+                                .as_ref()
+                                .map(|p| (p.backup_source.as_str(), p.backup_major))
                         ),
                         self.prepare(&spec, catch_up.as_ref()),
                         async {
                             match &catch_up {
-                                Some(plan) => self.claim_timeline(&spec, plan).await,
+                                Some(plan) => self.claim_timeline(&spec, plan, held).await,
                                 None => Ok(()),
                             }
                         }
@@ -129,54 +140,54 @@ impl<E: Env> Compute<E> {
     /// With safekeepers: the commit LSN from a majority of them, then the
     /// storage at that LSN (when there is a source; the wait counts as base
     /// backup time, as a pageserver waits for the LSN), or for a primary its
-    /// catch-up plan (`durable.rs`). `(None, None)` without safekeepers.
-    async fn sync_storage(
-        &self,
-        spec: &ComputeSpec,
-    ) -> Result<(Option<Lsn>, Option<CatchUpPlan>), Stop> {
+    /// catch-up plan (`durable.rs`) and the sessions its sync kept for the
+    /// claim. Nothing without safekeepers.
+    async fn sync_storage(&self, spec: &ComputeSpec) -> Result<Synced, Stop> {
         if spec.safekeeper_connstrings.is_empty() {
-            return Ok((None, None));
+            return Ok((None, None, Vec::new()));
         }
-        let durable = durable::is_durable(spec);
+        let (sks, user) = (&spec.safekeeper_connstrings, &self.params.conn.user);
+        if durable::is_durable(spec) {
+            let synced = self
+                .phase(Phase::StartSyncSafekeepers, async {
+                    storage::sync_for_start(&self.env, sks, user, SAFEKEEPER_TIMEOUT)
+                        .await
+                        .map_err(|e| FailReason::SafekeeperSync(e.to_string()))
+                })
+                .await?;
+            let commit = synced.outcome.commit_lsn;
+            tracing::info!(commit_lsn = %commit, answers = ?synced.outcome.answers, "safekeepers synced");
+            let plan = self
+                .phase(
+                    Phase::StartBackupSource,
+                    self.plan_catch_up(spec, &synced.outcome),
+                )
+                .await?;
+            return Ok((Some(commit), Some(plan), synced.sessions));
+        }
         let synced = self
             .phase(Phase::StartSyncSafekeepers, async {
-                storage::sync_safekeepers(
-                    &self.env,
-                    &spec.safekeeper_connstrings,
-                    &self.params.conn.user,
-                    SAFEKEEPER_TIMEOUT,
-                    if durable {
-                        storage::SyncAsk::PositionsAndTimelines
-                    } else {
-                        storage::SyncAsk::Positions
-                    },
-                )
-                .await
-                .map_err(|e| FailReason::SafekeeperSync(e.to_string()))
+                storage::sync_safekeepers(&self.env, sks, user, SAFEKEEPER_TIMEOUT)
+                    .await
+                    .map_err(|e| FailReason::SafekeeperSync(e.to_string()))
             })
             .await?;
         let commit = synced.commit_lsn;
         tracing::info!(commit_lsn = %commit, answers = ?synced.answers, "safekeepers synced");
-        if durable {
-            let plan = self
-                .phase(Phase::StartBackupSource, self.plan_catch_up(spec, &synced))
-                .await?;
-            return Ok((Some(commit), Some(plan)));
-        }
         if spec.mode != ComputeMode::Primary && spec.mode != ComputeMode::Replica {
             // A static compute stops at its own LSN.
-            return Ok((Some(commit), None));
+            return Ok((Some(commit), None, Vec::new()));
         }
         let Some(source) = spec
             .pageserver_connstring
             .as_deref()
             .filter(|c| !c.trim().is_empty())
         else {
-            return Ok((Some(commit), None));
+            return Ok((Some(commit), None, Vec::new()));
         };
         self.phase(Phase::StartBackupSource, self.storage_at(source, commit))
             .await?;
-        Ok((Some(commit), None))
+        Ok((Some(commit), None, Vec::new()))
     }
 
     /// Waits until the storage at `source` holds `commit`.

@@ -33,6 +33,10 @@ pub struct CatchUpPlan {
     pub backup_source: String,
     /// The backup source for messages, redacted.
     pub backup_shown: String,
+    /// The backup source's Postgres major when the sync's session to it
+    /// said (the source is a safekeeper that answered); `None` when not
+    /// known, to be asked.
+    pub backup_major: Option<u32>,
     /// `primary_conninfo` of the catch-up: the most advanced safekeeper.
     pub stream_from: String,
     /// That safekeeper for messages, redacted.
@@ -83,13 +87,16 @@ pub async fn plan_catch_up<E: Env>(
     // The sync's session asked each safekeeper's timeline too. A source
     // that is one of the safekeepers that answered needs no probe.
     let answered_sk = |ep: &Endpoint| {
-        safekeepers.iter().zip(answers).any(|(sk, a)| {
+        safekeepers.iter().zip(answers).position(|(sk, a)| {
             a.flush_lsn.is_some() && sk.endpoint.host == ep.host && sk.endpoint.port == ep.port
         })
     };
+    let major_of = |i: usize| synced.majors.get(i).copied().flatten();
     let source_answer = match &source {
-        Some(ep) if answered_sk(ep) => Some(Ok(())),
-        Some(ep) => Some(wal_position(env, ep, PROBE_TIMEOUT).await.map(|_| ())),
+        Some(ep) => match answered_sk(ep) {
+            Some(j) => Some(Ok(major_of(j))),
+            None => Some(wal_position(env, ep, PROBE_TIMEOUT).await.map(|_| None)),
+        },
         None => None,
     };
     let behind = crate::planted::active(crate::planted::Bug::BackupBehindSafekeepers);
@@ -100,9 +107,13 @@ pub async fn plan_catch_up<E: Env>(
         return Err("the sync answered for an unknown safekeeper".into());
     };
     let stream_from = sk.endpoint.conninfo(Some(application_name));
-    let from_sk = (sk.endpoint.conninfo(None), sk.endpoint.shown.clone());
-    let (backup_source, backup_shown) = match (&source, source_answer) {
-        (Some(ep), Some(Ok(_))) => (ep.conninfo(None), ep.shown.clone()),
+    let from_sk = (
+        sk.endpoint.conninfo(None),
+        sk.endpoint.shown.clone(),
+        major_of(i),
+    );
+    let (backup_source, backup_shown, backup_major) = match (&source, source_answer) {
+        (Some(ep), Some(Ok(major))) => (ep.conninfo(None), ep.shown.clone(), major),
         (Some(ep), Some(Err(e))) => {
             tracing::warn!(pageserver = %ep.shown, error = %e, safekeeper = %sk.endpoint.shown, "the base backup source does not answer; taking the backup from the most advanced safekeeper");
             from_sk
@@ -118,6 +129,7 @@ pub async fn plan_catch_up<E: Env>(
     Ok(CatchUpPlan {
         backup_source,
         backup_shown,
+        backup_major,
         stream_from,
         stream_shown: sk.endpoint.shown.clone(),
         target,
@@ -441,6 +453,41 @@ pub async fn reset_catch_up<E: Env>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The source's major comes from the sync's session to the safekeeper
+    /// the backup is taken from, so the start asks it nothing more; a
+    /// pageserver that is none of them is not known (the start asks it).
+    #[tokio::test]
+    async fn the_backup_source_major_is_the_one_its_sync_session_reported() {
+        let conns: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:5{i}00")).collect();
+        let sks = super::super::safekeepers(&conns, "cloud_admin").unwrap();
+        let synced = SyncOutcome {
+            commit_lsn: Lsn(0x20),
+            answers: [0x30, 0x20, 0x10].map(|l| answer(Some(l))).to_vec(),
+            timelines: vec![1, 1, 1],
+            known: vec![Some(1); 3],
+            histories: vec![None; 3],
+            majors: vec![Some(16), Some(15), None],
+        };
+        let env = crate::env::TokioEnv::new();
+        let plan = |pageserver| plan_catch_up(&env, pageserver, &sks, &synced, "cloud_admin", "c");
+        // No pageserver: the most advanced safekeeper, the first.
+        assert_eq!(plan(None).await.unwrap().backup_major, Some(16));
+        // The pageserver is the second safekeeper: its major.
+        let second = plan(Some("host=127.0.0.1 port=5200")).await.unwrap();
+        assert_eq!(
+            (second.backup_major, second.backup_shown.contains("5200")),
+            (Some(15), true)
+        );
+        // The third said none.
+        assert_eq!(
+            plan(Some("host=127.0.0.1 port=5300"))
+                .await
+                .unwrap()
+                .backup_major,
+            None
+        );
+    }
 
     fn answer(lsn: Option<u64>) -> SafekeeperAnswer {
         SafekeeperAnswer {

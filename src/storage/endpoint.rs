@@ -68,16 +68,7 @@ impl Endpoint {
         mut go_on: impl FnMut(&[Option<String>]) -> bool,
     ) -> Result<Vec<Vec<Option<String>>>, SessionError> {
         self.with_session(env, within, async |client, addr| {
-            let mut rows = Vec::with_capacity(statements.len());
-            for sql in statements {
-                let row = first_row_of(client, addr, sql).await?;
-                let stop = !go_on(&row);
-                rows.push(row);
-                if stop {
-                    break;
-                }
-            }
-            Ok(rows)
+            rows_while(client, addr, statements, &mut go_on).await
         })
         .await
     }
@@ -95,7 +86,7 @@ impl Endpoint {
     ) -> Result<T, Er> {
         let addr = self.addr();
         let attempt = async {
-            let (client, conn) = self.session(env).await?;
+            let (client, conn, _) = self.session(env).await?;
             let result = work(&client, &addr).await;
             drop(client);
             conn.abort();
@@ -111,6 +102,36 @@ impl Endpoint {
         }
     }
 
+    /// [`with_session`](Self::with_session), keeping the session open for
+    /// what follows (a start's sync, then its claim on the same session):
+    /// one backend fewer on the server. Closed when `work` fails.
+    pub async fn with_kept_session<E: Env, T>(
+        &self,
+        env: &E,
+        within: Duration,
+        work: impl AsyncFnOnce(&tokio_postgres::Client, &str) -> Result<T, SessionError>,
+    ) -> Result<(T, OpenSession), SessionError> {
+        let addr = self.addr();
+        let attempt = async {
+            let (client, conn, server_major) = self.session(env).await?;
+            let session = OpenSession {
+                client,
+                conn: Some(conn),
+                addr: addr.clone(),
+                server_major,
+            };
+            let answer = work(&session.client, &addr).await?;
+            Ok((answer, session))
+        };
+        match timeout(env, within, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Timeout {
+                addr,
+                after: within,
+            }),
+        }
+    }
+
     /// A new session kept open across steps (a poll, then what follows
     /// it), opened within `within`; closed when dropped.
     pub async fn open<E: Env>(
@@ -120,10 +141,11 @@ impl Endpoint {
     ) -> Result<OpenSession, SessionError> {
         let addr = self.addr();
         match timeout(env, within, self.session(env)).await {
-            Ok(Ok((client, conn))) => Ok(OpenSession {
+            Ok(Ok((client, conn, server_major))) => Ok(OpenSession {
                 client,
                 conn: Some(conn),
                 addr,
+                server_major,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SessionError::Timeout {
@@ -134,11 +156,20 @@ impl Endpoint {
     }
 
     /// A new session: TCP through the Env, then the startup handshake
-    /// under the supervisor's application name.
+    /// under the supervisor's application name; with the server's major,
+    /// from the `server_version` it reports at startup (`None` when it
+    /// reported none that reads as one).
     async fn session<E: Env>(
         &self,
         env: &E,
-    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), SessionError> {
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::task::JoinHandle<()>,
+            Option<u32>,
+        ),
+        SessionError,
+    > {
         let addr = self.addr();
         let stream =
             env.connect(&self.host, self.port)
@@ -156,10 +187,13 @@ impl Endpoint {
                 addr: addr.clone(),
                 source,
             })?;
+        let server_major = connection
+            .parameter("server_version")
+            .and_then(major_of_server_version);
         let conn = tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok((client, conn))
+        Ok((client, conn, server_major))
     }
 
     /// Runs `sql` (simple query protocol) in a new session and returns the
@@ -187,6 +221,8 @@ pub struct OpenSession {
     /// The task that drives it, when this module spawned it.
     conn: Option<tokio::task::JoinHandle<()>>,
     addr: String,
+    /// The server's major, as it reported at startup.
+    server_major: Option<u32>,
 }
 
 impl OpenSession {
@@ -197,6 +233,32 @@ impl OpenSession {
             client,
             conn: None,
             addr: ep.addr(),
+            server_major: None,
+        }
+    }
+
+    /// The server's major, from the `server_version` it reported when
+    /// this session began (`None` for an adopted session, or a server that
+    /// reported none): no query needed.
+    pub fn server_major(&self) -> Option<u32> {
+        self.server_major
+    }
+
+    /// [`Endpoint::first_rows_while`] on this session, all within `within`.
+    pub async fn first_rows_while<E: Env>(
+        &self,
+        env: &E,
+        statements: &[&str],
+        within: Duration,
+        mut go_on: impl FnMut(&[Option<String>]) -> bool,
+    ) -> Result<Vec<Vec<Option<String>>>, SessionError> {
+        let rows = rows_while(&self.client, &self.addr, statements, &mut go_on);
+        match timeout(env, within, rows).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::Timeout {
+                addr: self.addr.clone(),
+                after: within,
+            }),
         }
     }
 
@@ -232,6 +294,34 @@ impl Drop for OpenSession {
             conn.abort();
         }
     }
+}
+
+/// `statements` one after the other on `client`, each one's first row,
+/// stopping after the first row `go_on` does not like.
+async fn rows_while(
+    client: &tokio_postgres::Client,
+    addr: &str,
+    statements: &[&str],
+    go_on: &mut impl FnMut(&[Option<String>]) -> bool,
+) -> Result<Vec<Vec<Option<String>>>, SessionError> {
+    let mut rows = Vec::with_capacity(statements.len());
+    for sql in statements {
+        let row = first_row_of(client, addr, sql).await?;
+        let stop = !go_on(&row);
+        rows.push(row);
+        if stop {
+            break;
+        }
+    }
+    Ok(rows)
+}
+
+/// The major of a `server_version` as a server reports it at startup
+/// (`15.18 (Debian 15.18-0+deb12u1)`, `18.1`, `19devel`): its leading
+/// digits; `None` when it starts with none.
+pub fn major_of_server_version(v: &str) -> Option<u32> {
+    let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// The text columns of the first row `sql` answers on `client` (empty
@@ -276,4 +366,22 @@ fn first_row(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<Vec<Opti
         ),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::major_of_server_version;
+
+    #[test]
+    fn a_server_version_reads_as_its_major() {
+        assert_eq!(
+            major_of_server_version("15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(major_of_server_version("18.1"), Some(18));
+        assert_eq!(major_of_server_version("19devel"), Some(19));
+        assert_eq!(major_of_server_version("9.6.24"), Some(9));
+        assert_eq!(major_of_server_version("EnterpriseDB 15"), None);
+        assert_eq!(major_of_server_version(""), None);
+    }
 }

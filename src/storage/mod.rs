@@ -46,8 +46,8 @@ pub use replication::{
     read_replication,
 };
 pub use safekeepers::{
-    NoQuorum, POSITION_SQL, SafekeeperAnswer, SyncAsk, SyncOutcome, WalPosition, commit_lsn,
-    majority, sync_safekeepers, wal_position,
+    NoQuorum, POSITION_SQL, SafekeeperAnswer, StartSync, SyncOutcome, WalPosition, commit_lsn,
+    majority, sync_for_start, sync_safekeepers, wal_position,
 };
 pub use sync_rep::{QuorumNotInForce, await_quorum_in_force};
 pub use timeline_claim::{

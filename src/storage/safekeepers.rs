@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::endpoint::first_row_of;
-use super::{Endpoint, Lsn, SessionError};
+use super::{Endpoint, Lsn, OpenSession, SessionError};
 use crate::env::Env;
 pub use crate::spec::majority;
 
@@ -85,14 +85,14 @@ type Asked = (WalPosition, u32, Option<u32>, Option<(u32, String)>);
 /// [`WalPosition`], newest timeline (0 when it cannot say, see
 /// [`super::NEWEST_TIMELINE_SQL`]) and the newest timeline it knows of
 /// (`None` when it cannot say, see [`super::catchup::known_of`]) of `ep`, on
-/// one session within `within`: a start's sync then needs no second
-/// connection per safekeeper.
+/// one session within `within`, which stays open: a start's sync then
+/// needs no second connection per safekeeper, nor does its claim.
 async fn position_and_timeline<E: Env>(
     env: &E,
     ep: &Endpoint,
     within: Duration,
-) -> Result<Asked, SessionError> {
-    ep.with_session(env, within, async |client, addr| {
+) -> Result<(Asked, OpenSession), SessionError> {
+    ep.with_kept_session(env, within, async |client, addr| {
         let row = first_row_of(client, addr, POSITION_SQL).await?;
         let position = position_of(&row, addr)?;
         let answer = first_row_of(client, addr, super::NEWEST_TIMELINE_SQL).await;
@@ -157,16 +157,17 @@ pub struct SyncOutcome {
     pub known: Vec<Option<u32>>,
     /// Each answer's newest history file, `(timeline, content)`.
     pub histories: Vec<Option<(u32, String)>>,
+    /// Each answer's Postgres major, as its session reported it at
+    /// startup; `None` when not asked or not known.
+    pub majors: Vec<Option<u32>>,
 }
 
-/// What a sync asks each safekeeper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncAsk {
-    /// Its WAL position only (`/terminate`'s LSN).
-    Positions,
-    /// Its position, then its newest timeline on the same session (a start,
-    /// which ranks the safekeepers by both).
-    PositionsAndTimelines,
+/// A durable start's sync ([`sync_for_start`]): its outcome, and the
+/// session to each safekeeper that answered (`None` for one that did not),
+/// kept open for the timeline claim that follows.
+pub struct StartSync {
+    pub outcome: SyncOutcome,
+    pub sessions: Vec<Option<OpenSession>>,
 }
 
 /// A sync without a quorum.
@@ -184,59 +185,102 @@ pub struct NoQuorum {
 }
 
 /// Asks every safekeeper of `connstrings` in parallel (each within
-/// `deadline`) and returns the commit LSN with every answer.
+/// `deadline`) for its WAL position, and returns the commit LSN with every
+/// answer (`/terminate`'s LSN).
 pub async fn sync_safekeepers<E: Env>(
     env: &E,
     connstrings: &[String],
     default_user: &str,
     deadline: Duration,
-    ask: SyncAsk,
 ) -> Result<SyncOutcome, NoQuorum> {
+    sync_with(env, connstrings, default_user, deadline, false)
+        .await
+        .map(|s| s.outcome)
+}
+
+/// A start's sync: each safekeeper's position, then its newest timeline on
+/// the same session (a start ranks the safekeepers by both), which is kept
+/// ([`StartSync`]).
+pub async fn sync_for_start<E: Env>(
+    env: &E,
+    connstrings: &[String],
+    default_user: &str,
+    deadline: Duration,
+) -> Result<StartSync, NoQuorum> {
+    sync_with(env, connstrings, default_user, deadline, true).await
+}
+
+/// Asks every safekeeper of `connstrings` in parallel (with `for_start`,
+/// [`sync_for_start`]'s questions, else its position alone), and agrees
+/// on the commit LSN.
+async fn sync_with<E: Env>(
+    env: &E,
+    connstrings: &[String],
+    default_user: &str,
+    deadline: Duration,
+    for_start: bool,
+) -> Result<StartSync, NoQuorum> {
+    let ask = async |ep: &Endpoint| -> Result<(Asked, Option<OpenSession>), SessionError> {
+        if for_start {
+            let (asked, session) = position_and_timeline(env, ep, deadline).await?;
+            Ok((asked, Some(session)))
+        } else {
+            let p = wal_position(env, ep, deadline).await?;
+            Ok(((p, 0, None, None), None))
+        }
+    };
+    let ask = &ask;
     let asks = connstrings.iter().map(|c| async move {
-        match Endpoint::parse(c, default_user) {
-            Err(e) => (
-                SafekeeperAnswer {
+        let ep = match Endpoint::parse(c, default_user) {
+            Err(e) => {
+                let answer = SafekeeperAnswer {
                     safekeeper: crate::pg::redact_connstr(c),
                     flush_lsn: None,
                     error: Some(e.to_string()),
-                },
-                (0, None, None),
-            ),
-            Ok(ep) => {
-                let r = match ask {
-                    SyncAsk::Positions => wal_position(env, &ep, deadline)
-                        .await
-                        .map(|p| (p, 0, None, None)),
-                    SyncAsk::PositionsAndTimelines => {
-                        position_and_timeline(env, &ep, deadline).await
-                    }
                 };
-                let (timeline, known, history) = r
-                    .as_ref()
-                    .map_or((0, None, None), |(_, t, k, h)| (*t, *k, h.clone()));
-                (
-                    SafekeeperAnswer {
-                        safekeeper: ep.shown.clone(),
-                        flush_lsn: r.as_ref().ok().map(|(p, _, _, _)| p.flushed),
-                        error: r.err().map(|e| e.to_string()),
-                    },
-                    (timeline, known, history),
-                )
+                return (answer, (0, None, None), None);
             }
+            Ok(ep) => ep,
+        };
+        let r = ask(&ep).await;
+        let answer = SafekeeperAnswer {
+            safekeeper: ep.shown.clone(),
+            flush_lsn: r.as_ref().ok().map(|((p, _, _, _), _)| p.flushed),
+            error: r.as_ref().err().map(|e| e.to_string()),
+        };
+        match r {
+            Ok(((_, timeline, known, history), session)) => {
+                (answer, (timeline, known, history), session)
+            }
+            Err(_) => (answer, (0, None, None), None),
         }
     });
-    let (answers, asked): (Vec<_>, Vec<_>) = join_all(asks).await.into_iter().unzip();
-    let timelines = asked.iter().map(|(t, _, _)| *t).collect();
-    let known = asked.iter().map(|(_, k, _)| *k).collect();
-    let histories = asked.into_iter().map(|(_, _, h)| h).collect();
+    let mut answers = Vec::new();
+    let (mut timelines, mut known, mut histories) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sessions = Vec::new();
+    for (answer, (t, k, h), session) in join_all(asks).await {
+        answers.push(answer);
+        timelines.push(t);
+        known.push(k);
+        histories.push(h);
+        sessions.push(session);
+    }
+    let majors = sessions
+        .iter()
+        .map(|s: &Option<OpenSession>| s.as_ref().and_then(OpenSession::server_major))
+        .collect();
     let reached: Vec<Lsn> = answers.iter().filter_map(|a| a.flush_lsn).collect();
     match commit_lsn(connstrings.len(), &reached) {
-        Some(commit_lsn) => Ok(SyncOutcome {
-            commit_lsn,
-            answers,
-            timelines,
-            known,
-            histories,
+        Some(commit_lsn) => Ok(StartSync {
+            outcome: SyncOutcome {
+                commit_lsn,
+                answers,
+                timelines,
+                known,
+                histories,
+                majors,
+            },
+            sessions,
         }),
         None => Err(NoQuorum {
             total: connstrings.len(),

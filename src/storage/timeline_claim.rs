@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use super::{Safekeeper, majority};
+use super::{OpenSession, Safekeeper, majority};
 use crate::env::Env;
 
 /// The placeholder variable that holds a claim on a safekeeper.
@@ -108,19 +108,24 @@ enum Taken {
 }
 
 /// Claims `timeline` on each of `safekeepers` whose `known` said (in
-/// parallel, each within `within`); a majority of all must take it.
+/// parallel, each within `within`); a majority of all must take it. Where
+/// `held` has a session to a safekeeper (a start's sync kept it, in the
+/// same order), the claim runs on it: no new backend on the safekeeper
+/// while the base backup runs. A held session that fails is replaced by a
+/// new one (the claim is the same on both: it looks first).
 pub async fn claim_timeline<E: Env>(
     env: &E,
     safekeepers: &[Safekeeper],
     known: &[Option<u32>],
     timeline: u32,
     within: Duration,
+    held: &[Option<OpenSession>],
 ) -> Result<(), ClaimError> {
     let value = format!("'{timeline}'");
     let set = format!("SET {CLAIM_SETTING} = {value}");
     let alter = format!("ALTER SYSTEM SET {CLAIM_SETTING} = {value}");
     let statements = [CLAIM_LOOK_SQL, &set, &alter];
-    let asks = safekeepers.iter().zip(known).map(|(sk, k)| {
+    let asks = safekeepers.iter().zip(known).enumerate().map(|(i, (sk, k))| {
         let statements = &statements;
         async move {
             if k.is_none() {
@@ -130,19 +135,37 @@ pub async fn claim_timeline<E: Env>(
             // first: `ALTER SYSTEM` takes a custom variable only once the
             // session knows it.
             let mut higher = None;
-            let mut looking = true;
-            let rows = sk
-                .endpoint
-                .first_rows_while(env, statements, within, |row| {
-                    if !std::mem::take(&mut looking) {
-                        return true;
+            let mut go_on = |row: &[Option<String>], looking: &mut bool| {
+                if !std::mem::take(looking) {
+                    return true;
+                }
+                higher = super::column(row, 0)
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+                    .filter(|c| *c > timeline);
+                higher.is_none()
+            };
+            let kept = match held.get(i) {
+                Some(Some(session)) => {
+                    let mut looking = true;
+                    let rows = session
+                        .first_rows_while(env, statements, within, |r| go_on(r, &mut looking))
+                        .await;
+                    if let Err(e) = &rows {
+                        tracing::debug!(safekeeper = %sk.endpoint.shown, error = %e, "the sync's session failed the claim; claiming on a new one");
                     }
-                    higher = super::column(row, 0)
-                        .and_then(|v| v.trim().parse::<u32>().ok())
-                        .filter(|c| *c > timeline);
-                    higher.is_none()
-                })
-                .await;
+                    rows.ok()
+                }
+                _ => None,
+            };
+            let rows = match kept {
+                Some(rows) => Ok(rows),
+                None => {
+                    let mut looking = true;
+                    sk.endpoint
+                        .first_rows_while(env, statements, within, |r| go_on(r, &mut looking))
+                        .await
+                }
+            };
             match (rows, higher) {
                 (Err(e), _) => Taken::Failed(e.to_string()),
                 (Ok(_), Some(c)) => Taken::Higher(c),
