@@ -185,14 +185,7 @@ impl<E: Env> Compute<E> {
             .await?;
         tracing::info!(timeline = promoted.timeline, fork_lsn = %promoted.fork_lsn, "promoted onto a new timeline");
 
-        // The catch-up's settings are reset while the safekeepers are
-        // pointed here: a primary reads none of them.
-        let reset = async {
-            let reset = storage::reset_catch_up(&self.env, &session, RESET_WITHIN).await;
-            drop(session);
-            reset
-        };
-        let (quorum, planned, reset) = tokio::join!(
+        let (quorum, planned) = tokio::join!(
             self.announce_and_await_quorum(
                 &sks,
                 promoted,
@@ -207,14 +200,20 @@ impl<E: Env> Compute<E> {
                     .inspect_err(|e| tracing::debug!(error = %e, "planning the catalog pass beside the quorum wait failed; the pass plans again"))
                     .ok()
             },
-            reset
         );
         quorum?;
-        reset.map_err(|e| {
-            FailReason::Promote(format!(
-                "resetting the catch-up's settings (primary_conninfo) on the promoted primary failed: {e}"
-            ))
-        })?;
+        // The catch-up's settings are reset once a quorum streams (a
+        // primary reads none of them): the reload this takes has every
+        // process of our Postgres re-read its configuration, which beside
+        // the announce slowed the WAL senders' start.
+        storage::reset_catch_up(&self.env, &session, RESET_WITHIN)
+            .await
+            .map_err(|e| {
+                FailReason::Promote(format!(
+                    "resetting the catch-up's settings (primary_conninfo) on the promoted primary failed: {e}"
+                ))
+            })?;
+        drop(session);
         if !plan.empty_timelines.is_empty() {
             self.restart_safekeepers_past_fork(&own, checkpointed, &sks)
                 .await;
