@@ -78,3 +78,72 @@ async fn a_start_promotes_past_the_timeline_a_majority_holds_claimed() {
     let rows = present(&c2).await;
     assert!((0..5).all(|id| rows.contains(&id)), "rows: {rows:?}");
 }
+
+/// A start claims its timeline on the sessions its sync kept (one backend
+/// fewer per safekeeper while the base backup runs). One of them that ended
+/// in between, here its backend terminated as a safekeeper restart would,
+/// is replaced by a new session: the claim still lands on that safekeeper,
+/// where a claim that gave up on it would stop at the other two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_replaces_a_sync_session_that_ended() {
+    crate::need_postgres!();
+    let sks = Safekeepers::start().await;
+    let env = compute_ctl::env::TokioEnv::new();
+    let within = std::time::Duration::from_secs(10);
+    let user = crate::support::SUPERUSER;
+    let synced = compute_ctl::storage::sync_for_start(&env, &sks.connstrings(), user, within)
+        .await
+        .expect("the sync answers");
+    assert!(
+        synced.sessions.iter().all(Option::is_some),
+        "the sync keeps a session to each safekeeper"
+    );
+    let version: u32 = sks.members[0]
+        .value("SHOW server_version_num")
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(
+        synced.outcome.majors,
+        vec![Some(version / 10_000); 3],
+        "each session knows its server's major from the startup"
+    );
+
+    let app = compute_ctl::pg::APPLICATION_NAME;
+    let first = &sks.members[0];
+    first
+        .exec(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app}'"
+        ))
+        .await;
+    crate::support::wait_for(within, "the sync's backend to exit", || async {
+        (first
+            .value(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'"
+            ))
+            .await
+            == "0")
+            .then_some(())
+    })
+    .await;
+
+    let timeline = compute_ctl::storage::next_timeline(&synced.outcome.known).unwrap();
+    let members = compute_ctl::storage::safekeepers(&sks.connstrings(), user).unwrap();
+    compute_ctl::storage::claim_timeline(
+        &env,
+        &members,
+        &synced.outcome.known,
+        timeline,
+        within,
+        &synced.sessions,
+    )
+    .await
+    .expect("the claim takes a majority");
+    for sk in &sks.members {
+        assert_eq!(
+            claim_on(sk).await,
+            timeline.to_string(),
+            "every safekeeper holds the claim, also the one whose kept session ended"
+        );
+    }
+}
