@@ -92,14 +92,7 @@ impl Endpoint {
             conn.abort();
             result
         };
-        match timeout(env, within, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Timeout {
-                addr,
-                after: within,
-            }
-            .into()),
-        }
+        bounded(env, within, &addr, attempt).await
     }
 
     /// [`with_session`](Self::with_session), keeping the session open for
@@ -123,13 +116,7 @@ impl Endpoint {
             let answer = work(&session.client, &addr).await?;
             Ok((answer, session))
         };
-        match timeout(env, within, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Timeout {
-                addr,
-                after: within,
-            }),
-        }
+        bounded(env, within, &addr, attempt).await
     }
 
     /// A new session kept open across steps (a poll, then what follows
@@ -139,20 +126,8 @@ impl Endpoint {
         env: &E,
         within: Duration,
     ) -> Result<OpenSession, SessionError> {
-        let addr = self.addr();
-        match timeout(env, within, self.session(env)).await {
-            Ok(Ok((client, conn, server_major))) => Ok(OpenSession {
-                client,
-                conn: Some(conn),
-                addr,
-                server_major,
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(SessionError::Timeout {
-                addr,
-                after: within,
-            }),
-        }
+        let kept = self.with_kept_session(env, within, async |_, _| Ok(()));
+        kept.await.map(|((), session)| session)
     }
 
     /// A new session: TCP through the Env, then the startup handshake
@@ -253,13 +228,7 @@ impl OpenSession {
         mut go_on: impl FnMut(&[Option<String>]) -> bool,
     ) -> Result<Vec<Vec<Option<String>>>, SessionError> {
         let rows = rows_while(&self.client, &self.addr, statements, &mut go_on);
-        match timeout(env, within, rows).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Timeout {
-                addr: self.addr.clone(),
-                after: within,
-            }),
-        }
+        bounded(env, within, &self.addr, rows).await
     }
 
     /// The text columns of the first row `sql` answers (empty when none),
@@ -270,13 +239,8 @@ impl OpenSession {
         sql: &str,
         within: Duration,
     ) -> Result<Vec<Option<String>>, SessionError> {
-        match timeout(env, within, first_row_of(&self.client, &self.addr, sql)).await {
-            Ok(r) => r,
-            Err(_) => Err(SessionError::Timeout {
-                addr: self.addr.clone(),
-                after: within,
-            }),
-        }
+        let row = first_row_of(&self.client, &self.addr, sql);
+        bounded(env, within, &self.addr, row).await
     }
 
     pub fn client(&self) -> &tokio_postgres::Client {
@@ -293,6 +257,24 @@ impl Drop for OpenSession {
         if let Some(conn) = &self.conn {
             conn.abort();
         }
+    }
+}
+
+/// `work` within `within` on the Env clock; running out is a
+/// [`SessionError::Timeout`] naming `addr`.
+async fn bounded<E: Env, T, Er: From<SessionError>>(
+    env: &E,
+    within: Duration,
+    addr: &str,
+    work: impl Future<Output = Result<T, Er>>,
+) -> Result<T, Er> {
+    match timeout(env, within, work).await {
+        Ok(r) => r,
+        Err(_) => Err(SessionError::Timeout {
+            addr: addr.to_string(),
+            after: within,
+        }
+        .into()),
     }
 }
 
