@@ -29,7 +29,7 @@ pub struct Args {
         long,
         help_heading = NEON_HEADING,
         env = "COMPUTE_CTL_PGDATA",
-        required_unless_present_any = ["validate_spec", "plan"]
+        required_unless_present_any = ["validate_spec", "plan", "write_settings_cache"]
     )]
     pub pgdata: Option<PathBuf>,
 
@@ -39,7 +39,7 @@ pub struct Args {
         long,
         help_heading = NEON_HEADING,
         env = "COMPUTE_CTL_CONNSTR",
-        required_unless_present = "validate_spec"
+        required_unless_present_any = ["validate_spec", "write_settings_cache"]
     )]
     pub connstr: Option<String>,
 
@@ -297,6 +297,40 @@ pub struct Args {
     /// plain HTTP on loopback.
     #[arg(long, env = "COMPUTE_CTL_HTTP_TLS", help_heading = "Fleet operation")]
     pub http_tls: bool,
+
+    /// Directory where what the postgres binary says about its settings
+    /// (`--version`, `--describe-config`, base units, verdicts on values) is
+    /// kept across starts: one file per binary, used only while the binary
+    /// has the same path, size and modification time. A start on a binary
+    /// met before then spawns none of those processes. Not writable: each
+    /// start asks the binary, as with --no-settings-cache.
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_SETTINGS_CACHE",
+        value_name = "DIR",
+        default_value = crate::params::DEFAULT_SETTINGS_CACHE,
+        help_heading = "Fleet operation"
+    )]
+    pub settings_cache: PathBuf,
+
+    /// Ask the postgres binary about its settings on every start; read and
+    /// write no --settings-cache.
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_NO_SETTINGS_CACHE",
+        help_heading = "Fleet operation"
+    )]
+    pub no_settings_cache: bool,
+
+    /// Only fill the --settings-cache of the -b binary (its listing and the
+    /// base unit of every setting that has one), then exit: 0 written, 1
+    /// not. For an image build, so that no container start asks the binary.
+    #[arg(
+        long,
+        conflicts_with_all = ["validate_spec", "plan", "no_settings_cache"],
+        help_heading = "Fleet operation"
+    )]
+    pub write_settings_cache: bool,
 }
 
 /// Neon's default internal HTTP port.

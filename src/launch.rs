@@ -50,7 +50,40 @@ fn params(args: &Args) -> anyhow::Result<ComputeParams> {
         quorum_deadline: Duration::from_secs(args.quorum_deadline_secs),
         max_ready_lag: args.max_ready_lag,
         tls: tls_paths(args)?,
+        settings_cache: (!args.no_settings_cache).then(|| args.settings_cache.clone()),
     })
+}
+
+/// `--write-settings-cache`: asks the `-b` binary for its listing and the
+/// base unit of every setting that has one, and writes them to
+/// `--settings-cache`; no Postgres is started and no PGDATA is touched.
+pub fn write_settings_cache(args: &Args) -> anyhow::Result<String> {
+    let pgbin = find_pgbin(&args.pgbin_or(std::env::var_os("POSTGRES_PATH")))?;
+    let params = ComputeParams {
+        pgbin,
+        settings_cache: Some(args.settings_cache.clone()),
+        // Never used: the cache is filled from the binary alone.
+        pgdata: PathBuf::from("/nonexistent/compute_ctl/write-settings-cache"),
+        conn: ConnTarget::parse("postgresql://cloud_admin@127.0.0.1:1/postgres")
+            .context("the placeholder connection string")?,
+        http_addr: SocketAddr::new(IpAddr::from([127, 0, 0, 1]), 0),
+        compute_id: None,
+        ready_timeout: args.ready_timeout(),
+        shutdown_timeout: args.shutdown_timeout(),
+        activity_interval: args.activity_interval(),
+        cgroup_procs: None,
+        advertise: None,
+        quorum_deadline: Duration::from_secs(args.quorum_deadline_secs),
+        max_ready_lag: None,
+        tls: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let compute = Compute::new(TokioEnv::new(), params);
+    let filled = rt.block_on(compute.fill_settings_cache())?;
+    Ok(filled)
 }
 
 /// The certificate pair of `--tls-cert`/`--tls-key`, else of `-c`'s

@@ -22,6 +22,19 @@ fn main() -> ExitCode {
         init_logging(args.log_format, None);
         return plan_file(path, &args);
     }
+    if args.write_settings_cache {
+        init_logging(args.log_format, None);
+        return match launch::write_settings_cache(&args) {
+            Ok(written) => {
+                println!("{written}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("compute_ctl: cannot write the settings cache: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // First, while there is only one thread: as PID 1, become init + supervisor.
     if let Err(e) = pid1::split_if_pid1() {
         eprintln!("compute_ctl: cannot set up as PID 1 (init and supervisor): {e:#}");

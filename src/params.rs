@@ -97,6 +97,9 @@ pub struct ComputeParams {
     /// `--tls-cert`/`--tls-key` (or `-c`'s `compute_ctl_config.tls`): the
     /// pair Postgres serves TLS with.
     pub tls: Option<TlsPaths>,
+    /// Where the binary's answers about its settings are kept across runs
+    /// (`pg::settings_cache`); `None`: asked on every start.
+    pub settings_cache: Option<PathBuf>,
 }
 
 /// Where a TLS certificate (PEM, leaf first) and its private key (PEM) are
@@ -128,6 +131,7 @@ impl ComputeParams {
             quorum_deadline: DEFAULT_QUORUM_DEADLINE,
             max_ready_lag: None,
             tls: None,
+            settings_cache: None,
         }
     }
 
@@ -147,6 +151,10 @@ impl ComputeParams {
 }
 
 /// The default of `--quorum-deadline-secs`.
+/// Where `--settings-cache` keeps the binary's answers by default (beside
+/// the Postgres builds `just deps` installs).
+pub const DEFAULT_SETTINGS_CACHE: &str = "/var/cache/compute_ctl/settings";
+
 pub const DEFAULT_QUORUM_DEADLINE: Duration = Duration::from_secs(30);
 
 /// `host:port` where remote servers (the safekeepers) reach this compute's

@@ -128,6 +128,7 @@ impl InProcess {
             quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
             max_ready_lag: None,
             tls: None,
+            settings_cache: None,
         };
         let compute = Compute::new(TokioEnv::new(), params);
         tokio::spawn({

@@ -51,28 +51,6 @@ pub struct ConfigRefused {
 }
 
 impl<E: Env> Compute<E> {
-    /// The settings of the binary in use, read at first need and kept
-    /// (`None` when `postgres --describe-config` cannot be run: then only
-    /// the check of the written file guards the config).
-    pub async fn settings_catalogue(&self) -> Option<Arc<pg::SettingsCatalogue>> {
-        self.settings_catalogue
-            .get_or_init(|| async {
-                match pg::read_settings_catalogue(&self.env, &self.params).await {
-                    Ok(c) => {
-                        tracing::info!(major = c.major, settings = c.len(), "settings catalogue read");
-                        self.state.send_modify(|st| st.pg_major = Some(c.major));
-                        Some(Arc::new(c))
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the settings catalogue; settings are checked only in the written file, before the reload");
-                        None
-                    }
-                }
-            })
-            .await
-            .clone()
-    }
-
     /// The settings of `spec` that the binary in use refuses, as spec
     /// problems (JSON path; the message names the major). A name that
     /// `--describe-config` does not list is asked of Postgres once
@@ -141,7 +119,7 @@ impl<E: Env> Compute<E> {
         learn.sort_unstable_by_key(|(n, _)| *n);
         learn.dedup_by_key(|(n, _)| *n);
         let learning = |j: &pg::SettingToJudge| learn.iter().any(|(n, _)| *n == j.name);
-        let (units, ()) = futures::future::join(
+        let (units, asked_first) = futures::future::join(
             futures::future::join_all(
                 learn
                     .iter()
@@ -154,8 +132,13 @@ impl<E: Env> Compute<E> {
         if let Ok(mut m) = self.setting_units.lock() {
             m.extend(learn.iter().map(|(n, _)| n.to_string()).zip(units));
         }
-        self.judge_by_binary(&catalogue, judge.iter().filter(|j| learning(j)))
-            .await;
+        let asked = self
+            .judge_by_binary(&catalogue, judge.iter().filter(|j| learning(j)))
+            .await
+            || asked_first;
+        if !learn.is_empty() || asked {
+            self.keep_binary_answers().await;
+        }
         for j in judge {
             if self.unit_settles(&catalogue, &j) {
                 continue;
@@ -175,7 +158,7 @@ impl<E: Env> Compute<E> {
 
     /// The base unit learnt for `name`: `None` not asked yet,
     /// `Some(None)` it has none or the binary could not say.
-    fn unit_of(&self, name: &str) -> Option<Option<pg::BaseUnit>> {
+    pub(super) fn unit_of(&self, name: &str) -> Option<Option<pg::BaseUnit>> {
         self.setting_units
             .lock()
             .ok()
@@ -203,12 +186,12 @@ impl<E: Env> Compute<E> {
 
     /// The binary's verdict on each of `settings` that a known base unit
     /// does not settle and that is not remembered yet, asked in parallel
-    /// and remembered (read back by the caller).
+    /// and remembered (read back by the caller); whether any was asked.
     async fn judge_by_binary<'a>(
         &self,
         catalogue: &pg::SettingsCatalogue,
         settings: impl Iterator<Item = &'a pg::SettingToJudge>,
-    ) {
+    ) -> bool {
         let mut new: Vec<(String, String)> = settings
             .filter(|j| !self.unit_settles(catalogue, j))
             .filter(|j| self.remembered_verdict(j).is_none())
@@ -217,7 +200,7 @@ impl<E: Env> Compute<E> {
         new.sort();
         new.dedup();
         if new.is_empty() {
-            return;
+            return false;
         }
         let verdicts = futures::future::join_all(
             new.iter()
@@ -231,6 +214,7 @@ impl<E: Env> Compute<E> {
             }
             m.extend(new.into_iter().zip(verdicts));
         }
+        true
     }
 
     /// After `spec`'s config was written, before the SIGHUP: whether

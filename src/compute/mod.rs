@@ -13,6 +13,7 @@ mod promote;
 mod reconfigure;
 mod replication;
 mod safekeeper_move;
+mod settings_memory;
 mod source_major;
 mod start;
 mod supervisor;
@@ -36,6 +37,7 @@ pub use durable::SafekeepersState;
 pub use failure::FailReason;
 pub use phase::{Operation, Part, Phase, Stage};
 pub use promote::{PromoteJob, PromoteOutcome, PromoteRefused, PromoteTicket, PromoteTimings};
+pub use settings_memory::FillCacheError;
 pub use supervisor::RunOutcome;
 pub use timings::{CatalogInterrupted, ReconfigureTimings, StartupTimings};
 
@@ -145,6 +147,8 @@ pub struct Compute<E: Env> {
     restart_basis: std::sync::OnceLock<supervisor::RestartBasis>,
     /// The settings of `params.pgbin`, read once (`None`: it could not be read).
     settings_catalogue: tokio::sync::OnceCell<Option<Arc<crate::pg::SettingsCatalogue>>>,
+    /// The binary's listing and cache entry, when `--settings-cache` is on.
+    binary_listing: std::sync::OnceLock<settings_memory::KeptListing>,
     /// Names `--describe-config` does not list, and whether Postgres knows them.
     unlisted_settings: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
     /// What the binary said of (name, value) pairs only it can judge
@@ -239,6 +243,7 @@ impl<E: Env> Compute<E> {
             state: watch::Sender::new(state),
             restart_basis: std::sync::OnceLock::new(),
             settings_catalogue: tokio::sync::OnceCell::new(),
+            binary_listing: std::sync::OnceLock::new(),
             unlisted_settings: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             judged_settings: std::sync::Mutex::new(config_check::Judged::new()),
             setting_units: std::sync::Mutex::new(std::collections::BTreeMap::new()),

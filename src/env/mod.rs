@@ -254,6 +254,18 @@ pub trait Fs: Send + Sync + 'static {
     /// The bytes of the regular files below `path` (symlinks not followed):
     /// what a base backup wrote.
     fn dir_size(&self, path: &Path) -> impl Future<Output = io::Result<u64>> + Send;
+    /// The size and modification time of the file at `path` (symlinks
+    /// followed): what tells one build of a program from another without
+    /// reading it.
+    fn stamp(&self, path: &Path) -> impl Future<Output = io::Result<FileStamp>> + Send;
+}
+
+/// A file's size and modification time, as `make` and cargo compare them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    pub len: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub modified_ns: u64,
 }
 
 /// Randomness, seeded in the simulator.

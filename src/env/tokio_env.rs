@@ -17,7 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::{
-    Child, Clock, CommandSpec, ExitInfo, Fs, Net, ProcessOutput, Processes, Rng, RunAs, Signal,
+    Child, Clock, CommandSpec, ExitInfo, FileStamp, Fs, Net, ProcessOutput, Processes, Rng, RunAs,
+    Signal,
 };
 
 /// The production environment.
@@ -598,6 +599,20 @@ impl Fs for TokioEnv {
             Ok(total)
         })
         .await
+    }
+
+    async fn stamp(&self, path: &Path) -> io::Result<FileStamp> {
+        let meta = tokio::fs::metadata(path).await?;
+        let modified = meta.modified()?;
+        let since_epoch = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| {
+                io::Error::other(format!("{} is dated before 1970: {e}", path.display()))
+            })?;
+        Ok(FileStamp {
+            len: meta.len(),
+            modified_ns: u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX),
+        })
     }
 }
 

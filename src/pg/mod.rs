@@ -4,7 +4,8 @@
 //! ([`connect`], the one held across reconfigures: [`held_session`]), the
 //! HTTP API's probes ([`probe`]) and schema dump ([`dump`]), a postmaster
 //! left behind by a killed run ([`stale`]), the settings the binary knows
-//! ([`settings_catalogue`], their base units: [`setting_units`]) and what
+//! ([`settings_catalogue`], their base units: [`setting_units`], both kept
+//! across runs: [`settings_cache`]) and what
 //! Postgres refuses of its config files, asked before a reload
 //! ([`file_settings`]).
 
@@ -20,6 +21,7 @@ mod postmaster;
 pub mod probe;
 mod restart;
 mod setting_units;
+pub mod settings_cache;
 mod settings_catalogue;
 mod stale;
 mod tls;
@@ -49,8 +51,9 @@ pub use postmaster::{describe_exit, spawn_postgres, wait_ready};
 pub use restart::{SettingContexts, conf_values, pending_restart};
 pub use setting_units::BaseUnit;
 pub use settings_catalogue::{
-    SettingDef, SettingKind, SettingRefusal, SettingToJudge, SettingsCatalogue, judge_setting,
-    learn_base_unit, parse_judgement, parse_major, read_settings_catalogue, setting_exists,
+    SettingDef, SettingKind, SettingRefusal, SettingToJudge, SettingsCatalogue,
+    ask_settings_listing, judge_setting, learn_base_unit, parse_judgement, parse_major,
+    setting_exists,
 };
 pub use stale::{live_postmaster, stop_stale_postmaster, stop_stale_tools};
 pub use tls::{TLS_CONF, TLS_DIR, install_pair};

@@ -36,7 +36,8 @@ const TIME: [(&str, i128); 6] = [
     ("d", 86_400_000_000),
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Kind {
     Memory,
     Time,
@@ -73,11 +74,35 @@ fn plain_integer(v: &str) -> Option<(i128, &str)> {
 }
 
 /// The base unit of an integer setting measured in memory or time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BaseUnit {
     kind: Kind,
-    /// Bytes or microseconds in one base unit.
+    /// Bytes or microseconds in one base unit (kept as an i64: serde's
+    /// flattened maps cannot hold an i128, and a day in microseconds fits).
+    #[serde(with = "size_as_i64")]
     size: i128,
+}
+
+mod size_as_i64 {
+    use serde::{
+        Deserialize, Deserializer, Serialize, Serializer, de::Error as _, ser::Error as _,
+    };
+
+    pub fn serialize<S: Serializer>(size: &i128, s: S) -> Result<S::Ok, S::Error> {
+        i64::try_from(*size)
+            .map_err(|_| S::Error::custom(format!("base unit size {size} exceeds i64")))?
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        let size = i64::deserialize(d)?;
+        if size < 1 {
+            return Err(D::Error::custom(format!(
+                "base unit size {size} is not positive"
+            )));
+        }
+        Ok(i128::from(size))
+    }
 }
 
 impl BaseUnit {

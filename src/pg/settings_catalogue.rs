@@ -22,6 +22,7 @@
 //! catches anything Postgres refuses.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use super::PgError;
@@ -127,6 +128,11 @@ impl SettingsCatalogue {
                 .iter()
                 .map(|(name, def)| (name.as_str(), def.context.as_str())),
         )
+    }
+
+    /// Every setting, by lower-case name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &SettingDef)> {
+        self.settings.iter().map(|(n, d)| (n.as_str(), d))
     }
 
     /// What the binary says about `name`.
@@ -476,33 +482,40 @@ pub fn parse_major(version: &str) -> Option<u32> {
         .find_map(|w| w.split('.').next()?.parse().ok())
 }
 
-/// Reads the catalogue of the binary of `params` (`--version`, then
-/// `--describe-config`); an empty listing is an error, not an empty catalogue.
-pub async fn read_settings_catalogue<E: Env>(
+/// Asks the binary of `params` for its `--version` and `--describe-config`
+/// (both at once: each is a process start, and a start waits for them).
+pub async fn ask_settings_listing<E: Env>(
     env: &E,
     params: &ComputeParams,
-) -> Result<SettingsCatalogue, PgError> {
-    // Both at once: each is a process start, and a start waits for them.
+) -> Result<(String, String), PgError> {
     let (version, listing) = futures::future::join(
         run_postgres(env, params, "--version"),
         run_postgres(env, params, "--describe-config"),
     )
     .await;
-    let (version, listing) = (version?, listing?);
-    let major = parse_major(&version).ok_or_else(|| {
-        PgError::Config(format!(
-            "`{} --version` printed no version: {version:?}",
-            params.pgbin.display()
-        ))
-    })?;
-    let catalogue = SettingsCatalogue::parse(&listing, major);
-    if catalogue.is_empty() {
-        return Err(PgError::Config(format!(
-            "`{} --describe-config` listed no settings",
-            params.pgbin.display()
-        )));
+    Ok((version?, listing?))
+}
+
+impl SettingsCatalogue {
+    /// The catalogue of the binary at `pgbin` from its `--version` and
+    /// `--describe-config` output; an empty listing is an error, not an
+    /// empty catalogue.
+    pub fn from_listing(pgbin: &Path, version: &str, listing: &str) -> Result<Self, PgError> {
+        let major = parse_major(version).ok_or_else(|| {
+            PgError::Config(format!(
+                "`{} --version` printed no version: {version:?}",
+                pgbin.display()
+            ))
+        })?;
+        let catalogue = Self::parse(listing, major);
+        if catalogue.is_empty() {
+            return Err(PgError::Config(format!(
+                "`{} --describe-config` listed no settings",
+                pgbin.display()
+            )));
+        }
+        Ok(catalogue)
     }
-    Ok(catalogue)
 }
 
 #[cfg(test)]

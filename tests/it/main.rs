@@ -38,6 +38,7 @@ mod pending_restart;
 mod promote;
 mod refresh_configuration;
 mod setting_values;
+mod settings_cache;
 mod skip_flag;
 mod soak;
 mod spec_source;

@@ -45,6 +45,7 @@ fn compute(dir: &tempfile::TempDir) -> Arc<Compute<TokioEnv>> {
             quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
             max_ready_lag: None,
             tls: None,
+            settings_cache: None,
         },
     )
 }

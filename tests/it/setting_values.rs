@@ -14,7 +14,7 @@ use crate::support::compute::{Compute, ComputeOpts};
 use crate::support::control_plane::{FakeControlPlane, Reply};
 use crate::support::fixture;
 
-fn with_setting(op: &str, name: &str, value: &str, vartype: &str) -> Value {
+pub(crate) fn with_setting(op: &str, name: &str, value: &str, vartype: &str) -> Value {
     let mut s = fixture("spec.json");
     s["operation_uuid"] = op.into();
     s["cluster"]["settings"]
@@ -114,7 +114,7 @@ async fn enum_values_units_and_ranges_are_refused_before_anything_is_written() {
 }
 
 /// The judged-by-binary counter of `/metrics`.
-async fn judged_by_binary(c: &Compute) -> u64 {
+pub(crate) async fn judged_by_binary(c: &Compute) -> u64 {
     let m = c.get("/metrics").await.text;
     m.lines()
         .find_map(|l| l.strip_prefix("compute_ctl_settings_judged_by_binary_total "))

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use compute_ctl::env::{
-    Child, Clock, CommandSpec, ExitInfo, Fs, Net, ProcessOutput, Processes, Rng, RunAs, Signal,
+    Child, Clock, CommandSpec, ExitInfo, FileStamp, Fs, Net, ProcessOutput, Processes, Rng, RunAs,
+    Signal,
 };
 use rand::{RngCore, SeedableRng, rngs::SmallRng};
 use tokio::sync::watch;
@@ -247,6 +248,15 @@ impl Fs for SimEnv {
 
     async fn dir_size(&self, path: &Path) -> io::Result<u64> {
         self.fs().size_below(path)
+    }
+
+    /// The simulated file system keeps no times: every file is of the epoch.
+    async fn stamp(&self, path: &Path) -> io::Result<FileStamp> {
+        let len = self.fs().read(path)?.len() as u64;
+        Ok(FileStamp {
+            len,
+            modified_ns: 0,
+        })
     }
 }
 

@@ -130,6 +130,8 @@ pub fn params() -> ComputeParams {
         quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
         max_ready_lag: None,
         tls: None,
+        // The simulated `postgres` is no file to stamp: asked on every start.
+        settings_cache: None,
     }
 }
 

@@ -419,6 +419,19 @@ fn spawn(
             (!opts.args.iter().any(|a| a == "--internal-http-port"))
                 .then_some("--no-internal-http"),
         )
+        .args(
+            // One settings cache per compute (kept across its restarts), so
+            // that no test depends on what another taught the host's.
+            (!opts.args.iter().any(|a| a.contains("settings-cache")))
+                .then(|| {
+                    [
+                        std::ffi::OsString::from("--settings-cache"),
+                        dir.join("settings-cache").into_os_string(),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info,compute_ctl=debug")

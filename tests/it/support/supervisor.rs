@@ -41,6 +41,9 @@ pub fn params(pgdata: PathBuf, port: u16) -> ComputeParams {
         quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
         max_ready_lag: None,
         tls: None,
+        // Each test asks the binary, as the first start on a host does
+        // (tests/it/settings_cache.rs covers the cache).
+        settings_cache: None,
     }
 }
 
