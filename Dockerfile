@@ -42,6 +42,13 @@ RUN old="$(id -u postgres):$(id -g postgres)" \
 
 COPY --from=build /usr/local/bin/compute_ctl /usr/local/bin/compute_ctl
 
+# What the postgres binary says about its settings (its listing, every base
+# unit), asked once here, so that no container start spawns those processes
+# beside its base backup (README, "The settings cache"). The postgres user
+# may add the verdicts it learns later.
+RUN compute_ctl --write-settings-cache -b /usr/lib/postgresql/15/bin/postgres \
+ && chown -R postgres:postgres /var/cache/compute_ctl
+
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postgresql/15/bin \
     COMPUTE_CTL_PGBIN=/usr/lib/postgresql/15/bin/postgres \
     COMPUTE_CTL_PGDATA=/var/lib/postgresql/compute/pgdata

@@ -124,6 +124,13 @@ async fn start_with_spec_serves_its_roles_and_databases() {
     let status = compute.status().await.expect("status");
     assert_eq!(status["status"], "running", "{status}");
     assert_eq!(status["operation_uuid"], START_OPERATION, "{status}");
+    // The image's settings cache (written at build) spared the start its
+    // `postgres --describe-config` and probes.
+    let log = compute.logs().await;
+    assert!(
+        log.contains("settings catalogue read") && log.contains("from_cache=true"),
+        "the image's settings cache was not used:\n{log}"
+    );
 
     let sql = alice(&compute).await;
     let roles: Vec<String> = sql
