@@ -11,6 +11,44 @@ use crate::postgres::{PGBIN, Scratch};
 
 pub const SUPERUSER: &str = "cloud_admin";
 
+/// The settings cache every compute of this run reads: filled once before
+/// the first, by `--write-settings-cache`, as the image build fills it
+/// (README, "The settings cache"). `COMPETE_SETTINGS_CACHE=off` runs every
+/// compute with `--no-settings-cache` instead, asking the binary at each
+/// start as a host's first start does.
+fn settings_cache_args() -> anyhow::Result<Vec<String>> {
+    static DIR: std::sync::OnceLock<Result<Scratch, String>> = std::sync::OnceLock::new();
+    if std::env::var("COMPETE_SETTINGS_CACHE").is_ok_and(|v| v == "off") {
+        return Ok(vec!["--no-settings-cache".into()]);
+    }
+    let dir = DIR.get_or_init(|| {
+        let fill = || -> anyhow::Result<Scratch> {
+            let scratch = Scratch::new("settings-cache")?;
+            let out = Command::new(env!("CARGO_BIN_EXE_compute_ctl"))
+                .args(["--write-settings-cache", "-b", &format!("{PGBIN}/postgres")])
+                .arg("--settings-cache")
+                .arg(scratch.dir.path())
+                .output()
+                .context("running compute_ctl --write-settings-cache")?;
+            if !out.status.success() {
+                bail!(
+                    "compute_ctl --write-settings-cache failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(scratch)
+        };
+        fill().map_err(|e| format!("{e:#}"))
+    });
+    match dir {
+        Ok(s) => Ok(vec![
+            "--settings-cache".into(),
+            s.dir.path().display().to_string(),
+        ]),
+        Err(e) => bail!("{e}"),
+    }
+}
+
 /// A running compute_ctl with its own PGDATA, Postgres port and HTTP port.
 pub struct Compute {
     pub pg_port: u16,
@@ -46,6 +84,7 @@ impl Compute {
                 None => command.env_remove(name),
             };
         }
+        command.args(settings_cache_args()?);
         let child = command
             .arg("-D")
             .arg(&pgdata)
