@@ -228,3 +228,35 @@ fn seeds_that_once_failed_pass() {
         );
     }
 }
+
+/// A boot whose image has the settings cache (every other one) asks the
+/// simulated binary nothing; the others ask it once and fill their own.
+#[test]
+fn a_boot_from_an_image_with_the_settings_cache_asks_the_binary_nothing() {
+    let scenario = sim::scenarios::find("durable_kill_and_move").expect("a scenario");
+    let trace = runner::run(5, scenario).trace;
+    let mut boot = None;
+    let mut asked: std::collections::BTreeMap<u64, usize> = Default::default();
+    for line in trace.lines() {
+        let ev: serde_json::Value = serde_json::from_str(line).expect("a JSON trace line");
+        if ev["ev"] == "boot" && ev["host"] == "compute" {
+            boot = ev["boot"].as_u64();
+            asked.insert(boot.expect("a boot number"), 0);
+        }
+        let cmd = ev["cmd"].as_str().unwrap_or("");
+        if let Some(b) = boot
+            && (cmd.ends_with("postgres --describe-config") || cmd.ends_with("postgres --version"))
+        {
+            *asked.entry(b).or_default() += 1;
+        }
+    }
+    assert!(
+        asked.len() >= 3,
+        "the seed booted the compute {} times",
+        asked.len()
+    );
+    for (boot, n) in asked {
+        let expected = if boot % 2 == 1 { 0 } else { 2 };
+        assert_eq!(n, expected, "boot {boot} asked the binary {n} times");
+    }
+}

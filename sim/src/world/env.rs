@@ -49,10 +49,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SimEnv {
     pub fn new(shared: Shared, seed: u64, epoch: SystemTime) -> Self {
+        // The host's image has the Postgres binary (a file to stamp, for
+        // the settings cache; `procs.rs` answers for the program itself).
+        let mut fs = SimFs::new();
+        let pgbin = super::params().pgbin;
+        if let Some(dir) = pgbin.parent() {
+            let installed = fs
+                .create_dir_all(dir)
+                .and_then(|()| fs.write(&pgbin, b"simulated postgres 15"));
+            debug_assert!(installed.is_ok(), "{installed:?}");
+        }
         Self {
             inner: Arc::new(Inner {
                 shared,
-                fs: Mutex::new(SimFs::new()),
+                fs: Mutex::new(fs),
                 procs: Mutex::new(ProcTable::default()),
                 rng: Mutex::new(SmallRng::seed_from_u64(seed)),
                 epoch,

@@ -80,6 +80,26 @@ fn provision_cgroup(env: &SimEnv) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What an image build's `compute_ctl --write-settings-cache` leaves: the
+/// simulated binary's listing, under `--settings-cache`.
+async fn bake_settings_cache(env: &SimEnv, params: &ComputeParams) -> std::io::Result<()> {
+    use compute_ctl::pg::settings_cache::{BinaryAnswers, lookup, store};
+    let Some(dir) = &params.settings_cache else {
+        return Ok(());
+    };
+    let Some((entry, _)) = lookup(env, dir, &params.pgbin).await else {
+        return Err(std::io::Error::other(
+            "the simulated binary cannot be stamped",
+        ));
+    };
+    let answers = BinaryAnswers {
+        version: procs::POSTGRES_VERSION.into(),
+        describe_config: crate::pgmodel::guc::describe_config(),
+        ..BinaryAnswers::default()
+    };
+    store(env, &entry, &answers).await
+}
+
 /// The key set compute_ctl verifies bearer tokens with: `--jwks` at every
 /// boot, and the control plane's `compute_ctl_config.jwks` where the spec is
 /// fetched. The repository's fixed test pair (`fixtures/jwt/`: an Ed25519
@@ -130,8 +150,8 @@ pub fn params() -> ComputeParams {
         quorum_deadline: compute_ctl::params::DEFAULT_QUORUM_DEADLINE,
         max_ready_lag: None,
         tls: None,
-        // The simulated `postgres` is no file to stamp: asked on every start.
-        settings_cache: None,
+        // As the binary's default: the host's disk, lost with the host.
+        settings_cache: Some(PathBuf::from(compute_ctl::params::DEFAULT_SETTINGS_CACHE)),
     }
 }
 
@@ -270,6 +290,7 @@ pub fn add_compute_on(
     params.compute_id = Some(compute_id(host));
     let boots = Arc::new(AtomicU64::new(0));
     let host_name = host.to_string();
+    let cache_params = params.clone();
     let boot_cfg = Arc::new(boot);
     sim.host(host, move || {
         let host_name = host_name.clone();
@@ -277,6 +298,7 @@ pub fn add_compute_on(
         let config = node_config(&params, &boot_cfg);
         let autoscaling = boot_cfg.autoscaling;
         let boot = boots.fetch_add(1, Ordering::Relaxed);
+        let cache_params = cache_params.clone();
         async move {
             let env = SimEnv::new(
                 shared.clone(),
@@ -286,6 +308,12 @@ pub fn add_compute_on(
             if autoscaling {
                 // What the VM image provides.
                 provision_cgroup(&env)?;
+            }
+            if boot % 2 == 1 {
+                // Every other boot's image has the settings cache its build
+                // filled (`--write-settings-cache`): a start from it asks
+                // the binary nothing; the others ask it and fill their own.
+                bake_settings_cache(&env, &cache_params).await?;
             }
             let node = Node::bind(env, config).await?;
             let compute = node.compute().clone();

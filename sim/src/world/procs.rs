@@ -117,6 +117,9 @@ fn exited(code: i32, stdout: impl Into<Vec<u8>>, stderr: impl Into<Vec<u8>>) -> 
     }
 }
 
+/// What the simulated `postgres --version` prints.
+pub const POSTGRES_VERSION: &str = "postgres (PostgreSQL) 15.8\n";
+
 /// Runs a program to completion.
 pub async fn output(env: &SimEnv, cmd: &CommandSpec) -> io::Result<ProcessOutput> {
     env.shared()
@@ -128,7 +131,7 @@ pub async fn output(env: &SimEnv, cmd: &CommandSpec) -> io::Result<ProcessOutput
             Ok(exited(0, crate::pgmodel::guc::describe_config(), ""))
         }
         "postgres" if cmd.args.iter().any(|a| a == "--version" || a == "-V") => {
-            Ok(exited(0, "postgres (PostgreSQL) 15.8\n", ""))
+            Ok(exited(0, POSTGRES_VERSION, ""))
         }
         other => Err(io::Error::new(
             io::ErrorKind::NotFound,
