@@ -136,7 +136,9 @@ impl<E: Env> Compute<E> {
             .judge_by_binary(&catalogue, judge.iter().filter(|j| learning(j)))
             .await
             || asked_first;
-        if !learn.is_empty() || asked {
+        // Once per new answer, and once after the binary's listing was
+        // asked (one write for a first start, not one per step).
+        if !learn.is_empty() || asked || self.binary_answers_unsaved() {
             self.keep_binary_answers().await;
         }
         for j in judge {

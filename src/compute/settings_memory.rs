@@ -19,6 +19,9 @@ pub(super) struct KeptListing {
     entry: CacheEntry,
     version: String,
     listing: String,
+    /// Asked of the binary and not written yet: the first check of a spec
+    /// writes it once, with the units and verdicts it learnt.
+    unsaved: std::sync::atomic::AtomicBool,
 }
 
 impl<E: Env> Compute<E> {
@@ -75,14 +78,12 @@ impl<E: Env> Compute<E> {
         self.state
             .send_modify(|st| st.pg_major = Some(catalogue.major));
         if let Some(entry) = entry {
-            let kept = self.binary_listing.set(KeptListing {
+            let _ = self.binary_listing.set(KeptListing {
                 entry,
                 version,
                 listing,
+                unsaved: (!from_cache).into(),
             });
-            if kept.is_ok() && !from_cache {
-                self.keep_binary_answers().await;
-            }
         }
         Some(Arc::new(catalogue))
     }
@@ -104,6 +105,13 @@ impl<E: Env> Compute<E> {
             }
         }
         (answers.version, answers.describe_config)
+    }
+
+    /// Whether the binary's listing was asked and is not in the cache yet.
+    pub(super) fn binary_answers_unsaved(&self) -> bool {
+        self.binary_listing
+            .get()
+            .is_some_and(|k| k.unsaved.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Writes what the binary has answered so far to its cache file (when
@@ -153,6 +161,10 @@ impl<E: Env> Compute<E> {
             units,
             verdicts,
         };
+        // One attempt per new answer: where nothing can be written (a
+        // read-only file system), a notify must not retry it every time.
+        kept.unsaved
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         settings_cache::store(&self.env, &kept.entry, &answers)
             .await
             .map(|()| Some(kept.entry.file.as_path()))

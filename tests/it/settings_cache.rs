@@ -177,3 +177,38 @@ async fn write_settings_cache_learns_every_unit_for_an_image() {
         "{stderr}"
     );
 }
+
+/// A cache that cannot be written (a read-only root file system, a pod's
+/// user) costs a start nothing but a log line: the compute runs. It is
+/// tried again only when the binary was asked something new, never by a
+/// notify that asks it nothing.
+#[tokio::test]
+async fn an_unwritable_cache_is_not_retried_by_notifies_that_ask_nothing() {
+    crate::need_postgres!();
+    let c = Compute::start(with_cache("op-ro", Path::new("/proc/compute_ctl-settings")));
+    c.wait_running().await;
+    let tries = |c: &Compute| c.log().matches("cannot write the settings cache").count();
+    assert_eq!(tries(&c), 1, "{}", c.log());
+    let notify = |i: usize, value: &str| {
+        let mut spec = with_setting(&format!("op-ro-{i}"), "work_mem", value, "string");
+        spec["skip_pg_catalog_updates"] = true.into();
+        spec
+    };
+    // The first work_mem learns its unit from the binary: a new answer.
+    let r = c.configure(&notify(0, "5MB"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let after_first = tries(&c);
+    assert_eq!(after_first, 2, "{}", c.log());
+    let asked = judged_by_binary(&c).await;
+    for (i, value) in [(1, "6MB"), (2, "7MB")] {
+        let r = c.configure(&notify(i, value), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(c.sql_value("SHOW work_mem").await, "7MB");
+    assert_eq!(
+        judged_by_binary(&c).await,
+        asked,
+        "a plain value asked the binary"
+    );
+    assert_eq!(tries(&c), after_first, "{}", c.log());
+}
