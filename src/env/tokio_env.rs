@@ -602,7 +602,8 @@ impl Fs for TokioEnv {
     }
 
     async fn stamp(&self, path: &Path) -> io::Result<FileStamp> {
-        let meta = tokio::fs::metadata(path).await?;
+        let owned = path.to_path_buf();
+        let meta = small_file_io(move || std::fs::metadata(owned)).await?;
         let modified = meta.modified()?;
         let since_epoch = modified
             .duration_since(std::time::UNIX_EPOCH)
