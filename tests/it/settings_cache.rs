@@ -27,6 +27,18 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&bytes).expect("the cache file is JSON")
 }
 
+/// `compute_ctl --write-settings-cache` of the test binary into `dir`.
+fn write_settings_cache(dir: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_compute_ctl"))
+        .arg("--write-settings-cache")
+        .arg("-b")
+        .arg(postgres_bin())
+        .arg("--settings-cache")
+        .arg(dir)
+        .output()
+        .expect("run compute_ctl --write-settings-cache")
+}
+
 fn write_json(path: &Path, v: &Value) {
     std::fs::write(path, serde_json::to_vec(v).unwrap()).expect("write the cache file");
 }
@@ -128,14 +140,7 @@ async fn write_settings_cache_learns_every_unit_for_an_image() {
     crate::need_postgres!();
     let cache = tempfile::tempdir().expect("temp dir");
     let dir = cache.path().join("settings");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_compute_ctl"))
-        .arg("--write-settings-cache")
-        .arg("-b")
-        .arg(postgres_bin())
-        .arg("--settings-cache")
-        .arg(&dir)
-        .output()
-        .expect("run compute_ctl --write-settings-cache");
+    let out = write_settings_cache(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -163,13 +168,7 @@ async fn write_settings_cache_learns_every_unit_for_an_image() {
     assert_eq!(judged_by_binary(&c).await, 1, "{}", c.log());
 
     // Where nothing can be written, it says so and fails.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_compute_ctl"))
-        .arg("--write-settings-cache")
-        .arg("-b")
-        .arg(postgres_bin())
-        .args(["--settings-cache", "/proc/compute_ctl-settings"])
-        .output()
-        .expect("run compute_ctl --write-settings-cache");
+    let out = write_settings_cache(Path::new("/proc/compute_ctl-settings"));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
