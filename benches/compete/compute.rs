@@ -11,6 +11,14 @@ use crate::postgres::{PGBIN, Scratch};
 
 pub const SUPERUSER: &str = "cloud_admin";
 
+/// The compute_ctl benched: this build's, or `COMPETE_COMPUTE_CTL=PATH`
+/// (another build kept aside, to compare two builds in alternating runs
+/// on the same machine).
+fn binary() -> std::ffi::OsString {
+    std::env::var_os("COMPETE_COMPUTE_CTL")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_compute_ctl").into())
+}
+
 /// The settings cache every compute of this run reads: filled once before
 /// the first, by `--write-settings-cache`, as the image build fills it
 /// (README, "The settings cache"). `COMPETE_SETTINGS_CACHE=off` runs every
@@ -24,7 +32,7 @@ fn settings_cache_args() -> anyhow::Result<Vec<String>> {
     let dir = DIR.get_or_init(|| {
         let fill = || -> anyhow::Result<Scratch> {
             let scratch = Scratch::new("settings-cache")?;
-            let out = Command::new(env!("CARGO_BIN_EXE_compute_ctl"))
+            let out = Command::new(binary())
                 .args(["--write-settings-cache", "-b", &format!("{PGBIN}/postgres")])
                 .arg("--settings-cache")
                 .arg(scratch.dir.path())
@@ -77,7 +85,7 @@ impl Compute {
         let spec_path = scratch.path("spec.json");
         std::fs::write(&spec_path, serde_json::to_vec(spec)?)?;
         let pgdata = scratch.path("pgdata");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_compute_ctl"));
+        let mut command = Command::new(binary());
         for (name, value) in vars {
             match value {
                 Some(v) => command.env(name, v),

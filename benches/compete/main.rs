@@ -61,6 +61,19 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(!roles.is_empty(), "COMPETE_NOTIFY_ROLES is empty");
         plan.notify_roles = Vec::leak(roles);
     }
+    // `COMPETE_NOTIFY_REPS=200`: more paired repetitions per notify size
+    // (each one notify of ours and one by-hand reload) than the plan's 21,
+    // for comparisons finer than the run-to-run spread.
+    if let Ok(n) = std::env::var("COMPETE_NOTIFY_REPS") {
+        plan.notify_reps = n
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("COMPETE_NOTIFY_REPS={n}: {e}"))?;
+        anyhow::ensure!(
+            plan.notify_reps > 0,
+            "COMPETE_NOTIFY_REPS must be at least 1"
+        );
+    }
     if !Path::new(postgres::PGBIN).join("postgres").exists() {
         anyhow::bail!(
             "PostgreSQL 15 binaries not found in {}; run `just deps`",
