@@ -34,6 +34,9 @@ pub async fn layer<E: Env>(State(state): State<AppState<E>>, req: Request, next:
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| UNMATCHED.to_string());
     let method = method_label(req.method());
+    // The request's start, for timelines read off the log
+    // (`scripts/notify-stages.py`); "http response" ends it.
+    tracing::debug!(route, "http request");
     // Neon's request log names `method`, `uri` and `status` (its tests grep
     // the log for e.g. `/configure`).
     let span = tracing::info_span!(

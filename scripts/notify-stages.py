@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""A notify's stages in the real compute_ctl process, read off its log.
+
+Usage: scripts/notify-stages.py LOG [LOG ...]
+
+LOG is a compute_ctl log written with
+RUST_LOG=info,tokio_postgres=debug,compute_ctl::http::observe=debug
+(the bench keeps one per compute with COMPETE_LOG_DIR=DIR and
+COMPETE_RUST_LOG set so). For each skip-flag /configure whose spec was
+accepted and applied, it takes the timestamps (microseconds) of:
+
+  in        "http request" for /configure (headers read, body not yet)
+  accepted  "spec accepted" (body read, parsed, validated, submitted)
+  begin     the supervisor's BeginReconfigure
+  select1   the check session's SELECT 1 sent (it takes the reload left
+            pending on that backend, beside the config write)
+  check     the pg_file_settings query sent (write done, SELECT 1 answered)
+  done      "reconfigured" (check answered, SIGHUP sent, state updated)
+  response  "http response" for /configure
+
+and prints the median and p90 of each interval. What happens before "in"
+and after "response" (the client's send, hyper, the answer's way back) is
+the client's round trip less "in -> response".
+"""
+import statistics
+import sys
+from datetime import datetime
+
+STAGES = [
+    ("in", "accepted"),
+    ("accepted", "begin"),
+    ("begin", "select1"),
+    ("select1", "check"),
+    ("check", "done"),
+    ("done", "response"),
+    ("in", "response"),
+]
+
+
+def micros(line):
+    return datetime.strptime(line[:27], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp() * 1e6
+
+
+def event(line):
+    if "http request" in line and 'route="/configure"' in line:
+        return "in"
+    if "spec accepted" in line:
+        return "accepted"
+    if "event=BeginReconfigure" in line:
+        return "begin"
+    if "executing simple query: SELECT 1" in line:
+        return "select1"
+    if "FROM pg_catalog.pg_file_settings" in line:
+        return "check"
+    if "reconfigured timings" in line and "skip_pg_catalog_updates: true" in line:
+        return "done"
+    if "http response" in line and 'route="/configure"' in line:
+        return "response"
+    return None
+
+
+def notifies(path):
+    """One dict of event times per notify, in log order. Log lines of one
+    notify may interleave (the HTTP task and the supervisor log from their
+    own tasks), so a notify is closed by its response."""
+    current = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.startswith("20"):
+                continue
+            name = event(line)
+            if name is None:
+                continue
+            current.setdefault(name, micros(line))
+            if name == "response":
+                if all(k in current for k, _ in STAGES[:-1]):
+                    yield current
+                current = {}
+
+
+def main(paths):
+    if not paths:
+        print(__doc__, file=sys.stderr)
+        return 2
+    for path in paths:
+        found = list(notifies(path))
+        print(f"{path}: {len(found)} notifies")
+        if not found:
+            print("  none: was the log written with the RUST_LOG above?")
+            continue
+        for a, b in STAGES:
+            d = sorted(max(0.0, n[b] - n[a]) for n in found)
+            p90 = d[min(len(d) - 1, int(len(d) * 0.9))]
+            print(f"  {a:>8} -> {b:<8} median {statistics.median(d):7.0f} us   p90 {p90:7.0f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
