@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """A notify's stages in the real compute_ctl process, read off its log.
 
-Usage: scripts/notify-stages.py LOG [LOG ...]
+Usage: scripts/notify-stages.py [--first N] LOG [LOG ...]
+
+--first N keeps only the first N notifies of each log (the bench's paired
+repetitions come before its noisy-neighbour case).
 
 LOG is a compute_ctl log written with
 RUST_LOG=info,tokio_postgres=debug,compute_ctl::http::observe=debug
@@ -78,12 +81,18 @@ def notifies(path):
                 current = {}
 
 
-def main(paths):
-    if not paths:
+def main(args):
+    first = None
+    if args[:1] == ["--first"]:
+        if len(args) < 2 or not args[1].isdigit():
+            print("--first needs a number of notifies", file=sys.stderr)
+            return 2
+        first, args = int(args[1]), args[2:]
+    if not args:
         print(__doc__, file=sys.stderr)
         return 2
-    for path in paths:
-        found = list(notifies(path))
+    for path in args:
+        found = list(notifies(path))[:first]
         print(f"{path}: {len(found)} notifies")
         if not found:
             print("  none: was the log written with the RUST_LOG above?")
