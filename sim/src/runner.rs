@@ -230,9 +230,11 @@ fn run_planted(
         }
         r.lock().storage_world = None;
         shared.lock().second_compute = None;
+        r.let_go_of_compute();
     }
     // Drop the world (and the tasks holding `shared`) before reading out.
     drop(sim);
+    shared.let_go_of_compute();
     let sh = shared.lock();
     SeedReport {
         seed,
@@ -299,6 +301,9 @@ fn run_fleet(
         sh.finish();
     }
     drop(sim);
+    for sh in std::iter::once(&cplane).chain(&fleet) {
+        sh.let_go_of_compute();
+    }
     let mut violations = cplane.lock().log.violations.clone();
     let mut slowest = None;
     for (k, sh) in fleet.iter().enumerate() {
