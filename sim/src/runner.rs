@@ -235,6 +235,7 @@ fn run_planted(
     // Drop the world (and the tasks holding `shared`) before reading out.
     drop(sim);
     shared.let_go_of_compute();
+    shared.check_released();
     let sh = shared.lock();
     SeedReport {
         seed,
@@ -303,6 +304,7 @@ fn run_fleet(
     drop(sim);
     for sh in std::iter::once(&cplane).chain(&fleet) {
         sh.let_go_of_compute();
+        sh.check_released();
     }
     let mut violations = cplane.lock().log.violations.clone();
     let mut slowest = None;

@@ -137,6 +137,19 @@ impl Shared {
         self.lock().compute = None;
     }
 
+    /// After [`let_go_of_compute`](Self::let_go_of_compute), with the world
+    /// dropped: a violation if anything but the caller still holds this
+    /// record, since a reference cycle would keep every seed's world alive.
+    pub fn check_released(&self) {
+        let holders = Arc::strong_count(&self.0);
+        if holders > 1 {
+            self.violation(format!(
+                "the seed's world outlived its run: {} other holders of its record (a reference cycle?)",
+                holders - 1
+            ));
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, SharedInner> {
         // The simulation is single-threaded; a poisoned lock means a panic
         // already failed the seed, so keep going with the data.
