@@ -24,9 +24,9 @@ accepted and applied, it takes the timestamps (microseconds) of:
 and prints the median and p90 of each interval. Each event is the first
 of its kind after the previous notify's response, so a SELECT 1 of
 another session in between would be taken for the check session's: the
-bench sends none (it polls nothing else during its notifies). What happens before "in"
-and after "response" (the client's send, hyper, the answer's way back) is
-the client's round trip less "in -> response".
+bench sends none (it polls nothing else during its notifies). What
+happens before "in" and after "response" (the client's send, hyper, the
+answer's way back) is the client's round trip less "in -> response".
 """
 import statistics
 import sys
